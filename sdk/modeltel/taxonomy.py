@@ -251,10 +251,7 @@ class Severity(int, Enum):
 
 def _p95(instrument: Instrument, by: str = "", window: str = "5m", selector: str = "") -> str:
     group = ", ".join(["le", *filter(None, [by])])
-    return (
-        f"histogram_quantile(0.95, sum by ({group}) "
-        f"(rate({instrument.prometheus_name}_bucket{selector}[{window}])))"
-    )
+    return f"histogram_quantile(0.95, sum by ({group}) (rate({instrument.prometheus_name}_bucket{selector}[{window}])))"
 
 
 _PRED_TOTAL = PREDICTIONS.prometheus_series
@@ -408,10 +405,7 @@ CORE_METRICS: dict[str, MetricDefinition] = {
         threshold_critical=0.10,
         slo_target=0.01,
         direction=Direction.HIGHER_IS_WORSE,
-        promql=(
-            f"sum by (model_name) (rate({_ERR_TOTAL}[5m]))"
-            f" / sum by (model_name) (rate({_PRED_TOTAL}[5m]))"
-        ),
+        promql=(f"sum by (model_name) (rate({_ERR_TOTAL}[5m])) / sum by (model_name) (rate({_PRED_TOTAL}[5m]))"),
         instrument=ERRORS,
         description="errors per prediction",
     ),
