@@ -1,0 +1,76 @@
+"""Metric readers that export modeltel's fast instruments alongside the SDK's own.
+
+The Python SDK has no MetricProducer hook, so the merge happens in the one place every reader funnels
+through: ``MetricReader.collect``. Each reader here collects the SDK's data as usual, then adds the
+``Metric`` objects from :class:`modeltel.fastmetrics.FastMetrics` under the ``modeltel`` scope of the
+same resource before handing the batch to its exporter.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+
+from .fastmetrics import FastMetrics
+
+
+def merge(data: MetricsData | None, fast: FastMetrics, resource: Resource) -> MetricsData | None:
+    """Return ``data`` with the fast instruments' metrics added under their own scope."""
+    metrics = list(fast.collect())
+    if not metrics:
+        return data
+    scope = ScopeMetrics(scope=fast.scope, metrics=metrics, schema_url="")
+    if data is None:
+        return MetricsData(resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[scope], schema_url="")])
+    resource_metrics = list(data.resource_metrics)
+    for i, rm in enumerate(resource_metrics):
+        if rm.resource == resource:
+            resource_metrics[i] = ResourceMetrics(rm.resource, [*rm.scope_metrics, scope], rm.schema_url)
+            break
+    else:
+        resource_metrics.append(ResourceMetrics(resource=resource, scope_metrics=[scope], schema_url=""))
+    return MetricsData(resource_metrics=resource_metrics)
+
+
+class _MergingMixin:
+    """Overrides ``collect`` so the fast instruments ride along with every collection."""
+
+    _modeltel_fast: FastMetrics | None = None
+    _modeltel_resource: Resource | None = None
+
+    def attach_fast_metrics(self, fast: FastMetrics, resource: Resource) -> None:
+        self._modeltel_fast = fast
+        self._modeltel_resource = resource
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        if self._collect is None or self._modeltel_fast is None:
+            return super().collect(timeout_millis=timeout_millis)
+        data = self._collect(self, timeout_millis=timeout_millis)
+        data = merge(data, self._modeltel_fast, self._modeltel_resource)
+        if data is not None:
+            self._receive_metrics(data, timeout_millis=timeout_millis)
+
+
+class PeriodicReader(_MergingMixin, PeriodicExportingMetricReader):
+    """PeriodicExportingMetricReader that also exports modeltel's fast instruments."""
+
+
+class InMemoryReader(_MergingMixin, InMemoryMetricReader):
+    """InMemoryMetricReader that also returns modeltel's fast instruments (for tests and the demo)."""
+
+
+def prometheus_reader_class() -> type[MetricReader]:
+    """The Prometheus pull reader, merging too (imported lazily: prometheus_client is optional here)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    class PrometheusReader(_MergingMixin, PrometheusMetricReader):
+        pass
+
+    return PrometheusReader
