@@ -63,7 +63,7 @@ DEFAULT_MAX_ERROR_TYPES = 64
 # "fraction of requests under 50 ms" is an exact bucket read, and p95 at 20, 30, 50, 100 and 200 ms
 # fall in distinct buckets. The seed's [0.01, 0.05, 0.1, 0.5, ...] put 10-50 ms in one bucket.
 LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
     0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 CONFIDENCE_BUCKETS: tuple[float, ...] = (
