@@ -99,6 +99,13 @@ def test_modeltel_run_with_env_vars_only(tmp_path):
         _check(sink)
 
 
+def test_otlp_over_grpc(tmp_path):
+    with OtlpSink(grpc=True) as sink:
+        extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+        _run(tmp_path, sink, [str(BIN / "modeltel"), "run", "--"], extra)
+        _check(sink)
+
+
 @pytest.mark.parametrize("var", ["OTEL_TRACES_SAMPLER", "MODELTEL_PROMETHEUS_PORT"])
 def test_bad_configuration_never_stops_the_app(tmp_path, var):
     with OtlpSink() as sink:

@@ -1,7 +1,8 @@
-"""An in-process OTLP/HTTP receiver that keeps what it is sent, for tests and the demo's fallback.
+"""An in-process OTLP receiver (HTTP and gRPC) that keeps what it is sent, for tests and the demo.
 
-It speaks the protocol the OTLP/HTTP exporters use (protobuf, optionally gzip) and decodes into
-opentelemetry-proto messages, so assertions are made on exactly what went over the wire.
+It speaks what the OTLP exporters send (HTTP: protobuf, optionally gzip; gRPC: the trace and metrics
+services) and keeps opentelemetry-proto messages, so assertions are made on exactly what went over
+the wire.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ _ROUTES = {
 
 
 class OtlpSink:
-    """``with OtlpSink() as sink:`` then point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at ``sink.endpoint``."""
+    """``with OtlpSink() as sink:`` then point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at ``sink.endpoint``
+    (or, with ``grpc=True``, at ``sink.grpc_endpoint`` with protocol ``grpc``)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, grpc: bool = False) -> None:
         self.traces: list[ExportTraceServiceRequest] = []
         self.metrics: list[ExportMetricsServiceRequest] = []
         self.received = threading.Condition()
@@ -45,10 +47,7 @@ class OtlpSink:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                request = route[0].FromString(body)
-                with sink.received:
-                    (sink.traces if route[0] is ExportTraceServiceRequest else sink.metrics).append(request)
-                    sink.received.notify_all()
+                sink._keep(route[0].FromString(body))
                 payload = route[1]().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -62,6 +61,38 @@ class OtlpSink:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="modeltel-otlp-sink", daemon=True)
+        self._grpc = self._grpc_server(host) if grpc else None
+
+    def _keep(self, request: Any) -> None:
+        with self.received:
+            (self.traces if isinstance(request, ExportTraceServiceRequest) else self.metrics).append(request)
+            self.received.notify_all()
+
+    def _grpc_server(self, host: str) -> Any:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as mgrpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
+
+        sink = self
+
+        class Traces(tgrpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                sink._keep(request)
+                return ExportTraceServiceResponse()
+
+        class Metrics(mgrpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                sink._keep(request)
+                return ExportMetricsServiceResponse()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        tgrpc.add_TraceServiceServicer_to_server(Traces(), server)
+        mgrpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        self.grpc_port = server.add_insecure_port(f"{host}:0")
+        self.grpc_endpoint = f"http://{host}:{self.grpc_port}"
+        return server
 
     @property
     def endpoint(self) -> str:
@@ -70,11 +101,15 @@ class OtlpSink:
 
     def __enter__(self) -> OtlpSink:
         self._thread.start()
+        if self._grpc is not None:
+            self._grpc.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
 
     def spans(self) -> Iterator[tuple[dict[str, Any], Any]]:
         """Every span received, with its resource's attributes."""
