@@ -83,7 +83,6 @@ class _ModelSeries:
         "metric_attrs",
         "name",
         "prediction_span_attrs",
-        "stage_span_attrs",
         "stages",
         "success",
         "version",
@@ -102,21 +101,17 @@ class _ModelSeries:
         self.confidence = r.histogram(tx.PREDICTION_CONFIDENCE, attrs)
         self.batch = r.histogram(tx.BATCH_SIZE, attrs)
         self.prediction_span_attrs = {**attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION}
-        self.stages: dict[str, Any] = {}
-        self.stage_span_attrs: dict[str, dict[str, str]] = {}
+        self.stages: dict[str, tuple[Any, dict[str, str]]] = {}
         self.errors: dict[str, Any] = {}
 
     def stage(self, name: str) -> tuple[Any, dict[str, str]]:
-        series = self.stages.get(name)
-        if series is None:
-            label = self._t.stage_guard(name)
-            series = self._t.recorder.histogram(tx.STAGE_LATENCY, {**self.metric_attrs, tx.ATTR_STAGE: label})
-            span_attrs = {**self.metric_attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_STAGE, tx.SPAN_ATTR_STAGE: label}
-            if label == name:  # cache admitted names only, so overflowing names cannot grow this dict
-                self.stages[name] = series
-                self.stage_span_attrs[name] = span_attrs
-            return series, span_attrs
-        return series, self.stage_span_attrs[name]
+        """(bound stage histogram, stage span attributes), built on first use of ``name``."""
+        label = self._t.stage_guard(name)
+        series = self._t.recorder.histogram(tx.STAGE_LATENCY, {**self.metric_attrs, tx.ATTR_STAGE: label})
+        span_attrs = {**self.metric_attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_STAGE, tx.SPAN_ATTR_STAGE: label}
+        if label == name:  # cache admitted names only, so overflowing names cannot grow this dict
+            self.stages[name] = (series, span_attrs)
+        return series, span_attrs
 
     def count_error(self, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -357,8 +352,11 @@ class Stage:
             self._series = model.latency
             span_attrs = model.prediction_span_attrs
         else:
-            self._series, span_attrs = model.stage(self._name)
-        span = self._span = t._start_span(parent, self._span_name, span_attrs)
+            self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
+        if parent is not None and not parent.sampled:
+            span = self._span = None  # the common unsampled case, without a call
+        else:
+            span = self._span = t._start_span(parent, self._span_name, span_attrs)
         if span is not None:
             self.sampled = True
             if self._attributes:
