@@ -483,6 +483,9 @@ SLOS: tuple[SLO, ...] = (
 # --------------------------------------------------------------------------------------------------
 METER_NAME_GPU = "modeltel.gpu"
 METER_NAME_HOST = "modeltel.host"
+# model.resource_usage (cpu, memory and gpu points) comes from ONE instrument in this scope: the Python
+# Prometheus exporter merges same-named metrics of different scopes under the first one's label keys.
+METER_NAME_RESOURCES = "modeltel.meters"
 
 ATTR_HW_ID = "hw.id"  # hw_id: device UUID ("GPU-..." or "MIG-...")
 ATTR_HW_NAME = "hw.name"  # hw_name: product name, e.g. "NVIDIA H100 80GB HBM3"

@@ -10,8 +10,9 @@ import logging
 from types import ModuleType
 from typing import Any
 
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from modeltel import taxonomy as tx
 from modeltel.meters.gpu import GpuMeters
 from modeltel.meters.host import HostMeters
 
@@ -26,6 +27,16 @@ class Meters:
     def __init__(self, gpu: GpuMeters | None, host: HostMeters | None) -> None:
         self.gpu = gpu
         self.host = host
+        self._closed = False
+
+    def _observe_resource_usage(self, options: CallbackOptions) -> list[Observation]:
+        if self._closed:
+            return []
+        out: list[Observation] = []
+        for part in (self.host, self.gpu):
+            if part is not None:
+                out.extend(part.resource_usage_observations())
+        return out
 
     @property
     def gpu_available(self) -> bool:
@@ -44,6 +55,7 @@ class Meters:
 
     def shutdown(self) -> None:
         """Stop every callback from reporting, uninstrument and shut NVML down. Idempotent."""
+        self._closed = True
         for part in (self.gpu, self.host):
             if part is None:
                 continue
@@ -79,4 +91,17 @@ def install_meters(
             host_meters.start()
         except Exception as exc:
             _log.warning("host metrics off: %s", exc)
-    return Meters(gpu_meters, host_meters)
+    meters = Meters(gpu_meters, host_meters)
+    if gpu_meters is not None or host_meters is not None:
+        try:
+            # One instrument for cpu, memory and gpu points, registered after the GPU instruments so the
+            # GPU snapshot of this collection is already taken when it runs.
+            meter_provider.get_meter(tx.METER_NAME_RESOURCES).create_observable_gauge(
+                tx.RESOURCE_USAGE.otel_name,
+                callbacks=[meters._observe_resource_usage],
+                unit=tx.RESOURCE_USAGE.unit,
+                description=tx.RESOURCE_USAGE.description,
+            )
+        except Exception as exc:
+            _log.warning("model.resource_usage off: %s", exc)
+    return meters

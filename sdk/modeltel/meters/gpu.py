@@ -311,7 +311,6 @@ class GpuMeters:
                 (tx.GPU_THROTTLE, "gauge", self._observe_throttle),
                 (tx.GPU_ERRORS, "counter", self._observe_ecc),
                 (tx.GPU_PROCESS_MEMORY, "updown", self._simple("process_memory")),
-                (tx.RESOURCE_USAGE, "gauge", self._observe_resource_usage),
             ]
             for inst, kind, cb in specs:
                 _create(meter, kind, inst, cb)
@@ -359,7 +358,8 @@ class GpuMeters:
                     out.append(Observation(reading[key], {**dev.attributes, tx.ATTR_ERROR_TYPE: kind}))
         return out
 
-    def _observe_resource_usage(self, options: CallbackOptions) -> Iterable[Observation]:
+    def resource_usage_observations(self) -> list[Observation]:
+        """``model.resource_usage{resource_type="gpu"}`` per device, from this collection's snapshot."""
         out = []
         for dev in self._devices:
             pct = self._snapshot.get(dev.uuid, {}).get("utilization_percent")

@@ -56,13 +56,6 @@ class HostMeters:
         import psutil
 
         psutil.cpu_percent(interval=None)  # prime: the first call has no interval to measure over
-        meter = self._provider.get_meter(tx.METER_NAME_HOST)
-        meter.create_observable_gauge(
-            tx.RESOURCE_USAGE.otel_name,
-            callbacks=[self._observe_resource_usage],
-            unit=tx.RESOURCE_USAGE.unit,
-            description=tx.RESOURCE_USAGE.description,
-        )
         try:
             from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
         except ImportError as exc:
@@ -77,7 +70,8 @@ class HostMeters:
         except Exception as exc:
             _log.warning("host system metrics off: the system-metrics instrumentation failed (%s)", exc)
 
-    def _observe_resource_usage(self, options: CallbackOptions) -> Iterable[Observation]:
+    def resource_usage_observations(self) -> list[Observation]:
+        """``model.resource_usage`` for cpu (host-wide, since the previous call) and memory (host-wide)."""
         if self._closed:
             return []
         import psutil
@@ -85,11 +79,19 @@ class HostMeters:
         base = {} if self._model_name is None else {tx.ATTR_MODEL_NAME: self._model_name}
         out = []
         try:
-            out.append(Observation(float(psutil.cpu_percent(interval=None)), {**base, tx.ATTR_RESOURCE_TYPE: "cpu"}))
+            out.append(
+                Observation(
+                    float(psutil.cpu_percent(interval=None)), {**base, tx.ATTR_RESOURCE_TYPE: tx.RESOURCE_TYPE_CPU}
+                )
+            )
         except Exception as exc:  # pragma: no cover - psutil does not fail on supported platforms
             _log.debug("cpu percent unavailable: %s", exc)
         try:
-            out.append(Observation(float(psutil.virtual_memory().percent), {**base, tx.ATTR_RESOURCE_TYPE: "memory"}))
+            out.append(
+                Observation(
+                    float(psutil.virtual_memory().percent), {**base, tx.ATTR_RESOURCE_TYPE: tx.RESOURCE_TYPE_MEMORY}
+                )
+            )
         except Exception as exc:  # pragma: no cover
             _log.debug("memory percent unavailable: %s", exc)
         return out
