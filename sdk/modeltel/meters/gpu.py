@@ -19,6 +19,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from modeltel import taxonomy as tx
 
 _log = logging.getLogger("modeltel.meters.gpu")
+
+ANCESTRY_TTL_S = 30.0
 
 # Errors that will not go away while the driver is loaded: stop reading that field on that device.
 _PERMANENT = ("NotSupported", "NoPermission", "FunctionNotFound")
@@ -115,7 +118,10 @@ class GpuMeters:
         self._logged: set[tuple[str | None, str, str]] = set()
         self._driver_version = ""
         self._atexit: Callable[[], None] | None = None
-        self._ancestry: dict[int, bool] = {}
+        # pid -> (is this process or a descendant, when checked); psutil costs ~100 µs a pid, so results
+        # are kept for ANCESTRY_TTL_S (a pid reused within that window is vanishingly unlikely).
+        self._ancestry: dict[int, tuple[bool, float]] = {}
+        self._ancestry_pid = 0
 
     # ---------------------------------------------------------------------------------------------
     # Set-up
@@ -392,7 +398,6 @@ class GpuMeters:
             if not self._ensure_pid():
                 self._snapshot = {}
                 return self._snapshot
-            self._ancestry = {}
             snapshot = {}
             for dev in self._devices:
                 if dev.lost:
@@ -535,8 +540,14 @@ class GpuMeters:
         me = self._getpid()
         if pid == me:
             return True
-        if pid in self._ancestry:
-            return self._ancestry[pid]
+        now = time.monotonic()
+        if self._ancestry_pid != me:
+            self._ancestry, self._ancestry_pid = {}, me
+        cached = self._ancestry.get(pid)
+        if cached is not None and now - cached[1] < ANCESTRY_TTL_S:
+            return cached[0]
+        if len(self._ancestry) > 4096:
+            self._ancestry.clear()
         ours = False
         try:
             import psutil
@@ -552,7 +563,7 @@ class GpuMeters:
                 proc = psutil.Process(ppid)
         except Exception:
             ours = False  # gone, or not visible from this pid namespace
-        self._ancestry[pid] = ours
+        self._ancestry[pid] = (ours, now)
         return ours
 
     # ---------------------------------------------------------------------------------------------
