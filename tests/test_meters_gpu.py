@@ -417,3 +417,16 @@ def test_prometheus_names_match_taxonomy():
         assert [r for r in rows if f'resource_type="{rt}"' in r and 'model_name="iris"' in r], rt
     assert len([r for r in rows if 'resource_type="gpu"' in r and 'hw_id="GPU-' in r]) == 2
     assert 'hw_id="GPU-aaaaaaaa-0000-0000-0000-000000000000"' in text
+
+
+def test_pids_from_another_namespace_are_not_reported_as_zero(caplog):
+    caplog.set_level(logging.DEBUG, logger="modeltel")
+    invisible = 2**30  # above any pid_max: not a process this one can see
+    fake = make_fake_nvml(two_gpus())
+    fake.devices[0].processes = [(invisible, 5 * GIB)]  # e.g. a container without hostPID: ours may be this
+    fake.devices[1].processes = [(os.getpid(), 2 * GIB), (invisible, 5 * GIB)]  # ours is listed: known
+    _meters, reader = install(fake)
+    pts = collect(reader)
+    assert by_device(pts["modeltel.gpu.process.memory.usage"]) == {G1: 2 * GIB}
+    assert errors(pts) == {(G0, "process_memory", "PidNotVisible"): 1}
+    assert len(gpu_log_lines(caplog)) == 1

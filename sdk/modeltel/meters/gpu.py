@@ -518,25 +518,36 @@ class GpuMeters:
     def _own_process_memory(self, dev: GpuDevice, procs: list[Any]) -> int | None:
         """Bytes used on ``dev`` by this process and its descendants; None when it cannot be known."""
         total = 0
+        found = False
+        invisible = 0
         for proc in procs:
-            if not self._is_ours(proc.pid):
+            ours = self._is_ours(proc.pid)
+            if ours is None:
+                invisible += 1
                 continue
+            if not ours:
+                continue
+            found = True
             if proc.usedGpuMemory is None:
                 # NVML could not say (e.g. WDDM, or no permission): the sum would be a lie.
-                self._record(dev.uuid, "process_memory", "NotAvailable")
-                self._log_once(
-                    (dev.uuid, "process_memory", "NotAvailable"),
-                    logging.INFO,
-                    "GPU %s: NVML gives no memory figure for process %d; process memory not reported",
-                    dev.uuid,
-                    proc.pid,
-                )
+                self._skip_process_memory(dev, "NotAvailable", f"NVML gives no memory figure for process {proc.pid}")
                 return None
             total += int(proc.usedGpuMemory)
+        if invisible and not found:
+            # NVML lists pids this process cannot see: another pid namespace (a container without hostPID)
+            # or a process that just exited. Ours may be among them under another number: 0 would be a guess.
+            self._skip_process_memory(dev, "PidNotVisible", "NVML lists process ids not visible here")
+            return None
         return total
 
-    def _is_ours(self, pid: int) -> bool:
-        """True for this process and its descendants (worker processes it started)."""
+    def _skip_process_memory(self, dev: GpuDevice, kind: str, why: str) -> None:
+        self._record(dev.uuid, "process_memory", kind)
+        self._log_once(
+            (dev.uuid, "process_memory", kind), logging.INFO, "GPU %s: %s; process memory not reported", dev.uuid, why
+        )
+
+    def _is_ours(self, pid: int) -> bool | None:
+        """True for this process and its descendants, False for others, None for a pid not visible here."""
         me = self._getpid()
         if pid == me:
             return True
@@ -548,11 +559,14 @@ class GpuMeters:
             return cached[0]
         if len(self._ancestry) > 4096:
             self._ancestry.clear()
-        ours = False
-        try:
-            import psutil
+        import psutil
 
+        ours: bool | None = False
+        try:
             proc = psutil.Process(pid)
+        except Exception:
+            return None  # not cached: it may be a process that just exited
+        try:
             for _ in range(32):
                 ppid = proc.ppid()
                 if ppid == me:
@@ -562,7 +576,7 @@ class GpuMeters:
                     break
                 proc = psutil.Process(ppid)
         except Exception:
-            ours = False  # gone, or not visible from this pid namespace
+            ours = False  # an ancestor exited: re-parented, so not a descendant any more
         self._ancestry[pid] = (ours, now)
         return ours
 
