@@ -27,7 +27,7 @@ def test_resource_usage_cpu_and_memory_percentages():
     ((mem_attrs, mem),) = usage(pts, "memory")
     assert cpu_attrs == {"model.name": "iris", "resource_type": "cpu"}
     assert mem_attrs == {"model.name": "iris", "resource_type": "memory"}
-    assert 0.0 <= cpu <= 100.0
+    assert 0.0 < cpu <= 100.0  # this process kept one CPU busy for 0.2 s
     assert 0.0 < mem <= 100.0
     assert abs(mem - psutil.virtual_memory().percent) < 5.0
     assert not usage(pts, "gpu")

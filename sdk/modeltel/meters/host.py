@@ -46,16 +46,15 @@ class HostMeters:
         self._closed = False
         self._instrumentor: Any = None
         self._system_metrics = False
+        self._last_cpu: tuple[float, float] | None = None  # (busy, total) seconds at the previous reading
 
     @property
     def system_metrics_installed(self) -> bool:
         return self._system_metrics
 
     def start(self) -> None:
-        """Register the resource-usage gauge and the system-metrics instrumentation. Never raises."""
-        import psutil
-
-        psutil.cpu_percent(interval=None)  # prime: the first call has no interval to measure over
+        """Prime the CPU reading and install the system-metrics instrumentation. Never raises."""
+        self._cpu_percent()  # prime: the first reading has no interval to measure over
         try:
             from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
         except ImportError as exc:
@@ -79,11 +78,9 @@ class HostMeters:
         base = {} if self._model_name is None else {tx.ATTR_MODEL_NAME: self._model_name}
         out = []
         try:
-            out.append(
-                Observation(
-                    float(psutil.cpu_percent(interval=None)), {**base, tx.ATTR_RESOURCE_TYPE: tx.RESOURCE_TYPE_CPU}
-                )
-            )
+            pct = self._cpu_percent()
+            if pct is not None:
+                out.append(Observation(pct, {**base, tx.ATTR_RESOURCE_TYPE: tx.RESOURCE_TYPE_CPU}))
         except Exception as exc:  # pragma: no cover - psutil does not fail on supported platforms
             _log.debug("cpu percent unavailable: %s", exc)
         try:
@@ -95,6 +92,28 @@ class HostMeters:
         except Exception as exc:  # pragma: no cover
             _log.debug("memory percent unavailable: %s", exc)
         return out
+
+    def _cpu_percent(self) -> float | None:
+        """Host-wide CPU busy percent since the previous call, from our own cpu_times() deltas.
+
+        Same arithmetic as ``psutil.cpu_percent(interval=None)`` but with the previous sample kept here,
+        so other callers of psutil.cpu_percent in the process do not shorten our interval.
+        """
+        import psutil
+
+        t = psutil.cpu_times()
+        total = sum(t)
+        # guest time is already counted in user/nice on Linux
+        total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        busy = total - idle
+        last, self._last_cpu = self._last_cpu, (busy, total)
+        if last is None:
+            return None
+        d_total = total - last[1]
+        if d_total <= 0:
+            return None  # no time elapsed: no reading rather than a made-up 0
+        return min(100.0, max(0.0, (busy - last[0]) / d_total * 100.0))
 
     def _before_callback(self, inst: Any) -> bool:
         if self._closed:
