@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+
+def settle() -> None:
+    """Sleep past one CPU-time clock tick (10 ms on Linux), so a cpu percentage can be measured."""
+    time.sleep(0.03)
 
 
 def provider() -> tuple[MeterProvider, InMemoryMetricReader]:

@@ -14,7 +14,7 @@ from modeltel import taxonomy as tx
 from modeltel.meters import install_meters
 
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
-from tests.meters_helpers import by_device, collect, provider, units
+from tests.meters_helpers import by_device, collect, provider, settle, units
 
 GIB = 1024**3
 G0 = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
@@ -173,6 +173,7 @@ def test_no_nvml_library_import_error(monkeypatch, caplog):
     caplog.set_level(logging.DEBUG, logger="modeltel")
     mp, reader = provider()
     meters = install_meters(mp, gpu=True, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert not meters.gpu_available
     assert meters.describe_gpus() == []
     pts = collect(reader)
@@ -192,6 +193,7 @@ def test_no_library_or_no_driver_at_init(error, kind, caplog):
     fake = make_fake_nvml(two_gpus(), init_error=error)
     mp, reader = provider()
     meters = install_meters(mp, host=True, nvml=fake)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert not meters.gpu_available and meters.describe_gpus() == []
     for _ in range(3):
         pts = collect(reader)
@@ -265,6 +267,7 @@ def test_gpu_lost_mid_run_stops_that_device_only(caplog):
     fake = make_fake_nvml(devices)
     mp, reader = provider()
     meters = install_meters(mp, host=True, nvml=fake)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     pts = collect(reader)
     assert set(by_device(pts["hw.gpu.utilization"])) == {G0, G1}
 
@@ -328,6 +331,7 @@ def test_forked_worker_keeps_its_meters():
     fake = make_fake_nvml(two_gpus())
     mp, reader = provider()
     meters = install_meters(mp, host=True, nvml=fake, model_name="iris")
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     collect(reader)
     assert fake.init_count == 1
     rfd, wfd = os.pipe()
@@ -373,6 +377,7 @@ def test_shutdown_is_idempotent_and_stops_reporting():
     fake = make_fake_nvml(two_gpus())
     mp, reader = provider()
     meters = install_meters(mp, host=True, nvml=fake)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert collect(reader)["hw.gpu.utilization"]
     meters.shutdown()
     meters.shutdown()
@@ -405,6 +410,7 @@ def test_prometheus_names_match_taxonomy():
         mp = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
         fake = make_fake_nvml(two_gpus(errors={"temperature": pynvml.NVMLError_NotSupported}))
         meters = install_meters(mp, host=True, nvml=fake, model_name="iris")
+        settle()  # let one CPU clock tick pass so the cpu percentage has an interval
         text = generate_latest(REGISTRY).decode()
         meters.shutdown()
     finally:

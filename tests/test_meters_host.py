@@ -9,7 +9,7 @@ import psutil
 from modeltel.meters import install_meters
 from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 
-from tests.meters_helpers import collect, provider
+from tests.meters_helpers import collect, provider, settle
 
 
 def usage(pts, resource_type):
@@ -19,6 +19,7 @@ def usage(pts, resource_type):
 def test_resource_usage_cpu_and_memory_percentages():
     mp, reader = provider()
     meters = install_meters(mp, gpu=False, host=True, model_name="iris")
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     end = time.monotonic() + 0.2
     while time.monotonic() < end:  # burn a little CPU so the interval has something in it
         sum(range(10_000))
@@ -37,6 +38,7 @@ def test_resource_usage_cpu_and_memory_percentages():
 def test_model_name_omitted_when_none():
     mp, reader = provider()
     meters = install_meters(mp, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     pts = collect(reader)
     assert {a["resource_type"] for a, _ in pts["model.resource_usage"]} == {"cpu", "memory"}
     assert all("model.name" not in a for a, _ in pts["model.resource_usage"])
@@ -46,6 +48,7 @@ def test_model_name_omitted_when_none():
 def test_system_and_process_metrics_come_from_the_instrumentation():
     mp, reader = provider()
     meters = install_meters(mp, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert meters.host.system_metrics_installed
     pts = collect(reader)
     for name in (
@@ -69,7 +72,9 @@ def test_install_twice_on_two_providers_both_report():
     mp1, reader1 = provider()
     mp2, reader2 = provider()
     m1 = install_meters(mp1, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     m2 = install_meters(mp2, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert collect(reader1).get("process.memory.usage")
     assert collect(reader2).get("process.memory.usage")
     assert not SystemMetricsInstrumentor().is_instrumented_by_opentelemetry  # the global one is untouched
@@ -82,6 +87,7 @@ def test_install_twice_on_two_providers_both_report():
 def test_shutdown_stops_host_metrics_and_is_idempotent():
     mp, reader = provider()
     meters = install_meters(mp, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert collect(reader)
     meters.shutdown()
     meters.shutdown()
@@ -90,6 +96,7 @@ def test_shutdown_stops_host_metrics_and_is_idempotent():
     # a fresh install after shutdown works
     mp2, reader2 = provider()
     again = install_meters(mp2, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     assert usage(collect(reader2), "cpu")
     again.shutdown()
 
@@ -103,6 +110,7 @@ def test_host_off():
 def test_forked_child_reports_its_own_process():
     mp, reader = provider()
     meters = install_meters(mp, gpu=False, host=True)
+    settle()  # let one CPU clock tick pass so the cpu percentage has an interval
     collect(reader)
     rfd, wfd = os.pipe()
     pid = os.fork()

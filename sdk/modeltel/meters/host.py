@@ -47,6 +47,7 @@ class HostMeters:
         self._instrumentor: Any = None
         self._system_metrics = False
         self._last_cpu: tuple[float, float] | None = None  # (busy, total) seconds at the previous reading
+        self._last_cpu_percent: float | None = None
 
     @property
     def system_metrics_installed(self) -> bool:
@@ -107,13 +108,17 @@ class HostMeters:
         total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
         idle = t.idle + getattr(t, "iowait", 0.0)
         busy = total - idle
-        last, self._last_cpu = self._last_cpu, (busy, total)
+        last = self._last_cpu
+        if last is not None and total - last[1] <= 0:
+            # Collected again within one clock tick: repeat the latest real reading (None before the first);
+            # psutil.cpu_percent would say 0.0 here, which is not a measurement.
+            return self._last_cpu_percent
+        self._last_cpu = (busy, total)
         if last is None:
             return None
-        d_total = total - last[1]
-        if d_total <= 0:
-            return None  # no time elapsed: no reading rather than a made-up 0
-        return min(100.0, max(0.0, (busy - last[0]) / d_total * 100.0))
+        pct = min(100.0, max(0.0, (busy - last[0]) / (total - last[1]) * 100.0))
+        self._last_cpu_percent = pct
+        return pct
 
     def _before_callback(self, inst: Any) -> bool:
         if self._closed:
