@@ -436,3 +436,16 @@ def test_pids_from_another_namespace_are_not_reported_as_zero(caplog):
     assert by_device(pts["modeltel.gpu.process.memory.usage"]) == {G1: 2 * GIB}
     assert errors(pts) == {(G0, "process_memory", "PidNotVisible"): 1}
     assert len(gpu_log_lines(caplog)) == 1
+
+
+def test_gpu_lost_before_start_is_skipped(caplog):
+    caplog.set_level(logging.DEBUG, logger="modeltel")
+    devices = two_gpus()
+    devices[0].lost = True
+    meters, reader = install(make_fake_nvml(devices))
+    assert meters.gpu_available
+    assert [r["uuid"] for r in meters.describe_gpus()] == [G1]
+    pts = collect(reader)
+    assert set(by_device(pts["hw.gpu.utilization"])) == {G1}
+    assert errors(pts) == {("index:0", "handle", "GpuIsLost"): 1}
+    assert len(gpu_log_lines(caplog)) == 1

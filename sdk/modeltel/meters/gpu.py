@@ -140,7 +140,7 @@ class GpuMeters:
             self._load_and_init()
         except Exception as exc:  # any surprise in a third-party library must not break the server
             self._fail(
-                None, "init", exc, "GPU metrics disabled: NVML initialisation failed (%s)", level=logging.WARNING
+                None, "init", exc, "GPU metrics disabled: NVML initialisation failed (%s)", exc, level=logging.WARNING
             )
         # The error counter exists even without a GPU so "no NVML" is visible, not just absent data.
         self._register()
@@ -197,7 +197,7 @@ class GpuMeters:
         nvml = self._nvml
         try:
             count = nvml.nvmlDeviceGetCount()
-        except nvml.NVMLError as exc:
+        except Exception as exc:
             self._fail(None, "device_count", exc, "cannot count GPUs: %s", exc, level=logging.WARNING)
             return []
         devices: list[GpuDevice] = []
@@ -205,7 +205,7 @@ class GpuMeters:
             try:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 dev = GpuDevice(index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)), handle=handle, name="")
-            except nvml.NVMLError as exc:
+            except Exception as exc:
                 self._fail(f"index:{index}", "handle", exc, "GPU %d skipped: %s", index, exc, level=logging.WARNING)
                 continue
             dev.name = self._safe_name(dev)
@@ -225,7 +225,7 @@ class GpuMeters:
         out: list[GpuDevice] = []
         try:
             slots = nvml.nvmlDeviceGetMaxMigDeviceCount(parent.handle)
-        except nvml.NVMLError as exc:
+        except Exception as exc:
             self._fail(parent.uuid, "mig", exc, "MIG instances of GPU %d not listed: %s", parent.index, exc)
             return out
         for mig_index in range(slots):
@@ -235,7 +235,7 @@ class GpuMeters:
                 continue  # NotFound: empty slot
             try:
                 uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-            except nvml.NVMLError as exc:
+            except Exception as exc:
                 self._fail(parent.uuid, "mig", exc, "MIG slot %d of GPU %d skipped: %s", mig_index, parent.index, exc)
                 continue
             dev = GpuDevice(
@@ -249,7 +249,7 @@ class GpuMeters:
     def _safe_name(self, dev: GpuDevice) -> str:
         try:
             return _text(self._nvml.nvmlDeviceGetName(dev.handle))
-        except self._nvml.NVMLError as exc:
+        except Exception as exc:
             self._fail(dev.uuid, "name", exc, "GPU %s: cannot read its name: %s", dev.uuid, exc)
             return tx.UNKNOWN_VALUE
 
