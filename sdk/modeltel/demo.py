@@ -162,3 +162,33 @@ def _print_report(sink: OtlpSink, result: Any) -> None:
         print(f"  {stage:26} {count:8d} {p50 * 1e3:9.2f} {p95 * 1e3:9.2f} {p99 * 1e3:9.2f}")
     print(f"  throughput: {rate:.1f} predictions/s; error rate: {error_ratio:.2%} of {total} predictions")
     print(f"  (the load generator saw {result.sent} requests, {result.failed} failed)")
+    for line in resource_lines(sink):
+        print(line)
+
+
+def _gauge_values(sink: OtlpSink, name: str) -> dict[tuple, float]:
+    return {
+        attrs: point.as_double if point.HasField("as_double") else point.as_int
+        for (_, attrs), point in _latest(list(sink.metric_points(name))).items()
+    }
+
+
+def resource_lines(sink: OtlpSink) -> list[str]:
+    """Host CPU/memory and one row per GPU from the server's exported meters; "no GPU found" once."""
+    usage = {dict(a).get(tx.ATTR_RESOURCE_TYPE): v for a, v in _gauge_values(sink, tx.RESOURCE_USAGE.otel_name).items()}
+    lines = []
+    if "cpu" in usage or "memory" in usage:
+        lines.append(
+            f"  host: cpu {usage.get('cpu', float('nan')):.1f}%, memory {usage.get('memory', float('nan')):.1f}%"
+        )
+    util = _gauge_values(sink, tx.GPU_UTILIZATION.otel_name)
+    used = {dict(a).get(tx.ATTR_HW_ID): v for a, v in _gauge_values(sink, tx.GPU_MEMORY_USAGE.otel_name).items()}
+    limit = {dict(a).get(tx.ATTR_HW_ID): v for a, v in _gauge_values(sink, tx.GPU_MEMORY_LIMIT.otel_name).items()}
+    if not util:
+        lines.append("  GPU: no GPU found")
+    for attrs, value in sorted(util.items()):
+        a = dict(attrs)
+        hw_id = a.get(tx.ATTR_HW_ID)
+        memory = f"{used.get(hw_id, 0) / 2**30:.1f} / {limit.get(hw_id, 0) / 2**30:.1f} GiB"
+        lines.append(f"  GPU {a.get(tx.ATTR_GPU_INDEX)} {a.get(tx.ATTR_HW_NAME)}: {value:.0%} busy, memory {memory}")
+    return lines
