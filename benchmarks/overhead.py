@@ -3,7 +3,8 @@
 (a) uninstrumented; (b) the seed protocol's prometheus_client decorator; (c) plain OpenTelemetry SDK
 calls doing the same job (root + 3 stage spans, 4 histogram records, 1 counter); (d) modeltel with
 spans not sampled (metrics only); (e) modeltel fully traced. Exporters are in-memory / no-op so the
-figures are the instrumentation's own cost. Run: ``python benchmarks/overhead.py [--n 20000]``.
+figures are the instrumentation's own cost; spans go through a BatchSpanProcessor, as in production.
+Run: ``python benchmarks/overhead.py [--n 20000]``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import modeltel
 from modeltel import taxonomy as tx
@@ -74,7 +75,7 @@ def seed_prometheus_client() -> Callable[[], int]:
 
 def plain_otel() -> Callable[[], int]:
     tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(_NullExporter()))
+    tp.add_span_processor(BatchSpanProcessor(_NullExporter()))
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     tracer = tp.get_tracer("bench")
     meter = mp.get_meter("bench")
@@ -105,7 +106,7 @@ def modeltel_variant(sampler: str) -> Callable[[], int]:
     modeltel.init(
         set_global=False,
         metric_readers=[InMemoryReader()],
-        span_processors=[SimpleSpanProcessor(_NullExporter())],
+        span_processors=[BatchSpanProcessor(_NullExporter())],
         traces_exporter="none",
         metrics_exporter="none",
         host_metrics=False,

@@ -2,9 +2,9 @@
 
 An SDK span costs 25-45 µs here (sampler, attribute validation, limits, locks, self-metrics), so four
 of them per prediction are most of a small model's budget. modeltel's spans carry a handful of
-pre-validated attributes, so this span keeps only what a span needs, and when it ends it hands a
-standard ``ReadableSpan`` to the tracer provider's span processors: batching, exporters and every
-backend see exactly what an SDK span would produce. Attributes set later by user code are cleaned
+pre-validated attributes, so this span keeps only what a span needs. It is a ``ReadableSpan`` and
+ends into the tracer provider's span processors: batching, exporters and every backend see exactly
+what an SDK span would produce. Attributes set later by user code are cleaned
 with OpenTelemetry's own validator. Spans of other instrumentations keep using the SDK.
 """
 
@@ -68,41 +68,16 @@ class SpanFactory:
         result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
         return result.decision.is_sampled()
 
-    def finish(self, span: FastSpan, end_ns: int) -> None:
-        if self._processor is None:
-            return
-        readable = ReadableSpan(
-            name=span._name,
-            context=span._context,
-            parent=span._parent,
-            resource=self.provider.resource,
-            attributes=span._attributes,
-            events=span._events,
-            links=span._links,
-            kind=SpanKind.INTERNAL,
-            status=span._status,
-            start_time=span._start,
-            end_time=end_ns,
-            instrumentation_scope=self.scope,
-        )
-        self._processor.on_end(readable)
+    def finish(self, span: FastSpan) -> None:
+        if self._processor is not None:
+            self._processor.on_end(span)
 
 
-class FastSpan(trace_api.Span):
-    """A recording span with no limits machinery; ends into a :class:`SpanFactory`."""
+class FastSpan(trace_api.Span, ReadableSpan):
+    """A recording span with no limits machinery that is its own ``ReadableSpan`` once ended.
 
-    __slots__ = (
-        "_attributes",
-        "_context",
-        "_end",
-        "_events",
-        "_factory",
-        "_links",
-        "_name",
-        "_parent",
-        "_start",
-        "_status",
-    )
+    It fills the same fields ``ReadableSpan`` reads, so processors and exporters take it as it is.
+    """
 
     def __init__(
         self, factory: SpanFactory, name: str, context: SpanContext, parent: SpanContext | None, attributes: Mapping
@@ -111,18 +86,22 @@ class FastSpan(trace_api.Span):
         self._name = name
         self._context = context
         self._parent = parent
+        self._kind = SpanKind.INTERNAL
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
         self._events: Sequence[Event] = ()
         self._links: Sequence[Link] = ()
         self._status = _UNSET
-        self._end: int | None = None
-        self._start = time_ns()
+        self._resource = factory.provider.resource
+        self._instrumentation_scope = factory.scope
+        self._instrumentation_info = None
+        self._end_time: int | None = None
+        self._start_time = time_ns()
 
     def get_span_context(self) -> SpanContext:
         return self._context
 
     def is_recording(self) -> bool:
-        return self._end is None
+        return self._end_time is None
 
     def _own_attributes(self) -> BoundedAttributes:
         if not isinstance(self._attributes, BoundedAttributes):
@@ -130,30 +109,30 @@ class FastSpan(trace_api.Span):
         return self._attributes
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if self._end is None:
+        if self._end_time is None:
             self._own_attributes()[key] = value
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        if self._end is None:
+        if self._end_time is None:
             attrs = self._own_attributes()
             for key, value in attributes.items():
                 attrs[key] = value
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
-        if self._end is None:
+        if self._end_time is None:
             event = Event(name, BoundedAttributes(attributes=attributes), timestamp or time_ns())
             self._events = (*self._events, event)
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        if self._end is None and context.is_valid:
+        if self._end_time is None and context.is_valid:
             self._links = (*self._links, Link(context, BoundedAttributes(attributes=attributes)))
 
     def update_name(self, name: str) -> None:
-        if self._end is None:
+        if self._end_time is None:
             self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end is None:
+        if self._end_time is None:
             self._status = status if isinstance(status, Status) else Status(status, description)
 
     def record_exception(
@@ -175,7 +154,7 @@ class FastSpan(trace_api.Span):
         self.add_event("exception", attrs, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end is not None:
+        if self._end_time is not None:
             return
-        self._end = end_time or time_ns()
-        self._factory.finish(self, self._end)
+        self._end_time = end_time or time_ns()
+        self._factory.finish(self)

@@ -185,9 +185,14 @@ class Telemetry:
         if parent is not None:
             if not parent.sampled:
                 return None
+            if otel_context.get_current() is parent._otel_ctx:  # nothing was started in between
+                ctx = parent._span.get_span_context()
+            else:
+                ctx = trace.get_current_span().get_span_context()
         elif not self._tracing:
             return None
-        ctx = trace.get_current_span().get_span_context()
+        else:
+            ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             if not ctx.trace_flags.sampled and self._parent_based:
                 return None
@@ -288,6 +293,7 @@ class Stage:
         "_model_name",
         "_model_version",
         "_name",
+        "_otel_ctx",
         "_parent",
         "_record",
         "_root",
@@ -361,7 +367,8 @@ class Stage:
             self.sampled = True
             if self._attributes:
                 span.set_attributes(self._attributes)
-            self._ctx_token = otel_context.attach(trace.set_span_in_context(span))
+            self._otel_ctx = trace.set_span_in_context(span)
+            self._ctx_token = otel_context.attach(self._otel_ctx)
         else:
             self.sampled = False
         self._frame_token = _current.set(self)
