@@ -145,3 +145,40 @@ def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
             server.send_signal(signal.SIGTERM)
             output = server.communicate(timeout=30)[0]
         assert "Traceback" not in output, output
+
+
+def test_uvicorn_workers_each_export(tmp_path):
+    """uvicorn --workers starts workers by spawning, so each one runs the configurator itself."""
+    port = _free_port()
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    with OtlpSink() as sink:
+        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="300", PYTHONPATH=str(examples))
+        server = subprocess.Popen(
+            [str(BIN / "modeltel"), "run", "--", sys.executable, "-m", "uvicorn", "iris_server:app",
+             "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            sent = 0
+            body = b'{"features": [[5.1, 3.5, 1.4, 0.2]]}'
+            while sent < 40 and time.monotonic() < deadline:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/predict", body, {"Content-Type": "application/json"}
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as r:
+                        assert r.status == 200
+                    sent += 1
+                except OSError:
+                    time.sleep(0.2)
+            assert sent == 40
+
+            def all_counted(s: OtlpSink) -> bool:
+                return sum(_latest_predictions_by_instance(s).values()) == sent
+
+            assert sink.wait_for(all_counted, timeout=20), _latest_predictions_by_instance(sink)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            output = server.communicate(timeout=30)[0]
+        assert "Traceback" not in output, output
