@@ -42,7 +42,7 @@ class Captured:
         return matches[0]
 
 
-def make_pipeline(**settings: Any) -> Captured:
+def make_pipeline(extra_readers: tuple[Any, ...] = (), **settings: Any) -> Captured:
     modeltel.shutdown()
     spans = InMemorySpanExporter()
     reader = InMemoryReader()
@@ -56,7 +56,9 @@ def make_pipeline(**settings: Any) -> Captured:
         model_version="1.0",
     )
     pipeline = modeltel.init(
-        metric_readers=[reader], span_processors=[SimpleSpanProcessor(spans)], **{**defaults, **settings}
+        metric_readers=[reader, *extra_readers],
+        span_processors=[SimpleSpanProcessor(spans)],
+        **{**defaults, **settings},
     )
     return Captured(pipeline, spans, reader)
 

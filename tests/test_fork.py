@@ -107,6 +107,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _send(url: str, n: int, body: bytes | None = None, timeout: float = 60) -> int:
+    """Send ``n`` requests as the server comes up; returns how many got a 200."""
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while sent < n and time.monotonic() < deadline:
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"} if body else {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                assert r.status == 200
+            sent += 1
+        except OSError:
+            time.sleep(0.1)
+    return sent
+
+
 def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
     (tmp_path / "wsgi_app.py").write_text(WSGI_APP)
     port = _free_port()
@@ -118,15 +133,7 @@ def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            sent = 0
-            while sent < 60 and time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                        assert r.read() == b"ok"
-                    sent += 1
-                except OSError:
-                    time.sleep(0.1)
+            sent = _send(f"http://127.0.0.1:{port}/", 60)
             assert sent == 60
 
             def all_counted(s: OtlpSink) -> bool:
@@ -159,19 +166,7 @@ def test_uvicorn_workers_each_export(tmp_path):
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            sent = 0
-            body = b'{"features": [[5.1, 3.5, 1.4, 0.2]]}'
-            while sent < 40 and time.monotonic() < deadline:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/predict", body, {"Content-Type": "application/json"}
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=5) as r:
-                        assert r.status == 200
-                    sent += 1
-                except OSError:
-                    time.sleep(0.2)
+            sent = _send(f"http://127.0.0.1:{port}/predict", 40, b'{"features": [[5.1, 3.5, 1.4, 0.2]]}')
             assert sent == 40
 
             def all_counted(s: OtlpSink) -> bool:

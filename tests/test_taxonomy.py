@@ -25,33 +25,17 @@ def test_every_instrument_translates_to_its_documented_prometheus_name():
 
 def test_prometheus_exposition_has_seed_names_and_labels(make_captured):
     registry = CollectorRegistry()
-    reader = prometheus_reader_class()(registry=registry)
-    modeltel.shutdown()
-
-    pipeline = modeltel.init(
-        set_global=False,
-        metric_readers=[reader],
-        traces_exporter="none",
-        metrics_exporter="none",
-        host_metrics=False,
-        gpu_metrics=False,
-        model_name="fraud",
-        model_version="v1",
-    )
+    make_captured(extra_readers=(prometheus_reader_class()(registry=registry),), model_name="fraud", model_version="v1")
+    with modeltel.prediction():
+        with modeltel.stage("inference"):
+            pass
+        modeltel.record_confidence(0.9)
     try:
         with modeltel.prediction():
-            with modeltel.stage("inference"):
-                pass
-            modeltel.record_confidence(0.9)
-        try:
-            with modeltel.prediction():
-                raise TimeoutError
-        except TimeoutError:
-            pass
-        text = generate_latest(registry).decode()
-    finally:
-        modeltel.shutdown()
-    assert pipeline is not None
+            raise TimeoutError
+    except TimeoutError:
+        pass
+    text = generate_latest(registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     samples = {
         (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if not k.startswith("otel_scope")))): s.value
