@@ -244,6 +244,13 @@ def test_exemplars_link_latency_buckets_to_the_exported_spans(captured):
     assert root_exemplar.span_id in roots
 
 
+def test_exemplar_filter_always_off_drops_exemplars(make_captured):
+    c = make_captured(exemplar_filter="always_off")
+    _three_stage()
+    assert len(c.finished()) == 4
+    assert c.point(STAGE, stage="inference").exemplars == []
+
+
 def test_unsampled_traces_create_no_spans_but_keep_metrics(make_captured):
     c = make_captured(sampler="parentbased_always_off")
     for _ in range(4):

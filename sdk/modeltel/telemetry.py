@@ -161,6 +161,7 @@ class Telemetry:
         self._models_lock = threading.Lock()
         self._tracer, self._tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
         self._spans = span_factory
+        self.exemplars = settings.exemplar_filter != "always_off"  # sampled spans become exemplars
 
     # -- series -------------------------------------------------------------------------------------
     def model(self, name: str | None = None, version: str | None = None) -> _ModelSeries:
@@ -381,7 +382,7 @@ class Stage:
         elapsed = perf_counter() - self._start
         span = self._span
         if self._record:
-            self._series.record(elapsed, span.get_span_context() if span is not None else None)
+            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
         if exc is not None:
             self._on_error(exc_type, exc, span)
         if self._root:
