@@ -325,3 +325,27 @@ def test_disabled_pipeline_is_a_no_op(monkeypatch):
 def test_init_is_idempotent(captured):
     assert modeltel.init(model_name="other") is captured.pipeline
     assert modeltel.telemetry().settings.model_name == "iris"
+
+
+def test_a_monitoring_failure_never_reaches_the_request(captured, caplog):
+    class Broken:
+        def record(self, *args):
+            raise RuntimeError("exporter bug")
+
+    model = modeltel.telemetry().model()
+    model.latency = Broken()
+
+    @modeltel.monitor_prediction()
+    def predict():
+        with modeltel.stage("inference"):
+            return 42
+
+    with caplog.at_level(logging.ERROR, logger="modeltel"):
+        assert predict() == 42
+        assert predict() == 42
+        with pytest.raises(KeyError):  # the application's own errors still propagate unchanged
+            with modeltel.prediction():
+                raise KeyError("k")
+    assert len([r for r in caplog.records if "recording failed" in r.getMessage()]) == 1
+    assert captured.point(STAGE, stage="inference").count == 2  # what could be recorded was
+    assert modeltel.current_stage() is None  # context restored

@@ -161,6 +161,7 @@ class Telemetry:
         self._models_lock = threading.Lock()
         self._tracer, self._tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
         self._spans = span_factory
+        self._failure_logged = False
         self.exemplars = settings.exemplar_filter != "always_off"  # sampled spans become exemplars
 
     # -- series -------------------------------------------------------------------------------------
@@ -203,6 +204,12 @@ class Telemetry:
             return self._spans.start(name, attributes, ctx)
         span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         return span if span.is_recording() else None
+
+    def monitoring_failed(self, failure: Exception) -> None:
+        """Log a failure inside modeltel once (with its traceback), then quietly; the request goes on."""
+        if not self._failure_logged:
+            self._failure_logged = True
+            _log.error("modeltel: recording failed; the request continues unmonitored", exc_info=failure)
 
     # -- API ----------------------------------------------------------------------------------------
     def stage(
@@ -291,6 +298,7 @@ class Stage:
         "_attributes",
         "_ctx_token",
         "_frame_token",
+        "_live",
         "_model_name",
         "_model_version",
         "_name",
@@ -346,53 +354,66 @@ class Stage:
     # -- context manager ------------------------------------------------------------------------------
     def __enter__(self) -> Stage:
         t = self._t
+        self._live = False
+        self._span = None
         if not t.enabled:
+            return self
+        try:
+            parent = self._parent = _current.get()
+            if parent is not None and self._model_name is None and self._model_version is None:
+                model = parent.model
+            else:
+                model = t._resolve_model(self._model_name, self._model_version, parent)
+            self.model = model
+            if self._root:
+                self._series = model.latency
+                span_attrs = model.prediction_span_attrs
+            else:
+                self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
+            if parent is None or parent.sampled:
+                span = self._span = t._start_span(parent, self._span_name, span_attrs)
+                if span is not None and self._attributes:
+                    span.set_attributes(self._attributes)
+            else:
+                span = None  # the common unsampled case, without a call
+        except Exception as failure:  # a monitoring bug must not reach the model server
+            t.monitoring_failed(failure)
             self._span = None
             return self
-        parent = self._parent = _current.get()
-        if parent is not None and self._model_name is None and self._model_version is None:
-            model = parent.model
-        else:
-            model = t._resolve_model(self._model_name, self._model_version, parent)
-        self.model = model
-        if self._root:
-            self._series = model.latency
-            span_attrs = model.prediction_span_attrs
-        else:
-            self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
-        if parent is not None and not parent.sampled:
-            span = self._span = None  # the common unsampled case, without a call
-        else:
-            span = self._span = t._start_span(parent, self._span_name, span_attrs)
         if span is not None:
             self.sampled = True
-            if self._attributes:
-                span.set_attributes(self._attributes)
             self._otel_ctx = trace.set_span_in_context(span)
             self._ctx_token = otel_context.attach(self._otel_ctx)
         else:
             self.sampled = False
         self._frame_token = _current.set(self)
+        self._live = True
         self._start = perf_counter()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if not self._t.enabled:
+        if not self._live:
             return
         elapsed = perf_counter() - self._start
         span = self._span
-        if self._record:
-            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
-        if exc is not None:
-            self._on_error(exc_type, exc, span)
-        if self._root:
-            (self.model.failure if exc is not None else self.model.success).add(1)
+        try:
+            if self._record:
+                self._series.record(
+                    elapsed, span.get_span_context() if span is not None and self._t.exemplars else None
+                )
+            if exc is not None:
+                self._on_error(exc_type, exc, span)
+            if self._root:
+                (self.model.failure if exc is not None else self.model.success).add(1)
+            if span is not None:
+                span.end()
+        except Exception as failure:  # a monitoring bug must not reach the model server
+            self._t.monitoring_failed(failure)
         try:  # noqa: SIM105 (contextlib.suppress costs a microsecond on this hot path)
             _current.reset(self._frame_token)
         except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
             pass
         if span is not None:
-            span.end()
             otel_context.detach(self._ctx_token)
 
     def _on_error(self, exc_type: Any, exc: BaseException, span: trace.Span | None) -> None:
@@ -416,7 +437,7 @@ class Stage:
             self._span.set_attribute(key, value)
 
     def _observe_result(self, result: Any) -> None:
-        if self._root and self._t.enabled and self._t.settings.record_confidence:
+        if self._root and self._live and self._t.settings.record_confidence:
             confidence = _confidence_of(result)
             if confidence is not None:
                 self.model.confidence.record(confidence)
