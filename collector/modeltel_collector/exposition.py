@@ -66,7 +66,7 @@ def render(store: MetricStore, stats: Stats | None, openmetrics: bool) -> bytes:
         infos = [(s.labels + s.info) for s in store.resources.values() if s.info]
         if infos:
             w("# TYPE target info\n" if openmetrics else "# TYPE target_info gauge\n")
-            w("# HELP target_info Target metadata\n")
+            w("# HELP target Target metadata\n" if openmetrics else "# HELP target_info Target metadata\n")
             for lb in infos:
                 w(f"target_info{_labels(tuple(sorted(lb)))} 1\n")
         for fam in sorted(store.families.values(), key=lambda f: f.name):
