@@ -65,7 +65,8 @@ class SpanStore:
             self._queue.put(rows)
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Batches queued or being written (``unfinished_tasks`` only drops after the write commits)."""
+        return self._queue.unfinished_tasks
 
     def close(self) -> None:
         """Write everything queued, then close."""
@@ -79,18 +80,24 @@ class SpanStore:
         while True:
             item = self._queue.get()
             if item is _STOP:
+                self._queue.task_done()
                 return
-            batch = list(item)
+            batch, taken, stop = list(item), 1, False
             while len(batch) < 20_000:  # coalesce queued batches into one transaction
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                taken += 1
                 if more is _STOP:
-                    self._write(batch)
-                    return
+                    stop = True
+                    break
                 batch.extend(more)
             self._write(batch)
+            for _ in range(taken):
+                self._queue.task_done()
+            if stop:
+                return
 
     def _write(self, rows: list[Row]) -> None:
         w = self._writer
