@@ -17,7 +17,6 @@ import urllib.parse
 
 import pytest
 from collector_helpers import http_get, meter_provider, metric_exporter, running_collector, tracer_provider
-
 from modeltel import taxonomy as tx
 
 PROMETHEUS = shutil.which("prometheus")
@@ -79,7 +78,7 @@ def test_real_prometheus_scrapes_values_and_exemplars(tmp_path) -> None:
             "scrape_configs:\n  - job_name: modeltel-collector\n    honor_labels: true\n"
             f"    static_configs:\n      - targets: ['{target}']\n"
         )
-        log = open(tmp_path / "prometheus.log", "wb")
+        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - outlives this block, closed in finally
         proc = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],

@@ -59,7 +59,7 @@ def test_malformed_truncated_oversized_and_wrong_type_http() -> None:
                 b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}',
                 {"Content-Type": "application/json"},
                 400,
-            ),  # fmt: skip
+            ),
             (b"[1, 2]", {"Content-Type": "application/json"}, 400),
             (gzip.compress(good)[:-8], {**PB, "Content-Encoding": "gzip"}, 400),  # truncated gzip
             (good, {**PB, "Content-Encoding": "br"}, 415),

@@ -338,11 +338,14 @@ class MetricStore:
         unit: str,
         help_: str,
         labels: Labels,
-        value: float,
+        value: float | list[tuple[int, bytes, bytes, int]],
         buckets: tuple[float, ...] = (),
-        exemplar: Exemplar | None = None,
     ) -> bool:
-        """Add one span-derived observation unless the resource sends the family itself. Caller holds lock."""
+        """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
+
+        Counters take an increment; histograms take (duration_ns, trace_id, span_id, end_ns) observations,
+        and the last observation in each bucket becomes that bucket's exemplar.
+        """
         fam = self._family(family, type_, unit, help_)
         if fam is None or resource.key in fam.direct_resources:
             return False
@@ -357,11 +360,18 @@ class MetricStore:
                 return False
             if not s.counts:
                 s.bounds, s.counts = buckets, [0] * (len(buckets) + 1)
-            s.counts[bisect_left(s.bounds, value)] += 1
-            s.sum += value
-            s.count += 1
-            if exemplar is not None:
-                s.add_exemplar(exemplar)
+            bounds, counts, last = s.bounds, s.counts, {}
+            total = 0.0
+            for obs in value:
+                seconds = obs[0] / 1e9
+                i = bisect_left(bounds, seconds)
+                counts[i] += 1
+                total += seconds
+                last[i] = obs
+            s.sum += total
+            s.count += len(value)
+            for i, (d, trace_id, span_id, end) in last.items():
+                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / 1e9, end / 1e9)
         fam.derived.add(labels)
         return True
 

@@ -12,22 +12,29 @@ import time
 from modeltel import taxonomy as tx
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from modeltel_collector.metricstore import COUNTER, HISTOGRAM, MetricStore
+from modeltel_collector.metricstore import COUNTER, HISTOGRAM, MetricStore, ResourceState
 from modeltel_collector.spanstore import Row
 
 _ERROR = Status.STATUS_CODE_ERROR
 _WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}
 _PRED, _STAGE, _COUNT = tx.PREDICTION_LATENCY, tx.STAGE_LATENCY, tx.PREDICTIONS
 _MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
+_KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME
+_PREDICTION, _STAGE_KIND = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE
 
 
 def process_traces(request, store: MetricStore, derive: bool = True, now: float | None = None) -> tuple[list[Row], int]:
-    """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics."""
+    """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics.
+
+    Derived observations are grouped per series within the request so the store is touched once per
+    series, not once per span: this loop is the collector's hot path.
+    """
     now = time.time() if now is None else now
     rows: list[Row] = []
+    append = rows.append
     invalid = 0
-    derived: list[tuple] = []
-    for rs in request.resource_spans:
+    groups: dict[tuple, list] = {}
+    for ri, rs in enumerate(request.resource_spans):
         service, res_model, res_version = "unknown_service", "", ""
         for kv in rs.resource.attributes:
             if kv.key == "service.name":
@@ -39,33 +46,34 @@ def process_traces(request, store: MetricStore, derive: bool = True, now: float 
         for ss in rs.scope_spans:
             scope = (ss.scope.name, ss.scope.version)
             parents: dict[bytes, tuple[str, str]] = {}
-            pending_stages = []
+            stages = []
             for sp in ss.spans:
                 trace_id, span_id = sp.trace_id, sp.span_id
                 if len(trace_id) != 16 or len(span_id) != 8:
                     invalid += 1
                     continue
                 kind = stage = ""
-                model, version = res_model, res_version
+                model, version, has_model = res_model, res_version, False
                 for kv in sp.attributes:
                     key = kv.key
                     if key in _WANTED:
-                        if key == tx.SPAN_ATTR_KIND:
+                        if key == _KIND:
                             kind = kv.value.string_value
-                        elif key == tx.SPAN_ATTR_STAGE:
+                        elif key == _STAGE_ATTR:
                             stage = kv.value.string_value
-                        elif key == tx.ATTR_MODEL_NAME:
-                            model = kv.value.string_value
+                        elif key == _MODEL_ATTR:
+                            model, has_model = kv.value.string_value, True
                         else:
                             version = kv.value.string_value
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
-                duration = max(end - start, 0)
+                duration = end - start if end > start else 0
                 code = sp.status.code
-                rows.append(
+                parent = sp.parent_span_id
+                append(
                     (
                         trace_id,
                         span_id,
-                        sp.parent_span_id,
+                        parent,
                         service,
                         model,
                         stage,
@@ -79,66 +87,44 @@ def process_traces(request, store: MetricStore, derive: bool = True, now: float 
                 )
                 if not derive or not kind:
                     continue
-                if kind == tx.SPAN_KIND_PREDICTION:
+                if kind == _PREDICTION:
                     parents[span_id] = (model, version)
-                    derived.append(
-                        (rs.resource, scope, kind, model, version, "", code, duration, trace_id, span_id, end)
-                    )
-                elif kind == tx.SPAN_KIND_STAGE:
-                    pending_stages.append(
-                        [
-                            rs.resource,
-                            scope,
-                            kind,
-                            model,
-                            version,
-                            stage,
-                            code,
-                            duration,
-                            trace_id,
-                            span_id,
-                            end,
-                            sp.parent_span_id,
-                            sp.attributes,
-                        ]
-                    )
-            for st in pending_stages:
+                    key = (ri, scope, kind, model, version, "", code == _ERROR)
+                    groups.setdefault(key, []).append((duration, trace_id, span_id, end))
+                elif kind == _STAGE_KIND:
+                    stages.append((has_model, parent, model, version, stage, (duration, trace_id, span_id, end)))
+            for has_model, parent, model, version, stage, obs in stages:
                 # stage spans without model attributes inherit them from their prediction span in the batch
-                if st[11] in parents and not any(kv.key == tx.ATTR_MODEL_NAME for kv in st[12]):
-                    st[3], st[4] = parents[st[11]]
-                derived.append(tuple(st[:11]))
-    if derived:
-        _observe(store, derived, now)
+                if not has_model and parent in parents:
+                    model, version = parents[parent]
+                groups.setdefault((ri, scope, _STAGE_KIND, model, version, stage, False), []).append(obs)
+    if groups:
+        _observe(store, request.resource_spans, groups, now)
     return rows, invalid
 
 
-def _observe(store: MetricStore, derived: list[tuple], now: float) -> None:
+def _observe(store: MetricStore, resource_spans, groups: dict[tuple, list], now: float) -> None:
     with store.lock:
-        resources: dict[int, object] = {}
-        for resource, scope, kind, model, version, stage, code, duration_ns, trace_id, span_id, end in derived:
-            res = resources.get(id(resource))
+        resources: dict[int, ResourceState] = {}
+        for (ri, scope, kind, model, version, stage, failed), obs in groups.items():
+            res = resources.get(ri)
             if res is None:
-                res = resources[id(resource)] = store.touch_resource(resource, now)
-            labels = [*res.labels, (_MODEL_LABEL, model or tx.UNKNOWN_VALUE), (_VERSION_LABEL, version or "")]
+                res = resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
+            labels = [*res.labels, (_MODEL_LABEL, model or tx.UNKNOWN_VALUE), (_VERSION_LABEL, version)]
             if scope[0]:
                 labels.append(("otel_scope_name", scope[0]))
             if scope[1]:
                 labels.append(("otel_scope_version", scope[1]))
-            seconds = duration_ns / 1e9
-            exemplar = (trace_id.hex(), span_id.hex(), seconds, end / 1e9)
-            if kind == tx.SPAN_KIND_STAGE:
+            if kind == _STAGE_KIND:
                 labels.append((tx.ATTR_STAGE, stage or tx.UNKNOWN_VALUE))
-                _hist(store, res, _STAGE, tuple(sorted(labels)), seconds, exemplar)
-            else:
-                _hist(store, res, _PRED, tuple(sorted(labels)), seconds, exemplar)
-                status = tx.STATUS_ERROR if code == _ERROR else tx.STATUS_SUCCESS
-                labels.append((tx.ATTR_STATUS, status))
-                store.observe_derived(
-                    res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), 1.0
-                )
+                _hist(store, res, _STAGE, tuple(sorted(labels)), obs)
+                continue
+            _hist(store, res, _PRED, tuple(sorted(labels)), obs)
+            labels.append((tx.ATTR_STATUS, tx.STATUS_ERROR if failed else tx.STATUS_SUCCESS))
+            store.observe_derived(
+                res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), len(obs)
+            )
 
 
-def _hist(store: MetricStore, res, inst: tx.Instrument, labels, seconds: float, exemplar) -> None:
-    store.observe_derived(
-        res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, labels, seconds, inst.buckets, exemplar
-    )
+def _hist(store: MetricStore, res: ResourceState, inst: tx.Instrument, labels, obs: list) -> None:
+    store.observe_derived(res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, labels, obs, inst.buckets)
