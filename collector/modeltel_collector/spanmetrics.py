@@ -23,15 +23,23 @@ _KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR
 _PREDICTION, _STAGE_KIND = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def process_traces(request, store: MetricStore, derive: bool = True, now: float | None = None) -> tuple[list[Row], int]:
     """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics.
 
-    Derived observations are grouped per series within the request so the store is touched once per
-    series, not once per span: this loop is the collector's hot path.
+    This loop is the collector's hot path: spans are grouped per trace into one store row, and derived
+    observations per series, so SQLite and the metric store are touched once per group, not per span.
     """
     now = time.time() if now is None else now
     rows: list[Row] = []
-    append = rows.append
     invalid = 0
     groups: dict[tuple, list] = {}
     for ri, rs in enumerate(request.resource_spans):
@@ -43,6 +51,8 @@ def process_traces(request, store: MetricStore, derive: bool = True, now: float 
                 res_model = kv.value.string_value
             elif kv.key == tx.RESOURCE_MODEL_VERSION:
                 res_version = kv.value.string_value
+        # trace_id -> [model, stages, kinds, name, status, start, longest, span_id, parts, count]
+        traces: dict[bytes, list] = {}
         for ss in rs.scope_spans:
             scope = (ss.scope.name, ss.scope.version)
             parents: dict[bytes, tuple[str, str]] = {}
@@ -69,22 +79,25 @@ def process_traces(request, store: MetricStore, derive: bool = True, now: float 
                 duration = end - start if end > start else 0
                 code = sp.status.code
                 parent = sp.parent_span_id
-                append(
-                    (
-                        trace_id,
-                        span_id,
-                        parent,
-                        service,
-                        model,
-                        stage,
-                        kind,
-                        sp.name,
-                        code,
-                        start,
-                        duration,
-                        sp.SerializeToString(),
-                    )
-                )
+                data = sp.SerializeToString()
+                t = traces.get(trace_id)
+                if t is None:
+                    t = traces[trace_id] = [model, set(), set(), sp.name, code, start, duration, span_id, [], 0]
+                else:
+                    if duration > t[6] or not parent:
+                        t[3], t[6], t[7] = sp.name, duration, span_id
+                    if kind == _PREDICTION or not t[0]:
+                        t[0] = model
+                    if code > t[4]:
+                        t[4] = code
+                    if start < t[5]:
+                        t[5] = start
+                if stage:
+                    t[1].add(stage)
+                if kind:
+                    t[2].add(kind)
+                t[8].append(b"\x12" + _varint(len(data)) + data)
+                t[9] += 1
                 if not derive or not kind:
                     continue
                 if kind == _PREDICTION:
@@ -98,9 +111,31 @@ def process_traces(request, store: MetricStore, derive: bool = True, now: float 
                 if not has_model and parent in parents:
                     model, version = parents[parent]
                 groups.setdefault((ri, scope, _STAGE_KIND, model, version, stage, False), []).append(obs)
+        for trace_id, (model, stage_set, kinds, name, code, start, longest, span_id, parts, n) in traces.items():
+            rows.append(
+                (
+                    trace_id,
+                    service,
+                    model,
+                    _csv(stage_set),
+                    _csv(kinds),
+                    name,
+                    code,
+                    start,
+                    longest,
+                    span_id,
+                    n,
+                    b"".join(parts),
+                )
+            )
     if groups:
         _observe(store, request.resource_spans, groups, now)
     return rows, invalid
+
+
+def _csv(values: set[str]) -> str:
+    """',a,b,' so that instr(col, ',a,') matches whole values only."""
+    return "," + ",".join(sorted(values)) + "," if values else ""
 
 
 def _observe(store: MetricStore, resource_spans, groups: dict[tuple, list], now: float) -> None:

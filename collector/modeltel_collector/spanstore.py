@@ -1,7 +1,8 @@
 """Embedded trace store: SQLite in WAL mode, written in batches by one thread, bounded by age and span count.
 
-Only the columns that the search API filters on are stored as columns; the span itself is kept as its
-protobuf encoding, which is compact and decoded only when a trace is fetched.
+Rows hold the spans of one trace that arrived in one request (a modeltel request is a root span plus its
+stage spans, so typically one row per request), which divides the B-tree work per span; only the columns
+the search API filters on are columns, the spans themselves stay protobuf-encoded until fetched.
 """
 
 from __future__ import annotations
@@ -13,21 +14,23 @@ import threading
 import time
 from typing import Any
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 
 from modeltel_collector.otlp import any_value_py
 
-# trace_id, span_id, parent_span_id, service, model, stage, kind, name, status, start_ns, duration_ns, data
-Row = tuple[bytes, bytes, bytes, str, str, str, str, str, int, int, int, bytes]
+# One row per (trace, resource) per export request: the spans of a trace that arrived together. Columns are
+# what search filters on; ``data`` is the spans, encoded as a ScopeSpans message (repeated field 2).
+# trace_id, service, model, stages, kinds, name, status, start_ns, duration_ns, span_id, span_count, data
+Row = tuple[bytes, str, str, str, str, str, int, int, int, bytes, int, bytes]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS spans (
-    trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_span_id BLOB, service TEXT, model TEXT, stage TEXT,
-    kind TEXT, name TEXT, status INTEGER, start_ns INTEGER, duration_ns INTEGER, data BLOB);
-CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id);
-CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
+    start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB);
+CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
+CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER);
 """
-_INSERT = "INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT = "INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 _STOP = object()
@@ -45,7 +48,7 @@ class SpanStore:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
-        self.count = self._writer.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        self.count = self._writer.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
         self._reader = self._connect()
         self._thread = threading.Thread(target=self._run, name="modeltel-spanstore", daemon=True)
         self._last_prune = 0.0
@@ -103,33 +106,51 @@ class SpanStore:
         w = self._writer
         w.execute("BEGIN")
         w.executemany(_INSERT, rows)
+        last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
+        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?)", (last, time.time_ns()))
         w.execute("COMMIT")
-        self.count += len(rows)
+        self.count += sum(r[10] for r in rows)
         now = time.monotonic()
         if self.count > self.max_spans or now - self._last_prune > 5.0:
             self._last_prune = now
             self.prune()
 
     def prune(self, now_ns: int | None = None) -> int:
-        """Delete spans older than max_age and the oldest beyond max_spans; returns rows deleted."""
+        """Delete rows received before max_age and the oldest beyond max_spans; returns spans deleted.
+
+        Rowids grow with arrival, and ``writes`` maps rowids to arrival times, so both bounds are range
+        deletes on the rowid, with no time index to maintain per row.
+        """
         w = self._writer
         cutoff = (now_ns or time.time_ns()) - int(self.max_age_s * 1e9)
-        deleted = w.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,)).rowcount
-        excess = self.count - deleted - self.max_spans
-        if excess > 0:
-            # rowids grow with insertion order: drop the oldest ~10% extra so pruning is not per batch
-            n = excess + self.max_spans // 10
-            deleted += w.execute("DELETE FROM spans WHERE rowid <= (SELECT MIN(rowid) FROM spans) + ?", (n,)).rowcount
+        upto = w.execute("SELECT MAX(max_rowid) FROM writes WHERE written_ns < ?", (cutoff,)).fetchone()[0] or 0
+        if self.count > self.max_spans:
+            # drop whole oldest writes until ~10% under the bound, so pruning is not per batch
+            excess = self.count - self.max_spans + self.max_spans // 10
+            for max_rowid, spans in w.execute(
+                "SELECT max_rowid, (SELECT SUM(span_count) FROM traces WHERE rowid > ? AND rowid <= max_rowid) "
+                "FROM writes WHERE max_rowid > ? ORDER BY max_rowid",
+                (upto, upto),
+            ).fetchall():
+                if excess <= 0:
+                    break
+                upto, excess = max_rowid, excess - (spans or 0)
+        if not upto:
+            return 0
+        w.execute("BEGIN")
+        deleted = w.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces WHERE rowid <= ?", (upto,)).fetchone()[0]
+        w.execute("DELETE FROM traces WHERE rowid <= ?", (upto,))
+        w.execute("DELETE FROM writes WHERE max_rowid <= ?", (upto,))
+        w.execute("COMMIT")
         self.count -= deleted
         return deleted
 
     # ---------------------------------------------------------------- reads (API threads)
     def get_trace(self, trace_id: bytes) -> list[dict[str, Any]]:
         with self._read_lock:
-            rows = self._reader.execute(
-                "SELECT service, kind, data FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,)
-            ).fetchall()
-        return [span_to_dict(Span.FromString(data), service) for service, _kind, data in rows]
+            rows = self._reader.execute("SELECT service, data FROM traces WHERE trace_id = ?", (trace_id,)).fetchall()
+        spans = [span_to_dict(sp, service) for service, data in rows for sp in ScopeSpans.FromString(data).spans]
+        return sorted(spans, key=lambda s: s["start_time_unix_nano"])
 
     def search(
         self,
@@ -144,12 +165,20 @@ class SpanStore:
         sort: str = "recent",
         limit: int = 20,
     ) -> list[dict[str, Any]]:
-        """Traces having a span that matches every filter, one row per trace (its longest matching span)."""
+        """Traces matching every filter, one row per trace, with its longest span's id and duration.
+
+        ``stage``/``kind`` match any span of the trace, ``status=error`` a trace with a failed span, and
+        ``min_duration_ms`` the trace's longest span (its root, for complete traces).
+        """
         where, args = [], []
-        for col, val in (("service", service), ("model", model), ("stage", stage), ("kind", kind), ("name", name)):
+        for col, val in (("service", service), ("model", model), ("name", name)):
             if val:
                 where.append(f"{col} = ?")
                 args.append(val)
+        for col, val in (("stages", stage), ("kinds", kind)):
+            if val:
+                where.append(f"instr({col}, ?) > 0")
+                args.append(f",{val},")
         if status:
             codes = _STATUS_FILTERS.get(status.lower())
             if codes is None:
@@ -162,13 +191,14 @@ class SpanStore:
         if since_ns is not None:
             where.append("start_ns >= ?")
             args.append(since_ns)
-        order = {"duration": "duration_ns DESC", "recent": "start_ns DESC"}.get(sort)
+        order = {"duration": "longest DESC", "recent": "start_ns DESC"}.get(sort)
         if order is None:
             raise ValueError("sort must be 'duration' or 'recent'")
+        # the single MAX() makes SQLite take the other (bare) columns from each trace's longest row
         sql = (
-            "SELECT trace_id, span_id, service, model, stage, kind, name, status, start_ns, MAX(duration_ns) "
-            f"FROM spans {'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY trace_id "
-            f"ORDER BY {order.replace('duration_ns', 'MAX(duration_ns)')} LIMIT ?"
+            "SELECT trace_id, span_id, service, model, stages, kinds, name, status, start_ns, "
+            f"MAX(duration_ns) AS longest FROM traces {'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"GROUP BY trace_id ORDER BY {order} LIMIT ?"
         )
         args.append(max(1, min(int(limit), 1000)))
         with self._read_lock:
@@ -179,8 +209,8 @@ class SpanStore:
                 "span_id": r[1].hex(),
                 "service": r[2],
                 "model": r[3],
-                "stage": r[4],
-                "kind": r[5],
+                "stages": r[4].strip(",").split(",") if r[4].strip(",") else [],
+                "kinds": r[5].strip(",").split(",") if r[5].strip(",") else [],
                 "name": r[6],
                 "status": STATUS_NAMES.get(r[7], "unset"),
                 "start_time_unix_nano": r[8],
