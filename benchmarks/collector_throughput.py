@@ -177,6 +177,7 @@ def run(protocol: str, signal: str, args, urls: dict, proc: psutil.Process) -> d
     cpu0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
     ok, failed, lat = drive(exports, n, args.seconds)
     accepted_s = time.perf_counter() - t0
+    rss_mb = proc.memory_info().rss / 2**20
     while self_metric(urls["listen"], "modeltel_collector_queue_depth") > 0:
         time.sleep(0.05)
     processed_s = time.perf_counter() - t0
@@ -188,7 +189,7 @@ def run(protocol: str, signal: str, args, urls: dict, proc: psutil.Process) -> d
     return {
         "protocol": protocol, "signal": signal, "per_export": n, "accepted_per_s": ok / accepted_s,
         "processed_per_s": processed / processed_s, "per_cpu_s": processed / cpu if cpu else 0.0,
-        "refused": failed, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
+        "refused": failed, "rss_mb": rss_mb, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
     }  # fmt: skip
 
 
@@ -205,12 +206,13 @@ def main() -> None:
         try:
             proc = psutil.Process(collector.pid)
             print(f"{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
-                  f"{'per CPU-s':>10} {'refused':>8} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+                  f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
             for signal in ("traces", "metrics", "traces-raw"):
                 for protocol in ("http", "grpc"):
                     r = run(protocol, signal, args, urls, proc)
                     print(f"{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "
                           f"{r['processed_per_s']:>12.0f} {r['per_cpu_s']:>10.0f} {r['refused']:>8} "
+                          f"{r['rss_mb']:>7.0f} "
                           f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}", flush=True)  # fmt: skip
         finally:
             collector.terminate()

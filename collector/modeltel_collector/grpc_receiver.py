@@ -71,8 +71,9 @@ class GrpcReceiver:
                     self.stats.inc("modeltel_collector_refused_requests", "unauthorized")
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
             try:
-                msg = otlp.parse_protobuf(signal, body)
-                self.pipeline.submit(signal, msg, body, len(body), "grpc")
+                self.pipeline.check_room(len(body))
+                otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
+                self.pipeline.submit(signal, body, "grpc")
             except otlp.PayloadError as e:
                 self.stats.inc("modeltel_collector_refused_requests", "invalid")
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS traces (
     trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
     start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB);
 CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
-CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER);
+CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
 """
 _INSERT = "INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
@@ -104,41 +104,37 @@ class SpanStore:
 
     def _write(self, rows: list[Row]) -> None:
         w = self._writer
+        spans = sum(r[10] for r in rows)
         w.execute("BEGIN")
         w.executemany(_INSERT, rows)
         last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
-        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?)", (last, time.time_ns()))
+        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, time.time_ns(), spans))
         w.execute("COMMIT")
-        self.count += sum(r[10] for r in rows)
+        self.count += spans
         now = time.monotonic()
         if self.count > self.max_spans or now - self._last_prune > 5.0:
             self._last_prune = now
             self.prune()
 
     def prune(self, now_ns: int | None = None) -> int:
-        """Delete rows received before max_age and the oldest beyond max_spans; returns spans deleted.
+        """Delete writes received before max_age and the oldest beyond max_spans; returns spans deleted.
 
-        Rowids grow with arrival, and ``writes`` maps rowids to arrival times, so both bounds are range
-        deletes on the rowid, with no time index to maintain per row.
+        Rowids grow with arrival and ``writes`` records each write's last rowid, time and span count, so
+        both bounds become one range delete on the rowid, with no per-row time index to maintain.
         """
         w = self._writer
         cutoff = (now_ns or time.time_ns()) - int(self.max_age_s * 1e9)
-        upto = w.execute("SELECT MAX(max_rowid) FROM writes WHERE written_ns < ?", (cutoff,)).fetchone()[0] or 0
-        if self.count > self.max_spans:
-            # drop whole oldest writes until ~10% under the bound, so pruning is not per batch
-            excess = self.count - self.max_spans + self.max_spans // 10
-            for max_rowid, spans in w.execute(
-                "SELECT max_rowid, (SELECT SUM(span_count) FROM traces WHERE rowid > ? AND rowid <= max_rowid) "
-                "FROM writes WHERE max_rowid > ? ORDER BY max_rowid",
-                (upto, upto),
-            ).fetchall():
-                if excess <= 0:
-                    break
-                upto, excess = max_rowid, excess - (spans or 0)
+        excess = self.count - self.max_spans
+        if excess > 0:
+            excess += self.max_spans // 10  # go ~10% under the bound, so pruning is not per batch
+        upto, deleted = 0, 0
+        for max_rowid, written_ns, spans in w.execute("SELECT * FROM writes ORDER BY max_rowid").fetchall():
+            if written_ns >= cutoff and deleted >= excess:
+                break
+            upto, deleted = max_rowid, deleted + spans
         if not upto:
             return 0
         w.execute("BEGIN")
-        deleted = w.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces WHERE rowid <= ?", (upto,)).fetchone()[0]
         w.execute("DELETE FROM traces WHERE rowid <= ?", (upto,))
         w.execute("DELETE FROM writes WHERE max_rowid <= ?", (upto,))
         w.execute("COMMIT")
