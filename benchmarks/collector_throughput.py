@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512, help="spans per export (BatchSpanProcessor default)")
     ap.add_argument("--series", type=int, default=500, help="metric streams per export")
     ap.add_argument("--clients", type=int, default=1, help="concurrent exporters per run")
+    ap.add_argument("--signals", default="traces,metrics,traces-raw", help="runs to do, comma-separated")
     ap.add_argument("--raw-clients", type=int, default=2, help="concurrent senders for the traces-raw runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +208,7 @@ def main() -> None:
             proc = psutil.Process(collector.pid)
             print(f"{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
                   f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
-            for signal in ("traces", "metrics", "traces-raw"):
+            for signal in args.signals.split(","):
                 for protocol in ("http", "grpc"):
                     r = run(protocol, signal, args, urls, proc)
                     print(f"{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "

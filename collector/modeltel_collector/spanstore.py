@@ -57,6 +57,7 @@ class SpanStore:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the trace_id index in memory
         return conn
 
     def start(self) -> None:
