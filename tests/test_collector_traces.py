@@ -109,3 +109,23 @@ def test_no_double_counting_when_app_also_sends_metrics() -> None:
         )
         tp.shutdown()
         mp.shutdown()
+
+
+def test_forwarding_to_downstream_otlp_endpoint() -> None:
+    with running_collector() as downstream:
+        with running_collector(forward_endpoint=downstream.urls["otlp_http"]) as c:
+            tp = tracer_provider(c, "grpc")
+            ids = _serve(tp, 3)
+            mp = meter_provider(metric_exporter(c, "http"))
+            mp.get_meter("app").create_counter("jobs").add(7)
+            assert mp.force_flush()
+            c.flush()
+            deadline = time.monotonic() + 10
+            while c.forwarder.depth() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            tp.shutdown()
+            mp.shutdown()
+        for trace_id in ids:  # stop() flushed the forward queue
+            status, _, body = http_get(f"{downstream.urls['listen']}/api/traces/{trace_id}")
+            assert status == 200 and len(json.loads(body)["spans"]) == 3
+        assert sample(scrape(downstream), "jobs", "jobs_total", job="svc") == 7
