@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -210,3 +213,27 @@ def test_trace_store_bounded_by_size_and_age() -> None:
         c.flush()
         assert c.spans.prune() == 7  # writer idle after flush: pruning from here is safe
         assert c.spans.count == 3
+
+
+def test_tls_on_both_receivers(tmp_path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with running_collector(tls_cert=str(cert), tls_key=str(key)) as c:
+        assert c.urls["otlp_http"].startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        req = urllib.request.Request(c.urls["otlp_http"] + "/v1/traces", data=_request().SerializeToString(),
+                                     headers=PB, method="POST")  # fmt: skip
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert resp.status == 200
+        creds = grpc.ssl_channel_credentials(cert.read_bytes())
+        with grpc.secure_channel(c.urls["otlp_grpc"], creds) as ch:
+            ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
+                _request().SerializeToString(), timeout=10
+            )
+        assert _stored(c) == 6

@@ -27,9 +27,9 @@ class Config:
     trace_max_spans: int = 1_000_000
     staleness_s: float = 300.0
     max_series: int = 100_000
-    max_request_bytes: int = 16 << 20
+    max_request_bytes: int = 8 << 20
     max_queue_bytes: int = 64 << 20
-    max_connections: int = 64
+    max_connections: int = 32  # per receiver (HTTP connections, concurrent gRPC calls)
     retry_after_s: float = 1.0
     derive_span_metrics: bool = True
     forward_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otelcol:4318

@@ -38,7 +38,8 @@ class GrpcReceiver:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modeltel-grpc"),
             options=options,
-            maximum_concurrent_rpcs=workers * 8,  # beyond this grpcio answers RESOURCE_EXHAUSTED itself
+            # beyond this grpcio answers RESOURCE_EXHAUSTED itself: bounds request bytes held in memory
+            maximum_concurrent_rpcs=config.max_connections,
             compression=None,
         )
         for signal, service in _SERVICES.items():
