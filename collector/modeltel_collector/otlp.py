@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import zlib
 from typing import Any
@@ -101,10 +100,6 @@ def parse_json(signal: str, body: bytes) -> Message:
 
 def to_json(msg: Message) -> bytes:
     return json_format.MessageToJson(msg, indent=None).encode()
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=1)
 
 
 def any_value_str(v: AnyValue) -> str:

@@ -158,7 +158,6 @@ class SpanStore:
         kind: str | None = None,
         name: str | None = None,
         min_duration_ms: float | None = None,
-        since_ns: int | None = None,
         sort: str = "recent",
         limit: int = 20,
     ) -> list[dict[str, Any]]:
@@ -185,9 +184,6 @@ class SpanStore:
         if min_duration_ms is not None:
             where.append("duration_ns >= ?")
             args.append(int(min_duration_ms * 1e6))
-        if since_ns is not None:
-            where.append("start_ns >= ?")
-            args.append(since_ns)
         order = {"duration": "longest DESC", "recent": "start_ns DESC"}.get(sort)
         if order is None:
             raise ValueError("sort must be 'duration' or 'recent'")

@@ -30,9 +30,6 @@ class Stats:
     def gauge(self, name: str, help_: str, fn: Callable[[], float]) -> None:
         self.gauges[name] = (help_, fn)
 
-    def get(self, name: str, label: str) -> float:
-        return self.counters[name].get(label, 0.0)
-
     def snapshot(self) -> tuple[list[tuple[str, str, str, list[tuple[str, float]]]], list[tuple[str, str, float]]]:
         """([(name, help, label key, [(label value, value)])], [(gauge name, help, value)])."""
         with self._lock:
