@@ -192,3 +192,17 @@ def test_otlp_json_metrics_with_exemplars() -> None:
         assert ex and ex[0].labels == {"trace_id": "5b8efff798038103d269b633813fc60c", "span_id": "eee19b7ec3c1b174"}
         assert ex[0].value == 0.2
         assert http_get(c.urls["listen"] + "/healthz")[0] == 200
+
+
+def test_extreme_exponential_histogram_scale_renders() -> None:
+    point = {"count": "3", "sum": 5.0, "scale": -10, "zeroCount": "1",
+             "positive": {"offset": 0, "bucketCounts": ["1", "1"]}}  # fmt: skip
+    doc = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+        "name": "huge", "exponentialHistogram": {"aggregationTemporality": 1, "dataPoints": [point]}}]}]}]}  # fmt: skip
+    with running_collector() as c:
+        assert http_post(c.urls["otlp_http"] + "/v1/metrics", json.dumps(doc).encode(),
+                         {"Content-Type": "application/json"})[0] == 200  # fmt: skip
+        for om in (False, True):
+            fams = scrape(c, openmetrics=om)
+            assert sample(fams, "huge", "huge_bucket", le="+Inf") == 3
+            assert sample(fams, "huge", "huge_bucket", le="0") == 1

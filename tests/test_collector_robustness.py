@@ -64,6 +64,7 @@ def test_malformed_truncated_oversized_and_wrong_type_http() -> None:
                 400,
             ),
             (b"[1, 2]", {"Content-Type": "application/json"}, 400),
+            (b'{"resourceSpans": ' + b"[" * 30_000, {"Content-Type": "application/json"}, 400),  # deep nesting
             (gzip.compress(good)[:-8], {**PB, "Content-Encoding": "gzip"}, 400),  # truncated gzip
             (good, {**PB, "Content-Encoding": "br"}, 415),
             (good, {"Content-Type": "text/plain"}, 415),
@@ -86,7 +87,7 @@ def test_malformed_truncated_oversized_and_wrong_type_http() -> None:
         refused = {
             dict(lb)["reason"]: v for (_, lb), v in fams["modeltel_collector_refused_requests"]["samples"].items()
         }
-        assert refused["invalid"] >= 6 and refused["too_large"] == 2 and refused["unsupported_media_type"] == 2
+        assert refused["invalid"] >= 7 and refused["too_large"] == 2 and refused["unsupported_media_type"] == 2
 
 
 def test_malformed_and_oversized_grpc() -> None:

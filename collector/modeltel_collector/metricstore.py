@@ -85,12 +85,17 @@ class ExpHistogramSeries:
             setattr(self, side, merged)
         self.scale = scale
 
+    def _bound(self, index: int) -> float:
+        """Upper bound of positive bucket ``index - 1``: 2**(index * 2**-scale), +Inf past float range."""
+        exponent = index * 2.0**-self.scale
+        return 2.0**exponent if exponent < 1024 else math.inf
+
     def buckets(self) -> list[tuple[float, int, Exemplar | None]]:
-        base = 2.0 ** (2.0**-self.scale)
-        rows: list[tuple[float, int]] = [(-(base**i), c) for i, c in self.negative.items() if c]
+        rows: list[tuple[float, int]] = [(-self._bound(i), c) for i, c in self.negative.items() if c]
         if self.zero_count or not (self.positive or self.negative):
             rows.append((self.zero_threshold, self.zero_count))
-        rows.extend((base ** (i + 1), c) for i, c in self.positive.items() if c)
+        rows.extend((self._bound(i + 1), c) for i, c in self.positive.items() if c)
+        rows = [(b, c) for b, c in rows if b != math.inf]  # counted in the +Inf bucket below
         rows.sort()
         out, running = [], 0
         bounds = [b for b, _ in rows]

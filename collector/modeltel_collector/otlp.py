@@ -85,15 +85,15 @@ def _hex_ids_to_base64(node: Any) -> None:
 def parse_json(signal: str, body: bytes) -> Message:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise PayloadError(f"invalid JSON: {e}") from e
     if not isinstance(doc, dict):
         raise PayloadError("OTLP/JSON body must be an object")
-    _hex_ids_to_base64(doc)
     msg = REQUEST_TYPES[signal]()
     try:
+        _hex_ids_to_base64(doc)
         json_format.ParseDict(doc, msg, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError) as e:
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
         raise PayloadError(f"invalid OTLP/JSON {REQUEST_TYPES[signal].__name__}: {e}") from e
     return msg
 

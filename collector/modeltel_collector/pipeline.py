@@ -9,6 +9,7 @@ the queue before the process exits. The second decode costs under 1 us per span.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -19,6 +20,8 @@ from modeltel_collector.otlp import METRICS, REQUEST_TYPES, TRACES
 from modeltel_collector.spanmetrics import process_traces
 from modeltel_collector.spanstore import SpanStore
 from modeltel_collector.stats import Stats
+
+_log = logging.getLogger("modeltel_collector")
 
 
 class Overloaded(Exception):
@@ -117,6 +120,9 @@ class Pipeline:
             if item is not None:
                 try:
                     self._process(*item)
+                except Exception:  # a bug on odd-but-valid data must not stop the worker (and wedge ingest)
+                    _log.exception("modeltel collector: failed to process a %s request; dropped", item[0])
+                    self.stats.inc("modeltel_collector_dropped", f"{item[0]}_processing_error")
                 finally:
                     with self._cond:
                         self.queued_bytes -= len(item[1])
