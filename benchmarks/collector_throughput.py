@@ -1,0 +1,229 @@
+"""Drive ``modeltel collector`` with the real OTel OTLP exporters over HTTP and gRPC and print throughput.
+
+The collector runs in its own process (so it has one core to itself on a 2-core machine); this process
+re-exports pre-built batches of SDK spans / metric data with OTLPSpanExporter / OTLPMetricExporter, the
+same code path as an instrumented app's BatchSpanProcessor and PeriodicExportingMetricReader. Reported:
+spans/s and metric points/s accepted (exports answered 200/OK), the rate fully processed (merged and
+written to SQLite, read back from the collector's self-metrics), collector CPU-seconds used, and p50/p99
+export latency.
+
+    python benchmarks/collector_throughput.py [--seconds 10] [--batch 512] [--clients 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import grpc
+import psutil
+from modeltel import taxonomy as tx
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+def make_spans(n: int) -> list:
+    """n spans shaped like modeltel's: 1 prediction root + 3 stage children per request."""
+    mem = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create({"service.name": "bench", "service.instance.id": "b1"}))
+    tp.add_span_processor(SimpleSpanProcessor(mem))
+    tracer = tp.get_tracer(tx.TRACER_NAME, "0.1.0")
+    model = {tx.ATTR_MODEL_NAME: "iris", tx.ATTR_MODEL_VERSION: "v1"}
+    while len(mem.get_finished_spans()) < n:
+        with tracer.start_as_current_span("predict", attributes={tx.SPAN_ATTR_KIND: "prediction", **model}):
+            for stage in (*tx.CANONICAL_STAGES,):
+                attrs = {tx.SPAN_ATTR_KIND: "stage", tx.SPAN_ATTR_STAGE: stage, **model}
+                with tracer.start_as_current_span(stage, attributes=attrs):
+                    pass
+    return list(mem.get_finished_spans()[:n])
+
+
+def make_metrics(series: int):
+    """One collection of `series` histogram + counter streams (what one periodic export carries)."""
+    reader = InMemoryMetricReader()
+    mp = MeterProvider(resource=Resource.create({"service.name": "bench", "service.instance.id": "b1"}),
+                       metric_readers=[reader])  # fmt: skip
+    meter = mp.get_meter(tx.METER_NAME)
+    hist = meter.create_histogram(tx.STAGE_LATENCY.otel_name, unit="s",
+                                  explicit_bucket_boundaries_advisory=list(tx.LATENCY_BUCKETS_SECONDS))  # fmt: skip
+    counter = meter.create_counter(tx.PREDICTIONS.otel_name, unit=tx.PREDICTIONS.unit)
+    for i in range(series):
+        attrs = {tx.ATTR_MODEL_NAME: f"m{i}", tx.ATTR_MODEL_VERSION: "v1", tx.ATTR_STAGE: "inference"}
+        hist.record(0.01 * (i % 50), attrs)
+        counter.add(1, {**attrs, tx.ATTR_STATUS: "success"})
+    data = reader.get_metrics_data()
+    points = sum(len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
+    return data, points
+
+
+def start_collector(tmp: str) -> tuple[subprocess.Popen, dict]:
+    ready = os.path.join(tmp, "ready.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modeltel_collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0",
+         "--listen", "127.0.0.1:0", "--trace-db", os.path.join(tmp, "traces.db"), "--ready-file", ready],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not os.path.exists(ready) or not os.path.getsize(ready):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("collector did not start")
+        time.sleep(0.05)
+    with open(ready) as f:
+        return proc, json.load(f)["urls"]
+
+
+def self_metric(listen: str, name: str) -> float:
+    text = urllib.request.urlopen(listen + "/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def queue_depth(listen: str) -> int:
+    with urllib.request.urlopen(listen + "/healthz", timeout=10) as resp:
+        return json.load(resp)["queue_depth"]
+
+
+def drive(exports: list, items_per_call: int, seconds: float) -> tuple[int, int, list[float]]:
+    """Call each export function in its own thread until time is up; one thread per client."""
+    ok = failed = 0
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def loop(export) -> None:
+        nonlocal ok, failed
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            success = export()
+            dt = time.perf_counter() - t0
+            with lock:
+                latencies.append(dt)
+                ok += items_per_call if success else 0
+                failed += 0 if success else items_per_call
+
+    threads = [threading.Thread(target=loop, args=(e,)) for e in exports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return ok, failed, latencies
+
+
+def raw_sender(protocol: str, urls: dict, body: bytes):
+    """Replay one exporter-encoded request as fast as possible (measures the collector, not the client)."""
+    if protocol == "http":
+        host, port = urls["otlp_http"].removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port))
+
+        def send() -> bool:
+            conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status == 200
+
+        return send
+    channel = grpc.insecure_channel(urls["otlp_grpc"])
+    call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+
+    def send_grpc() -> bool:
+        try:
+            call(body, timeout=30)
+            return True
+        except grpc.RpcError:
+            return False
+
+    return send_grpc
+
+
+def run(protocol: str, signal: str, args, urls: dict, proc: psutil.Process) -> dict:
+    closers = []
+    if signal == "traces-raw":
+        body = encode_spans(make_spans(args.batch)).SerializeToString()
+        n, exports = args.batch, [raw_sender(protocol, urls, body) for _ in range(args.raw_clients)]
+        counter = "modeltel_collector_received_spans_total"
+    elif signal == "traces":
+        batch, n, exports = make_spans(args.batch), args.batch, []
+        for _ in range(args.clients):
+            if protocol == "http":
+                exporter = HttpSpanExporter(endpoint=urls["otlp_http"] + "/v1/traces")
+            else:
+                exporter = GrpcSpanExporter(endpoint=urls["otlp_grpc"], insecure=True)
+            exports.append(lambda e=exporter: e.export(batch) is SpanExportResult.SUCCESS)
+            closers.append(exporter.shutdown)
+        counter = "modeltel_collector_received_spans_total"
+    else:
+        (data, n), exports = make_metrics(args.series), []
+        for _ in range(args.clients):
+            if protocol == "http":
+                exporter = HttpMetricExporter(endpoint=urls["otlp_http"] + "/v1/metrics")
+            else:
+                exporter = GrpcMetricExporter(endpoint=urls["otlp_grpc"], insecure=True)
+            exports.append(lambda e=exporter: e.export(data) is MetricExportResult.SUCCESS)
+            closers.append(exporter.shutdown)
+        counter = "modeltel_collector_received_metric_points_total"
+    before = self_metric(urls["listen"], counter)
+    cpu0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
+    ok, failed, lat = drive(exports, n, args.seconds)
+    accepted_s = time.perf_counter() - t0
+    rss_mb = proc.memory_info().rss / 2**20
+    while queue_depth(urls["listen"]) > 0:  # /healthz: cheap, unlike rendering /metrics
+        time.sleep(0.1)
+    processed_s = time.perf_counter() - t0
+    cpu = sum(proc.cpu_times()[:2]) - cpu0
+    processed = self_metric(urls["listen"], counter) - before
+    for close in closers:
+        close()
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
+    return {
+        "protocol": protocol, "signal": signal, "per_export": n, "accepted_per_s": ok / accepted_s,
+        "processed_per_s": processed / processed_s, "per_cpu_s": processed / cpu if cpu else 0.0,
+        "refused": failed, "rss_mb": rss_mb, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--batch", type=int, default=512, help="spans per export (BatchSpanProcessor default)")
+    ap.add_argument("--series", type=int, default=500, help="metric streams per export")
+    ap.add_argument("--clients", type=int, default=1, help="concurrent exporters per run")
+    ap.add_argument("--signals", default="traces,metrics,traces-raw", help="runs to do, comma-separated")
+    ap.add_argument("--raw-clients", type=int, default=2, help="concurrent senders for the traces-raw runs")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        collector, urls = start_collector(tmp)
+        try:
+            proc = psutil.Process(collector.pid)
+            print(f"{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
+                  f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+            for signal in args.signals.split(","):
+                for protocol in ("http", "grpc"):
+                    r = run(protocol, signal, args, urls, proc)
+                    print(f"{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "
+                          f"{r['processed_per_s']:>12.0f} {r['per_cpu_s']:>10.0f} {r['refused']:>8} "
+                          f"{r['rss_mb']:>7.0f} "
+                          f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}", flush=True)  # fmt: skip
+        finally:
+            collector.terminate()
+            collector.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

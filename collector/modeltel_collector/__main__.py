@@ -1,0 +1,5 @@
+import sys
+
+from modeltel_collector.cli import main
+
+sys.exit(main())

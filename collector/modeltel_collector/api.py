@@ -1,0 +1,73 @@
+"""The ``--listen`` server: ``/metrics`` (text or OpenMetrics), ``/healthz`` and the trace API.
+
+Trace API (JSON):
+  GET /api/traces/<trace_id hex>  -> {"trace_id", "spans": [...]} or 404
+  GET /api/traces?service=&model=&stage=&status=ok|error&kind=prediction|stage&name=&min_duration_ms=
+                 &sort=recent|duration&limit=20  -> {"traces": [...]} (one row per trace, its longest match)
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from modeltel_collector.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
+from modeltel_collector.httpbase import Handler, token_ok
+
+_SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
+
+
+class ApiHandler(Handler):
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        ctx = self.server.ctx
+        if path == "/metrics":
+            om = wants_openmetrics(self.headers.get("Accept", ""))
+            body = render(ctx["metrics"], ctx["stats"], om)
+            self.send_body(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
+        elif path == "/healthz":
+            healthy = ctx["healthy"]()
+            self.send_json(
+                200 if healthy else 503,
+                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["pipeline"].depth()},
+            )
+        elif path.startswith("/api/traces"):
+            if not token_ok(self.headers.get("Authorization"), ctx["config"].auth_token):
+                self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
+            elif path == "/api/traces":
+                self._search(parse_qs(url.query))
+            else:
+                self._get(path[len("/api/traces/") :])
+        else:
+            self.send_json(404, {"error": "not found", "endpoints": ["/metrics", "/healthz", "/api/traces"]})
+
+    def _get(self, trace_hex: str) -> None:
+        try:
+            trace_id = bytes.fromhex(trace_hex)
+            if len(trace_id) != 16:
+                raise ValueError
+        except ValueError:
+            self.send_json(400, {"error": "trace id must be 32 hex digits"})
+            return
+        spans = self.server.ctx["spans"].get_trace(trace_id)
+        if not spans:
+            self.send_json(404, {"error": f"trace {trace_hex} not found"})
+        else:
+            self.send_json(200, {"trace_id": trace_hex.lower(), "spans": spans})
+
+    def _search(self, query: dict[str, list[str]]) -> None:
+        q = {k: v[-1] for k, v in query.items()}
+        try:
+            traces = self.server.ctx["spans"].search(
+                **{k: q.get(k) for k in _SEARCH_KEYS},
+                min_duration_ms=float(q["min_duration_ms"]) if q.get("min_duration_ms") else None,
+                sort=q.get("sort", "recent"),
+                limit=int(q.get("limit", 20)),
+            )
+        except ValueError as e:
+            self.send_json(400, {"error": str(e)})
+            return
+        self.send_json(200, {"traces": traces})

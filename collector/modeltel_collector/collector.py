@@ -1,0 +1,159 @@
+"""``Collector``: wires receivers, pipeline, stores, forwarder and the API server; start/stop in-process.
+
+Tests and the demo run it on port 0 and read ``.ports``/``.urls``; the CLI runs it until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+
+from modeltel_collector.api import ApiHandler
+from modeltel_collector.config import Config, split_address
+from modeltel_collector.forwarder import Forwarder
+from modeltel_collector.grpc_receiver import GrpcReceiver
+from modeltel_collector.http_receiver import OTLPHandler
+from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
+from modeltel_collector.metricstore import MetricStore
+from modeltel_collector.pipeline import Pipeline
+from modeltel_collector.spanstore import SpanStore
+from modeltel_collector.stats import Stats
+
+
+class Collector:
+    """The whole collector in one object. ``start()`` binds every configured address and returns at once."""
+
+    def __init__(self, config: Config | None = None, **overrides) -> None:
+        self.config = config or Config()
+        self.config.update(overrides, "Collector()")
+        cfg = self.config
+        self.stats = Stats()
+        self.metrics = MetricStore(cfg.staleness_s, cfg.max_series)
+        self._tmpdir = None
+        db = cfg.trace_db
+        if not db:
+            self._tmpdir = tempfile.mkdtemp(prefix="modeltel-collector-")
+            db = os.path.join(self._tmpdir, "traces.db")
+        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans)
+        self.forwarder = (
+            Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)
+            if cfg.forward_endpoint
+            else None
+        )
+        self.pipeline = Pipeline(
+            self.metrics,
+            self.spans,
+            self.stats,
+            self.forwarder,
+            cfg.max_queue_bytes,
+            cfg.derive_span_metrics,
+            cfg.retry_after_s,
+        )
+        self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
+        self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
+        if self.forwarder is not None:
+            self.stats.gauge(
+                "modeltel_collector_forward_queue_depth", "Requests waiting to be forwarded.", self.forwarder.depth
+            )
+        self._http: dict[str, BoundedHTTPServer] = {}
+        self._grpc: GrpcReceiver | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        self.ports: dict[str, int] = {}
+
+    def _serve_http(self, name: str, address: str, handler: type, tls: bool) -> None:
+        ctx = ssl_context(self.config.tls_cert, self.config.tls_key) if tls else None
+        server = BoundedHTTPServer(
+            split_address(address),
+            handler,
+            self.config.max_connections,
+            ctx,
+            pipeline=self.pipeline,
+            metrics=self.metrics,
+            spans=self.spans,
+            stats=self.stats,
+            config=self.config,
+            healthy=self.healthy,
+        )
+        self._http[name] = server
+        self.ports[name] = server.port
+        t = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"modeltel-{name}", daemon=True
+        )
+        t.start()
+        self._threads.append(t)
+
+    def start(self) -> Collector:
+        cfg = self.config
+        self.spans.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
+        self.pipeline.start()
+        try:
+            if cfg.listen:
+                self._serve_http("listen", cfg.listen, ApiHandler, tls=False)
+            if cfg.otlp_http:
+                self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler, tls=True)
+            if cfg.otlp_grpc:
+                self._grpc = GrpcReceiver(cfg.otlp_grpc, cfg, self.pipeline, self.stats)
+                self._grpc.start()
+                self.ports["otlp_grpc"] = self._grpc.port
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Client-side addresses of the bound servers (http:// or https://, grpc as host:port)."""
+        out = {}
+        for name, addr in (
+            ("listen", self.config.listen),
+            ("otlp_http", self.config.otlp_http),
+            ("otlp_grpc", self.config.otlp_grpc),
+        ):
+            if name in self.ports:
+                host = split_address(addr)[0]
+                host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+                scheme = "https" if self.config.tls_cert and name == "otlp_http" else "http"
+                out[name] = (
+                    f"{host}:{self.ports[name]}" if name == "otlp_grpc" else f"{scheme}://{host}:{self.ports[name]}"
+                )
+        return out
+
+    def healthy(self) -> bool:
+        return not self._stopped.is_set()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything accepted so far is merged and written (for tests and the demo)."""
+        return self.pipeline.wait_idle(timeout_s)
+
+    def stop(self) -> None:
+        """Drain: stop accepting, process everything accepted, flush the stores and the forwarder."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.config.shutdown_timeout_s
+        otlp_http = self._http.pop("otlp_http", None)
+        if otlp_http is not None:
+            otlp_http.shutdown()
+            otlp_http.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace / 2)
+        self.pipeline.close()
+        self.spans.close()
+        if self.forwarder is not None:
+            self.forwarder.close(grace / 2)
+        for server in self._http.values():
+            server.shutdown()
+            server.server_close()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

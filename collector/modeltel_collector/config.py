@@ -1,0 +1,109 @@
+"""Collector settings from defaults < config file (TOML) < environment (MODELTEL_COLLECTOR_*) < command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "MODELTEL_COLLECTOR_"
+
+
+@dataclass
+class Config:
+    """Every option of ``modeltel collector``; an empty address disables that server."""
+
+    otlp_http: str = "127.0.0.1:4318"
+    otlp_grpc: str = "127.0.0.1:4317"
+    listen: str = "127.0.0.1:9464"
+    trace_db: str = ""  # empty: a temporary file removed at exit
+    trace_max_age_s: float = 3600.0
+    trace_max_spans: int = 1_000_000
+    staleness_s: float = 300.0
+    max_series: int = 100_000
+    max_request_bytes: int = 8 << 20
+    max_queue_bytes: int = 64 << 20
+    max_connections: int = 32  # per receiver (HTTP connections, concurrent gRPC calls)
+    retry_after_s: float = 1.0
+    derive_span_metrics: bool = True
+    forward_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otelcol:4318
+    forward_headers: dict[str, str] = field(default_factory=dict)
+    forward_queue_bytes: int = 64 << 20
+    auth_token: str = ""  # bearer token required on receivers and the trace API when set
+    tls_cert: str = ""
+    tls_key: str = ""
+    shutdown_timeout_s: float = 10.0
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def update(self, values: dict[str, Any], source: str) -> None:
+        """Apply ``values`` (strings from env/CLI or typed from TOML), converting to each field's type."""
+        types = {f.name: f.type for f in fields(self)}
+        for key, value in values.items():
+            name = key.replace("-", "_").lower()
+            if name not in types:
+                raise ValueError(f"{source}: unknown option {key!r}")
+            setattr(self, name, _convert(name, types[name], value, source))
+
+
+def _convert(name: str, type_: str, value: Any, source: str) -> Any:
+    try:
+        if type_ == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                    raise ValueError(value)
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if type_ == "int":
+            return int(value)
+        if type_ == "float":
+            return float(value)
+        if type_.startswith("dict"):
+            if isinstance(value, dict):
+                return {str(k): str(v) for k, v in value.items()}
+            return dict(kv.split("=", 1) for kv in str(value).split(",") if kv.strip())
+        return str(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: invalid value for {name}: {value!r}") from e
+
+
+def load(
+    config_file: str | None = None, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Build a Config: defaults, then the TOML file (``[collector]`` table or top level), env, overrides."""
+    cfg = Config()
+    env = os.environ if env is None else env
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        with open(config_file, "rb") as f:
+            doc = tomllib.load(f)
+        cfg.update(doc.get("collector", doc), config_file)
+    names = set(Config.option_names())
+    cfg.update(
+        {
+            k[len(ENV_PREFIX) :].lower(): v
+            for k, v in env.items()
+            if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() in names
+        },
+        "environment",
+    )
+    cfg.update({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        raise ValueError("tls_cert and tls_key must be given together")
+    return cfg
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'HOST:PORT' (or '[v6]:PORT') -> (host, port); port 0 picks a free port."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        raise ValueError(f"address must be HOST:PORT, got {address!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -1,0 +1,106 @@
+"""Render the metric store as Prometheus text 0.0.4 or OpenMetrics 1.0 (the latter with exemplars).
+
+Written by hand rather than through prometheus_client because the store already holds final cumulative
+state, and prometheus_client cannot attach OTel exemplars (trace/span ids) to buckets of foreign series.
+"""
+
+from __future__ import annotations
+
+import math
+
+from modeltel_collector.metricstore import COUNTER, GAUGE, HISTOGRAM, Exemplar, Labels, MetricStore
+from modeltel_collector.stats import Stats
+from modeltel_collector.translate import escape_help, escape_label_value, unit_suffix
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Content negotiation: OpenMetrics when the client lists it with a q-value at least that of text."""
+    best_om, best_text = -1.0, -1.0
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media, q = fields[0].lower(), 1.0
+        for f in fields[1:]:
+            if f.startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        if media == "application/openmetrics-text":
+            best_om = max(best_om, q)
+        elif media in ("text/plain", "*/*", "text/*"):
+            best_text = max(best_text, q)
+    return best_om > 0 and best_om >= best_text
+
+
+def fmt(v: float) -> str:
+    """Shortest float text, '%g'-style like Go clients (le="0.1", le="1"), exact when %g would round."""
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if math.isnan(v):
+        return "NaN"
+    s = f"{v:g}"
+    return s if float(s) == v else repr(v)
+
+
+def _labels(labels: Labels, extra: str = "") -> str:
+    parts = [f'{k}="{escape_label_value(v)}"' for k, v in labels]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _exemplar(ex: Exemplar | None) -> str:
+    if ex is None:
+        return ""
+    return f' # {{trace_id="{ex[0]}",span_id="{ex[1]}"}} {fmt(ex[2])} {ex[3]:.3f}'
+
+
+def render(store: MetricStore, stats: Stats | None, openmetrics: bool) -> bytes:
+    """The full scrape body: target_info, every merged family, then the collector's self-metrics."""
+    out: list[str] = []
+    w = out.append
+    with store.lock:
+        infos = [(s.labels + s.info) for s in store.resources.values() if s.info]
+        if infos:
+            w("# TYPE target info\n" if openmetrics else "# TYPE target_info gauge\n")
+            w("# HELP target Target metadata\n" if openmetrics else "# HELP target_info Target metadata\n")
+            for lb in infos:
+                w(f"target_info{_labels(tuple(sorted(lb)))} 1\n")
+        for fam in sorted(store.families.values(), key=lambda f: f.name):
+            if not fam.series:
+                continue
+            name = fam.name
+            type_name = name + "_total" if fam.type == COUNTER and not openmetrics else name
+            w(f"# TYPE {type_name} {fam.type}\n")
+            suffix = unit_suffix(fam.unit, fam.type == GAUGE)
+            if openmetrics and suffix and name.endswith("_" + suffix):
+                w(f"# UNIT {name} {suffix}\n")
+            if fam.help:
+                w(f"# HELP {type_name} {escape_help(fam.help)}\n")
+            if fam.type == HISTOGRAM:
+                for labels, s in fam.series.items():
+                    lb = _labels(labels)
+                    for bound, cum, ex in s.buckets():
+                        le = 'le="' + fmt(bound) + '"'
+                        line = f"{name}_bucket{_labels(labels, le)} {cum}"
+                        w(line + (_exemplar(ex) if openmetrics else "") + "\n")
+                    w(f"{name}_sum{lb} {fmt(s.sum)}\n{name}_count{lb} {s.count}\n")
+            else:
+                sample = name + "_total" if fam.type == COUNTER else name
+                for labels, s in fam.series.items():
+                    w(f"{sample}{_labels(labels)} {fmt(s.value)}\n")
+    if stats is not None:
+        counters, gauges = stats.snapshot()
+        for name, help_, key, values in counters:
+            w(f"# TYPE {name if openmetrics else name + '_total'} counter\n")
+            w(f"# HELP {name if openmetrics else name + '_total'} {help_}\n")
+            for label, v in values:
+                w(f'{name}_total{{{key}="{escape_label_value(label)}"}} {fmt(v)}\n')
+        for name, help_, v in gauges:
+            w(f"# TYPE {name} gauge\n# HELP {name} {help_}\n{name} {fmt(v)}\n")
+    if openmetrics:
+        w("# EOF\n")
+    return "".join(out).encode()

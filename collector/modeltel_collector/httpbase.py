@@ -1,0 +1,145 @@
+"""Shared HTTP server plumbing: a thread-per-connection server with a hard connection cap, TLS, auth, bodies.
+
+The stdlib ThreadingHTTPServer is enough here: OTLP exporters send few, large, batched requests over
+keep-alive connections, so per-request overhead is negligible next to protobuf decoding; it adds no
+dependency, and the connection cap keeps threads (and memory) bounded under any load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from modeltel_collector.otlp import PayloadError
+
+_BUSY_BODY = b"too many open connections"
+_BUSY = (
+    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """At most ``max_connections`` handler threads; connections beyond get an immediate 429 and are closed."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int, ssl_context=None, **ctx: Any):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.ctx = ctx  # shared objects the handlers need (pipeline, stores, config)
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """Client resets and TLS failures are the client's problem; never print tracebacks for them."""
+
+
+def ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
+    if not cert:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def token_ok(header: str | None, token: str) -> bool:
+    """Constant-time check of an ``Authorization: Bearer <token>`` header (always true without a token)."""
+    if not token:
+        return True
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "modeltel-collector"
+    timeout = 30  # idle keep-alive connections give their slot back
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging (it would dominate CPU at high request rates)."""
+
+    def send_body(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
+        self.send_body(status, json.dumps(doc).encode(), "application/json", headers)
+
+    def read_body(self, limit: int) -> bytes:
+        """The request body (Content-Length or chunked), refusing anything over ``limit`` bytes."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            raise PayloadError("Content-Length or chunked encoding required", 411)
+        try:
+            length = int(length_header)
+        except ValueError as e:
+            raise PayloadError("invalid Content-Length") from e
+        if length < 0:
+            raise PayloadError("invalid Content-Length")
+        if length > limit:
+            self.close_connection = True  # unread body: the connection cannot be reused
+            raise PayloadError(f"body of {length} bytes exceeds the {limit}-byte limit", 413)
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            raise PayloadError(f"truncated body: got {len(body)} of {length} bytes")
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError as e:
+                self.close_connection = True
+                raise PayloadError("malformed chunked body") from e
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                self.close_connection = True
+                raise PayloadError(f"body exceeds the {limit}-byte limit", 413)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(3)

@@ -1,0 +1,408 @@
+"""The merged metric state behind ``/metrics``: one series per (family, resource, attributes).
+
+Delta points are accumulated into cumulative state, cumulative points replace it, so Prometheus always
+scrapes cumulative counters and histograms whatever temporality the SDK chose. Series are grouped by
+resource (``job``/``instance``) so workers of one service stay distinct, and a resource that stops sending
+is forgotten after ``staleness_s``. The number of series is capped so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from modeltel_collector.otlp import any_value_str
+from modeltel_collector.translate import label_name, metric_family_name
+
+DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+Labels = tuple[tuple[str, str], ...]
+ResourceKey = tuple[str, str]  # (job, instance)
+Exemplar = tuple[str, str, float, float]  # (trace_id hex, span_id hex, value, unix seconds)
+
+_RESOURCE_IDENTITY = ("service.name", "service.namespace", "service.instance.id")
+
+
+@dataclass
+class NumberSeries:
+    value: float = 0.0
+    start_ns: int = 0
+
+
+@dataclass
+class HistogramSeries:
+    """Explicit-bucket histogram; exponential histograms are stored as ``ExpHistogramSeries``."""
+
+    bounds: tuple[float, ...] = ()
+    counts: list[int] = field(default_factory=list)  # per bucket, not cumulative; len(bounds) + 1
+    sum: float = 0.0
+    count: int = 0
+    start_ns: int = 0
+    exemplars: dict[int, Exemplar] = field(default_factory=dict)  # bucket index -> latest exemplar
+
+    def add_exemplar(self, ex: Exemplar) -> None:
+        self.exemplars[bisect_left(self.bounds, ex[2])] = ex
+
+    def buckets(self) -> list[tuple[float, int, Exemplar | None]]:
+        """Cumulative (upper bound, count, exemplar) rows ending with +Inf."""
+        out, running = [], 0
+        for i, c in enumerate(self.counts):
+            running += c
+            out.append((self.bounds[i] if i < len(self.bounds) else math.inf, running, self.exemplars.get(i)))
+        return out
+
+
+@dataclass
+class ExpHistogramSeries:
+    """Base-2 exponential histogram; exposed as classic buckets at the populated bucket boundaries."""
+
+    scale: int = 0
+    zero_count: int = 0
+    zero_threshold: float = 0.0
+    positive: dict[int, int] = field(default_factory=dict)
+    negative: dict[int, int] = field(default_factory=dict)
+    sum: float = 0.0
+    count: int = 0
+    start_ns: int = 0
+    exemplars: list[Exemplar] = field(default_factory=list)
+
+    def downscale(self, scale: int) -> None:
+        if scale >= self.scale:
+            return
+        shift = self.scale - scale
+        for side in ("positive", "negative"):
+            merged: dict[int, int] = {}
+            for idx, c in getattr(self, side).items():
+                merged[idx >> shift] = merged.get(idx >> shift, 0) + c
+            setattr(self, side, merged)
+        self.scale = scale
+
+    def _bound(self, index: int) -> float:
+        """Upper bound of positive bucket ``index - 1``: 2**(index * 2**-scale), +Inf past float range."""
+        exponent = index * 2.0**-self.scale
+        return 2.0**exponent if exponent < 1024 else math.inf
+
+    def buckets(self) -> list[tuple[float, int, Exemplar | None]]:
+        rows: list[tuple[float, int]] = [(-self._bound(i), c) for i, c in self.negative.items() if c]
+        if self.zero_count or not (self.positive or self.negative):
+            rows.append((self.zero_threshold, self.zero_count))
+        rows.extend((self._bound(i + 1), c) for i, c in self.positive.items() if c)
+        rows = [(b, c) for b, c in rows if b != math.inf]  # counted in the +Inf bucket below
+        rows.sort()
+        out, running = [], 0
+        bounds = [b for b, _ in rows]
+        by_bucket: dict[int, Exemplar] = {}
+        for ex in self.exemplars:
+            by_bucket[bisect_left(bounds, ex[2])] = ex
+        for i, (bound, c) in enumerate(rows):
+            running += c
+            out.append((bound, running, by_bucket.get(i)))
+        out.append((math.inf, self.count, by_bucket.get(len(rows))))
+        return out
+
+
+Series = NumberSeries | HistogramSeries | ExpHistogramSeries
+
+
+@dataclass
+class Family:
+    name: str
+    type: str
+    unit: str
+    help: str
+    series: dict[Labels, Series] = field(default_factory=dict)
+    owner: dict[Labels, ResourceKey] = field(default_factory=dict)
+    derived: set[Labels] = field(default_factory=set)  # series computed from spans
+    direct_resources: set[ResourceKey] = field(default_factory=set)  # resources sending this family
+
+
+@dataclass
+class ResourceState:
+    key: ResourceKey
+    labels: Labels  # job, instance
+    info: Labels  # target_info labels (other resource attributes)
+    last_seen: float
+    keys: set[tuple[str, Labels]] = field(default_factory=set)
+
+
+@dataclass
+class IngestResult:
+    points: int = 0
+    rejected: int = 0
+    reasons: set[str] = field(default_factory=set)
+
+
+def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
+    """(job, instance) and the remaining resource attributes (for ``target_info``), per the compat spec."""
+    attrs = {kv.key: any_value_str(kv.value) for kv in resource.attributes}
+    name = attrs.get("service.name", "unknown_service")
+    ns = attrs.get("service.namespace")
+    job = f"{ns}/{name}" if ns else name
+    instance = attrs.get("service.instance.id", "")
+    info = tuple(sorted((label_name(k), v) for k, v in attrs.items() if k not in _RESOURCE_IDENTITY))
+    return (job, instance), info
+
+
+def _point_labels(base: Labels, attributes: Iterable) -> Labels:
+    labels = dict(base)
+    for kv in attributes:
+        key = label_name(kv.key)
+        value = any_value_str(kv.value)
+        labels[key] = f"{labels[key]};{value}" if key in labels and key not in ("job", "instance") else value
+    return tuple(sorted(labels.items()))
+
+
+def _exemplars(point) -> list[Exemplar]:
+    out = []
+    for ex in point.exemplars:
+        if len(ex.trace_id) != 16:
+            continue
+        value = ex.as_double if ex.WhichOneof("value") == "as_double" else float(ex.as_int)
+        out.append((ex.trace_id.hex(), ex.span_id.hex(), value, ex.time_unix_nano / 1e9))
+    return out
+
+
+class MetricStore:
+    """Thread-safe merged metric state; ``ingest`` runs on the pipeline thread, ``collect`` on scrapes."""
+
+    def __init__(self, staleness_s: float = 300.0, max_series: int = 100_000) -> None:
+        self.staleness_s = staleness_s
+        self.max_series = max_series
+        self.lock = threading.Lock()
+        self.families: dict[str, Family] = {}
+        self.resources: dict[ResourceKey, ResourceState] = {}
+        self.n_series = 0
+
+    # ---------------------------------------------------------------- resources
+    def _touch_resource(self, resource: Resource, now: float) -> ResourceState:
+        key, info = resource_identity(resource)
+        state = self.resources.get(key)
+        if state is None:
+            state = self.resources[key] = ResourceState(key, (("instance", key[1]), ("job", key[0])), info, now)
+        else:
+            state.info, state.last_seen = info, now
+        return state
+
+    def _family(self, name: str, type_: str, unit: str, help_: str) -> Family | None:
+        fam = self.families.get(name)
+        if fam is None:
+            fam = self.families[name] = Family(name, type_, unit, help_)
+        elif fam.type != type_:
+            return None  # same Prometheus name, different type: keep the first, reject the other
+        if help_ and not fam.help:
+            fam.help = help_
+        return fam
+
+    def _series(self, fam: Family, labels: Labels, res: ResourceState, factory: type) -> Series | None:
+        s = fam.series.get(labels)
+        if s is None or not isinstance(s, factory):
+            if s is None and self.n_series >= self.max_series:
+                return None
+            if s is None:
+                self.n_series += 1
+            s = fam.series[labels] = factory()
+            fam.owner[labels] = res.key
+            res.keys.add((fam.name, labels))
+        return s
+
+    # ---------------------------------------------------------------- OTLP ingest
+    def ingest(self, request, now: float | None = None) -> IngestResult:
+        """Merge an ExportMetricsServiceRequest; returns accepted and rejected point counts."""
+        now = time.time() if now is None else now
+        result = IngestResult()
+        with self.lock:
+            for rm in request.resource_metrics:
+                res = self._touch_resource(rm.resource, now)
+                for sm in rm.scope_metrics:
+                    base = list(res.labels)
+                    if sm.scope.name:
+                        base.append(("otel_scope_name", sm.scope.name))
+                    if sm.scope.version:
+                        base.append(("otel_scope_version", sm.scope.version))
+                    base_t = tuple(base)
+                    for m in sm.metrics:
+                        self._ingest_metric(m, base_t, res, result)
+        return result
+
+    def _ingest_metric(self, m, base: Labels, res: ResourceState, result: IngestResult) -> None:
+        kind = m.WhichOneof("data")
+        if kind == "sum":
+            data = m.sum
+            monotonic = data.is_monotonic
+            fam = self._family(
+                metric_family_name(m.name, m.unit, not monotonic),
+                COUNTER if monotonic else GAUGE,
+                m.unit,
+                m.description,
+            )
+            delta = data.aggregation_temporality == DELTA
+        elif kind == "gauge":
+            data, delta = m.gauge, False
+            fam = self._family(metric_family_name(m.name, m.unit, True), GAUGE, m.unit, m.description)
+        elif kind in ("histogram", "exponential_histogram"):
+            data = getattr(m, kind)
+            fam = self._family(metric_family_name(m.name, m.unit), HISTOGRAM, m.unit, m.description)
+            delta = data.aggregation_temporality == DELTA
+        else:
+            result.rejected += 1
+            result.reasons.add(f"unsupported metric type {kind} ({m.name})")
+            return
+        if fam is None:
+            result.rejected += len(data.data_points)
+            result.reasons.add(f"{m.name}: type conflicts with an existing series of the same name")
+            return
+        if res.key not in fam.direct_resources:
+            self._drop_derived(fam, res.key)
+        accepted = 0
+        for p in data.data_points:
+            labels = _point_labels(base, p.attributes)
+            if kind in ("sum", "gauge"):
+                s = self._series(fam, labels, res, NumberSeries)
+                if s is None:
+                    break
+                v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
+                s.value = s.value + v if delta else v
+            elif kind == "histogram":
+                s = self._series(fam, labels, res, HistogramSeries)
+                if s is None:
+                    break
+                self._merge_histogram(s, p, delta)
+            else:
+                s = self._series(fam, labels, res, ExpHistogramSeries)
+                if s is None:
+                    break
+                self._merge_exp_histogram(s, p, delta)
+            s.start_ns = p.start_time_unix_nano or s.start_ns
+            accepted += 1
+        result.points += accepted
+        if accepted < len(data.data_points):
+            result.rejected += len(data.data_points) - accepted
+            result.reasons.add(f"series limit {self.max_series} reached")
+
+    @staticmethod
+    def _merge_histogram(s: HistogramSeries, p, delta: bool) -> None:
+        bounds = tuple(p.explicit_bounds)
+        counts = list(p.bucket_counts) or [0] * (len(bounds) + 1)
+        if len(counts) != len(bounds) + 1:
+            counts = (counts + [0] * (len(bounds) + 1))[: len(bounds) + 1]
+        if delta and s.bounds == bounds and s.counts:
+            s.counts = [a + b for a, b in zip(s.counts, counts, strict=True)]
+            s.sum += p.sum
+            s.count += p.count
+        else:
+            if s.bounds != bounds:
+                s.exemplars.clear()
+            s.bounds, s.counts, s.sum, s.count = bounds, counts, p.sum, p.count
+        for ex in _exemplars(p):
+            s.add_exemplar(ex)
+
+    @staticmethod
+    def _merge_exp_histogram(s: ExpHistogramSeries, p, delta: bool) -> None:
+        if not delta or not s.count:
+            s.scale, s.positive, s.negative = p.scale, {}, {}
+            s.zero_count = s.count = 0
+            s.sum = 0.0
+        scale = min(s.scale, p.scale)
+        s.downscale(scale)
+        shift = p.scale - scale
+        for side, buckets in (("positive", p.positive), ("negative", p.negative)):
+            target = getattr(s, side)
+            for i, c in enumerate(buckets.bucket_counts):
+                if c:
+                    idx = (buckets.offset + i) >> shift
+                    target[idx] = target.get(idx, 0) + c
+        s.zero_count += p.zero_count
+        s.zero_threshold = max(s.zero_threshold, p.zero_threshold)
+        s.sum += p.sum
+        s.count += p.count
+        s.exemplars = (s.exemplars + _exemplars(p))[-16:]
+
+    def _drop_derived(self, fam: Family, rkey: ResourceKey) -> None:
+        """The app now sends this family itself: retire its span-derived twin so nothing is counted twice."""
+        fam.direct_resources.add(rkey)
+        for labels in [lb for lb in fam.derived if fam.owner.get(lb) == rkey]:
+            fam.derived.discard(labels)
+            if fam.series.pop(labels, None) is not None:
+                self.n_series -= 1
+            fam.owner.pop(labels, None)
+
+    # ---------------------------------------------------------------- span-derived updates
+    def observe_derived(
+        self,
+        resource: ResourceState,
+        family: str,
+        type_: str,
+        unit: str,
+        help_: str,
+        labels: Labels,
+        value: float | list[tuple[int, bytes, bytes, int]],
+        buckets: tuple[float, ...] = (),
+    ) -> bool:
+        """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
+
+        Counters take an increment; histograms take (duration_ns, trace_id, span_id, end_ns) observations,
+        and the last observation in each bucket becomes that bucket's exemplar.
+        """
+        fam = self._family(family, type_, unit, help_)
+        if fam is None or resource.key in fam.direct_resources:
+            return False
+        if type_ == COUNTER:
+            s = self._series(fam, labels, resource, NumberSeries)
+            if s is None:
+                return False
+            s.value += value
+        else:
+            s = self._series(fam, labels, resource, HistogramSeries)
+            if s is None:
+                return False
+            if not s.counts:
+                s.bounds, s.counts = buckets, [0] * (len(buckets) + 1)
+            bounds, counts, last = s.bounds, s.counts, {}
+            total = 0.0
+            for obs in value:
+                seconds = obs[0] / 1e9
+                i = bisect_left(bounds, seconds)
+                counts[i] += 1
+                total += seconds
+                last[i] = obs
+            s.sum += total
+            s.count += len(value)
+            for i, (d, trace_id, span_id, end) in last.items():
+                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / 1e9, end / 1e9)
+        fam.derived.add(labels)
+        return True
+
+    def touch_resource(self, resource: Resource, now: float) -> ResourceState:
+        """Register a resource seen in traces (caller holds lock)."""
+        return self._touch_resource(resource, now)
+
+    # ---------------------------------------------------------------- staleness
+    def expire(self, now: float | None = None) -> int:
+        """Forget resources silent for longer than the staleness time; returns series removed."""
+        now = time.time() if now is None else now
+        removed = 0
+        with self.lock:
+            for rkey, state in list(self.resources.items()):
+                if now - state.last_seen <= self.staleness_s:
+                    continue
+                for fam_name, labels in state.keys:
+                    fam = self.families.get(fam_name)
+                    if fam is not None and fam.series.pop(labels, None) is not None:
+                        removed += 1
+                        fam.owner.pop(labels, None)
+                        fam.derived.discard(labels)
+                for fam in self.families.values():
+                    fam.direct_resources.discard(rkey)
+                del self.resources[rkey]
+            self.n_series -= removed
+            for name in [n for n, f in self.families.items() if not f.series]:
+                del self.families[name]
+        return removed

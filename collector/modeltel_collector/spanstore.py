@@ -1,0 +1,239 @@
+"""Embedded trace store: SQLite in WAL mode, written in batches by one thread, bounded by age and span count.
+
+Rows hold the spans of one trace that arrived in one request (a modeltel request is a root span plus its
+stage spans, so typically one row per request), which divides the B-tree work per span; only the columns
+the search API filters on are columns, the spans themselves stay protobuf-encoded until fetched.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
+
+from modeltel_collector.otlp import any_value_py
+
+# One row per (trace, resource) per export request: the spans of a trace that arrived together. Columns are
+# what search filters on; ``data`` is the spans, encoded as a ScopeSpans message (repeated field 2).
+# trace_id, service, model, stages, kinds, name, status, start_ns, duration_ns, span_id, span_count, data
+Row = tuple[bytes, str, str, str, str, str, int, int, int, bytes, int, bytes]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
+    start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB);
+CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
+CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
+"""
+_INSERT = "INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
+_STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
+_STOP = object()
+
+
+class SpanStore:
+    """Writes row batches on its own thread (SQLite releases the GIL); ``put`` blocks when it falls behind."""
+
+    def __init__(self, path: str, max_age_s: float = 3600.0, max_spans: int = 1_000_000, queue_batches: int = 64):
+        self.path = path
+        self.max_age_s = max_age_s
+        self.max_spans = max_spans
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_batches)
+        self._read_lock = threading.Lock()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self.count = self._writer.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
+        self._reader = self._connect()
+        self._thread = threading.Thread(target=self._run, name="modeltel-spanstore", daemon=True)
+        self._last_prune = 0.0
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the trace_id index in memory
+        return conn
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, rows: list[Row]) -> None:
+        """Queue a batch for writing; blocks (back-pressure to the ingest queue) when the writer lags."""
+        if rows:
+            self._queue.put(rows)
+
+    def pending(self) -> int:
+        """Batches queued or being written (``unfinished_tasks`` only drops after the write commits)."""
+        return self._queue.unfinished_tasks
+
+    def close(self) -> None:
+        """Write everything queued, then close."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._writer.close()
+        self._reader.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                self._queue.task_done()
+                return
+            batch, taken, stop = list(item), 1, False
+            while len(batch) < 20_000:  # coalesce queued batches into one transaction
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                taken += 1
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.extend(more)
+            self._write(batch)
+            for _ in range(taken):
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _write(self, rows: list[Row]) -> None:
+        w = self._writer
+        spans = sum(r[10] for r in rows)
+        w.execute("BEGIN")
+        w.executemany(_INSERT, rows)
+        last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
+        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, time.time_ns(), spans))
+        w.execute("COMMIT")
+        self.count += spans
+        now = time.monotonic()
+        if self.count > self.max_spans or now - self._last_prune > 5.0:
+            self._last_prune = now
+            self.prune()
+
+    def prune(self, now_ns: int | None = None) -> int:
+        """Delete writes received before max_age and the oldest beyond max_spans; returns spans deleted.
+
+        Rowids grow with arrival and ``writes`` records each write's last rowid, time and span count, so
+        both bounds become one range delete on the rowid, with no per-row time index to maintain.
+        """
+        w = self._writer
+        cutoff = (now_ns or time.time_ns()) - int(self.max_age_s * 1e9)
+        excess = self.count - self.max_spans
+        if excess > 0:
+            excess += self.max_spans // 10  # go ~10% under the bound, so pruning is not per batch
+        upto, deleted = 0, 0
+        for max_rowid, written_ns, spans in w.execute("SELECT * FROM writes ORDER BY max_rowid").fetchall():
+            if written_ns >= cutoff and deleted >= excess:
+                break
+            upto, deleted = max_rowid, deleted + spans
+        if not upto:
+            return 0
+        w.execute("BEGIN")
+        w.execute("DELETE FROM traces WHERE rowid <= ?", (upto,))
+        w.execute("DELETE FROM writes WHERE max_rowid <= ?", (upto,))
+        w.execute("COMMIT")
+        self.count -= deleted
+        return deleted
+
+    # ---------------------------------------------------------------- reads (API threads)
+    def get_trace(self, trace_id: bytes) -> list[dict[str, Any]]:
+        with self._read_lock:
+            rows = self._reader.execute("SELECT service, data FROM traces WHERE trace_id = ?", (trace_id,)).fetchall()
+        spans = [span_to_dict(sp, service) for service, data in rows for sp in ScopeSpans.FromString(data).spans]
+        return sorted(spans, key=lambda s: s["start_time_unix_nano"])
+
+    def search(
+        self,
+        service: str | None = None,
+        model: str | None = None,
+        stage: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        min_duration_ms: float | None = None,
+        sort: str = "recent",
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Traces matching every filter, one row per trace, with its longest span's id and duration.
+
+        ``stage``/``kind`` match any span of the trace, ``status=error`` a trace with a failed span, and
+        ``min_duration_ms`` the trace's longest span (its root, for complete traces).
+        """
+        where, args = [], []
+        for col, val in (("service", service), ("model", model), ("name", name)):
+            if val:
+                where.append(f"{col} = ?")
+                args.append(val)
+        for col, val in (("stages", stage), ("kinds", kind)):
+            if val:
+                where.append(f"instr({col}, ?) > 0")
+                args.append(f",{val},")
+        if status:
+            codes = _STATUS_FILTERS.get(status.lower())
+            if codes is None:
+                raise ValueError(f"status must be one of {sorted(_STATUS_FILTERS)}")
+            where.append(f"status IN ({','.join('?' * len(codes))})")
+            args.extend(codes)
+        if min_duration_ms is not None:
+            where.append("duration_ns >= ?")
+            args.append(int(min_duration_ms * 1e6))
+        order = {"duration": "longest DESC", "recent": "start_ns DESC"}.get(sort)
+        if order is None:
+            raise ValueError("sort must be 'duration' or 'recent'")
+        # the single MAX() makes SQLite take the other (bare) columns from each trace's longest row
+        sql = (
+            "SELECT trace_id, span_id, service, model, stages, kinds, name, status, start_ns, "
+            f"MAX(duration_ns) AS longest FROM traces {'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"GROUP BY trace_id ORDER BY {order} LIMIT ?"
+        )
+        args.append(max(1, min(int(limit), 1000)))
+        with self._read_lock:
+            rows = self._reader.execute(sql, args).fetchall()
+        return [
+            {
+                "trace_id": r[0].hex(),
+                "span_id": r[1].hex(),
+                "service": r[2],
+                "model": r[3],
+                "stages": r[4].strip(",").split(",") if r[4].strip(",") else [],
+                "kinds": r[5].strip(",").split(",") if r[5].strip(",") else [],
+                "name": r[6],
+                "status": STATUS_NAMES.get(r[7], "unset"),
+                "start_time_unix_nano": r[8],
+                "duration_ms": r[9] / 1e6,
+            }
+            for r in rows
+        ]
+
+
+def span_to_dict(span: Span, service: str) -> dict[str, Any]:
+    """A span as plain JSON with hex ids (the API's format; OTLP/JSON-like but flat)."""
+    return {
+        "trace_id": span.trace_id.hex(),
+        "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex(),
+        "service": service,
+        "name": span.name,
+        "kind": Span.SpanKind.Name(span.kind),
+        "start_time_unix_nano": span.start_time_unix_nano,
+        "end_time_unix_nano": span.end_time_unix_nano,
+        "duration_ms": (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
+        "status": {"code": STATUS_NAMES.get(span.status.code, "unset"), "message": span.status.message},
+        "attributes": {kv.key: any_value_py(kv.value) for kv in span.attributes},
+        "events": [
+            {
+                "name": e.name,
+                "time_unix_nano": e.time_unix_nano,
+                "attributes": {kv.key: any_value_py(kv.value) for kv in e.attributes},
+            }
+            for e in span.events
+        ],
+        "links": [{"trace_id": lk.trace_id.hex(), "span_id": lk.span_id.hex()} for lk in span.links],
+    }

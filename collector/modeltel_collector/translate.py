@@ -1,0 +1,105 @@
+"""OpenTelemetry -> Prometheus name translation, per the OTel/Prometheus compatibility specification.
+
+Kept separate from the store so the rules (unit suffixes, ``_total``, label sanitising) are testable alone
+and match ``modeltel.taxonomy``'s precomputed ``prometheus_name`` values.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_INVALID_METRIC_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+_MULTI_UNDERSCORE = re.compile(r"__+")
+_BRACES = re.compile(r"\{[^}]*\}")
+
+_UNITS = {
+    # time
+    "d": "days",
+    "h": "hours",
+    "min": "minutes",
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    # bytes
+    "By": "bytes",
+    "KiBy": "kibibytes",
+    "MiBy": "mebibytes",
+    "GiBy": "gibibytes",
+    "TiBy": "tibibytes",
+    "KBy": "kilobytes",
+    "MBy": "megabytes",
+    "GBy": "gigabytes",
+    "TBy": "terabytes",
+    # SI
+    "m": "meters",
+    "V": "volts",
+    "A": "amperes",
+    "J": "joules",
+    "W": "watts",
+    "g": "grams",
+    "Cel": "celsius",
+    "Hz": "hertz",
+    "%": "percent",
+}
+_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month", "y": "year"}
+
+
+def _unit_word(unit: str) -> str:
+    return _UNITS.get(unit, unit)
+
+
+@lru_cache(maxsize=4096)
+def unit_suffix(unit: str, is_gauge: bool = False) -> str:
+    """The Prometheus unit suffix for an UCUM unit, '' when the unit adds none (annotations, '1' on counters)."""
+    unit = _BRACES.sub("", unit).strip()
+    if not unit:
+        return ""
+    if unit == "1":
+        return "ratio" if is_gauge else ""
+    if "/" in unit:
+        num, _, den = unit.partition("/")
+        num_word = _unit_word(num.strip()) if num.strip() else ""
+        den_word = _PER_UNITS.get(den.strip(), _unit_word(den.strip()))
+        word = f"{num_word}_per_{den_word}" if num_word else f"per_{den_word}"
+    else:
+        word = _unit_word(unit)
+    return _MULTI_UNDERSCORE.sub("_", _INVALID_METRIC_CHARS.sub("_", word)).strip("_")
+
+
+@lru_cache(maxsize=4096)
+def metric_family_name(name: str, unit: str, is_gauge: bool = False) -> str:
+    """The family name of an OTel metric (without ``_total``/``_bucket``), e.g. model.stage.latency+s."""
+    base = _MULTI_UNDERSCORE.sub("_", _INVALID_METRIC_CHARS.sub("_", name))
+    if base and base[0].isdigit():
+        base = "_" + base
+    suffix = unit_suffix(unit, is_gauge)
+    if suffix and not base.endswith("_" + suffix) and base != suffix:
+        base = f"{base}_{suffix}"
+    if base.endswith("_total"):
+        base = base[: -len("_total")]
+    return base
+
+
+@lru_cache(maxsize=16384)
+def label_name(key: str) -> str:
+    """Sanitise an attribute key into a Prometheus label name (dots -> '_', leading digit -> 'key_')."""
+    name = _INVALID_LABEL_CHARS.sub("_", key)
+    if not name:
+        return "_"
+    if name[0].isdigit():
+        name = "key_" + name
+    elif name.startswith("__"):
+        name = "key" + name
+    return name
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for both exposition formats."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
