@@ -15,10 +15,11 @@ from collector_helpers import (
     sample,
     scrape,
 )
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+
 from modeltel import taxonomy as tx
 from modeltel_collector.exposition import wants_openmetrics
 from modeltel_collector.translate import label_name, metric_family_name
-from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
 BUCKETS = tx.LATENCY_BUCKETS_SECONDS
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import time
 
-import modeltel
 import pytest
 from collector_helpers import http_get, running_collector, sample, scrape
+
+import modeltel
 
 pytestmark = pytest.mark.skipif(not hasattr(modeltel, "init"), reason="modeltel.init not in this tree yet")
 

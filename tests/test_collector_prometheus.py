@@ -17,6 +17,7 @@ import urllib.parse
 
 import pytest
 from collector_helpers import http_get, meter_provider, metric_exporter, running_collector, tracer_provider
+
 from modeltel import taxonomy as tx
 
 PROMETHEUS = shutil.which("prometheus")

@@ -15,8 +15,9 @@ from collector_helpers import (
     scrape,
     tracer_provider,
 )
-from modeltel import taxonomy as tx
 from opentelemetry.trace import Status, StatusCode
+
+from modeltel import taxonomy as tx
 
 
 def _serve(tp, n: int, fail_every: int = 0, sleep_s: float = 0.0, model: str = "iris") -> list[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from modeltel import taxonomy as tx
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from modeltel import taxonomy as tx
 from modeltel_collector.metricstore import COUNTER, HISTOGRAM, MetricStore, ResourceState
 from modeltel_collector.spanstore import Row
 
