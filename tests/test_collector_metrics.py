@@ -6,7 +6,12 @@ import json
 import math
 
 import pytest
-from collector_helpers import (
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+
+from modeltel import taxonomy as tx
+from modeltel_collector.exposition import wants_openmetrics
+from modeltel_collector.translate import label_name, metric_family_name
+from tests.collector_helpers import (
     http_get,
     http_post,
     meter_provider,
@@ -15,11 +20,6 @@ from collector_helpers import (
     sample,
     scrape,
 )
-from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
-
-from modeltel import taxonomy as tx
-from modeltel_collector.exposition import wants_openmetrics
-from modeltel_collector.translate import label_name, metric_family_name
 
 BUCKETS = tx.LATENCY_BUCKETS_SECONDS
 

@@ -9,9 +9,9 @@ import json
 import time
 
 import pytest
-from collector_helpers import http_get, running_collector, sample, scrape
 
 import modeltel
+from tests.collector_helpers import http_get, running_collector, sample, scrape
 
 pytestmark = pytest.mark.skipif(not hasattr(modeltel, "init"), reason="modeltel.init not in this tree yet")
 

@@ -16,9 +16,9 @@ import time
 import urllib.parse
 
 import pytest
-from collector_helpers import http_get, meter_provider, metric_exporter, running_collector, tracer_provider
 
 from modeltel import taxonomy as tx
+from tests.collector_helpers import http_get, meter_provider, metric_exporter, running_collector, tracer_provider
 
 PROMETHEUS = shutil.which("prometheus")
 

@@ -16,12 +16,13 @@ import urllib.request
 
 import grpc
 import pytest
-from collector_helpers import http_get, http_post, running_collector, scrape, tracer_provider
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
+
+from tests.collector_helpers import http_get, http_post, running_collector, scrape, tracer_provider
 
 PB = {"Content-Type": "application/x-protobuf"}
 

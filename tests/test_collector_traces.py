@@ -6,7 +6,10 @@ import json
 import time
 
 import pytest
-from collector_helpers import (
+from opentelemetry.trace import Status, StatusCode
+
+from modeltel import taxonomy as tx
+from tests.collector_helpers import (
     http_get,
     meter_provider,
     metric_exporter,
@@ -15,9 +18,6 @@ from collector_helpers import (
     scrape,
     tracer_provider,
 )
-from opentelemetry.trace import Status, StatusCode
-
-from modeltel import taxonomy as tx
 
 
 def _serve(tp, n: int, fail_every: int = 0, sleep_s: float = 0.0, model: str = "iris") -> list[str]:

@@ -61,6 +61,9 @@ def _run(tmp_path: Path, sink: OtlpSink, launcher: list[str], extra_env: dict[st
 
 def _check(sink: OtlpSink) -> None:
     assert sink.wait_for(lambda s: s.traces and s.metrics, timeout=10)
+    # MODELTEL_HOST_METRICS=false holds even though system-metrics' own instrumentor is installed
+    assert not list(sink.metric_points("system.cpu.time"))
+    assert not list(sink.metric_points("system.network.connections"))
     spans = list(sink.spans())
     names = [span.name for _, span in spans]
     assert names.count("predict") == 6 and names.count("inference") == 6

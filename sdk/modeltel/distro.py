@@ -17,9 +17,21 @@ from opentelemetry.sdk._configuration import _BaseConfigurator
 _log = logging.getLogger("modeltel")
 
 
+# Instrumentors modeltel drives itself from its own settings rather than letting every installed one start:
+# opentelemetry-instrumentation-system-metrics registers one that would ignore MODELTEL_HOST_METRICS and
+# read every socket on the machine (psutil.net_connections) at each collection.
+_MANAGED_INSTRUMENTORS = frozenset({"system_metrics"})
+
+
 class ModeltelDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "modeltel")
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        if entry_point.name in _MANAGED_INSTRUMENTORS:
+            _log.debug("modeltel: %s is configured by modeltel.meters, not auto-loaded", entry_point.name)
+            return
+        super().load_instrumentor(entry_point, **kwargs)
 
 
 class ModeltelConfigurator(_BaseConfigurator):
