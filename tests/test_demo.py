@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from modeltel.demo import histogram_quantile, resource_lines
+from modeltel.demo import histogram_quantile, prediction_counts, resource_lines, stage_table
 from modeltel.meters import install_meters
-from modeltel.testing import OtlpSink
 from tests import meters_helpers
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
 
@@ -36,8 +38,9 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    table = {line.split()[0]: line.split() for line in lines if line.startswith("  ") and line.split()[0] in
-             ("preprocess", "inference", "postprocess", "prediction")}  # fmt: skip
+    header = next(i for i, line in enumerate(lines) if "p50 ms" in line)
+    end = next(i for i, line in enumerate(lines) if "throughput:" in line)
+    table = {line.split()[0]: line.split() for line in lines[header + 1 : end]}
     assert set(table) == {"preprocess", "inference", "postprocess", "prediction"}
     requests = int(table["prediction"][4])  # "prediction (end to end) COUNT ..."
     assert requests > 10
@@ -45,23 +48,27 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
     p50, p95, p99 = (float(v) for v in table["inference"][2:5])
     assert 0 < p50 <= p95 <= p99
     assert "throughput:" in proc.stdout and "error rate:" in proc.stdout
+    trace_line = next(line for line in lines if "slowest request: trace" in line)
+    trace_id = trace_line.split("trace ")[1].split()[0]
+    assert len(trace_id) == 32 and f"/api/traces/{trace_id}" in proc.stdout
+    assert any(line.strip().startswith("inference") and line.strip().endswith("ms") for line in lines[-12:])
 
 
-def _sink_with(meters_nvml) -> OtlpSink:
-    """A sink holding one OTLP metrics export of the GPU and host meters, encoded as the exporter would."""
-    provider, reader = meters_helpers.provider()
+def _families_with(meters_nvml) -> dict:
+    """The GPU and host meters as Prometheus exposes them (the demo reads the collector's /metrics)."""
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry)
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     meters = install_meters(provider, gpu=True, host=True, nvml=meters_nvml)
     meters_helpers.settle()
-    reader.collect()
-    data = reader.get_metrics_data()
+    text = generate_latest(registry).decode()
     meters.shutdown()
-    sink = OtlpSink()
-    sink.metrics.append(encode_metrics(data))
-    return sink
+    provider.shutdown()
+    return {f.name: f for f in text_string_to_metric_families(text)}
 
 
 def test_demo_reports_gpus_from_the_exported_meters():
-    lines = resource_lines(_sink_with(make_fake_nvml([FakeDevice()])))
+    lines = resource_lines(_families_with(make_fake_nvml([FakeDevice()])))
     assert lines[0].startswith("  host: cpu ")
     (gpu,) = [line for line in lines if line.startswith("  GPU")]
     assert gpu == "  GPU 0 NVIDIA H100 80GB HBM3: 42% busy, memory 20.0 / 80.0 GiB"
@@ -70,5 +77,32 @@ def test_demo_reports_gpus_from_the_exported_meters():
 def test_demo_says_no_gpu_found_once():
     from pynvml import NVMLError_LibraryNotFound
 
-    lines = resource_lines(_sink_with(make_fake_nvml(init_error=NVMLError_LibraryNotFound)))
+    lines = resource_lines(_families_with(make_fake_nvml(init_error=NVMLError_LibraryNotFound)))
     assert [line for line in lines if "GPU" in line] == ["  GPU: no GPU found"]
+
+
+def test_stage_table_sums_workers_like_promql():
+    text = "\n".join(
+        [
+            "# TYPE model_stage_latency_seconds histogram",
+            *(
+                f'model_stage_latency_seconds_bucket{{stage="inference",instance="{i}",le="{le}"}} {c}'
+                for i in ("a", "b")
+                for le, c in (("0.1", 5), ("0.2", 10), ("+Inf", 10))
+            ),
+            *(
+                f'model_stage_latency_seconds_{k}{{stage="inference",instance="{i}"}} {v}'
+                for i in ("a", "b")
+                for k, v in (("count", 10), ("sum", 1.2))
+            ),
+            "# TYPE model_predictions_total counter",
+            'model_predictions_total{status="success",instance="a"} 9',
+            'model_predictions_total{status="error",instance="b"} 1',
+            "",
+        ]
+    )
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    ((stage, count, p50, p95, _p99),) = stage_table(families)
+    assert (stage, count) == ("inference", 20)
+    assert p50 == pytest.approx(0.1) and p95 == pytest.approx(0.19)
+    assert prediction_counts(families) == {"success": 9, "error": 1}

@@ -177,3 +177,25 @@ def test_uvicorn_workers_each_export(tmp_path):
             server.send_signal(signal.SIGTERM)
             output = server.communicate(timeout=30)[0]
         assert "Traceback" not in output, output
+
+
+def test_sigterm_flushes_the_last_export_interval(tmp_path):
+    """uvicorn re-raises SIGTERM with the default action after its graceful shutdown, which skips atexit;
+    modeltel's SIGTERM handler flushes first, so every request served is exported."""
+    port = _free_port()
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    with OtlpSink() as sink:
+        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="60000", PYTHONPATH=str(examples))  # no periodic export
+        server = subprocess.Popen(
+            [str(BIN / "modeltel"), "run", "--", sys.executable, "-m", "uvicorn", "iris_server:app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            sent = _send(f"http://127.0.0.1:{port}/predict", 25, b'{"features": [[5.1, 3.5, 1.4, 0.2]]}')
+        finally:
+            server.send_signal(signal.SIGTERM)
+            output = server.communicate(timeout=30)[0]
+        assert server.returncode == -signal.SIGTERM  # still dies by the signal, as without modeltel
+        assert sent == 25
+        assert sum(_latest_predictions_by_instance(sink).values()) == 25, output

@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(duration=args.duration, concurrency=args.concurrency)
+    return run_demo(duration=args.duration, concurrency=args.concurrency, keep=args.keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="serve an instrumented model under load and report from its telemetry")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     demo.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    demo.add_argument("--keep", action="store_true", help="leave the collector running afterwards (Ctrl-C stops)")
     demo.set_defaults(func=_demo)
 
     for name in sorted(plugins):

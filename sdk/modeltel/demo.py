@@ -1,25 +1,31 @@
 """``modeltel demo``: serve the example iris model instrumented, load it, report from its telemetry.
 
-Every figure printed comes from what the server exported over OTLP (histogram buckets and counters),
-computed the way Prometheus' ``histogram_quantile`` and ``rate`` would, not from the load generator's
-stopwatch: the demo shows what a user's dashboards will show.
+The server runs under ``modeltel run`` and exports OTLP to a ``modeltel collector``. Every figure
+printed comes from the collector's ``/metrics`` (histogram buckets and counters, computed the way
+Prometheus' ``histogram_quantile`` and ``rate`` would) and its trace API, not from the load generator's
+stopwatch: the demo shows what a user's dashboards will show. The collector runs as its own process,
+since the SDK never imports the collector package.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from . import taxonomy as tx
-from .testing import OtlpSink, attributes
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MODEL_NAME = "iris-classifier"
@@ -72,123 +78,194 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise SystemExit(f"modeltel demo: the server did not answer {url} within {timeout:.0f} s")
 
 
-def _latest(points: list[tuple[dict, Any, Any]]) -> dict[tuple, Any]:
-    """The newest cumulative point of each series (resource instance + attributes)."""
-    latest: dict[tuple, Any] = {}
-    for resource, _metric, point in points:
-        key = (resource.get("service.instance.id"), tuple(sorted(attributes(point.attributes).items())))
-        if key not in latest or point.time_unix_nano >= latest[key].time_unix_nano:
-            latest[key] = point
-    return latest
+def _scrape(url: str) -> dict[str, Any]:
+    """Prometheus families on the collector's /metrics, by name."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
 
 
-def stage_table(sink: OtlpSink) -> list[tuple[str, int, float, float, float]]:
-    """(stage, count, p50, p95, p99) from the latest stage and prediction histograms received."""
+def _samples(families: dict[str, Any], family: str, suffix: str = "") -> list[Any]:
+    f = families.get(family)
+    return [s for s in f.samples if s.name == family + suffix] if f is not None else []
+
+
+def stage_table(families: dict[str, Any]) -> list[tuple[str, int, float, float, float]]:
+    """(stage, count, p50, p95, p99) from the stage and prediction latency buckets, summed over workers,
+    as ``histogram_quantile(q, sum by (le, stage) (...))`` would compute them."""
     rows = []
-    series = [(tx.STAGE_LATENCY.otel_name, None), (tx.PREDICTION_LATENCY.otel_name, "prediction (end to end)")]
-    for name, label in series:
-        merged: dict[str, tuple[list[float], list[int]]] = {}
-        for (_, attrs), point in _latest(list(sink.metric_points(name))).items():
-            stage = label or dict(attrs).get(tx.ATTR_STAGE, "?")
-            bounds, counts = merged.get(stage, (list(point.explicit_bounds), [0] * len(point.bucket_counts)))
-            merged[stage] = (bounds, [a + b for a, b in zip(counts, point.bucket_counts, strict=True)])
+    for family, label in ((tx.STAGE_LATENCY.prometheus_name, None), (tx.PREDICTION_LATENCY.prometheus_name, "")):
+        buckets: dict[str, dict[float, float]] = {}
+        for sample in _samples(families, family, "_bucket"):
+            stage = sample.labels.get(tx.ATTR_STAGE, "?") if label is None else "prediction (end to end)"
+            le = float(sample.labels["le"])
+            per_stage = buckets.setdefault(stage, {})
+            per_stage[le] = per_stage.get(le, 0.0) + sample.value
         order = {s: i for i, s in enumerate(tx.CANONICAL_STAGES)}
-        for stage in sorted(merged, key=lambda s: (order.get(s, 99), s)):
-            bounds, counts = merged[stage]
-            rows.append((stage, sum(counts), *(histogram_quantile(q, bounds, counts) for q in (0.5, 0.95, 0.99))))
+        for stage in sorted(buckets, key=lambda s: (order.get(s, 99), s)):
+            cumulative = sorted(buckets[stage].items())
+            bounds = [le for le, _ in cumulative[:-1]]
+            counts = [int(c - p) for (_, c), p in zip(cumulative, [0.0] + [c for _, c in cumulative[:-1]], strict=True)]
+            quantiles = (histogram_quantile(q, bounds, counts) for q in (0.5, 0.95, 0.99))
+            rows.append((stage, int(cumulative[-1][1]), *quantiles))
     return rows
 
 
-def throughput_and_errors(sink: OtlpSink) -> tuple[float, float, int]:
-    """(predictions per second, error ratio, total) from the predictions counter's exported points."""
-    by_time: dict[int, dict[str, float]] = {}
-    for _resource, _metric, point in sink.metric_points(tx.PREDICTIONS.otel_name):
-        status = attributes(point.attributes).get(tx.ATTR_STATUS)
-        by_time.setdefault(point.time_unix_nano, {})[status] = point.as_int or point.as_double
-    times = sorted(by_time)
-    if not times:
-        return 0.0, 0.0, 0
-    first, last = by_time[times[0]], by_time[times[-1]]
-    total = sum(last.values())
-    errors = last.get(tx.STATUS_ERROR, 0)
-    span_s = (times[-1] - times[0]) / 1e9
-    rate = (total - sum(first.values())) / span_s if span_s > 0 else 0.0
-    return rate, (errors / total if total else 0.0), int(total)
+def prediction_counts(families: dict[str, Any]) -> dict[str, float]:
+    """``sum by (status) (model_predictions_total)``."""
+    out: dict[str, float] = {}
+    for sample in _samples(families, tx.PREDICTIONS.prometheus_name, "_total"):
+        status = sample.labels.get(tx.ATTR_STATUS, "")
+        out[status] = out.get(status, 0.0) + sample.value
+    return out
 
 
-def run_demo(duration: float = 20.0, concurrency: int = 8) -> int:
-    loadgen = _load_examples_module("loadgen")
-    port = _free_port()
-    with OtlpSink() as sink:
-        env = {
-            **os.environ,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-            "OTEL_BSP_SCHEDULE_DELAY": "500",
-            "OTEL_SERVICE_NAME": "iris-demo",
-            "MODELTEL_MODEL_NAME": MODEL_NAME,
-            "MODELTEL_MODEL_VERSION": MODEL_VERSION,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
-        }
-        command = [
-            sys.executable, "-m", "modeltel.cli", "run", "--",
-            sys.executable, "-m", "uvicorn", "iris_server:app", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning",
-        ]  # fmt: skip
-        print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} (exporting OTLP to {sink.endpoint})")
-        server = subprocess.Popen(command, env=env)
-        try:
-            _wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
-            print(f"modeltel demo: {concurrency} clients for {duration:.0f} s")
-            result = loadgen.drive(
-                f"http://127.0.0.1:{port}/predict", duration, concurrency, progress=loadgen.progress_bar
-            )
-            sys.stderr.write("\n")
-            time.sleep(1.5)  # one more export interval, so the last requests are in the telemetry
-        finally:
-            server.terminate()  # SIGTERM: the SDK flushes on exit
-            server.wait(timeout=30)
-        _print_report(sink, result)
-    return 0
-
-
-def _print_report(sink: OtlpSink, result: Any) -> None:
-    rows = stage_table(sink)
-    rate, error_ratio, total = throughput_and_errors(sink)
-    print(f"\nFrom the exported telemetry ({len(sink.metrics)} metric exports, {len(sink.traces)} trace exports):")
-    print(f"  {'stage':26} {'count':>8} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
-    for stage, count, p50, p95, p99 in rows:
-        print(f"  {stage:26} {count:8d} {p50 * 1e3:9.2f} {p95 * 1e3:9.2f} {p99 * 1e3:9.2f}")
-    print(f"  throughput: {rate:.1f} predictions/s; error rate: {error_ratio:.2%} of {total} predictions")
-    print(f"  (the load generator saw {result.sent} requests, {result.failed} failed)")
-    for line in resource_lines(sink):
-        print(line)
-
-
-def _gauge_values(sink: OtlpSink, name: str) -> dict[tuple, float]:
-    return {
-        attrs: point.as_double if point.HasField("as_double") else point.as_int
-        for (_, attrs), point in _latest(list(sink.metric_points(name))).items()
-    }
-
-
-def resource_lines(sink: OtlpSink) -> list[str]:
+def resource_lines(families: dict[str, Any]) -> list[str]:
     """Host CPU/memory and one row per GPU from the server's exported meters; "no GPU found" once."""
-    usage = {dict(a).get(tx.ATTR_RESOURCE_TYPE): v for a, v in _gauge_values(sink, tx.RESOURCE_USAGE.otel_name).items()}
+    usage = {
+        s.labels.get(tx.ATTR_RESOURCE_TYPE): s.value for s in _samples(families, tx.RESOURCE_USAGE.prometheus_name)
+    }
     lines = []
     if "cpu" in usage or "memory" in usage:
         lines.append(
             f"  host: cpu {usage.get('cpu', float('nan')):.1f}%, memory {usage.get('memory', float('nan')):.1f}%"
         )
-    util = _gauge_values(sink, tx.GPU_UTILIZATION.otel_name)
-    used = {dict(a).get(tx.ATTR_HW_ID): v for a, v in _gauge_values(sink, tx.GPU_MEMORY_USAGE.otel_name).items()}
-    limit = {dict(a).get(tx.ATTR_HW_ID): v for a, v in _gauge_values(sink, tx.GPU_MEMORY_LIMIT.otel_name).items()}
+
+    def by_gpu(prefix: str) -> dict[str, Any]:
+        # the unit suffix differs between exposition paths (e.g. _ratio), so match the family by prefix
+        names = [n for n in families if n.startswith(prefix)]
+        return {s.labels.get("hw_id"): s for n in names for s in families[n].samples if s.name.startswith(prefix)}
+
+    util = by_gpu(tx.GPU_UTILIZATION.prometheus_name)
+    used, limit = by_gpu(tx.GPU_MEMORY_USAGE.prometheus_name), by_gpu(tx.GPU_MEMORY_LIMIT.prometheus_name)
     if not util:
         lines.append("  GPU: no GPU found")
-    for attrs, value in sorted(util.items()):
-        a = dict(attrs)
-        hw_id = a.get(tx.ATTR_HW_ID)
-        memory = f"{used.get(hw_id, 0) / 2**30:.1f} / {limit.get(hw_id, 0) / 2**30:.1f} GiB"
-        lines.append(f"  GPU {a.get(tx.ATTR_GPU_INDEX)} {a.get(tx.ATTR_HW_NAME)}: {value:.0%} busy, memory {memory}")
+    for hw_id, sample in sorted(util.items(), key=lambda kv: kv[1].labels.get("modeltel_gpu_index", "")):
+        mem_used = used[hw_id].value if hw_id in used else float("nan")
+        mem_limit = limit[hw_id].value if hw_id in limit else float("nan")
+        lines.append(
+            f"  GPU {sample.labels.get('modeltel_gpu_index')} {sample.labels.get('hw_name')}: {sample.value:.0%} busy,"
+            f" memory {mem_used / 2**30:.1f} / {mem_limit / 2**30:.1f} GiB"
+        )
     return lines
+
+
+def _settled_scrape(url: str, sent: int, timeout: float = 10.0) -> dict[str, Any]:
+    """Scrape once the server's final export has been merged (all requests counted), or at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        families = _scrape(url)
+        if sum(prediction_counts(families).values()) >= sent or time.monotonic() > deadline:
+            return families
+        time.sleep(0.2)
+
+
+def _start_collector(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    ready = workdir / "collector-ready.json"
+    command = [
+        sys.executable, "-m", "modeltel.cli", "collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "",
+        "--listen", "127.0.0.1:0", "--trace-db", str(workdir / "traces.db"), "--ready-file", str(ready),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not ready.exists() or not ready.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("modeltel demo: the collector did not start (is modeltel installed with its collector?)")
+        time.sleep(0.1)
+    return proc, json.loads(ready.read_text())["urls"]
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def trace_lines(api: str) -> list[str]:
+    """The slowest prediction's trace from the collector's trace API, as an indented span tree."""
+    traces = _get_json(api + "/api/traces?kind=prediction&sort=duration&limit=1")["traces"]
+    if not traces:
+        return ["  no trace received"]
+    trace_id = traces[0]["trace_id"]
+    spans = _get_json(f"{api}/api/traces/{trace_id}")["spans"]
+    children: dict[str | None, list[dict]] = {}
+    ids = {s["span_id"] for s in spans}
+    for span in sorted(spans, key=lambda s: s["start_time_unix_nano"]):
+        parent = span["parent_span_id"] if span["parent_span_id"] in ids else None
+        children.setdefault(parent, []).append(span)
+    lines = [f"  slowest request: trace {trace_id} ({traces[0]['duration_ms']:.2f} ms)"]
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in children.get(parent, []):
+            status = " ERROR" if span["status"]["code"] == "error" else ""
+            lines.append(f"    {'  ' * depth}{span['name']:<{36 - 2 * depth}} {span['duration_ms']:8.2f} ms{status}")
+            walk(span["span_id"], depth + 1)
+
+    walk(None, 0)
+    lines.append(f"    fetch it: curl {api}/api/traces/{trace_id}")
+    return lines
+
+
+def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -> int:
+    loadgen = _load_examples_module("loadgen")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="modeltel-demo-") as tmp:
+        collector, urls = _start_collector(Path(tmp))
+        try:
+            env = {
+                **os.environ,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": urls["otlp_http"],
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+                "OTEL_BSP_SCHEDULE_DELAY": "500",
+                "OTEL_SERVICE_NAME": "iris-demo",
+                "MODELTEL_MODEL_NAME": MODEL_NAME,
+                "MODELTEL_MODEL_VERSION": MODEL_VERSION,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
+            }
+            command = [
+                sys.executable, "-m", "modeltel.cli", "run", "--",
+                sys.executable, "-m", "uvicorn", "iris_server:app", "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning",
+            ]  # fmt: skip
+            print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
+            print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")
+            server = subprocess.Popen(command, env=env)
+            try:
+                _wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
+                print(f"modeltel demo: {concurrency} clients for {duration:.0f} s")
+                before, start = prediction_counts(_scrape(urls["listen"])), time.monotonic()
+                result = loadgen.drive(
+                    f"http://127.0.0.1:{port}/predict", duration, concurrency, progress=loadgen.progress_bar
+                )
+                elapsed = time.monotonic() - start
+                sys.stderr.write("\n")
+            finally:
+                server.terminate()  # SIGTERM: the SDK flushes what it has on exit
+                server.wait(timeout=30)
+            families = _settled_scrape(urls["listen"], result.sent)
+            _print_report(families, before, elapsed, result, urls["listen"])
+            if keep:
+                print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces); Ctrl-C stops it.")
+                with contextlib.suppress(KeyboardInterrupt):
+                    collector.wait()
+        finally:
+            collector.terminate()
+            collector.wait(timeout=30)
+    return 0
+
+
+def _print_report(families: dict[str, Any], before: dict[str, float], elapsed: float, result: Any, api: str) -> None:
+    counts = prediction_counts(families)
+    total = sum(counts.values())
+    rate = (total - sum(before.values())) / elapsed if elapsed > 0 else 0.0
+    print(f"\nFrom the collector's /metrics ({api}/metrics), as Prometheus would compute it:")
+    print(f"  {'stage':26} {'count':>8} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for stage, count, p50, p95, p99 in stage_table(families):
+        print(f"  {stage:26} {count:8d} {p50 * 1e3:9.2f} {p95 * 1e3:9.2f} {p99 * 1e3:9.2f}")
+    errors = counts.get(tx.STATUS_ERROR, 0.0)
+    print(f"  throughput: {rate:.1f} predictions/s; error rate: {errors / total if total else 0:.2%} of {int(total)}")
+    print(f"  (the load generator saw {result.sent} requests, {result.failed} failed)")
+    for line in resource_lines(families):
+        print(line)
+    for line in trace_lines(api):
+        print(line)

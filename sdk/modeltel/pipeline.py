@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import uuid
 import weakref
@@ -48,6 +49,7 @@ from .telemetry import Telemetry
 _log = logging.getLogger("modeltel")
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
+_SIGTERM_FLUSH_SECONDS = 10.0
 
 
 def build_sampler(name: str, arg: float) -> Sampler:
@@ -181,6 +183,33 @@ class Pipeline:
         if hasattr(os, "register_at_fork"):
             weak = weakref.WeakMethod(self._after_fork_in_child)
             os.register_at_fork(after_in_child=lambda: (m := weak()) and m())
+        self._install_sigterm_flush()
+
+    def _install_sigterm_flush(self) -> None:
+        """Flush on SIGTERM where nothing else handles it.
+
+        A SIGTERM with the default action ends the process without ``atexit``, so the last export
+        interval of data would be lost; uvicorn, for one, restores the handler it found and re-raises
+        SIGTERM after its graceful shutdown. This handler flushes (bounded, in a thread, so a lock held
+        by the interrupted main thread cannot wedge it), then dies by the signal as before. It is only
+        installed over the default action, never over an application's own handler.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        weak = weakref.WeakMethod(self.shutdown)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            shutdown = weak()
+            if shutdown is not None:
+                flusher = threading.Thread(target=shutdown, name="modeltel-sigterm-flush", daemon=True)
+                flusher.start()
+                flusher.join(_SIGTERM_FLUSH_SECONDS)
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     def _prometheus_reader(self, settings: config.Settings) -> MetricReader:
         from prometheus_client import start_http_server
