@@ -26,8 +26,6 @@ from contextvars import ContextVar
 from time import perf_counter
 from typing import Any
 
-from opentelemetry import trace
-
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.telemetry import _current, _Frame  # see prediction_frame(): needs a core API, requested
@@ -373,10 +371,10 @@ class prediction_frame:
     uses the core's private frame.
     """
 
-    __slots__ = ("_model", "_start", "_token", "ok")
+    __slots__ = ("_model", "_start", "_t", "_token", "ok")
 
     def __init__(self, model_name: str | None = None, model_version: str | None = None) -> None:
-        t = modeltel.telemetry()
+        t = self._t = modeltel.telemetry()
         self._model = t.model(model_name, model_version) if t.enabled else None
         self.ok = True
 
@@ -384,9 +382,8 @@ class prediction_frame:
         model = self._model
         if model is None:
             return self
-        ctx = trace.get_current_span().get_span_context()
-        sampled = bool(ctx.is_valid and ctx.trace_flags.sampled)
-        self._token = _current.set(_Frame(model, sampled, None))
+        # With no span yet (Flask's starts inside the wrapped call), nested stages ask the sampler.
+        self._token = _current.set(_Frame(model, self._t._should_span(None), None))
         self._start = perf_counter()
         return self
 
