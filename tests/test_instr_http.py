@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import modeltel
 import pytest
 from instr import fixtures
 from instr.fixtures import Tel, parent_of
-from opentelemetry.trace import SpanKind
-
-import modeltel
 from modeltel import taxonomy as tx
 from modeltel.instrumentors.sklearn import SklearnInstrumentor
+from opentelemetry.trace import SpanKind
 
 tel = fixtures.tel
 
