@@ -199,6 +199,18 @@ def preserve_kind(
     enter: Callable[[tuple, dict], Any],
     after: Callable[[Any, Any, tuple, dict], None] | None = None,
 ) -> Callable[..., Any]:
+    wrapper = _preserve_kind(func, enter, after)
+    # Each wrapper gets its own code object: frameworks tell overrides from base methods by
+    # ``method.__code__ is Base.method.__code__`` (LitServe does), and all wrappers share one otherwise.
+    wrapper.__code__ = wrapper.__code__.replace()
+    return wrapper
+
+
+def _preserve_kind(
+    func: Callable[..., Any],
+    enter: Callable[[tuple, dict], Any],
+    after: Callable[[Any, Any, tuple, dict], None] | None = None,
+) -> Callable[..., Any]:
     """Wrap ``func`` so each call runs inside the context manager ``enter(args, kwargs)`` (None: pass through).
 
     The wrapper has the same kind as ``func``; ``after(cm, result, args, kwargs)`` sees a plain result.
