@@ -147,11 +147,6 @@ class Settings:
         }
 
 
-def _protocol(r: _Reader, signal: str, default: str) -> str:
-    general = r.choice("OTEL_EXPORTER_OTLP_PROTOCOL", default, PROTOCOLS)
-    return r.choice(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL", general, PROTOCOLS)
-
-
 def _parse_resource_attributes(raw: str) -> dict[str, str]:
     out = {}
     for part in raw.split(","):
@@ -168,6 +163,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     resource_attrs = _parse_resource_attributes(r.env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     model_env = r.str("MODELTEL_MODEL_NAME", resource_attrs.get(taxonomy.RESOURCE_MODEL_NAME))
     model_name = model_env or d.model_name
+    protocol = r.choice("OTEL_EXPORTER_OTLP_PROTOCOL", d.traces_protocol, PROTOCOLS)
     sampler = r.choice("OTEL_TRACES_SAMPLER", d.sampler, SAMPLERS)
     sampler_arg = d.sampler_arg
     if sampler.endswith("traceidratio"):
@@ -187,8 +183,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         prometheus_host=r.str("MODELTEL_PROMETHEUS_HOST", d.prometheus_host),
         traces_exporter=r.choice("OTEL_TRACES_EXPORTER", d.traces_exporter, TRACES_EXPORTERS),
         metrics_exporter=r.choice("OTEL_METRICS_EXPORTER", d.metrics_exporter, METRICS_EXPORTERS),
-        traces_protocol=_protocol(r, "TRACES", d.traces_protocol),
-        metrics_protocol=_protocol(r, "METRICS", d.metrics_protocol),
+        traces_protocol=r.choice("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", protocol, PROTOCOLS),
+        metrics_protocol=r.choice("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol, PROTOCOLS),
         sampler=sampler,
         sampler_arg=sampler_arg,
         exemplar_filter=r.choice("OTEL_METRICS_EXEMPLAR_FILTER", d.exemplar_filter, EXEMPLAR_FILTERS),

@@ -35,12 +35,14 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import __version__, config
 from . import taxonomy as tx
 from .fastmetrics import FastMetrics
 from .readers import PeriodicReader, _MergingMixin, prometheus_reader_class
 from .recorders import FastRecorder, SdkRecorder
+from .spans import SpanFactory
 from .telemetry import Telemetry
 
 _log = logging.getLogger("modeltel")
@@ -172,7 +174,8 @@ class Pipeline:
             recorder: Any = FastRecorder(self.fast)
         else:
             recorder = SdkRecorder(self.meter_provider.get_meter(tx.METER_NAME, __version__), settings.bucket_overrides)
-        self.telemetry = Telemetry(settings, recorder, self.tracer_provider)
+        scope = InstrumentationScope(tx.TRACER_NAME, __version__)
+        self.telemetry = Telemetry(settings, recorder, self.tracer_provider, SpanFactory(self.tracer_provider, scope))
         self.meters = _guarded("host/GPU meters", self._install_meters, settings)
 
         if hasattr(os, "register_at_fork"):

@@ -31,11 +31,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import taxonomy as tx
 from .config import Settings
 from .recorders import Recorder
+from .spans import SpanFactory
 
 _log = logging.getLogger("modeltel")
 F = TypeVar("F", bound=Callable[..., Any])
-
-_ERROR = Status(StatusCode.ERROR)
 
 
 class _CardinalityGuard:
@@ -84,7 +83,6 @@ class _ModelSeries:
         "metric_attrs",
         "name",
         "prediction_span_attrs",
-        "stage_span_attrs",
         "stages",
         "success",
         "version",
@@ -103,21 +101,17 @@ class _ModelSeries:
         self.confidence = r.histogram(tx.PREDICTION_CONFIDENCE, attrs)
         self.batch = r.histogram(tx.BATCH_SIZE, attrs)
         self.prediction_span_attrs = {**attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION}
-        self.stages: dict[str, Any] = {}
-        self.stage_span_attrs: dict[str, dict[str, str]] = {}
+        self.stages: dict[str, tuple[Any, dict[str, str]]] = {}
         self.errors: dict[str, Any] = {}
 
     def stage(self, name: str) -> tuple[Any, dict[str, str]]:
-        series = self.stages.get(name)
-        if series is None:
-            label = self._t.stage_guard(name)
-            series = self._t.recorder.histogram(tx.STAGE_LATENCY, {**self.metric_attrs, tx.ATTR_STAGE: label})
-            span_attrs = {**self.metric_attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_STAGE, tx.SPAN_ATTR_STAGE: label}
-            if label == name:  # cache admitted names only, so overflowing names cannot grow this dict
-                self.stages[name] = series
-                self.stage_span_attrs[name] = span_attrs
-            return series, span_attrs
-        return series, self.stage_span_attrs[name]
+        """(bound stage histogram, stage span attributes), built on first use of ``name``."""
+        label = self._t.stage_guard(name)
+        series = self._t.recorder.histogram(tx.STAGE_LATENCY, {**self.metric_attrs, tx.ATTR_STAGE: label})
+        span_attrs = {**self.metric_attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_STAGE, tx.SPAN_ATTR_STAGE: label}
+        if label == name:  # cache admitted names only, so overflowing names cannot grow this dict
+            self.stages[name] = (series, span_attrs)
+        return series, span_attrs
 
     def count_error(self, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -130,19 +124,7 @@ class _ModelSeries:
         counter.add(1)
 
 
-class _Frame:
-    """What an active prediction or stage tells the code nested inside it."""
-
-    __slots__ = ("counted", "model", "sampled", "stage")
-
-    def __init__(self, model: _ModelSeries, sampled: bool, stage: str | None) -> None:
-        self.model = model
-        self.sampled = sampled  # spans are being recorded below this frame
-        self.stage = stage
-        self.counted: BaseException | None = None  # the exception already counted by a nested frame
-
-
-_current: ContextVar[_Frame | None] = ContextVar("modeltel_frame", default=None)
+_current: ContextVar[Stage | None] = ContextVar("modeltel_frame", default=None)
 
 
 def current_stage() -> str | None:
@@ -163,7 +145,13 @@ class Telemetry:
     built from OpenTelemetry's global providers when ``init()`` was not called.
     """
 
-    def __init__(self, settings: Settings, recorder: Recorder, tracer_provider: trace.TracerProvider | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recorder: Recorder,
+        tracer_provider: trace.TracerProvider | None,
+        span_factory: SpanFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.recorder = recorder
         self.enabled = not settings.disabled
@@ -172,6 +160,7 @@ class Telemetry:
         self._models: dict[tuple[str, str], _ModelSeries] = {}
         self._models_lock = threading.Lock()
         self._tracer, self._tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
+        self._spans = span_factory
 
     # -- series -------------------------------------------------------------------------------------
     def model(self, name: str | None = None, version: str | None = None) -> _ModelSeries:
@@ -184,23 +173,30 @@ class Telemetry:
                     series = self._models[key] = _ModelSeries(self, *key)
         return series
 
-    def _resolve_model(self, name: str | None, version: str | None, parent: _Frame | None) -> _ModelSeries:
+    def _resolve_model(self, name: str | None, version: str | None, parent: Stage | None) -> _ModelSeries:
         if name is None and version is None and parent is not None:
             return parent.model
         if parent is not None and name is None:
             name = parent.model.name
         return self.model(name, version)
 
-    def _should_span(self, parent: _Frame | None) -> bool:
-        """Whether to start a span here; False means a trace that is not sampled (or no tracing)."""
+    def _start_span(self, parent: Stage | None, name: str, attributes: Mapping[str, Any]) -> trace.Span | None:
+        """A span for a prediction or stage, or None under a trace that is not sampled (or no tracing)."""
         if parent is not None:
-            return parent.sampled
-        if not self._tracing:
-            return False
+            if not parent.sampled:
+                return None
+        elif not self._tracing:
+            return None
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
-            return ctx.trace_flags.sampled or not self._parent_based
-        return not self._root_off
+            if not ctx.trace_flags.sampled and self._parent_based:
+                return None
+        elif self._root_off:
+            return None
+        if self._spans is not None:
+            return self._spans.start(name, attributes, ctx)
+        span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+        return span if span.is_recording() else None
 
     # -- API ----------------------------------------------------------------------------------------
     def stage(
@@ -272,12 +268,14 @@ def _tracing_mode(provider: trace.TracerProvider | None) -> tuple[trace.Tracer, 
 
 
 def _confidence_of(result: Any) -> float | None:
-    value = getattr(result, "confidence", None)
-    if value is None and isinstance(result, Mapping):
-        value = result.get("confidence")
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """A ``confidence`` attribute or key of a prediction's result, when it is a number."""
+    value = result.get("confidence") if type(result) is dict else getattr(result, "confidence", None)
+    if value is None or type(value) is bool:
+        return None
+    try:
         return float(value)
-    return None
+    except (TypeError, ValueError):
+        return None
 
 
 class Stage:
@@ -287,7 +285,6 @@ class Stage:
         "_attributes",
         "_ctx_token",
         "_frame_token",
-        "_model",
         "_model_name",
         "_model_version",
         "_name",
@@ -299,6 +296,10 @@ class Stage:
         "_span_name",
         "_start",
         "_t",
+        "counted",
+        "model",
+        "sampled",
+        "stage",
     )
 
     def __init__(
@@ -320,6 +321,8 @@ class Stage:
         self._attributes = attributes
         self._record = record
         self._root = root
+        self.stage = None if root else name
+        self.counted: BaseException | None = None  # the exception a nested stage already counted
 
     def _copy(self) -> Stage:
         return Stage(
@@ -339,26 +342,29 @@ class Stage:
         if not t.enabled:
             self._span = None
             return self
-        parent = _current.get()
-        self._parent = parent
-        model = self._model = t._resolve_model(self._model_name, self._model_version, parent)
-        if self._root:
-            series, span_attrs = model.latency, model.prediction_span_attrs
-            stage = None
+        parent = self._parent = _current.get()
+        if parent is not None and self._model_name is None and self._model_version is None:
+            model = parent.model
         else:
-            series, span_attrs = model.stage(self._name)
-            stage = self._name
-        self._series = series
-        sampled = t._should_span(parent)
-        if sampled:
-            span = t._tracer.start_span(self._span_name, kind=SpanKind.INTERNAL, attributes=span_attrs)
+            model = t._resolve_model(self._model_name, self._model_version, parent)
+        self.model = model
+        if self._root:
+            self._series = model.latency
+            span_attrs = model.prediction_span_attrs
+        else:
+            self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
+        if parent is not None and not parent.sampled:
+            span = self._span = None  # the common unsampled case, without a call
+        else:
+            span = self._span = t._start_span(parent, self._span_name, span_attrs)
+        if span is not None:
+            self.sampled = True
             if self._attributes:
                 span.set_attributes(self._attributes)
-            self._span = span
             self._ctx_token = otel_context.attach(trace.set_span_in_context(span))
         else:
-            self._span = None
-        self._frame_token = _current.set(_Frame(model, sampled, stage if stage is not None else None))
+            self.sampled = False
+        self._frame_token = _current.set(self)
         self._start = perf_counter()
         return self
 
@@ -367,19 +373,12 @@ class Stage:
             return
         elapsed = perf_counter() - self._start
         span = self._span
-        frame = _current.get()
         if self._record:
             self._series.record(elapsed, span.get_span_context() if span is not None else None)
         if exc is not None:
-            if frame is None or frame.counted is not exc:
-                self._model.count_error(exc)
-            if self._parent is not None:
-                self._parent.counted = exc
-            if span is not None:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {exc}"))
+            self._on_error(exc_type, exc, span)
         if self._root:
-            (self._model.failure if exc is not None else self._model.success).add(1)
+            (self.model.failure if exc is not None else self.model.success).add(1)
         try:  # noqa: SIM105 (contextlib.suppress costs a microsecond on this hot path)
             _current.reset(self._frame_token)
         except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
@@ -387,6 +386,15 @@ class Stage:
         if span is not None:
             span.end()
             otel_context.detach(self._ctx_token)
+
+    def _on_error(self, exc_type: Any, exc: BaseException, span: trace.Span | None) -> None:
+        if self.counted is not exc:  # a nested stage has not counted it already
+            self.model.count_error(exc)
+        if self._parent is not None:
+            self._parent.counted = exc
+        if span is not None:
+            span.record_exception(exc, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {exc}"))
 
     async def __aenter__(self) -> Stage:
         return self.__enter__()
@@ -403,7 +411,7 @@ class Stage:
         if self._root and self._t.enabled and self._t.settings.record_confidence:
             confidence = _confidence_of(result)
             if confidence is not None:
-                self._model.confidence.record(confidence)
+                self.model.confidence.record(confidence)
 
     # -- decorator ------------------------------------------------------------------------------------
     def __call__(self, func: F) -> F:

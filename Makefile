@@ -1,0 +1,36 @@
+# Everything a fresh machine needs, from the project's own files.
+#   make demo   - run the instrumented model server under load and print its telemetry report
+#   make test   - lint and run the whole test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= test
+
+.PHONY: setup system demo test bench lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+# Debian packages the integration tests run for real: Prometheus and Alertmanager.
+system:
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
+	else echo "note: install prometheus and prometheus-alertmanager (Debian packages) to run the integration tests"; fi
+
+demo: setup
+	$(BIN)/modeltel demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup system lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/overhead.py

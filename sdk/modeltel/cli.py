@@ -1,0 +1,85 @@
+"""The ``modeltel`` command: ``run`` (zero-code start-up), ``demo``, and commands that other packages
+register under the ``modeltel.commands`` entry point group (the collector registers ``collector``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib.metadata import entry_points
+
+from . import __version__
+
+_RUN_ENV = {
+    "--model-name": "MODELTEL_MODEL_NAME",
+    "--model-version": "MODELTEL_MODEL_VERSION",
+    "--service-name": "OTEL_SERVICE_NAME",
+    "--endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "--protocol": "OTEL_EXPORTER_OTLP_PROTOCOL",
+}
+
+
+def _plugins() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group="modeltel.commands")}
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Start ``args.command`` with modeltel's distro, configurator and every installed instrumentor.
+
+    This is ``opentelemetry-instrument`` with modeltel selected, so both front doors behave the same.
+    """
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("modeltel run: give the command to run, e.g. `modeltel run -- uvicorn app:app`", file=sys.stderr)
+        return 2
+    os.environ["OTEL_PYTHON_DISTRO"] = "modeltel"
+    os.environ["OTEL_PYTHON_CONFIGURATOR"] = "modeltel"
+    for flag, var in _RUN_ENV.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value:
+            os.environ[var] = value
+    from opentelemetry.instrumentation.auto_instrumentation import run
+
+    sys.argv = ["opentelemetry-instrument", *command]
+    run()  # execs the command; returns only if exec fails, which raises
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(duration=args.duration, concurrency=args.concurrency)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    plugins = _plugins()
+    if argv and argv[0] in plugins and argv[0] not in ("run", "demo"):
+        return int(plugins[argv[0]].load()(argv[1:]) or 0)
+
+    parser = argparse.ArgumentParser(prog="modeltel", description="OpenTelemetry for ML model serving")
+    parser.add_argument("--version", action="version", version=f"modeltel {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="run a command with modeltel auto-instrumentation")
+    for flag, var in _RUN_ENV.items():
+        run.add_argument(flag, help=f"sets {var}")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+    run.set_defaults(func=_run)
+
+    demo = sub.add_parser("demo", help="serve an instrumented model under load and report from its telemetry")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
+    demo.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    demo.set_defaults(func=_demo)
+
+    for name in sorted(plugins):
+        if name not in ("run", "demo"):
+            sub.add_parser(name, help=f"(from {plugins[name].value}) see `modeltel {name} --help`")
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

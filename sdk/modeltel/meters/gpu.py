@@ -1,0 +1,673 @@
+"""GPU meters read through NVML (nvidia-ml-py's ``pynvml``) at collection time.
+
+Every instrument is observable. The first-registered instrument's callback takes one snapshot of every
+device (one NVML call per field per device); the others read that snapshot, so a collection costs one
+pass over NVML whatever the number of instruments. The SDK runs callbacks in registration order, under
+its collection lock.
+
+Failure handling: a reading that fails is skipped (no Observation, never a stand-in 0), counted in
+``modeltel.gpu.collection.errors{hw.id, field, error.type}`` and logged once per (device, field, error
+kind). ``NotSupported``, ``NoPermission`` and ``FunctionNotFound`` do not change while the driver runs,
+so that field is not read again on that device (counted once). ``GpuIsLost`` stops all reads of that
+device (counted and logged once); other devices carry on. After ``os.fork()`` the first collection in
+the child re-initialises NVML and re-acquires handles (a pid check, no global hook).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from modeltel import taxonomy as tx
+
+_log = logging.getLogger("modeltel.meters.gpu")
+
+ANCESTRY_TTL_S = 30.0
+
+# Errors that will not go away while the driver is loaded: stop reading that field on that device.
+_PERMANENT = ("NotSupported", "NoPermission", "FunctionNotFound")
+
+# Clock-event (throttle) reason bits, as in nvml.h, with the label value we report.
+THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
+    (0x001, "gpu_idle"),
+    (0x002, "applications_clocks_setting"),
+    (0x004, "sw_power_cap"),
+    (0x008, "hw_slowdown"),
+    (0x010, "sync_boost"),
+    (0x020, "sw_thermal_slowdown"),
+    (0x040, "hw_thermal_slowdown"),
+    (0x080, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+)
+
+# The fields of a snapshot, in read order. Each is skipped independently.
+FIELDS = (
+    "utilization",
+    "memory",
+    "temperature",
+    "power",
+    "power_limit",
+    "clock_sm",
+    "clock_memory",
+    "throttle",
+    "ecc_corrected",
+    "ecc_uncorrected",
+    "process_memory",
+)
+
+
+def error_kind(exc: BaseException) -> str:
+    """``NVMLError_NotSupported`` -> ``NotSupported``; other exceptions keep their class name."""
+    name = type(exc).__name__
+    return name[len("NVMLError_") :] if name.startswith("NVMLError_") else name
+
+
+@dataclass
+class GpuDevice:
+    """One NVML device: a physical GPU or a MIG instance. Static identity plus a lazily acquired handle."""
+
+    index: int
+    uuid: str
+    name: str
+    mig_index: int | None = None
+    parent_uuid: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    handle: Any = None
+    lost: bool = False
+    disabled: set[str] = field(default_factory=set)
+    memory_total: int | None = None
+
+    @property
+    def is_mig(self) -> bool:
+        return self.mig_index is not None
+
+
+class GpuMeters:
+    """NVML-backed observable GPU instruments; state lives here, not in module globals."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider,
+        *,
+        nvml: ModuleType | Any | None = None,
+        model_name: str | None = None,
+        getpid: Callable[[], int] = os.getpid,
+    ) -> None:
+        self._provider = meter_provider
+        self._nvml_arg = nvml
+        self._nvml: Any = None
+        self._model_name = model_name
+        self._getpid = getpid
+        self._lock = threading.Lock()
+        self._pid = 0  # pid in which NVML was initialised; 0 = not initialised
+        self._initialised = False
+        self._closed = False
+        self._devices: list[GpuDevice] = []
+        self._snapshot: dict[str, dict[str, Any]] = {}
+        self._errors: dict[tuple[str | None, str, str], int] = {}
+        self._logged: set[tuple[str | None, str, str]] = set()
+        self._driver_version = ""
+        self._atexit: Callable[[], None] | None = None
+        # pid -> (is this process or a descendant, when checked); psutil costs ~100 µs a pid, so results
+        # are kept for ANCESTRY_TTL_S (a pid reused within that window is vanishingly unlikely).
+        self._ancestry: dict[int, tuple[bool, float]] = {}
+        self._ancestry_pid = 0
+
+    # ---------------------------------------------------------------------------------------------
+    # Set-up
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        return self._initialised and bool(self._devices)
+
+    @property
+    def devices(self) -> list[GpuDevice]:
+        return list(self._devices)
+
+    def start(self) -> bool:
+        """Initialise NVML, enumerate devices and register the instruments. Never raises."""
+        try:
+            self._load_and_init()
+        except Exception as exc:  # any surprise in a third-party library must not break the server
+            self._fail(
+                None, "init", exc, "GPU metrics disabled: NVML initialisation failed (%s)", exc, level=logging.WARNING
+            )
+        # The error counter exists even without a GPU so "no NVML" is visible, not just absent data.
+        self._register()
+        if self._initialised and not self._devices:
+            self._record(None, "init", "NoDevice")
+            self._log_once((None, "init", "NoDevice"), logging.INFO, "no GPU found: NVML reports 0 devices")
+            self._nvml_shutdown()
+        if self._initialised:
+            ref = weakref.WeakMethod(self.shutdown)
+
+            def _at_exit() -> None:
+                method = ref()
+                if method is not None:
+                    method()
+
+            self._atexit = _at_exit
+            atexit.register(_at_exit)
+        return self.available
+
+    def _load_and_init(self) -> None:
+        nvml = self._nvml_arg
+        if nvml is None:
+            try:
+                import pynvml as nvml  # nvidia-ml-py
+            except ImportError as exc:
+                self._record(None, "init", "LibraryNotFound")
+                self._log_once(
+                    (None, "init", "LibraryNotFound"),
+                    logging.INFO,
+                    "no GPU metrics: the nvidia-ml-py package (pynvml) is not installed (%s)",
+                    exc,
+                )
+                return
+        self._nvml = nvml
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
+            kind = error_kind(exc)
+            reason = {
+                "LibraryNotFound": "no NVML library (libnvidia-ml.so) found",
+                "DriverNotLoaded": "the NVIDIA driver is not loaded",
+            }.get(kind, f"nvmlInit failed: {exc}")
+            self._fail(None, "init", exc, "no GPU metrics: %s", reason, level=logging.INFO)
+            return
+        self._initialised = True
+        self._pid = self._getpid()
+        try:
+            self._driver_version = _text(nvml.nvmlSystemGetDriverVersion())
+        except nvml.NVMLError as exc:
+            self._fail(None, "driver_version", exc, "cannot read the NVIDIA driver version: %s", exc)
+        self._devices = self._enumerate()
+
+    def _enumerate(self) -> list[GpuDevice]:
+        nvml = self._nvml
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except Exception as exc:
+            self._fail(None, "device_count", exc, "cannot count GPUs: %s", exc, level=logging.WARNING)
+            return []
+        devices: list[GpuDevice] = []
+        for index in range(count):
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                dev = GpuDevice(index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)), handle=handle, name="")
+            except Exception as exc:
+                self._fail(f"index:{index}", "handle", exc, "GPU %d skipped: %s", index, exc, level=logging.WARNING)
+                continue
+            dev.name = self._safe_name(dev)
+            self._describe(dev)
+            devices.append(dev)
+            devices.extend(self._enumerate_mig(dev))
+        return devices
+
+    def _enumerate_mig(self, parent: GpuDevice) -> list[GpuDevice]:
+        nvml = self._nvml
+        try:
+            current, _pending = nvml.nvmlDeviceGetMigMode(parent.handle)
+        except nvml.NVMLError:
+            return []  # NotSupported on GPUs without MIG: not a failure
+        if current != nvml.NVML_DEVICE_MIG_ENABLE:
+            return []
+        out: list[GpuDevice] = []
+        try:
+            slots = nvml.nvmlDeviceGetMaxMigDeviceCount(parent.handle)
+        except Exception as exc:
+            self._fail(parent.uuid, "mig", exc, "MIG instances of GPU %d not listed: %s", parent.index, exc)
+            return out
+        for mig_index in range(slots):
+            try:
+                handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(parent.handle, mig_index)
+            except nvml.NVMLError:
+                continue  # NotFound: empty slot
+            try:
+                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            except Exception as exc:
+                self._fail(parent.uuid, "mig", exc, "MIG slot %d of GPU %d skipped: %s", mig_index, parent.index, exc)
+                continue
+            dev = GpuDevice(
+                index=parent.index, uuid=uuid, name="", mig_index=mig_index, parent_uuid=parent.uuid, handle=handle
+            )
+            dev.name = self._safe_name(dev)
+            self._describe(dev)
+            out.append(dev)
+        return out
+
+    def _safe_name(self, dev: GpuDevice) -> str:
+        try:
+            return _text(self._nvml.nvmlDeviceGetName(dev.handle))
+        except Exception as exc:
+            self._fail(dev.uuid, "name", exc, "GPU %s: cannot read its name: %s", dev.uuid, exc)
+            return tx.UNKNOWN_VALUE
+
+    def _describe(self, dev: GpuDevice) -> None:
+        attrs: dict[str, Any] = {
+            tx.ATTR_HW_ID: dev.uuid,
+            tx.ATTR_HW_NAME: dev.name,
+            tx.ATTR_HW_TYPE: tx.HW_TYPE_GPU,
+            tx.ATTR_HW_DRIVER_VERSION: self._driver_version or tx.UNKNOWN_VALUE,
+            tx.ATTR_GPU_INDEX: dev.index,
+        }
+        if dev.is_mig:
+            attrs[tx.ATTR_HW_PARENT] = dev.parent_uuid
+            attrs[tx.ATTR_GPU_MIG_INDEX] = dev.mig_index
+        dev.attributes = attrs
+
+    def describe_gpus(self) -> list[dict[str, Any]]:
+        out = []
+        for dev in self._devices:
+            out.append(
+                {
+                    "index": dev.index,
+                    "mig_index": dev.mig_index,
+                    "name": dev.name,
+                    "uuid": dev.uuid,
+                    "parent_uuid": dev.parent_uuid,
+                    "driver_version": self._driver_version,
+                    "memory_limit_bytes": self._memory_total(dev),
+                    "lost": dev.lost,
+                }
+            )
+        return out
+
+    def _memory_total(self, dev: GpuDevice) -> int | None:
+        if dev.memory_total is None and not dev.lost and self._initialised and not self._closed:
+            with self._lock:
+                self._ensure_pid()
+                handle = self._handle(dev)
+                if handle is not None:
+                    try:
+                        dev.memory_total = int(self._nvml.nvmlDeviceGetMemoryInfo(handle).total)
+                    except Exception as exc:
+                        self._fail_field(dev, "memory", exc)
+        return dev.memory_total
+
+    # ---------------------------------------------------------------------------------------------
+    # Instruments
+    # ---------------------------------------------------------------------------------------------
+    def _register(self) -> None:
+        meter = self._provider.get_meter(tx.METER_NAME_GPU)
+        if self.available:
+            # Registration order matters: the first callback takes the snapshot.
+            specs: list[tuple[tx.Instrument, str, Callable[[CallbackOptions], Iterable[Observation]]]] = [
+                (tx.GPU_UTILIZATION, "gauge", self._observe_utilization),
+                (tx.GPU_MEMORY_USAGE, "updown", self._simple("memory_used")),
+                (tx.GPU_MEMORY_LIMIT, "updown", self._simple("memory_total")),
+                (tx.GPU_MEMORY_UTILIZATION, "gauge", self._simple("memory_utilization")),
+                (tx.GPU_MEMORY_FREE, "updown", self._simple("memory_free")),
+                (tx.GPU_MEMORY_CONTROLLER_UTILIZATION, "gauge", self._simple("memory_controller_utilization")),
+                (tx.GPU_TEMPERATURE, "gauge", self._simple("temperature")),
+                (tx.GPU_POWER, "gauge", self._simple("power")),
+                (tx.GPU_POWER_LIMIT, "gauge", self._simple("power_limit")),
+                (tx.GPU_CLOCK_SM, "gauge", self._simple("clock_sm")),
+                (tx.GPU_CLOCK_MEMORY, "gauge", self._simple("clock_memory")),
+                (tx.GPU_THROTTLE, "gauge", self._observe_throttle),
+                (tx.GPU_ERRORS, "counter", self._observe_ecc),
+                (tx.GPU_PROCESS_MEMORY, "updown", self._simple("process_memory")),
+            ]
+            for inst, kind, cb in specs:
+                _create(meter, kind, inst, cb)
+        # Last, so the counts include the failures of this very collection.
+        _create(meter, "counter", tx.GPU_COLLECTION_ERRORS, self._observe_errors)
+
+    def _observe_utilization(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.collect()
+        extra = {tx.ATTR_HW_GPU_TASK: "general"}
+        return self._observations("utilization", extra)
+
+    def _simple(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            return self._observations(key)
+
+        callback.__name__ = f"observe_{key}"
+        return callback
+
+    def _observations(self, key: str, extra: dict[str, Any] | None = None) -> list[Observation]:
+        out = []
+        for dev in self._devices:
+            reading = self._snapshot.get(dev.uuid)
+            if reading is None or key not in reading:
+                continue
+            attrs = dev.attributes if extra is None else {**dev.attributes, **extra}
+            out.append(Observation(reading[key], attrs))
+        return out
+
+    def _observe_throttle(self, options: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for dev in self._devices:
+            mask = self._snapshot.get(dev.uuid, {}).get("throttle")
+            if mask is None:
+                continue
+            for bit, reason in THROTTLE_REASONS:
+                out.append(Observation(1 if mask & bit else 0, {**dev.attributes, tx.ATTR_GPU_THROTTLE_REASON: reason}))
+        return out
+
+    def _observe_ecc(self, options: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for dev in self._devices:
+            reading = self._snapshot.get(dev.uuid, {})
+            for key, kind in (("ecc_corrected", tx.ECC_CORRECTED), ("ecc_uncorrected", tx.ECC_UNCORRECTED)):
+                if key in reading:
+                    out.append(Observation(reading[key], {**dev.attributes, tx.ATTR_ERROR_TYPE: kind}))
+        return out
+
+    def resource_usage_observations(self) -> list[Observation]:
+        """``model.resource_usage{resource_type="gpu"}`` per device, from this collection's snapshot."""
+        out = []
+        for dev in self._devices:
+            pct = self._snapshot.get(dev.uuid, {}).get("utilization_percent")
+            if pct is None:
+                continue
+            attrs = {**dev.attributes, tx.ATTR_RESOURCE_TYPE: tx.RESOURCE_TYPE_GPU}
+            if self._model_name is not None:
+                attrs[tx.ATTR_MODEL_NAME] = self._model_name
+            out.append(Observation(pct, attrs))
+        return out
+
+    def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for (hw_id, fld, kind), count in list(self._errors.items()):
+            attrs = {tx.ATTR_GPU_FIELD: fld, tx.ATTR_ERROR_TYPE: kind}
+            if hw_id is not None:
+                attrs[tx.ATTR_HW_ID] = hw_id
+            out.append(Observation(count, attrs))
+        return out
+
+    # ---------------------------------------------------------------------------------------------
+    # Reading
+    # ---------------------------------------------------------------------------------------------
+    def collect(self) -> dict[str, dict[str, Any]]:
+        """Take one snapshot of every live device; failed readings are absent from it."""
+        with self._lock:
+            if self._closed or not self._initialised:
+                self._snapshot = {}
+                return self._snapshot
+            if not self._ensure_pid():
+                self._snapshot = {}
+                return self._snapshot
+            snapshot = {}
+            for dev in self._devices:
+                if dev.lost:
+                    continue
+                snapshot[dev.uuid] = self._read(dev)
+            self._snapshot = snapshot
+            return snapshot
+
+    def _ensure_pid(self) -> bool:
+        """Re-initialise NVML in a forked child (handles from the parent are not valid there)."""
+        pid = self._getpid()
+        if pid == self._pid:
+            return True
+        try:
+            self._nvml.nvmlInit()
+        except Exception as exc:
+            self._fail(None, "init", exc, "GPU metrics stopped in forked process %d: nvmlInit failed: %s", pid, exc)
+            return False
+        self._pid = pid
+        for dev in self._devices:
+            dev.handle = None
+        return True
+
+    def _handle(self, dev: GpuDevice) -> Any:
+        if dev.handle is not None:
+            return dev.handle
+        nvml = self._nvml
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(dev.index)
+            if dev.is_mig:
+                handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, dev.mig_index)
+            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+        except Exception as exc:
+            self._fail_field(dev, "handle", exc)
+            return None
+        if uuid != dev.uuid:
+            dev.lost = True
+            self._record(dev.uuid, "handle", "DeviceChanged")
+            self._log_once(
+                (dev.uuid, "handle", "DeviceChanged"),
+                logging.WARNING,
+                "GPU %s no longer at index %s (found %s); no longer read",
+                dev.uuid,
+                dev.index,
+                uuid,
+            )
+            return None
+        dev.handle = handle
+        return handle
+
+    def _read(self, dev: GpuDevice) -> dict[str, Any]:
+        nvml = self._nvml
+        out: dict[str, Any] = {}
+        handle = self._handle(dev)
+        if handle is None:
+            return out
+
+        def get(fld: str, fn_name: str, *args: Any) -> Any:
+            if dev.lost or fld in dev.disabled:
+                return None
+            try:
+                return getattr(nvml, fn_name)(handle, *args)
+            except Exception as exc:
+                self._fail_field(dev, fld, exc)
+                return None
+
+        util = get("utilization", "nvmlDeviceGetUtilizationRates")
+        if util is not None:
+            out["utilization_percent"] = float(util.gpu)
+            out["utilization"] = util.gpu / 100.0
+            out["memory_controller_utilization"] = util.memory / 100.0
+        mem = get("memory", "nvmlDeviceGetMemoryInfo")
+        if mem is not None:
+            total, used = int(mem.total), int(mem.used)
+            dev.memory_total = total
+            out["memory_total"] = total
+            out["memory_used"] = used
+            out["memory_free"] = int(mem.free)
+            if total > 0:
+                out["memory_utilization"] = used / total
+        temp = get("temperature", "nvmlDeviceGetTemperature", nvml.NVML_TEMPERATURE_GPU)
+        if temp is not None:
+            out["temperature"] = float(temp)
+        milliwatts = get("power", "nvmlDeviceGetPowerUsage")
+        if milliwatts is not None:
+            out["power"] = milliwatts / 1000.0
+        milliwatts = get("power_limit", "nvmlDeviceGetEnforcedPowerLimit")
+        if milliwatts is not None:
+            out["power_limit"] = milliwatts / 1000.0
+        mhz = get("clock_sm", "nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_SM)
+        if mhz is not None:
+            out["clock_sm"] = mhz * 1_000_000
+        mhz = get("clock_memory", "nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_MEM)
+        if mhz is not None:
+            out["clock_memory"] = mhz * 1_000_000
+        reasons_fn = (
+            "nvmlDeviceGetCurrentClocksEventReasons"
+            if hasattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons")
+            else "nvmlDeviceGetCurrentClocksThrottleReasons"
+        )
+        mask = get("throttle", reasons_fn)
+        if mask is not None:
+            out["throttle"] = int(mask)
+        for fld, error_type in (
+            ("ecc_corrected", nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+            ("ecc_uncorrected", nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
+        ):
+            count = get(fld, "nvmlDeviceGetTotalEccErrors", error_type, nvml.NVML_VOLATILE_ECC)
+            if count is not None:
+                out[fld] = int(count)
+        procs = get("process_memory", "nvmlDeviceGetComputeRunningProcesses")
+        if procs is not None:
+            used = self._own_process_memory(dev, procs)
+            if used is not None:
+                out["process_memory"] = used
+        return out
+
+    def _own_process_memory(self, dev: GpuDevice, procs: list[Any]) -> int | None:
+        """Bytes used on ``dev`` by this process and its descendants; None when it cannot be known."""
+        total = 0
+        found = False
+        invisible = 0
+        for proc in procs:
+            ours = self._is_ours(proc.pid)
+            if ours is None:
+                invisible += 1
+                continue
+            if not ours:
+                continue
+            found = True
+            if proc.usedGpuMemory is None:
+                # NVML could not say (e.g. WDDM, or no permission): the sum would be a lie.
+                self._skip_process_memory(dev, "NotAvailable", f"NVML gives no memory figure for process {proc.pid}")
+                return None
+            total += int(proc.usedGpuMemory)
+        if invisible and not found:
+            # NVML lists pids this process cannot see: another pid namespace (a container without hostPID)
+            # or a process that just exited. Ours may be among them under another number: 0 would be a guess.
+            self._skip_process_memory(dev, "PidNotVisible", "NVML lists process ids not visible here")
+            return None
+        return total
+
+    def _skip_process_memory(self, dev: GpuDevice, kind: str, why: str) -> None:
+        self._record(dev.uuid, "process_memory", kind)
+        self._log_once(
+            (dev.uuid, "process_memory", kind), logging.INFO, "GPU %s: %s; process memory not reported", dev.uuid, why
+        )
+
+    def _is_ours(self, pid: int) -> bool | None:
+        """True for this process and its descendants, False for others, None for a pid not visible here."""
+        me = self._getpid()
+        if pid == me:
+            return True
+        now = time.monotonic()
+        if self._ancestry_pid != me:
+            self._ancestry, self._ancestry_pid = {}, me
+        cached = self._ancestry.get(pid)
+        if cached is not None and now - cached[1] < ANCESTRY_TTL_S:
+            return cached[0]
+        if len(self._ancestry) > 4096:
+            self._ancestry.clear()
+        import psutil
+
+        ours: bool | None = False
+        try:
+            proc = psutil.Process(pid)
+        except Exception:
+            return None  # not cached: it may be a process that just exited
+        try:
+            for _ in range(32):
+                ppid = proc.ppid()
+                if ppid == me:
+                    ours = True
+                    break
+                if ppid <= 1:
+                    break
+                proc = psutil.Process(ppid)
+        except Exception:
+            ours = False  # an ancestor exited: re-parented, so not a descendant any more
+        self._ancestry[pid] = (ours, now)
+        return ours
+
+    # ---------------------------------------------------------------------------------------------
+    # Failures
+    # ---------------------------------------------------------------------------------------------
+    def _fail_field(self, dev: GpuDevice, fld: str, exc: BaseException) -> None:
+        kind = error_kind(exc)
+        if kind == "GpuIsLost":
+            dev.lost = True
+            dev.handle = None
+            self._record(dev.uuid, fld, kind)
+            self._log_once(
+                (dev.uuid, "device", kind),
+                logging.WARNING,
+                "GPU %s (index %s) is lost; it is no longer read, other GPUs are",
+                dev.uuid,
+                dev.index,
+            )
+            return
+        if kind in _PERMANENT:
+            dev.disabled.add(fld)
+        if isinstance(exc, AttributeError):
+            kind = "FunctionNotFound"  # an older pynvml without this call
+            dev.disabled.add(fld)
+        level = logging.INFO if kind in ("NotSupported", "FunctionNotFound") else logging.WARNING
+        self._record(dev.uuid, fld, kind)
+        self._log_once(
+            (dev.uuid, fld, kind),
+            level,
+            "GPU %s: reading %r failed (%s); skipped%s",
+            dev.uuid,
+            fld,
+            kind,
+            " from now on" if fld in dev.disabled else "",
+        )
+
+    def _fail(self, hw_id: str | None, fld: str, exc: BaseException, msg: str, *args: Any, level=logging.WARNING):
+        kind = error_kind(exc)
+        self._record(hw_id, fld, kind)
+        self._log_once((hw_id, fld, kind), level, msg, *args)
+
+    def _record(self, hw_id: str | None, fld: str, kind: str) -> None:
+        key = (hw_id, fld, kind)
+        self._errors[key] = self._errors.get(key, 0) + 1
+
+    def _log_once(self, key: tuple[str | None, str, str], level: int, msg: str, *args: Any) -> None:
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        _log.log(level, msg, *args)
+
+    @property
+    def errors(self) -> dict[tuple[str | None, str, str], int]:
+        return dict(self._errors)
+
+    # ---------------------------------------------------------------------------------------------
+    # Shutdown
+    # ---------------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop reporting and shut NVML down; idempotent. Instruments stay registered but observe nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._snapshot = {}
+            self._nvml_shutdown()
+        if self._atexit is not None:
+            atexit.unregister(self._atexit)
+            self._atexit = None
+
+    def _nvml_shutdown(self) -> None:
+        if not self._initialised:
+            return
+        self._initialised = False
+        if self._pid != self._getpid():
+            return  # the NVML session belongs to the parent; this child never re-initialised
+        try:
+            self._nvml.nvmlShutdown()
+        except Exception as exc:
+            _log.debug("nvmlShutdown failed: %s", exc)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _create(meter: Any, kind: str, inst: tx.Instrument, callback: Callable) -> Any:
+    factory = {
+        "gauge": meter.create_observable_gauge,
+        "updown": meter.create_observable_up_down_counter,
+        "counter": meter.create_observable_counter,
+    }[kind]
+    return factory(inst.otel_name, callbacks=[callback], unit=inst.unit, description=inst.description)

@@ -1,0 +1,147 @@
+"""Forking servers: each worker keeps exporting after fork, with its own service.instance.id, without
+re-exporting what the parent recorded before the fork."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+from modeltel import taxonomy as tx
+from modeltel.testing import OtlpSink, attributes
+
+BIN = Path(sys.executable).parent
+
+FORKING_SCRIPT = textwrap.dedent(
+    """
+    import os, modeltel
+
+    modeltel.init()
+    def serve(n):
+        for _ in range(n):
+            with modeltel.prediction():
+                with modeltel.stage("inference"):
+                    pass
+
+    serve(2)  # recorded before the fork: the parent's alone
+    children = []
+    for n in (3, 5):
+        pid = os.fork()
+        if pid == 0:
+            serve(n)
+            modeltel.shutdown()  # flushes the child's spans and metrics
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    serve(1)
+    """
+)
+
+
+def _env(sink: OtlpSink, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELTEL_"))}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+        MODELTEL_MODEL_NAME="forky",
+        MODELTEL_GPU_METRICS="false",
+        MODELTEL_HOST_METRICS="false",
+        **extra,
+    )
+    return env
+
+
+def _latest_predictions_by_instance(sink: OtlpSink) -> dict[str, int]:
+    latest: dict[str, tuple[int, int]] = {}
+    for resource, _, point in sink.metric_points(tx.PREDICTIONS.otel_name):
+        if attributes(point.attributes)["status"] != "success":
+            continue
+        instance = resource["service.instance.id"]
+        if instance not in latest or point.time_unix_nano >= latest[instance][0]:
+            latest[instance] = (point.time_unix_nano, point.as_int)
+    return {k: v for k, (_, v) in latest.items()}
+
+
+def test_os_fork_children_export_their_own_series(tmp_path):
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING_SCRIPT)
+    with OtlpSink() as sink:
+        proc = subprocess.run([sys.executable, str(script)], env=_env(sink), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert sink.wait_for(lambda s: len(_latest_predictions_by_instance(s)) == 3, timeout=10)
+        counts = _latest_predictions_by_instance(sink)
+        assert sorted(counts.values()) == [3, 3, 5]  # parent 2 + 1 after; children 3 and 5, not 5 and 7
+        spans_by_instance = defaultdict(int)
+        for resource, span in sink.spans():
+            if span.name == "predict":
+                spans_by_instance[resource["service.instance.id"]] += 1
+        assert sorted(spans_by_instance.values()) == [3, 3, 5]
+        pids = {resource.get("process.pid") for resource, _ in sink.spans()}
+        assert len(pids) == 3
+
+
+WSGI_APP = textwrap.dedent(
+    """
+    import modeltel
+
+    def app(environ, start_response):
+        with modeltel.prediction():
+            with modeltel.stage("inference"):
+                body = b"ok"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [body]
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
+    (tmp_path / "wsgi_app.py").write_text(WSGI_APP)
+    port = _free_port()
+    with OtlpSink() as sink:
+        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="300", OTEL_BSP_SCHEDULE_DELAY="200", PYTHONPATH=str(tmp_path))
+        server = subprocess.Popen(
+            [str(BIN / "modeltel"), "run", "--", str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+             "--preload", "wsgi_app:app"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            sent = 0
+            while sent < 60 and time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                        assert r.read() == b"ok"
+                    sent += 1
+                except OSError:
+                    time.sleep(0.1)
+            assert sent == 60
+
+            def all_counted(s: OtlpSink) -> bool:
+                return sum(_latest_predictions_by_instance(s).values()) == sent
+
+            assert sink.wait_for(all_counted, timeout=15), _latest_predictions_by_instance(sink)
+            counts = _latest_predictions_by_instance(sink)
+            assert len(counts) >= 1 and all(v > 0 for v in counts.values())
+
+            def predict_spans(s: OtlpSink) -> list[str]:
+                return [r["service.instance.id"] for r, span in s.spans() if span.name == "predict"]
+
+            assert sink.wait_for(lambda s: len(predict_spans(s)) == sent, timeout=15)
+            assert set(predict_spans(sink)) == set(counts)  # spans and metrics from the same workers
+        finally:
+            server.send_signal(signal.SIGTERM)
+            output = server.communicate(timeout=30)[0]
+        assert "Traceback" not in output, output
