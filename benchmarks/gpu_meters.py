@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeltel.meters import install_meters
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from modeltel.meters import install_meters
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import modeltel
 import pytest
-from instr import fixtures
-from instr.fixtures import Tel, parent_of
+from opentelemetry.trace import SpanKind
+
+import modeltel
 from modeltel import taxonomy as tx
 from modeltel.instrumentors.sklearn import SklearnInstrumentor
-from opentelemetry.trace import SpanKind
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
 
 tel = fixtures.tel
 

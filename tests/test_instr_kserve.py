@@ -5,16 +5,18 @@ import inspect
 
 import numpy as np
 import pytest
-from instr import fixtures
-from instr.fixtures import Tel, parent_of
+
 from modeltel import taxonomy as tx
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
 
 kserve = pytest.importorskip("kserve")
 from kserve import Model  # noqa: E402
-from modeltel.instrumentors.kserve import KServeInstrumentor  # noqa: E402
-from modeltel.instrumentors.sklearn import SklearnInstrumentor  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from modeltel.instrumentors.kserve import KServeInstrumentor  # noqa: E402
+from modeltel.instrumentors.sklearn import SklearnInstrumentor  # noqa: E402
 
 tel = fixtures.tel
 X, Y = load_iris(return_X_y=True)

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
-import modeltel
 import numpy as np
 import pytest
-from instr import fixtures
-from instr.fixtures import Tel, parent_of
+
+import modeltel
 from modeltel import taxonomy as tx
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-from modeltel.instrumentors.onnxruntime import OnnxRuntimeInstrumentor  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 from onnxruntime.capi.onnxruntime_inference_collection import Session  # noqa: E402
+
+from modeltel.instrumentors.onnxruntime import OnnxRuntimeInstrumentor  # noqa: E402
 
 tel = fixtures.tel
 

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-import modeltel
 import numpy as np
 import pytest
-from instr import fixtures
-from instr.fixtures import Tel, parent_of
-from modeltel import taxonomy as tx
-from modeltel.instrumentors.sklearn import SklearnInstrumentor
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+import modeltel
+from modeltel import taxonomy as tx
+from modeltel.instrumentors.sklearn import SklearnInstrumentor
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
 
 tel = fixtures.tel
 
@@ -60,8 +61,6 @@ def test_on_is_inference_stage_with_confidence(tel: Tel, model, instrumented) ->
 
 
 def test_confidence_switch(monkeypatch, model, instrumented) -> None:
-    from instr.fixtures import Tel as _T  # noqa: F401
-
     modeltel.shutdown()
     reader = modeltel.readers.InMemoryReader()
     modeltel.init(

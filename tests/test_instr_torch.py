@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-import modeltel
 import pytest
-from instr import fixtures
-from instr.fixtures import Tel, parent_of
+
+import modeltel
 from modeltel import taxonomy as tx
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
 
 torch = pytest.importorskip("torch")
 from modeltel.instrumentors.torch import TorchInstrumentor  # noqa: E402

@@ -10,9 +10,9 @@ import sys
 
 import pynvml
 import pytest
+
 from modeltel import taxonomy as tx
 from modeltel.meters import install_meters
-
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
 from tests.meters_helpers import by_device, collect, provider, settle, units
 

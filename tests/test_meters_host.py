@@ -6,9 +6,9 @@ import os
 import time
 
 import psutil
-from modeltel.meters import install_meters
 from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 
+from modeltel.meters import install_meters
 from tests.meters_helpers import collect, provider, settle
 
 

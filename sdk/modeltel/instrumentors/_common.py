@@ -28,7 +28,7 @@ from typing import Any
 
 import modeltel
 from modeltel import taxonomy as tx
-from modeltel.telemetry import _current, _Frame  # see prediction_frame(): needs a core API, requested
+from modeltel.telemetry import _current  # see prediction_frame: needs a core API, requested
 
 _MISSING = object()
 ORIGINAL_ATTR = "__modeltel_original__"
@@ -379,35 +379,38 @@ class prediction_frame:
 
     Records ``model.prediction.latency`` and ``model.predictions{status}`` with the status the caller
     sets (``ok``), makes nested stages children of the current span and lets them find the model. It
-    does not start a span. Until the core has this (requested: ``prediction(..., span=False)``), it
-    uses the core's private frame.
+    does not start a span. It stands in the core's frame ContextVar with the attributes nested stages
+    read (``model``, ``sampled``, ``stage``, ``counted``); requested from the core instead:
+    ``prediction(..., span=False)`` plus a way to set the outcome.
     """
 
-    __slots__ = ("_model", "_start", "_t", "_token", "ok")
+    __slots__ = ("_start", "_token", "counted", "model", "ok", "sampled", "stage")
 
     def __init__(self, model_name: str | None = None, model_version: str | None = None) -> None:
-        t = self._t = modeltel.telemetry()
-        self._model = t.model(model_name, model_version) if t.enabled else None
+        t = modeltel.telemetry()
+        self.model = t.model(model_name, model_version) if t.enabled else None
+        # Nested stages ask the tracer, which follows the current (server) span's sampling decision;
+        # Flask's server span only starts inside the wrapped call, so it cannot be read here.
+        self.sampled = t._tracing
+        self.stage = None
+        self.counted: BaseException | None = None
         self.ok = True
 
     def __enter__(self) -> prediction_frame:
-        model = self._model
-        if model is None:
+        if self.model is None:
             return self
-        # With no span yet (Flask's starts inside the wrapped call), nested stages ask the sampler.
-        self._token = _current.set(_Frame(model, self._t._should_span(None), None))
+        self._token = _current.set(self)
         self._start = perf_counter()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        model = self._model
+        model = self.model
         if model is None:
             return
-        frame = _current.get()
         model.latency.record(perf_counter() - self._start)
         if exc is not None:
             self.ok = False
-            if frame is None or frame.counted is not exc:
+            if self.counted is not exc:
                 model.count_error(exc)
         (model.success if self.ok else model.failure).add(1)
         try:  # noqa: SIM105

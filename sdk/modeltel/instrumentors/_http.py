@@ -47,7 +47,7 @@ def annotate_server_span(frame: Any) -> None:
     """Put the prediction's model on the current (server) span; cheap no-op when it is not recording."""
     span = trace.get_current_span()
     if span.is_recording():
-        model = frame._model
+        model = frame.model
         if model is not None:
             span.set_attributes(model.prediction_span_attrs)
 
