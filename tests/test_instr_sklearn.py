@@ -144,3 +144,23 @@ def test_entry_point_registered() -> None:
 
     eps = {ep.name: ep.value for ep in entry_points(group="opentelemetry_instrumentor")}
     assert eps.get("modeltel_sklearn") == "modeltel.instrumentors.sklearn:SklearnInstrumentor"
+
+
+def test_instrument_before_import_is_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from modeltel.instrumentors.sklearn import SklearnInstrumentor
+from modeltel.instrumentors.torch import TorchInstrumentor
+SklearnInstrumentor().instrument(); TorchInstrumentor().instrument()
+assert "sklearn" not in sys.modules and "torch" not in sys.modules
+from sklearn.linear_model import LogisticRegression
+assert hasattr(LogisticRegression.__dict__["predict_proba"], "__modeltel_original__")
+assert "torch" not in sys.modules
+SklearnInstrumentor().uninstrument()
+assert not hasattr(LogisticRegression.__dict__["predict_proba"], "__modeltel_original__")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -417,3 +417,81 @@ class prediction_frame:
             _current.reset(self._token)
         except ValueError:
             pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Instrument a library when it is imported, not when the instrumentor loads
+# --------------------------------------------------------------------------------------------------
+class _LoaderProxy:
+    """Delegates to the real loader; runs the hooks once the module has executed."""
+
+    def __init__(self, loader: Any, fullname: str, finder: _PostImportFinder) -> None:
+        self._loader = loader
+        self._fullname = fullname
+        self._finder = finder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        module.__spec__.loader = self._loader  # leave the real loader on the module
+        self._loader.exec_module(module)
+        self._finder.fire(self._fullname)
+
+
+class _PostImportFinder:
+    def __init__(self) -> None:
+        self.hooks: dict[str, list[Callable[[], None]]] = {}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.hooks:
+            return None
+        import sys
+
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _LoaderProxy(spec.loader, fullname, self)
+        return spec
+
+    def fire(self, fullname: str) -> None:
+        for hook in self.hooks.pop(fullname, ()):
+            hook()
+
+
+_finder = _PostImportFinder()
+
+
+def when_imported(module: str, hook: Callable[[], None]) -> Callable[[], None]:
+    """Run ``hook`` now if ``module`` is imported, else right after its import; returns a cancel function.
+
+    Library instrumentors use it so that ``opentelemetry-instrument`` does not import torch (seconds, in
+    every worker process) for a service that never uses it.
+    """
+    import sys
+
+    if module in sys.modules:
+        hook()
+        return lambda: None
+    _finder.hooks.setdefault(module, []).append(hook)
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)  # type: ignore[arg-type]
+
+    def cancel() -> None:
+        hooks = _finder.hooks.get(module)
+        if hooks and hook in hooks:
+            hooks.remove(hook)
+            if not hooks:
+                del _finder.hooks[module]
+
+    return cancel

@@ -8,7 +8,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ._common import Patches, library_wrapper, patch_hierarchy, record_confidences, top_probabilities
+from ._common import Patches, library_wrapper, patch_hierarchy, record_confidences, top_probabilities, when_imported
 
 _NO_PROBS = -1
 
@@ -52,17 +52,24 @@ def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
 
 class OnnxRuntimeInstrumentor(BaseInstrumentor):
     _patches: Patches | None = None
+    _cancel: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("onnxruntime >= 1.16",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        self._cancel = when_imported("onnxruntime", self._patch)
+
+    def _patch(self) -> None:
         from onnxruntime.capi.onnxruntime_inference_collection import Session
 
         self._patches = Patches()
         patch_hierarchy(self._patches, Session, {"run": library_wrapper("onnxruntime", "run", after=_confidence)})
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
         if self._patches is not None:
             self._patches.restore()
             self._patches = None

@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ._common import Patches, library_wrapper, patch_hierarchy, record_confidences, top_probabilities
+from ._common import Patches, library_wrapper, patch_hierarchy, record_confidences, top_probabilities, when_imported
 
 
 def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
@@ -19,16 +19,20 @@ def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
 class SklearnInstrumentor(BaseInstrumentor):
     """Wraps the methods wherever they are defined: ``BaseEstimator`` subclasses and the mixins in their MRO.
 
-    Classes defined after ``instrument()`` are wrapped when they are created (an ``__init_subclass__``
-    hook on ``BaseEstimator``, removed again by ``uninstrument()``).
+    Nothing is imported until scikit-learn is. Classes defined after ``instrument()`` are wrapped when
+    they are created (an ``__init_subclass__`` hook on ``BaseEstimator``, removed by ``uninstrument()``).
     """
 
     _patches: Patches | None = None
+    _cancel: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("scikit-learn >= 1.3, < 2",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        self._cancel = when_imported("sklearn.base", self._patch)
+
+    def _patch(self) -> None:
         from sklearn.base import BaseEstimator
 
         self._patches = Patches()
@@ -40,6 +44,9 @@ class SklearnInstrumentor(BaseInstrumentor):
         patch_hierarchy(self._patches, BaseEstimator, makers, through_mro=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
         if self._patches is not None:
             self._patches.restore()
             self._patches = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ._common import _library_active, batch_len, library_stage, stage_attributes, tx
+from ._common import _library_active, batch_len, library_stage, stage_attributes, tx, when_imported
 
 _ATTRIBUTES = stage_attributes("torch", "forward")
 _CHILD_NAME = "torch.forward"
@@ -26,11 +26,15 @@ _outer: ContextVar[tuple[Any, Any, Any] | None] = ContextVar("modeltel_torch_out
 
 class TorchInstrumentor(BaseInstrumentor):
     _handles: tuple[Any, ...] = ()
+    _cancel: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("torch >= 2.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        self._cancel = when_imported("torch", self._hook)
+
+    def _hook(self) -> None:
         import torch
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
@@ -73,6 +77,9 @@ class TorchInstrumentor(BaseInstrumentor):
         )
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
         for handle in self._handles:
             handle.remove()
         self._handles = ()
