@@ -184,3 +184,22 @@ def test_flask_on_then_off(tel: Tel) -> None:
     app, X = _flask_app()
     app.test_client().post("/predict", json={"x": X[:1].tolist()})
     assert tel.spans() == [] and tel.count(tx.PREDICTIONS.otel_name) == 0
+
+
+async def test_fastapi_app_prediction_inside_is_not_counted_twice(tel: Tel, fastapi_on) -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/predict")
+    @modeltel.monitor_prediction()
+    async def predict(body: dict):
+        with modeltel.stage("inference"):
+            return {"ok": True}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        for _ in range(3):
+            assert (await client.post("/predict", json={})).status_code == 200
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 3
+    assert sum(p.count for p in tel.points(tx.PREDICTION_LATENCY.otel_name)) == 3
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 3}

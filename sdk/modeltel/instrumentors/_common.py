@@ -374,6 +374,21 @@ class _Batched(_Guarded):
 # --------------------------------------------------------------------------------------------------
 # A prediction that adopts the current (server) span instead of starting its own
 # --------------------------------------------------------------------------------------------------
+class _ModelView:
+    """The frame's model as nested stages see it; notices a nested prediction (it reads ``latency``)."""
+
+    __slots__ = ("_model", "nested_prediction")
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.nested_prediction = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "latency":
+            self.nested_prediction = True
+        return getattr(self._model, name)
+
+
 class prediction_frame:
     """A modeltel prediction whose span is the framework's own (an HTTP server span, say).
 
@@ -388,7 +403,7 @@ class prediction_frame:
 
     def __init__(self, model_name: str | None = None, model_version: str | None = None) -> None:
         t = modeltel.telemetry()
-        self.model = t.model(model_name, model_version) if t.enabled else None
+        self.model = _ModelView(t.model(model_name, model_version)) if t.enabled else None
         # Nested stages ask the tracer, which follows the current (server) span's sampling decision;
         # Flask's server span only starts inside the wrapped call, so it cannot be read here.
         self.sampled = t._tracing
@@ -404,15 +419,17 @@ class prediction_frame:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        model = self.model
-        if model is None:
+        view = self.model
+        if view is None:
             return
-        model.latency.record(perf_counter() - self._start)
+        model = view._model
         if exc is not None:
             self.ok = False
             if self.counted is not exc:
                 model.count_error(exc)
-        (model.success if self.ok else model.failure).add(1)
+        if not view.nested_prediction:  # the application's own prediction inside counted this request
+            model.latency.record(perf_counter() - self._start)
+            (model.success if self.ok else model.failure).add(1)
         try:  # noqa: SIM105
             _current.reset(self._token)
         except ValueError:
