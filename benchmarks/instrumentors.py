@@ -1,0 +1,172 @@
+"""Added cost per wrapped call, for each instrumentor: µs over the bare call, and the ratio.
+
+    python benchmarks/instrumentors.py [--calls N]
+
+Each target's call is timed bare, then with its instrumentor on, in two modes: ``metrics`` (trace not
+sampled: the histogram sample only, the production default at low sampling rates) and ``traced`` (a
+sampled span too, exported nowhere). The calls are deliberately tiny (a 2-row predict, a 4x8 MLP, a
+3-wide softmax), so the added µs is what matters and the ratio is the worst case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import modeltel
+
+warnings.filterwarnings("ignore")
+
+
+def per_call_us(fn: Callable[[], Any], calls: int) -> float:
+    for _ in range(min(calls // 10, 500)):
+        fn()
+    best = float("inf")
+    for _ in range(5):
+        gc.disable()
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - t) / calls)
+        gc.enable()
+    return best * 1e6
+
+
+def init(mode: str) -> None:
+    modeltel.shutdown()
+    modeltel.init(
+        set_global=False,
+        traces_exporter="none",
+        metrics_exporter="none",
+        host_metrics=False,
+        gpu_metrics=False,
+        sampler="always_off" if mode == "metrics" else "always_on",
+    )
+
+
+def targets() -> dict[str, tuple[Any, Callable[[], Any]]]:
+    out: dict[str, tuple[Any, Callable[[], Any]]] = {}
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from modeltel.instrumentors.sklearn import SklearnInstrumentor
+
+    x, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    rows = x[:2]
+    out["sklearn predict_proba"] = (SklearnInstrumentor(), lambda: clf.predict_proba(rows))
+    try:
+        import torch
+
+        from modeltel.instrumentors.torch import TorchInstrumentor
+
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+        t_in = torch.zeros(2, 4)
+
+        def torch_call() -> Any:
+            with torch.no_grad():
+                return net(t_in)
+
+        out["torch nn.Module (3 submodules)"] = (TorchInstrumentor(), torch_call)
+    except ImportError:
+        pass
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        from modeltel.instrumentors.onnxruntime import OnnxRuntimeInstrumentor
+
+        graph = helper.make_graph(
+            [helper.make_node("Softmax", ["x"], ["probabilities"], axis=1)],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+            [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        feed = {"x": np.zeros((2, 3), dtype=np.float32)}
+        out["onnxruntime run"] = (OnnxRuntimeInstrumentor(), lambda: sess.run(None, feed))
+    except ImportError:
+        pass
+    try:
+        from kserve import Model
+
+        from modeltel.instrumentors.kserve import KServeInstrumentor
+
+        class Echo(Model):
+            def preprocess(self, p, h=None):
+                return p
+
+            def predict(self, p, h=None):
+                return p
+
+            def postprocess(self, r, h=None):
+                return r
+
+        m = Echo("echo")
+        m.ready = True
+        loop = asyncio.new_event_loop()
+        out["kserve Model.__call__ (3 stages + prediction)"] = (
+            KServeInstrumentor(),
+            lambda: loop.run_until_complete(m({})),
+        )
+    except ImportError:
+        pass
+    try:
+        import litserve as ls
+
+        from modeltel.instrumentors.litserve import LitServeInstrumentor
+
+        class Api(ls.LitAPI):
+            def decode_request(self, r):
+                return r
+
+            def predict(self, x):
+                return x
+
+            def encode_response(self, o):
+                return o
+
+        def make_lit() -> Callable[[], Any]:
+            api = Api()
+            return lambda: api.encode_response(api.predict(api.decode_request({})))
+
+        out["litserve decode+predict+encode"] = (LitServeInstrumentor(), make_lit)
+    except ImportError:
+        pass
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=5000)
+    args = parser.parse_args()
+    print(f"{'target':48} {'bare µs':>9} {'+metrics µs':>12} {'ratio':>6} {'+traced µs':>11} {'ratio':>6}")
+    for name, (instrumentor, fn) in targets().items():
+        call = fn() if name.startswith("litserve") else fn  # LitAPI wrappers apply to classes defined before too
+        init("metrics")
+        bare = per_call_us(call, args.calls)
+        row = [bare]
+        for mode in ("metrics", "traced"):
+            init(mode)
+            instrumentor.instrument()
+            try:
+                call = fn() if name.startswith("litserve") else fn
+                row.append(per_call_us(call, args.calls))
+            finally:
+                instrumentor.uninstrument()
+        m, t = row[1] - bare, row[2] - bare
+        print(f"{name:48} {bare:9.2f} {m:12.2f} {row[1] / bare:6.2f} {t:11.2f} {row[2] / bare:6.2f}")
+    modeltel.shutdown()
+
+
+if __name__ == "__main__":
+    main()

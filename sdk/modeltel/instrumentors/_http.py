@@ -1,0 +1,59 @@
+"""HTTP servers: a prediction per model request, on the server span that opentelemetry-instrumentation makes.
+
+The FastAPI and Flask instrumentors turn on the contrib instrumentor for the server span (not written
+again here) and add a per-request :class:`~._common.prediction_frame`: nested stage spans become
+children of the server span, the server span gets ``model.name`` / ``model.version``, and the response
+status feeds ``model.predictions{status}`` (``>= 400`` is an error) and ``model.prediction.latency``.
+
+Which requests are predictions: methods in ``prediction_methods`` (POST, PUT, PATCH by default) on paths
+that are not health, metrics or docs endpoints (``excluded_paths``, a regex searched in the path).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+
+from modeltel import taxonomy as tx
+
+DEFAULT_METHODS = ("POST", "PUT", "PATCH")
+DEFAULT_EXCLUDED = (
+    r"(^|/)(health|healthz|ready|readyz|live|livez|metrics|docs|redoc|openapi\.json|favicon\.ico|v2/health)(/|$)"
+)
+
+
+class RequestFilter:
+    __slots__ = ("_cache", "_excluded", "_methods")
+
+    def __init__(self, methods: Collection[str] | None = None, excluded_paths: str | None = None) -> None:
+        self._methods = frozenset(m.upper() for m in (methods or DEFAULT_METHODS))
+        self._excluded = re.compile(excluded_paths if excluded_paths is not None else DEFAULT_EXCLUDED)
+        self._cache: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, method: str, path: str) -> bool:
+        key = (method, path)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = method.upper() in self._methods and self._excluded.search(path) is None
+            if len(self._cache) < 4096:  # bounded: paths with ids in them must not grow it forever
+                self._cache[key] = hit
+        return hit
+
+
+def annotate_server_span(frame: Any) -> None:
+    """Put the prediction's model on the current (server) span; cheap no-op when it is not recording."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        model = frame.model
+        if model is not None:
+            span.set_attributes(model.prediction_span_attrs)
+
+
+def status_ok(status: int | None) -> bool:
+    return status is not None and status < 400
+
+
+__all__ = ["DEFAULT_EXCLUDED", "DEFAULT_METHODS", "RequestFilter", "annotate_server_span", "status_ok", "tx"]

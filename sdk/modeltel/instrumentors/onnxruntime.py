@@ -1,0 +1,75 @@
+"""ONNX Runtime: ``InferenceSession.run`` (and overrides of ``run`` in ``Session`` subclasses)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from ._common import Patches, library_wrapper, patch_hierarchy, record_confidences, top_probabilities, when_imported
+
+_NO_PROBS = -1
+
+
+def _probability_output(session: Any) -> int:
+    """Index of the session's probability output (by name, as converters name it), or -1; cached per session."""
+    idx = getattr(session, "_modeltel_prob_index", None)
+    if idx is None:
+        idx = _NO_PROBS
+        try:
+            for i, out in enumerate(session.get_outputs()):
+                if "prob" in out.name.lower():
+                    idx = i
+                    break
+        except Exception:
+            pass
+        with contextlib.suppress(Exception):
+            session._modeltel_prob_index = idx
+    return idx
+
+
+def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
+    if not args:
+        return
+    session = args[0]
+    idx = _probability_output(session)
+    if idx == _NO_PROBS:
+        return
+    names = args[1] if len(args) > 1 else kwargs.get("output_names")
+    if names:  # the caller chose outputs: find the probability one among them
+        try:
+            wanted = session.get_outputs()[idx].name
+            idx = list(names).index(wanted)
+        except (ValueError, Exception):
+            return
+    if isinstance(result, list) and idx < len(result):
+        top = top_probabilities(result[idx])
+        if top is not None:
+            record_confidences(top)
+
+
+class OnnxRuntimeInstrumentor(BaseInstrumentor):
+    _patches: Patches | None = None
+    _cancel: Any = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("onnxruntime >= 1.16",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        self._cancel = when_imported("onnxruntime", self._patch)
+
+    def _patch(self) -> None:
+        from onnxruntime.capi.onnxruntime_inference_collection import Session
+
+        self._patches = Patches()
+        patch_hierarchy(self._patches, Session, {"run": library_wrapper("onnxruntime", "run", after=_confidence)})
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+        if self._patches is not None:
+            self._patches.restore()
+            self._patches = None

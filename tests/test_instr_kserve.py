@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import numpy as np
+import pytest
+
+from modeltel import taxonomy as tx
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
+
+kserve = pytest.importorskip("kserve")
+from kserve import Model  # noqa: E402
+from sklearn.datasets import load_iris  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from modeltel.instrumentors.kserve import KServeInstrumentor  # noqa: E402
+from modeltel.instrumentors.sklearn import SklearnInstrumentor  # noqa: E402
+
+tel = fixtures.tel
+X, Y = load_iris(return_X_y=True)
+CLF = LogisticRegression(max_iter=500).fit(X, Y)
+
+
+class AsyncIris(Model):
+    def __init__(self, name: str = "iris-async") -> None:
+        super().__init__(name)
+        self.ready = True
+
+    async def preprocess(self, payload, headers=None):
+        await asyncio.sleep(0.001)
+        return np.asarray(payload["instances"])
+
+    async def predict(self, payload, headers=None):
+        await asyncio.sleep(0.001)
+        return {"predictions": CLF.predict_proba(payload).tolist()}
+
+    async def postprocess(self, response, headers=None):
+        return response
+
+
+class SyncIris(Model):
+    def __init__(self, name: str = "iris-sync") -> None:
+        super().__init__(name)
+        self.ready = True
+
+    def preprocess(self, payload, headers=None):
+        return np.asarray(payload["instances"])
+
+    def predict(self, payload, headers=None):
+        if payload.shape[1] != 4:
+            raise KeyError("width")
+        return {"predictions": CLF.predict(payload).tolist()}
+
+    def postprocess(self, response, headers=None):
+        return response
+
+
+@pytest.fixture
+def instrumented():
+    KServeInstrumentor().instrument()
+    yield
+    KServeInstrumentor().uninstrument()
+
+
+def _kinds(cls):
+    return {n: inspect.iscoroutinefunction(getattr(cls, n)) for n in ("preprocess", "predict", "postprocess")}
+
+
+BODY = {"instances": X[:2].tolist()}
+
+
+async def test_off(tel: Tel) -> None:
+    await AsyncIris()(BODY)
+    assert tel.spans() == []
+
+
+@pytest.mark.parametrize("cls", [AsyncIris, SyncIris])
+async def test_stages_under_prediction(tel: Tel, instrumented, cls) -> None:
+    assert _kinds(cls) == {n: cls is AsyncIris for n in ("preprocess", "predict", "postprocess")}
+    m = cls()
+    await m(BODY)
+    spans = {s.name: s for s in tel.spans()}
+    assert set(spans) == {"predict", "preprocess", "inference", "postprocess"}
+    root = spans["predict"]
+    for name in ("preprocess", "inference", "postprocess"):
+        assert parent_of(spans[name]) == root.context.span_id
+        assert spans[name].attributes[tx.SPAN_ATTR_FRAMEWORK] == "kserve"
+        assert spans[name].attributes[tx.ATTR_MODEL_NAME] == m.name
+    assert spans["inference"].attributes[tx.SPAN_ATTR_FRAMEWORK_STAGE] == "predict"
+    assert tel.stage_counts() == {(m.name, "7", s): 1 for s in ("preprocess", "inference", "postprocess")}
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
+
+
+async def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> None:
+    with pytest.raises(KeyError) as info:
+        await SyncIris()({"instances": [[1.0, 2.0]]})
+    assert info.value.args == ("width",)
+    assert tel.count(tx.ERRORS.otel_name, error_type="KeyError") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
+
+
+async def test_sklearn_nested_is_child_not_second_sample(tel: Tel, instrumented) -> None:
+    SklearnInstrumentor().instrument()
+    try:
+        await AsyncIris()(BODY)
+    finally:
+        SklearnInstrumentor().uninstrument()
+    spans = {s.name: s for s in tel.spans()}
+    assert parent_of(spans["sklearn.predict_proba"]) == spans["inference"].context.span_id
+    assert tel.stage_counts()[("iris-async", "7", "inference")] == 1
+    assert sum(p.count for p in tel.points(tx.PREDICTION_CONFIDENCE.otel_name)) == 2
+
+
+async def test_subclass_defined_after_instrument_and_super_call(tel: Tel, instrumented) -> None:
+    class Later(SyncIris):
+        def predict(self, payload, headers=None):
+            return super().predict(payload, headers)
+
+    await Later("later")(BODY)
+    assert tel.stage_counts()[("later", "7", "inference")] == 1
+
+
+async def test_100_concurrent_requests_keep_their_stages(tel: Tel, instrumented) -> None:
+    m = AsyncIris()
+    await asyncio.gather(*(m(BODY) for _ in range(100)))
+    spans = tel.spans()
+    roots = {s.context.span_id: s for s in spans if s.name == "predict"}
+    assert len(roots) == 100
+    children: dict[int, list[str]] = {}
+    for s in spans:
+        if s.name != "predict":
+            assert s.context.trace_id == roots[parent_of(s)].context.trace_id
+            children.setdefault(parent_of(s), []).append(s.name)
+    assert all(sorted(v) == ["inference", "postprocess", "preprocess"] for v in children.values())
+    assert len(children) == 100
+
+
+def test_on_then_off_restores_exactly() -> None:
+    before = {
+        (c, n): c.__dict__.get(n)
+        for c in (Model, AsyncIris, SyncIris)
+        for n in (*tx.CANONICAL_STAGES, "predict", "explain", "__call__")
+    }
+    KServeInstrumentor().instrument()
+    assert _kinds(AsyncIris) == dict.fromkeys(("preprocess", "predict", "postprocess"), True)
+    assert inspect.iscoroutinefunction(Model.__call__)
+    KServeInstrumentor().uninstrument()
+    after = {
+        (c, n): c.__dict__.get(n)
+        for c in (Model, AsyncIris, SyncIris)
+        for n in (*tx.CANONICAL_STAGES, "predict", "explain", "__call__")
+    }
+    assert after == before
+    assert "__init_subclass__" not in Model.__dict__

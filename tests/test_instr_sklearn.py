@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import modeltel
+from modeltel import taxonomy as tx
+from modeltel.instrumentors.sklearn import SklearnInstrumentor
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
+
+tel = fixtures.tel
+
+X, Y = load_iris(return_X_y=True)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, Y)
+
+
+@pytest.fixture
+def instrumented():
+    SklearnInstrumentor().instrument()
+    yield
+    SklearnInstrumentor().uninstrument()
+
+
+def _originals():
+    return {
+        (cls, name): cls.__dict__[name]
+        for cls in (LogisticRegression, LogisticRegression.__mro__[1], type(make_pipeline(LogisticRegression())))
+        for name in ("predict", "predict_proba", "decision_function")
+        if name in cls.__dict__
+    }
+
+
+def test_off_records_nothing(tel: Tel, model) -> None:
+    model.predict(X[:2])
+    assert tel.spans() == []
+    assert tel.stage_counts() == {}
+
+
+def test_on_is_inference_stage_with_confidence(tel: Tel, model, instrumented) -> None:
+    probs = model.predict_proba(X[:5])
+    spans = tel.spans()
+    assert [s.name for s in spans] == ["inference"]  # the pipeline's final estimator passes through
+    attrs = spans[0].attributes
+    assert attrs[tx.SPAN_ATTR_FRAMEWORK] == "sklearn"
+    assert attrs[tx.SPAN_ATTR_FRAMEWORK_STAGE] == "predict_proba"
+    assert attrs[tx.ATTR_MODEL_NAME] == "env-model" and attrs[tx.ATTR_MODEL_VERSION] == "7"
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 1}
+    conf = tel.points(tx.PREDICTION_CONFIDENCE.otel_name)
+    assert sum(p.count for p in conf) == 5
+    assert sum(p.sum for p in conf) == pytest.approx(float(probs.max(axis=1).sum()))
+
+
+def test_confidence_switch(monkeypatch, model, instrumented) -> None:
+    modeltel.shutdown()
+    reader = modeltel.readers.InMemoryReader()
+    modeltel.init(
+        set_global=False, metric_readers=[reader], traces_exporter="none", metrics_exporter="none",
+        host_metrics=False, gpu_metrics=False, record_confidence=False,
+    )  # fmt: skip
+    try:
+        model.predict_proba(X[:5])
+        data = reader.get_metrics_data()
+        names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+        conf = [
+            p
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == tx.PREDICTION_CONFIDENCE.otel_name
+            for p in m.data.data_points
+        ]
+        assert tx.STAGE_LATENCY.otel_name in names
+        assert sum(p.count for p in conf) == 0
+    finally:
+        modeltel.shutdown()
+
+
+def test_nested_in_stage_is_child_span_not_second_sample(tel: Tel, model, instrumented) -> None:
+    with modeltel.prediction(model_name="iris", model_version="3"), modeltel.stage("inference"):
+        model.predict(X[:4])
+    by_name = {s.name: s for s in tel.spans()}
+    assert set(by_name) == {"predict", "inference", "sklearn.predict"}
+    child = by_name["sklearn.predict"]
+    assert parent_of(child) == by_name["inference"].context.span_id
+    assert child.attributes[tx.ATTR_MODEL_NAME] == "iris"
+    assert tel.stage_counts() == {("iris", "3", "inference"): 1}
+
+
+def test_subclass_override_defined_before_and_after(tel: Tel, instrumented) -> None:
+    class Custom(ClassifierMixin, BaseEstimator):  # defined after instrument(): hooked on creation
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            return np.zeros(len(X))
+
+        def predict_proba(self, X):
+            return np.tile([0.9, 0.1], (len(X), 1))
+
+    class Sub(LogisticRegression):
+        def predict(self, X):
+            return super().predict(X)  # nested base call passes through
+
+    c = Custom().fit(X, Y)
+    c.predict(X[:3])
+    c.predict_proba(X[:3])
+    Sub(max_iter=500).fit(X, Y).predict(X[:3])
+    spans = tel.spans()
+    assert [s.attributes[tx.SPAN_ATTR_FRAMEWORK_STAGE] for s in spans] == ["predict", "predict_proba", "predict"]
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 3}
+
+
+def test_error_counted_and_reraised_unchanged(tel: Tel, model, instrumented) -> None:
+    with pytest.raises(ValueError) as info:
+        model.predict(np.zeros((2, 99)))
+    assert type(info.value) is ValueError
+    assert tel.count(tx.ERRORS.otel_name, error_type="ValueError") == 1
+    assert tel.spans()[0].status.status_code.name == "ERROR"
+
+
+def test_on_then_off_restores_exactly(tel: Tel, model) -> None:
+    before = _originals()
+    SklearnInstrumentor().instrument()
+    assert _originals() != before
+    SklearnInstrumentor().uninstrument()
+    assert _originals() == before
+    assert "__init_subclass__" not in BaseEstimator.__dict__
+    model.predict(X[:2])
+    assert tel.spans() == []
+
+
+def test_entry_point_registered() -> None:
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group="opentelemetry_instrumentor")}
+    assert eps.get("modeltel_sklearn") == "modeltel.instrumentors.sklearn:SklearnInstrumentor"
+
+
+def test_instrument_before_import_is_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from modeltel.instrumentors.sklearn import SklearnInstrumentor
+from modeltel.instrumentors.torch import TorchInstrumentor
+SklearnInstrumentor().instrument(); TorchInstrumentor().instrument()
+assert "sklearn" not in sys.modules and "torch" not in sys.modules
+from sklearn.linear_model import LogisticRegression
+assert hasattr(LogisticRegression.__dict__["predict_proba"], "__modeltel_original__")
+assert "torch" not in sys.modules
+SklearnInstrumentor().uninstrument()
+assert not hasattr(LogisticRegression.__dict__["predict_proba"], "__modeltel_original__")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

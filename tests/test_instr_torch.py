@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+import modeltel
+from modeltel import taxonomy as tx
+from tests.instr import fixtures
+from tests.instr.fixtures import Tel, parent_of
+
+torch = pytest.importorskip("torch")
+from modeltel.instrumentors.torch import TorchInstrumentor  # noqa: E402
+
+tel = fixtures.tel
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+    def forward(self, x):
+        if x.shape[-1] != 4:
+            raise ValueError("bad width")
+        return self.body(x)
+
+
+@pytest.fixture
+def instrumented():
+    TorchInstrumentor().instrument()
+    yield
+    TorchInstrumentor().uninstrument()
+
+
+def _global_hooks():
+    from torch.nn.modules import module
+
+    return len(module._global_forward_hooks), len(module._global_forward_pre_hooks)
+
+
+def test_off(tel: Tel) -> None:
+    Net()(torch.zeros(2, 4))
+    assert tel.spans() == []
+
+
+def test_outermost_module_only(tel: Tel, instrumented) -> None:
+    net = Net()
+    with torch.no_grad():
+        net(torch.zeros(5, 4))
+        net(torch.zeros(1, 4))
+    spans = tel.spans()
+    assert [s.name for s in spans] == ["inference", "inference"]
+    assert spans[0].attributes[tx.SPAN_ATTR_FRAMEWORK] == "torch"
+    assert spans[0].attributes[tx.SPAN_ATTR_BATCH_SIZE] == 5
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
+
+
+def test_nested_in_stage_is_child_span(tel: Tel, instrumented) -> None:
+    with modeltel.stage("inference", model_name="m", model_version="1"):
+        Net()(torch.zeros(2, 4))
+    outer, child = sorted(tel.spans(), key=lambda s: s.name)
+    assert (outer.name, child.name) == ("inference", "torch.forward")
+    assert parent_of(child) == outer.context.span_id
+    assert tel.stage_counts() == {("m", "1", "inference"): 1}
+
+
+def test_error_recorded_and_state_cleared(tel: Tel, instrumented) -> None:
+    net = Net()
+    with pytest.raises(ValueError, match="bad width"):
+        net(torch.zeros(2, 5))
+    net(torch.zeros(2, 4))  # the next call is an outermost call again
+    spans = tel.spans()
+    assert [s.status.status_code.name for s in spans] == ["ERROR", "UNSET"]
+    assert tel.count(tx.ERRORS.otel_name, error_type="ValueError") == 1
+
+
+@pytest.mark.filterwarnings("ignore:Using `torch.compile")
+def test_compiled_module(tel: Tel, instrumented) -> None:
+    compiled = torch.compile(Net(), backend="eager")
+    with torch.no_grad():
+        compiled(torch.zeros(3, 4))
+        compiled(torch.zeros(3, 4))
+    assert [s.name for s in tel.spans()] == ["inference", "inference"]
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
+
+
+def test_on_then_off_removes_hooks(tel: Tel) -> None:
+    before = _global_hooks()
+    TorchInstrumentor().instrument()
+    assert _global_hooks() == (before[0] + 1, before[1] + 1)
+    TorchInstrumentor().uninstrument()
+    assert _global_hooks() == before
+    Net()(torch.zeros(2, 4))
+    assert tel.spans() == []

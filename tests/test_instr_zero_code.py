@@ -1,0 +1,132 @@
+"""Zero-code: existing servers started under ``opentelemetry-instrument`` with env vars only deliver stage
+spans (under the request's server span) and stage / prediction metrics over OTLP/HTTP."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modeltel import taxonomy as tx
+from modeltel.testing import OtlpSink, attributes
+from tests.instr.servers import ROOT, instrumented_server
+
+BODY = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
+N = 5
+
+FASTAPI_APP = textwrap.dedent(
+    """
+    import os
+
+    import numpy as np
+    import uvicorn
+    from fastapi import FastAPI
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, Y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=500).fit(X, Y)
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict):
+        return {"predictions": clf.predict_proba(np.asarray(body["instances"])).argmax(axis=1).tolist()}
+
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
+    """
+)
+
+
+def _latest(sink: OtlpSink, name: str) -> dict[tuple, float]:
+    """Cumulative points: the largest value per attribute set (count for histograms)."""
+    out: dict[tuple, float] = {}
+    for _, _, p in sink.metric_points(name):
+        key = tuple(sorted(attributes(p.attributes).items()))
+        value = p.count if hasattr(p, "bucket_counts") else p.as_int
+        out[key] = max(out.get(key, 0), value)
+    return out
+
+
+def _stage_counts(sink: OtlpSink) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for key, value in _latest(sink, tx.STAGE_LATENCY.otel_name).items():
+        attrs = dict(key)
+        assert (attrs[tx.ATTR_MODEL_NAME], attrs[tx.ATTR_MODEL_VERSION]) == ("iris", "3")
+        counts[attrs[tx.ATTR_STAGE]] = counts.get(attrs[tx.ATTR_STAGE], 0) + value
+    return counts
+
+
+def _run(script: Path, path: str, want_stages: dict[str, int], *, under_server: bool = True) -> list:
+    with OtlpSink() as sink:
+        with instrumented_server(script, sink, path, BODY) as url:  # the readiness probe is request 1
+            for _ in range(N - 1):
+                assert httpx.post(url + path, json=BODY, timeout=10).status_code == 200
+            assert sink.wait_for(lambda s: _stage_counts(s) == want_stages, timeout=20), _stage_counts(sink)
+            assert sink.wait_for(
+                lambda s: (
+                    sum(v for k, v in _latest(s, tx.PREDICTIONS.otel_name).items() if ("status", "success") in k) == N
+                ),
+                timeout=20,
+            ), _latest(sink, tx.PREDICTIONS.otel_name)
+        spans = [span for _, span in sink.spans()]
+    servers = {s.span_id: s for s in spans if s.kind == s.SPAN_KIND_SERVER}
+    assert len(servers) == N
+    for server in servers.values():
+        assert attributes(server.attributes)[tx.ATTR_MODEL_NAME] == "iris"
+    stages = [s for s in spans if attributes(s.attributes).get(tx.SPAN_ATTR_KIND) == tx.SPAN_KIND_STAGE]
+    by_id = {s.span_id: s for s in spans}
+    for s in stages:
+        if under_server:  # every stage span's root is its request's server span
+            root = s
+            while root.parent_span_id in by_id:
+                root = by_id[root.parent_span_id]
+            assert root.span_id in servers, s.name
+    return stages
+
+
+def test_fastapi_zero_code(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(FASTAPI_APP)
+    stages = _run(script, "/predict", {"inference": N})
+    assert {attributes(s.attributes)[tx.SPAN_ATTR_FRAMEWORK] for s in stages} == {"sklearn"}
+
+
+def test_flask_zero_code() -> None:
+    stages = _run(ROOT / "examples" / "flask_server.py", "/predict", {"inference": N})
+    assert {s.name for s in stages} == {"inference"}
+
+
+def test_kserve_zero_code() -> None:
+    pytest.importorskip("kserve")
+    stages = _run(
+        ROOT / "examples" / "kserve_server.py",
+        "/v1/models/iris:predict",
+        {"preprocess": N, "inference": N, "postprocess": N},
+    )
+    names = sorted({s.name for s in stages})
+    assert names == ["inference", "postprocess", "preprocess", "sklearn.predict_proba"]
+    by_id = {s.span_id: s for s in stages}
+    for s in stages:
+        if s.name == "sklearn.predict_proba":  # the library call is a child of KServe's predict stage
+            assert by_id[s.parent_span_id].name == "inference"
+
+
+def test_litserve_zero_code() -> None:
+    pytest.importorskip("litserve")
+    # LitServe runs the stages in a worker process fed by a queue: no trace context crosses it, so the
+    # stage spans are not under the API server's span (documented); metrics and the spans themselves are.
+    stages = _run(
+        ROOT / "examples" / "litserve_server.py",
+        "/predict",
+        {"preprocess": N, "inference": N, "postprocess": N},
+        under_server=False,
+    )
+    assert {
+        attributes(s.attributes)[tx.SPAN_ATTR_FRAMEWORK_STAGE] for s in stages if s.name != "sklearn.predict_proba"
+    } == {
+        "decode_request",
+        "predict",
+        "encode_response",
+    }
