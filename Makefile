@@ -4,16 +4,18 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test
+EXTRAS ?= test,frameworks,heavy
+# One OpenTelemetry release train for the framework extras (pip's resolver gives up without it).
+CONSTRAINTS := tests/instr/constraints.txt
 
 .PHONY: setup system demo test bench lint
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
 	touch $@
 
 # Debian packages the integration tests run for real: Prometheus and Alertmanager.
