@@ -349,3 +349,28 @@ def test_a_monitoring_failure_never_reaches_the_request(captured, caplog):
     assert len([r for r in caplog.records if "recording failed" in r.getMessage()]) == 1
     assert captured.point(STAGE, stage="inference").count == 2  # what could be recorded was
     assert modeltel.current_stage() is None  # context restored
+
+
+def test_adopting_prediction_uses_the_current_span_and_its_outcome(captured):
+    tracer = captured.pipeline.tracer_provider.get_tracer("http.server")
+    with tracer.start_as_current_span("POST /predict") as server:
+        with modeltel.prediction(own_span=False) as prediction:
+            with modeltel.stage("inference"):
+                pass
+            prediction.set_outcome(False)  # e.g. the framework answered 422
+    spans = {s.name: s for s in captured.finished()}
+    assert set(spans) == {"POST /predict", "inference"}  # no span of its own
+    assert spans["inference"].parent.span_id == server.get_span_context().span_id
+    assert spans["POST /predict"].attributes[tx.ATTR_MODEL_NAME] == "iris"
+    assert captured.point(PREDICTIONS, status="error").value == 1
+    assert captured.point(LATENCY).count == 1
+
+
+def test_adopting_prediction_gives_way_to_the_applications_own(captured):
+    with modeltel.prediction(own_span=False):
+        with modeltel.prediction("app-model"):
+            with modeltel.stage("inference"):
+                pass
+    assert captured.point(PREDICTIONS, **{"model.name": "app-model", "status": "success"}).value == 1
+    assert [p.count for p in captured.points(LATENCY)] == [1]  # the request is counted once
+    assert all(p.value == 0 for p in captured.points(PREDICTIONS) if p.attributes["model.name"] == "iris")

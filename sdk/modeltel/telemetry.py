@@ -236,9 +236,16 @@ class Telemetry:
         *,
         span_name: str = "predict",
         attributes: Mapping[str, Any] | None = None,
+        own_span: bool = True,
     ) -> Stage:
-        """A prediction root span, latency sample and ``model_predictions_total`` count."""
-        return Stage(self, span_name, model_name, model_version, span_name, attributes, True, True)
+        """A prediction root span, latency sample and ``model_predictions_total`` count.
+
+        ``own_span=False`` adopts the current span (an HTTP server span, say) instead of starting one:
+        nested stages become its children and it gets the model attributes. Such a prediction gives
+        way to a prediction the application opens inside it, so a request is counted once. Its outcome
+        can be set from what the framework answered with :meth:`Stage.set_outcome`.
+        """
+        return Stage(self, span_name, model_name, model_version, span_name, attributes, True, True, own_span)
 
     def monitor_prediction(self, model_name: str | None = None, model_version: str | None = None) -> Callable[[F], F]:
         """Decorator form of :meth:`prediction`; also records ``confidence`` found on the result."""
@@ -295,6 +302,7 @@ class Stage:
     """One use of a stage or prediction. As a decorator, each call gets its own copy."""
 
     __slots__ = (
+        "_adopted",
         "_attributes",
         "_ctx_token",
         "_frame_token",
@@ -303,6 +311,7 @@ class Stage:
         "_model_version",
         "_name",
         "_otel_ctx",
+        "_own_span",
         "_parent",
         "_record",
         "_root",
@@ -312,9 +321,11 @@ class Stage:
         "_start",
         "_t",
         "counted",
+        "failed",
         "model",
         "sampled",
         "stage",
+        "superseded",
     )
 
     def __init__(
@@ -327,6 +338,7 @@ class Stage:
         attributes: Mapping[str, Any] | None,
         record: bool,
         root: bool,
+        own_span: bool = True,
     ) -> None:
         self._t = t
         self._name = name
@@ -336,8 +348,11 @@ class Stage:
         self._attributes = attributes
         self._record = record
         self._root = root
+        self._own_span = own_span
         self.stage = None if root else name
         self.counted: BaseException | None = None  # the exception a nested stage already counted
+        self.superseded = False  # an adopting prediction with the application's own prediction inside
+        self.failed = False
 
     def _copy(self) -> Stage:
         return Stage(
@@ -349,6 +364,7 @@ class Stage:
             self._attributes,
             self._record,
             self._root,
+            self._own_span,
         )
 
     # -- context manager ------------------------------------------------------------------------------
@@ -368,9 +384,15 @@ class Stage:
             if self._root:
                 self._series = model.latency
                 span_attrs = model.prediction_span_attrs
+                if parent is not None and parent._root and not parent._own_span:
+                    parent.superseded = True
             else:
                 self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
-            if parent is None or parent.sampled:
+            if not self._own_span:
+                span = None  # adopts the current span; nested stages ask the tracer about sampling
+                self._adopted = None
+                self._annotate_adopted()
+            elif parent is None or parent.sampled:
                 span = self._span = t._start_span(parent, self._span_name, span_attrs)
                 if span is not None and self._attributes:
                     span.set_attributes(self._attributes)
@@ -385,7 +407,8 @@ class Stage:
             self._otel_ctx = trace.set_span_in_context(span)
             self._ctx_token = otel_context.attach(self._otel_ctx)
         else:
-            self.sampled = False
+            self.sampled = not self._own_span and t._tracing
+            self._otel_ctx = None
         self._frame_token = _current.set(self)
         self._live = True
         self._start = perf_counter()
@@ -397,14 +420,16 @@ class Stage:
         elapsed = perf_counter() - self._start
         span = self._span
         try:
-            if self._record:
+            if self._record and not self.superseded:
                 self._series.record(
                     elapsed, span.get_span_context() if span is not None and self._t.exemplars else None
                 )
             if exc is not None:
                 self._on_error(exc_type, exc, span)
-            if self._root:
-                (self.model.failure if exc is not None else self.model.success).add(1)
+            if self._root and not self.superseded:
+                (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
+                if not self._own_span:
+                    self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
             if span is not None:
                 span.end()
         except Exception as failure:  # a monitoring bug must not reach the model server
@@ -430,6 +455,17 @@ class Stage:
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.__exit__(exc_type, exc, tb)
+
+    def _annotate_adopted(self) -> None:
+        """Give the adopted span the prediction's model attributes, once, while it is recording."""
+        adopted = trace.get_current_span()
+        if adopted.is_recording() and self._adopted is not adopted:
+            adopted.set_attributes(self.model.prediction_span_attrs)
+            self._adopted = adopted
+
+    def set_outcome(self, ok: bool) -> None:
+        """Count this prediction as a success or an error (an exception is always an error)."""
+        self.failed = not ok
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Add an attribute to this stage's span (no-op when the trace is not sampled)."""

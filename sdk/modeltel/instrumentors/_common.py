@@ -23,12 +23,10 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from time import perf_counter
 from typing import Any
 
 import modeltel
 from modeltel import taxonomy as tx
-from modeltel.telemetry import _current  # see prediction_frame: needs a core API, requested
 
 _MISSING = object()
 ORIGINAL_ATTR = "__modeltel_original__"
@@ -369,71 +367,6 @@ class _Batched(_Guarded):
         s.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, self._n)
         modeltel.record_batch_size(self._n)
         return s
-
-
-# --------------------------------------------------------------------------------------------------
-# A prediction that adopts the current (server) span instead of starting its own
-# --------------------------------------------------------------------------------------------------
-class _ModelView:
-    """The frame's model as nested stages see it; notices a nested prediction (it reads ``latency``)."""
-
-    __slots__ = ("_model", "nested_prediction")
-
-    def __init__(self, model: Any) -> None:
-        self._model = model
-        self.nested_prediction = False
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "latency":
-            self.nested_prediction = True
-        return getattr(self._model, name)
-
-
-class prediction_frame:
-    """A modeltel prediction whose span is the framework's own (an HTTP server span, say).
-
-    Records ``model.prediction.latency`` and ``model.predictions{status}`` with the status the caller
-    sets (``ok``), makes nested stages children of the current span and lets them find the model. It
-    does not start a span. It stands in the core's frame ContextVar with the attributes nested stages
-    read (``model``, ``sampled``, ``stage``, ``counted``); requested from the core instead:
-    ``prediction(..., span=False)`` plus a way to set the outcome.
-    """
-
-    __slots__ = ("_start", "_token", "counted", "model", "ok", "sampled", "stage")
-
-    def __init__(self, model_name: str | None = None, model_version: str | None = None) -> None:
-        t = modeltel.telemetry()
-        self.model = _ModelView(t.model(model_name, model_version)) if t.enabled else None
-        # Nested stages ask the tracer, which follows the current (server) span's sampling decision;
-        # Flask's server span only starts inside the wrapped call, so it cannot be read here.
-        self.sampled = t._tracing
-        self.stage = None
-        self.counted: BaseException | None = None
-        self.ok = True
-
-    def __enter__(self) -> prediction_frame:
-        if self.model is None:
-            return self
-        self._token = _current.set(self)
-        self._start = perf_counter()
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        view = self.model
-        if view is None:
-            return
-        model = view._model
-        if exc is not None:
-            self.ok = False
-            if self.counted is not exc:
-                model.count_error(exc)
-        if not view.nested_prediction:  # the application's own prediction inside counted this request
-            model.latency.record(perf_counter() - self._start)
-            (model.success if self.ok else model.failure).add(1)
-        try:  # noqa: SIM105
-            _current.reset(self._token)
-        except ValueError:
-            pass
 
 
 # --------------------------------------------------------------------------------------------------

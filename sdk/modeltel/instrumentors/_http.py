@@ -1,9 +1,10 @@
 """HTTP servers: a prediction per model request, on the server span that opentelemetry-instrumentation makes.
 
 The FastAPI and Flask instrumentors turn on the contrib instrumentor for the server span (not written
-again here) and add a per-request :class:`~._common.prediction_frame`: nested stage spans become
+again here) and open a per-request ``modeltel.prediction(own_span=False)``: nested stage spans become
 children of the server span, the server span gets ``model.name`` / ``model.version``, and the response
-status feeds ``model.predictions{status}`` (``>= 400`` is an error) and ``model.prediction.latency``.
+status feeds ``model.predictions{status}`` (``>= 400`` is an error) and ``model.prediction.latency``. A
+prediction the application opens itself takes over, so a request is counted once.
 
 Which requests are predictions: methods in ``prediction_methods`` (POST, PUT, PATCH by default) on paths
 that are not health, metrics or docs endpoints (``excluded_paths``, a regex searched in the path).
@@ -13,11 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from typing import Any
-
-from opentelemetry import trace
-
-from modeltel import taxonomy as tx
 
 DEFAULT_METHODS = ("POST", "PUT", "PATCH")
 DEFAULT_EXCLUDED = (
@@ -43,17 +39,8 @@ class RequestFilter:
         return hit
 
 
-def annotate_server_span(frame: Any) -> None:
-    """Put the prediction's model on the current (server) span; cheap no-op when it is not recording."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        model = frame.model
-        if model is not None:
-            span.set_attributes(model.prediction_span_attrs)
-
-
 def status_ok(status: int | None) -> bool:
     return status is not None and status < 400
 
 
-__all__ = ["DEFAULT_EXCLUDED", "DEFAULT_METHODS", "RequestFilter", "annotate_server_span", "status_ok", "tx"]
+__all__ = ["DEFAULT_EXCLUDED", "DEFAULT_METHODS", "RequestFilter", "status_ok"]

@@ -12,8 +12,10 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ._common import Patches, patch_hierarchy, prediction_frame
-from ._http import RequestFilter, annotate_server_span, status_ok
+import modeltel
+
+from ._common import Patches, patch_hierarchy
+from ._http import RequestFilter, status_ok
 
 _state: dict[str, Any] = {"on": False, "filter": RequestFilter()}
 
@@ -28,7 +30,6 @@ class ModeltelASGIMiddleware:
         if scope["type"] != "http" or not _state["on"] or not _state["filter"](scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        frame = prediction_frame()
         status: list[int] = []
 
         async def send_status(message: dict) -> None:
@@ -36,12 +37,11 @@ class ModeltelASGIMiddleware:
                 status.append(message["status"])
             await send(message)
 
-        with frame:
-            annotate_server_span(frame)
+        with modeltel.prediction(own_span=False) as prediction:
             try:
                 await self.app(scope, receive, send_status)
             finally:
-                frame.ok = status_ok(status[0] if status else None)
+                prediction.set_outcome(status_ok(status[0] if status else None))
 
 
 def _wrap_build(func: Any, owner: Any) -> Any:

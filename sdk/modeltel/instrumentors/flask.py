@@ -13,8 +13,10 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ._common import Patches, patch_hierarchy, prediction_frame
-from ._http import RequestFilter, annotate_server_span, status_ok
+import modeltel
+
+from ._common import Patches, patch_hierarchy
+from ._http import RequestFilter, status_ok
 
 _state: dict[str, Any] = {"filter": RequestFilter()}
 
@@ -26,16 +28,13 @@ def _wrap_dispatch(func: Any, owner: Any) -> Any:
     def full_dispatch_request(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _state["filter"](request.method, request.path):
             return func(self, *args, **kwargs)
-        frame = prediction_frame()
-        with frame:
+        with modeltel.prediction(own_span=False) as prediction:
             response = None
             try:
                 response = func(self, *args, **kwargs)
                 return response
             finally:
-                # the contrib's before_request ran inside: its server span is current now
-                annotate_server_span(frame)
-                frame.ok = status_ok(getattr(response, "status_code", None))
+                prediction.set_outcome(status_ok(getattr(response, "status_code", None)))
 
     return full_dispatch_request
 
