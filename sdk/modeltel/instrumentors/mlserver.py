@@ -1,0 +1,85 @@
+"""MLServer: ``MLModel.predict`` / ``predict_stream`` as the prediction, the codec steps as pre/post stages.
+
+Mapping: ``predict`` (and ``predict_stream``) -> a prediction root (unless a prediction, an HTTP server's
+say, is already active) with the ``inference`` stage inside it; ``decode_request`` -> preprocess,
+``encode_response`` -> postprocess. A model calls its codecs from inside ``predict``, so the pre/post
+spans are children of the inference span (their time is part of it). The model name and version are
+MLServer's own (``MLModel.name`` / ``MLModel.version``, i.e. the model settings), so every model of a
+multi-model server is told apart. Wrappers keep the kind of the method (``predict`` is a coroutine
+function, ``predict_stream`` an async generator, the codecs plain), and overrides in subclasses are
+wrapped where they are defined, including classes created after ``instrument()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+import modeltel
+from modeltel import taxonomy as tx
+
+from ._common import Patches, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
+
+_CODEC_STAGES = {
+    "decode_request": tx.STAGE_PREPROCESS,
+    "encode_response": tx.STAGE_POSTPROCESS,
+}
+_PREDICTION_METHODS = ("predict", "predict_stream")
+
+
+def _model_of(model: Any) -> tuple[str | None, str | None]:
+    """(name, version) from MLServer's properties, falling back to the model settings."""
+    try:
+        name = getattr(model, "name", None)
+        version = getattr(model, "version", None)
+        if name is None or version is None:
+            settings = getattr(model, "settings", None) or getattr(model, "_settings", None)
+            if settings is not None:
+                name = name or getattr(settings, "name", None)
+                params = getattr(settings, "parameters", None)
+                version = version or getattr(params, "version", None)
+    except Exception:  # a half-initialised model: use the environment's
+        return None, None
+    return (str(name) if name else None), (str(version) if version else None)
+
+
+def _prediction_wrapper(method: str) -> Any:
+    """``predict``: a prediction root (when none is active) around the ``inference`` stage."""
+    attributes = stage_attributes("mlserver", method)
+    stage_make = framework_wrapper("mlserver", method, tx.STAGE_INFERENCE, model_of=_model_of)
+
+    def make(func: Any, owner: Any) -> Any:
+        inner = stage_make(func, owner)
+
+        def enter(args: tuple, kwargs: dict) -> Any:
+            if not args or modeltel.in_prediction():
+                return None
+            name, version = _model_of(args[0])
+            return modeltel.prediction(name, version, attributes=attributes)
+
+        return preserve_kind(inner, enter)
+
+    return make
+
+
+class MLServerInstrumentor(BaseInstrumentor):
+    _patches: Patches | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("mlserver >= 1.3, < 2",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from mlserver import MLModel
+
+        self._patches = Patches()
+        makers: dict[str, Any] = {name: _prediction_wrapper(name) for name in _PREDICTION_METHODS}
+        for name, stage in _CODEC_STAGES.items():
+            makers[name] = framework_wrapper("mlserver", name, stage, model_of=_model_of)
+        patch_hierarchy(self._patches, MLModel, makers)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._patches is not None:
+            self._patches.restore()
+            self._patches = None
