@@ -140,3 +140,54 @@ def test_on_then_off_restores_exactly() -> None:
     RayServeInstrumentor().instrument()
     RayServeInstrumentor().uninstrument()
     assert _dicts() == before
+
+
+def test_context_crosses_into_a_real_replica(tel: Tel, instrumented) -> None:
+    """serve.run on a local Ray: the replica (another process) instruments itself and reports its spans."""
+    import ray
+
+    @serve.deployment(name="remote-doubler", ray_actor_options={"num_cpus": 0})
+    class Reporting:
+        def __init__(self) -> None:
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+            import modeltel
+            from modeltel.instrumentors.rayserve import RayServeInstrumentor
+
+            self.exporter = InMemorySpanExporter()
+            modeltel.init(
+                set_global=False,
+                span_processors=[SimpleSpanProcessor(self.exporter)],
+                traces_exporter="none",
+                metrics_exporter="none",
+                host_metrics=False,
+                gpu_metrics=False,
+                model_version="7",
+            )
+            RayServeInstrumentor().instrument()
+
+        def __call__(self, x: int) -> int:
+            return 2 * x
+
+        def spans(self) -> list[tuple[str, int, int | None, str | None]]:
+            return [
+                (s.name, s.context.trace_id, s.parent.span_id if s.parent else None, s.attributes.get("model.name"))
+                for s in self.exporter.get_finished_spans()
+            ]
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        h = serve.run(Reporting.bind(), name="modeltel-test", route_prefix=None)
+        tracer = tel.pipeline.tracer_provider.get_tracer("test")
+        with tracer.start_as_current_span("client") as client:
+            assert h.remote(4).result(timeout_s=30) == 8
+        seen = h.spans.remote().result(timeout_s=30)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    ctx = client.get_span_context()
+    predict = [s for s in seen if s[0] == "predict" and s[1] == ctx.trace_id]
+    assert len(predict) == 1, seen
+    assert predict[0][2] == ctx.span_id
+    assert predict[0][3] == "remote-doubler"
