@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 from collections.abc import Collection
 from typing import Any
 
@@ -37,6 +38,7 @@ from modeltel import taxonomy as tx
 
 from ._common import Patches, framework_wrapper, preserve_kind, stage_attributes
 
+_log = logging.getLogger(__name__)
 CARRIER_ATTR = "modeltel_trace_context"
 _propagator = TraceContextTextMapPropagator()
 _attributes: dict[str, dict[str, Any]] = {}
@@ -178,8 +180,12 @@ class RayServeInstrumentor(BaseInstrumentor):
         return ("ray[serve] >= 2.40, < 3",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        from ray.serve import batching, handle
-        from ray.serve._private.replica import UserCallableWrapper
+        try:
+            from ray.serve import batching, handle
+            from ray.serve._private.replica import UserCallableWrapper
+        except ImportError as missing:  # ray without its [serve] extra: the dependency check cannot tell
+            _log.debug("modeltel: Ray Serve not importable (%s); not instrumenting it", missing)
+            return
 
         patches = self._patches = Patches()
 
