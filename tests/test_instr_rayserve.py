@@ -44,6 +44,7 @@ class Batcher:
 def _dicts():
     return {
         "call": UserCallableWrapper.__dict__["call_user_method"],
+        "stream": UserCallableWrapper.__dict__["call_user_generator"],
         "batch": {n: batching._BatchQueue.__dict__.get(n) for n in ("_process_batch_inner", "_process_batch")},
         "meta": handle._DeploymentHandleBase.__dict__["_init_router_and_get_metadata"],
     }
@@ -170,6 +171,9 @@ def test_context_crosses_into_a_real_replica(tel: Tel, instrumented) -> None:
         def __call__(self, x: int) -> int:
             return 2 * x
 
+        def count(self, n: int):
+            yield from range(n)
+
         def spans(self) -> list[tuple[str, int, int | None, str | None]]:
             return [
                 (s.name, s.context.trace_id, s.parent.span_id if s.parent else None, s.attributes.get("model.name"))
@@ -182,6 +186,7 @@ def test_context_crosses_into_a_real_replica(tel: Tel, instrumented) -> None:
         tracer = tel.pipeline.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("client") as client:
             assert h.remote(4).result(timeout_s=30) == 8
+        assert list(h.options(stream=True).count.remote(3)) == [0, 1, 2]
         seen = h.spans.remote().result(timeout_s=30)
     finally:
         serve.shutdown()
@@ -191,3 +196,5 @@ def test_context_crosses_into_a_real_replica(tel: Tel, instrumented) -> None:
     assert len(predict) == 1, seen
     assert predict[0][2] == ctx.span_id
     assert predict[0][3] == "remote-doubler"
+    streamed = [s for s in seen if s[0] == "predict" and s[1] != ctx.trace_id]
+    assert len(streamed) == 1 and streamed[0][3] == "remote-doubler"

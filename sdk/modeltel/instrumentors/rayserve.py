@@ -15,7 +15,9 @@ Where (Ray Serve's own seams, not the user's class, which Ray pickles into repli
   ``DeploymentHandle`` builds it, and extracted in the replica around the prediction. Ray's own
   ``tracing_context`` field is left alone (Ray overwrites it unless Ray's tracing is configured).
 
-Streaming (``handle.options(stream=True)``) calls are not wrapped yet. The replica process must itself
+Streaming calls (``handle.options(stream=True)``, generator methods) go through the replica's
+``call_user_generator``, wrapped the same way; the prediction spans the stream (Serve's local testing
+mode runs them through another path, not wrapped). The replica process must itself
 be instrumented (``opentelemetry-instrument`` passes its environment to Ray's workers through the
 raylet; otherwise instrument in the deployment's ``__init__``).
 """
@@ -198,6 +200,8 @@ class RayServeInstrumentor(BaseInstrumentor):
         else:  # a Ray without the decorator: the method itself is the coroutine function
             replacement = _call_user_method_wrapper(decorated)
         patches.replace(UserCallableWrapper, "call_user_method", replacement)
+        # Streaming calls: the async generator the replica iterates; the prediction spans the stream.
+        patches.wrap(UserCallableWrapper, "call_user_generator", lambda func, owner: _call_user_method_wrapper(func))
 
         # @serve.batch: one "batch" stage per batch the queue runs.
         queue = batching._BatchQueue
