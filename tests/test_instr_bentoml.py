@@ -192,3 +192,12 @@ def test_on_then_off_restores_exactly() -> None:
     BentoMLInstrumentor().instrument()
     BentoMLInstrumentor().uninstrument()
     assert _funcs() == before
+
+
+def test_takes_over_the_http_request_prediction(tel: Tel, instrumented) -> None:
+    import modeltel
+
+    with modeltel.prediction(own_span=False):  # what the FastAPI/Starlette instrumentor opens per request
+        IrisService().chained(ROWS)
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success", model_name="iris-bento") == 1

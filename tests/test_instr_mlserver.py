@@ -177,3 +177,12 @@ def test_on_then_off_restores_exactly() -> None:
     MLServerInstrumentor().instrument()
     MLServerInstrumentor().uninstrument()
     assert _dicts(MLModel, Iris, NoCodec) == before
+
+
+async def test_takes_over_the_http_request_prediction(tel: Tel, instrumented) -> None:
+    import modeltel
+
+    with modeltel.prediction(own_span=False):  # what the FastAPI instrumentor opens per request
+        await Iris(_settings()).predict(_request())
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success", model_name="iris-ml", model_version="v2") == 1

@@ -9,8 +9,9 @@ time each API method is reached, replaces that method's ``func`` with a kind-pre
 services defined before or after ``instrument()`` are covered, and ``uninstrument()`` puts every ``func``
 and ``_local_call`` back exactly.
 
-Mapping: each call -> a prediction root (unless one is active: an HTTP server's, or an API calling
-another API of the same process) with the ``inference`` stage inside it. Model name: the service's name
+Mapping: each call -> the prediction (taking over an HTTP instrumentor's request prediction, as KServe's
+does; an API calling another API of the same process is one prediction) with the ``inference`` stage
+inside it. Model name: the service's name
 (``@bentoml.service(name=...)``, default the class name); version: the environment's. Adaptive
 batching: for ``batchable=True`` APIs the batch that BentoML's dispatcher formed (the first argument) is
 measured and recorded (``model.batch_size`` + span attribute). Streaming (generator) APIs span the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -28,9 +30,11 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import ORIGINAL_ATTR, batch_len, framework_wrapper, preserve_kind, stage_attributes
+from ._common import ORIGINAL_ATTR, _Guarded, batch_len, framework_wrapper, preserve_kind, stage_attributes
 
 _lock = threading.Lock()
+# A BentoML API call is running in this context: an API calling another API is one prediction.
+_in_api: ContextVar[bool] = ContextVar("modeltel_bentoml_api", default=False)
 
 
 def _service_name(instance: Any) -> str | None:
@@ -64,9 +68,9 @@ def _wrap_api(method: Any) -> Any:
     )(func, None)
 
     def enter(args: tuple, kwargs: dict) -> Any:
-        if not args or modeltel.in_prediction():
+        if not args or _in_api.get():
             return None
-        return modeltel.prediction(_service_name(args[0]), attributes=attributes)
+        return _Guarded(modeltel.prediction(_service_name(args[0]), attributes=attributes), _in_api, True)
 
     wrapper = preserve_kind(inner, enter)
     setattr(wrapper, ORIGINAL_ATTR, func)

@@ -1,7 +1,7 @@
 """MLServer: ``MLModel.predict`` / ``predict_stream`` as the prediction, the codec steps as pre/post stages.
 
-Mapping: ``predict`` (and ``predict_stream``) -> a prediction root (unless a prediction, an HTTP server's
-say, is already active) with the ``inference`` stage inside it; ``decode_request`` -> preprocess,
+Mapping: ``predict`` (and ``predict_stream``) -> the prediction (taking over an HTTP instrumentor's
+request prediction, as KServe's does) with the ``inference`` stage inside it; ``decode_request`` -> preprocess,
 ``encode_response`` -> postprocess. A model calls its codecs from inside ``predict``, so the pre/post
 spans are children of the inference span (their time is part of it). The model name and version are
 MLServer's own (``MLModel.name`` / ``MLModel.version``, i.e. the model settings), so every model of a
@@ -13,6 +13,7 @@ wrapped where they are defined, including classes created after ``instrument()``
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -20,13 +21,15 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import Patches, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
+from ._common import Patches, _Guarded, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
 
 _CODEC_STAGES = {
     "decode_request": tx.STAGE_PREPROCESS,
     "encode_response": tx.STAGE_POSTPROCESS,
 }
 _PREDICTION_METHODS = ("predict", "predict_stream")
+# An MLServer prediction is running in this context: an override calling super().predict is one prediction.
+_in_predict: ContextVar[bool] = ContextVar("modeltel_mlserver_predict", default=False)
 
 
 def _model_of(model: Any) -> tuple[str | None, str | None]:
@@ -46,7 +49,11 @@ def _model_of(model: Any) -> tuple[str | None, str | None]:
 
 
 def _prediction_wrapper(method: str) -> Any:
-    """``predict``: a prediction root (when none is active) around the ``inference`` stage."""
+    """``predict``: the prediction, named by the MLServer model, around the ``inference`` stage.
+
+    Under the HTTP instrumentors' request prediction (MLServer's REST server is FastAPI) it takes over
+    (that one gives way), so ``model_predictions_total`` carries the same model name as the stages.
+    """
     attributes = stage_attributes("mlserver", method)
     stage_make = framework_wrapper("mlserver", method, tx.STAGE_INFERENCE, model_of=_model_of)
 
@@ -54,10 +61,10 @@ def _prediction_wrapper(method: str) -> Any:
         inner = stage_make(func, owner)
 
         def enter(args: tuple, kwargs: dict) -> Any:
-            if not args or modeltel.in_prediction():
+            if not args or _in_predict.get():
                 return None
             name, version = _model_of(args[0])
-            return modeltel.prediction(name, version, attributes=attributes)
+            return _Guarded(modeltel.prediction(name, version, attributes=attributes), _in_predict, True)
 
         return preserve_kind(inner, enter)
 
