@@ -4,11 +4,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test,frameworks,heavy
+EXTRAS ?= test,frameworks,heavy,serving2
 # One OpenTelemetry release train for the framework extras (pip's resolver gives up without it).
 CONSTRAINTS := tests/instr/constraints.txt
 
-.PHONY: setup system demo test bench lint
+MLSERVER_VENV := .venv-mlserver
+
+.PHONY: setup system demo test test-mlserver bench lint
 
 setup: $(VENV)/.installed
 
@@ -33,6 +35,17 @@ lint: setup
 
 test: setup system lint
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-mlserver
+
+# MLServer cannot share the main environment (see pyproject's mlserver extra): its tests get their own.
+$(MLSERVER_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install -q --upgrade pip
+	$(MLSERVER_VENV)/bin/pip install -q -e '.[test,mlserver]' -c $(CONSTRAINTS)
+	touch $@
+
+test-mlserver: $(MLSERVER_VENV)/.installed
+	$(MLSERVER_VENV)/bin/pytest -q tests/test_instr_mlserver.py
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py

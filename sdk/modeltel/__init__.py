@@ -22,6 +22,7 @@ __all__ = [
     "Stage",
     "Telemetry",
     "current_stage",
+    "detach_from_prediction",
     "get_pipeline",
     "in_prediction",
     "init",

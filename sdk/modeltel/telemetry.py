@@ -133,6 +133,15 @@ def current_stage() -> str | None:
     return frame.stage if frame is not None else None
 
 
+def detach_from_prediction() -> None:
+    """Forget the active modeltel prediction and stage in the current context.
+
+    For work that outlives the request it started in and must not count under it: a batch loop that a
+    framework starts from the first request's context, for instance (run it in a copied context).
+    """
+    _current.set(None)
+
+
 def in_prediction() -> bool:
     """Whether a modeltel prediction or stage is active in this context."""
     return _current.get() is not None

@@ -267,7 +267,7 @@ def _preserve_kind(
     return wrapper
 
 
-class _Guarded:
+class Guarded:
     """A stage context manager that also holds a ContextVar for its duration (reentrancy guard)."""
 
     __slots__ = ("_stage", "_token", "_value", "_var")
@@ -304,7 +304,7 @@ def library_wrapper(
         def enter(args: tuple, kwargs: dict) -> Any:
             if _library_active.get():
                 return None
-            return _Guarded(library_stage(child_name, attributes), _library_active, True)
+            return Guarded(library_stage(child_name, attributes), _library_active, True)
 
         return preserve_kind(func, enter, after)
 
@@ -348,14 +348,14 @@ def framework_wrapper(
                 n = batch_of(args, kwargs)
                 if n is not None:
                     return _Batched(st, _framework_active, key, n)
-            return _Guarded(st, _framework_active, key)
+            return Guarded(st, _framework_active, key)
 
         return preserve_kind(func, enter, after)
 
     return make
 
 
-class _Batched(_Guarded):
+class _Batched(Guarded):
     __slots__ = ("_n",)
 
     def __init__(self, stage: Any, var: ContextVar, value: Any, n: int) -> None:

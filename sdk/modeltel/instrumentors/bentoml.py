@@ -30,7 +30,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import ORIGINAL_ATTR, _Guarded, batch_len, framework_wrapper, preserve_kind, stage_attributes
+from ._common import ORIGINAL_ATTR, Guarded, batch_len, framework_wrapper, preserve_kind, stage_attributes
 
 _lock = threading.Lock()
 # A BentoML API call is running in this context: an API calling another API is one prediction.
@@ -70,7 +70,7 @@ def _wrap_api(method: Any) -> Any:
     def enter(args: tuple, kwargs: dict) -> Any:
         if not args or _in_api.get():
             return None
-        return _Guarded(modeltel.prediction(_service_name(args[0]), attributes=attributes), _in_api, True)
+        return Guarded(modeltel.prediction(_service_name(args[0]), attributes=attributes), _in_api, True)
 
     wrapper = preserve_kind(inner, enter)
     setattr(wrapper, ORIGINAL_ATTR, func)

@@ -17,9 +17,9 @@ import modeltel
 from modeltel import taxonomy as tx
 
 from ._common import (
+    Guarded,
     Patches,
     _framework_active,
-    _Guarded,
     framework_wrapper,
     patch_hierarchy,
     preserve_kind,
@@ -53,7 +53,7 @@ def _call_wrapper(func: Any, owner: Any) -> Any:
         if not args or _framework_active.get() is _CALL_KEY:  # an override calling super().__call__
             return None
         prediction = modeltel.prediction(getattr(args[0], "name", None), attributes=_PREDICTION_ATTRIBUTES)
-        return _Guarded(prediction, _framework_active, _CALL_KEY)
+        return Guarded(prediction, _framework_active, _CALL_KEY)
 
     return preserve_kind(func, enter)
 

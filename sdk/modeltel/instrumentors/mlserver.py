@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import Patches, _Guarded, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
+from ._common import Guarded, Patches, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
 
 _CODEC_STAGES = {
     "decode_request": tx.STAGE_PREPROCESS,
@@ -64,7 +64,7 @@ def _prediction_wrapper(method: str) -> Any:
             if not args or _in_predict.get():
                 return None
             name, version = _model_of(args[0])
-            return _Guarded(modeltel.prediction(name, version, attributes=attributes), _in_predict, True)
+            return Guarded(modeltel.prediction(name, version, attributes=attributes), _in_predict, True)
 
         return preserve_kind(inner, enter)
 

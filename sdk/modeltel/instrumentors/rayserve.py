@@ -140,11 +140,7 @@ def _fresh_context() -> contextvars.Context:
 
     def clear() -> None:
         otel_context.attach(otel_context.Context())
-        from modeltel import telemetry as _telemetry
-
-        frame = getattr(_telemetry, "_current", None)  # no public "detach from the prediction" yet
-        if isinstance(frame, contextvars.ContextVar):
-            frame.set(None)
+        modeltel.detach_from_prediction()
 
     ctx.run(clear)
     return ctx

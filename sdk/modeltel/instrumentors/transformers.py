@@ -18,8 +18,8 @@ import modeltel
 from modeltel import taxonomy as tx
 
 from ._common import (
+    Guarded,
     Patches,
-    _Guarded,
     _library_active,
     patch_hierarchy,
     preserve_kind,
@@ -65,7 +65,7 @@ def _maker(method: str, canonical: str) -> Any:
                 st = modeltel.stage(canonical, model_name=name, attributes=attributes)
             else:
                 st = modeltel.stage(active, span_name=child_name, attributes=attributes, record=False)
-            return _Guarded(st, _library_active, True)
+            return Guarded(st, _library_active, True)
 
         return preserve_kind(func, enter, _confidence if method == "postprocess" else None)
 
