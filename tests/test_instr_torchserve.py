@@ -174,3 +174,13 @@ def test_patched_on_import_not_before() -> None:
         "assert BaseHandler.__dict__['handle'].__modeltel_original__\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_entry_point_registered_and_dependencies_met() -> None:
+    from importlib.metadata import entry_points
+
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+    eps = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
+    assert eps["modeltel_torchserve"].load() is TorchServeInstrumentor
+    assert get_dependency_conflicts(TorchServeInstrumentor().instrumentation_dependencies()) is None

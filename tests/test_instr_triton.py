@@ -74,9 +74,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(out)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client closed its keep-alive connection
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     server.seen = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -209,6 +217,17 @@ def test_http_async_infer(tel: Tel, http_server: Any, instrumented: None) -> Non
     assert modeltel.current_stage() is None  # the caller's context does not see the pending stage
     assert (handle.get_result().as_numpy("OUTPUT0") == DATA).all()
     _assert_inference_call(tel, http_server.seen[-1], "http")
+
+
+def test_http_async_infer_closed_without_get_result(tel: Tel, http_server: Any, instrumented: None) -> None:
+    import gevent
+
+    inputs, outputs = _http_inputs()
+    handle = httpclient.InferenceServerClient(_http_url(http_server)).async_infer("iris", inputs, outputs=outputs)
+    handle._greenlet.join(10)  # the caller never reads the result: the greenlet's link closes the span
+    gevent.sleep(0)
+    assert len(tel.spans("triton.infer iris")) == 1
+    assert tel.stage_counts() == {("iris", "7", "inference"): 1}
 
 
 async def test_http_aio_infer(tel: Tel, http_server: Any, instrumented: None) -> None:
@@ -478,3 +497,60 @@ async def test_python_model_plain_async_class_without_initialize(tel: Tel) -> No
     root = tel.spans("predict")[0]
     assert root.attributes[tx.ATTR_MODEL_NAME] == "env-model"  # no initialize args: the environment's
     assert root.attributes[tx.SPAN_ATTR_BATCH_SIZE] == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration and zero-code
+# --------------------------------------------------------------------------------------------------
+def test_entry_point_registered_and_dependencies_met() -> None:
+    from importlib.metadata import entry_points
+
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+    eps = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
+    assert eps["modeltel_triton"].value == "modeltel.instrumentors.triton:TritonInstrumentor"
+    assert eps["modeltel_triton"].load() is TritonInstrumentor
+    assert get_dependency_conflicts(TritonInstrumentor().instrumentation_dependencies()) is None
+
+
+CLIENT_SCRIPT = """
+import sys
+import numpy as np
+import tritonclient.http as h
+
+inp = h.InferInput("INPUT0", [4, 3], "FP32")
+inp.set_data_from_numpy(np.ones((4, 3), dtype=np.float32), binary_data=False)
+h.InferenceServerClient(sys.argv[1]).infer("iris", [inp], model_version="3")
+"""
+
+
+def test_zero_code_client_span_over_otlp(http_server: Any, tmp_path: Any) -> None:
+    import os
+    from pathlib import Path
+
+    from modeltel.testing import OtlpSink, attributes
+
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT_SCRIPT)
+    with OtlpSink() as sink:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELTEL_"))}
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+            OTEL_SERVICE_NAME="triton-client",
+            MODELTEL_HOST_METRICS="false",
+            MODELTEL_GPU_METRICS="false",
+        )
+        bin_dir = Path(sys.executable).parent
+        cmd = [str(bin_dir / "opentelemetry-instrument"), sys.executable, str(script), _http_url(http_server)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+
+        def client_spans(s: OtlpSink) -> list[Any]:
+            return [span for _, span in s.spans() if span.name == "triton.infer iris"]
+
+        assert sink.wait_for(lambda s: client_spans(s) and any(True for _ in s.metric_points(tx.STAGE_LATENCY.otel_name)))
+        (span,) = client_spans(sink)
+        assert span.kind == span.SPAN_KIND_CLIENT
+        assert attributes(span.attributes)[tx.ATTR_MODEL_VERSION] == "3"
+        assert attributes(span.attributes)[tx.SPAN_ATTR_BATCH_SIZE] == 4
+        assert http_server.seen[-1]["traceparent"].split("-")[1:3] == [span.trace_id.hex(), span.span_id.hex()]
