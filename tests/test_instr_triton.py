@@ -548,7 +548,10 @@ def test_zero_code_client_span_over_otlp(http_server: Any, tmp_path: Any) -> Non
         def client_spans(s: OtlpSink) -> list[Any]:
             return [span for _, span in s.spans() if span.name == "triton.infer iris"]
 
-        assert sink.wait_for(lambda s: client_spans(s) and any(True for _ in s.metric_points(tx.STAGE_LATENCY.otel_name)))
+        def stage_points(s: OtlpSink) -> list[Any]:
+            return list(s.metric_points(tx.STAGE_LATENCY.otel_name))
+
+        assert sink.wait_for(lambda s: client_spans(s) and stage_points(s))
         (span,) = client_spans(sink)
         assert span.kind == span.SPAN_KIND_CLIENT
         assert attributes(span.attributes)[tx.ATTR_MODEL_VERSION] == "3"
