@@ -184,3 +184,21 @@ def test_entry_point_registered_and_dependencies_met() -> None:
     eps = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
     assert eps["modeltel_torchserve"].load() is TorchServeInstrumentor
     assert get_dependency_conflicts(TorchServeInstrumentor().instrumentation_dependencies()) is None
+
+
+def test_example_handler(tel: Tel, model_dir: Path) -> None:
+    import importlib
+
+    try:
+        example = importlib.import_module("examples.torchserve_handler")  # instruments on import
+        handler = example.TinyHandler()
+        context = _context(model_dir)
+        handler.initialize(context)
+        out = handler.handle([{"body": b"[1, 2, 3, 4]"}, {"data": [0, 0, 0, 1]}], context)
+    finally:
+        TorchServeInstrumentor().uninstrument()
+        TorchInstrumentor().uninstrument()
+    assert [set(o) for o in out] == [{"class", "confidence"}] * 2
+    spans = {s.name: s for s in tel.spans()}
+    assert parent_of(spans["torch.forward"]) == spans["inference"].context.span_id
+    assert tel.stage_counts() == {("rows", "2.0", s): 1 for s in ("preprocess", "inference", "postprocess")}
