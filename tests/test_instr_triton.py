@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -22,20 +23,27 @@ from tests.instr.fixtures import Tel, parent_of
 
 pytest.importorskip("tritonclient")
 httpclient = pytest.importorskip("tritonclient.http")
-grpcclient = pytest.importorskip("tritonclient.grpc")
-import grpc  # noqa: E402
-import tritonclient.grpc.aio as grpcaio  # noqa: E402
 import tritonclient.http.aio as httpaio  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
-from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from modeltel.instrumentors.triton import TritonInstrumentor  # noqa: E402
 
+# tritonclient.grpc and kserve register the same protobuf symbols ("inference.ServerLiveRequest"...), so
+# they cannot be imported into one process: the gRPC cases run in a child pytest (test_grpc_in_child).
+GRPC_CHILD = os.environ.get("MODELTEL_TEST_TRITON_GRPC") == "1"
+grpc_only = pytest.mark.skipif(not GRPC_CHILD, reason="run by test_grpc_in_child (tritonclient.grpc vs kserve)")
+if GRPC_CHILD:
+    import grpc
+    import tritonclient.grpc as grpcclient
+    import tritonclient.grpc.aio as grpcaio
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
 tel = fixtures.tel
 DATA = np.arange(6, dtype=np.float32).reshape(2, 3)
-CLIENTS = (httpclient.InferenceServerClient, httpaio.InferenceServerClient, grpcclient.InferenceServerClient)
-CLIENTS = (*CLIENTS, grpcaio.InferenceServerClient)
+CLIENTS: tuple[type, ...] = (httpclient.InferenceServerClient, httpaio.InferenceServerClient)
+if GRPC_CHILD:
+    CLIENTS = (*CLIENTS, grpcclient.InferenceServerClient, grpcaio.InferenceServerClient)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -93,28 +101,28 @@ def http_server() -> Iterator[Any]:
     server.server_close()
 
 
-class _Infer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self) -> None:
-        self.seen: list[dict[str, str]] = []
-
-    def ModelInfer(self, request: Any, context: Any) -> Any:
-        self.seen.append(dict(context.invocation_metadata()))
-        if request.model_name == "broken":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model 'broken' failed")
-        inp = request.inputs[0]
-        return service_pb2.ModelInferResponse(
-            model_name=request.model_name,
-            model_version=request.model_version or "1",
-            outputs=[
-                service_pb2.ModelInferResponse.InferOutputTensor(name="OUTPUT0", datatype=inp.datatype, shape=inp.shape)
-            ],
-            raw_output_contents=list(request.raw_input_contents),
-        )
-
-
 @pytest.fixture(scope="module")
-def grpc_server() -> Iterator[tuple[str, _Infer]]:
-    servicer = _Infer()
+def grpc_server() -> Iterator[tuple[str, Any]]:
+    class Infer(service_pb2_grpc.GRPCInferenceServiceServicer):
+        def __init__(self) -> None:
+            self.seen: list[dict[str, str]] = []
+
+        def ModelInfer(self, request: Any, context: Any) -> Any:
+            self.seen.append(dict(context.invocation_metadata()))
+            if request.model_name == "broken":
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model 'broken' failed")
+            inp = request.inputs[0]
+            out = service_pb2.ModelInferResponse.InferOutputTensor(
+                name="OUTPUT0", datatype=inp.datatype, shape=inp.shape
+            )
+            return service_pb2.ModelInferResponse(
+                model_name=request.model_name,
+                model_version=request.model_version or "1",
+                outputs=[out],
+                raw_output_contents=list(request.raw_input_contents),
+            )
+
+    servicer = Infer()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -136,8 +144,8 @@ def _http_inputs(mod: Any = httpclient) -> tuple[list[Any], list[Any]]:
     return [inp], [mod.InferRequestedOutput("OUTPUT0", binary_data=False)]
 
 
-def _grpc_inputs(mod: Any = grpcclient) -> list[Any]:
-    inp = mod.InferInput("INPUT0", list(DATA.shape), "FP32")
+def _grpc_inputs(mod: Any = None) -> list[Any]:
+    inp = (mod or grpcclient).InferInput("INPUT0", list(DATA.shape), "FP32")
     inp.set_data_from_numpy(DATA)
     return [inp]
 
@@ -290,6 +298,7 @@ def test_not_sampled_propagates_no_span(http_server: Any, instrumented: None) ->
 # --------------------------------------------------------------------------------------------------
 # gRPC
 # --------------------------------------------------------------------------------------------------
+@grpc_only
 def test_grpc_infer(tel: Tel, grpc_server: Any, instrumented: None) -> None:
     url, servicer = grpc_server
     client = grpcclient.InferenceServerClient(url)
@@ -299,6 +308,7 @@ def test_grpc_infer(tel: Tel, grpc_server: Any, instrumented: None) -> None:
     _assert_inference_call(tel, servicer.seen[-1], "grpc")
 
 
+@grpc_only
 def test_grpc_async_infer_callback(tel: Tel, grpc_server: Any, instrumented: None) -> None:
     url, servicer = grpc_server
     client = grpcclient.InferenceServerClient(url)
@@ -316,6 +326,7 @@ def test_grpc_async_infer_callback(tel: Tel, grpc_server: Any, instrumented: Non
     _assert_inference_call(tel, servicer.seen[-1], "grpc")
 
 
+@grpc_only
 def test_grpc_async_infer_error(tel: Tel, grpc_server: Any, instrumented: None) -> None:
     url, _ = grpc_server
     errors: list[Any] = []
@@ -332,6 +343,7 @@ def test_grpc_async_infer_error(tel: Tel, grpc_server: Any, instrumented: None) 
     assert tel.count(tx.ERRORS.otel_name, error_type="InferenceServerException") == 1
 
 
+@grpc_only
 async def test_grpc_aio_infer(tel: Tel, grpc_server: Any, instrumented: None) -> None:
     url, servicer = grpc_server
     client = grpcaio.InferenceServerClient(url)
@@ -343,6 +355,7 @@ async def test_grpc_aio_infer(tel: Tel, grpc_server: Any, instrumented: None) ->
     _assert_inference_call(tel, servicer.seen[-1], "grpc")
 
 
+@grpc_only
 def test_grpc_error_unchanged_and_counted(tel: Tel, grpc_server: Any, instrumented: None) -> None:
     url, _ = grpc_server
     with pytest.raises(InferenceServerException) as info:
@@ -362,12 +375,24 @@ def _methods() -> dict[tuple[type, str], Any]:
     return {**methods, (InferAsyncRequest, "get_result"): InferAsyncRequest.__dict__["get_result"]}
 
 
+@pytest.mark.skipif(GRPC_CHILD, reason="run in the parent")
+def test_grpc_in_child() -> None:
+    from pathlib import Path
+
+    env = {**os.environ, "MODELTEL_TEST_TRITON_GRPC": "1"}
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "grpc or restores"]
+    proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "6 passed" in proc.stdout, proc.stdout[-2000:]
+
+
 def test_on_then_off_restores_exactly(tel: Tel, http_server: Any) -> None:
     before = _methods()
     TritonInstrumentor().instrument()
     during = _methods()
     assert all(during[k] is not v for k, v in before.items() if v is not None)
-    assert len([v for v in before.values() if v is not None]) == 7  # aio clients have no async_infer
+    assert len([v for v in before.values() if v is not None]) == (7 if GRPC_CHILD else 4)  # aio: no async_infer
     assert all(during[(c, "infer")].__wrapped__ is before[(c, "infer")] for c in CLIENTS)
     TritonInstrumentor().uninstrument()
     assert _methods() == before
