@@ -374,3 +374,51 @@ def test_adopting_prediction_gives_way_to_the_applications_own(captured):
     assert captured.point(PREDICTIONS, **{"model.name": "app-model", "status": "success"}).value == 1
     assert [p.count for p in captured.points(LATENCY)] == [1]  # the request is counted once
     assert all(p.value == 0 for p in captured.points(PREDICTIONS) if p.attributes["model.name"] == "iris")
+
+
+def test_a_streaming_stage_is_not_active_in_the_consumers_code(captured):
+    seen_inside: list[str | None] = []
+
+    @modeltel.stage("decode")
+    def tokens(n: int):
+        for i in range(n):
+            seen_inside.append(modeltel.current_stage())
+            yield i
+
+    @modeltel.stage("decode")
+    async def atokens(n: int):
+        for i in range(n):
+            seen_inside.append(modeltel.current_stage())
+            yield i
+
+    seen_outside = []
+    for _ in tokens(3):
+        seen_outside.append(modeltel.current_stage())
+
+    async def consume() -> None:
+        async for _ in atokens(2):
+            seen_outside.append(modeltel.current_stage())
+
+    asyncio.run(consume())
+    assert seen_inside == ["decode"] * 5
+    assert seen_outside == [None] * 5
+    assert captured.point(STAGE, stage="decode").count == 2
+
+
+def test_a_stream_closed_early_is_not_an_error_and_a_thrown_one_is(captured):
+    @modeltel.stage("decode")
+    def tokens():
+        yield from range(100)
+
+    stream = tokens()
+    assert next(stream) == 0
+    stream.close()
+    assert all(p.value == 0 for p in captured.points(ERRORS))
+    assert captured.point(STAGE, stage="decode").count == 1
+
+    stream = tokens()
+    next(stream)
+    with pytest.raises(TimeoutError):
+        stream.throw(TimeoutError())
+    assert captured.point(ERRORS, **{"error.type": "TimeoutError"}).value == 1
+    assert modeltel.current_stage() is None

@@ -478,17 +478,61 @@ class Stage:
             if confidence is not None:
                 self.model.confidence.record(confidence)
 
+    # -- streams --------------------------------------------------------------------------------------
+    def _suspend(self) -> None:
+        """Leave the consumer's context as it was while the stream waits at a ``yield``."""
+        if self._live:
+            try:  # noqa: SIM105
+                _current.reset(self._frame_token)
+            except ValueError:
+                pass
+            if self._span is not None:
+                otel_context.detach(self._ctx_token)
+
+    def _resume(self) -> None:
+        if self._live:
+            self._frame_token = _current.set(self)
+            if self._span is not None:
+                self._ctx_token = otel_context.attach(self._otel_ctx)
+
+    def stream(self, gen: Any) -> Any:
+        """Run generator ``gen`` as this stage: timed from the first item to exhaustion, and active only
+        while the generator itself runs, never in the consumer's code between items."""
+        self.__enter__()
+        method, value = gen.send, None
+        try:
+            while True:
+                try:
+                    item = method(value)
+                except StopIteration as stop:
+                    self.__exit__(None, None, None)
+                    return stop.value
+                self._suspend()
+                try:
+                    value = yield item
+                    method = gen.send
+                except GeneratorExit:
+                    self._resume()
+                    gen.close()
+                    raise
+                except BaseException as thrown:
+                    method, value = gen.throw, thrown
+                self._resume()
+        except GeneratorExit:  # the consumer stopped early: not an error
+            self.__exit__(None, None, None)
+            raise
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def stream_async(self, agen: Any) -> Any:
+        """:meth:`stream` for an async generator."""
+        return _streamed_async(lambda: self, lambda: agen)()
+
     # -- decorator ------------------------------------------------------------------------------------
     def __call__(self, func: F) -> F:
         if inspect.isasyncgenfunction(func):
-
-            @functools.wraps(func)
-            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._copy():
-                    async for item in func(*args, **kwargs):
-                        yield item
-
-            return agen_wrapper  # type: ignore[return-value]
+            return functools.wraps(func)(_streamed_async(self._copy, func))  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -503,8 +547,7 @@ class Stage:
 
             @functools.wraps(func)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._copy():
-                    return (yield from func(*args, **kwargs))
+                return (yield from self._copy().stream(func(*args, **kwargs)))
 
             return gen_wrapper  # type: ignore[return-value]
 
@@ -516,3 +559,42 @@ class Stage:
                 return result
 
         return wrapper  # type: ignore[return-value]
+
+
+def _streamed_async(new_stage: Callable[[], Stage], new_agen: Callable[..., Any]) -> Callable[..., Any]:
+    """An async generator function running ``new_agen(...)`` as the stage ``new_stage()`` (see
+    :meth:`Stage.stream`). It is itself an async generator function, so frameworks that dispatch on
+    ``inspect.isasyncgenfunction`` see the kind they expect, and ``asend``/``athrow``/``aclose`` pass through.
+    """
+
+    async def streamed(*args: Any, **kwargs: Any) -> Any:
+        stage = new_stage()
+        agen = new_agen(*args, **kwargs)
+        stage.__enter__()
+        method, value = agen.asend, None
+        try:
+            while True:
+                try:
+                    item = await method(value)
+                except StopAsyncIteration:
+                    stage.__exit__(None, None, None)
+                    return
+                stage._suspend()
+                try:
+                    value = yield item
+                    method = agen.asend
+                except GeneratorExit:
+                    stage._resume()
+                    await agen.aclose()
+                    raise
+                except BaseException as thrown:
+                    method, value = agen.athrow, thrown
+                stage._resume()
+        except GeneratorExit:  # the consumer stopped early: not an error
+            stage.__exit__(None, None, None)
+            raise
+        except BaseException as exc:
+            stage.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    return streamed

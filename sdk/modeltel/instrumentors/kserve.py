@@ -16,7 +16,15 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import Patches, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
+from ._common import (
+    Patches,
+    _framework_active,
+    _Guarded,
+    framework_wrapper,
+    patch_hierarchy,
+    preserve_kind,
+    stage_attributes,
+)
 
 _STAGES = {
     "preprocess": tx.STAGE_PREPROCESS,
@@ -31,13 +39,21 @@ def _model_of(model: Any) -> tuple[str | None, str | None]:
     return getattr(model, "name", None), None
 
 
+_CALL_KEY = ("kserve", "__call__")
+
+
 def _call_wrapper(func: Any, owner: Any) -> Any:
-    """``Model.__call__``: a prediction root unless a prediction (an HTTP server's, say) is already active."""
+    """``Model.__call__``: the prediction, named by the KServe model.
+
+    Under the HTTP instrumentors' request prediction it takes over (that one gives way), so
+    ``model_predictions_total`` carries the same model name as the stage histograms.
+    """
 
     def enter(args: tuple, kwargs: dict) -> Any:
-        if modeltel.in_prediction() or not args:
+        if not args or _framework_active.get() is _CALL_KEY:  # an override calling super().__call__
             return None
-        return modeltel.prediction(getattr(args[0], "name", None), attributes=_PREDICTION_ATTRIBUTES)
+        prediction = modeltel.prediction(getattr(args[0], "name", None), attributes=_PREDICTION_ATTRIBUTES)
+        return _Guarded(prediction, _framework_active, _CALL_KEY)
 
     return preserve_kind(func, enter)
 

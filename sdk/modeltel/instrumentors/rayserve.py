@@ -1,0 +1,230 @@
+"""Ray Serve: each request a replica runs as a prediction, ``@serve.batch`` batches as a ``batch`` stage.
+
+Where (Ray Serve's own seams, not the user's class, which Ray pickles into replica processes):
+
+* Replica side: ``UserCallableWrapper.call_user_method`` (the one path through which a replica runs a
+  deployment's ``__call__`` or any other method for a unary request, HTTP or handle). Its coroutine is
+  wrapped *before* Ray's ``_run_user_code`` decorator, so the wrapper runs on the user-code event loop
+  with the user method inside it: a prediction root (unless one is active) named by the deployment,
+  with the ``inference`` stage (``modeltel.framework.stage`` = the method called).
+* ``@serve.batch``: ``_BatchQueue._process_batch_inner`` (``_process_batch`` on older Ray) runs the
+  user's batch function once for a batch of requests; it is the custom stage ``batch`` (in a trace of its
+  own: one span cannot belong to the several requests' traces) and records the batch size.
+* Trace context: the calling side's W3C context (``traceparent``/``tracestate``) is injected into the
+  request's ``RequestMetadata`` (``modeltel_trace_context``, pickled with it to the replica) when a
+  ``DeploymentHandle`` builds it, and extracted in the replica around the prediction. Ray's own
+  ``tracing_context`` field is left alone (Ray overwrites it unless Ray's tracing is configured).
+
+Streaming calls (``handle.options(stream=True)``, generator methods) go through the replica's
+``call_user_generator``, wrapped the same way; the prediction spans the stream (Serve's local testing
+mode runs them through another path, not wrapped). The replica process must itself
+be instrumented (``opentelemetry-instrument`` passes its environment to Ray's workers through the
+raylet; otherwise instrument in the deployment's ``__init__``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+import modeltel
+from modeltel import taxonomy as tx
+
+from ._common import Patches, framework_wrapper, preserve_kind, stage_attributes
+
+_log = logging.getLogger(__name__)
+CARRIER_ATTR = "modeltel_trace_context"
+_propagator = TraceContextTextMapPropagator()
+_attributes: dict[str, dict[str, Any]] = {}
+
+
+def _method_attributes(method: str) -> dict[str, Any]:
+    attrs = _attributes.get(method)
+    if attrs is None:
+        attrs = _attributes[method] = stage_attributes("rayserve", method)
+    return attrs
+
+
+def _deployment_of(wrapper: Any) -> str | None:
+    name = getattr(getattr(wrapper, "_deployment_id", None), "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _replica_deployment(_: Any = None) -> tuple[str | None, str | None]:
+    try:
+        from ray.serve import context
+
+        ctx = context._get_internal_replica_context()
+        return (getattr(ctx, "deployment", None) if ctx is not None else None), None
+    except Exception:
+        return None, None
+
+
+class _Request:
+    """Attach the caller's extracted context, then run the prediction and inference stage."""
+
+    __slots__ = ("_carrier", "_prediction", "_stage", "_token")
+
+    def __init__(self, carrier: Any, prediction: Any, stage: Any) -> None:
+        self._carrier = carrier
+        self._prediction = prediction
+        self._stage = stage
+        self._token = None
+
+    def __enter__(self) -> Any:
+        if self._carrier:
+            self._token = otel_context.attach(_propagator.extract(carrier=self._carrier))
+        if self._prediction is not None:
+            self._prediction.__enter__()
+        return self._stage.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._stage.__exit__(exc_type, exc, tb)
+        finally:
+            try:
+                if self._prediction is not None:
+                    self._prediction.__exit__(exc_type, exc, tb)
+            finally:
+                if self._token is not None:
+                    try:  # noqa: SIM105
+                        otel_context.detach(self._token)
+                    except Exception:
+                        pass
+
+
+def _call_user_method_wrapper(func: Any) -> Any:
+    """The raw ``async def call_user_method(self, request_metadata, request_args, request_kwargs)``."""
+
+    def enter(args: tuple, kwargs: dict) -> Any:
+        if len(args) < 2 and "request_metadata" not in kwargs:
+            return None
+        wrapper = args[0]
+        meta = args[1] if len(args) > 1 else kwargs["request_metadata"]
+        method = getattr(meta, "call_method", "__call__") or "__call__"
+        attributes = _method_attributes(method)
+        name = _deployment_of(wrapper)
+        carrier = getattr(meta, CARRIER_ATTR, None)
+        prediction = None
+        if not modeltel.in_prediction():
+            prediction = modeltel.prediction(name, attributes=attributes)
+        stage = modeltel.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes)
+        return _Request(carrier, prediction, stage)
+
+    return preserve_kind(func, enter)
+
+
+def _batch_of(args: tuple, kwargs: dict) -> int | None:
+    batch = args[2] if len(args) > 2 else kwargs.get("batch")
+    try:
+        return len(batch)
+    except TypeError:
+        return None
+
+
+def _fresh_context() -> contextvars.Context:
+    """A copy of the current context without an OpenTelemetry span or modeltel frame in it.
+
+    Ray's batch loop task is created inside the first request that reaches a ``@serve.batch`` method
+    and keeps that request's context for its lifetime; every batch would be a child of that request.
+    """
+    ctx = contextvars.copy_context()
+
+    def clear() -> None:
+        otel_context.attach(otel_context.Context())
+        from modeltel import telemetry as _telemetry
+
+        frame = getattr(_telemetry, "_current", None)  # no public "detach from the prediction" yet
+        if isinstance(frame, contextvars.ContextVar):
+            frame.set(None)
+
+    ctx.run(clear)
+    return ctx
+
+
+def _own_trace(make: Any) -> Any:
+    """Run the wrapped coroutine function (a batch) as a task in a fresh context: a trace of its own."""
+
+    def outer(func: Any, owner: Any) -> Any:
+        inner = make(func, owner)
+
+        @functools.wraps(func)
+        async def run_detached(*args: Any, **kwargs: Any) -> Any:
+            return await _fresh_context().run(asyncio.ensure_future, inner(*args, **kwargs))
+
+        return run_detached
+
+    return outer
+
+
+def _inject_into(metadata: Any) -> None:
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    if carrier:
+        try:  # noqa: SIM105
+            setattr(metadata, CARRIER_ATTR, carrier)
+        except Exception:  # a metadata type without a __dict__: no propagation
+            pass
+
+
+class RayServeInstrumentor(BaseInstrumentor):
+    _patches: Patches | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("ray[serve] >= 2.40, < 3",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            from ray.serve import batching, handle
+            from ray.serve._private.replica import UserCallableWrapper
+        except ImportError as missing:  # ray without its [serve] extra: the dependency check cannot tell
+            _log.debug("modeltel: Ray Serve not importable (%s); not instrumenting it", missing)
+            return
+
+        patches = self._patches = Patches()
+
+        # Replica: re-decorate the raw coroutine with Ray's own _run_user_code.
+        decorated = UserCallableWrapper.__dict__["call_user_method"]
+        raw = getattr(decorated, "__wrapped__", None)
+        run_user_code = UserCallableWrapper.__dict__.get("_run_user_code")
+        if raw is not None and callable(run_user_code):
+            replacement = run_user_code(_call_user_method_wrapper(raw))
+        else:  # a Ray without the decorator: the method itself is the coroutine function
+            replacement = _call_user_method_wrapper(decorated)
+        patches.replace(UserCallableWrapper, "call_user_method", replacement)
+        # Streaming calls: the async generator the replica iterates; the prediction spans the stream.
+        patches.wrap(UserCallableWrapper, "call_user_generator", lambda func, owner: _call_user_method_wrapper(func))
+
+        # @serve.batch: one "batch" stage per batch the queue runs.
+        queue = batching._BatchQueue
+        batch_make = _own_trace(
+            framework_wrapper("rayserve", "serve.batch", "batch", model_of=_replica_deployment, batch_of=_batch_of)
+        )
+        for name in ("_process_batch_inner", "_process_batch"):
+            if patches.wrap(queue, name, batch_make):
+                break
+
+        # Caller: carry the W3C context in the request metadata.
+        base = handle._DeploymentHandleBase
+        original = base.__dict__["_init_router_and_get_metadata"]
+
+        def _init_router_and_get_metadata(self: Any) -> Any:
+            router, metadata = original(self)
+            _inject_into(metadata)
+            return router, metadata
+
+        _init_router_and_get_metadata.__wrapped__ = original  # type: ignore[attr-defined]
+        patches.replace(base, "_init_router_and_get_metadata", _init_router_and_get_metadata)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._patches is not None:
+            self._patches.restore()
+            self._patches = None
