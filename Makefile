@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test,frameworks,heavy,serving2
+EXTRAS ?= test,frameworks,heavy,serving,serving2
 # One OpenTelemetry release train for the framework extras (pip's resolver gives up without it).
 CONSTRAINTS := tests/instr/constraints.txt
 
