@@ -398,7 +398,7 @@ def test_gpu_off_registers_nothing():
 
 
 # ------------------------------------------------------------------------------------------------
-# Prometheus names (what docs/meters.md lists)
+# Prometheus names (what the README lists)
 # ------------------------------------------------------------------------------------------------
 def test_prometheus_names_match_taxonomy():
     from opentelemetry.exporter.prometheus import PrometheusMetricReader

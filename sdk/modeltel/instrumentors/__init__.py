@@ -2,5 +2,5 @@
 
 Each is registered under the ``opentelemetry_instrumentor`` entry point, so ``opentelemetry-instrument``
 turns it on when its package is installed; ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=modeltel_sklearn``
-(etc.) turns it off. See docs/instrumentors.md.
+(etc.) turns it off. See the README (auto-instrumentation).
 """

@@ -1,4 +1,4 @@
-"""GPU (NVML) and host (psutil) meters. See docs/meters.md for every metric and its DCGM equivalent.
+"""GPU (NVML) and host (psutil) meters. See the README for every metric and its DCGM equivalent.
 
 The SDK pipeline calls :func:`install_meters` once it has built its ``MeterProvider`` and
 ``Meters.shutdown()`` when it shuts down. Nothing here keeps module-level state.
