@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
 import modeltel
 from modeltel import taxonomy as tx
 
@@ -445,3 +447,30 @@ def when_imported(module: str, hook: Callable[[], None]) -> Callable[[], None]:
                 del _finder.hooks[module]
 
     return cancel
+
+
+class PatchOnImportInstrumentor(BaseInstrumentor):
+    """An instrumentor that patches a library when ``patched_module`` is imported (at once if it already is)
+    and restores it exactly; subclasses say what to patch in :meth:`_apply`."""
+
+    patched_module: str
+    _patches: Patches | None = None
+    _cancel: Callable[[], None] | None = None
+
+    def _instrument(self, **kwargs: Any) -> None:
+        self._cancel = when_imported(self.patched_module, self._patch)
+
+    def _patch(self) -> None:
+        self._patches = Patches()
+        self._apply(self._patches)
+
+    def _apply(self, patches: Patches) -> None:
+        raise NotImplementedError
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+        if self._patches is not None:
+            self._patches.restore()
+            self._patches = None

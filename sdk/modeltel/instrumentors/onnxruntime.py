@@ -6,9 +6,14 @@ import contextlib
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
-from ._common import Patches, library_wrapper, patch_hierarchy, record_confidences, top_probabilities, when_imported
+from ._common import (
+    Patches,
+    PatchOnImportInstrumentor,
+    library_wrapper,
+    patch_hierarchy,
+    record_confidences,
+    top_probabilities,
+)
 
 _NO_PROBS = -1
 
@@ -50,26 +55,13 @@ def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
             record_confidences(top)
 
 
-class OnnxRuntimeInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-    _cancel: Any = None
+class OnnxRuntimeInstrumentor(PatchOnImportInstrumentor):
+    patched_module = "onnxruntime"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("onnxruntime >= 1.16",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        self._cancel = when_imported("onnxruntime", self._patch)
-
-    def _patch(self) -> None:
+    def _apply(self, patches: Patches) -> None:
         from onnxruntime.capi.onnxruntime_inference_collection import Session
 
-        self._patches = Patches()
-        patch_hierarchy(self._patches, Session, {"run": library_wrapper("onnxruntime", "run", after=_confidence)})
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._cancel is not None:
-            self._cancel()
-            self._cancel = None
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+        patch_hierarchy(patches, Session, {"run": library_wrapper("onnxruntime", "run", after=_confidence)})

@@ -12,20 +12,18 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
 import modeltel
 from modeltel import taxonomy as tx
 
 from ._common import (
     Guarded,
     Patches,
+    PatchOnImportInstrumentor,
     _library_active,
     patch_hierarchy,
     preserve_kind,
     record_confidences,
     stage_attributes,
-    when_imported,
 )
 
 _STAGES = {"preprocess": tx.STAGE_PREPROCESS, "_forward": tx.STAGE_INFERENCE, "postprocess": tx.STAGE_POSTPROCESS}
@@ -72,26 +70,13 @@ def _maker(method: str, canonical: str) -> Any:
     return make
 
 
-class TransformersInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-    _cancel: Any = None
+class TransformersInstrumentor(PatchOnImportInstrumentor):
+    patched_module = "transformers.pipelines.base"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("transformers >= 4.40, < 6",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        self._cancel = when_imported("transformers.pipelines.base", self._patch)
-
-    def _patch(self) -> None:
+    def _apply(self, patches: Patches) -> None:
         from transformers.pipelines.base import Pipeline
 
-        self._patches = Patches()
-        patch_hierarchy(self._patches, Pipeline, {m: _maker(m, c) for m, c in _STAGES.items()})
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._cancel is not None:
-            self._cancel()
-            self._cancel = None
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+        patch_hierarchy(patches, Pipeline, {m: _maker(m, c) for m, c in _STAGES.items()})
