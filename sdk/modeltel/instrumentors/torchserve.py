@@ -18,12 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import Patches, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes, when_imported
+from ._common import (
+    Patches,
+    PatchOnImportInstrumentor,
+    framework_wrapper,
+    patch_hierarchy,
+    preserve_kind,
+    stage_attributes,
+)
 
 _MODULE = "ts.torch_handler.base_handler"
 _STAGES = {
@@ -98,35 +103,18 @@ def _handle_wrapper(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
     return preserve_kind(func, enter)
 
 
-class TorchServeInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-    _cancel: Callable[[], None] | None = None
+class TorchServeInstrumentor(PatchOnImportInstrumentor):
+    # base_handler imports torch: patch it when TorchServe's worker imports it, not at start-up
+    patched_module = _MODULE
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("torchserve >= 0.10, < 1",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        patches = self._patches = Patches()
+    def _apply(self, patches: Patches) -> None:
+        from ts.torch_handler.base_handler import BaseHandler
 
-        def hook() -> None:
-            if patches is not self._patches:
-                return  # uninstrumented before the import
-            from ts.torch_handler.base_handler import BaseHandler
-
-            makers: dict[str, Any] = {
-                name: framework_wrapper("torchserve", name, stage, model_of=_model_of)
-                for name, stage in _STAGES.items()
-            }
-            makers["handle"] = _handle_wrapper
-            patch_hierarchy(patches, BaseHandler, makers)
-
-        # base_handler imports torch: patch it when TorchServe's worker imports it, not at start-up
-        self._cancel = when_imported(_MODULE, hook)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._cancel is not None:
-            self._cancel()
-            self._cancel = None
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+        makers: dict[str, Any] = {
+            name: framework_wrapper("torchserve", name, stage, model_of=_model_of) for name, stage in _STAGES.items()
+        }
+        makers["handle"] = _handle_wrapper
+        patch_hierarchy(patches, BaseHandler, makers)
