@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 import modeltel
 from modeltel import taxonomy as tx
-from modeltel.readers import InMemoryReader
+from modeltel.export.readers import InMemoryReader
 
 
 class _NullExporter(SpanExporter):

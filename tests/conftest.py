@@ -1,76 +1,38 @@
-"""Shared fixtures: an isolated modeltel pipeline with in-memory span and metric capture."""
+"""Shared fixtures: isolated modeltel pipelines with in-memory capture (``modeltel.testing``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import modeltel
-from modeltel.readers import InMemoryReader
-
-
-@dataclass
-class Captured:
-    pipeline: modeltel.Pipeline
-    spans: InMemorySpanExporter
-    reader: InMemoryReader
-
-    def finished(self) -> list[Any]:
-        return list(self.spans.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        if data is None:
-            return []
-        return [
-            point
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for metric in sm.metrics
-            if metric.name == name
-            for point in metric.data.data_points
-        ]
-
-    def point(self, name: str, **attrs: str) -> Any:
-        matches = [p for p in self.points(name) if all(p.attributes.get(k) == v for k, v in attrs.items())]
-        assert len(matches) == 1, f"expected one {name} point with {attrs}, got {[dict(p.attributes) for p in matches]}"
-        return matches[0]
-
-
-def make_pipeline(extra_readers: tuple[Any, ...] = (), **settings: Any) -> Captured:
-    modeltel.shutdown()
-    spans = InMemorySpanExporter()
-    reader = InMemoryReader()
-    defaults = dict(
-        set_global=False,
-        traces_exporter="none",
-        metrics_exporter="none",
-        host_metrics=False,
-        gpu_metrics=False,
-        model_name="iris",
-        model_version="1.0",
-    )
-    pipeline = modeltel.init(
-        metric_readers=[reader, *extra_readers],
-        span_processors=[SimpleSpanProcessor(spans)],
-        **{**defaults, **settings},
-    )
-    return Captured(pipeline, spans, reader)
+from modeltel.testing import Capture, capture
 
 
 @pytest.fixture
-def captured() -> Iterator[Captured]:
-    c = make_pipeline()
-    yield c
-    modeltel.shutdown()
+def make_captured() -> Iterator[Callable[..., Capture]]:
+    """``make_captured(**settings)``: a capture with model ``iris`` / ``1.0`` unless the settings say otherwise."""
+    with ExitStack() as stack:
+        yield lambda **settings: stack.enter_context(
+            capture(**{"model_name": "iris", "model_version": "1.0", **settings})
+        )
 
 
 @pytest.fixture
-def make_captured() -> Iterator[Any]:
-    yield make_pipeline
-    modeltel.shutdown()
+def captured(make_captured: Callable[..., Capture]) -> Capture:
+    return make_captured()
+
+
+@pytest.fixture
+def tel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
+    """The instrumentor tests' capture: the environment's model is ``env-model`` / ``7``."""
+    monkeypatch.delenv("MODELTEL_MODEL_NAME", raising=False)
+    monkeypatch.delenv("MODELTEL_MODEL_VERSION", raising=False)
+    with capture(model_name="env-model", model_version="7") as c:
+        yield c
+
+
+def parent_of(span: Any) -> int | None:
+    return span.parent.span_id if span.parent is not None else None

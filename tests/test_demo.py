@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modeltel.demo import histogram_quantile, prediction_counts, resource_lines, stage_table
+from modeltel.cli.demo import histogram_quantile, prediction_counts, resource_lines, stage_table
 from modeltel.meters import install_meters
 from tests import meters_helpers
 from tests.fakes.nvml import FakeDevice, make_fake_nvml

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 bentoml = pytest.importorskip("bentoml")
 from _bentoml_sdk.method import APIMethod  # noqa: E402
@@ -18,7 +18,6 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from modeltel.instrumentors.bentoml import BentoMLInstrumentor  # noqa: E402
 from modeltel.instrumentors.sklearn import SklearnInstrumentor  # noqa: E402
 
-tel = fixtures.tel
 X, Y = load_iris(return_X_y=True)
 CLF = LogisticRegression(max_iter=500).fit(X, Y)
 
@@ -75,12 +74,12 @@ def instrumented():
     BentoMLInstrumentor().uninstrument()
 
 
-def test_off(tel: Tel) -> None:
+def test_off(tel: Capture) -> None:
     assert IrisService().classify(ROWS) == CLF.predict(X[:3]).tolist()
     assert tel.spans() == []
 
 
-def test_sync_api_is_a_prediction(tel: Tel, instrumented) -> None:
+def test_sync_api_is_a_prediction(tel: Capture, instrumented) -> None:
     assert IrisService().classify(ROWS) == CLF.predict(X[:3]).tolist()
     spans = {s.name: s for s in tel.spans()}
     assert set(spans) == {"predict", "inference"}
@@ -93,7 +92,7 @@ def test_sync_api_is_a_prediction(tel: Tel, instrumented) -> None:
     assert not any(p.count for p in tel.points(tx.BATCH_SIZE.otel_name))
 
 
-async def test_async_api_keeps_kind(tel: Tel, instrumented) -> None:
+async def test_async_api_keeps_kind(tel: Capture, instrumented) -> None:
     svc = IrisService()
     call = svc.proba
     assert inspect.iscoroutinefunction(IrisService.apis["proba"].func)
@@ -103,12 +102,12 @@ async def test_async_api_keeps_kind(tel: Tel, instrumented) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
 
 
-def test_class_name_is_default_service_name(tel: Tel, instrumented) -> None:
+def test_class_name_is_default_service_name(tel: Capture, instrumented) -> None:
     assert Plain().echo("x") == "x"
     assert tel.stage_counts() == {("Plain", "7", "inference"): 1}
 
 
-def test_batchable_records_batch_size(tel: Tel, instrumented) -> None:
+def test_batchable_records_batch_size(tel: Capture, instrumented) -> None:
     IrisService().batch(X[:5])
     spans = {s.name: s for s in tel.spans()}
     assert spans["inference"].attributes[tx.SPAN_ATTR_BATCH_SIZE] == 5
@@ -117,19 +116,19 @@ def test_batchable_records_batch_size(tel: Tel, instrumented) -> None:
     assert points[0].attributes[tx.ATTR_MODEL_NAME] == "iris-bento"
 
 
-def test_stream_spans_the_stream(tel: Tel, instrumented) -> None:
+def test_stream_spans_the_stream(tel: Capture, instrumented) -> None:
     assert inspect.isgeneratorfunction(IrisService.apis["stream"].func)
     assert list(IrisService().stream(3)) == ["0", "1", "2"]
     assert tel.stage_counts() == {("iris-bento", "7", "inference"): 1}
 
 
-def test_api_calling_api_is_one_prediction(tel: Tel, instrumented) -> None:
+def test_api_calling_api_is_one_prediction(tel: Capture, instrumented) -> None:
     IrisService().chained(ROWS)
     assert len(tel.spans("predict")) == 1
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
 
 
-def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> None:
+def test_error_seen_unchanged_and_counted_once(tel: Capture, instrumented) -> None:
     with pytest.raises(KeyError) as info:
         IrisService().classify([[1.0, 2.0]])
     assert info.value.args == ("width",)
@@ -137,7 +136,7 @@ def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
 
 
-def test_sklearn_nested_is_child(tel: Tel, instrumented) -> None:
+def test_sklearn_nested_is_child(tel: Capture, instrumented) -> None:
     SklearnInstrumentor().instrument()
     try:
         asyncio.run(IrisService().proba(ROWS))
@@ -148,7 +147,7 @@ def test_sklearn_nested_is_child(tel: Tel, instrumented) -> None:
     assert tel.stage_counts() == {("iris-bento", "7", "inference"): 1}
 
 
-def test_service_defined_after_instrument(tel: Tel, instrumented) -> None:
+def test_service_defined_after_instrument(tel: Capture, instrumented) -> None:
     @bentoml.service(name="late")
     class Late:
         @bentoml.api
@@ -159,7 +158,7 @@ def test_service_defined_after_instrument(tel: Tel, instrumented) -> None:
     assert tel.stage_counts() == {("late", "7", "inference"): 1}
 
 
-def test_through_bentoml_http_app(tel: Tel, instrumented) -> None:
+def test_through_bentoml_http_app(tel: Capture, instrumented) -> None:
     """BentoML's own ASGI app (its server's request path, batching dispatcher included), in process."""
     from _bentoml_impl.server.app import ServiceAppFactory
     from starlette.testclient import TestClient
@@ -194,7 +193,7 @@ def test_on_then_off_restores_exactly() -> None:
     assert _funcs() == before
 
 
-def test_takes_over_the_http_request_prediction(tel: Tel, instrumented) -> None:
+def test_takes_over_the_http_request_prediction(tel: Capture, instrumented) -> None:
     import modeltel
 
     with modeltel.prediction(own_span=False):  # what the FastAPI/Starlette instrumentor opens per request

@@ -11,13 +11,11 @@ from opentelemetry.trace import SpanKind
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.instrumentors.sklearn import SklearnInstrumentor
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
-
-tel = fixtures.tel
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 
-def _server_span(tel: Tel):
+def _server_span(tel: Capture):
     (server,) = [s for s in tel.spans() if s.kind is SpanKind.SERVER]
     return server
 
@@ -28,7 +26,7 @@ from modeltel.instrumentors.fastapi import ModeltelFastAPIInstrumentor  # noqa: 
 
 
 @pytest.fixture
-def fastapi_on(tel: Tel):
+def fastapi_on(tel: Capture):
     ModeltelFastAPIInstrumentor().instrument(
         tracer_provider=tel.pipeline.tracer_provider, exclude_spans=["receive", "send"]
     )
@@ -58,7 +56,7 @@ def _fastapi_app():
     return app
 
 
-async def test_fastapi_stages_under_server_span(tel: Tel, fastapi_on) -> None:
+async def test_fastapi_stages_under_server_span(tel: Capture, fastapi_on) -> None:
     app = _fastapi_app()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         assert (await client.post("/predict", json={})).status_code == 200
@@ -81,7 +79,7 @@ async def test_fastapi_stages_under_server_span(tel: Tel, fastapi_on) -> None:
     assert sum(p.count for p in tel.points(tx.PREDICTION_LATENCY.otel_name)) == 2
 
 
-async def test_fastapi_100_concurrent(tel: Tel, fastapi_on) -> None:
+async def test_fastapi_100_concurrent(tel: Capture, fastapi_on) -> None:
     app = _fastapi_app()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         responses = await asyncio.gather(*(client.post("/predict", json={}) for _ in range(100)))
@@ -96,7 +94,7 @@ async def test_fastapi_100_concurrent(tel: Tel, fastapi_on) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 100
 
 
-async def test_fastapi_on_then_off(tel: Tel) -> None:
+async def test_fastapi_on_then_off(tel: Capture) -> None:
     from starlette.applications import Starlette
 
     before = (
@@ -125,7 +123,7 @@ from modeltel.instrumentors.flask import ModeltelFlaskInstrumentor  # noqa: E402
 
 
 @pytest.fixture
-def flask_on(tel: Tel):
+def flask_on(tel: Capture):
     ModeltelFlaskInstrumentor().instrument(tracer_provider=tel.pipeline.tracer_provider)
     SklearnInstrumentor().instrument()
     yield
@@ -156,7 +154,7 @@ def _flask_app():
     return app, X
 
 
-def test_flask_library_stage_under_server_span(tel: Tel, flask_on) -> None:
+def test_flask_library_stage_under_server_span(tel: Capture, flask_on) -> None:
     app, X = _flask_app()
     client = app.test_client()
     assert client.post("/predict", json={"x": X[:3].tolist()}).status_code == 200
@@ -173,7 +171,7 @@ def test_flask_library_stage_under_server_span(tel: Tel, flask_on) -> None:
     assert sum(p.count for p in tel.points(tx.PREDICTION_CONFIDENCE.otel_name)) == 3
 
 
-def test_flask_on_then_off(tel: Tel) -> None:
+def test_flask_on_then_off(tel: Capture) -> None:
     from flask.app import Flask
 
     before = (Flask.__dict__["full_dispatch_request"], flask.Flask)
@@ -186,7 +184,7 @@ def test_flask_on_then_off(tel: Tel) -> None:
     assert tel.spans() == [] and tel.count(tx.PREDICTIONS.otel_name) == 0
 
 
-async def test_fastapi_app_prediction_inside_is_not_counted_twice(tel: Tel, fastapi_on) -> None:
+async def test_fastapi_app_prediction_inside_is_not_counted_twice(tel: Capture, fastapi_on) -> None:
     from fastapi import FastAPI
 
     app = FastAPI()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 kserve = pytest.importorskip("kserve")
 from kserve import Model  # noqa: E402
@@ -18,7 +18,6 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from modeltel.instrumentors.kserve import KServeInstrumentor  # noqa: E402
 from modeltel.instrumentors.sklearn import SklearnInstrumentor  # noqa: E402
 
-tel = fixtures.tel
 X, Y = load_iris(return_X_y=True)
 CLF = LogisticRegression(max_iter=500).fit(X, Y)
 
@@ -71,13 +70,13 @@ def _kinds(cls):
 BODY = {"instances": X[:2].tolist()}
 
 
-async def test_off(tel: Tel) -> None:
+async def test_off(tel: Capture) -> None:
     await AsyncIris()(BODY)
     assert tel.spans() == []
 
 
 @pytest.mark.parametrize("cls", [AsyncIris, SyncIris])
-async def test_stages_under_prediction(tel: Tel, instrumented, cls) -> None:
+async def test_stages_under_prediction(tel: Capture, instrumented, cls) -> None:
     assert _kinds(cls) == {n: cls is AsyncIris for n in ("preprocess", "predict", "postprocess")}
     m = cls()
     await m(BODY)
@@ -93,7 +92,7 @@ async def test_stages_under_prediction(tel: Tel, instrumented, cls) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
 
 
-async def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> None:
+async def test_error_seen_unchanged_and_counted_once(tel: Capture, instrumented) -> None:
     with pytest.raises(KeyError) as info:
         await SyncIris()({"instances": [[1.0, 2.0]]})
     assert info.value.args == ("width",)
@@ -101,7 +100,7 @@ async def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> 
     assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
 
 
-async def test_sklearn_nested_is_child_not_second_sample(tel: Tel, instrumented) -> None:
+async def test_sklearn_nested_is_child_not_second_sample(tel: Capture, instrumented) -> None:
     SklearnInstrumentor().instrument()
     try:
         await AsyncIris()(BODY)
@@ -113,7 +112,7 @@ async def test_sklearn_nested_is_child_not_second_sample(tel: Tel, instrumented)
     assert sum(p.count for p in tel.points(tx.PREDICTION_CONFIDENCE.otel_name)) == 2
 
 
-async def test_subclass_defined_after_instrument_and_super_call(tel: Tel, instrumented) -> None:
+async def test_subclass_defined_after_instrument_and_super_call(tel: Capture, instrumented) -> None:
     class Later(SyncIris):
         def predict(self, payload, headers=None):
             return super().predict(payload, headers)
@@ -122,7 +121,7 @@ async def test_subclass_defined_after_instrument_and_super_call(tel: Tel, instru
     assert tel.stage_counts()[("later", "7", "inference")] == 1
 
 
-async def test_100_concurrent_requests_keep_their_stages(tel: Tel, instrumented) -> None:
+async def test_100_concurrent_requests_keep_their_stages(tel: Capture, instrumented) -> None:
     m = AsyncIris()
     await asyncio.gather(*(m(BODY) for _ in range(100)))
     spans = tel.spans()

@@ -5,15 +5,13 @@ import inspect
 import pytest
 
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel
+from modeltel.testing import Capture
 
 ls = pytest.importorskip("litserve")
 from litserve import LitAPI  # noqa: E402
 
 from modeltel.instrumentors.litserve import LitServeInstrumentor  # noqa: E402
 
-tel = fixtures.tel
 METHODS = ("decode_request", "batch", "predict", "unbatch", "encode_response")
 
 
@@ -61,7 +59,7 @@ def _kinds(cls):
     }
 
 
-def test_sync_stages_and_batch_size(tel: Tel, instrumented) -> None:
+def test_sync_stages_and_batch_size(tel: Capture, instrumented) -> None:
     api = SyncApi(max_batch_size=4, batch_timeout=0.01)
     xs = [api.decode_request({"x": i}) for i in range(3)]
     outs = api.unbatch(api.predict(api.batch(xs)))
@@ -80,7 +78,7 @@ def test_sync_stages_and_batch_size(tel: Tel, instrumented) -> None:
     assert {s.attributes[tx.SPAN_ATTR_FRAMEWORK_STAGE] for s in tel.spans()} == set(METHODS)
 
 
-async def test_async_streaming_kinds_kept(tel: Tel, instrumented) -> None:
+async def test_async_streaming_kinds_kept(tel: Capture, instrumented) -> None:
     before = _kinds(AsyncStreamingApi)
     api = AsyncStreamingApi(enable_async=True, stream=True)  # LitServe validates the kinds here
     assert (
@@ -104,7 +102,7 @@ def test_overrides_told_apart_by_code(instrumented) -> None:
     assert AsyncStreamingApi.unbatch.__code__ is LitAPI.unbatch.__code__
 
 
-def test_off_and_on_then_off(tel: Tel) -> None:
+def test_off_and_on_then_off(tel: Capture) -> None:
     before = {(c, m): c.__dict__.get(m) for c in (LitAPI, SyncApi, AsyncStreamingApi) for m in METHODS}
     LitServeInstrumentor().instrument()
     LitServeInstrumentor().uninstrument()

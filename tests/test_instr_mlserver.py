@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 mlserver = pytest.importorskip("mlserver")
 from mlserver import MLModel  # noqa: E402
@@ -21,7 +21,6 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from modeltel.instrumentors.mlserver import MLServerInstrumentor  # noqa: E402
 from modeltel.instrumentors.sklearn import SklearnInstrumentor  # noqa: E402
 
-tel = fixtures.tel
 X, Y = load_iris(return_X_y=True)
 CLF = LogisticRegression(max_iter=500).fit(X, Y)
 
@@ -66,13 +65,13 @@ def instrumented():
     MLServerInstrumentor().uninstrument()
 
 
-async def test_off(tel: Tel) -> None:
+async def test_off(tel: Capture) -> None:
     out = await Iris(_settings()).predict(_request())
     assert isinstance(out, InferenceResponse)
     assert tel.spans() == []
 
 
-async def test_prediction_with_codec_stages(tel: Tel, instrumented) -> None:
+async def test_prediction_with_codec_stages(tel: Capture, instrumented) -> None:
     assert inspect.iscoroutinefunction(Iris.predict)
     assert inspect.isasyncgenfunction(MLModel.predict_stream)
     assert not inspect.iscoroutinefunction(MLModel.decode_request)
@@ -95,12 +94,12 @@ async def test_prediction_with_codec_stages(tel: Tel, instrumented) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
 
 
-async def test_no_version_falls_back_to_environment(tel: Tel, instrumented) -> None:
+async def test_no_version_falls_back_to_environment(tel: Capture, instrumented) -> None:
     await NoCodec(_settings("nocodec", None, NoCodec)).predict(_request())
     assert set(tel.stage_counts()) == {("nocodec", "7", "inference"), ("nocodec", "7", "postprocess")}
 
 
-async def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> None:
+async def test_error_seen_unchanged_and_counted_once(tel: Capture, instrumented) -> None:
     with pytest.raises(KeyError) as info:
         await Iris(_settings()).predict(_request([[1.0, 2.0]]))
     assert info.value.args == ("width",)
@@ -108,7 +107,7 @@ async def test_error_seen_unchanged_and_counted_once(tel: Tel, instrumented) -> 
     assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
 
 
-async def test_sklearn_nested_is_child_not_second_sample(tel: Tel, instrumented) -> None:
+async def test_sklearn_nested_is_child_not_second_sample(tel: Capture, instrumented) -> None:
     SklearnInstrumentor().instrument()
     try:
         await Iris(_settings()).predict(_request())
@@ -120,7 +119,7 @@ async def test_sklearn_nested_is_child_not_second_sample(tel: Tel, instrumented)
     assert sum(p.count for p in tel.points(tx.PREDICTION_CONFIDENCE.otel_name)) == 2
 
 
-async def test_subclass_after_instrument_and_super_call(tel: Tel, instrumented) -> None:
+async def test_subclass_after_instrument_and_super_call(tel: Capture, instrumented) -> None:
     class Later(Iris):
         async def predict(self, payload):
             return await super().predict(payload)
@@ -135,7 +134,7 @@ async def test_subclass_after_instrument_and_super_call(tel: Tel, instrumented) 
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
 
 
-async def test_predict_stream_is_a_prediction(tel: Tel, instrumented) -> None:
+async def test_predict_stream_is_a_prediction(tel: Capture, instrumented) -> None:
     class Streamer(MLModel):
         async def predict_stream(self, payloads):
             async for _p in payloads:
@@ -153,7 +152,7 @@ async def test_predict_stream_is_a_prediction(tel: Tel, instrumented) -> None:
     assert tel.stage_counts()[("stream", "3", "postprocess")] == 2
 
 
-async def test_concurrent_requests_keep_their_stages(tel: Tel, instrumented) -> None:
+async def test_concurrent_requests_keep_their_stages(tel: Capture, instrumented) -> None:
     m = Iris(_settings())
     await asyncio.gather(*(m.predict(_request()) for _ in range(50)))
     spans = tel.spans()
@@ -179,7 +178,7 @@ def test_on_then_off_restores_exactly() -> None:
     assert _dicts(MLModel, Iris, NoCodec) == before
 
 
-async def test_takes_over_the_http_request_prediction(tel: Tel, instrumented) -> None:
+async def test_takes_over_the_http_request_prediction(tel: Capture, instrumented) -> None:
     import modeltel
 
     with modeltel.prediction(own_span=False):  # what the FastAPI instrumentor opens per request

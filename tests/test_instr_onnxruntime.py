@@ -5,8 +5,8 @@ import pytest
 
 import modeltel
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -14,8 +14,6 @@ from onnx import TensorProto, helper  # noqa: E402
 from onnxruntime.capi.onnxruntime_inference_collection import Session  # noqa: E402
 
 from modeltel.instrumentors.onnxruntime import OnnxRuntimeInstrumentor  # noqa: E402
-
-tel = fixtures.tel
 
 
 def _softmax_model() -> bytes:
@@ -52,12 +50,12 @@ def instrumented():
 X = np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32)
 
 
-def test_off(tel: Tel, session) -> None:
+def test_off(tel: Capture, session) -> None:
     session.run(None, {"x": X})
     assert tel.spans() == []
 
 
-def test_run_is_inference_with_confidence(tel: Tel, session, instrumented) -> None:
+def test_run_is_inference_with_confidence(tel: Capture, session, instrumented) -> None:
     probs, _ = session.run(None, {"x": X})
     (span,) = tel.spans()
     assert span.name == "inference" and span.attributes[tx.SPAN_ATTR_FRAMEWORK_STAGE] == "run"
@@ -69,7 +67,7 @@ def test_run_is_inference_with_confidence(tel: Tel, session, instrumented) -> No
     assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
 
 
-def test_nested(tel: Tel, session, instrumented) -> None:
+def test_nested(tel: Capture, session, instrumented) -> None:
     with modeltel.stage("inference"):
         session.run(None, {"x": X})
     outer = next(s for s in tel.spans() if s.name == "inference")
@@ -78,13 +76,13 @@ def test_nested(tel: Tel, session, instrumented) -> None:
     assert tel.stage_counts() == {("env-model", "7", "inference"): 1}
 
 
-def test_error(tel: Tel, session, instrumented) -> None:
+def test_error(tel: Capture, session, instrumented) -> None:
     with pytest.raises(Exception) as info:
         session.run(None, {"nope": X})
     assert tel.count(tx.ERRORS.otel_name, error_type=type(info.value).__name__) == 1
 
 
-def test_on_then_off(tel: Tel, session) -> None:
+def test_on_then_off(tel: Capture, session) -> None:
     original = Session.__dict__["run"]
     OnnxRuntimeInstrumentor().instrument()
     assert Session.__dict__["run"] is not original

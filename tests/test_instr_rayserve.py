@@ -9,8 +9,8 @@ import pytest
 from opentelemetry import trace
 
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 serve = pytest.importorskip("ray.serve")
 from ray.serve import batching, handle  # noqa: E402
@@ -18,8 +18,6 @@ from ray.serve._private.common import RequestMetadata  # noqa: E402
 from ray.serve._private.replica import UserCallableWrapper  # noqa: E402
 
 from modeltel.instrumentors.rayserve import CARRIER_ATTR, RayServeInstrumentor  # noqa: E402
-
-tel = fixtures.tel
 
 
 @serve.deployment
@@ -61,13 +59,13 @@ def _run(app):
     return serve.run(app, _local_testing_mode=True)
 
 
-def test_off(tel: Tel) -> None:
+def test_off(tel: Capture) -> None:
     h = _run(Doubler.bind())
     assert h.remote(2).result() == 4
     assert tel.spans() == []
 
 
-def test_call_is_a_prediction(tel: Tel, instrumented) -> None:
+def test_call_is_a_prediction(tel: Capture, instrumented) -> None:
     h = _run(Doubler.bind())
     assert h.remote(3).result() == 6
     assert h.ping.remote().result() == "pong"
@@ -80,7 +78,7 @@ def test_call_is_a_prediction(tel: Tel, instrumented) -> None:
         assert parent_of(s) in {r.context.span_id for r in roots}
 
 
-def test_error_counted_once(tel: Tel, instrumented) -> None:
+def test_error_counted_once(tel: Capture, instrumented) -> None:
     h = _run(Doubler.bind())
     with pytest.raises(Exception) as info:
         h.remote(-1).result()
@@ -89,7 +87,7 @@ def test_error_counted_once(tel: Tel, instrumented) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
 
 
-def test_trace_context_from_the_caller(tel: Tel, instrumented) -> None:
+def test_trace_context_from_the_caller(tel: Capture, instrumented) -> None:
     tracer = tel.pipeline.tracer_provider.get_tracer("test")
     h = _run(Doubler.bind())
     with tracer.start_as_current_span("client") as client:
@@ -112,7 +110,7 @@ def test_carrier_rides_the_pickled_metadata(instrumented) -> None:
     assert provider is trace.get_tracer_provider()
 
 
-def test_serve_batch_records_batch_size(tel: Tel, instrumented, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_batch_records_batch_size(tel: Capture, instrumented, monkeypatch: pytest.MonkeyPatch) -> None:
     # Ray's local testing mode sets no replica context, which @serve.batch reads for a warning: skip the warning.
     # (Without a replica context the batch stage has the environment's model name.)
     monkeypatch.setattr(batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None)
@@ -143,7 +141,7 @@ def test_on_then_off_restores_exactly() -> None:
     assert _dicts() == before
 
 
-def test_context_crosses_into_a_real_replica(tel: Tel, instrumented) -> None:
+def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None:
     """serve.run on a local Ray: the replica (another process) instruments itself and reports its spans."""
     import ray
 

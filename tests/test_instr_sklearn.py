@@ -11,10 +11,8 @@ from sklearn.preprocessing import StandardScaler
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.instrumentors.sklearn import SklearnInstrumentor
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
-
-tel = fixtures.tel
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 X, Y = load_iris(return_X_y=True)
 
@@ -40,13 +38,13 @@ def _originals():
     }
 
 
-def test_off_records_nothing(tel: Tel, model) -> None:
+def test_off_records_nothing(tel: Capture, model) -> None:
     model.predict(X[:2])
     assert tel.spans() == []
     assert tel.stage_counts() == {}
 
 
-def test_on_is_inference_stage_with_confidence(tel: Tel, model, instrumented) -> None:
+def test_on_is_inference_stage_with_confidence(tel: Capture, model, instrumented) -> None:
     probs = model.predict_proba(X[:5])
     spans = tel.spans()
     assert [s.name for s in spans] == ["inference"]  # the pipeline's final estimator passes through
@@ -60,32 +58,14 @@ def test_on_is_inference_stage_with_confidence(tel: Tel, model, instrumented) ->
     assert sum(p.sum for p in conf) == pytest.approx(float(probs.max(axis=1).sum()))
 
 
-def test_confidence_switch(monkeypatch, model, instrumented) -> None:
-    modeltel.shutdown()
-    reader = modeltel.readers.InMemoryReader()
-    modeltel.init(
-        set_global=False, metric_readers=[reader], traces_exporter="none", metrics_exporter="none",
-        host_metrics=False, gpu_metrics=False, record_confidence=False,
-    )  # fmt: skip
-    try:
-        model.predict_proba(X[:5])
-        data = reader.get_metrics_data()
-        names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-        conf = [
-            p
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            if m.name == tx.PREDICTION_CONFIDENCE.otel_name
-            for p in m.data.data_points
-        ]
-        assert tx.STAGE_LATENCY.otel_name in names
-        assert sum(p.count for p in conf) == 0
-    finally:
-        modeltel.shutdown()
+def test_confidence_switch(make_captured, model, instrumented) -> None:
+    c = make_captured(record_confidence=False)
+    model.predict_proba(X[:5])
+    assert c.count(tx.STAGE_LATENCY.otel_name) == 1
+    assert c.count(tx.PREDICTION_CONFIDENCE.otel_name) == 0
 
 
-def test_nested_in_stage_is_child_span_not_second_sample(tel: Tel, model, instrumented) -> None:
+def test_nested_in_stage_is_child_span_not_second_sample(tel: Capture, model, instrumented) -> None:
     with modeltel.prediction(model_name="iris", model_version="3"), modeltel.stage("inference"):
         model.predict(X[:4])
     by_name = {s.name: s for s in tel.spans()}
@@ -96,7 +76,7 @@ def test_nested_in_stage_is_child_span_not_second_sample(tel: Tel, model, instru
     assert tel.stage_counts() == {("iris", "3", "inference"): 1}
 
 
-def test_subclass_override_defined_before_and_after(tel: Tel, instrumented) -> None:
+def test_subclass_override_defined_before_and_after(tel: Capture, instrumented) -> None:
     class Custom(ClassifierMixin, BaseEstimator):  # defined after instrument(): hooked on creation
         def fit(self, X, y):
             return self
@@ -120,7 +100,7 @@ def test_subclass_override_defined_before_and_after(tel: Tel, instrumented) -> N
     assert tel.stage_counts() == {("env-model", "7", "inference"): 3}
 
 
-def test_error_counted_and_reraised_unchanged(tel: Tel, model, instrumented) -> None:
+def test_error_counted_and_reraised_unchanged(tel: Capture, model, instrumented) -> None:
     with pytest.raises(ValueError) as info:
         model.predict(np.zeros((2, 99)))
     assert type(info.value) is ValueError
@@ -128,7 +108,7 @@ def test_error_counted_and_reraised_unchanged(tel: Tel, model, instrumented) -> 
     assert tel.spans()[0].status.status_code.name == "ERROR"
 
 
-def test_on_then_off_restores_exactly(tel: Tel, model) -> None:
+def test_on_then_off_restores_exactly(tel: Capture, model) -> None:
     before = _originals()
     SklearnInstrumentor().instrument()
     assert _originals() != before

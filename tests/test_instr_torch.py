@@ -4,13 +4,11 @@ import pytest
 
 import modeltel
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 torch = pytest.importorskip("torch")
 from modeltel.instrumentors.torch import TorchInstrumentor  # noqa: E402
-
-tel = fixtures.tel
 
 
 class Net(torch.nn.Module):
@@ -37,12 +35,12 @@ def _global_hooks():
     return len(module._global_forward_hooks), len(module._global_forward_pre_hooks)
 
 
-def test_off(tel: Tel) -> None:
+def test_off(tel: Capture) -> None:
     Net()(torch.zeros(2, 4))
     assert tel.spans() == []
 
 
-def test_outermost_module_only(tel: Tel, instrumented) -> None:
+def test_outermost_module_only(tel: Capture, instrumented) -> None:
     net = Net()
     with torch.no_grad():
         net(torch.zeros(5, 4))
@@ -54,7 +52,7 @@ def test_outermost_module_only(tel: Tel, instrumented) -> None:
     assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
 
 
-def test_nested_in_stage_is_child_span(tel: Tel, instrumented) -> None:
+def test_nested_in_stage_is_child_span(tel: Capture, instrumented) -> None:
     with modeltel.stage("inference", model_name="m", model_version="1"):
         Net()(torch.zeros(2, 4))
     outer, child = sorted(tel.spans(), key=lambda s: s.name)
@@ -63,7 +61,7 @@ def test_nested_in_stage_is_child_span(tel: Tel, instrumented) -> None:
     assert tel.stage_counts() == {("m", "1", "inference"): 1}
 
 
-def test_error_recorded_and_state_cleared(tel: Tel, instrumented) -> None:
+def test_error_recorded_and_state_cleared(tel: Capture, instrumented) -> None:
     net = Net()
     with pytest.raises(ValueError, match="bad width"):
         net(torch.zeros(2, 5))
@@ -74,7 +72,7 @@ def test_error_recorded_and_state_cleared(tel: Tel, instrumented) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Using `torch.compile")
-def test_compiled_module(tel: Tel, instrumented) -> None:
+def test_compiled_module(tel: Capture, instrumented) -> None:
     compiled = torch.compile(Net(), backend="eager")
     with torch.no_grad():
         compiled(torch.zeros(3, 4))
@@ -83,7 +81,7 @@ def test_compiled_module(tel: Tel, instrumented) -> None:
     assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
 
 
-def test_on_then_off_removes_hooks(tel: Tel) -> None:
+def test_on_then_off_removes_hooks(tel: Capture) -> None:
     before = _global_hooks()
     TorchInstrumentor().instrument()
     assert _global_hooks() == (before[0] + 1, before[1] + 1)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("ts")
@@ -23,7 +23,6 @@ from ts.torch_handler.base_handler import BaseHandler  # noqa: E402
 from modeltel.instrumentors.torch import TorchInstrumentor  # noqa: E402
 from modeltel.instrumentors.torchserve import TorchServeInstrumentor  # noqa: E402
 
-tel = fixtures.tel
 METRICS_YAML = Path(sys.modules["ts"].__file__).parent / "configs" / "metrics.yaml"
 ROWS = [{"body": [1.0, 2.0, 3.0]}, {"body": [0.0, 1.0, 0.0]}]
 WRAPPED = ("preprocess", "inference", "postprocess", "handle")
@@ -75,13 +74,13 @@ def instrumented() -> Iterator[None]:
     TorchServeInstrumentor().uninstrument()
 
 
-def test_off(tel: Tel, model_dir: Path) -> None:
+def test_off(tel: Capture, model_dir: Path) -> None:
     handler, context = _handler(model_dir)
     assert len(handler.handle(ROWS, context)) == 2
     assert tel.spans() == []
 
 
-def test_handle_is_prediction_with_stages(tel: Tel, model_dir: Path, instrumented: None) -> None:
+def test_handle_is_prediction_with_stages(tel: Capture, model_dir: Path, instrumented: None) -> None:
     handler, context = _handler(model_dir)
     out = handler.handle(ROWS, context)
     assert len(out) == 2 and len(out[0]) == 2
@@ -100,7 +99,7 @@ def test_handle_is_prediction_with_stages(tel: Tel, model_dir: Path, instrumente
     assert tel.count(tx.BATCH_SIZE.otel_name, model_name="rows") == 1
 
 
-def test_torch_inside_inference_is_child_not_second_sample(tel: Tel, model_dir: Path, instrumented: None) -> None:
+def test_torch_inside_inference_is_child_not_second_sample(tel: Capture, model_dir: Path, instrumented: None) -> None:
     handler, context = _handler(model_dir)
     TorchInstrumentor().instrument()
     try:
@@ -112,7 +111,7 @@ def test_torch_inside_inference_is_child_not_second_sample(tel: Tel, model_dir: 
     assert tel.stage_counts()[("rows", "2.0", "inference")] == 1
 
 
-def test_error_unchanged_and_counted_once(tel: Tel, model_dir: Path, instrumented: None) -> None:
+def test_error_unchanged_and_counted_once(tel: Capture, model_dir: Path, instrumented: None) -> None:
     handler, context = _handler(model_dir)
     with pytest.raises(ValueError) as info:
         handler.handle([{"body": [1.0]}], context)
@@ -121,7 +120,7 @@ def test_error_unchanged_and_counted_once(tel: Tel, model_dir: Path, instrumente
     assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
 
 
-def test_subclass_after_instrument_and_super_calls(tel: Tel, model_dir: Path, instrumented: None) -> None:
+def test_subclass_after_instrument_and_super_calls(tel: Capture, model_dir: Path, instrumented: None) -> None:
     class Later(RowsHandler):
         def inference(self, data, *args, **kwargs):
             return super().inference(data, *args, **kwargs)
@@ -135,7 +134,7 @@ def test_subclass_after_instrument_and_super_calls(tel: Tel, model_dir: Path, in
     assert tel.stage_counts()[("rows", "2.0", "inference")] == 1
 
 
-def test_no_manifest_uses_context_model_name(tel: Tel, model_dir: Path, instrumented: None) -> None:
+def test_no_manifest_uses_context_model_name(tel: Capture, model_dir: Path, instrumented: None) -> None:
     class Bare(BaseHandler):  # a handler that never calls BaseHandler.initialize
         def preprocess(self, data):
             return [row["body"] for row in data]
@@ -150,7 +149,7 @@ def test_no_manifest_uses_context_model_name(tel: Tel, model_dir: Path, instrume
     assert tel.stage_counts() == {("rows-ctx", "7", s): 1 for s in ("preprocess", "inference", "postprocess")}
 
 
-def test_on_then_off_restores_exactly(tel: Tel, model_dir: Path) -> None:
+def test_on_then_off_restores_exactly(tel: Capture, model_dir: Path) -> None:
     classes = (BaseHandler, RowsHandler)
     before = {(c, n): c.__dict__.get(n) for c in classes for n in WRAPPED}
     TorchServeInstrumentor().instrument()
@@ -186,7 +185,7 @@ def test_entry_point_registered_and_dependencies_met() -> None:
     assert get_dependency_conflicts(TorchServeInstrumentor().instrumentation_dependencies()) is None
 
 
-def test_example_handler(tel: Tel, model_dir: Path) -> None:
+def test_example_handler(tel: Capture, model_dir: Path) -> None:
     import importlib
 
     try:

@@ -6,8 +6,8 @@ import pytest
 
 import modeltel
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
@@ -16,8 +16,6 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from modeltel.instrumentors.torch import TorchInstrumentor  # noqa: E402
 from modeltel.instrumentors.transformers import TransformersInstrumentor  # noqa: E402
-
-tel = fixtures.tel
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +47,12 @@ def instrumented():
     TransformersInstrumentor().uninstrument()
 
 
-def test_off(tel: Tel, classifier) -> None:
+def test_off(tel: Capture, classifier) -> None:
     classifier("a good movie")
     assert tel.spans() == []
 
 
-def test_pipeline_stages_and_confidence(tel: Tel, classifier, instrumented) -> None:
+def test_pipeline_stages_and_confidence(tel: Capture, classifier, instrumented) -> None:
     (out,) = classifier("a good movie")
     names = [s.name for s in tel.spans()]
     assert names == ["preprocess", "inference", "postprocess"]  # no torch.forward span inside _forward
@@ -63,7 +61,7 @@ def test_pipeline_stages_and_confidence(tel: Tel, classifier, instrumented) -> N
     assert sum(p.count for p in conf) == 1 and sum(p.sum for p in conf) == pytest.approx(out["score"])
 
 
-def test_nested_in_stage(tel: Tel, classifier, instrumented) -> None:
+def test_nested_in_stage(tel: Capture, classifier, instrumented) -> None:
     with modeltel.stage("inference", model_name="sentiment"):
         classifier("bad movie")
     spans = {s.name: s for s in tel.spans()}

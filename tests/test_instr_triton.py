@@ -18,8 +18,8 @@ import pytest
 
 import modeltel
 from modeltel import taxonomy as tx
-from tests.instr import fixtures
-from tests.instr.fixtures import Tel, parent_of
+from modeltel.testing import Capture
+from tests.conftest import parent_of
 
 pytest.importorskip("tritonclient")
 httpclient = pytest.importorskip("tritonclient.http")
@@ -39,7 +39,6 @@ if GRPC_CHILD:
     import tritonclient.grpc.aio as grpcaio
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-tel = fixtures.tel
 DATA = np.arange(6, dtype=np.float32).reshape(2, 3)
 CLIENTS: tuple[type, ...] = (httpclient.InferenceServerClient, httpaio.InferenceServerClient)
 if GRPC_CHILD:
@@ -157,7 +156,7 @@ def _http_url(server: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 # Assertions
 # --------------------------------------------------------------------------------------------------
-def _client_span(tel: Tel, model: str = "iris") -> Any:
+def _client_span(tel: Capture, model: str = "iris") -> Any:
     spans = tel.spans(f"triton.infer {model}")
     assert len(spans) == 1, [s.name for s in tel.spans()]
     return spans[0]
@@ -170,7 +169,7 @@ def _assert_propagated(span: Any, headers: dict[str, str]) -> None:
     assert int(flags, 16) & 1  # sampled
 
 
-def _assert_inference_call(tel: Tel, headers: dict[str, str], system: str, version: str = "2") -> None:
+def _assert_inference_call(tel: Capture, headers: dict[str, str], system: str, version: str = "2") -> None:
     client = _client_span(tel)
     assert client.kind is SpanKind.CLIENT
     assert client.attributes[tx.ATTR_MODEL_NAME] == "iris"
@@ -188,7 +187,7 @@ def _assert_inference_call(tel: Tel, headers: dict[str, str], system: str, versi
 # --------------------------------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------------------------------
-def test_http_off_adds_nothing(tel: Tel, http_server: Any) -> None:
+def test_http_off_adds_nothing(tel: Capture, http_server: Any) -> None:
     inputs, outputs = _http_inputs()
     result = httpclient.InferenceServerClient(_http_url(http_server)).infer("iris", inputs, outputs=outputs)
     assert (result.as_numpy("OUTPUT0") == DATA).all()
@@ -196,7 +195,7 @@ def test_http_off_adds_nothing(tel: Tel, http_server: Any) -> None:
     assert "traceparent" not in http_server.seen[-1]
 
 
-def test_http_infer(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_http_infer(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs()
     user_headers = {"x-user": "1"}
     client = httpclient.InferenceServerClient(_http_url(http_server))
@@ -208,7 +207,7 @@ def test_http_infer(tel: Tel, http_server: Any, instrumented: None) -> None:
     _assert_inference_call(tel, seen, "http")
 
 
-def test_http_positional_arguments(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_http_positional_arguments(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs()
     client = httpclient.InferenceServerClient(_http_url(http_server))
     # model_name, inputs, model_version, outputs, request_id, sequence_id, start, end, priority, timeout, headers
@@ -217,7 +216,7 @@ def test_http_positional_arguments(tel: Tel, http_server: Any, instrumented: Non
     _assert_inference_call(tel, http_server.seen[-1], "http")
 
 
-def test_http_async_infer(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_http_async_infer(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs()
     client = httpclient.InferenceServerClient(_http_url(http_server))
     assert modeltel.current_stage() is None
@@ -227,7 +226,7 @@ def test_http_async_infer(tel: Tel, http_server: Any, instrumented: None) -> Non
     _assert_inference_call(tel, http_server.seen[-1], "http")
 
 
-def test_http_async_infer_closed_without_get_result(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_http_async_infer_closed_without_get_result(tel: Capture, http_server: Any, instrumented: None) -> None:
     import gevent
 
     inputs, outputs = _http_inputs()
@@ -238,7 +237,7 @@ def test_http_async_infer_closed_without_get_result(tel: Tel, http_server: Any, 
     assert tel.stage_counts() == {("iris", "7", "inference"): 1}
 
 
-async def test_http_aio_infer(tel: Tel, http_server: Any, instrumented: None) -> None:
+async def test_http_aio_infer(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs(httpaio)
     client = httpaio.InferenceServerClient(_http_url(http_server))
     try:
@@ -249,7 +248,7 @@ async def test_http_aio_infer(tel: Tel, http_server: Any, instrumented: None) ->
     _assert_inference_call(tel, http_server.seen[-1], "http")
 
 
-def test_http_error_unchanged_and_counted(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_http_error_unchanged_and_counted(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs()
     client = httpclient.InferenceServerClient(_http_url(http_server))
     with pytest.raises(InferenceServerException) as info:
@@ -261,7 +260,7 @@ def test_http_error_unchanged_and_counted(tel: Tel, http_server: Any, instrument
     assert tel.count(tx.ERRORS.otel_name, error_type="InferenceServerException") == 1
 
 
-def test_http_async_infer_error(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_http_async_infer_error(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs()
     handle = httpclient.InferenceServerClient(_http_url(http_server)).async_infer("broken", inputs, outputs=outputs)
     with pytest.raises(InferenceServerException):
@@ -270,7 +269,7 @@ def test_http_async_infer_error(tel: Tel, http_server: Any, instrumented: None) 
     assert tel.count(tx.ERRORS.otel_name, error_type="InferenceServerException") == 1
 
 
-def test_inside_active_stage_only_client_span(tel: Tel, http_server: Any, instrumented: None) -> None:
+def test_inside_active_stage_only_client_span(tel: Capture, http_server: Any, instrumented: None) -> None:
     inputs, outputs = _http_inputs()
     client = httpclient.InferenceServerClient(_http_url(http_server))
     with modeltel.prediction("ensemble"), modeltel.stage("inference") as st:
@@ -281,25 +280,20 @@ def test_inside_active_stage_only_client_span(tel: Tel, http_server: Any, instru
     _assert_propagated(client_span, http_server.seen[-1])
 
 
-def test_not_sampled_propagates_no_span(http_server: Any, instrumented: None) -> None:
-    from tests.conftest import make_pipeline
-
-    c = make_pipeline(sampler="always_off")
-    try:
-        inputs, outputs = _http_inputs()
-        httpclient.InferenceServerClient(_http_url(http_server)).infer("iris", inputs, outputs=outputs)
-        assert c.finished() == []
-        flags = http_server.seen[-1].get("traceparent", "-00").rsplit("-", 1)[1]
-        assert not int(flags, 16) & 1  # sampled flag off, if any context is sent
-    finally:
-        modeltel.shutdown()
+def test_not_sampled_propagates_no_span(http_server: Any, instrumented: None, make_captured: Any) -> None:
+    c = make_captured(sampler="always_off")
+    inputs, outputs = _http_inputs()
+    httpclient.InferenceServerClient(_http_url(http_server)).infer("iris", inputs, outputs=outputs)
+    assert c.spans() == []
+    flags = http_server.seen[-1].get("traceparent", "-00").rsplit("-", 1)[1]
+    assert not int(flags, 16) & 1  # sampled flag off, if any context is sent
 
 
 # --------------------------------------------------------------------------------------------------
 # gRPC
 # --------------------------------------------------------------------------------------------------
 @grpc_only
-def test_grpc_infer(tel: Tel, grpc_server: Any, instrumented: None) -> None:
+def test_grpc_infer(tel: Capture, grpc_server: Any, instrumented: None) -> None:
     url, servicer = grpc_server
     client = grpcclient.InferenceServerClient(url)
     result = client.infer("iris", _grpc_inputs(), model_version="2", headers={"x-user": "1"})
@@ -309,7 +303,7 @@ def test_grpc_infer(tel: Tel, grpc_server: Any, instrumented: None) -> None:
 
 
 @grpc_only
-def test_grpc_async_infer_callback(tel: Tel, grpc_server: Any, instrumented: None) -> None:
+def test_grpc_async_infer_callback(tel: Capture, grpc_server: Any, instrumented: None) -> None:
     url, servicer = grpc_server
     client = grpcclient.InferenceServerClient(url)
     got: list[Any] = []
@@ -327,7 +321,7 @@ def test_grpc_async_infer_callback(tel: Tel, grpc_server: Any, instrumented: Non
 
 
 @grpc_only
-def test_grpc_async_infer_error(tel: Tel, grpc_server: Any, instrumented: None) -> None:
+def test_grpc_async_infer_error(tel: Capture, grpc_server: Any, instrumented: None) -> None:
     url, _ = grpc_server
     errors: list[Any] = []
     done = threading.Event()
@@ -344,7 +338,7 @@ def test_grpc_async_infer_error(tel: Tel, grpc_server: Any, instrumented: None) 
 
 
 @grpc_only
-async def test_grpc_aio_infer(tel: Tel, grpc_server: Any, instrumented: None) -> None:
+async def test_grpc_aio_infer(tel: Capture, grpc_server: Any, instrumented: None) -> None:
     url, servicer = grpc_server
     client = grpcaio.InferenceServerClient(url)
     try:
@@ -356,7 +350,7 @@ async def test_grpc_aio_infer(tel: Tel, grpc_server: Any, instrumented: None) ->
 
 
 @grpc_only
-def test_grpc_error_unchanged_and_counted(tel: Tel, grpc_server: Any, instrumented: None) -> None:
+def test_grpc_error_unchanged_and_counted(tel: Capture, grpc_server: Any, instrumented: None) -> None:
     url, _ = grpc_server
     with pytest.raises(InferenceServerException) as info:
         grpcclient.InferenceServerClient(url).infer("broken", _grpc_inputs())
@@ -387,7 +381,7 @@ def test_grpc_in_child() -> None:
     assert "6 passed" in proc.stdout, proc.stdout[-2000:]
 
 
-def test_on_then_off_restores_exactly(tel: Tel, http_server: Any) -> None:
+def test_on_then_off_restores_exactly(tel: Capture, http_server: Any) -> None:
     before = _methods()
     TritonInstrumentor().instrument()
     during = _methods()
@@ -475,7 +469,7 @@ def _python_model(pb: Any) -> type:
     return TritonPythonModel
 
 
-def test_python_model_execute_is_a_prediction(tel: Tel, pb_utils: Any) -> None:
+def test_python_model_execute_is_a_prediction(tel: Capture, pb_utils: Any) -> None:
     cls = _python_model(pb_utils)
     model = cls()
     model.initialize({"model_name": "doubler", "model_version": "4", "model_config": "{}"})
@@ -492,7 +486,7 @@ def test_python_model_execute_is_a_prediction(tel: Tel, pb_utils: Any) -> None:
     assert tel.count(tx.BATCH_SIZE.otel_name, model_name="doubler") == 1
 
 
-def test_python_model_error_unchanged(tel: Tel, pb_utils: Any) -> None:
+def test_python_model_error_unchanged(tel: Capture, pb_utils: Any) -> None:
     model = _python_model(pb_utils)()
     model.initialize({"model_name": "doubler", "model_version": "4"})
     with pytest.raises(ValueError) as info:
@@ -502,7 +496,7 @@ def test_python_model_error_unchanged(tel: Tel, pb_utils: Any) -> None:
     assert tel.count(tx.PREDICTIONS.otel_name, model_name="doubler", status="error") == 1
 
 
-async def test_python_model_plain_async_class_without_initialize(tel: Tel) -> None:
+async def test_python_model_plain_async_class_without_initialize(tel: Capture) -> None:
     from modeltel.instrumentors.triton import instrument_python_model
 
     assert "triton_python_backend_utils" not in sys.modules

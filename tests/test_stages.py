@@ -33,7 +33,7 @@ def _three_stage() -> str:
 
 def test_stage_spans_nest_under_the_prediction_with_model_attributes(captured):
     assert _three_stage() == "done"
-    spans = {s.name: s for s in captured.finished()}
+    spans = {s.name: s for s in captured.spans()}
     root = spans["predict"]
     assert root.parent is None
     assert root.attributes[tx.SPAN_ATTR_KIND] == tx.SPAN_KIND_PREDICTION
@@ -70,7 +70,7 @@ def test_nested_custom_stage_inherits_model_and_explicit_model_wins(captured):
     assert lookup.attributes["model.name"] == "fraud" and lookup.attributes["model.version"] == "2"
     cache = captured.point(STAGE, stage="cache")
     assert cache.attributes["model.name"] == "other"
-    spans = {s.name: s for s in captured.finished()}
+    spans = {s.name: s for s in captured.spans()}
     assert spans["cache"].parent.span_id == spans["feature_lookup"].context.span_id
 
 
@@ -83,7 +83,7 @@ def test_an_error_is_recorded_counted_once_and_propagates_unchanged(captured):
     assert captured.point(ERRORS, **{"error.type": "KeyError"}).value == 1
     assert captured.point(PREDICTIONS, status="error").value == 1
     assert captured.point(PREDICTIONS, status="success").value == 0
-    spans = {s.name: s for s in captured.finished()}
+    spans = {s.name: s for s in captured.spans()}
     for name in ("lookup", "preprocess", "predict"):
         assert spans[name].status.status_code is StatusCode.ERROR
         events = [e for e in spans[name].events if e.name == "exception"]
@@ -187,7 +187,7 @@ def test_concurrent_async_predictions_keep_their_own_stage_spans(captured):
         return await asyncio.gather(*(predict(i) for i in range(100)))
 
     assert asyncio.run(main()) == list(range(100))
-    spans = captured.finished()
+    spans = captured.spans()
     roots = {s.context.span_id: s for s in spans if s.name == "predict"}
     assert len(roots) == 100
     children: dict[int, list[str]] = {}
@@ -234,20 +234,20 @@ def test_cardinality_is_bounded_with_one_warning(make_captured, caplog):
 def test_exemplars_link_latency_buckets_to_the_exported_spans(captured):
     for _ in range(5):
         _three_stage()
-    span_ids = {(s.context.trace_id, s.context.span_id) for s in captured.finished()}
+    span_ids = {(s.context.trace_id, s.context.span_id) for s in captured.spans()}
     point = captured.point(STAGE, stage="inference")
     assert point.exemplars, "a sampled stage must leave an exemplar"
     for exemplar in point.exemplars:
         assert (exemplar.trace_id, exemplar.span_id) in span_ids
     root_exemplar = captured.point(LATENCY).exemplars[0]
-    roots = {s.context.span_id for s in captured.finished() if s.name == "predict"}
+    roots = {s.context.span_id for s in captured.spans() if s.name == "predict"}
     assert root_exemplar.span_id in roots
 
 
 def test_exemplar_filter_always_off_drops_exemplars(make_captured):
     c = make_captured(exemplar_filter="always_off")
     _three_stage()
-    assert len(c.finished()) == 4
+    assert len(c.spans()) == 4
     assert c.point(STAGE, stage="inference").exemplars == []
 
 
@@ -255,7 +255,7 @@ def test_unsampled_traces_create_no_spans_but_keep_metrics(make_captured):
     c = make_captured(sampler="parentbased_always_off")
     for _ in range(4):
         _three_stage()
-    assert c.finished() == []
+    assert c.spans() == []
     assert c.point(STAGE, stage="inference").count == 4
     assert c.point(STAGE, stage="inference").exemplars == []
     assert c.point(PREDICTIONS, status="success").value == 4
@@ -265,7 +265,7 @@ def test_ratio_sampling_samples_whole_traces(make_captured):
     c = make_captured(sampler="parentbased_traceidratio", sampler_arg=0.5)
     for _ in range(200):
         _three_stage()
-    spans = c.finished()
+    spans = c.spans()
     roots = [s for s in spans if s.name == "predict"]
     assert 40 < len(roots) < 160
     assert len(spans) == 4 * len(roots)  # a sampled root keeps all its stages; a dropped one none
@@ -276,7 +276,7 @@ def test_stage_is_a_child_of_a_foreign_server_span(captured):
     tracer = captured.pipeline.tracer_provider.get_tracer("http.server")
     with tracer.start_as_current_span("POST /predict") as server, modeltel.stage("inference"):
         pass
-    spans = {s.name: s for s in captured.finished()}
+    spans = {s.name: s for s in captured.spans()}
     assert spans["inference"].parent.span_id == server.get_span_context().span_id
 
 
@@ -284,7 +284,7 @@ def test_unsampled_foreign_parent_suppresses_stage_spans(captured):
     unsampled = TracerProvider(sampler=ALWAYS_OFF)
     with unsampled.get_tracer("t").start_as_current_span("server"), modeltel.stage("inference"):
         pass
-    assert [s.name for s in captured.finished()] == []
+    assert [s.name for s in captured.spans()] == []
     assert captured.point(STAGE, stage="inference").count == 1
 
 
@@ -296,7 +296,7 @@ def test_sdk_path_with_exponential_histograms(make_captured):
     point = c.point(STAGE, stage="preprocess")
     assert point.count == 3 and hasattr(point, "scale")
     assert c.point(PREDICTIONS, status="success").value == 3
-    spans = {s.name for s in c.finished()}
+    spans = {s.name for s in c.spans()}
     assert spans == {"predict", *tx.CANONICAL_STAGES}
 
 
@@ -358,7 +358,7 @@ def test_adopting_prediction_uses_the_current_span_and_its_outcome(captured):
             with modeltel.stage("inference"):
                 pass
             prediction.set_outcome(False)  # e.g. the framework answered 422
-    spans = {s.name: s for s in captured.finished()}
+    spans = {s.name: s for s in captured.spans()}
     assert set(spans) == {"POST /predict", "inference"}  # no span of its own
     assert spans["inference"].parent.span_id == server.get_span_context().span_id
     assert spans["POST /predict"].attributes[tx.ATTR_MODEL_NAME] == "iris"

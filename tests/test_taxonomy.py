@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import modeltel
 from modeltel import taxonomy as tx
-from modeltel.readers import prometheus_reader_class
+from modeltel.export.readers import prometheus_reader_class
 
 
 def test_every_instrument_translates_to_its_documented_prometheus_name():
@@ -25,7 +25,9 @@ def test_every_instrument_translates_to_its_documented_prometheus_name():
 
 def test_prometheus_exposition_has_seed_names_and_labels(make_captured):
     registry = CollectorRegistry()
-    make_captured(extra_readers=(prometheus_reader_class()(registry=registry),), model_name="fraud", model_version="v1")
+    make_captured(
+        metric_readers=(prometheus_reader_class()(registry=registry),), model_name="fraud", model_version="v1"
+    )
     with modeltel.prediction():
         with modeltel.stage("inference"):
             pass

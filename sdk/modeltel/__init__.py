@@ -1,24 +1,35 @@
 """modeltel: OpenTelemetry traces and metrics for machine-learning model serving.
 
-The functions here act on the pipeline built by :func:`init` (or by ``opentelemetry-instrument`` /
-``modeltel run``); without one they use OpenTelemetry's global providers, so a service that sets up
-OpenTelemetry itself still gets modeltel's spans and metrics.
+This module is the whole public API. The functions here act on the pipeline built by :func:`init` (or
+by ``opentelemetry-instrument`` / ``modeltel run``); without one they use OpenTelemetry's global
+providers, so a service that sets up OpenTelemetry itself still gets modeltel's spans and metrics.
+``docs/architecture.md`` shows the packages behind it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from .pipeline import Pipeline, get_pipeline, init, shutdown
-from .telemetry import Stage, Telemetry, current_stage, in_prediction
+from opentelemetry import metrics, trace
 
-F = TypeVar("F", bound=Callable[..., Any])
+from .export import Pipeline, get_pipeline, init, shutdown
+from .hotpath import (
+    Prediction,
+    Stage,
+    Telemetry,
+    current_stage,
+    detach_from_prediction,
+    global_telemetry,
+    in_prediction,
+    telemetry_for,
+)
 
 __all__ = [
     "Pipeline",
+    "Prediction",
     "Stage",
     "Telemetry",
     "current_stage",
@@ -37,14 +48,28 @@ __all__ = [
 ]
 
 
-def telemetry() -> Telemetry:
-    """The :class:`Telemetry` the module-level functions use."""
-    pipeline = get_pipeline()
-    if pipeline is not None:
-        return pipeline.telemetry
-    from ._global import global_telemetry
+def telemetry(
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> Telemetry:
+    """The :class:`Telemetry` the module-level functions use.
 
-    return global_telemetry()
+    Given providers (as instrumentors are, through ``tracer_provider=`` / ``meter_provider=``), one bound
+    to them instead, built once per pair; a provider not given is the pipeline's, else the global one.
+    """
+    pipeline = get_pipeline()
+    if pipeline is None:
+        if tracer_provider is None and meter_provider is None:
+            return global_telemetry()
+        return telemetry_for(
+            tracer_provider or trace.get_tracer_provider(), meter_provider or metrics.get_meter_provider()
+        )
+    tracer_provider = tracer_provider or pipeline.tracer_provider
+    meter_provider = meter_provider or pipeline.meter_provider
+    if tracer_provider is pipeline.tracer_provider and meter_provider is pipeline.meter_provider:
+        return pipeline.telemetry
+    return telemetry_for(tracer_provider, meter_provider, pipeline.settings)
 
 
 def stage(
@@ -67,13 +92,23 @@ def stage(
     )
 
 
-def prediction(model_name: str | None = None, model_version: str | None = None, **kwargs: Any) -> Stage:
+def prediction(
+    model_name: str | None = None,
+    model_version: str | None = None,
+    *,
+    span_name: str = "predict",
+    attributes: Mapping[str, Any] | None = None,
+    own_span: bool = True,
+) -> Prediction:
     """Time one prediction request: root span, latency histogram, predictions counter by status."""
-    return telemetry().prediction(model_name, model_version, **kwargs)
+    return telemetry().prediction(
+        model_name, model_version, span_name=span_name, attributes=attributes, own_span=own_span
+    )
 
 
-def monitor_prediction(model_name: str | None = None, model_version: str | None = None) -> Callable[[F], F]:
-    """Decorator for a prediction function (sync or async); also records a ``confidence`` in its result."""
+def monitor_prediction(model_name: str | None = None, model_version: str | None = None) -> Prediction:
+    """:func:`prediction` under the seed's decorator name: ``@modeltel.monitor_prediction()`` on a sync or
+    async function; it also records a ``confidence`` found in the result."""
     return telemetry().monitor_prediction(model_name, model_version)
 
 

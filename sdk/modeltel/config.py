@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from . import taxonomy
@@ -130,7 +130,6 @@ class Settings:
     record_confidence: bool = True
     max_stages: int = taxonomy.DEFAULT_MAX_STAGES
     max_error_types: int = taxonomy.DEFAULT_MAX_ERROR_TYPES
-    resource_attributes: dict[str, str] = field(default_factory=dict)
 
     @property
     def fast_path(self) -> bool:
@@ -205,7 +204,6 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         max_error_types=r.number(
             "MODELTEL_MAX_ERROR_TYPES", d.max_error_types, int, lambda v: v > 0, "expected an integer > 0"
         ),
-        resource_attributes=resource_attrs,
     )
     unknown = set(overrides) - {f.name for f in fields(Settings)}
     if unknown:

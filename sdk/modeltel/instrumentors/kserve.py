@@ -11,20 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
-import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import (
-    Guarded,
-    Patches,
-    _framework_active,
-    framework_wrapper,
-    patch_hierarchy,
-    preserve_kind,
-    stage_attributes,
-)
+from .base import ModeltelInstrumentor, Patches, patch_hierarchy
 
 _STAGES = {
     "preprocess": tx.STAGE_PREPROCESS,
@@ -32,49 +21,22 @@ _STAGES = {
     "explain": "explain",
     "postprocess": tx.STAGE_POSTPROCESS,
 }
-_PREDICTION_ATTRIBUTES = stage_attributes("kserve", "__call__")
 
 
-def _model_of(model: Any) -> tuple[str | None, str | None]:
-    return getattr(model, "name", None), None
+def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
+    return getattr(args[0], "name", None), None
 
 
-_CALL_KEY = ("kserve", "__call__")
-
-
-def _call_wrapper(func: Any, owner: Any) -> Any:
-    """``Model.__call__``: the prediction, named by the KServe model.
-
-    Under the HTTP instrumentors' request prediction it takes over (that one gives way), so
-    ``model_predictions_total`` carries the same model name as the stage histograms.
-    """
-
-    def enter(args: tuple, kwargs: dict) -> Any:
-        if not args or _framework_active.get() is _CALL_KEY:  # an override calling super().__call__
-            return None
-        prediction = modeltel.prediction(getattr(args[0], "name", None), attributes=_PREDICTION_ATTRIBUTES)
-        return Guarded(prediction, _framework_active, _CALL_KEY)
-
-    return preserve_kind(func, enter)
-
-
-class KServeInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-
+class KServeInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("kserve >= 0.11, < 1",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from kserve import Model
 
-        self._patches = Patches()
-        makers: dict[str, Any] = {
-            name: framework_wrapper("kserve", name, stage, model_of=_model_of) for name, stage in _STAGES.items()
+        makers = {
+            name: self.framework_stage("kserve", name, stage, model_of=_model_of) for name, stage in _STAGES.items()
         }
-        makers["__call__"] = _call_wrapper
-        patch_hierarchy(self._patches, Model, makers)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+        # Model.__call__ is the prediction, named by the KServe model (taking over an HTTP request's)
+        makers["__call__"] = self.prediction_call("kserve", "__call__", model_of=_model_of)
+        patch_hierarchy(patches, Model, makers)

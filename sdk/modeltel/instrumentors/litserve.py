@@ -17,11 +17,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
 from modeltel import taxonomy as tx
 
-from ._common import Patches, batch_len, framework_wrapper, patch_hierarchy
+from .base import ModeltelInstrumentor, Patches, batch_len, patch_hierarchy
 
 _STAGES = {
     "decode_request": tx.STAGE_PREPROCESS,
@@ -37,23 +35,15 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
     return batch_len(inputs)
 
 
-class LitServeInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-
+class LitServeInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("litserve >= 0.2.10, < 1",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from litserve import LitAPI
 
-        self._patches = Patches()
         makers = {
-            name: framework_wrapper("litserve", name, stage, batch_of=_batch_of if name == "batch" else None)
+            name: self.framework_stage("litserve", name, stage, batch_of=_batch_of if name == "batch" else None)
             for name, stage in _STAGES.items()
         }
-        patch_hierarchy(self._patches, LitAPI, makers)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+        patch_hierarchy(patches, LitAPI, makers)

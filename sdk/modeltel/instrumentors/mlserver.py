@@ -13,27 +13,22 @@ wrapped where they are defined, including classes created after ``instrument()``
 from __future__ import annotations
 
 from collections.abc import Collection
-from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
-import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import Guarded, Patches, framework_wrapper, patch_hierarchy, preserve_kind, stage_attributes
+from .base import ModeltelInstrumentor, Patches, patch_hierarchy
 
 _CODEC_STAGES = {
     "decode_request": tx.STAGE_PREPROCESS,
     "encode_response": tx.STAGE_POSTPROCESS,
 }
 _PREDICTION_METHODS = ("predict", "predict_stream")
-# An MLServer prediction is running in this context: an override calling super().predict is one prediction.
-_in_predict: ContextVar[bool] = ContextVar("modeltel_mlserver_predict", default=False)
 
 
-def _model_of(model: Any) -> tuple[str | None, str | None]:
+def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
     """(name, version) from MLServer's properties, falling back to the model settings."""
+    model = args[0]
     try:
         name = getattr(model, "name", None)
         version = getattr(model, "version", None)
@@ -48,45 +43,17 @@ def _model_of(model: Any) -> tuple[str | None, str | None]:
     return (str(name) if name else None), (str(version) if version else None)
 
 
-def _prediction_wrapper(method: str) -> Any:
-    """``predict``: the prediction, named by the MLServer model, around the ``inference`` stage.
-
-    Under the HTTP instrumentors' request prediction (MLServer's REST server is FastAPI) it takes over
-    (that one gives way), so ``model_predictions_total`` carries the same model name as the stages.
-    """
-    attributes = stage_attributes("mlserver", method)
-    stage_make = framework_wrapper("mlserver", method, tx.STAGE_INFERENCE, model_of=_model_of)
-
-    def make(func: Any, owner: Any) -> Any:
-        inner = stage_make(func, owner)
-
-        def enter(args: tuple, kwargs: dict) -> Any:
-            if not args or _in_predict.get():
-                return None
-            name, version = _model_of(args[0])
-            return Guarded(modeltel.prediction(name, version, attributes=attributes), _in_predict, True)
-
-        return preserve_kind(inner, enter)
-
-    return make
-
-
-class MLServerInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-
+class MLServerInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("mlserver >= 1.3, < 2",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from mlserver import MLModel
 
-        self._patches = Patches()
-        makers: dict[str, Any] = {name: _prediction_wrapper(name) for name in _PREDICTION_METHODS}
+        makers = {
+            name: self.prediction_call("mlserver", name, model_of=_model_of, stage=tx.STAGE_INFERENCE)
+            for name in _PREDICTION_METHODS
+        }
         for name, stage in _CODEC_STAGES.items():
-            makers[name] = framework_wrapper("mlserver", name, stage, model_of=_model_of)
-        patch_hierarchy(self._patches, MLModel, makers)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+            makers[name] = self.framework_stage("mlserver", name, stage, model_of=_model_of)
+        patch_hierarchy(patches, MLModel, makers)

@@ -6,14 +6,7 @@ import contextlib
 from collections.abc import Collection
 from typing import Any
 
-from ._common import (
-    Patches,
-    PatchOnImportInstrumentor,
-    library_wrapper,
-    patch_hierarchy,
-    record_confidences,
-    top_probabilities,
-)
+from .base import ModeltelInstrumentor, Patches, patch_hierarchy, top_probabilities
 
 _NO_PROBS = -1
 
@@ -35,33 +28,32 @@ def _probability_output(session: Any) -> int:
     return idx
 
 
-def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
+def _confidences(result: Any, args: tuple, kwargs: dict) -> list[float] | None:
     if not args:
-        return
+        return None
     session = args[0]
     idx = _probability_output(session)
     if idx == _NO_PROBS:
-        return
+        return None
     names = args[1] if len(args) > 1 else kwargs.get("output_names")
     if names:  # the caller chose outputs: find the probability one among them
         try:
-            wanted = session.get_outputs()[idx].name
-            idx = list(names).index(wanted)
-        except (ValueError, Exception):
-            return
+            idx = list(names).index(session.get_outputs()[idx].name)
+        except Exception:
+            return None
     if isinstance(result, list) and idx < len(result):
-        top = top_probabilities(result[idx])
-        if top is not None:
-            record_confidences(top)
+        return top_probabilities(result[idx])
+    return None
 
 
-class OnnxRuntimeInstrumentor(PatchOnImportInstrumentor):
+class OnnxRuntimeInstrumentor(ModeltelInstrumentor):
     patched_module = "onnxruntime"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("onnxruntime >= 1.16",)
 
-    def _apply(self, patches: Patches) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from onnxruntime.capi.onnxruntime_inference_collection import Session
 
-        patch_hierarchy(patches, Session, {"run": library_wrapper("onnxruntime", "run", after=_confidence)})
+        run = self.library_call("onnxruntime", "run", confidences=_confidences)
+        patch_hierarchy(patches, Session, {"run": run})

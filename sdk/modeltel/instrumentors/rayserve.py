@@ -32,18 +32,18 @@ from collections.abc import Collection
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import Patches, framework_wrapper, preserve_kind, stage_attributes
+from .base import Make, ModeltelInstrumentor, Patches, Scope, stage_attributes, wrap
 
 _log = logging.getLogger(__name__)
 CARRIER_ATTR = "modeltel_trace_context"
 _propagator = TraceContextTextMapPropagator()
 _attributes: dict[str, dict[str, Any]] = {}
+_REQUEST_KEY = ("rayserve", "request")
 
 
 def _method_attributes(method: str) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def _deployment_of(wrapper: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _replica_deployment(_: Any = None) -> tuple[str | None, str | None]:
+def _replica_deployment(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
     try:
         from ray.serve import context
 
@@ -68,58 +68,22 @@ def _replica_deployment(_: Any = None) -> tuple[str | None, str | None]:
         return None, None
 
 
-class _Request:
-    """Attach the caller's extracted context, then run the prediction and inference stage."""
+class _Attached:
+    """The caller's trace context, extracted from the request's carrier, attached for the request."""
 
-    __slots__ = ("_carrier", "_prediction", "_stage", "_token")
+    __slots__ = ("_carrier", "_token")
 
-    def __init__(self, carrier: Any, prediction: Any, stage: Any) -> None:
+    def __init__(self, carrier: Any) -> None:
         self._carrier = carrier
-        self._prediction = prediction
-        self._stage = stage
-        self._token = None
 
-    def __enter__(self) -> Any:
-        if self._carrier:
-            self._token = otel_context.attach(_propagator.extract(carrier=self._carrier))
-        if self._prediction is not None:
-            self._prediction.__enter__()
-        return self._stage.__enter__()
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(_propagator.extract(carrier=self._carrier))
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self._stage.__exit__(exc_type, exc, tb)
-        finally:
-            try:
-                if self._prediction is not None:
-                    self._prediction.__exit__(exc_type, exc, tb)
-            finally:
-                if self._token is not None:
-                    try:  # noqa: SIM105
-                        otel_context.detach(self._token)
-                    except Exception:
-                        pass
-
-
-def _call_user_method_wrapper(func: Any) -> Any:
-    """The raw ``async def call_user_method(self, request_metadata, request_args, request_kwargs)``."""
-
-    def enter(args: tuple, kwargs: dict) -> Any:
-        if len(args) < 2 and "request_metadata" not in kwargs:
-            return None
-        wrapper = args[0]
-        meta = args[1] if len(args) > 1 else kwargs["request_metadata"]
-        method = getattr(meta, "call_method", "__call__") or "__call__"
-        attributes = _method_attributes(method)
-        name = _deployment_of(wrapper)
-        carrier = getattr(meta, CARRIER_ATTR, None)
-        prediction = None
-        if not modeltel.in_prediction():
-            prediction = modeltel.prediction(name, attributes=attributes)
-        stage = modeltel.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes)
-        return _Request(carrier, prediction, stage)
-
-    return preserve_kind(func, enter)
+        try:  # noqa: SIM105
+            otel_context.detach(self._token)
+        except Exception:
+            pass
 
 
 def _batch_of(args: tuple, kwargs: dict) -> int | None:
@@ -146,7 +110,7 @@ def _fresh_context() -> contextvars.Context:
     return ctx
 
 
-def _own_trace(make: Any) -> Any:
+def _own_trace(make: Make) -> Make:
     """Run the wrapped coroutine function (a batch) as a task in a fresh context: a trace of its own."""
 
     def outer(func: Any, owner: Any) -> Any:
@@ -171,13 +135,11 @@ def _inject_into(metadata: Any) -> None:
             pass
 
 
-class RayServeInstrumentor(BaseInstrumentor):
-    _patches: Patches | None = None
-
+class RayServeInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("ray[serve] >= 2.40, < 3",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         try:
             from ray.serve import batching, handle
             from ray.serve._private.replica import UserCallableWrapper
@@ -185,27 +147,24 @@ class RayServeInstrumentor(BaseInstrumentor):
             _log.debug("modeltel: Ray Serve not importable (%s); not instrumenting it", missing)
             return
 
-        patches = self._patches = Patches()
-
         # Replica: re-decorate the raw coroutine with Ray's own _run_user_code.
         decorated = UserCallableWrapper.__dict__["call_user_method"]
         raw = getattr(decorated, "__wrapped__", None)
         run_user_code = UserCallableWrapper.__dict__.get("_run_user_code")
         if raw is not None and callable(run_user_code):
-            replacement = run_user_code(_call_user_method_wrapper(raw))
+            replacement = run_user_code(wrap(raw, self._request_scope))
         else:  # a Ray without the decorator: the method itself is the coroutine function
-            replacement = _call_user_method_wrapper(decorated)
+            replacement = wrap(decorated, self._request_scope)
         patches.replace(UserCallableWrapper, "call_user_method", replacement)
         # Streaming calls: the async generator the replica iterates; the prediction spans the stream.
-        patches.wrap(UserCallableWrapper, "call_user_generator", lambda func, owner: _call_user_method_wrapper(func))
+        patches.wrap(UserCallableWrapper, "call_user_generator", lambda func, owner: wrap(func, self._request_scope))
 
         # @serve.batch: one "batch" stage per batch the queue runs.
-        queue = batching._BatchQueue
-        batch_make = _own_trace(
-            framework_wrapper("rayserve", "serve.batch", "batch", model_of=_replica_deployment, batch_of=_batch_of)
+        batch = self.framework_stage(
+            "rayserve", "serve.batch", "batch", model_of=_replica_deployment, batch_of=_batch_of
         )
         for name in ("_process_batch_inner", "_process_batch"):
-            if patches.wrap(queue, name, batch_make):
+            if patches.wrap(batching._BatchQueue, name, _own_trace(batch)):
                 break
 
         # Caller: carry the W3C context in the request metadata.
@@ -220,7 +179,19 @@ class RayServeInstrumentor(BaseInstrumentor):
         _init_router_and_get_metadata.__wrapped__ = original  # type: ignore[attr-defined]
         patches.replace(base, "_init_router_and_get_metadata", _init_router_and_get_metadata)
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+    def _request_scope(self, args: tuple, kwargs: dict) -> Scope | None:
+        """``call_user_method(self, request_metadata, ...)``: the caller's context, the prediction (unless
+        one is active) and the inference stage, named by the deployment."""
+        if len(args) < 2 and "request_metadata" not in kwargs:
+            return None
+        meta = args[1] if len(args) > 1 else kwargs["request_metadata"]
+        method = getattr(meta, "call_method", "__call__") or "__call__"
+        attributes = _method_attributes(method)
+        name = _deployment_of(args[0])
+        carrier = getattr(meta, CARRIER_ATTR, None)
+        t = self.telemetry()
+        managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
+        if not modeltel.in_prediction():
+            managers += (t.prediction(name, attributes=attributes),)
+        managers += (t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes),)
+        return Scope(_REQUEST_KEY, *managers)

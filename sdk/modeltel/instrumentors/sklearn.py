@@ -5,23 +5,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from ._common import (
-    Patches,
-    PatchOnImportInstrumentor,
-    library_wrapper,
-    patch_hierarchy,
-    record_confidences,
-    top_probabilities,
-)
+from .base import ModeltelInstrumentor, Patches, patch_hierarchy, top_probabilities
 
 
-def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
-    top = top_probabilities(result)
-    if top is not None:
-        record_confidences(top)
+def _confidences(result: Any, args: tuple, kwargs: dict) -> list[float] | None:
+    return top_probabilities(result)
 
 
-class SklearnInstrumentor(PatchOnImportInstrumentor):
+class SklearnInstrumentor(ModeltelInstrumentor):
     """Wraps the methods wherever they are defined: ``BaseEstimator`` subclasses and the mixins in their MRO.
 
     Nothing is imported until scikit-learn is. Classes defined after ``instrument()`` are wrapped when
@@ -33,12 +24,12 @@ class SklearnInstrumentor(PatchOnImportInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("scikit-learn >= 1.3, < 2",)
 
-    def _apply(self, patches: Patches) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from sklearn.base import BaseEstimator
 
         makers = {
-            "predict": library_wrapper("sklearn", "predict"),
-            "predict_proba": library_wrapper("sklearn", "predict_proba", after=_confidence),
-            "decision_function": library_wrapper("sklearn", "decision_function"),
+            "predict": self.library_call("sklearn", "predict"),
+            "predict_proba": self.library_call("sklearn", "predict_proba", confidences=_confidences),
+            "decision_function": self.library_call("sklearn", "decision_function"),
         }
         patch_hierarchy(patches, BaseEstimator, makers, through_mro=True)

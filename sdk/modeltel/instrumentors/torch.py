@@ -14,44 +14,39 @@ from collections.abc import Collection
 from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from modeltel import taxonomy as tx
 
-from ._common import _library_active, batch_len, library_stage, stage_attributes, tx, when_imported
+from .base import ModeltelInstrumentor, Patches, Scope, batch_len, stage_attributes
 
 _ATTRIBUTES = stage_attributes("torch", "forward")
-_CHILD_NAME = "torch.forward"
-# (module, stage, library-flag token) of the outermost module call in this context
-_outer: ContextVar[tuple[Any, Any, Any] | None] = ContextVar("modeltel_torch_outer", default=None)
+# (module, scope) of the outermost module call in this context, for the forward hook to close
+_outer: ContextVar[tuple[Any, Scope] | None] = ContextVar("modeltel_torch_outer", default=None)
 
 
-class TorchInstrumentor(BaseInstrumentor):
-    _handles: tuple[Any, ...] = ()
-    _cancel: Any = None
+class TorchInstrumentor(ModeltelInstrumentor):
+    patched_module = "torch"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("torch >= 2.0",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        self._cancel = when_imported("torch", self._hook)
-
-    def _hook(self) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         import torch
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
         is_compiling = torch.compiler.is_compiling
 
         def pre_hook(module: Any, args: tuple) -> None:
-            if is_compiling() or _outer.get() is not None or _library_active.get():
+            if is_compiling() or _outer.get() is not None:
                 return
-            stage = library_stage(_CHILD_NAME, _ATTRIBUTES)
-            flag = _library_active.set(True)
-            s = stage.__enter__()
+            scope = self.library_scope("torch", "forward", _ATTRIBUTES)
+            if scope is None:  # inside another library call (a transformers pipeline, say)
+                return
+            stage = scope.__enter__()
             if args:
                 n = batch_len(args[0])
                 if n is not None:
-                    s.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, n)
-            _outer.set((module, stage, flag))
-            return
+                    stage.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, n)
+            _outer.set((module, scope))
 
         def post_hook(module: Any, args: tuple, output: Any) -> None:
             if is_compiling():
@@ -59,27 +54,9 @@ class TorchInstrumentor(BaseInstrumentor):
             outer = _outer.get()
             if outer is None or outer[0] is not module:
                 return
-            _, stage, flag = outer
             _outer.set(None)
             exc = sys.exc_info()[1] if output is None else None
-            try:
-                stage.__exit__(type(exc) if exc is not None else None, exc, None)
-            finally:
-                try:
-                    _library_active.reset(flag)
-                except ValueError:
-                    _library_active.set(False)
-            return
+            outer[1].__exit__(type(exc) if exc is not None else None, exc, None)
 
-        self._handles = (
-            register_module_forward_pre_hook(pre_hook),
-            register_module_forward_hook(post_hook, always_call=True),
-        )
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._cancel is not None:
-            self._cancel()
-            self._cancel = None
-        for handle in self._handles:
-            handle.remove()
-        self._handles = ()
+        patches.defer(register_module_forward_pre_hook(pre_hook).remove)
+        patches.defer(register_module_forward_hook(post_hook, always_call=True).remove)

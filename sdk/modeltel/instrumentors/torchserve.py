@@ -15,28 +15,18 @@ body in ``modeltel.prediction`` / ``modeltel.stage``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
-import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import (
-    Patches,
-    PatchOnImportInstrumentor,
-    framework_wrapper,
-    patch_hierarchy,
-    preserve_kind,
-    stage_attributes,
-)
+from .base import ModeltelInstrumentor, Patches, patch_hierarchy
 
-_MODULE = "ts.torch_handler.base_handler"
 _STAGES = {
     "preprocess": tx.STAGE_PREPROCESS,
     "inference": tx.STAGE_INFERENCE,
     "postprocess": tx.STAGE_POSTPROCESS,
 }
-_PREDICTION_ATTRIBUTES = stage_attributes("torchserve", "handle")
 
 
 def _from_manifest(manifest: Any) -> tuple[str | None, str | None] | None:
@@ -56,8 +46,9 @@ def _model_of_context(context: Any) -> tuple[str | None, str | None]:
     return (str(name) if name else None), (found[1] if found is not None else None)
 
 
-def _model_of(handler: Any) -> tuple[str | None, str | None]:
+def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
     """(name, version) of a handler: its manifest (set by ``initialize``), else its current context's."""
+    handler = args[0]
     found = _from_manifest(getattr(handler, "manifest", None))
     if found is not None and found[0] is not None:
         return found
@@ -65,56 +56,34 @@ def _model_of(handler: Any) -> tuple[str | None, str | None]:
     return _model_of_context(context) if context is not None else (None, None)
 
 
-class _Prediction:
-    """``modeltel.prediction`` that also records the batch size once it is open."""
-
-    __slots__ = ("_n", "_prediction")
-
-    def __init__(self, prediction: Any, n: int | None) -> None:
-        self._prediction = prediction
-        self._n = n
-
-    def __enter__(self) -> Any:
-        p = self._prediction.__enter__()
-        if self._n is not None:
-            p.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, self._n)
-            modeltel.record_batch_size(self._n)
-        return p
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._prediction.__exit__(exc_type, exc, tb)
+def _handle_model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
+    """``handle(data, context)``: the model of the call's context, else the handler's."""
+    context = args[2] if len(args) > 2 else kwargs.get("context")
+    return _model_of_context(context) if context is not None else _model_of(args, kwargs)
 
 
-def _handle_wrapper(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
-    """``handle(data, context)``: the prediction, unless one is active (an override calling super())."""
-
-    def enter(args: tuple, kwargs: dict) -> Any:
-        if modeltel.in_prediction() or not args:
-            return None
-        data = args[1] if len(args) > 1 else kwargs.get("data")
-        context = args[2] if len(args) > 2 else kwargs.get("context")
-        name, version = _model_of_context(context) if context is not None else _model_of(args[0])
-        try:
-            n = len(data)
-        except TypeError:
-            n = None
-        return _Prediction(modeltel.prediction(name, version, attributes=_PREDICTION_ATTRIBUTES), n)
-
-    return preserve_kind(func, enter)
+def _handle_batch_of(args: tuple, kwargs: dict) -> int | None:
+    data = args[1] if len(args) > 1 else kwargs.get("data")
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
-class TorchServeInstrumentor(PatchOnImportInstrumentor):
+class TorchServeInstrumentor(ModeltelInstrumentor):
     # base_handler imports torch: patch it when TorchServe's worker imports it, not at start-up
-    patched_module = _MODULE
+    patched_module = "ts.torch_handler.base_handler"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("torchserve >= 0.10, < 1",)
 
-    def _apply(self, patches: Patches) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from ts.torch_handler.base_handler import BaseHandler
 
-        makers: dict[str, Any] = {
-            name: framework_wrapper("torchserve", name, stage, model_of=_model_of) for name, stage in _STAGES.items()
+        makers = {
+            name: self.framework_stage("torchserve", name, stage, model_of=_model_of) for name, stage in _STAGES.items()
         }
-        makers["handle"] = _handle_wrapper
+        makers["handle"] = self.prediction_call(
+            "torchserve", "handle", model_of=_handle_model_of, batch_of=_handle_batch_of, outermost_only=True
+        )
         patch_hierarchy(patches, BaseHandler, makers)

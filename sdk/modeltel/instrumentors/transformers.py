@@ -12,29 +12,19 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import (
-    Guarded,
-    Patches,
-    PatchOnImportInstrumentor,
-    _library_active,
-    patch_hierarchy,
-    preserve_kind,
-    record_confidences,
-    stage_attributes,
-)
+from .base import ModeltelInstrumentor, Patches, patch_hierarchy
 
 _STAGES = {"preprocess": tx.STAGE_PREPROCESS, "_forward": tx.STAGE_INFERENCE, "postprocess": tx.STAGE_POSTPROCESS}
 
 
-def _model_name(pipeline: Any) -> str | None:
-    model = getattr(pipeline, "model", None)
-    return getattr(model, "name_or_path", None) or None
+def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
+    model = getattr(args[0], "model", None) if args else None
+    return (getattr(model, "name_or_path", None) or None), None
 
 
-def _scores(result: Any) -> list[float] | None:
+def _scores(result: Any, args: tuple, kwargs: dict) -> list[float] | None:
     if isinstance(result, Mapping):
         score = result.get("score")
         return [float(score)] if isinstance(score, float | int) else None
@@ -43,40 +33,23 @@ def _scores(result: Any) -> list[float] | None:
     return None
 
 
-def _confidence(stage: Any, result: Any, args: tuple, kwargs: dict) -> None:
-    scores = _scores(result)
-    if scores is not None:
-        record_confidences(scores)
-
-
-def _maker(method: str, canonical: str) -> Any:
-    attributes = stage_attributes("transformers", method)
-    child_name = f"transformers.{method}"
-
-    def make(func: Any, owner: Any) -> Any:
-        def enter(args: tuple, kwargs: dict) -> Any:
-            if _library_active.get():
-                return None
-            active = modeltel.current_stage()
-            if active is None:
-                name = _model_name(args[0]) if args else None
-                st = modeltel.stage(canonical, model_name=name, attributes=attributes)
-            else:
-                st = modeltel.stage(active, span_name=child_name, attributes=attributes, record=False)
-            return Guarded(st, _library_active, True)
-
-        return preserve_kind(func, enter, _confidence if method == "postprocess" else None)
-
-    return make
-
-
-class TransformersInstrumentor(PatchOnImportInstrumentor):
+class TransformersInstrumentor(ModeltelInstrumentor):
     patched_module = "transformers.pipelines.base"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("transformers >= 4.40, < 6",)
 
-    def _apply(self, patches: Patches) -> None:
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from transformers.pipelines.base import Pipeline
 
-        patch_hierarchy(patches, Pipeline, {m: _maker(m, c) for m, c in _STAGES.items()})
+        makers = {
+            method: self.library_call(
+                "transformers",
+                method,
+                stage=stage,
+                model_of=_model_of,
+                confidences=_scores if method == "postprocess" else None,
+            )
+            for method, stage in _STAGES.items()
+        }
+        patch_hierarchy(patches, Pipeline, makers)

@@ -35,13 +35,12 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import modeltel
 from modeltel import taxonomy as tx
 
-from ._common import ORIGINAL_ATTR, Patches, preserve_kind, stage_attributes, when_imported
+from .base import ORIGINAL_ATTR, ModeltelInstrumentor, Patches, Scope, stage_attributes, wrap
 
 TRACER_NAME = "modeltel.triton"
 # module -> protocol; each module's InferenceServerClient is patched when the module is imported
@@ -78,11 +77,13 @@ class _Call:
         self.stage: Any = None
         self.span: Any = None
 
-    def start(self, tracer: trace.Tracer, system: str, model: Any, version: Any, batch: int | None) -> dict[str, Any]:
+    def start(
+        self, t: modeltel.Telemetry, tracer: trace.Tracer, system: str, model: Any, version: Any, batch: int | None
+    ) -> dict[str, Any]:
         """Open the stage (if none is active) and the span in the current context; the headers to inject."""
         version = version if isinstance(version, str) and version else None
         if modeltel.current_stage() is None:
-            self.stage = modeltel.stage(
+            self.stage = t.stage(
                 tx.STAGE_INFERENCE,
                 model_name=model if isinstance(model, str) else None,
                 model_version=version,
@@ -90,8 +91,7 @@ class _Call:
             )
             s = self.stage.__enter__()
             if batch is not None:
-                s.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, batch)
-                modeltel.record_batch_size(batch)
+                s.set_batch_size(batch)
         attributes: dict[str, Any] = {
             tx.SPAN_ATTR_FRAMEWORK: "triton",
             tx.SPAN_ATTR_FRAMEWORK_STAGE: "infer",
@@ -134,15 +134,12 @@ def _with_headers(args: tuple, kwargs: dict, index: int, carrier: dict[str, Any]
 class _Wrapping:
     """Builds the wrappers of one instrumentor (they share its tracer)."""
 
-    def __init__(self, tracer_provider: Any) -> None:
-        self._provider = tracer_provider
+    def __init__(self, instrumentor: ModeltelInstrumentor) -> None:
+        self._instrumentor = instrumentor
         self._cached: tuple[Any, trace.Tracer] | None = None
 
     def tracer(self) -> trace.Tracer:
-        provider = self._provider
-        if provider is None:
-            pipeline = modeltel.get_pipeline()
-            provider = pipeline.tracer_provider if pipeline is not None else trace.get_tracer_provider()
+        provider = self._instrumentor.tracer_provider()
         cached = self._cached
         if cached is None or cached[0] is not provider:
             cached = self._cached = (provider, trace.get_tracer(TRACER_NAME, modeltel.__version__, provider))
@@ -161,7 +158,7 @@ class _Wrapping:
                 version = _arg(args, kwargs, where["model_version"], "model_version", "")
                 batch = _batch_of(_arg(args, kwargs, where["inputs"], "inputs"))
                 try:
-                    carrier = call.start(self.tracer(), system, model, version, batch)
+                    carrier = call.start(self._instrumentor.telemetry(), self.tracer(), system, model, version, batch)
                 except Exception:  # a monitoring bug must not reach the caller
                     return call, args, kwargs
                 return call, *_with_headers(args, kwargs, i_headers, carrier)
@@ -303,44 +300,33 @@ def _http_error(response: Any) -> BaseException | None:
     return None
 
 
-class TritonInstrumentor(BaseInstrumentor):
+class TritonInstrumentor(ModeltelInstrumentor):
     """Client spans for ``tritonclient`` (HTTP, gRPC, and their asyncio clients)."""
-
-    _patches: Patches | None = None
-    _cancels: tuple[Callable[[], None], ...] = ()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("tritonclient >= 2.40, < 3",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        patches = self._patches = Patches()
-        wrapping = _Wrapping(kwargs.get("tracer_provider"))
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
+        wrapping = _Wrapping(self)
 
-        def hook_for(module_name: str, system: str) -> Callable[[], None]:
-            def hook() -> None:
-                import importlib
-
-                client = getattr(importlib.import_module(module_name), "InferenceServerClient", None)
-                if client is None or patches is not self._patches:
+        def hook_for(system: str) -> Callable[[Any], None]:
+            def hook(module: Any) -> None:
+                client = getattr(module, "InferenceServerClient", None)
+                if client is None:
                     return
                 for method in _METHODS:
                     patches.wrap(client, method, wrapping.make(system, method))
-                if module_name == "tritonclient.http":
+                if module.__name__ == "tritonclient.http":
+                    import importlib
+
                     handle = getattr(importlib.import_module("tritonclient.http._client"), "InferAsyncRequest", None)
                     if handle is not None:
                         patches.wrap(handle, "get_result", _get_result_wrapper)
 
             return hook
 
-        self._cancels = tuple(when_imported(m, hook_for(m, s)) for m, s in _CLIENT_MODULES.items())
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        for cancel in self._cancels:
-            cancel()
-        self._cancels = ()
-        if self._patches is not None:
-            self._patches.restore()
-            self._patches = None
+        for module_name, system in _CLIENT_MODULES.items():
+            self.when_imported(module_name, patches, hook_for(system))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,6 +334,7 @@ class TritonInstrumentor(BaseInstrumentor):
 # --------------------------------------------------------------------------------------------------
 _EXECUTE_ATTRIBUTES = stage_attributes("triton", "execute")
 _MODEL_ATTR = "_modeltel_triton_model"
+_EXECUTE_KEY = ("triton", "execute")
 
 
 def instrument_python_model(cls: type) -> type:
@@ -369,7 +356,7 @@ def instrument_python_model(cls: type) -> type:
                         setattr(args[0], _MODEL_ATTR, (name or None, str(version) if version else None))
                 return None
 
-            return preserve_kind(func, enter)
+            return wrap(func, enter)
 
         wrapped_init = make_init(init)
         setattr(wrapped_init, ORIGINAL_ATTR, init)
@@ -388,30 +375,14 @@ def instrument_python_model(cls: type) -> type:
             return None
         name, version = getattr(args[0], _MODEL_ATTR, (None, None))
         requests = args[1] if len(args) > 1 else kwargs.get("requests")
-        return _Execute(modeltel.prediction(name, version, attributes=_EXECUTE_ATTRIBUTES), requests)
+        try:
+            n = len(requests)
+        except TypeError:
+            n = None
+        prediction = modeltel.prediction(name, version, attributes=_EXECUTE_ATTRIBUTES)
+        return Scope(_EXECUTE_KEY, prediction, batch_size=n)
 
-    wrapped = preserve_kind(execute, enter)
+    wrapped = wrap(execute, enter)
     setattr(wrapped, ORIGINAL_ATTR, execute)
     cls.execute = wrapped  # type: ignore[attr-defined]
     return cls
-
-
-class _Execute:
-    __slots__ = ("_prediction", "_requests")
-
-    def __init__(self, prediction: Any, requests: Any) -> None:
-        self._prediction = prediction
-        self._requests = requests
-
-    def __enter__(self) -> Any:
-        p = self._prediction.__enter__()
-        try:
-            n = len(self._requests)
-        except TypeError:
-            return p
-        p.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, n)
-        modeltel.record_batch_size(n)
-        return p
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._prediction.__exit__(exc_type, exc, tb)

@@ -1,7 +1,7 @@
 """Where a prediction's measurements go: modeltel's fast aggregation, or plain OpenTelemetry instruments.
 
 Both recorders hand out *bound* series with the same three methods (``record(value, span_context)``,
-``add(n)``, ``set(value)``), so :mod:`modeltel.telemetry` never branches on which one it has.
+``add(n)``, ``set(value)``), so :mod:`.stage` never branches on which one it has.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from opentelemetry import metrics
 from opentelemetry.trace import SpanContext
 
-from . import taxonomy as tx
+from .. import taxonomy as tx
 from .fastmetrics import FastMetrics
 
 
@@ -23,7 +23,7 @@ class Recorder(Protocol):
 
 
 class FastRecorder:
-    """Series from :class:`modeltel.fastmetrics.FastMetrics`; exported through modeltel's readers."""
+    """Series from :class:`.fastmetrics.FastMetrics`; exported through modeltel's readers."""
 
     def __init__(self, fast: FastMetrics) -> None:
         self.fast = fast

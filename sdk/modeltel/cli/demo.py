@@ -25,9 +25,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import taxonomy as tx
+from .. import taxonomy as tx
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 MODEL_NAME = "iris-classifier"
 MODEL_VERSION = "1.0.0"
 

@@ -1,4 +1,4 @@
-"""An in-process OTLP receiver (HTTP and gRPC) that keeps what it is sent, for tests and the demo.
+"""An in-process OTLP receiver (HTTP and gRPC) that keeps what it is sent, for tests.
 
 It speaks what the OTLP exporters send (HTTP: protobuf, optionally gzip; gRPC: the trace and metrics
 services) and keeps opentelemetry-proto messages, so assertions are made on exactly what went over

@@ -13,7 +13,10 @@ that are not health, metrics or docs endpoints (``excluded_paths``, a regex sear
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import modeltel
 
 DEFAULT_METHODS = ("POST", "PUT", "PATCH")
 DEFAULT_EXCLUDED = (
@@ -43,4 +46,33 @@ def status_ok(status: int | None) -> bool:
     return status is not None and status < 400
 
 
-__all__ = ["DEFAULT_EXCLUDED", "DEFAULT_METHODS", "RequestFilter", "status_ok"]
+_OWN_KWARGS = ("prediction_methods", "excluded_paths")
+
+
+class Requests:
+    """What one instrumentation of an HTTP server (global, or one app's) does with a request.
+
+    ``on`` turns it off without rebuilding anything: an app whose middleware stack was built while it
+    was on keeps a middleware that passes everything through.
+    """
+
+    __slots__ = ("_filter", "on", "telemetry")
+
+    def __init__(self, kwargs: Mapping[str, Any], telemetry: Callable[[], modeltel.Telemetry]) -> None:
+        self._filter = RequestFilter(kwargs.get("prediction_methods"), kwargs.get("excluded_paths"))
+        self.telemetry = telemetry
+        self.on = True
+
+    def is_prediction(self, method: str, path: str) -> bool:
+        return self.on and self._filter(method, path)
+
+    def prediction(self) -> modeltel.Prediction:
+        return self.telemetry().prediction(own_span=False)
+
+
+def contrib_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments meant for the contrib instrumentor (all but modeltel's own)."""
+    return {k: v for k, v in kwargs.items() if k not in _OWN_KWARGS}
+
+
+__all__ = ["DEFAULT_EXCLUDED", "DEFAULT_METHODS", "RequestFilter", "Requests", "contrib_kwargs", "status_ok"]

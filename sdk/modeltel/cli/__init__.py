@@ -9,7 +9,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-from . import __version__
+from .. import __version__
 
 _RUN_ENV = {
     "--model-name": "MODELTEL_MODEL_NAME",

@@ -4,10 +4,10 @@ Why this exists: an OpenTelemetry SDK ``Histogram.record`` costs about 5 µs her
 attribute frozenset, view matching, exemplar reservoir), and one prediction records five of them. The
 instruments in this module are pre-bound to one attribute set, so a record is a bisect and four
 additions under a lock. At collection time they turn into ordinary OpenTelemetry ``Metric`` objects,
-which :mod:`modeltel.readers` merges into whatever the SDK collected, so exporters and backends see the
+which :mod:`modeltel.export.readers` merges into whatever the SDK collected, so exporters and backends see the
 standard data model (cumulative sums and explicit-bucket histograms with exemplars).
 
-The fast path only speaks cumulative temporality; :mod:`modeltel.pipeline` falls back to SDK instruments
+The fast path only speaks cumulative temporality; :mod:`modeltel.export.pipeline` falls back to SDK instruments
 when delta is requested, and when exponential histograms are configured.
 """
 
@@ -18,7 +18,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 
-from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -31,7 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
-from . import taxonomy
+from .. import taxonomy
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _INF = float("inf")

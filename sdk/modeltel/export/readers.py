@@ -2,7 +2,7 @@
 
 The Python SDK has no MetricProducer hook, so the merge happens in the one place every reader funnels
 through: ``MetricReader.collect``. Each reader here collects the SDK's data as usual, then adds the
-``Metric`` objects from :class:`modeltel.fastmetrics.FastMetrics` under the ``modeltel`` scope of the
+``Metric`` objects from :class:`modeltel.hotpath.fastmetrics.FastMetrics` under the ``modeltel`` scope of the
 same resource before handing the batch to its exporter.
 """
 
@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from .fastmetrics import FastMetrics
+from ..hotpath.fastmetrics import FastMetrics
 
 
 def merge(data: MetricsData | None, fast: FastMetrics, resource: Resource) -> MetricsData | None:
@@ -39,7 +39,7 @@ def merge(data: MetricsData | None, fast: FastMetrics, resource: Resource) -> Me
     return MetricsData(resource_metrics=resource_metrics)
 
 
-class _MergingMixin:
+class MergingReader:
     """Overrides ``collect`` so the fast instruments ride along with every collection."""
 
     _modeltel_fast: FastMetrics | None = None
@@ -58,11 +58,11 @@ class _MergingMixin:
             self._receive_metrics(data, timeout_millis=timeout_millis)
 
 
-class PeriodicReader(_MergingMixin, PeriodicExportingMetricReader):
+class PeriodicReader(MergingReader, PeriodicExportingMetricReader):
     """PeriodicExportingMetricReader that also exports modeltel's fast instruments."""
 
 
-class InMemoryReader(_MergingMixin, InMemoryMetricReader):
+class InMemoryReader(MergingReader, InMemoryMetricReader):
     """InMemoryMetricReader that also returns modeltel's fast instruments (for tests and the demo)."""
 
 
@@ -70,7 +70,7 @@ def prometheus_reader_class() -> type[MetricReader]:
     """The Prometheus pull reader, merging too (imported lazily: prometheus_client is optional here)."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-    class PrometheusReader(_MergingMixin, PrometheusMetricReader):
+    class PrometheusReader(MergingReader, PrometheusMetricReader):
         pass
 
     return PrometheusReader

@@ -1,0 +1,5 @@
+import sys
+
+from modeltel.cli import main
+
+sys.exit(main())

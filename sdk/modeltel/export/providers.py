@@ -1,0 +1,97 @@
+"""What a pipeline is built from: resource, sampler, exporters, views and exemplar filter, from Settings.
+
+Kept apart from :mod:`.pipeline` so the wiring reads in one screen; each builder maps one validated
+setting onto the OpenTelemetry SDK object it names. Exporters read the standard ``OTEL_EXPORTER_OTLP_*``
+variables (endpoint, headers, timeout, compression) themselves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from opentelemetry.sdk.metrics.view import (
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from .. import __version__, config
+from .. import taxonomy as tx
+
+
+def build_sampler(name: str, arg: float) -> Sampler:
+    return {
+        "always_on": lambda: ALWAYS_ON,
+        "always_off": lambda: ALWAYS_OFF,
+        "traceidratio": lambda: TraceIdRatioBased(arg),
+        "parentbased_always_on": lambda: ParentBased(ALWAYS_ON),
+        "parentbased_always_off": lambda: ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": lambda: ParentBased(TraceIdRatioBased(arg)),
+    }[name]()
+
+
+def build_resource(settings: config.Settings) -> Resource:
+    """Resource.create() adds OTEL_RESOURCE_ATTRIBUTES and SDK defaults; ours take precedence."""
+    return Resource.create(
+        {
+            "service.name": settings.service_name,
+            "service.instance.id": str(uuid.uuid4()),
+            tx.RESOURCE_MODEL_NAME: settings.model_name,
+            tx.RESOURCE_MODEL_VERSION: settings.model_version,
+            "telemetry.distro.name": "modeltel",
+            "telemetry.distro.version": __version__,
+        }
+    )
+
+
+def span_exporter(settings: config.Settings) -> Any:
+    if settings.traces_exporter == "console":
+        return ConsoleSpanExporter()
+    if settings.traces_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter()  # endpoint, headers, timeout, compression: the standard OTEL_* variables
+
+
+def metric_exporter(settings: config.Settings) -> Any:
+    if settings.metrics_exporter == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        return ConsoleMetricExporter()
+    if settings.metrics_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return OTLPMetricExporter()
+
+
+def views(settings: config.Settings) -> list[View]:
+    out = []
+    for name, buckets in settings.bucket_overrides.items():
+        if settings.histogram == "exponential":
+            aggregation = ExponentialBucketHistogramAggregation()
+        else:
+            aggregation = ExplicitBucketHistogramAggregation(list(buckets))
+        out.append(View(instrument_name=name, meter_name=tx.METER_NAME, aggregation=aggregation))
+    return out
+
+
+def exemplar_filter(name: str) -> Any:
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, TraceBasedExemplarFilter
+
+    return {
+        "trace_based": TraceBasedExemplarFilter,
+        "always_on": AlwaysOnExemplarFilter,
+        "always_off": AlwaysOffExemplarFilter,
+    }[name]()

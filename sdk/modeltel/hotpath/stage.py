@@ -1,0 +1,306 @@
+"""Stages and predictions: the per-request API, written for the hot path.
+
+A prediction is a root span plus the end-to-end latency histogram and the predictions counter; a stage
+is a child span plus a sample in the stage histogram. Both are context managers and decorators (sync,
+async, generators, through :mod:`.wrapping`). What keeps a metrics-only prediction with three stages
+cheap (``benchmarks/overhead.py`` prints the figures):
+
+* every series is bound once per (model, version, stage) and cached (:mod:`.series`); a record is a
+  bisect and a few additions (:mod:`.fastmetrics`);
+* the nesting state is one ``ContextVar`` holding the innermost stage (:mod:`.state`), so a stage finds
+  its model and whether its trace is sampled without touching OpenTelemetry's context;
+* no span is created under a trace that is not sampled: a parent-based sampler would drop it anyway,
+  and creating, attaching and ending a non-recording span costs more than all the metrics together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from .. import taxonomy as tx
+from .state import current
+from .wrapping import run_async_generator, run_generator, wrap
+
+if TYPE_CHECKING:
+    from .series import ModelSeries
+    from .telemetry import Telemetry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Stage:
+    """One use of a stage. As a decorator, each call gets its own copy.
+
+    Its slots hold what the stage is (fixed where it is declared: name, model, span name, attributes,
+    record) and the state of one use, kept flat rather than in sub-objects because every attribute hop
+    is paid per request.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_ctx_token",
+        "_frame_token",
+        "_live",
+        "_model_name",
+        "_model_version",
+        "_name",
+        "_otel_ctx",
+        "_parent",
+        "_record",
+        "_series",
+        "_span",
+        "_span_name",
+        "_start",
+        "_t",
+        "counted",
+        "model",
+        "sampled",
+        "stage",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        name: str,
+        *,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        span_name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        record: bool = True,
+    ) -> None:
+        self._t = telemetry
+        self._name = name
+        self._model_name = model_name
+        self._model_version = model_version
+        self._span_name = span_name or name
+        self._attributes = attributes
+        self._record = record
+        self.stage: str | None = name
+        self.counted: BaseException | None = None  # the exception a nested stage already counted
+
+    def _copy(self) -> Stage:
+        return Stage(
+            self._t,
+            self._name,
+            model_name=self._model_name,
+            model_version=self._model_version,
+            span_name=self._span_name,
+            attributes=self._attributes,
+            record=self._record,
+        )
+
+    # -- context manager ------------------------------------------------------------------------------
+    def __enter__(self) -> Stage:
+        t = self._t
+        self._live = False
+        self._span = None
+        if not t.enabled:
+            return self
+        try:
+            parent = self._parent = current.get()
+            if parent is not None and self._model_name is None and self._model_version is None:
+                model = parent.model
+            else:
+                model = t.resolve_model(self._model_name, self._model_version, parent)
+            self.model = model
+            span = self._open(model, parent)
+        except Exception as failure:  # a monitoring bug must not reach the model server
+            t.monitoring_failed(failure)
+            self._span = None
+            return self
+        if span is not None:
+            self.sampled = True
+            self._otel_ctx = trace.set_span_in_context(span)
+            self._ctx_token = otel_context.attach(self._otel_ctx)
+        else:
+            self._otel_ctx = None
+        self._frame_token = current.set(self)
+        self._live = True
+        self._start = perf_counter()
+        return self
+
+    def _open(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
+        """Bind this use's series and start its span (None: not sampled); sets ``sampled``."""
+        self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
+        self.sampled = False
+        if parent is not None and not parent.sampled:
+            return None  # the common unsampled case, without a call
+        span = self._span = self._t.start_span(parent, self._span_name, span_attrs)
+        if span is not None and self._attributes:
+            span.set_attributes(self._attributes)
+        return span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if not self._live:
+            return
+        elapsed = perf_counter() - self._start
+        span = self._span
+        try:
+            self._close(elapsed, exc, span)
+            if span is not None:
+                span.end()
+        except Exception as failure:  # a monitoring bug must not reach the model server
+            self._t.monitoring_failed(failure)
+        try:  # noqa: SIM105 (contextlib.suppress costs a microsecond on this hot path)
+            current.reset(self._frame_token)
+        except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
+            pass
+        if span is not None:
+            otel_context.detach(self._ctx_token)
+
+    def _close(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        if self._record:
+            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        if exc is not None:
+            self._on_error(exc, span)
+
+    def _on_error(self, exc: BaseException, span: trace.Span | None) -> None:
+        if self.counted is not exc:  # a nested stage has not counted it already
+            self.model.count_error(exc)
+        if self._parent is not None:
+            self._parent.counted = exc
+        if span is not None:
+            span.record_exception(exc, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+    async def __aenter__(self) -> Stage:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- while active ---------------------------------------------------------------------------------
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Add an attribute to this stage's span (no-op when the trace is not sampled)."""
+        if self._span is not None:
+            self._span.set_attribute(key, value)
+
+    def set_batch_size(self, size: int) -> None:
+        """Record the size of the batch this stage works on: a batch-size sample and a span attribute."""
+        if self._live:
+            self.model.batch.record(float(size))
+            if self._span is not None:
+                self._span.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, size)
+
+    # -- streams and decorators -----------------------------------------------------------------------
+    def stream(self, gen: Any) -> Any:
+        """Run generator ``gen`` as this stage: timed from the first item to exhaustion, and active only
+        while the generator itself runs, never in the consumer's code between items."""
+        return run_generator(self, gen)
+
+    def stream_async(self, agen: Any) -> Any:
+        """:meth:`stream` for an async generator."""
+        return run_async_generator(self, agen)
+
+    def _enter_copy(self, args: tuple, kwargs: dict) -> Stage:
+        return self._copy()
+
+    def __call__(self, func: F) -> F:
+        return wrap(func, self._enter_copy)  # type: ignore[return-value]
+
+
+class Prediction(Stage):
+    """One use of a prediction: a root span (or an adopted one), the end-to-end latency histogram and
+    the predictions counter by status. Decorating a function also records a ``confidence`` found in its
+    result."""
+
+    __slots__ = ("_adopted", "_own_span", "failed", "superseded")
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        *,
+        span_name: str = "predict",
+        attributes: Mapping[str, Any] | None = None,
+        own_span: bool = True,
+    ) -> None:
+        super().__init__(
+            telemetry, span_name, model_name=model_name, model_version=model_version, attributes=attributes
+        )
+        self._own_span = own_span
+        self.stage = None
+        self.superseded = False  # an adopting prediction with the application's own prediction inside
+        self.failed = False
+
+    def _copy(self) -> Prediction:
+        return Prediction(
+            self._t,
+            self._model_name,
+            self._model_version,
+            span_name=self._span_name,
+            attributes=self._attributes,
+            own_span=self._own_span,
+        )
+
+    def _open(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
+        self._series = model.latency
+        if isinstance(parent, Prediction) and not parent._own_span:
+            parent.superseded = True
+        if not self._own_span:  # adopts the current span; nested stages ask the tracer about sampling
+            self.sampled = self._t.tracing
+            self._adopted = None
+            self._annotate_adopted()
+            return None
+        self.sampled = False
+        if parent is not None and not parent.sampled:
+            return None
+        span = self._span = self._t.start_span(parent, self._span_name, model.prediction_span_attrs)
+        if span is not None and self._attributes:
+            span.set_attributes(self._attributes)
+        return span
+
+    def _close(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        if self.superseded:
+            if exc is not None:
+                self._on_error(exc, span)
+            return
+        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        if exc is not None:
+            self._on_error(exc, span)
+        (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
+        if not self._own_span:
+            self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
+
+    def _annotate_adopted(self) -> None:
+        """Give the adopted span the prediction's model attributes, once, while it is recording."""
+        adopted = trace.get_current_span()
+        if adopted.is_recording() and self._adopted is not adopted:
+            adopted.set_attributes(self.model.prediction_span_attrs)
+            self._adopted = adopted
+
+    def set_outcome(self, ok: bool) -> None:
+        """Count this prediction as a success or an error (an exception is always an error)."""
+        self.failed = not ok
+
+    def _observe_result(self, result: Any) -> None:
+        if self._live and self._t.settings.record_confidence:
+            confidence = _confidence_of(result)
+            if confidence is not None:
+                self.model.confidence.record(confidence)
+
+    def __call__(self, func: F) -> F:
+        return wrap(func, self._enter_copy, _observe_result)  # type: ignore[return-value]
+
+
+def _observe_result(prediction: Prediction, result: Any, args: tuple, kwargs: dict) -> None:
+    prediction._observe_result(result)
+
+
+def _confidence_of(result: Any) -> float | None:
+    """A ``confidence`` attribute or key of a prediction's result, when it is a number."""
+    value = result.get("confidence") if type(result) is dict else getattr(result, "confidence", None)
+    if value is None or type(value) is bool:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

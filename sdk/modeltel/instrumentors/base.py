@@ -1,0 +1,326 @@
+"""What every modeltel instrumentor shares: one lifecycle, one guard, and the three kinds of wrapped call.
+
+Subclasses of :class:`ModeltelInstrumentor` only say what to wrap, in :meth:`~ModeltelInstrumentor._apply`,
+usually as a table of ``{method name: wrapper factory}`` handed to :func:`patch_hierarchy`. The base does
+the rest: patching now or when ``patched_module`` is imported, exact restore on ``uninstrument()``, and
+``tracer_provider`` / ``meter_provider`` keyword arguments, as contrib instrumentors take them.
+
+Rules the wrapped calls follow (the README's coverage table relies on them):
+
+* A **prediction call** (KServe ``Model.__call__``, MLServer ``predict``, a BentoML API...) is a modeltel
+  prediction named by the framework's model, optionally with a stage inside it.
+* A **framework stage** (KServe ``preprocess``, LitServe ``decode_request``...) is a modeltel stage named
+  by its canonical stage (``preprocess`` / ``inference`` / ``postprocess``, or the framework's own name
+  when it has no canonical equivalent); its span carries ``modeltel.framework`` and
+  ``modeltel.framework.stage``.
+* A **library call** (scikit-learn, PyTorch, ONNX Runtime, transformers) is a stage (``inference`` by
+  default) when no modeltel stage is active; inside an active stage it is a child span named
+  ``<library>.<method>`` that records no histogram sample (no double counting).
+* One re-entrancy rule for all three: a wrapped call made directly inside a wrapped call with the same
+  key passes straight through. So an override calling ``super()`` is one stage, an API calling another
+  API is one prediction, and library calls nested in a library call (a Pipeline calling its final
+  estimator, a transformers pipeline running a torch module) are one.
+* Wrappers keep the kind of the callable they wrap (:func:`modeltel.hotpath.wrap`); exceptions go through
+  unchanged and are counted once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+import modeltel
+from modeltel import taxonomy as tx
+from modeltel.hotpath import wrap
+
+from .patching import ORIGINAL_ATTR, Make, Patches, all_subclasses, patch_hierarchy
+
+__all__ = [
+    "LIBRARY",
+    "ORIGINAL_ATTR",
+    "Make",
+    "ModeltelInstrumentor",
+    "Patches",
+    "Scope",
+    "active_key",
+    "all_subclasses",
+    "batch_len",
+    "patch_hierarchy",
+    "stage_attributes",
+    "telemetry_source",
+    "top_probabilities",
+    "wrap",
+]
+
+_log = logging.getLogger("modeltel")
+LIBRARY = "library"  # the key of every model-library call
+_PREDICTION = "prediction"
+ModelOf = Callable[[tuple, dict], tuple[str | None, str | None]]  # (args, kwargs) -> (model name, version)
+BatchOf = Callable[[tuple, dict], int | None]  # (args, kwargs) -> batch size, or None
+Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, args, kwargs) -> per-row values
+
+# The key of the innermost wrapped call running in this context (see the re-entrancy rule above).
+_active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
+
+
+def active_key() -> object:
+    """The key of the innermost instrumented call running in this context (None outside any)."""
+    return _active.get()
+
+
+def stage_attributes(framework: str, framework_stage: str, **extra: Any) -> dict[str, Any]:
+    """The span attributes of one wrapped method, built once at patch time (never per call)."""
+    return {tx.SPAN_ATTR_FRAMEWORK: framework, tx.SPAN_ATTR_FRAMEWORK_STAGE: framework_stage, **extra}
+
+
+def batch_len(value: Any) -> int | None:
+    """Rows in a batch-like value (array, tensor, list, DataFrame), or None."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        try:
+            return int(shape[0]) if len(shape) else None
+        except (TypeError, IndexError):
+            return None
+    if isinstance(value, list | tuple):
+        return len(value)
+    return None
+
+
+def top_probabilities(probs: Any) -> list[float] | None:
+    """Top-class probability per row of a 2-D probability array, or None if it is not one."""
+    if getattr(probs, "ndim", None) == 2:
+        try:
+            return probs.max(axis=1).tolist()
+        except Exception:
+            return None
+    return None
+
+
+def telemetry_source(kwargs: Mapping[str, Any]) -> Callable[[], modeltel.Telemetry]:
+    """What an instrumentation records with, from its ``tracer_provider`` / ``meter_provider`` arguments."""
+    tracer_provider, meter_provider = kwargs.get("tracer_provider"), kwargs.get("meter_provider")
+    if tracer_provider is None and meter_provider is None:
+        return modeltel.telemetry
+    return functools.partial(modeltel.telemetry, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+class Scope:
+    """The context managers of one instrumented call, under the call's re-entrancy key.
+
+    Entered in order and exited in reverse; ``__enter__`` returns what the last one returned (the
+    innermost stage), which also gets ``batch_size`` when one is given.
+    """
+
+    __slots__ = ("_batch_size", "_entered", "_key", "_managers", "_token")
+
+    def __init__(self, key: object, *managers: Any, batch_size: int | None = None) -> None:
+        self._key = key
+        self._managers = managers
+        self._batch_size = batch_size
+        self._entered = 0
+
+    def __enter__(self) -> Any:
+        self._token = _active.set(self._key)
+        inner = None
+        for manager in self._managers:
+            inner = manager.__enter__()
+            self._entered += 1
+        if self._batch_size is not None and inner is not None:
+            inner.set_batch_size(self._batch_size)
+        return inner
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            for manager in reversed(self._managers[: self._entered]):
+                manager.__exit__(exc_type, exc, tb)
+        finally:
+            try:  # noqa: SIM105 (hot path)
+                _active.reset(self._token)
+            except ValueError:  # a generator finished in another context
+                pass
+
+
+class ModeltelInstrumentor(BaseInstrumentor):
+    """One lifecycle for every modeltel instrumentor.
+
+    Set ``patched_module`` to patch when that module is imported (at once if it already is), so that
+    ``opentelemetry-instrument`` does not import torch (seconds, in every worker) for a service that
+    never uses it; leave it None to patch in ``instrument()``. Say what to patch in :meth:`_apply`.
+    """
+
+    patched_module: str | None = None
+    _patches: Patches | None = None
+    _tracer_provider: trace.TracerProvider | None = None
+    _telemetry: Callable[[], modeltel.Telemetry] = staticmethod(modeltel.telemetry)
+
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
+        """Patch the library, recording every change in ``patches``; ``kwargs`` are ``instrument()``'s."""
+        raise NotImplementedError
+
+    def _instrument(self, **kwargs: Any) -> None:
+        self._tracer_provider = kwargs.get("tracer_provider")
+        self._telemetry = telemetry_source(kwargs)
+        patches = self._patches = Patches()
+        if self.patched_module is None:
+            self._apply(patches, **kwargs)
+        else:
+            self.when_imported(self.patched_module, patches, lambda module: self._apply(patches, **kwargs))
+
+    def when_imported(self, module_name: str, patches: Patches, hook: Callable[[Any], None]) -> None:
+        """Run ``hook(module)`` once ``module_name`` is imported (now, if it is already), unless this
+        instrumentation is over by then. A failing hook is logged, never raised into the import."""
+        import wrapt
+
+        def on_import(module: Any) -> None:
+            if self._patches is not patches:  # uninstrumented (or instrumented anew) before the import
+                return
+            try:
+                hook(module)
+            except Exception:
+                _log.exception("modeltel: could not instrument %s; it runs unmonitored", module_name)
+
+        wrapt.register_post_import_hook(on_import, module_name)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        patches, self._patches = self._patches, None
+        if patches is not None:
+            patches.restore()
+
+    # -- what the wrappers record with ----------------------------------------------------------------
+    def telemetry(self) -> modeltel.Telemetry:
+        """The Telemetry this instrumentor's calls record with (its providers', else the pipeline's)."""
+        return self._telemetry()
+
+    def tracer_provider(self) -> trace.TracerProvider:
+        """The tracer provider for spans of this instrumentor's own (Triton's client spans)."""
+        if self._tracer_provider is not None:
+            return self._tracer_provider
+        pipeline = modeltel.get_pipeline()
+        return pipeline.tracer_provider if pipeline is not None else trace.get_tracer_provider()
+
+    def _recorder(self, confidences: Confidences | None) -> Callable[[Any, Any, tuple, dict], None] | None:
+        """An ``after`` for :func:`wrap` that records the result's confidences on the active model."""
+        if confidences is None:
+            return None
+
+        def after(entered: Any, result: Any, args: tuple, kwargs: dict) -> None:
+            t = self.telemetry()
+            if not (t.enabled and t.settings.record_confidence):
+                return
+            try:
+                for value in confidences(result, args, kwargs) or ():
+                    t.record_confidence(value)
+            except Exception as failure:  # a monitoring bug must not reach the model server
+                t.monitoring_failed(failure)
+
+        return after
+
+    # -- the three kinds of wrapped call --------------------------------------------------------------
+    def library_scope(
+        self, library: str, method: str, attributes: Mapping[str, Any], *, stage: str = tx.STAGE_INFERENCE,
+        model_name: str | None = None,
+    ) -> Scope | None:  # fmt: skip
+        """The scope of one model-library call: ``stage``, or a non-recording child span of the active stage;
+        None inside another library call (pass through)."""
+        if _active.get() is LIBRARY:
+            return None
+        t = self.telemetry()
+        active = modeltel.current_stage()
+        if active is None:
+            return Scope(LIBRARY, t.stage(stage, model_name=model_name, attributes=attributes))
+        return Scope(LIBRARY, t.stage(active, span_name=f"{library}.{method}", attributes=attributes, record=False))
+
+    def library_call(
+        self,
+        library: str,
+        method: str,
+        *,
+        stage: str = tx.STAGE_INFERENCE,
+        model_of: ModelOf | None = None,
+        confidences: Confidences | None = None,
+    ) -> Make:
+        """A ``make`` for :meth:`Patches.wrap`: a model-library call (see the module docstring)."""
+        attributes = stage_attributes(library, method)
+
+        def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
+            def enter(args: tuple, kwargs: dict) -> Scope | None:
+                name = model_of(args, kwargs)[0] if model_of is not None else None
+                return self.library_scope(library, method, attributes, stage=stage, model_name=name)
+
+            return wrap(func, enter, self._recorder(confidences))
+
+        return make
+
+    def framework_stage(
+        self,
+        framework: str,
+        method: str,
+        stage: str,
+        *,
+        model_of: ModelOf | None = None,
+        batch_of: BatchOf | None = None,
+    ) -> Make:
+        """A ``make`` for :meth:`Patches.wrap`: a serving framework's own stage method as a modeltel stage.
+
+        ``model_of(args, kwargs)`` gives the (model name, version) the framework knows (None: the
+        environment's); ``batch_of(args, kwargs)`` the batch size to record, when the framework batches.
+        """
+        attributes = stage_attributes(framework, method)
+        key = (framework, method)
+
+        def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
+            def enter(args: tuple, kwargs: dict) -> Scope | None:
+                if _active.get() == key:
+                    return None  # an override calling super(): one stage
+                name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
+                st = self.telemetry().stage(stage, model_name=name, model_version=version, attributes=attributes)
+                return Scope(key, st, batch_size=batch_of(args, kwargs) if batch_of is not None else None)
+
+            return wrap(func, enter)
+
+        return make
+
+    def prediction_call(
+        self,
+        framework: str,
+        method: str,
+        *,
+        model_of: ModelOf | None = None,
+        batch_of: BatchOf | None = None,
+        stage: str | None = None,
+        outermost_only: bool = False,
+    ) -> Make:
+        """A ``make`` for :meth:`Patches.wrap`: a framework's request entry point as the prediction, with
+        ``stage`` inside it when the method is also where the model runs.
+
+        Under an HTTP instrumentor's request prediction it takes over (that one gives way), so
+        ``model_predictions_total`` carries the same model name as the stage histograms. Any prediction
+        call of the same framework made inside it passes through. ``outermost_only``: inside any active
+        modeltel prediction, open only ``stage`` (with no stage, pass through).
+        """
+        attributes = stage_attributes(framework, method)
+        key = (framework, _PREDICTION)
+
+        def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
+            def enter(args: tuple, kwargs: dict) -> Scope | None:
+                if not args or _active.get() == key:
+                    return None
+                nested = outermost_only and modeltel.in_prediction()
+                if nested and stage is None:
+                    return None
+                name, version = model_of(args, kwargs) if model_of is not None else (None, None)
+                t = self.telemetry()
+                managers: tuple[Any, ...] = () if nested else (t.prediction(name, version, attributes=attributes),)
+                if stage is not None:
+                    managers += (t.stage(stage, model_name=name, model_version=version, attributes=attributes),)
+                return Scope(key, *managers, batch_size=batch_of(args, kwargs) if batch_of is not None else None)
+
+            return wrap(func, enter)
+
+        return make
