@@ -1,21 +1,108 @@
-"""Architecture rules that code review alone would let slip."""
+"""Architecture rules that code review alone would let slip (``docs/architecture.md`` explains them).
+
+Every module's imports are read with ``ast`` (relative ones resolved), and each layer may import only
+the layers below it.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
-SDK = Path(__file__).resolve().parents[1] / "sdk" / "modeltel"
+import modeltel
+from modeltel.instrumentors import base
+
+ROOT = Path(__file__).resolve().parents[1]
+SDK = ROOT / "sdk"
+
+
+def _module_name(path: Path, top: Path) -> str:
+    parts = list(path.relative_to(top).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(top: Path, package: str) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """(importing module, imported module, names imported from it) for every import under ``top/package``."""
+    for path in sorted((top / package).rglob("*.py")):
+        module = _module_name(path, top)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield module, alias.name, ()
+            elif isinstance(node, ast.ImportFrom):
+                target = node.module or ""
+                if node.level:
+                    anchor = module.split(".")
+                    anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                    target = ".".join([*anchor, target] if target else anchor)
+                yield module, target, tuple(alias.name for alias in node.names)
+
+
+def _within(module: str, *layers: str) -> bool:
+    return any(module == layer or module.startswith(layer + ".") for layer in layers)
+
+
+def _offenders(may_import: dict[str, tuple[str, ...]]) -> list[str]:
+    """Imports of modeltel modules by a layer outside what ``may_import`` allows for it."""
+    out = []
+    for module, target, names in imports(SDK, "modeltel"):
+        layer = next((name for name in may_import if _within(module, name)), None)
+        if layer is None or not _within(target, "modeltel") or _within(target, layer):
+            continue
+        if target == "modeltel" and set(names) <= {"__version__", "config", "taxonomy"}:
+            continue  # `from .. import config, taxonomy, __version__`: the top-level leaves
+        if not _within(target, *may_import[layer]):
+            out.append(f"{module} imports {target} {names}")
+    return out
 
 
 def test_the_sdk_never_imports_the_collector():
-    offenders = []
-    for path in SDK.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(SDK)}: {n}" for n in names if n.split(".")[0] == "modeltel_collector"]
+    offenders = [f"{m}: {t}" for m, t, _ in imports(SDK, "modeltel") if _within(t, "modeltel_collector")]
     assert offenders == []
+
+
+def test_imports_point_one_way_from_the_public_api_down_to_taxonomy():
+    assert _offenders(
+        {
+            "modeltel.taxonomy": (),
+            "modeltel.config": ("modeltel.taxonomy",),
+            "modeltel.meters": ("modeltel.taxonomy", "modeltel.config"),
+            # the hot path never imports export plumbing or instrumentors
+            "modeltel.hotpath": ("modeltel.taxonomy", "modeltel.config"),
+            "modeltel.export": ("modeltel.taxonomy", "modeltel.config", "modeltel.hotpath", "modeltel.meters"),
+            "modeltel.instrumentors": ("modeltel.taxonomy", "modeltel.hotpath"),
+        }
+    ) == []
+
+
+def test_instrumentors_use_the_public_api_and_the_bases_public_names_only():
+    shared = {"modeltel.instrumentors.base", "modeltel.instrumentors.patching", "modeltel.instrumentors.http_server"}
+    offenders = []
+    for module, target, names in imports(SDK, "modeltel"):
+        if not _within(module, "modeltel.instrumentors") or module in shared:
+            continue
+        if _within(target, "modeltel.instrumentors"):
+            private = [n for n in names if n.startswith("_")]
+            if target not in shared - {"modeltel.instrumentors.patching"} or private:
+                offenders.append(f"{module} imports {target} {names}")
+        elif _within(target, "modeltel") and target not in ("modeltel", "modeltel.taxonomy"):
+            offenders.append(f"{module} imports {target} (not the public API)")
+    assert offenders == []
+    assert all(not name.startswith("_") and hasattr(base, name) for name in base.__all__)
+
+
+def test_every_public_name_exists():
+    missing = [name for name in modeltel.__all__ if not hasattr(modeltel, name)]
+    assert missing == []
+
+
+def test_modules_stay_readable_in_one_sitting():
+    too_long = {}
+    for top in (SDK, ROOT / "collector"):
+        for path in top.rglob("*.py"):
+            lines = len(path.read_text().splitlines())
+            if lines > 450:
+                too_long[str(path.relative_to(ROOT))] = lines
+    assert too_long == {}

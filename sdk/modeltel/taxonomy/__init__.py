@@ -1,0 +1,15 @@
+"""The one source of truth for modeltel's telemetry contract.
+
+Metric names, units, bucket boundaries, attribute keys, thresholds and SLO targets live here and only
+here: the SDK's instruments and the collector's span-derived metrics are built from it, and so are to
+be the alert rules and dashboards, so a rename is a one-line change every consumer sees. Use it as one
+namespace (``from modeltel import taxonomy as tx``); the modules behind it only keep it readable:
+
+* :mod:`.names`: attribute keys, buckets, the per-request instruments;
+* :mod:`.quality`: the seed's metric definitions with thresholds and severity, and the SLOs;
+* :mod:`.hardware`: GPU and host meter names.
+"""
+
+from .hardware import *  # noqa: F403
+from .names import *  # noqa: F403
+from .quality import *  # noqa: F403
