@@ -64,17 +64,20 @@ def test_the_sdk_never_imports_the_collector():
 
 
 def test_imports_point_one_way_from_the_public_api_down_to_taxonomy():
-    assert _offenders(
-        {
-            "modeltel.taxonomy": (),
-            "modeltel.config": ("modeltel.taxonomy",),
-            "modeltel.meters": ("modeltel.taxonomy", "modeltel.config"),
-            # the hot path never imports export plumbing or instrumentors
-            "modeltel.hotpath": ("modeltel.taxonomy", "modeltel.config"),
-            "modeltel.export": ("modeltel.taxonomy", "modeltel.config", "modeltel.hotpath", "modeltel.meters"),
-            "modeltel.instrumentors": ("modeltel.taxonomy", "modeltel.hotpath"),
-        }
-    ) == []
+    assert (
+        _offenders(
+            {
+                "modeltel.taxonomy": (),
+                "modeltel.config": ("modeltel.taxonomy",),
+                "modeltel.meters": ("modeltel.taxonomy", "modeltel.config"),
+                # the hot path never imports export plumbing or instrumentors
+                "modeltel.hotpath": ("modeltel.taxonomy", "modeltel.config"),
+                "modeltel.export": ("modeltel.taxonomy", "modeltel.config", "modeltel.hotpath", "modeltel.meters"),
+                "modeltel.instrumentors": ("modeltel.taxonomy", "modeltel.hotpath"),
+            }
+        )
+        == []
+    )
 
 
 def test_instrumentors_use_the_public_api_and_the_bases_public_names_only():
