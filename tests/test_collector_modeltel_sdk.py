@@ -1,7 +1,4 @@
-"""The modeltel SDK (``modeltel.init``) exporting to the collector over both protocols.
-
-Skipped where the SDK core is not there yet (the collector branch predates it); runs after merge.
-"""
+"""The modeltel SDK (``modeltel.init``) exporting to the collector over both protocols."""
 
 from __future__ import annotations
 
@@ -12,8 +9,6 @@ import pytest
 
 import modeltel
 from tests.collector_helpers import http_get, running_collector, sample, scrape
-
-pytestmark = pytest.mark.skipif(not hasattr(modeltel, "init"), reason="modeltel.init not in this tree yet")
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
