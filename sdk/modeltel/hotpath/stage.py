@@ -53,6 +53,7 @@ class Stage:
         "_otel_ctx",
         "_parent",
         "_record",
+        "_root",
         "_series",
         "_span",
         "_span_name",
@@ -68,11 +69,11 @@ class Stage:
         self,
         telemetry: Telemetry,
         name: str,
-        *,
         model_name: str | None = None,
         model_version: str | None = None,
         span_name: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        *,
         record: bool = True,
     ) -> None:
         self._t = telemetry
@@ -82,19 +83,15 @@ class Stage:
         self._span_name = span_name or name
         self._attributes = attributes
         self._record = record
+        self._root = False  # a Prediction (a slot, not a class attribute: read twice per request)
         self.stage: str | None = name
         self.counted: BaseException | None = None  # the exception a nested stage already counted
 
-    def _copy(self) -> Stage:
-        return Stage(
-            self._t,
-            self._name,
-            model_name=self._model_name,
-            model_version=self._model_version,
-            span_name=self._span_name,
-            attributes=self._attributes,
-            record=self._record,
-        )
+    def _copy(self, args: tuple = (), kwargs: dict | None = None) -> Stage:
+        """A fresh use of this stage (as a decorator's ``enter``, it ignores the call's arguments)."""
+        copy = Stage(self._t, self._name, self._model_name, self._model_version, self._span_name, self._attributes)
+        copy._record = self._record
+        return copy
 
     # -- context manager ------------------------------------------------------------------------------
     def __enter__(self) -> Stage:
@@ -110,7 +107,17 @@ class Stage:
             else:
                 model = t.resolve_model(self._model_name, self._model_version, parent)
             self.model = model
-            span = self._open(model, parent)
+            if self._root:
+                span = self._open_prediction(model, parent)
+            else:
+                self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
+                self.sampled = False
+                if parent is None or parent.sampled:
+                    span = self._span = t.start_span(parent, self._span_name, span_attrs)
+                    if span is not None and self._attributes:
+                        span.set_attributes(self._attributes)
+                else:
+                    span = None  # the common unsampled case, without a call
         except Exception as failure:  # a monitoring bug must not reach the model server
             t.monitoring_failed(failure)
             self._span = None
@@ -126,24 +133,20 @@ class Stage:
         self._start = perf_counter()
         return self
 
-    def _open(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
-        """Bind this use's series and start its span (None: not sampled); sets ``sampled``."""
-        self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
-        self.sampled = False
-        if parent is not None and not parent.sampled:
-            return None  # the common unsampled case, without a call
-        span = self._span = self._t.start_span(parent, self._span_name, span_attrs)
-        if span is not None and self._attributes:
-            span.set_attributes(self._attributes)
-        return span
-
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if not self._live:
             return
         elapsed = perf_counter() - self._start
         span = self._span
         try:
-            self._close(elapsed, exc, span)
+            if self._root:
+                self._close_prediction(elapsed, exc, span)
+            else:
+                if self._record:
+                    ctx = span.get_span_context() if span is not None and self._t.exemplars else None
+                    self._series.record(elapsed, ctx)
+                if exc is not None:
+                    self._on_error(exc, span)
             if span is not None:
                 span.end()
         except Exception as failure:  # a monitoring bug must not reach the model server
@@ -154,12 +157,6 @@ class Stage:
             pass
         if span is not None:
             otel_context.detach(self._ctx_token)
-
-    def _close(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
-        if self._record:
-            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
-        if exc is not None:
-            self._on_error(exc, span)
 
     def _on_error(self, exc: BaseException, span: trace.Span | None) -> None:
         if self.counted is not exc:  # a nested stage has not counted it already
@@ -199,11 +196,8 @@ class Stage:
         """:meth:`stream` for an async generator."""
         return run_async_generator(self, agen)
 
-    def _enter_copy(self, args: tuple, kwargs: dict) -> Stage:
-        return self._copy()
-
     def __call__(self, func: F) -> F:
-        return wrap(func, self._enter_copy)  # type: ignore[return-value]
+        return wrap(func, self._copy)  # type: ignore[return-value]
 
 
 class Prediction(Stage):
@@ -218,30 +212,32 @@ class Prediction(Stage):
         telemetry: Telemetry,
         model_name: str | None = None,
         model_version: str | None = None,
-        *,
         span_name: str = "predict",
         attributes: Mapping[str, Any] | None = None,
+        *,
         own_span: bool = True,
     ) -> None:
-        super().__init__(
-            telemetry, span_name, model_name=model_name, model_version=model_version, attributes=attributes
-        )
-        self._own_span = own_span
+        # Stage.__init__'s fields, set here rather than through super(): one call less per request
+        self._t = telemetry
+        self._name = self._span_name = span_name
+        self._model_name = model_name
+        self._model_version = model_version
+        self._attributes = attributes
+        self._record = True
+        self._root = True
+        self.counted = None
         self.stage = None
+        self._own_span = own_span
         self.superseded = False  # an adopting prediction with the application's own prediction inside
         self.failed = False
 
-    def _copy(self) -> Prediction:
-        return Prediction(
-            self._t,
-            self._model_name,
-            self._model_version,
-            span_name=self._span_name,
-            attributes=self._attributes,
-            own_span=self._own_span,
-        )
+    def _copy(self, args: tuple = (), kwargs: dict | None = None) -> Prediction:
+        copy = Prediction(self._t, self._model_name, self._model_version, self._span_name, self._attributes)
+        copy._own_span = self._own_span
+        return copy
 
-    def _open(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
+    def _open_prediction(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
+        """Bind the prediction's series and start (or adopt) its span; sets ``sampled``."""
         self._series = model.latency
         if isinstance(parent, Prediction) and not parent._own_span:
             parent.superseded = True
@@ -258,7 +254,7 @@ class Prediction(Stage):
             span.set_attributes(self._attributes)
         return span
 
-    def _close(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+    def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         if self.superseded:
             if exc is not None:
                 self._on_error(exc, span)
@@ -281,18 +277,15 @@ class Prediction(Stage):
         """Count this prediction as a success or an error (an exception is always an error)."""
         self.failed = not ok
 
-    def _observe_result(self, result: Any) -> None:
+    def _observe_result(self, result: Any, args: tuple, kwargs: dict) -> None:
+        """Record a ``confidence`` found in a decorated prediction's result (an ``after`` for :func:`wrap`)."""
         if self._live and self._t.settings.record_confidence:
             confidence = _confidence_of(result)
             if confidence is not None:
                 self.model.confidence.record(confidence)
 
     def __call__(self, func: F) -> F:
-        return wrap(func, self._enter_copy, _observe_result)  # type: ignore[return-value]
-
-
-def _observe_result(prediction: Prediction, result: Any, args: tuple, kwargs: dict) -> None:
-    prediction._observe_result(result)
+        return wrap(func, self._copy, Prediction._observe_result)  # type: ignore[return-value]
 
 
 def _confidence_of(result: Any) -> float | None:

@@ -119,15 +119,9 @@ class Telemetry:
         ``record=False`` makes only the span (model libraries nested in a framework's stage use it, so
         the stage is not counted twice). ``attributes`` are added to the span only.
         """
-        return Stage(
-            self,
-            name,
-            model_name=model_name,
-            model_version=model_version,
-            span_name=span_name,
-            attributes=attributes,
-            record=record,
-        )
+        if record:
+            return Stage(self, name, model_name, model_version, span_name, attributes)
+        return Stage(self, name, model_name, model_version, span_name, attributes, record=False)
 
     def prediction(
         self,
@@ -145,9 +139,9 @@ class Telemetry:
         way to a prediction the application opens inside it, so a request is counted once. Its outcome
         can be set from what the framework answered with :meth:`Prediction.set_outcome`.
         """
-        return Prediction(
-            self, model_name, model_version, span_name=span_name, attributes=attributes, own_span=own_span
-        )
+        if own_span:
+            return Prediction(self, model_name, model_version, span_name, attributes)
+        return Prediction(self, model_name, model_version, span_name, attributes, own_span=False)
 
     def monitor_prediction(self, model_name: str | None = None, model_version: str | None = None) -> Prediction:
         """:meth:`prediction` under the seed's decorator name: ``@telemetry.monitor_prediction()``."""
