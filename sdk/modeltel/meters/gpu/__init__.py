@@ -29,13 +29,12 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from modeltel import taxonomy as tx
+from modeltel.meters.gpu.failures import Failures
+from modeltel.meters.gpu.nvml import NvmlSession, error_kind, text
 
-_log = logging.getLogger("modeltel.meters.gpu")
+__all__ = ["ANCESTRY_TTL_S", "FIELDS", "THROTTLE_REASONS", "GpuDevice", "GpuMeters", "error_kind"]
 
 ANCESTRY_TTL_S = 30.0
-
-# Errors that will not go away while the driver is loaded: stop reading that field on that device.
-_PERMANENT = ("NotSupported", "NoPermission", "FunctionNotFound")
 
 # Clock-event (throttle) reason bits, as in nvml.h, with the label value we report.
 THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
@@ -64,12 +63,6 @@ FIELDS = (
     "ecc_uncorrected",
     "process_memory",
 )
-
-
-def error_kind(exc: BaseException) -> str:
-    """``NVMLError_NotSupported`` -> ``NotSupported``; other exceptions keep their class name."""
-    name = type(exc).__name__
-    return name[len("NVMLError_") :] if name.startswith("NVMLError_") else name
 
 
 @dataclass
@@ -104,19 +97,14 @@ class GpuMeters:
         getpid: Callable[[], int] = os.getpid,
     ) -> None:
         self._provider = meter_provider
-        self._nvml_arg = nvml
-        self._nvml: Any = None
         self._model_name = model_name
         self._getpid = getpid
         self._lock = threading.Lock()
-        self._pid = 0  # pid in which NVML was initialised; 0 = not initialised
-        self._initialised = False
+        self._failures = Failures()
+        self._session = NvmlSession(nvml, getpid, self._failures)
         self._closed = False
         self._devices: list[GpuDevice] = []
         self._snapshot: dict[str, dict[str, Any]] = {}
-        self._errors: dict[tuple[str | None, str, str], int] = {}
-        self._logged: set[tuple[str | None, str, str]] = set()
-        self._driver_version = ""
         self._atexit: Callable[[], None] | None = None
         # pid -> (is this process or a descendant, when checked); psutil costs ~100 µs a pid, so results
         # are kept for ANCESTRY_TTL_S (a pid reused within that window is vanishingly unlikely).
@@ -128,7 +116,7 @@ class GpuMeters:
     # ---------------------------------------------------------------------------------------------
     @property
     def available(self) -> bool:
-        return self._initialised and bool(self._devices)
+        return self._session.initialised and bool(self._devices)
 
     @property
     def devices(self) -> list[GpuDevice]:
@@ -137,18 +125,19 @@ class GpuMeters:
     def start(self) -> bool:
         """Initialise NVML, enumerate devices and register the instruments. Never raises."""
         try:
-            self._load_and_init()
+            if self._session.open():
+                self._devices = self._enumerate()
         except Exception as exc:  # any surprise in a third-party library must not break the server
-            self._fail(
+            self._failures.fail(
                 None, "init", exc, "GPU metrics disabled: NVML initialisation failed (%s)", exc, level=logging.WARNING
             )
         # The error counter exists even without a GPU so "no NVML" is visible, not just absent data.
         self._register()
-        if self._initialised and not self._devices:
-            self._record(None, "init", "NoDevice")
-            self._log_once((None, "init", "NoDevice"), logging.INFO, "no GPU found: NVML reports 0 devices")
-            self._nvml_shutdown()
-        if self._initialised:
+        if self._session.initialised and not self._devices:
+            self._failures.record(None, "init", "NoDevice")
+            self._failures.log_once((None, "init", "NoDevice"), logging.INFO, "no GPU found: NVML reports 0 devices")
+            self._session.close()
+        if self._session.initialised:
             ref = weakref.WeakMethod(self.shutdown)
 
             def _at_exit() -> None:
@@ -160,53 +149,22 @@ class GpuMeters:
             atexit.register(_at_exit)
         return self.available
 
-    def _load_and_init(self) -> None:
-        nvml = self._nvml_arg
-        if nvml is None:
-            try:
-                import pynvml as nvml  # nvidia-ml-py
-            except ImportError as exc:
-                self._record(None, "init", "LibraryNotFound")
-                self._log_once(
-                    (None, "init", "LibraryNotFound"),
-                    logging.INFO,
-                    "no GPU metrics: the nvidia-ml-py package (pynvml) is not installed (%s)",
-                    exc,
-                )
-                return
-        self._nvml = nvml
-        try:
-            nvml.nvmlInit()
-        except nvml.NVMLError as exc:
-            kind = error_kind(exc)
-            reason = {
-                "LibraryNotFound": "no NVML library (libnvidia-ml.so) found",
-                "DriverNotLoaded": "the NVIDIA driver is not loaded",
-            }.get(kind, f"nvmlInit failed: {exc}")
-            self._fail(None, "init", exc, "no GPU metrics: %s", reason, level=logging.INFO)
-            return
-        self._initialised = True
-        self._pid = self._getpid()
-        try:
-            self._driver_version = _text(nvml.nvmlSystemGetDriverVersion())
-        except nvml.NVMLError as exc:
-            self._fail(None, "driver_version", exc, "cannot read the NVIDIA driver version: %s", exc)
-        self._devices = self._enumerate()
-
     def _enumerate(self) -> list[GpuDevice]:
-        nvml = self._nvml
+        nvml = self._session.nvml
         try:
             count = nvml.nvmlDeviceGetCount()
         except Exception as exc:
-            self._fail(None, "device_count", exc, "cannot count GPUs: %s", exc, level=logging.WARNING)
+            self._failures.fail(None, "device_count", exc, "cannot count GPUs: %s", exc, level=logging.WARNING)
             return []
         devices: list[GpuDevice] = []
         for index in range(count):
             try:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                dev = GpuDevice(index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)), handle=handle, name="")
+                dev = GpuDevice(index=index, uuid=text(nvml.nvmlDeviceGetUUID(handle)), handle=handle, name="")
             except Exception as exc:
-                self._fail(f"index:{index}", "handle", exc, "GPU %d skipped: %s", index, exc, level=logging.WARNING)
+                self._failures.fail(
+                    f"index:{index}", "handle", exc, "GPU %d skipped: %s", index, exc, level=logging.WARNING
+                )
                 continue
             dev.name = self._safe_name(dev)
             self._describe(dev)
@@ -215,7 +173,7 @@ class GpuMeters:
         return devices
 
     def _enumerate_mig(self, parent: GpuDevice) -> list[GpuDevice]:
-        nvml = self._nvml
+        nvml = self._session.nvml
         try:
             current, _pending = nvml.nvmlDeviceGetMigMode(parent.handle)
         except nvml.NVMLError:
@@ -226,7 +184,7 @@ class GpuMeters:
         try:
             slots = nvml.nvmlDeviceGetMaxMigDeviceCount(parent.handle)
         except Exception as exc:
-            self._fail(parent.uuid, "mig", exc, "MIG instances of GPU %d not listed: %s", parent.index, exc)
+            self._failures.fail(parent.uuid, "mig", exc, "MIG instances of GPU %d not listed: %s", parent.index, exc)
             return out
         for mig_index in range(slots):
             try:
@@ -234,9 +192,11 @@ class GpuMeters:
             except nvml.NVMLError:
                 continue  # NotFound: empty slot
             try:
-                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+                uuid = text(nvml.nvmlDeviceGetUUID(handle))
             except Exception as exc:
-                self._fail(parent.uuid, "mig", exc, "MIG slot %d of GPU %d skipped: %s", mig_index, parent.index, exc)
+                self._failures.fail(
+                    parent.uuid, "mig", exc, "MIG slot %d of GPU %d skipped: %s", mig_index, parent.index, exc
+                )
                 continue
             dev = GpuDevice(
                 index=parent.index, uuid=uuid, name="", mig_index=mig_index, parent_uuid=parent.uuid, handle=handle
@@ -248,9 +208,9 @@ class GpuMeters:
 
     def _safe_name(self, dev: GpuDevice) -> str:
         try:
-            return _text(self._nvml.nvmlDeviceGetName(dev.handle))
+            return text(self._session.nvml.nvmlDeviceGetName(dev.handle))
         except Exception as exc:
-            self._fail(dev.uuid, "name", exc, "GPU %s: cannot read its name: %s", dev.uuid, exc)
+            self._failures.fail(dev.uuid, "name", exc, "GPU %s: cannot read its name: %s", dev.uuid, exc)
             return tx.UNKNOWN_VALUE
 
     def _describe(self, dev: GpuDevice) -> None:
@@ -258,7 +218,7 @@ class GpuMeters:
             tx.ATTR_HW_ID: dev.uuid,
             tx.ATTR_HW_NAME: dev.name,
             tx.ATTR_HW_TYPE: tx.HW_TYPE_GPU,
-            tx.ATTR_HW_DRIVER_VERSION: self._driver_version or tx.UNKNOWN_VALUE,
+            tx.ATTR_HW_DRIVER_VERSION: self._session.driver_version or tx.UNKNOWN_VALUE,
             tx.ATTR_GPU_INDEX: dev.index,
         }
         if dev.is_mig:
@@ -276,7 +236,7 @@ class GpuMeters:
                     "name": dev.name,
                     "uuid": dev.uuid,
                     "parent_uuid": dev.parent_uuid,
-                    "driver_version": self._driver_version,
+                    "driver_version": self._session.driver_version,
                     "memory_limit_bytes": self._memory_total(dev),
                     "lost": dev.lost,
                 }
@@ -284,15 +244,15 @@ class GpuMeters:
         return out
 
     def _memory_total(self, dev: GpuDevice) -> int | None:
-        if dev.memory_total is None and not dev.lost and self._initialised and not self._closed:
+        if dev.memory_total is None and not dev.lost and self._session.initialised and not self._closed:
             with self._lock:
-                self._ensure_pid()
+                self._session.ensure_pid(self._devices)
                 handle = self._handle(dev)
                 if handle is not None:
                     try:
-                        dev.memory_total = int(self._nvml.nvmlDeviceGetMemoryInfo(handle).total)
+                        dev.memory_total = int(self._session.nvml.nvmlDeviceGetMemoryInfo(handle).total)
                     except Exception as exc:
-                        self._fail_field(dev, "memory", exc)
+                        self._failures.field_failed(dev, "memory", exc)
         return dev.memory_total
 
     # ---------------------------------------------------------------------------------------------
@@ -379,7 +339,7 @@ class GpuMeters:
 
     def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
         out = []
-        for (hw_id, fld, kind), count in list(self._errors.items()):
+        for (hw_id, fld, kind), count in list(self._failures.counts.items()):
             attrs = {tx.ATTR_GPU_FIELD: fld, tx.ATTR_ERROR_TYPE: kind}
             if hw_id is not None:
                 attrs[tx.ATTR_HW_ID] = hw_id
@@ -392,10 +352,10 @@ class GpuMeters:
     def collect(self) -> dict[str, dict[str, Any]]:
         """Take one snapshot of every live device; failed readings are absent from it."""
         with self._lock:
-            if self._closed or not self._initialised:
+            if self._closed or not self._session.initialised:
                 self._snapshot = {}
                 return self._snapshot
-            if not self._ensure_pid():
+            if not self._session.ensure_pid(self._devices):
                 self._snapshot = {}
                 return self._snapshot
             snapshot = {}
@@ -406,37 +366,22 @@ class GpuMeters:
             self._snapshot = snapshot
             return snapshot
 
-    def _ensure_pid(self) -> bool:
-        """Re-initialise NVML in a forked child (handles from the parent are not valid there)."""
-        pid = self._getpid()
-        if pid == self._pid:
-            return True
-        try:
-            self._nvml.nvmlInit()
-        except Exception as exc:
-            self._fail(None, "init", exc, "GPU metrics stopped in forked process %d: nvmlInit failed: %s", pid, exc)
-            return False
-        self._pid = pid
-        for dev in self._devices:
-            dev.handle = None
-        return True
-
     def _handle(self, dev: GpuDevice) -> Any:
         if dev.handle is not None:
             return dev.handle
-        nvml = self._nvml
+        nvml = self._session.nvml
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(dev.index)
             if dev.is_mig:
                 handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, dev.mig_index)
-            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            uuid = text(nvml.nvmlDeviceGetUUID(handle))
         except Exception as exc:
-            self._fail_field(dev, "handle", exc)
+            self._failures.field_failed(dev, "handle", exc)
             return None
         if uuid != dev.uuid:
             dev.lost = True
-            self._record(dev.uuid, "handle", "DeviceChanged")
-            self._log_once(
+            self._failures.record(dev.uuid, "handle", "DeviceChanged")
+            self._failures.log_once(
                 (dev.uuid, "handle", "DeviceChanged"),
                 logging.WARNING,
                 "GPU %s no longer at index %s (found %s); no longer read",
@@ -449,7 +394,7 @@ class GpuMeters:
         return handle
 
     def _read(self, dev: GpuDevice) -> dict[str, Any]:
-        nvml = self._nvml
+        nvml = self._session.nvml
         out: dict[str, Any] = {}
         handle = self._handle(dev)
         if handle is None:
@@ -461,7 +406,7 @@ class GpuMeters:
             try:
                 return getattr(nvml, fn_name)(handle, *args)
             except Exception as exc:
-                self._fail_field(dev, fld, exc)
+                self._failures.field_failed(dev, fld, exc)
                 return None
 
         util = get("utilization", "nvmlDeviceGetUtilizationRates")
@@ -541,8 +486,8 @@ class GpuMeters:
         return total
 
     def _skip_process_memory(self, dev: GpuDevice, kind: str, why: str) -> None:
-        self._record(dev.uuid, "process_memory", kind)
-        self._log_once(
+        self._failures.record(dev.uuid, "process_memory", kind)
+        self._failures.log_once(
             (dev.uuid, "process_memory", kind), logging.INFO, "GPU %s: %s; process memory not reported", dev.uuid, why
         )
 
@@ -580,58 +525,9 @@ class GpuMeters:
         self._ancestry[pid] = (ours, now)
         return ours
 
-    # ---------------------------------------------------------------------------------------------
-    # Failures
-    # ---------------------------------------------------------------------------------------------
-    def _fail_field(self, dev: GpuDevice, fld: str, exc: BaseException) -> None:
-        kind = error_kind(exc)
-        if kind == "GpuIsLost":
-            dev.lost = True
-            dev.handle = None
-            self._record(dev.uuid, fld, kind)
-            self._log_once(
-                (dev.uuid, "device", kind),
-                logging.WARNING,
-                "GPU %s (index %s) is lost; it is no longer read, other GPUs are",
-                dev.uuid,
-                dev.index,
-            )
-            return
-        if kind in _PERMANENT:
-            dev.disabled.add(fld)
-        if isinstance(exc, AttributeError):
-            kind = "FunctionNotFound"  # an older pynvml without this call
-            dev.disabled.add(fld)
-        level = logging.INFO if kind in ("NotSupported", "FunctionNotFound") else logging.WARNING
-        self._record(dev.uuid, fld, kind)
-        self._log_once(
-            (dev.uuid, fld, kind),
-            level,
-            "GPU %s: reading %r failed (%s); skipped%s",
-            dev.uuid,
-            fld,
-            kind,
-            " from now on" if fld in dev.disabled else "",
-        )
-
-    def _fail(self, hw_id: str | None, fld: str, exc: BaseException, msg: str, *args: Any, level=logging.WARNING):
-        kind = error_kind(exc)
-        self._record(hw_id, fld, kind)
-        self._log_once((hw_id, fld, kind), level, msg, *args)
-
-    def _record(self, hw_id: str | None, fld: str, kind: str) -> None:
-        key = (hw_id, fld, kind)
-        self._errors[key] = self._errors.get(key, 0) + 1
-
-    def _log_once(self, key: tuple[str | None, str, str], level: int, msg: str, *args: Any) -> None:
-        if key in self._logged:
-            return
-        self._logged.add(key)
-        _log.log(level, msg, *args)
-
     @property
     def errors(self) -> dict[tuple[str | None, str, str], int]:
-        return dict(self._errors)
+        return dict(self._failures.counts)
 
     # ---------------------------------------------------------------------------------------------
     # Shutdown
@@ -643,25 +539,10 @@ class GpuMeters:
                 return
             self._closed = True
             self._snapshot = {}
-            self._nvml_shutdown()
+            self._session.close()
         if self._atexit is not None:
             atexit.unregister(self._atexit)
             self._atexit = None
-
-    def _nvml_shutdown(self) -> None:
-        if not self._initialised:
-            return
-        self._initialised = False
-        if self._pid != self._getpid():
-            return  # the NVML session belongs to the parent; this child never re-initialised
-        try:
-            self._nvml.nvmlShutdown()
-        except Exception as exc:
-            _log.debug("nvmlShutdown failed: %s", exc)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _create(meter: Any, kind: str, inst: tx.Instrument, callback: Callable) -> Any:
