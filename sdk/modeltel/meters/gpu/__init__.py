@@ -22,15 +22,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from modeltel import taxonomy as tx
+from modeltel.meters.gpu.devices import GpuDevice, acquire_handle, enumerate_devices
 from modeltel.meters.gpu.failures import Failures
-from modeltel.meters.gpu.nvml import NvmlSession, error_kind, text
+from modeltel.meters.gpu.nvml import NvmlSession, error_kind
 
 __all__ = ["ANCESTRY_TTL_S", "FIELDS", "THROTTLE_REASONS", "GpuDevice", "GpuMeters", "error_kind"]
 
@@ -63,26 +63,6 @@ FIELDS = (
     "ecc_uncorrected",
     "process_memory",
 )
-
-
-@dataclass
-class GpuDevice:
-    """One NVML device: a physical GPU or a MIG instance. Static identity plus a lazily acquired handle."""
-
-    index: int
-    uuid: str
-    name: str
-    mig_index: int | None = None
-    parent_uuid: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    handle: Any = None
-    lost: bool = False
-    disabled: set[str] = field(default_factory=set)
-    memory_total: int | None = None
-
-    @property
-    def is_mig(self) -> bool:
-        return self.mig_index is not None
 
 
 class GpuMeters:
@@ -126,7 +106,7 @@ class GpuMeters:
         """Initialise NVML, enumerate devices and register the instruments. Never raises."""
         try:
             if self._session.open():
-                self._devices = self._enumerate()
+                self._devices = enumerate_devices(self._session.nvml, self._session.driver_version, self._failures)
         except Exception as exc:  # any surprise in a third-party library must not break the server
             self._failures.fail(
                 None, "init", exc, "GPU metrics disabled: NVML initialisation failed (%s)", exc, level=logging.WARNING
@@ -149,83 +129,6 @@ class GpuMeters:
             atexit.register(_at_exit)
         return self.available
 
-    def _enumerate(self) -> list[GpuDevice]:
-        nvml = self._session.nvml
-        try:
-            count = nvml.nvmlDeviceGetCount()
-        except Exception as exc:
-            self._failures.fail(None, "device_count", exc, "cannot count GPUs: %s", exc, level=logging.WARNING)
-            return []
-        devices: list[GpuDevice] = []
-        for index in range(count):
-            try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                dev = GpuDevice(index=index, uuid=text(nvml.nvmlDeviceGetUUID(handle)), handle=handle, name="")
-            except Exception as exc:
-                self._failures.fail(
-                    f"index:{index}", "handle", exc, "GPU %d skipped: %s", index, exc, level=logging.WARNING
-                )
-                continue
-            dev.name = self._safe_name(dev)
-            self._describe(dev)
-            devices.append(dev)
-            devices.extend(self._enumerate_mig(dev))
-        return devices
-
-    def _enumerate_mig(self, parent: GpuDevice) -> list[GpuDevice]:
-        nvml = self._session.nvml
-        try:
-            current, _pending = nvml.nvmlDeviceGetMigMode(parent.handle)
-        except nvml.NVMLError:
-            return []  # NotSupported on GPUs without MIG: not a failure
-        if current != nvml.NVML_DEVICE_MIG_ENABLE:
-            return []
-        out: list[GpuDevice] = []
-        try:
-            slots = nvml.nvmlDeviceGetMaxMigDeviceCount(parent.handle)
-        except Exception as exc:
-            self._failures.fail(parent.uuid, "mig", exc, "MIG instances of GPU %d not listed: %s", parent.index, exc)
-            return out
-        for mig_index in range(slots):
-            try:
-                handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(parent.handle, mig_index)
-            except nvml.NVMLError:
-                continue  # NotFound: empty slot
-            try:
-                uuid = text(nvml.nvmlDeviceGetUUID(handle))
-            except Exception as exc:
-                self._failures.fail(
-                    parent.uuid, "mig", exc, "MIG slot %d of GPU %d skipped: %s", mig_index, parent.index, exc
-                )
-                continue
-            dev = GpuDevice(
-                index=parent.index, uuid=uuid, name="", mig_index=mig_index, parent_uuid=parent.uuid, handle=handle
-            )
-            dev.name = self._safe_name(dev)
-            self._describe(dev)
-            out.append(dev)
-        return out
-
-    def _safe_name(self, dev: GpuDevice) -> str:
-        try:
-            return text(self._session.nvml.nvmlDeviceGetName(dev.handle))
-        except Exception as exc:
-            self._failures.fail(dev.uuid, "name", exc, "GPU %s: cannot read its name: %s", dev.uuid, exc)
-            return tx.UNKNOWN_VALUE
-
-    def _describe(self, dev: GpuDevice) -> None:
-        attrs: dict[str, Any] = {
-            tx.ATTR_HW_ID: dev.uuid,
-            tx.ATTR_HW_NAME: dev.name,
-            tx.ATTR_HW_TYPE: tx.HW_TYPE_GPU,
-            tx.ATTR_HW_DRIVER_VERSION: self._session.driver_version or tx.UNKNOWN_VALUE,
-            tx.ATTR_GPU_INDEX: dev.index,
-        }
-        if dev.is_mig:
-            attrs[tx.ATTR_HW_PARENT] = dev.parent_uuid
-            attrs[tx.ATTR_GPU_MIG_INDEX] = dev.mig_index
-        dev.attributes = attrs
-
     def describe_gpus(self) -> list[dict[str, Any]]:
         out = []
         for dev in self._devices:
@@ -247,7 +150,7 @@ class GpuMeters:
         if dev.memory_total is None and not dev.lost and self._session.initialised and not self._closed:
             with self._lock:
                 self._session.ensure_pid(self._devices)
-                handle = self._handle(dev)
+                handle = acquire_handle(self._session.nvml, dev, self._failures)
                 if handle is not None:
                     try:
                         dev.memory_total = int(self._session.nvml.nvmlDeviceGetMemoryInfo(handle).total)
@@ -366,37 +269,10 @@ class GpuMeters:
             self._snapshot = snapshot
             return snapshot
 
-    def _handle(self, dev: GpuDevice) -> Any:
-        if dev.handle is not None:
-            return dev.handle
-        nvml = self._session.nvml
-        try:
-            handle = nvml.nvmlDeviceGetHandleByIndex(dev.index)
-            if dev.is_mig:
-                handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, dev.mig_index)
-            uuid = text(nvml.nvmlDeviceGetUUID(handle))
-        except Exception as exc:
-            self._failures.field_failed(dev, "handle", exc)
-            return None
-        if uuid != dev.uuid:
-            dev.lost = True
-            self._failures.record(dev.uuid, "handle", "DeviceChanged")
-            self._failures.log_once(
-                (dev.uuid, "handle", "DeviceChanged"),
-                logging.WARNING,
-                "GPU %s no longer at index %s (found %s); no longer read",
-                dev.uuid,
-                dev.index,
-                uuid,
-            )
-            return None
-        dev.handle = handle
-        return handle
-
     def _read(self, dev: GpuDevice) -> dict[str, Any]:
         nvml = self._session.nvml
         out: dict[str, Any] = {}
-        handle = self._handle(dev)
+        handle = acquire_handle(self._session.nvml, dev, self._failures)
         if handle is None:
             return out
 
