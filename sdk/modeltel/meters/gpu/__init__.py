@@ -19,7 +19,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType
@@ -31,10 +30,10 @@ from modeltel import taxonomy as tx
 from modeltel.meters.gpu.devices import GpuDevice, acquire_handle, enumerate_devices
 from modeltel.meters.gpu.failures import Failures
 from modeltel.meters.gpu.nvml import NvmlSession, error_kind
+from modeltel.meters.gpu.processes import ANCESTRY_TTL_S, ProcessAttribution
+from modeltel.meters.gpu.readings import FIELDS, DeviceReader, GpuReading
 
-__all__ = ["ANCESTRY_TTL_S", "FIELDS", "THROTTLE_REASONS", "GpuDevice", "GpuMeters", "error_kind"]
-
-ANCESTRY_TTL_S = 30.0
+__all__ = ["ANCESTRY_TTL_S", "FIELDS", "THROTTLE_REASONS", "GpuDevice", "GpuMeters", "GpuReading", "error_kind"]
 
 # Clock-event (throttle) reason bits, as in nvml.h, with the label value we report.
 THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
@@ -47,21 +46,6 @@ THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
     (0x040, "hw_thermal_slowdown"),
     (0x080, "hw_power_brake_slowdown"),
     (0x100, "display_clock_setting"),
-)
-
-# The fields of a snapshot, in read order. Each is skipped independently.
-FIELDS = (
-    "utilization",
-    "memory",
-    "temperature",
-    "power",
-    "power_limit",
-    "clock_sm",
-    "clock_memory",
-    "throttle",
-    "ecc_corrected",
-    "ecc_uncorrected",
-    "process_memory",
 )
 
 
@@ -84,12 +68,10 @@ class GpuMeters:
         self._session = NvmlSession(nvml, getpid, self._failures)
         self._closed = False
         self._devices: list[GpuDevice] = []
-        self._snapshot: dict[str, dict[str, Any]] = {}
+        self._processes = ProcessAttribution(getpid, self._failures)
+        self._reader: DeviceReader | None = None  # once NVML is up
+        self._snapshot: dict[str, GpuReading] = {}
         self._atexit: Callable[[], None] | None = None
-        # pid -> (is this process or a descendant, when checked); psutil costs ~100 µs a pid, so results
-        # are kept for ANCESTRY_TTL_S (a pid reused within that window is vanishingly unlikely).
-        self._ancestry: dict[int, tuple[bool, float]] = {}
-        self._ancestry_pid = 0
 
     # ---------------------------------------------------------------------------------------------
     # Set-up
@@ -106,6 +88,7 @@ class GpuMeters:
         """Initialise NVML, enumerate devices and register the instruments. Never raises."""
         try:
             if self._session.open():
+                self._reader = DeviceReader(self._session.nvml, self._failures, self._processes)
                 self._devices = enumerate_devices(self._session.nvml, self._session.driver_version, self._failures)
         except Exception as exc:  # any surprise in a third-party library must not break the server
             self._failures.fail(
@@ -202,16 +185,18 @@ class GpuMeters:
         out = []
         for dev in self._devices:
             reading = self._snapshot.get(dev.uuid)
-            if reading is None or key not in reading:
+            value = None if reading is None else getattr(reading, key)
+            if value is None:
                 continue
             attrs = dev.attributes if extra is None else {**dev.attributes, **extra}
-            out.append(Observation(reading[key], attrs))
+            out.append(Observation(value, attrs))
         return out
 
     def _observe_throttle(self, options: CallbackOptions) -> Iterable[Observation]:
         out = []
         for dev in self._devices:
-            mask = self._snapshot.get(dev.uuid, {}).get("throttle")
+            reading = self._snapshot.get(dev.uuid)
+            mask = None if reading is None else reading.throttle
             if mask is None:
                 continue
             for bit, reason in THROTTLE_REASONS:
@@ -221,17 +206,23 @@ class GpuMeters:
     def _observe_ecc(self, options: CallbackOptions) -> Iterable[Observation]:
         out = []
         for dev in self._devices:
-            reading = self._snapshot.get(dev.uuid, {})
-            for key, kind in (("ecc_corrected", tx.ECC_CORRECTED), ("ecc_uncorrected", tx.ECC_UNCORRECTED)):
-                if key in reading:
-                    out.append(Observation(reading[key], {**dev.attributes, tx.ATTR_ERROR_TYPE: kind}))
+            reading = self._snapshot.get(dev.uuid)
+            if reading is None:
+                continue
+            for count, kind in (
+                (reading.ecc_corrected, tx.ECC_CORRECTED),
+                (reading.ecc_uncorrected, tx.ECC_UNCORRECTED),
+            ):
+                if count is not None:
+                    out.append(Observation(count, {**dev.attributes, tx.ATTR_ERROR_TYPE: kind}))
         return out
 
     def resource_usage_observations(self) -> list[Observation]:
         """``model.resource_usage{resource_type="gpu"}`` per device, from this collection's snapshot."""
         out = []
         for dev in self._devices:
-            pct = self._snapshot.get(dev.uuid, {}).get("utilization_percent")
+            reading = self._snapshot.get(dev.uuid)
+            pct = None if reading is None else reading.utilization_percent
             if pct is None:
                 continue
             attrs = {**dev.attributes, tx.ATTR_RESOURCE_TYPE: tx.RESOURCE_TYPE_GPU}
@@ -252,10 +243,10 @@ class GpuMeters:
     # ---------------------------------------------------------------------------------------------
     # Reading
     # ---------------------------------------------------------------------------------------------
-    def collect(self) -> dict[str, dict[str, Any]]:
-        """Take one snapshot of every live device; failed readings are absent from it."""
+    def collect(self) -> dict[str, GpuReading]:
+        """Take one snapshot of every live device (by UUID); failed readings are None in it."""
         with self._lock:
-            if self._closed or not self._session.initialised:
+            if self._closed or not self._session.initialised or self._reader is None:
                 self._snapshot = {}
                 return self._snapshot
             if not self._session.ensure_pid(self._devices):
@@ -265,141 +256,9 @@ class GpuMeters:
             for dev in self._devices:
                 if dev.lost:
                     continue
-                snapshot[dev.uuid] = self._read(dev)
+                snapshot[dev.uuid] = self._reader.read(dev)
             self._snapshot = snapshot
             return snapshot
-
-    def _read(self, dev: GpuDevice) -> dict[str, Any]:
-        nvml = self._session.nvml
-        out: dict[str, Any] = {}
-        handle = acquire_handle(self._session.nvml, dev, self._failures)
-        if handle is None:
-            return out
-
-        def get(fld: str, fn_name: str, *args: Any) -> Any:
-            if dev.lost or fld in dev.disabled:
-                return None
-            try:
-                return getattr(nvml, fn_name)(handle, *args)
-            except Exception as exc:
-                self._failures.field_failed(dev, fld, exc)
-                return None
-
-        util = get("utilization", "nvmlDeviceGetUtilizationRates")
-        if util is not None:
-            out["utilization_percent"] = float(util.gpu)
-            out["utilization"] = util.gpu / 100.0
-            out["memory_controller_utilization"] = util.memory / 100.0
-        mem = get("memory", "nvmlDeviceGetMemoryInfo")
-        if mem is not None:
-            total, used = int(mem.total), int(mem.used)
-            dev.memory_total = total
-            out["memory_total"] = total
-            out["memory_used"] = used
-            out["memory_free"] = int(mem.free)
-            if total > 0:
-                out["memory_utilization"] = used / total
-        temp = get("temperature", "nvmlDeviceGetTemperature", nvml.NVML_TEMPERATURE_GPU)
-        if temp is not None:
-            out["temperature"] = float(temp)
-        milliwatts = get("power", "nvmlDeviceGetPowerUsage")
-        if milliwatts is not None:
-            out["power"] = milliwatts / 1000.0
-        milliwatts = get("power_limit", "nvmlDeviceGetEnforcedPowerLimit")
-        if milliwatts is not None:
-            out["power_limit"] = milliwatts / 1000.0
-        mhz = get("clock_sm", "nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_SM)
-        if mhz is not None:
-            out["clock_sm"] = mhz * 1_000_000
-        mhz = get("clock_memory", "nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_MEM)
-        if mhz is not None:
-            out["clock_memory"] = mhz * 1_000_000
-        reasons_fn = (
-            "nvmlDeviceGetCurrentClocksEventReasons"
-            if hasattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons")
-            else "nvmlDeviceGetCurrentClocksThrottleReasons"
-        )
-        mask = get("throttle", reasons_fn)
-        if mask is not None:
-            out["throttle"] = int(mask)
-        for fld, error_type in (
-            ("ecc_corrected", nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
-            ("ecc_uncorrected", nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
-        ):
-            count = get(fld, "nvmlDeviceGetTotalEccErrors", error_type, nvml.NVML_VOLATILE_ECC)
-            if count is not None:
-                out[fld] = int(count)
-        procs = get("process_memory", "nvmlDeviceGetComputeRunningProcesses")
-        if procs is not None:
-            used = self._own_process_memory(dev, procs)
-            if used is not None:
-                out["process_memory"] = used
-        return out
-
-    def _own_process_memory(self, dev: GpuDevice, procs: list[Any]) -> int | None:
-        """Bytes used on ``dev`` by this process and its descendants; None when it cannot be known."""
-        total = 0
-        found = False
-        invisible = 0
-        for proc in procs:
-            ours = self._is_ours(proc.pid)
-            if ours is None:
-                invisible += 1
-                continue
-            if not ours:
-                continue
-            found = True
-            if proc.usedGpuMemory is None:
-                # NVML could not say (e.g. WDDM, or no permission): the sum would be a lie.
-                self._skip_process_memory(dev, "NotAvailable", f"NVML gives no memory figure for process {proc.pid}")
-                return None
-            total += int(proc.usedGpuMemory)
-        if invisible and not found:
-            # NVML lists pids this process cannot see: another pid namespace (a container without hostPID)
-            # or a process that just exited. Ours may be among them under another number: 0 would be a guess.
-            self._skip_process_memory(dev, "PidNotVisible", "NVML lists process ids not visible here")
-            return None
-        return total
-
-    def _skip_process_memory(self, dev: GpuDevice, kind: str, why: str) -> None:
-        self._failures.record(dev.uuid, "process_memory", kind)
-        self._failures.log_once(
-            (dev.uuid, "process_memory", kind), logging.INFO, "GPU %s: %s; process memory not reported", dev.uuid, why
-        )
-
-    def _is_ours(self, pid: int) -> bool | None:
-        """True for this process and its descendants, False for others, None for a pid not visible here."""
-        me = self._getpid()
-        if pid == me:
-            return True
-        now = time.monotonic()
-        if self._ancestry_pid != me:
-            self._ancestry, self._ancestry_pid = {}, me
-        cached = self._ancestry.get(pid)
-        if cached is not None and now - cached[1] < ANCESTRY_TTL_S:
-            return cached[0]
-        if len(self._ancestry) > 4096:
-            self._ancestry.clear()
-        import psutil
-
-        ours: bool | None = False
-        try:
-            proc = psutil.Process(pid)
-        except Exception:
-            return None  # not cached: it may be a process that just exited
-        try:
-            for _ in range(32):
-                ppid = proc.ppid()
-                if ppid == me:
-                    ours = True
-                    break
-                if ppid <= 1:
-                    break
-                proc = psutil.Process(ppid)
-        except Exception:
-            ours = False  # an ancestor exited: re-parented, so not a descendant any more
-        self._ancestry[pid] = (ours, now)
-        return ours
 
     @property
     def errors(self) -> dict[tuple[str | None, str, str], int]:
