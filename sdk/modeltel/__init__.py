@@ -59,9 +59,9 @@ def telemetry(
     to them instead, built once per pair; a provider not given is the pipeline's, else the global one.
     """
     pipeline = get_pipeline()
+    if tracer_provider is None and meter_provider is None:  # the per-request case: keep it short
+        return pipeline.telemetry if pipeline is not None else global_telemetry()
     if pipeline is None:
-        if tracer_provider is None and meter_provider is None:
-            return global_telemetry()
         return telemetry_for(
             tracer_provider or trace.get_tracer_provider(), meter_provider or metrics.get_meter_provider()
         )

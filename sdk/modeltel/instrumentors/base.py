@@ -69,6 +69,14 @@ Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, a
 _active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
 
 
+_keys: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _key(framework: str, name: str) -> tuple[str, str]:
+    """The one key object for (framework, name), so the guard compares by identity."""
+    return _keys.setdefault((framework, name), (framework, name))
+
+
 def active_key() -> object:
     """The key of the innermost instrumented call running in this context (None outside any)."""
     return _active.get()
@@ -114,30 +122,29 @@ class Scope:
     """The context managers of one instrumented call, under the call's re-entrancy key.
 
     Entered in order and exited in reverse; ``__enter__`` returns what the last one returned (the
-    innermost stage), which also gets ``batch_size`` when one is given.
+    innermost stage), which also gets ``batch_size`` when one is given. The managers must not raise on
+    entry (modeltel's stages and predictions never do: a monitoring failure is logged, not raised).
     """
 
-    __slots__ = ("_batch_size", "_entered", "_key", "_managers", "_token")
+    __slots__ = ("_batch_size", "_key", "_managers", "_token")
 
-    def __init__(self, key: object, *managers: Any, batch_size: int | None = None) -> None:
+    def __init__(self, key: object, managers: tuple[Any, ...], batch_size: int | None = None) -> None:
         self._key = key
         self._managers = managers
         self._batch_size = batch_size
-        self._entered = 0
 
     def __enter__(self) -> Any:
         self._token = _active.set(self._key)
         inner = None
         for manager in self._managers:
             inner = manager.__enter__()
-            self._entered += 1
         if self._batch_size is not None and inner is not None:
             inner.set_batch_size(self._batch_size)
         return inner
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            for manager in reversed(self._managers[: self._entered]):
+            for manager in reversed(self._managers):
                 manager.__exit__(exc_type, exc, tb)
         finally:
             try:  # noqa: SIM105 (hot path)
@@ -230,11 +237,12 @@ class ModeltelInstrumentor(BaseInstrumentor):
         None inside another library call (pass through)."""
         if _active.get() is LIBRARY:
             return None
-        t = self.telemetry()
+        t = self._telemetry()
         active = modeltel.current_stage()
         if active is None:
-            return Scope(LIBRARY, t.stage(stage, model_name=model_name, attributes=attributes))
-        return Scope(LIBRARY, t.stage(active, span_name=f"{library}.{method}", attributes=attributes, record=False))
+            return Scope(LIBRARY, (t.stage(stage, model_name=model_name, attributes=attributes),))
+        child = t.stage(active, span_name=f"{library}.{method}", attributes=attributes, record=False)
+        return Scope(LIBRARY, (child,))
 
     def library_call(
         self,
@@ -272,15 +280,16 @@ class ModeltelInstrumentor(BaseInstrumentor):
         environment's); ``batch_of(args, kwargs)`` the batch size to record, when the framework batches.
         """
         attributes = stage_attributes(framework, method)
-        key = (framework, method)
+        key = _key(framework, method)
+        telemetry = self._telemetry
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
             def enter(args: tuple, kwargs: dict) -> Scope | None:
-                if _active.get() == key:
+                if _active.get() is key:
                     return None  # an override calling super(): one stage
                 name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
-                st = self.telemetry().stage(stage, model_name=name, model_version=version, attributes=attributes)
-                return Scope(key, st, batch_size=batch_of(args, kwargs) if batch_of is not None else None)
+                st = telemetry().stage(stage, model_name=name, model_version=version, attributes=attributes)
+                return Scope(key, (st,), batch_of(args, kwargs) if batch_of is not None else None)
 
             return wrap(func, enter)
 
@@ -305,21 +314,22 @@ class ModeltelInstrumentor(BaseInstrumentor):
         modeltel prediction, open only ``stage`` (with no stage, pass through).
         """
         attributes = stage_attributes(framework, method)
-        key = (framework, _PREDICTION)
+        key = _key(framework, _PREDICTION)
+        telemetry = self._telemetry
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
             def enter(args: tuple, kwargs: dict) -> Scope | None:
-                if not args or _active.get() == key:
+                if not args or _active.get() is key:
                     return None
                 nested = outermost_only and modeltel.in_prediction()
                 if nested and stage is None:
                     return None
                 name, version = model_of(args, kwargs) if model_of is not None else (None, None)
-                t = self.telemetry()
+                t = telemetry()
                 managers: tuple[Any, ...] = () if nested else (t.prediction(name, version, attributes=attributes),)
                 if stage is not None:
                     managers += (t.stage(stage, model_name=name, model_version=version, attributes=attributes),)
-                return Scope(key, *managers, batch_size=batch_of(args, kwargs) if batch_of is not None else None)
+                return Scope(key, managers, batch_of(args, kwargs) if batch_of is not None else None)
 
             return wrap(func, enter)
 

@@ -194,4 +194,4 @@ class RayServeInstrumentor(ModeltelInstrumentor):
         if not modeltel.in_prediction():
             managers += (t.prediction(name, attributes=attributes),)
         managers += (t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes),)
-        return Scope(_REQUEST_KEY, *managers)
+        return Scope(_REQUEST_KEY, managers)

@@ -380,7 +380,7 @@ def instrument_python_model(cls: type) -> type:
         except TypeError:
             n = None
         prediction = modeltel.prediction(name, version, attributes=_EXECUTE_ATTRIBUTES)
-        return Scope(_EXECUTE_KEY, prediction, batch_size=n)
+        return Scope(_EXECUTE_KEY, (prediction,), n)
 
     wrapped = wrap(execute, enter)
     setattr(wrapped, ORIGINAL_ATTR, execute)
