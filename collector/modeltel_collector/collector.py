@@ -10,16 +10,16 @@ import shutil
 import tempfile
 import threading
 
-from modeltel_collector.api import ApiHandler
 from modeltel_collector.config import Config, split_address
-from modeltel_collector.forwarder import Forwarder
-from modeltel_collector.grpc_receiver import GrpcReceiver
-from modeltel_collector.http_receiver import OTLPHandler
+from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
-from modeltel_collector.metricstore import MetricStore
-from modeltel_collector.pipeline import Pipeline
-from modeltel_collector.spanstore import SpanStore
+from modeltel_collector.process.ingest import Pipeline
+from modeltel_collector.receive.otlp_grpc import GrpcReceiver
+from modeltel_collector.receive.otlp_http import OTLPHandler
+from modeltel_collector.serve.api import ApiHandler
 from modeltel_collector.stats import Stats
+from modeltel_collector.store.metrics import MetricStore
+from modeltel_collector.store.spans import SpanStore
 
 
 class Collector:

@@ -14,12 +14,12 @@ import threading
 import time
 from collections import deque
 
-from modeltel_collector.forwarder import Forwarder
-from modeltel_collector.metricstore import MetricStore
+from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.otlp import METRICS, REQUEST_TYPES, TRACES
-from modeltel_collector.spanmetrics import process_traces
-from modeltel_collector.spanstore import SpanStore
+from modeltel_collector.process.spanmetrics import process_traces
 from modeltel_collector.stats import Stats
+from modeltel_collector.store.metrics import MetricStore
+from modeltel_collector.store.spans import SpanStore
 
 _log = logging.getLogger("modeltel_collector")
 

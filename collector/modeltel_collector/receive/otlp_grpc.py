@@ -17,7 +17,7 @@ from google.rpc.error_details_pb2 import RetryInfo
 from modeltel_collector import otlp
 from modeltel_collector.config import Config
 from modeltel_collector.httpbase import token_ok
-from modeltel_collector.pipeline import Overloaded, Pipeline
+from modeltel_collector.process.ingest import Overloaded, Pipeline
 from modeltel_collector.stats import Stats
 
 _SERVICES = {

@@ -12,8 +12,8 @@ import time
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
-from modeltel_collector.metricstore import COUNTER, HISTOGRAM, MetricStore, ResourceState
-from modeltel_collector.spanstore import Row
+from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, ResourceState
+from modeltel_collector.store.spans import Row
 
 _ERROR = Status.STATUS_CODE_ERROR
 _WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}

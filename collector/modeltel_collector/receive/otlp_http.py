@@ -12,7 +12,7 @@ from google.rpc import status_pb2
 
 from modeltel_collector import otlp
 from modeltel_collector.httpbase import Handler, token_ok
-from modeltel_collector.pipeline import Overloaded
+from modeltel_collector.process.ingest import Overloaded
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
 _PROTOBUF = "application/x-protobuf"
