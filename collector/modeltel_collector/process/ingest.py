@@ -32,7 +32,9 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
-class Pipeline:
+class IngestQueue:
+    """The bounded queue of accepted requests and the one worker thread that processes them in order."""
+
     def __init__(
         self,
         metrics: MetricStore,
@@ -55,7 +57,7 @@ class Pipeline:
         self._busy = False
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="modeltel-pipeline", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="modeltel-ingest", daemon=True)
         stats.gauge("modeltel_collector_queue_depth", "Export requests waiting in the ingest queue.", self.depth)
         stats.gauge(
             "modeltel_collector_queue_bytes",

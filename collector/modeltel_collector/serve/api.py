@@ -32,7 +32,7 @@ class ApiHandler(Handler):
             healthy = ctx["healthy"]()
             self.send_json(
                 200 if healthy else 503,
-                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["pipeline"].depth()},
+                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["ingest"].depth()},
             )
         elif path.startswith("/api/traces"):
             if not token_ok(self.headers.get("Authorization"), ctx["config"].auth_token):

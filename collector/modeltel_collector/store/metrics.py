@@ -171,7 +171,7 @@ def _exemplars(point) -> list[Exemplar]:
 
 
 class MetricStore:
-    """Thread-safe merged metric state; ``ingest`` runs on the pipeline thread, ``collect`` on scrapes."""
+    """Thread-safe merged metric state; ``ingest`` runs on the ingest thread, ``collect`` on scrapes."""
 
     def __init__(self, staleness_s: float = 300.0, max_series: int = 100_000) -> None:
         self.staleness_s = staleness_s
