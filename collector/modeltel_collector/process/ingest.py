@@ -138,7 +138,7 @@ class IngestQueue:
         if signal == TRACES:
             rows, invalid = process_traces(request, self.metrics, self.derive)
             self.spans.put(rows)
-            self.stats.inc("modeltel_collector_received_spans", protocol, sum(r[10] for r in rows))
+            self.stats.inc("modeltel_collector_received_spans", protocol, sum(r.span_count for r in rows))
             if invalid:
                 self.stats.inc("modeltel_collector_dropped", "spans_invalid_id", invalid)
         elif signal == METRICS:

@@ -12,8 +12,8 @@ import time
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
-from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, ResourceState
-from modeltel_collector.store.spans import Row
+from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
+from modeltel_collector.store.spans import TraceRow
 
 _ERROR = Status.STATUS_CODE_ERROR
 _WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}
@@ -21,6 +21,8 @@ _PRED, _STAGE, _COUNT = tx.PREDICTION_LATENCY, tx.STAGE_LATENCY, tx.PREDICTIONS
 _MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
 _KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME
 _PREDICTION, _STAGE_KIND = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE
+# (resource index, scope (name, version), span kind, model, version, stage, failed): one derived series
+_GroupKey = tuple[int, tuple[str, str], str, str, str, str, bool]
 
 
 def _varint(n: int) -> bytes:
@@ -32,105 +34,146 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def process_traces(request, store: MetricStore, derive: bool = True, now: float | None = None) -> tuple[list[Row], int]:
+class _Trace:
+    """What the spans of one trace in one request add up to; becomes one ``TraceRow``."""
+
+    __slots__ = ("count", "kinds", "longest", "model", "name", "parts", "span_id", "stages", "start", "status")
+
+    def __init__(self, model: str, name: str, status: int, start: int, longest: int, span_id: bytes) -> None:
+        self.model = model  # the prediction span's model, else the first span's
+        self.stages: set[str] = set()
+        self.kinds: set[str] = set()
+        self.name = name  # of span ``span_id``
+        self.status = status  # the worst status code
+        self.start = start  # the earliest start
+        self.longest = longest  # duration of span ``span_id``: the longest, or the root
+        self.span_id = span_id
+        self.parts: list[bytes] = []  # each span encoded as ScopeSpans field 2
+        self.count = 0
+
+    def row(self, trace_id: bytes, service: str) -> TraceRow:
+        return TraceRow(
+            trace_id,
+            service,
+            self.model,
+            _csv(self.stages),
+            _csv(self.kinds),
+            self.name,
+            self.status,
+            self.start,
+            self.longest,
+            self.span_id,
+            self.count,
+            b"".join(self.parts),
+        )
+
+
+def process_traces(
+    request, store: MetricStore, derive: bool = True, now: float | None = None
+) -> tuple[list[TraceRow], int]:
     """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics.
 
     This loop is the collector's hot path: spans are grouped per trace into one store row, and derived
     observations per series, so SQLite and the metric store are touched once per group, not per span.
     """
     now = time.time() if now is None else now
-    rows: list[Row] = []
+    rows: list[TraceRow] = []
     invalid = 0
-    groups: dict[tuple, list] = {}
+    groups: dict[_GroupKey, list[Observation]] = {}
     for ri, rs in enumerate(request.resource_spans):
-        service, res_model, res_version = "unknown_service", "", ""
-        for kv in rs.resource.attributes:
-            if kv.key == "service.name":
-                service = kv.value.string_value
-            elif kv.key == tx.RESOURCE_MODEL_NAME:
-                res_model = kv.value.string_value
-            elif kv.key == tx.RESOURCE_MODEL_VERSION:
-                res_version = kv.value.string_value
-        # trace_id -> [model, stages, kinds, name, status, start, longest, span_id, parts, count]
-        traces: dict[bytes, list] = {}
+        service, res_model, res_version = _resource_attributes(rs.resource)
+        traces: dict[bytes, _Trace] = {}
         for ss in rs.scope_spans:
-            scope = (ss.scope.name, ss.scope.version)
-            parents: dict[bytes, tuple[str, str]] = {}
-            stages = []
-            for sp in ss.spans:
-                trace_id, span_id = sp.trace_id, sp.span_id
-                if len(trace_id) != 16 or len(span_id) != 8:
-                    invalid += 1
-                    continue
-                kind = stage = ""
-                model, version, has_model = res_model, res_version, False
-                for kv in sp.attributes:
-                    key = kv.key
-                    if key in _WANTED:
-                        if key == _KIND:
-                            kind = kv.value.string_value
-                        elif key == _STAGE_ATTR:
-                            stage = kv.value.string_value
-                        elif key == _MODEL_ATTR:
-                            model, has_model = kv.value.string_value, True
-                        else:
-                            version = kv.value.string_value
-                start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
-                duration = end - start if end > start else 0
-                code = sp.status.code
-                parent = sp.parent_span_id
-                data = sp.SerializeToString()
-                t = traces.get(trace_id)
-                if t is None:
-                    t = traces[trace_id] = [model, set(), set(), sp.name, code, start, duration, span_id, [], 0]
-                else:
-                    if duration > t[6] or not parent:
-                        t[3], t[6], t[7] = sp.name, duration, span_id
-                    if kind == _PREDICTION or not t[0]:
-                        t[0] = model
-                    if code > t[4]:
-                        t[4] = code
-                    if start < t[5]:
-                        t[5] = start
-                if stage:
-                    t[1].add(stage)
-                if kind:
-                    t[2].add(kind)
-                t[8].append(b"\x12" + _varint(len(data)) + data)
-                t[9] += 1
-                if not derive or not kind:
-                    continue
-                if kind == _PREDICTION:
-                    parents[span_id] = (model, version)
-                    key = (ri, scope, kind, model, version, "", code == _ERROR)
-                    groups.setdefault(key, []).append((duration, trace_id, span_id, end))
-                elif kind == _STAGE_KIND:
-                    stages.append((has_model, parent, model, version, stage, (duration, trace_id, span_id, end)))
-            for has_model, parent, model, version, stage, obs in stages:
-                # stage spans without model attributes inherit them from their prediction span in the batch
-                if not has_model and parent in parents:
-                    model, version = parents[parent]
-                groups.setdefault((ri, scope, _STAGE_KIND, model, version, stage, False), []).append(obs)
-        for trace_id, (model, stage_set, kinds, name, code, start, longest, span_id, parts, n) in traces.items():
-            rows.append(
-                (
-                    trace_id,
-                    service,
-                    model,
-                    _csv(stage_set),
-                    _csv(kinds),
-                    name,
-                    code,
-                    start,
-                    longest,
-                    span_id,
-                    n,
-                    b"".join(parts),
-                )
-            )
+            invalid += _scan_scope(ss, ri, res_model, res_version, traces, groups if derive else None)
+        rows.extend([t.row(trace_id, service) for trace_id, t in traces.items()])
     if groups:
         _observe(store, request.resource_spans, groups, now)
     return rows, invalid
+
+
+def _resource_attributes(resource) -> tuple[str, str, str]:
+    """(service name, model name, model version) of a resource; the model ones are span defaults."""
+    service, model, version = "unknown_service", "", ""
+    for kv in resource.attributes:
+        if kv.key == "service.name":
+            service = kv.value.string_value
+        elif kv.key == tx.RESOURCE_MODEL_NAME:
+            model = kv.value.string_value
+        elif kv.key == tx.RESOURCE_MODEL_VERSION:
+            version = kv.value.string_value
+    return service, model, version
+
+
+def _scan_scope(ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups) -> int:
+    """Fold one scope's spans into ``traces`` and, unless ``groups`` is None, their observations into it.
+
+    Returns the number of spans skipped for invalid ids.
+    """
+    derived: list[tuple] | None = None if groups is None else []  # spans with a modeltel kind
+    invalid = 0
+    for sp in ss.spans:
+        trace_id, span_id = sp.trace_id, sp.span_id
+        if len(trace_id) != 16 or len(span_id) != 8:
+            invalid += 1
+            continue
+        kind = stage = ""
+        model, version, has_model = res_model, res_version, False
+        for kv in sp.attributes:
+            key = kv.key
+            if key in _WANTED:
+                if key == _KIND:
+                    kind = kv.value.string_value
+                elif key == _STAGE_ATTR:
+                    stage = kv.value.string_value
+                elif key == _MODEL_ATTR:
+                    model, has_model = kv.value.string_value, True
+                else:
+                    version = kv.value.string_value
+        start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
+        duration = end - start if end > start else 0
+        code, parent, data = sp.status.code, sp.parent_span_id, sp.SerializeToString()
+        t = traces.get(trace_id)
+        if t is None:
+            t = traces[trace_id] = _Trace(model, sp.name, code, start, duration, span_id)
+        else:
+            if duration > t.longest or not parent:
+                t.name, t.longest, t.span_id = sp.name, duration, span_id
+            if kind == _PREDICTION or not t.model:
+                t.model = model
+            if code > t.status:
+                t.status = code
+            if start < t.start:
+                t.start = start
+        if stage:
+            t.stages.add(stage)
+        if kind:
+            t.kinds.add(kind)
+        t.parts.append(b"\x12" + _varint(len(data)) + data)
+        t.count += 1
+        if derived is not None and kind:
+            derived.append(
+                (kind, stage, model, version, has_model, span_id, parent, code, (duration, trace_id, span_id, end))
+            )
+    if derived:
+        _group(derived, ri, (ss.scope.name, ss.scope.version), groups)
+    return invalid
+
+
+def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_GroupKey, list[Observation]]) -> None:
+    """Add one scope's prediction and stage spans to their derived series' observations.
+
+    Stage spans without model attributes inherit them from their prediction span in the same batch.
+    """
+    parents: dict[bytes, tuple[str, str]] = {}  # prediction span id -> its (model, version)
+    for kind, _, model, version, _, span_id, _, code, obs in spans:
+        if kind == _PREDICTION:
+            parents[span_id] = (model, version)
+            groups.setdefault((ri, scope, kind, model, version, "", code == _ERROR), []).append(obs)
+    for kind, stage, model, version, has_model, _, parent, _, obs in spans:
+        if kind == _STAGE_KIND:
+            if not has_model and parent in parents:
+                model, version = parents[parent]
+            groups.setdefault((ri, scope, kind, model, version, stage, False), []).append(obs)
 
 
 def _csv(values: set[str]) -> str:
@@ -138,7 +181,7 @@ def _csv(values: set[str]) -> str:
     return "," + ",".join(sorted(values)) + "," if values else ""
 
 
-def _observe(store: MetricStore, resource_spans, groups: dict[tuple, list], now: float) -> None:
+def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Observation]], now: float) -> None:
     with store.lock:
         resources: dict[int, ResourceState] = {}
         for (ri, scope, kind, model, version, stage, failed), obs in groups.items():
@@ -161,5 +204,5 @@ def _observe(store: MetricStore, resource_spans, groups: dict[tuple, list], now:
             )
 
 
-def _hist(store: MetricStore, res: ResourceState, inst: tx.Instrument, labels, obs: list) -> None:
+def _hist(store: MetricStore, res: ResourceState, inst: tx.Instrument, labels, obs: list[Observation]) -> None:
     store.observe_derived(res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, labels, obs, inst.buckets)

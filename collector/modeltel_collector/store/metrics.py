@@ -33,6 +33,7 @@ COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 Labels = tuple[tuple[str, str], ...]
 ResourceKey = tuple[str, str]  # (job, instance)
+Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (duration_ns, trace_id, span_id, end_ns)
 
 _RESOURCE_IDENTITY = ("service.name", "service.namespace", "service.instance.id")
 
@@ -220,7 +221,7 @@ class MetricStore:
         unit: str,
         help_: str,
         labels: Labels,
-        value: float | list[tuple[int, bytes, bytes, int]],
+        value: float | list[Observation],
         buckets: tuple[float, ...] = (),
     ) -> bool:
         """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
