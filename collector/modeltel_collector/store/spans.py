@@ -23,7 +23,7 @@ class TraceRow(NamedTuple):
     """One row per (trace, resource) per export request: the spans of a trace that arrived together.
 
     Columns are what search filters on; ``data`` is the spans, encoded as a ScopeSpans message (repeated
-    field 2). A tuple, so ``executemany`` binds it as is; the field names are the table's column names.
+    field 2). The field names are the table's column names, and ``_INSERT`` names them.
     """
 
     trace_id: bytes
@@ -155,7 +155,8 @@ class SpanStore:
         w = self._writer
         spans = sum(r.span_count for r in rows)
         w.execute("BEGIN")
-        w.executemany(_INSERT, rows)
+        # exact tuples: sqlite3 binds a tuple subclass ~0.9 us/row slower, more than this copy costs
+        w.executemany(_INSERT, map(tuple, rows))
         last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
         w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, time.time_ns(), spans))
         w.execute("COMMIT")
