@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
 from modeltel import taxonomy as tx
-from modeltel_collector.exposition import wants_openmetrics
+from modeltel_collector.serve.exposition import wants_openmetrics
 from modeltel_collector.translate import label_name, metric_family_name
 from tests.collector_helpers import (
     http_get,

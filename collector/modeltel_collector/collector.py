@@ -1,4 +1,4 @@
-"""``Collector``: wires receivers, pipeline, stores, forwarder and the API server; start/stop in-process.
+"""``Collector``: wires receivers, the ingest queue, stores, forwarder and the API server; start/stop in-process.
 
 Tests and the demo run it on port 0 and read ``.ports``/``.urls``; the CLI runs it until SIGTERM.
 """
@@ -10,16 +10,16 @@ import shutil
 import tempfile
 import threading
 
-from modeltel_collector.api import ApiHandler
 from modeltel_collector.config import Config, split_address
-from modeltel_collector.forwarder import Forwarder
-from modeltel_collector.grpc_receiver import GrpcReceiver
-from modeltel_collector.http_receiver import OTLPHandler
+from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
-from modeltel_collector.metricstore import MetricStore
-from modeltel_collector.pipeline import Pipeline
-from modeltel_collector.spanstore import SpanStore
+from modeltel_collector.process.ingest import IngestQueue
+from modeltel_collector.receive.otlp_grpc import GrpcReceiver
+from modeltel_collector.receive.otlp_http import OTLPHandler
+from modeltel_collector.serve.api import ApiHandler
 from modeltel_collector.stats import Stats
+from modeltel_collector.store.metrics import MetricStore
+from modeltel_collector.store.spans import SpanStore
 
 
 class Collector:
@@ -42,7 +42,7 @@ class Collector:
             if cfg.forward_endpoint
             else None
         )
-        self.pipeline = Pipeline(
+        self.pipeline = IngestQueue(
             self.metrics,
             self.spans,
             self.stats,
@@ -70,7 +70,7 @@ class Collector:
             handler,
             self.config.max_connections,
             ctx,
-            pipeline=self.pipeline,
+            ingest=self.pipeline,
             metrics=self.metrics,
             spans=self.spans,
             stats=self.stats,

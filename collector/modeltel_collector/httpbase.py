@@ -34,7 +34,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type, max_connections: int, ssl_context=None, **ctx: Any):
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
-        self.ctx = ctx  # shared objects the handlers need (pipeline, stores, config)
+        self.ctx = ctx  # shared objects the handlers need (ingest queue, stores, config)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 

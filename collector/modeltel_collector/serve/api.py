@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from modeltel_collector.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 
@@ -32,7 +32,7 @@ class ApiHandler(Handler):
             healthy = ctx["healthy"]()
             self.send_json(
                 200 if healthy else 503,
-                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["pipeline"].depth()},
+                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["ingest"].depth()},
             )
         elif path.startswith("/api/traces"):
             if not token_ok(self.headers.get("Authorization"), ctx["config"].auth_token):

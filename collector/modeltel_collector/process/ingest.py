@@ -14,12 +14,12 @@ import threading
 import time
 from collections import deque
 
-from modeltel_collector.forwarder import Forwarder
-from modeltel_collector.metricstore import MetricStore
+from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.otlp import METRICS, REQUEST_TYPES, TRACES
-from modeltel_collector.spanmetrics import process_traces
-from modeltel_collector.spanstore import SpanStore
+from modeltel_collector.process.spanmetrics import process_traces
 from modeltel_collector.stats import Stats
+from modeltel_collector.store.metrics import MetricStore
+from modeltel_collector.store.spans import SpanStore
 
 _log = logging.getLogger("modeltel_collector")
 
@@ -32,7 +32,9 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
-class Pipeline:
+class IngestQueue:
+    """The bounded queue of accepted requests and the one worker thread that processes them in order."""
+
     def __init__(
         self,
         metrics: MetricStore,
@@ -55,7 +57,7 @@ class Pipeline:
         self._busy = False
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="modeltel-pipeline", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="modeltel-ingest", daemon=True)
         stats.gauge("modeltel_collector_queue_depth", "Export requests waiting in the ingest queue.", self.depth)
         stats.gauge(
             "modeltel_collector_queue_bytes",
@@ -136,7 +138,7 @@ class Pipeline:
         if signal == TRACES:
             rows, invalid = process_traces(request, self.metrics, self.derive)
             self.spans.put(rows)
-            self.stats.inc("modeltel_collector_received_spans", protocol, sum(r[10] for r in rows))
+            self.stats.inc("modeltel_collector_received_spans", protocol, sum(r.span_count for r in rows))
             if invalid:
                 self.stats.inc("modeltel_collector_dropped", "spans_invalid_id", invalid)
         elif signal == METRICS:

@@ -12,7 +12,7 @@ from google.rpc import status_pb2
 
 from modeltel_collector import otlp
 from modeltel_collector.httpbase import Handler, token_ok
-from modeltel_collector.pipeline import Overloaded
+from modeltel_collector.process.ingest import Overloaded
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
 _PROTOBUF = "application/x-protobuf"
@@ -42,13 +42,13 @@ class OTLPHandler(Handler):
                 self.read_body(cfg.max_request_bytes)
                 raise otlp.PayloadError(f"Content-Type must be {_PROTOBUF} or {_JSON}, got {content_type!r}", 415)
             body = self.read_body(cfg.max_request_bytes)
-            ctx["pipeline"].check_room(len(body))
+            ctx["ingest"].check_room(len(body))
             body = otlp.decompress(body, self.headers.get("Content-Encoding", ""), cfg.max_request_bytes)
             if is_json:
                 body = otlp.parse_json(signal, body).SerializeToString()
             else:
                 otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-            ctx["pipeline"].submit(signal, body, "http")
+            ctx["ingest"].submit(signal, body, "http")
         except otlp.PayloadError as e:
             stats.inc("modeltel_collector_refused_requests", _REFUSAL_REASONS.get(e.status, "invalid"))
             self._error(e.status, str(e), is_json)

@@ -17,7 +17,7 @@ from google.rpc.error_details_pb2 import RetryInfo
 from modeltel_collector import otlp
 from modeltel_collector.config import Config
 from modeltel_collector.httpbase import token_ok
-from modeltel_collector.pipeline import Overloaded, Pipeline
+from modeltel_collector.process.ingest import IngestQueue, Overloaded
 from modeltel_collector.stats import Stats
 
 _SERVICES = {
@@ -27,9 +27,9 @@ _SERVICES = {
 
 
 class GrpcReceiver:
-    def __init__(self, address: str, config: Config, pipeline: Pipeline, stats: Stats, workers: int = 8) -> None:
+    def __init__(self, address: str, config: Config, ingest: IngestQueue, stats: Stats, workers: int = 8) -> None:
         self.config = config
-        self.pipeline = pipeline
+        self.ingest = ingest
         self.stats = stats
         options = [
             ("grpc.max_receive_message_length", config.max_request_bytes),
@@ -72,9 +72,9 @@ class GrpcReceiver:
                     self.stats.inc("modeltel_collector_refused_requests", "unauthorized")
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
             try:
-                self.pipeline.check_room(len(body))
+                self.ingest.check_room(len(body))
                 otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-                self.pipeline.submit(signal, body, "grpc")
+                self.ingest.submit(signal, body, "grpc")
             except otlp.PayloadError as e:
                 self.stats.inc("modeltel_collector_refused_requests", "invalid")
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

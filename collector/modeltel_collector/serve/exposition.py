@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 
-from modeltel_collector.metricstore import COUNTER, GAUGE, HISTOGRAM, Exemplar, Labels, MetricStore
 from modeltel_collector.stats import Stats
+from modeltel_collector.store.metrics import COUNTER, GAUGE, HISTOGRAM, Labels, MetricStore
+from modeltel_collector.store.series import Exemplar
 from modeltel_collector.translate import escape_help, escape_label_value, unit_suffix
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

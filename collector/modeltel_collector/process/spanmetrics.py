@@ -1,0 +1,208 @@
+"""One pass over received spans: rows for the trace store, and span-derived metrics for trace-only apps.
+
+Like otelcol's spanmetrics connector, but emitting exactly modeltel's series (names, labels and buckets
+from ``modeltel.taxonomy``), so dashboards work whether an app sends metrics, traces or both. When a
+resource also sends a family itself, the store drops the derived twin (see ``MetricStore``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from modeltel import taxonomy as tx
+from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
+from modeltel_collector.store.spans import TraceRow
+
+_ERROR = Status.STATUS_CODE_ERROR
+_WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}
+_PRED, _STAGE, _COUNT = tx.PREDICTION_LATENCY, tx.STAGE_LATENCY, tx.PREDICTIONS
+_MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
+_KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME
+_PREDICTION, _STAGE_KIND = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE
+# (resource index, scope (name, version), span kind, model, version, stage, failed): one derived series
+_GroupKey = tuple[int, tuple[str, str], str, str, str, str, bool]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class _Trace:
+    """What the spans of one trace in one request add up to; becomes one ``TraceRow``."""
+
+    __slots__ = ("count", "kinds", "longest", "model", "name", "parts", "span_id", "stages", "start", "status")
+
+    def __init__(self, model: str, name: str, status: int, start: int, longest: int, span_id: bytes) -> None:
+        self.model = model  # the prediction span's model, else the first span's
+        self.stages: set[str] = set()
+        self.kinds: set[str] = set()
+        self.name = name  # of span ``span_id``
+        self.status = status  # the worst status code
+        self.start = start  # the earliest start
+        self.longest = longest  # duration of span ``span_id``: the longest, or the root
+        self.span_id = span_id
+        self.parts: list[bytes] = []  # each span encoded as ScopeSpans field 2
+        self.count = 0
+
+    def row(self, trace_id: bytes, service: str) -> TraceRow:
+        return TraceRow(
+            trace_id,
+            service,
+            self.model,
+            _csv(self.stages),
+            _csv(self.kinds),
+            self.name,
+            self.status,
+            self.start,
+            self.longest,
+            self.span_id,
+            self.count,
+            b"".join(self.parts),
+        )
+
+
+def process_traces(
+    request, store: MetricStore, derive: bool = True, now: float | None = None
+) -> tuple[list[TraceRow], int]:
+    """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics.
+
+    This loop is the collector's hot path: spans are grouped per trace into one store row, and derived
+    observations per series, so SQLite and the metric store are touched once per group, not per span.
+    """
+    now = time.time() if now is None else now
+    rows: list[TraceRow] = []
+    invalid = 0
+    groups: dict[_GroupKey, list[Observation]] = {}
+    for ri, rs in enumerate(request.resource_spans):
+        service, res_model, res_version = _resource_attributes(rs.resource)
+        traces: dict[bytes, _Trace] = {}
+        for ss in rs.scope_spans:
+            invalid += _scan_scope(ss, ri, res_model, res_version, traces, groups if derive else None)
+        rows.extend([t.row(trace_id, service) for trace_id, t in traces.items()])
+    if groups:
+        _observe(store, request.resource_spans, groups, now)
+    return rows, invalid
+
+
+def _resource_attributes(resource) -> tuple[str, str, str]:
+    """(service name, model name, model version) of a resource; the model ones are span defaults."""
+    service, model, version = "unknown_service", "", ""
+    for kv in resource.attributes:
+        if kv.key == "service.name":
+            service = kv.value.string_value
+        elif kv.key == tx.RESOURCE_MODEL_NAME:
+            model = kv.value.string_value
+        elif kv.key == tx.RESOURCE_MODEL_VERSION:
+            version = kv.value.string_value
+    return service, model, version
+
+
+def _scan_scope(ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups) -> int:
+    """Fold one scope's spans into ``traces`` and, unless ``groups`` is None, their observations into it.
+
+    Returns the number of spans skipped for invalid ids.
+    """
+    derived: list[tuple] | None = None if groups is None else []  # spans with a modeltel kind
+    invalid = 0
+    for sp in ss.spans:
+        trace_id, span_id = sp.trace_id, sp.span_id
+        if len(trace_id) != 16 or len(span_id) != 8:
+            invalid += 1
+            continue
+        kind = stage = ""
+        model, version, has_model = res_model, res_version, False
+        for kv in sp.attributes:
+            key = kv.key
+            if key in _WANTED:
+                if key == _KIND:
+                    kind = kv.value.string_value
+                elif key == _STAGE_ATTR:
+                    stage = kv.value.string_value
+                elif key == _MODEL_ATTR:
+                    model, has_model = kv.value.string_value, True
+                else:
+                    version = kv.value.string_value
+        start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
+        duration = end - start if end > start else 0
+        code, parent, data = sp.status.code, sp.parent_span_id, sp.SerializeToString()
+        t = traces.get(trace_id)
+        if t is None:
+            t = traces[trace_id] = _Trace(model, sp.name, code, start, duration, span_id)
+        else:
+            if duration > t.longest or not parent:
+                t.name, t.longest, t.span_id = sp.name, duration, span_id
+            if kind == _PREDICTION or not t.model:
+                t.model = model
+            if code > t.status:
+                t.status = code
+            if start < t.start:
+                t.start = start
+        if stage:
+            t.stages.add(stage)
+        if kind:
+            t.kinds.add(kind)
+        t.parts.append(b"\x12" + _varint(len(data)) + data)
+        t.count += 1
+        if derived is not None and kind:
+            derived.append(
+                (kind, stage, model, version, has_model, span_id, parent, code, (duration, trace_id, span_id, end))
+            )
+    if derived:
+        _group(derived, ri, (ss.scope.name, ss.scope.version), groups)
+    return invalid
+
+
+def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_GroupKey, list[Observation]]) -> None:
+    """Add one scope's prediction and stage spans to their derived series' observations.
+
+    Stage spans without model attributes inherit them from their prediction span in the same batch.
+    """
+    parents: dict[bytes, tuple[str, str]] = {}  # prediction span id -> its (model, version)
+    for kind, _, model, version, _, span_id, _, code, obs in spans:
+        if kind == _PREDICTION:
+            parents[span_id] = (model, version)
+            groups.setdefault((ri, scope, kind, model, version, "", code == _ERROR), []).append(obs)
+    for kind, stage, model, version, has_model, _, parent, _, obs in spans:
+        if kind == _STAGE_KIND:
+            if not has_model and parent in parents:
+                model, version = parents[parent]
+            groups.setdefault((ri, scope, kind, model, version, stage, False), []).append(obs)
+
+
+def _csv(values: set[str]) -> str:
+    """',a,b,' so that instr(col, ',a,') matches whole values only."""
+    return "," + ",".join(sorted(values)) + "," if values else ""
+
+
+def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Observation]], now: float) -> None:
+    with store.lock:
+        resources: dict[int, ResourceState] = {}
+        for (ri, scope, kind, model, version, stage, failed), obs in groups.items():
+            res = resources.get(ri)
+            if res is None:
+                res = resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
+            labels = [*res.labels, (_MODEL_LABEL, model or tx.UNKNOWN_VALUE), (_VERSION_LABEL, version)]
+            if scope[0]:
+                labels.append(("otel_scope_name", scope[0]))
+            if scope[1]:
+                labels.append(("otel_scope_version", scope[1]))
+            if kind == _STAGE_KIND:
+                labels.append((tx.ATTR_STAGE, stage or tx.UNKNOWN_VALUE))
+                _hist(store, res, _STAGE, tuple(sorted(labels)), obs)
+                continue
+            _hist(store, res, _PRED, tuple(sorted(labels)), obs)
+            labels.append((tx.ATTR_STATUS, tx.STATUS_ERROR if failed else tx.STATUS_SUCCESS))
+            store.observe_derived(
+                res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), len(obs)
+            )
+
+
+def _hist(store: MetricStore, res: ResourceState, inst: tx.Instrument, labels, obs: list[Observation]) -> None:
+    store.observe_derived(res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, labels, obs, inst.buckets)
