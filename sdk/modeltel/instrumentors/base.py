@@ -39,17 +39,14 @@ import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import wrap
 
-from .patching import ORIGINAL_ATTR, Make, Patches, all_subclasses, patch_hierarchy
+from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
 
 __all__ = [
-    "LIBRARY",
     "ORIGINAL_ATTR",
     "Make",
     "ModeltelInstrumentor",
     "Patches",
     "Scope",
-    "active_key",
-    "all_subclasses",
     "batch_len",
     "patch_hierarchy",
     "stage_attributes",
@@ -67,19 +64,12 @@ Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, a
 
 # The key of the innermost wrapped call running in this context (see the re-entrancy rule above).
 _active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
-
-
 _keys: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def _key(framework: str, name: str) -> tuple[str, str]:
     """The one key object for (framework, name), so the guard compares by identity."""
     return _keys.setdefault((framework, name), (framework, name))
-
-
-def active_key() -> object:
-    """The key of the innermost instrumented call running in this context (None outside any)."""
-    return _active.get()
 
 
 def stage_attributes(framework: str, framework_stage: str, **extra: Any) -> dict[str, Any]:

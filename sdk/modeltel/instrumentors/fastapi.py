@@ -10,14 +10,10 @@ app, as contrib's ``FastAPIInstrumentor.instrument_app`` does.
 from __future__ import annotations
 
 import functools
-import types
 from collections.abc import Collection
 from typing import Any
 
-from .base import ModeltelInstrumentor, Patches, patch_hierarchy, telemetry_source
-from .http_server import Requests, contrib_kwargs, status_ok
-
-_APP_ATTR = "_modeltel_requests"  # the Requests of an app instrumented with instrument_app()
+from .http_server import HttpServerInstrumentor, Requests, status_ok
 
 
 class ModeltelASGIMiddleware:
@@ -63,48 +59,26 @@ def _build_wrapper(requests: Requests) -> Any:
     return make
 
 
-class ModeltelFastAPIInstrumentor(ModeltelInstrumentor):
-    _owns_contrib = False
+class ModeltelFastAPIInstrumentor(HttpServerInstrumentor):
+    app_method = "build_middleware_stack"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("fastapi >= 0.100, < 1", "opentelemetry-instrumentation-fastapi >= 0.45b0")
 
-    def _apply(self, patches: Patches, **kwargs: Any) -> None:
+    @staticmethod
+    def _contrib() -> Any:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        return FastAPIInstrumentor
+
+    @staticmethod
+    def _app_class() -> type:
         from starlette.applications import Starlette
 
-        contrib = FastAPIInstrumentor()
-        if not contrib.is_instrumented_by_opentelemetry:
-            contrib.instrument(**contrib_kwargs(kwargs))
-            patches.defer(contrib.uninstrument)
-        requests = Requests(kwargs, self.telemetry)
-        patches.defer(lambda: setattr(requests, "on", False))
-        patch_hierarchy(patches, Starlette, {"build_middleware_stack": _build_wrapper(requests)})
+        return Starlette
+
+    _wrapper = staticmethod(_build_wrapper)
 
     @staticmethod
-    def instrument_app(app: Any, **kwargs: Any) -> None:
-        """Instrument one app: the contrib's server span (``tracer_provider``, ``meter_provider`` and its
-        other options) and modeltel's predictions, recorded with the same providers."""
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        if getattr(app, _APP_ATTR, None) is not None:
-            return
-        requests = Requests(kwargs, telemetry_source(kwargs))
-        build = _build_wrapper(requests)(type(app).build_middleware_stack, None)
-        app.build_middleware_stack = types.MethodType(build, app)  # before the contrib's, which wraps it
-        setattr(app, _APP_ATTR, requests)
-        FastAPIInstrumentor.instrument_app(app, **contrib_kwargs(kwargs))
-        app.middleware_stack = None  # built again, with both, on the next request
-
-    @staticmethod
-    def uninstrument_app(app: Any) -> None:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        requests = getattr(app, _APP_ATTR, None)
-        if requests is None:
-            return
-        FastAPIInstrumentor.uninstrument_app(app)
-        requests.on = False
-        del app.build_middleware_stack  # the class's again
-        delattr(app, _APP_ATTR)
-        app.middleware_stack = None
+    def _rebuild(app: Any) -> None:
+        app.middleware_stack = None  # Starlette builds it again, from build_middleware_stack, on the next request

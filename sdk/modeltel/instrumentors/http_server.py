@@ -8,15 +8,21 @@ prediction the application opens itself takes over, so a request is counted once
 
 Which requests are predictions: methods in ``prediction_methods`` (POST, PUT, PATCH by default) on paths
 that are not health, metrics or docs endpoints (``excluded_paths``, a regex searched in the path).
+
+:class:`HttpServerInstrumentor` is what both share: ``instrument()`` for every app, or
+``instrument_app(app)`` / ``uninstrument_app(app)`` for one, as the contrib instrumentors offer.
 """
 
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import modeltel
+
+from .base import Make, ModeltelInstrumentor, Patches, patch_hierarchy, telemetry_source
 
 DEFAULT_METHODS = ("POST", "PUT", "PATCH")
 DEFAULT_EXCLUDED = (
@@ -75,4 +81,77 @@ def contrib_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k not in _OWN_KWARGS}
 
 
-__all__ = ["DEFAULT_EXCLUDED", "DEFAULT_METHODS", "RequestFilter", "Requests", "contrib_kwargs", "status_ok"]
+_APP_ATTR = "_modeltel_requests"  # the Requests of an app instrumented with instrument_app()
+
+
+class HttpServerInstrumentor(ModeltelInstrumentor):
+    """The contrib instrumentor's server span, and a modeltel prediction per model request inside it.
+
+    A subclass names the app class, the app method that runs a request (``app_method``), the wrapper that
+    opens the prediction there, and the contrib instrumentor. ``tracer_provider`` / ``meter_provider`` go
+    to the contrib instrumentor, and modeltel records with the same providers.
+    """
+
+    app_method: str
+
+    @staticmethod
+    def _contrib() -> Any:
+        """The contrib instrumentor class."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _app_class() -> type:
+        raise NotImplementedError
+
+    @staticmethod
+    def _wrapper(requests: Requests) -> Make:
+        """A ``make`` for ``app_method`` that opens the prediction of each model request."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _rebuild(app: Any) -> None:
+        """Make ``app`` pick up a changed ``app_method`` on its next request (nothing to do by default)."""
+
+    def _apply(self, patches: Patches, **kwargs: Any) -> None:
+        contrib = self._contrib()()
+        if not contrib.is_instrumented_by_opentelemetry:
+            contrib.instrument(**contrib_kwargs(kwargs))
+            patches.defer(contrib.uninstrument)
+        requests = Requests(kwargs, self._telemetry)
+        patches.defer(lambda: setattr(requests, "on", False))
+        patch_hierarchy(patches, self._app_class(), {self.app_method: self._wrapper(requests)})
+
+    @classmethod
+    def instrument_app(cls, app: Any, **kwargs: Any) -> None:
+        """Instrument one app: the contrib's server span (``tracer_provider``, ``meter_provider`` and its
+        other options) and modeltel's predictions, recorded with the same providers."""
+        if getattr(app, _APP_ATTR, None) is not None:
+            return
+        requests = Requests(kwargs, telemetry_source(kwargs))
+        wrapped = cls._wrapper(requests)(getattr(type(app), cls.app_method), None)
+        setattr(app, cls.app_method, types.MethodType(wrapped, app))  # before the contrib's, which may wrap it
+        setattr(app, _APP_ATTR, requests)
+        cls._contrib().instrument_app(app, **contrib_kwargs(kwargs))
+        cls._rebuild(app)
+
+    @classmethod
+    def uninstrument_app(cls, app: Any) -> None:
+        requests = getattr(app, _APP_ATTR, None)
+        if requests is None:
+            return
+        cls._contrib().uninstrument_app(app)
+        requests.on = False
+        delattr(app, cls.app_method)  # the class's again
+        delattr(app, _APP_ATTR)
+        cls._rebuild(app)
+
+
+__all__ = [
+    "DEFAULT_EXCLUDED",
+    "DEFAULT_METHODS",
+    "HttpServerInstrumentor",
+    "RequestFilter",
+    "Requests",
+    "contrib_kwargs",
+    "status_ok",
+]
