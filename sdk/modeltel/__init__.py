@@ -49,7 +49,6 @@ __all__ = [
 
 
 def telemetry(
-    *,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
 ) -> Telemetry:
