@@ -130,6 +130,7 @@ class Settings:
     record_confidence: bool = True
     max_stages: int = taxonomy.DEFAULT_MAX_STAGES
     max_error_types: int = taxonomy.DEFAULT_MAX_ERROR_TYPES
+    exit_timeout_s: float = 2.0
 
     @property
     def fast_path(self) -> bool:
@@ -203,6 +204,9 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         max_stages=r.number("MODELTEL_MAX_STAGES", d.max_stages, int, lambda v: v > 0, "expected an integer > 0"),
         max_error_types=r.number(
             "MODELTEL_MAX_ERROR_TYPES", d.max_error_types, int, lambda v: v > 0, "expected an integer > 0"
+        ),
+        exit_timeout_s=r.number(
+            "MODELTEL_EXIT_TIMEOUT", d.exit_timeout_s, float, lambda v: 0 <= v < math.inf, "expected seconds >= 0"
         ),
     )
     unknown = set(overrides) - {f.name for f in fields(Settings)}
