@@ -96,3 +96,79 @@ def test_a_framework_without_its_contrib_instrumentation_says_what_to_install(ca
     assert "pytest is installed but no-such-contrib-package >= 1 is not" in lines[0]
     assert "pip install 'modeltel[fastapi]'" in lines[0]
     assert "modeltel_flask is not monitored" in lines[1] and "pytest < 1" in lines[1]
+
+
+@pytest.fixture
+def busy_port():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        yield taken.getsockname()[1]
+
+
+def _collector(capsys, *args: str) -> str:
+    from modeltel_collector.cli import main
+
+    assert main(["--otlp-http", "127.0.0.1:0", "--otlp-grpc", "", "--listen", "127.0.0.1:0", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_collector_port_in_use_names_the_address(capsys, busy_port: int) -> None:
+    err = _collector(capsys, "--listen", f"127.0.0.1:{busy_port}")
+    assert f"cannot listen on 127.0.0.1:{busy_port} (--listen): Address already in use" in err
+    err = _collector(capsys, "--otlp-grpc", f"127.0.0.1:{busy_port}")
+    assert f"cannot listen on 127.0.0.1:{busy_port} (--otlp-grpc)" in err
+
+
+def test_collector_bad_address_is_one_line(capsys) -> None:
+    err = _collector(capsys, "--listen", "localhost:abc")
+    assert "--listen: expected HOST:PORT with a port 0-65535, got 'localhost:abc'" in err
+
+
+def test_an_otlp_http_endpoint_without_scheme_is_completed_with_one_warning(caplog) -> None:
+    from modeltel import config
+
+    settings = config.load(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"})
+    assert settings.traces_endpoint == "http://collector:4318/v1/traces"
+    assert settings.metrics_endpoint == "http://collector:4318/v1/metrics"
+    assert [r.getMessage() for r in caplog.records] == [
+        "modeltel: ignoring OTEL_EXPORTER_OTLP_ENDPOINT='collector:4318' (no scheme); using "
+        "'http://collector:4318' instead"
+    ]
+    assert config.load(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}).traces_endpoint is None
+    grpc = {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    assert config.load(env=grpc).traces_endpoint is None  # HOST:PORT is a valid gRPC target
+
+
+def test_repeated_export_failures_log_once_and_http_to_the_grpc_port_gets_a_hint(caplog) -> None:
+    from modeltel.export.exportlog import OncePerReason
+
+    once = OncePerReason()
+
+    def passes(message: str) -> bool:
+        return once.filter(logging.LogRecord("otlp", logging.WARNING, __file__, 1, message, None, None))
+
+    assert passes("Transient error refused encountered while exporting spans batch, retrying in 1.06s.")
+    assert not passes("Transient error refused encountered while exporting spans batch, retrying in 2.35s.")
+    assert passes("Transient error refused encountered while exporting metrics batch, retrying in 1.17s.")
+    junk = "Transient error ('Connection aborted.', BadStatusLine('\\x00\\x00\\x18\\x04')) encountered while exporting"
+    assert not passes(junk + " spans") and not passes(junk + " metrics")
+    hints = [r.getMessage() for r in caplog.records if r.name == "modeltel"]
+    assert len(hints) == 1 and "collector's gRPC port (4317)" in hints[0]
+
+
+def test_prometheus_port_in_use_names_the_address(caplog, busy_port: int) -> None:
+    from modeltel import config
+    from modeltel.export import Pipeline
+
+    settings = config.load(env={"MODELTEL_PROMETHEUS_PORT": str(busy_port)}, traces_exporter="none",
+                           metrics_exporter="none", gpu_metrics=False, host_metrics=False)  # fmt: skip
+    Pipeline(settings, set_global=False).shutdown()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"cannot listen on 127.0.0.1:{busy_port} (MODELTEL_PROMETHEUS_PORT)" in line
+
+
+def test_run_with_a_missing_command_says_so() -> None:
+    proc = subprocess.run([str(BIN / "modeltel"), "run", "--", "nonexistent-cmd"], capture_output=True, text=True)
+    assert proc.returncode == 127
+    assert proc.stderr == "modeltel run: command not found: nonexistent-cmd\n"

@@ -42,9 +42,12 @@ class _Reader:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
+        self._warned: set[str] = set()
 
     def _warn(self, name: str, raw: str, why: str, used: object) -> None:
-        _log.warning("modeltel: ignoring %s=%r (%s); using %r instead", name, raw, why, used)
+        if name not in self._warned:
+            self._warned.add(name)
+            _log.warning("modeltel: ignoring %s=%r (%s); using %r instead", name, raw, why, used)
 
     def str(self, name: str, default: str | None) -> str | None:
         raw = self.env.get(name, "").strip()
@@ -83,6 +86,23 @@ class _Reader:
             return default
         return value
 
+    def otlp_endpoint(self, signal: str, protocol: str) -> str | None:
+        """An OTLP/HTTP endpoint given without a scheme, completed with ``http://``; None (the usual case)
+        leaves the exporter to read its ``OTEL_EXPORTER_OTLP_*`` variables itself."""
+        if protocol != "http/protobuf":
+            return None  # a gRPC endpoint may be a bare HOST:PORT
+        for name, path in (
+            (f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT", ""),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", f"/v1/{signal.lower()}"),
+        ):
+            raw = self.env.get(name, "").strip()
+            if raw:
+                if "://" in raw:
+                    return None
+                self._warn(name, raw, "no scheme", "http://" + raw)
+                return "http://" + raw.rstrip("/") + path
+        return None
+
     def buckets(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
         raw = self.env.get(name, "").strip()
         if not raw:
@@ -118,6 +138,8 @@ class Settings:
     metrics_exporter: str = "otlp"
     traces_protocol: str = "http/protobuf"
     metrics_protocol: str = "http/protobuf"
+    traces_endpoint: str | None = None  # None: the exporter reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    metrics_endpoint: str | None = None
     sampler: str = "parentbased_always_on"
     sampler_arg: float = 1.0
     exemplar_filter: str = "trace_based"
@@ -164,6 +186,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     model_env = r.str("MODELTEL_MODEL_NAME", resource_attrs.get(taxonomy.RESOURCE_MODEL_NAME))
     model_name = model_env or d.model_name
     protocol = r.choice("OTEL_EXPORTER_OTLP_PROTOCOL", d.traces_protocol, PROTOCOLS)
+    traces_protocol = r.choice("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", protocol, PROTOCOLS)
+    metrics_protocol = r.choice("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol, PROTOCOLS)
     sampler = r.choice("OTEL_TRACES_SAMPLER", d.sampler, SAMPLERS)
     sampler_arg = d.sampler_arg
     if sampler.endswith("traceidratio"):
@@ -183,8 +207,10 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         prometheus_host=r.str("MODELTEL_PROMETHEUS_HOST", d.prometheus_host),
         traces_exporter=r.choice("OTEL_TRACES_EXPORTER", d.traces_exporter, TRACES_EXPORTERS),
         metrics_exporter=r.choice("OTEL_METRICS_EXPORTER", d.metrics_exporter, METRICS_EXPORTERS),
-        traces_protocol=r.choice("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", protocol, PROTOCOLS),
-        metrics_protocol=r.choice("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol, PROTOCOLS),
+        traces_protocol=traces_protocol,
+        metrics_protocol=metrics_protocol,
+        traces_endpoint=r.otlp_endpoint("TRACES", traces_protocol),
+        metrics_endpoint=r.otlp_endpoint("METRICS", metrics_protocol),
         sampler=sampler,
         sampler_arg=sampler_arg,
         exemplar_filter=r.choice("OTEL_METRICS_EXEMPLAR_FILTER", d.exemplar_filter, EXEMPLAR_FILTERS),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from importlib.metadata import entry_points
 
@@ -33,6 +34,9 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         print("modeltel run: give the command to run, e.g. `modeltel run -- uvicorn app:app`", file=sys.stderr)
         return 2
+    if shutil.which(command[0]) is None:
+        print(f"modeltel run: command not found: {command[0]}", file=sys.stderr)
+        return 127
     os.environ["OTEL_PYTHON_DISTRO"] = "modeltel"
     os.environ["OTEL_PYTHON_CONFIGURATOR"] = "modeltel"
     for flag, var in _RUN_ENV.items():

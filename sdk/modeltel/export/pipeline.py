@@ -27,7 +27,7 @@ from ..hotpath import Telemetry
 from ..hotpath.fastmetrics import FastMetrics
 from ..hotpath.recorders import FastRecorder, SdkRecorder
 from ..hotpath.spans import SpanFactory
-from . import lifecycle, providers
+from . import exportlog, lifecycle, providers
 from .delivery import CountingMetricExporter, CountingSpanExporter
 from .readers import MergingReader, PeriodicReader, prometheus_reader_class
 
@@ -54,6 +54,7 @@ class Pipeline:
         self._closed = False
         self._span_export: tuple[CountingSpanExporter, BatchSpanProcessor] | None = None
         self._metric_export: CountingMetricExporter | None = None
+        exportlog.quiet_repeated_export_errors()
         self.tracer_provider = self._tracer_provider(span_processors)
         self.metric_readers = self._metric_readers(metric_readers)
         self.meter_provider = MeterProvider(
@@ -119,8 +120,11 @@ class Pipeline:
     def _prometheus_reader(self) -> MetricReader:
         from prometheus_client import start_http_server
 
-        port = self.settings.prometheus_port or 9464
-        self.prometheus_server, _ = start_http_server(port, addr=self.settings.prometheus_host)
+        port, host = self.settings.prometheus_port or 9464, self.settings.prometheus_host
+        try:
+            self.prometheus_server, _ = start_http_server(port, addr=host)
+        except OSError as e:  # say which address: often the collector's own port
+            raise OSError(f"cannot listen on {host}:{port} (MODELTEL_PROMETHEUS_PORT): {e.strerror or e}") from None
         return prometheus_reader_class()()
 
     def _install_meters(self) -> Any:

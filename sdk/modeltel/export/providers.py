@@ -61,7 +61,8 @@ def span_exporter(settings: config.Settings) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()  # endpoint, headers, timeout, compression: the standard OTEL_* variables
+    # headers, timeout, compression (and the endpoint, unless config completed it): the standard OTEL_* variables
+    return OTLPSpanExporter(endpoint=settings.traces_endpoint)
 
 
 def metric_exporter(settings: config.Settings) -> Any:
@@ -73,7 +74,7 @@ def metric_exporter(settings: config.Settings) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter()
+    return OTLPMetricExporter(endpoint=settings.metrics_endpoint)
 
 
 def views(settings: config.Settings) -> list[View]:
