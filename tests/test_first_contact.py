@@ -172,3 +172,37 @@ def test_run_with_a_missing_command_says_so() -> None:
     proc = subprocess.run([str(BIN / "modeltel"), "run", "--", "nonexistent-cmd"], capture_output=True, text=True)
     assert proc.returncode == 127
     assert proc.stderr == "modeltel run: command not found: nonexistent-cmd\n"
+
+
+def _options(parser) -> list:
+    return [a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")]
+
+
+def test_every_command_and_option_says_what_it_does_and_its_default() -> None:
+    import argparse
+
+    from modeltel.cli import _plugins, build_parser
+    from modeltel_collector.cli import build_parser as collector_parser
+
+    top = build_parser(_plugins())
+    (commands,) = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {c.dest: c.help for c in commands._choices_actions}
+    assert set(helps) >= {"run", "demo", "collector"}
+    assert all(h and not h.startswith("(") for h in helps.values()), helps
+    parsers = [commands.choices["run"], commands.choices["demo"], collector_parser()]
+    for option in (o for p in parsers for o in _options(p)):
+        assert option.choices or "default" in option.help, option.option_strings
+    assert {"--auth-token", "--tls-cert", "--tls-key"} <= {s for o in _options(parsers[2]) for s in o.option_strings}
+
+    out = subprocess.run([str(BIN / "modeltel"), "--help"], capture_output=True, text=True).stdout
+    assert "(from " not in out and "Receive OTLP" in out
+    version = subprocess.run([str(BIN / "modeltel"), "--version"], capture_output=True, text=True).stdout
+    assert version.startswith("modeltel ")
+
+
+def test_collector_takes_token_and_tls_by_flag(capsys) -> None:
+    from modeltel_collector.cli import build_parser, config_from
+
+    args = build_parser().parse_args(["--auth-token", "s3cret", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+    cfg = config_from(args, env={})
+    assert (cfg.auth_token, cfg.tls_cert, cfg.tls_key) == ("s3cret", "c.pem", "k.pem")
