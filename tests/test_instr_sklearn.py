@@ -134,7 +134,7 @@ def test_training_is_not_a_prediction(monkeypatch: pytest.MonkeyPatch, instrumen
 
 
 def test_error_counted_and_reraised_unchanged(tel: Capture, model, instrumented) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info, modeltel.prediction():
         model.predict(np.zeros((2, 99)))
     assert type(info.value) is ValueError
     assert tel.count(tx.ERRORS.otel_name, error_type="ValueError") == 1
