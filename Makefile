@@ -9,8 +9,9 @@ EXTRAS ?= test,frameworks,heavy,serving,serving2
 CONSTRAINTS := tests/instr/constraints.txt
 
 MLSERVER_VENV := .venv-mlserver
+RAY_VENV      := .venv-ray
 
-.PHONY: setup system demo test test-mlserver bench lint
+.PHONY: setup system demo test test-mlserver test-ray bench lint
 
 setup: $(VENV)/.installed
 
@@ -36,6 +37,7 @@ lint: setup
 test: setup system lint
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-mlserver
+	$(MAKE) --no-print-directory test-ray
 
 # MLServer cannot share the main environment (see pyproject's mlserver extra): its tests get their own.
 $(MLSERVER_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -46,6 +48,16 @@ $(MLSERVER_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 test-mlserver: $(MLSERVER_VENV)/.installed
 	$(MLSERVER_VENV)/bin/pytest -q tests/test_instr_mlserver.py
+
+# Ray Serve neither: ray[serve] upgrades protobuf past what kserve accepts (see pyproject's rayserve extra).
+$(RAY_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install -q --upgrade pip
+	$(RAY_VENV)/bin/pip install -q -e '.[test,rayserve]' -c $(CONSTRAINTS)
+	touch $@
+
+test-ray: $(RAY_VENV)/.installed
+	timeout 600 $(RAY_VENV)/bin/pytest -q tests/test_instr_rayserve.py  # a hang fails the run instead of wedging CI
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
