@@ -28,6 +28,7 @@ _ASSETS = {
     "/console/util.js": ("util.js", "text/javascript; charset=utf-8"),
     "/console/chart.js": ("chart.js", "text/javascript; charset=utf-8"),
     "/console/console.css": ("console.css", "text/css; charset=utf-8"),
+    "/console/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 _PAGE_HEADERS = {
     "Content-Security-Policy": (

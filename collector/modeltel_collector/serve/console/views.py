@@ -137,7 +137,7 @@ class Views:
     def model(self, name: str, version: str, range_s: float | None = None) -> dict[str, Any]:
         """Charts over time for one model: stage quantiles with exemplars, throughput, errors, batch, confidence."""
         h = self.history
-        where = {MODEL: name, VERSION: version}
+        where = {MODEL: name, VERSION: version} if version else {MODEL: name}  # no version: all of them
         since = time.time() - range_s if range_s else None
         k = max(1, math.ceil(len(h.times(since)) / MAX_POINTS))
 

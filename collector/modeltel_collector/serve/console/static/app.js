@@ -2,6 +2,7 @@
 // pages.js; a new page (alerts, detections) is one more entry in its PAGES table, and appears in the
 // navigation when it sets `nav`.
 
+import { clock } from "./chart.js";
 import { PAGES } from "./pages.js";
 import { AuthError, TOKEN_KEY, el } from "./util.js";
 
@@ -44,7 +45,7 @@ async function show() {
     if (link.dataset.page === name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const status = document.getElementById("status");
+  const status = document.getElementById("console-status");
   const view = el("div", { class: "page", "data-page": name });
   main.replaceChildren(view);
   let refresh;
@@ -58,7 +59,7 @@ async function show() {
     if (mine !== generation) return;
     try {
       await refresh();
-      status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      status.textContent = `Updated ${clock(Date.now() / 1000)}`;
       main.dataset.ready = "1";
     } catch (e) {
       if (mine !== generation) return;

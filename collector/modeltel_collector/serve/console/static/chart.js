@@ -18,18 +18,22 @@ function niceMax(max) {
   return 10 * p;
 }
 
-function clock(t) {
+export function clock(t) {
   const d = new Date(t * 1000);
   return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
 }
 
-// Path data for values over x positions; a null value breaks the line.
+const missing = (v) => v === null || v === undefined;
+
+// Path data for values over x positions; a null value breaks the line, and a point with no neighbour
+// becomes a dot (a zero-length segment drawn with round caps).
 function pathData(xs, values, y) {
-  let d = "", pen = false;
+  let d = "";
   values.forEach((v, i) => {
-    if (v === null || v === undefined) { pen = false; return; }
-    d += `${pen ? "L" : "M"}${xs[i].toFixed(1)},${y(v).toFixed(1)}`;
-    pen = true;
+    if (missing(v)) return;
+    const start = i === 0 || missing(values[i - 1]);
+    d += `${start ? "M" : "L"}${xs[i].toFixed(1)},${y(v).toFixed(1)}`;
+    if (start && (i === values.length - 1 || missing(values[i + 1]))) d += "h0.01";
   });
   return d;
 }
@@ -53,8 +57,8 @@ export function lineChart({ title, times, series, format = String, exemplars = [
     axis.append(svgEl("text", { x: M.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
   }
   if (times.length) {
-    for (const t of [t0, (t0 + t1) / 2, t1]) {
-      axis.append(svgEl("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, clock(t)));
+    for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
+      axis.append(svgEl("text", { x: x(t), y: H - 6, "text-anchor": anchor }, clock(t)));
     }
   }
   svg.append(axis);

@@ -3,7 +3,7 @@
 // an async refresh() that fetches and redraws its data. Alerts and detections join this table when their
 // collector APIs exist.
 
-import { barChart, lineChart, sparkline } from "./chart.js";
+import { barChart, clock, lineChart, sparkline } from "./chart.js";
 import { api, el, route } from "./util.js";
 
 const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
@@ -107,15 +107,21 @@ const SEARCH_FIELDS = [
   ["model", "Model", "text"], ["stage", "Stage", "text"], ["min_duration_ms", "Minimum duration (ms)", "number"],
 ];
 
-function select(id, label, options, value) {
-  return [el("label", { for: id }, label),
-    el("select", { id, name: id }, options.map(([v, text]) => el("option", { value: v, selected: v === value }, text)))];
+// Form controls get ids of their own ("q-model"), so they never collide with the shell's ids.
+function field(name, label, control) {
+  control.setAttribute("id", `q-${name}`);
+  control.setAttribute("name", name);
+  return el("div", { class: "field" }, el("label", { for: `q-${name}` }, label), control);
+}
+
+function select(name, label, options, value) {
+  return field(name, label, el("select", {}, options.map(([v, text]) => el("option", { value: v, selected: v === value }, text))));
 }
 
 function renderTraces(view, { query }) {
   const form = el("form", { class: "search", role: "search", "aria-label": "Trace search" },
-    SEARCH_FIELDS.map(([id, label, type]) => [el("label", { for: id }, label),
-      el("input", { id, name: id, type, value: query.get(id) || "", min: type === "number" ? "0" : null, step: "any" })]),
+    SEARCH_FIELDS.map(([name, label, type]) => field(name, label,
+      el("input", { type, value: query.get(name) || "", min: type === "number" ? "0" : null, step: type === "number" ? "any" : null }))),
     select("status", "Status", [["", "any"], ["ok", "ok"], ["error", "error"]], query.get("status") || ""),
     select("sort", "Sort by", [["recent", "most recent"], ["duration", "slowest"]], query.get("sort") || "recent"),
     el("button", { type: "submit" }, "Search"));
@@ -131,7 +137,7 @@ function renderTraces(view, { query }) {
     q.set("limit", "100");
     const doc = await api(`/api/traces?${q}`);
     const rows = doc.traces.map((tr) => el("tr", { "data-trace-id": tr.trace_id, "data-duration-ms": tr.duration_ms },
-      el("td", {}, new Date(tr.start_time_unix_nano / 1e6).toLocaleTimeString()),
+      el("td", {}, clock(tr.start_time_unix_nano / 1e9)),
       el("th", { scope: "row" }, el("a", { href: route(`trace/${tr.trace_id}`), class: "mono" }, tr.trace_id.slice(0, 16))),
       el("td", {}, tr.model ? el("a", { href: modelLink(tr.model, "") }, tr.model) : "–"),
       el("td", {}, tr.name), el("td", {}, tr.stages.join(", ")),
