@@ -72,8 +72,9 @@ def chromium() -> Iterator[object]:
         pytest.skip("Debian's chromium and chromium-driver are not installed (make system installs them)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         opts.add_argument(arg)
+    opts.add_argument("--window-size=1280,1000")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
     drv.implicitly_wait(0)

@@ -119,6 +119,7 @@ class MetricHistory:
             return self._times.itemsize * self.points + sum(t.nbytes for t in self._tracks.values())
 
     def start(self) -> None:
+        self.sample()  # the baseline: whatever arrives from now on counts from the first interval
         self._thread.start()
 
     def close(self) -> None:
@@ -163,6 +164,8 @@ class MetricHistory:
             if delta is None:
                 continue
             key = (raw[0], _track_labels(kind, raw[1]))
+            if key not in self._tracks and kind != GAUGE and not any(delta):
+                continue  # nothing happened: a silent series does not take (or take back) a slot
             track = self._track(key, kind, bounds, now)
             if track is None or track.bounds != bounds:
                 continue

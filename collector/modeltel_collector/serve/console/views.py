@@ -45,8 +45,9 @@ QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 MAX_POINTS = 240  # per chart: more than a chart's width in pixels would only cost bandwidth
 
 
-def _num(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None or math.isnan(x) or math.isinf(x) else round(x, digits)
+def _num(x: float | None) -> float | None:
+    """Six significant digits (float32 rows hold about seven), ``None`` for what JSON cannot carry."""
+    return None if x is None or math.isnan(x) or math.isinf(x) else float(f"{x:.6g}")
 
 
 def _sum_rows(rows: list[list[float] | None]) -> list[float] | None:
