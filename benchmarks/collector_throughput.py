@@ -8,6 +8,13 @@ written to SQLite, read back from the collector's self-metrics), collector CPU-s
 export latency.
 
     python benchmarks/collector_throughput.py [--seconds 10] [--batch 512] [--clients 1]
+    python benchmarks/collector_throughput.py --console compare   # what the web console costs ingest
+
+``--console compare`` runs everything three times, each against a fresh collector: with the console
+off (no metric history), on but unwatched (the history sampler only), and open (the history plus a
+poller fetching what the polling pages fetch, ``--poll-s`` apart: the models and model documents; a
+trace search runs only when a user searches), and prints each run's processed rate, and processed
+items per collector CPU-second (steadier on a shared machine), as ratios of the console-off run.
 """
 
 from __future__ import annotations
@@ -75,12 +82,12 @@ def make_metrics(series: int):
     return data, points
 
 
-def start_collector(tmp: str) -> tuple[subprocess.Popen, dict]:
+def start_collector(tmp: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, dict]:
     ready = os.path.join(tmp, "ready.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "modeltel_collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0",
          "--listen", "127.0.0.1:0", "--trace-db", os.path.join(tmp, "traces.db"), "--ready-file", ready],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while not os.path.exists(ready) or not os.path.getsize(ready):
@@ -199,6 +206,75 @@ def run(protocol: str, signal: str, args, urls: dict, proc: psutil.Process) -> d
     }  # fmt: skip
 
 
+CONSOLE_PAGES = (  # what an open console fetches: the models page, a model's charts, a trace search
+    "/api/v1/console/models",
+    "/api/v1/console/model?name=iris&version=v1",
+    "/api/traces?model=iris&min_duration_ms=0&sort=recent&limit=100",
+)
+
+
+class ConsolePoller(threading.Thread):
+    """Fetch what an open console page fetches, every ``interval`` seconds, until stopped."""
+
+    def __init__(self, listen: str, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.listen, self.interval, self.stop, self.fetches = listen, interval, threading.Event(), 0
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            for path in CONSOLE_PAGES:
+                with urllib.request.urlopen(self.listen + path, timeout=30) as resp:
+                    resp.read()
+                self.fetches += 1
+
+
+def run_all(args, env: dict[str, str] | None = None, poll_s: float = 0.0, label: str = "") -> list[dict]:
+    """One fresh collector; every requested signal over both protocols; one printed row per run."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        collector, urls = start_collector(tmp, env)
+        poller = ConsolePoller(urls["listen"], poll_s) if poll_s else None
+        if poller is not None:
+            poller.start()
+        try:
+            proc = psutil.Process(collector.pid)
+            for signal in args.signals.split(","):
+                for protocol in ("http", "grpc"):
+                    r = run(protocol, signal, args, urls, proc)
+                    results.append(r)
+                    print(f"{label}{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "
+                          f"{r['processed_per_s']:>12.0f} {r['per_cpu_s']:>10.0f} {r['refused']:>8} "
+                          f"{r['rss_mb']:>7.0f} "
+                          f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}", flush=True)  # fmt: skip
+        finally:
+            if poller is not None:
+                poller.stop.set()
+                poller.join()
+            collector.terminate()
+            collector.wait(timeout=30)
+    return results
+
+
+def compare_console(args) -> None:
+    """Console off, on (history only) and open (history + page polling), as ratios of the off run."""
+    configs = (
+        ("off", {"MODELTEL_COLLECTOR_CONSOLE": "false"}, 0.0),
+        ("on", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, 0.0),
+        ("open", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, args.poll_s),
+    )
+    runs = {name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in configs}
+    print(f"\nrelative to the console off (pages polled every {args.poll_s:g} s when open):")
+    head = ("signal", "proto", "processed/s on", "open", "per CPU-s on", "open", "RSS MB off/on/open")
+    print("  {:10} {:5} {:>14} {:>6} {:>13} {:>6}  {}".format(*head))
+    for i, base in enumerate(runs["off"]):
+        on, opened = runs["on"][i], runs["open"][i]
+        rates = [r["processed_per_s"] / base["processed_per_s"] for r in (on, opened)]
+        per_cpu = [r["per_cpu_s"] / base["per_cpu_s"] for r in (on, opened)]
+        rss = "/".join(f"{r['rss_mb']:.0f}" for r in (base, on, opened))
+        print(f"  {base['signal']:10} {base['protocol']:5} {rates[0]:>14.3f} {rates[1]:>6.3f} "
+              f"{per_cpu[0]:>13.3f} {per_cpu[1]:>6.3f}  {rss}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -207,23 +283,17 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1, help="concurrent exporters per run")
     ap.add_argument("--signals", default="traces,metrics,traces-raw", help="runs to do, comma-separated")
     ap.add_argument("--raw-clients", type=int, default=2, help="concurrent senders for the traces-raw runs")
+    ap.add_argument("--console", choices=("default", "compare"), default="default",
+                    help="compare: run with the web console off, on, and open (polled)")  # fmt: skip
+    ap.add_argument("--poll-s", type=float, default=1.0, help="poll interval of the open console (a page polls 5 s)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        collector, urls = start_collector(tmp)
-        try:
-            proc = psutil.Process(collector.pid)
-            print(f"{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
-                  f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
-            for signal in args.signals.split(","):
-                for protocol in ("http", "grpc"):
-                    r = run(protocol, signal, args, urls, proc)
-                    print(f"{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "
-                          f"{r['processed_per_s']:>12.0f} {r['per_cpu_s']:>10.0f} {r['refused']:>8} "
-                          f"{r['rss_mb']:>7.0f} "
-                          f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}", flush=True)  # fmt: skip
-        finally:
-            collector.terminate()
-            collector.wait(timeout=30)
+    label = f"{'mode ':6}" if args.console == "compare" else ""
+    print(f"{label}{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
+          f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+    if args.console == "compare":
+        compare_console(args)
+    else:
+        run_all(args)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,19 @@ float32 row per sample in a preallocated ring of ``points = history_s / step_s``
 fixed when a track is created and never grows: ``max_bytes`` is the bound, stated in docs/console.md.
 
 A histogram row is its bucket increases followed by the sum's increase, which keeps quantiles over any
-window exact (rows add up) where per-sample quantiles could not be combined.
+window exact (rows add up) where per-sample quantiles could not be combined. Beside each histogram row
+sits one exemplar slot: the slowest exemplar that arrived in that interval (the one worth clicking on a
+latency chart), packed into 36 bytes, so exemplars are bounded by the same ring.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 import threading
 import time
 from array import array
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from modeltel_collector.store.metrics import GAUGE, HISTOGRAM, Labels, MetricStore
@@ -30,7 +32,8 @@ Exemplar = tuple[float, float, str, str]  # (unix seconds, value, trace_id hex, 
 _SOURCE_LABELS = frozenset({"job", "instance"})
 _SCOPE_LABELS = frozenset({"otel_scope_name", "otel_scope_version"})
 MAX_BUCKETS = 64  # histograms with more buckets are not tracked (the taxonomy's have at most 26)
-EXEMPLARS_PER_TRACK = 256
+_EXEMPLAR = struct.Struct("<df16s8s")  # unix seconds, value, trace id, span id; a zero trace id: none
+_NO_EXEMPLAR = bytes(_EXEMPLAR.size)
 _NAN = float("nan")
 
 
@@ -44,12 +47,18 @@ class Track:
     bounds: tuple[float, ...]
     width: int
     rows: array
-    exemplars: deque = field(default_factory=lambda: deque(maxlen=EXEMPLARS_PER_TRACK))
+    exemplars: bytearray  # one _EXEMPLAR slot per row (histograms), else empty
     last_active: float = 0.0
 
     @property
     def nbytes(self) -> int:
-        return self.rows.itemsize * len(self.rows)
+        return self.rows.itemsize * len(self.rows) + len(self.exemplars)
+
+    def exemplar(self, slot: int) -> Exemplar | None:
+        if not self.exemplars:
+            return None
+        t, value, trace_id, span_id = _EXEMPLAR.unpack_from(self.exemplars, slot * _EXEMPLAR.size)
+        return (t, value, trace_id.hex(), span_id.hex()) if any(trace_id) else None
 
 
 @dataclass
@@ -110,8 +119,8 @@ class MetricHistory:
 
     @property
     def max_bytes(self) -> int:
-        """The ring's memory bound: every track at the cap, each with the widest row (exemplars aside)."""
-        return self.points * (8 + self.max_tracks * 4 * (MAX_BUCKETS + 2))
+        """The ring's memory bound: every track at the cap, each with the widest row and an exemplar slot."""
+        return self.points * (8 + self.max_tracks * (4 * (MAX_BUCKETS + 2) + _EXEMPLAR.size))
 
     @property
     def nbytes(self) -> int:
@@ -172,8 +181,7 @@ class MetricHistory:
             acc = increases.setdefault(key, [0.0] * track.width)
             for i, v in enumerate(delta):
                 acc[i] += v
-            new = [(ex[3], ex[2], ex[0], ex[1]) for ex in exemplars if ex not in seen]
-            new_exemplars.setdefault(key, []).extend(new)
+            new_exemplars.setdefault(key, []).extend((ex[3], ex[2], ex[0], ex[1]) for ex in exemplars if ex not in seen)
         with self._lock:
             slot = self._head
             self._times[slot] = now
@@ -183,7 +191,9 @@ class MetricHistory:
                 track.rows[slot * w : (slot + 1) * w] = array("f", row if row is not None else [_NAN] * w)
                 if row is not None and (track.kind == GAUGE or any(row)):
                     track.last_active = now
-                track.exemplars.extend(sorted(new_exemplars.get(key, ())))
+                if track.exemplars:  # the interval's slowest exemplar, or none
+                    slowest = max(new_exemplars.get(key, ()), key=lambda e: e[1], default=None)
+                    _write_exemplar(track.exemplars, slot, slowest)
                 if now - track.last_active > self.points * self.step_s:
                     del self._tracks[key]  # silent for the whole ring: free its slot
             self._head = (slot + 1) % self.points
@@ -196,7 +206,9 @@ class MetricHistory:
                 self.dropped_tracks += 1
                 return None
             width = len(bounds) + 2 if kind == HISTOGRAM else 1
-            track = Track(key[0], kind, key[1], bounds, width, array("f", [_NAN]) * (self.points * width))
+            rows = array("f", [_NAN]) * (self.points * width)
+            exemplars = bytearray(self.points * _EXEMPLAR.size if kind == HISTOGRAM else 0)
+            track = Track(key[0], kind, key[1], bounds, width, rows, exemplars)
             track.last_active = now
             with self._lock:
                 self._tracks[key] = track
@@ -238,7 +250,7 @@ class MetricHistory:
                 elif g.bounds != t.bounds:
                     continue
                 _add_rows(g, t, slots)
-                g.exemplars.extend(t.exemplars)
+                g.exemplars.extend(ex for ex in map(t.exemplar, (slot for slot, _ in slots)) if ex is not None)
         for g in groups.values():
             g.exemplars.sort()
         return [ts for _, ts in slots], sorted(groups.values(), key=lambda g: tuple(g.labels.values()))
@@ -281,6 +293,14 @@ def _increase(
     if len(prev) != len(values) or any(v < p for v, p in zip(counts, prev, strict=False)):
         return values
     return tuple(v - p for v, p in zip(values, prev, strict=True))
+
+
+def _write_exemplar(ring: bytearray, slot: int, ex: Exemplar | None) -> None:
+    offset = slot * _EXEMPLAR.size
+    if ex is None:
+        ring[offset : offset + _EXEMPLAR.size] = _NO_EXEMPLAR
+    else:
+        _EXEMPLAR.pack_into(ring, offset, ex[0], ex[1], bytes.fromhex(ex[2]), bytes.fromhex(ex[3]))
 
 
 def _add_rows(group: Group, track: Track, slots: list[tuple[int, float]]) -> None:
