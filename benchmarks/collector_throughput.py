@@ -256,23 +256,31 @@ def run_all(args, env: dict[str, str] | None = None, poll_s: float = 0.0, label:
 
 
 def compare_console(args) -> None:
-    """Console off, on (history only) and open (history + page polling), as ratios of the off run."""
+    """Console off, on (history only) and open (history + page polling), as ratios of the off run.
+
+    The three run in turn, ``--repeat`` rounds, and each ratio is taken within its round (then the median
+    over rounds), so load from elsewhere on the machine hits all three alike.
+    """
     configs = (
         ("off", {"MODELTEL_COLLECTOR_CONSOLE": "false"}, 0.0),
         ("on", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, 0.0),
         ("open", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, args.poll_s),
     )
-    runs = {name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in configs}
-    print(f"\nrelative to the console off (pages polled every {args.poll_s:g} s when open):")
+    rounds = [{name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in configs} for _ in range(args.repeat)]
+    print(
+        f"\nmedian over {args.repeat} rounds, relative to the console off (pages polled every {args.poll_s:g} s when open):"
+    )
     head = ("signal", "proto", "processed/s on", "open", "per CPU-s on", "open", "RSS MB off/on/open")
     print("  {:10} {:5} {:>14} {:>6} {:>13} {:>6}  {}".format(*head))
-    for i, base in enumerate(runs["off"]):
-        on, opened = runs["on"][i], runs["open"][i]
-        rates = [r["processed_per_s"] / base["processed_per_s"] for r in (on, opened)]
-        per_cpu = [r["per_cpu_s"] / base["per_cpu_s"] for r in (on, opened)]
-        rss = "/".join(f"{r['rss_mb']:.0f}" for r in (base, on, opened))
-        print(f"  {base['signal']:10} {base['protocol']:5} {rates[0]:>14.3f} {rates[1]:>6.3f} "
-              f"{per_cpu[0]:>13.3f} {per_cpu[1]:>6.3f}  {rss}")  # fmt: skip
+    for i, base in enumerate(rounds[0]["off"]):
+
+        def ratio(mode: str, key: str, i: int = i) -> float:
+            return statistics.median(r[mode][i][key] / r["off"][i][key] for r in rounds)
+
+        rss = "/".join(f"{statistics.median(r[m][i]['rss_mb'] for r in rounds):.0f}" for m in ("off", "on", "open"))
+        print(f"  {base['signal']:10} {base['protocol']:5} {ratio('on', 'processed_per_s'):>14.3f} "
+              f"{ratio('open', 'processed_per_s'):>6.3f} {ratio('on', 'per_cpu_s'):>13.3f} "
+              f"{ratio('open', 'per_cpu_s'):>6.3f}  {rss}")  # fmt: skip
 
 
 def main() -> None:
@@ -286,6 +294,7 @@ def main() -> None:
     ap.add_argument("--console", choices=("default", "compare"), default="default",
                     help="compare: run with the web console off, on, and open (polled)")  # fmt: skip
     ap.add_argument("--poll-s", type=float, default=1.0, help="poll interval of the open console (a page polls 5 s)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the --console compare runs")
     args = ap.parse_args()
     label = f"{'mode ':6}" if args.console == "compare" else ""
     print(f"{label}{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "

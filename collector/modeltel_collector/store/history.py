@@ -106,7 +106,7 @@ class MetricHistory:
         self.step_s = step_s
         self.points = int(history_s / step_s)
         self.max_tracks = max_tracks
-        self.dropped_tracks = 0  # tracks refused at the cap
+        self.dropped_tracks = 0  # series with data but no track, at the last sample (the cap was reached)
         self._times = array("d", [_NAN]) * self.points
         self._head = 0  # the slot the next sample writes
         self._tracks: dict[tuple[str, Labels], Track] = {}
@@ -166,6 +166,7 @@ class MetricHistory:
         increases: dict[tuple[str, Labels], list[float]] = {}
         new_exemplars: dict[tuple[str, Labels], list[Exemplar]] = {}
         prev_all, self._prev = self._prev, {}
+        refused = set()
         for raw, (kind, bounds, values, exemplars) in current.items():
             prev, seen = prev_all.get(raw, (None, frozenset()))
             self._prev[raw] = (values, frozenset(exemplars))
@@ -176,6 +177,8 @@ class MetricHistory:
             if key not in self._tracks and kind != GAUGE and not any(delta):
                 continue  # nothing happened: a silent series does not take (or take back) a slot
             track = self._track(key, kind, bounds, now)
+            if track is None:
+                refused.add(key)
             if track is None or track.bounds != bounds:
                 continue
             acc = increases.setdefault(key, [0.0] * track.width)
@@ -197,13 +200,13 @@ class MetricHistory:
                 if now - track.last_active > self.points * self.step_s:
                     del self._tracks[key]  # silent for the whole ring: free its slot
             self._head = (slot + 1) % self.points
+            self.dropped_tracks = len(refused)
             self._sampled = True
 
     def _track(self, key: tuple[str, Labels], kind: str, bounds: tuple[float, ...], now: float) -> Track | None:
         track = self._tracks.get(key)
         if track is None:
             if len(self._tracks) >= self.max_tracks:
-                self.dropped_tracks += 1
                 return None
             width = len(bounds) + 2 if kind == HISTOGRAM else 1
             rows = array("f", [_NAN]) * (self.points * width)
