@@ -267,9 +267,7 @@ def compare_console(args) -> None:
         ("open", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, args.poll_s),
     )
     rounds = [{name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in configs} for _ in range(args.repeat)]
-    print(
-        f"\nmedian over {args.repeat} rounds, relative to the console off (pages polled every {args.poll_s:g} s when open):"
-    )
+    print(f"\nmedian of {args.repeat} rounds, relative to console off (open: pages polled every {args.poll_s:g} s):")
     head = ("signal", "proto", "processed/s on", "open", "per CPU-s on", "open", "RSS MB off/on/open")
     print("  {:10} {:5} {:>14} {:>6} {:>13} {:>6}  {}".format(*head))
     for i, base in enumerate(rounds[0]["off"]):
