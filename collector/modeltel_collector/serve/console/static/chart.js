@@ -38,6 +38,17 @@ function pathData(xs, values, y) {
   return d;
 }
 
+// Five grid lines from 0 to ymax, labelled on the left.
+function yAxis(ymax, y, format) {
+  const axis = svgEl("g", { class: "axis" });
+  for (let i = 0; i <= 4; i++) {
+    const v = (ymax * i) / 4;
+    axis.append(svgEl("line", { x1: M.left, x2: W - M.right, y1: y(v), y2: y(v), class: "grid" }));
+    axis.append(svgEl("text", { x: M.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
+  }
+  return axis;
+}
+
 // A line chart. series: [{name, values}] aligned with times (unix seconds); format(v) labels the y
 // axis; exemplars: [{t, value, href, label}] drawn as points that link to their trace.
 export function lineChart({ title, times, series, format = String, exemplars = [] }) {
@@ -50,12 +61,7 @@ export function lineChart({ title, times, series, format = String, exemplars = [
   const span = Math.max(t1 - t0, 1e-9);
   const x = (t) => M.left + ((t - t0) / span) * (W - M.left - M.right);
   const y = (v) => H - M.bottom - (v / ymax) * (H - M.top - M.bottom);
-  const axis = svgEl("g", { class: "axis" });
-  for (let i = 0; i <= 4; i++) {
-    const v = (ymax * i) / 4;
-    axis.append(svgEl("line", { x1: M.left, x2: W - M.right, y1: y(v), y2: y(v), class: "grid" }));
-    axis.append(svgEl("text", { x: M.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
-  }
+  const axis = yAxis(ymax, y, format);
   if (times.length) {
     for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
       axis.append(svgEl("text", { x: x(t), y: H - 6, "text-anchor": anchor }, clock(t)));
@@ -84,13 +90,7 @@ export function barChart({ title, bars, format = String }) {
   const ymax = niceMax(Math.max(0, ...bars.map((b) => b.value || 0)));
   const bw = (W - M.left - M.right) / Math.max(bars.length, 1);
   const y = (v) => H - M.bottom - (v / ymax) * (H - M.top - M.bottom);
-  const axis = svgEl("g", { class: "axis" });
-  for (let i = 0; i <= 4; i++) {
-    const v = (ymax * i) / 4;
-    axis.append(svgEl("line", { x1: M.left, x2: W - M.right, y1: y(v), y2: y(v), class: "grid" }));
-    axis.append(svgEl("text", { x: M.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
-  }
-  svg.append(axis);
+  svg.append(yAxis(ymax, y, format));
   bars.forEach((b, i) => {
     const v = b.value || 0;
     const rect = svgEl("rect", { x: M.left + i * bw + 1, y: y(v), width: Math.max(bw - 2, 1), height: y(0) - y(v), class: "bar" });
