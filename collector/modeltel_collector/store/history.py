@@ -21,6 +21,8 @@ import struct
 import threading
 import time
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +137,12 @@ class MetricHistory:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    @contextmanager
+    def paused(self) -> Iterator[MetricHistory]:
+        """Hold samples back while a reader runs several queries, so they all see the same samples."""
+        with self._sample_lock:
+            yield self
 
     def _run(self) -> None:
         while not self._stop.wait(self.step_s):

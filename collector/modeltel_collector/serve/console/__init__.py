@@ -85,7 +85,8 @@ def serve_console(handler: Handler, path: str, query_string: str) -> bool:
         return True
     query = {k: v[-1] for k, v in parse_qs(query_string).items()}
     try:
-        status, doc = _api(Views(history), path[len(API_PREFIX) :], query)
+        with history.paused():  # one document, one set of samples
+            status, doc = _api(Views(history), path[len(API_PREFIX) :], query)
     except ValueError as e:
         status, doc = 400, {"error": str(e)}
     handler.send_json(status, doc, {"Cache-Control": "no-store"})
