@@ -29,7 +29,7 @@ def send_demo_traffic(c: Collector, requests: int = 30, token: str = "") -> None
         mp.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
         if token:
             mp.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer {token}")
-        modeltel.init(set_global=False, gpu_metrics=False)
+        pipeline = modeltel.init(set_global=False, gpu_metrics=False)
         try:
             for i in range(requests):
                 with modeltel.prediction(MODEL_NAME, MODEL_VERSION):
@@ -39,6 +39,7 @@ def send_demo_traffic(c: Collector, requests: int = 30, token: str = "") -> None
                         time.sleep(SLOW_S if i % 5 == 0 else 0.001)
                     with modeltel.stage(tx.STAGE_POSTPROCESS):
                         modeltel.record_confidence(0.5 + (i % 5) / 10, MODEL_NAME, MODEL_VERSION)
+            pipeline.force_flush()  # while the host meters still observe (shutdown closes them first)
         finally:
             modeltel.shutdown()
     settle(c)

@@ -107,3 +107,11 @@ def test_console_off_leaves_the_listen_address_as_it_was():
         assert get_json(c, "/")[0] == 404
         assert get_json(c, API + "models")[0] == 404
         assert http_get(c.urls["listen"] + "/metrics")[0] == 200
+
+
+def test_resources_carry_the_host_meters_per_source(demo: Collector):
+    _, doc = get_json(demo, API + "resources")
+    usage = {m["labels"]["resource_type"]: m for m in doc["meters"] if m["name"] == "model_resource_usage"}
+    assert set(usage) == {"cpu", "memory"}
+    assert usage["memory"]["labels"]["job"] == "iris-demo" and 0 < usage["memory"]["latest"] <= 100
+    assert len(usage["memory"]["values"]) == len(usage["memory"]["times"])

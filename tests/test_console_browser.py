@@ -75,13 +75,22 @@ def test_model_page_draws_a_chart_per_stage(browser, demo):
     assert css(browser, "svg rect.bar")  # the confidence distribution
 
 
+TOPMOST = """
+const circle = arguments[0].querySelector("circle");
+circle.scrollIntoView({block: "center"});
+const r = circle.getBoundingClientRect();
+return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2).closest("a.exemplar");
+"""
+
+
 def test_two_clicks_from_the_models_page_reach_an_exemplars_trace(browser, demo):
     open_page(browser, demo[0], "models")
     css(browser, f'tr[data-model="{MODEL_NAME}"] a')[0].click()
     exemplars = wait(browser, lambda d: css(d, 'figure[data-stage="inference"] a.exemplar'), "no exemplar drawn")
     slowest = max(exemplars, key=lambda e: -float(e.find_element("css selector", "circle").get_attribute("cy")))
-    trace_id = slowest.get_attribute("data-trace-id")
-    slowest.click()
+    on_top = browser.execute_script(TOPMOST, slowest)  # points can overlap: the click goes to the top one
+    trace_id = on_top.get_attribute("data-trace-id")
+    on_top.click()
     wait(browser, lambda d: d.current_url.endswith(f"#/trace/{trace_id}"), "the click did not open the trace")
     wait(browser, lambda d: css(d, "main[data-ready] details.span"), "the trace did not draw")
     assert browser.find_element("id", "trace-id").text == trace_id
@@ -100,6 +109,13 @@ def test_search_by_minimum_duration_returns_only_slower_traces(browser, demo):
     durations = [float(r.get_attribute("data-duration-ms")) for r in css(browser, "tr[data-trace-id]")]
     assert len(durations) == REQUESTS // 5 < everything
     assert min(durations) >= SLOW_S * 1000 * 0.8
+
+
+def test_resources_page_lists_the_host_meters(browser, demo):
+    open_page(browser, demo[0], "resources")
+    rows = [r.text for r in css(browser, "main tbody tr")]
+    assert any("model_resource_usage" in r and "resource_type=memory" in r for r in rows), rows
+    assert css(browser, "main tbody svg.spark path")
 
 
 def test_untrusted_names_and_attributes_render_as_text(browser, demo):
@@ -147,7 +163,7 @@ def test_accessibility_smoke_labels_contrast_and_keyboard(browser, demo):
         label = css(browser, f'label[for="{control.get_attribute("id")}"]')
         assert (label and label[0].text.strip()) or control.get_attribute("aria-label"), control.get_attribute("id")
     texts = "header a, #console-status, h1, h2, label, caption, th, td, a, button, figcaption, .legend li, p"
-    for page in ("traces", "models", f"model?name={MODEL_NAME}&version={MODEL_VERSION}"):
+    for page in ("traces", "models", "resources", f"model?name={MODEL_NAME}&version={MODEL_VERSION}"):
         open_page(browser, c, page)
         low = [(what, ratio) for what, ratio in browser.execute_script(CONTRAST, texts) if ratio < 4.5]
         assert low == [], page
