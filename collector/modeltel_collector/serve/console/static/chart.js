@@ -2,7 +2,7 @@
 // for a distribution, and sparklines. No dependency; every label is set as text, never parsed as markup.
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 640, H = 200, M = { top: 10, right: 12, bottom: 26, left: 58 };
+const W = 640, H = 200, M = { top: 10, right: 12, bottom: 26, left: 64 };
 
 function svgEl(tag, attrs = {}, text) {
   const node = document.createElementNS(NS, tag);

@@ -7,7 +7,7 @@ import { barChart, clock, lineChart, sparkline } from "./chart.js";
 import { api, el, route } from "./util.js";
 
 const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
-const msAxis = (s) => `${+(s * 1000).toPrecision(3)} ms`;
+const msAxis = (s) => `${+(s * 1000).toPrecision(2)} ms`;
 const perS = (v) => (v === null || v === undefined ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(0)}/s`);
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(v < 0.01 && v > 0 ? 2 : 1)}%`);
 const num = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)}`);
