@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modeltel collector", description="OTLP collector for Prometheus and traces.")
     p.add_argument("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP receiver (default 127.0.0.1:4318; '' disables)")
     p.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC receiver (default 127.0.0.1:4317; '' disables)")
-    p.add_argument("--listen", metavar="HOST:PORT", help="/metrics, /healthz and trace API (default 127.0.0.1:9464)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="/metrics, /healthz, traces, console (default 127.0.0.1:9464)")
     p.add_argument("--config", metavar="FILE", help="TOML config file (also MODELTEL_COLLECTOR_CONFIG)")
     p.add_argument("--trace-db", metavar="PATH", help="SQLite trace store (default: temporary)")
     p.add_argument("--forward-endpoint", metavar="URL", help="forward everything to this OTLP/HTTP endpoint")

@@ -53,7 +53,7 @@ def _float(query: dict[str, str], key: str, default: float | None) -> float | No
 
 def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
     if route == "models":
-        return 200, views.models(window_s=_float(query, "window_s", 60.0))
+        return 200, views.models(window_s=_float(query, "window_s", 300.0))
     if route == "model":
         if not query.get("name"):
             return 400, {"error": "name is required (and version, if the model has one)"}

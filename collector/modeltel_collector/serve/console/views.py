@@ -98,7 +98,7 @@ class Views:
     def __init__(self, history: MetricHistory) -> None:
         self.history = history
 
-    def models(self, window_s: float = 60.0, now: float | None = None) -> dict[str, Any]:
+    def models(self, window_s: float = 300.0, now: float | None = None) -> dict[str, Any]:
         """One row per (model, version): requests/s, error ratio and quantiles over the last ``window_s``."""
         h = self.history
         now = time.time() if now is None else now

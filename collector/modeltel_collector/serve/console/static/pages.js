@@ -28,12 +28,19 @@ function table(caption, headers, rows) {
 }
 
 // ------------------------------------------------------------------------------------------ Models
-function renderModels(view) {
-  view.append(el("h1", {}, "Models"));
+const WINDOWS = [["60", "last minute"], ["300", "last 5 minutes"], ["900", "last 15 minutes"], ["3600", "last hour"]];
+
+function renderModels(view, { query }) {
+  const windowS = query.get("window_s") || "300";
+  const choice = select("window_s", "Rates and quantiles over the", WINDOWS, windowS);
+  choice.querySelector("select").addEventListener("change", (ev) => {
+    location.hash = route("models", { window_s: ev.target.value });
+  });
+  view.append(el("h1", {}, "Models"), el("form", { class: "search", "aria-label": "Time window" }, choice));
   const body = el("div");
   view.append(body);
   return async () => {
-    const doc = await api("/api/v1/console/models");
+    const doc = await api(`/api/v1/console/models?window_s=${encodeURIComponent(windowS)}`);
     if (!doc.models.length) {
       body.replaceChildren(el("p", {}, "No model has reported yet. Point a modeltel SDK's OTLP exporter at this collector."));
       return;
@@ -45,7 +52,7 @@ function renderModels(view) {
       el("td", { class: "num" }, pct(m.error_ratio)),
       el("td", { class: "num" }, ms(m.p50)), el("td", { class: "num" }, ms(m.p95)), el("td", { class: "num" }, ms(m.p99)),
       el("td", {}, sparkline(m.sparkline, `requests per second of ${m.model} over the last hour`))));
-    body.replaceChildren(table(`Over the last ${doc.window_s} s`,
+    body.replaceChildren(table(`Over the last ${doc.window_s} s; the trend covers the whole history`,
       ["Model", "Version", "Requests", "Errors", "p50", "p95", "p99", "Trend"], rows));
   };
 }
