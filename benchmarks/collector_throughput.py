@@ -9,6 +9,7 @@ export latency.
 
     python benchmarks/collector_throughput.py [--seconds 10] [--batch 512] [--clients 1]
     python benchmarks/collector_throughput.py --console compare   # what the web console costs ingest
+    python benchmarks/collector_throughput.py --console poll-cost # collector CPU per console document
 
 ``--console compare`` runs everything three times, each against a fresh collector: with the console
 off (no metric history), on but unwatched (the history sampler only), and open (the history plus a
@@ -206,11 +207,11 @@ def run(protocol: str, signal: str, args, urls: dict, proc: psutil.Process) -> d
     }  # fmt: skip
 
 
-CONSOLE_PAGES = (  # what an open console fetches: the models page, a model's charts, a trace search
+CONSOLE_PAGES = (  # what the console's polling pages fetch: the models table and a model's charts
     "/api/v1/console/models",
     "/api/v1/console/model?name=iris&version=v1",
-    "/api/traces?model=iris&min_duration_ms=0&sort=recent&limit=100",
 )
+TRACE_SEARCH = "/api/traces?model=iris&sort=recent&limit=100"  # the Traces page, once per search
 
 
 class ConsolePoller(threading.Thread):
@@ -281,6 +282,31 @@ def compare_console(args) -> None:
               f"{ratio('open', 'per_cpu_s'):>6.3f}  {rss}")  # fmt: skip
 
 
+def poll_cost(args) -> None:
+    """Collector CPU per console document, with a full ring: 720 samples (what 1 h at 5 s holds),
+    filled in 7 s by sampling every 10 ms while traces and metrics arrive."""
+    env = {"MODELTEL_COLLECTOR_CONSOLE_STEP_S": "0.01", "MODELTEL_COLLECTOR_CONSOLE_HISTORY_S": "7.2"}
+    with tempfile.TemporaryDirectory() as tmp:
+        collector, urls = start_collector(tmp, env)
+        try:
+            proc = psutil.Process(collector.pid)
+            fill = argparse.Namespace(**{**vars(args), "seconds": 4.0})
+            for signal in ("traces", "metrics"):
+                run("http", signal, fill, urls, proc)
+            for path in (*CONSOLE_PAGES, TRACE_SEARCH):
+                cpu0 = sum(proc.cpu_times()[:2])
+                t0 = time.perf_counter()
+                for _ in range(50):
+                    with urllib.request.urlopen(urls["listen"] + path, timeout=30) as resp:
+                        size = len(resp.read())
+                cpu = (sum(proc.cpu_times()[:2]) - cpu0) / 50
+                wall = (time.perf_counter() - t0) / 50
+                print(f"  {path:45} {size / 1024:6.1f} KiB  CPU {cpu * 1e3:6.2f} ms  wall {wall * 1e3:6.2f} ms")
+        finally:
+            collector.terminate()
+            collector.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -289,11 +315,15 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1, help="concurrent exporters per run")
     ap.add_argument("--signals", default="traces,metrics,traces-raw", help="runs to do, comma-separated")
     ap.add_argument("--raw-clients", type=int, default=2, help="concurrent senders for the traces-raw runs")
-    ap.add_argument("--console", choices=("default", "compare"), default="default",
-                    help="compare: run with the web console off, on, and open (polled)")  # fmt: skip
+    ap.add_argument("--console", choices=("default", "compare", "poll-cost"), default="default",
+                    help="compare: run with the web console off, on, and open (polled); "
+                         "poll-cost: collector CPU per console document")  # fmt: skip
     ap.add_argument("--poll-s", type=float, default=1.0, help="poll interval of the open console (a page polls 5 s)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the --console compare runs")
     args = ap.parse_args()
+    if args.console == "poll-cost":
+        poll_cost(args)
+        return
     label = f"{'mode ':6}" if args.console == "compare" else ""
     print(f"{label}{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
           f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
