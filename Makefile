@@ -1,5 +1,6 @@
 # Everything a fresh machine needs, from the project's own files.
-#   make demo   - run the instrumented model server under load and print its telemetry report
+#   make demo   - run the instrumented model server under load, print its telemetry report, and leave
+#                 the collector's web console running at the printed URL (Ctrl-C stops it)
 #   make test   - lint and run the whole test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV   := .venv
@@ -18,14 +19,17 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
 	touch $@
 
-# Debian packages the integration tests run for real: Prometheus and Alertmanager.
+# Debian packages the integration tests run for real: Prometheus, Alertmanager, and Chromium with its
+# WebDriver for the console's browser tests.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
 system:
-	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
-	else echo "note: install prometheus and prometheus-alertmanager (Debian packages) to run the integration tests"; fi
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null \
+	    && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	else echo "note: install $(SYSTEM_PACKAGES) (Debian packages) to run the integration and browser tests"; fi
 
 demo: setup
-	$(BIN)/modeltel demo
+	$(BIN)/modeltel demo --keep
 
 lint: setup
 	$(BIN)/ruff check .
