@@ -1,4 +1,5 @@
-"""The ``modeltel`` command: ``run`` (zero-code start-up), ``demo``, and commands that other packages
+"""The ``modeltel`` command: ``run`` (zero-code start-up), ``demo``, ``alerts`` and ``slo`` (ops tooling),
+and commands that other packages
 register under the ``modeltel.commands`` entry point group (the collector registers ``collector``).
 """
 
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
     demo.add_argument("--keep", action="store_true", help="leave the collector running afterwards (Ctrl-C stops)")
     demo.set_defaults(func=_demo)
+
+    from .ops import add_ops_commands
+
+    add_ops_commands(sub)
 
     for name in sorted(plugins):
         if name not in ("run", "demo"):

@@ -20,6 +20,7 @@ __all__ = [
     "BURN_RATE_WINDOWS",
     "COLLECTOR_JOB",
     "LABEL_FAMILY",
+    "MODEL_SERVER_JOB",
     "RATE_WINDOW",
     "SILENT_LOOKBACK",
     "AlertSpec",
@@ -28,6 +29,7 @@ __all__ = [
 
 RATE_WINDOW = "5m"  # every rate() and p95 in the alert rules, as in the seed
 COLLECTOR_JOB = "modeltel-collector"  # the Prometheus scrape job of the modeltel collectors
+MODEL_SERVER_JOB = "model-serving"  # the seed's job for servers scraped directly (the SDK's /metrics)
 # ModelServerDown (push): a server whose series the collector forgot (after its staleness_s) while they
 # existed within this lookback. Longer than any deploy gap you want reported, shorter than a retention.
 SILENT_LOOKBACK = "1h"
