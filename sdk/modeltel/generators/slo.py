@@ -14,7 +14,15 @@ from .. import taxonomy as tx
 from .alerts import MODEL, Links
 from .durations import format_duration, parse_duration
 
-__all__ = ["ALERT_NAME", "BurnWindow", "burn_alert", "burn_windows", "sli_windows", "slo_rule_groups"]
+__all__ = [
+    "ALERT_NAME",
+    "BurnWindow",
+    "burn_alert",
+    "burn_windows",
+    "error_ratio_expr",
+    "sli_windows",
+    "slo_rule_groups",
+]
 
 ALERT_NAME = "ErrorBudgetBurn"
 _NEGATE = {"gte": "<", "gt": "<=", "lte": ">", "lt": ">="}
@@ -48,6 +56,13 @@ def sli_windows(windows: list[BurnWindow], period: str) -> list[str]:
 
 def error_ratio_name(window: str) -> str:
     return f"slo:sli_error:ratio_rate{window}"
+
+
+def error_ratio_expr(slo: tx.SLO, window: str) -> str:
+    """The SLI error ratio over ``window`` per model, without recording rules (what the report queries)."""
+    if slo.kind == "threshold":
+        return f"avg_over_time(({_bad_bool(slo)})[{window}:1m])"
+    return _ratio_expr(slo, window)
 
 
 def _ratio_expr(slo: tx.SLO, window: str) -> str:

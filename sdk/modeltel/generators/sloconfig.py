@@ -39,6 +39,7 @@ class SLA:
     availability: float
     penalties: tuple[Penalty, ...]
     objectives: dict[str, str] = field(default_factory=dict)
+    slo: str = "availability_slo"  # the SLO whose actual is the SLA's availability
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def _sla(d: dict, where: str) -> SLA:
         Penalty(float(_req(p, "breach_threshold", where)), float(_req(p, "credit_percentage", where)))
         for p in d.get("penalties", [])
     )
-    return SLA(name, str(d.get("tier", name)), float(avail) / 100, penalties, objectives)
+    slo = str(d.get("availability_slo", "availability_slo"))
+    return SLA(name, str(d.get("tier", name)), float(avail) / 100, penalties, objectives, slo)
 
 
 def load_slo_config(path: str | Path) -> SLOConfig:
