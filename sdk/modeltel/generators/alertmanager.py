@@ -90,9 +90,14 @@ PRODUCTION_TIMING = {"critical_wait": "10s", "critical_interval": "1m", "warning
 LOCAL_TIMING = {"critical_wait": "1s", "critical_interval": "10s", "warning_wait": "2s", "warning_interval": "30s"}
 
 
-def alertmanager_config(*, local_webhook: str = "", templates: str = _TEMPLATES_GLOB) -> dict:
-    """The Alertmanager config; with ``local_webhook``, every receiver posts to ``<local_webhook>/<name>``."""
-    timing = LOCAL_TIMING if local_webhook else PRODUCTION_TIMING
+def alertmanager_config(
+    *, local_webhook: str = "", templates: str = _TEMPLATES_GLOB, timing: dict[str, str] | None = None
+) -> dict:
+    """The Alertmanager config; with ``local_webhook``, every receiver posts to ``<local_webhook>/<name>``.
+
+    ``timing`` (group waits and intervals) defaults to production's, or to a fast one for a local webhook.
+    """
+    timing = timing or (LOCAL_TIMING if local_webhook else PRODUCTION_TIMING)
     return {
         "global": {"resolve_timeout": "5m"},
         "templates": [templates],
