@@ -36,8 +36,9 @@ FAULTS = {
 
 
 def _related(alert: dict, words: tuple[str, ...]) -> bool:
-    name, slo = alert["labels"]["alertname"], alert["labels"].get("slo", "")
-    return any(w in name or w == slo for w in words)
+    """A burn-rate alert of one of the fault's SLOs, or a threshold alert whose name has one of the words."""
+    slo = alert["labels"].get("slo")
+    return slo in words if slo else any(w in alert["labels"]["alertname"] for w in words)
 
 
 def measure(stack: AlertStack, fault: dict, words: tuple[str, ...], wait: float) -> list[tuple[str, str, str, float]]:
@@ -74,7 +75,9 @@ def main() -> int:
         with AlertStack(Path(tmp), interval=args.interval, timing=PRODUCTION_TIMING) as stack:
             total = args.warmup + len(FAULTS) * (args.wait + 5) + 10
             stack.load(total, rate=args.rate)
-            print(f"MTTD, {args.interval} scrape/evaluation/export interval, {args.rate:g} req/s, production")
+            print(
+                f"MTTD, {args.interval} scrape/evaluation/export interval, {args.rate:g} req/s, production", flush=True
+            )
             print(f"Alertmanager timing ({PRODUCTION_TIMING['critical_wait']} critical group wait)")
             time.sleep(args.warmup)
             for fault_name, (fault, words) in FAULTS.items():
@@ -85,6 +88,7 @@ def main() -> int:
                     print(f"  {name:44} {severity:9} {receiver:14} {seconds:6.1f}s")
                 if not rows:
                     print(f"  nothing within {args.wait:.0f} s")
+                sys.stdout.flush()
                 time.sleep(5)
     return 0
 

@@ -11,7 +11,18 @@ __all__ = ["add_ops_commands"]
 DEFAULT_ALERTS_DIR = Path("alerts")
 
 
+def _need_yaml(command: str) -> bool:
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        print(f"modeltel {command}: needs PyYAML; pip install 'modeltel[ops]'", file=sys.stderr)
+        return False
+    return True
+
+
 def _generate(args: argparse.Namespace) -> int:
+    if not _need_yaml("alerts generate"):
+        return 2
     from ..generators import stale_files, write_alerts
     from ..generators.sloconfig import SLOConfigError
 
@@ -30,6 +41,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if not _need_yaml("slo report"):
+        return 2
     from .slo_report import run_report
 
     return run_report(args.prometheus, args.config, args.format, args.output)

@@ -2,8 +2,9 @@
 
 * critical goes to the pager and to the critical chat channel at once (10 s group wait, ``continue``);
 * warning goes to the warnings chat channel, batched (several models per message, 5 min group interval);
-* a critical alert inhibits the warning of the same ``family`` and model (CriticalErrorRate silences
-  HighErrorRate of that model, not of another); a down scrape target inhibits "server silent";
+* a critical alert inhibits the warning of the same ``family`` about the same thing (CriticalErrorRate
+  silences HighErrorRate of that model version, not of another; a hot GPU, only its own warning); a down
+  scrape target inhibits "server silent";
 * secrets are files mounted at deploy time (``*_file``), never in the repository;
 * ``local=True`` gives the same tree with every receiver a webhook at ``<webhook>/<receiver>``, which is
   what the end-to-end test and the demo run, so they prove the routing that production uses.
@@ -106,7 +107,8 @@ def alertmanager_config(
             {
                 "source_matchers": ['severity="critical"'],
                 "target_matchers": ['severity="warning"'],
-                "equal": [tx.LABEL_FAMILY, "model_name", "model_version"],
+                # what an alert is about: a model version, a stage, an instance, a GPU (absent labels match)
+                "equal": [tx.LABEL_FAMILY, "model_name", "model_version", "stage", "instance", "hw_id"],
             },
             {
                 "source_matchers": ['alertname="ModelServerDown"', 'cause="target_down"'],

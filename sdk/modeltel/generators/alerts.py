@@ -107,7 +107,7 @@ def _throughput(s: tx.AlertSpec) -> Rule:
         s,
         f"{_rate(_PRED)} < {s.threshold:g} > 0",
         f"Low prediction throughput on {_ON_MODEL}",
-        f"{_ON_MODEL} serves {value_template('/s')} predictions (threshold {human(s.threshold, '/s')}).",
+        f"{_ON_MODEL} serves {value_template('/s')} (threshold {human(s.threshold, '/s')}).",
         "model",
     )
 
