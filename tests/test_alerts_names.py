@@ -68,3 +68,29 @@ def test_unit_one_gauges_carry_ratio_everywhere() -> None:
         "hw_gpu_memory_utilization_ratio",
         "modeltel_gpu_memory_controller_utilization_ratio",
     }
+
+
+def test_rules_query_only_names_the_taxonomy_lists() -> None:
+    """Every metric a generated rule reads is a series some path exposes under that exact name."""
+    import re
+    from pathlib import Path
+
+    from modeltel_collector.stats import Stats
+
+    series = {"target_info", "up"} | {name + "_total" for name in Stats.COUNTERS}
+    for inst in ALL:
+        suffixes = {
+            tx.InstrumentKind.HISTOGRAM: ("_bucket", "_count", "_sum"),
+            tx.InstrumentKind.COUNTER: ("_total",),
+            tx.InstrumentKind.GAUGE: ("",),
+        }[inst.kind]
+        series |= {inst.prometheus_name + s for s in suffixes}
+    labels = {label for inst in ALL for label in inst.prometheus_labels} | {"modeltel_gpu_index"}
+    rules = (Path(__file__).resolve().parents[1] / "alerts" / "rules").glob("*.yml")
+    text = "\n".join(p.read_text() for p in rules)
+    exprs = "\n".join(re.findall(r"expr: (.*(?:\n\s{6,}.*)*)", text))
+    used = set(re.findall(r"\b((?:model|hw|modeltel)_[a-z_]+)\b", exprs)) | set(
+        re.findall(r"\b(target_info|up)\b", exprs)
+    )
+    assert used - labels <= series, sorted((used - labels) - series)
+    assert {"hw_gpu_memory_utilization_ratio", "model_predictions_total"} <= used
