@@ -109,3 +109,10 @@ def test_amtool_routes(labels: list[str], receivers: str) -> None:
     cfg = f"--config.file={ALERTS / 'alertmanager.yml'}"
     out = _run("amtool", "config", "routes", "test", cfg, f"--verify.receivers={receivers}", *labels).stdout
     assert out.strip() == receivers
+
+
+def test_amtool_renders_the_notification_templates() -> None:
+    text = '{{ template "modeltel.title" . }}|{{ template "modeltel.text" . }}'
+    glob = f"--template.glob={ALERTS / 'templates' / '*.tmpl'}"
+    out = _run("amtool", "template", "render", glob, f"--template.text={text}").stdout
+    assert "Runbook:" in out and "Dashboard:" in out  # amtool's sample alerts carry no annotations

@@ -117,7 +117,7 @@ def burn_alert(slo: tx.SLO, w: BurnWindow, links: Links) -> dict:
             "short_window": w.short,
         },
         "annotations": {
-            "summary": f"{slo.name}: {on_model} burns its error budget {w.factor:g}x too fast ({kind})",
+            "summary": f"{slo.name}: {on_model} burns its error budget at over {w.factor:g}x ({kind})",
             "description": (
                 f"{slo.description}. Error ratio of {on_model} over {w.long} is"
                 " {{ $value | humanizePercentage }} and over "
