@@ -39,16 +39,16 @@ def _check(note: Notification | None, receivers: set[str], what: str) -> None:
 
 def test_faults_reach_the_right_receivers(tmp_path: Path) -> None:
     with AlertStack(tmp_path, interval="1s") as stack:
-        stack.load(60, rate=40)
+        stack.load(120, rate=40)  # outlasts the waits below; stops with the stack
         time.sleep(6)  # healthy traffic first: nothing may fire
         assert stack.wait_for(lambda n: True, 0) is None
 
         t = stack.inject(latency_s=0.3)  # every request now takes > 100 ms: the latency SLO burns
-        page = stack.wait_for(_burn("prediction_latency_slo", "critical"), 40, t)
+        page = stack.wait_for(_burn("prediction_latency_slo", "critical"), 60, t)
         _check(page, {"pager", "chat-critical"}, "latency page")
 
         t = stack.inject(error_fraction=0.5)  # half the predictions fail: availability pages
-        pager = stack.wait_for(lambda n: n.receiver == "pager" and _burn("availability_slo", "critical")(n), 20, t)
+        pager = stack.wait_for(lambda n: n.receiver == "pager" and _burn("availability_slo", "critical")(n), 30, t)
         chat = stack.wait_for(
             lambda n: n.receiver == "chat-critical" and _burn("availability_slo", "critical")(n), 5, t
         )
