@@ -82,6 +82,7 @@ class AlertStack:
     alertmanager_url: str = ""
     procs: list[subprocess.Popen] = field(default_factory=list)
     webhook: _Webhook | None = None
+    stop_load: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> AlertStack:
         try:
@@ -152,7 +153,7 @@ class AlertStack:
     def load(self, duration: float, rate: float, concurrency: int = 16) -> threading.Thread:
         """Paced load on the server in the background (no malformed requests: the faults are injected)."""
         loadgen = _load_examples_module("loadgen")
-        args = (self.server_url + "/predict", duration, concurrency, 0.0, None, rate)
+        args = (self.server_url + "/predict", duration, concurrency, 0.0, None, rate, self.stop_load)
         thread = threading.Thread(target=loadgen.drive, args=args, daemon=True)
         thread.start()
         return thread
@@ -179,6 +180,7 @@ class AlertStack:
                 self.webhook.cond.wait(left)
 
     def close(self) -> None:
+        self.stop_load.set()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
