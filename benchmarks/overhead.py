@@ -1,6 +1,6 @@
 """Per-prediction cost of monitoring a three-stage handler, every variant measured in the same run.
 
-(a) uninstrumented; (b) the seed protocol's prometheus_client decorator; (c) plain OpenTelemetry SDK
+(a) uninstrumented; (b) the monitoring spec's prometheus_client decorator; (c) plain OpenTelemetry SDK
 calls doing the same job (root + 3 stage spans, 4 histogram records, 1 counter); (d) modeltel with
 spans not sampled (metrics only); (e) modeltel fully traced. Exporters are in-memory / no-op so the
 figures are the instrumentation's own cost; spans go through a BatchSpanProcessor, as in production.
@@ -43,7 +43,7 @@ def uninstrumented() -> Callable[[], int]:
     return predict
 
 
-def seed_prometheus_client() -> Callable[[], int]:
+def spec_prometheus_client() -> Callable[[], int]:
     from functools import wraps
 
     from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -160,7 +160,7 @@ def main() -> None:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     variants = {
         "(a) uninstrumented": uninstrumented(),
-        "(b) seed prometheus_client": seed_prometheus_client(),
+        "(b) spec prometheus_client": spec_prometheus_client(),
         "(c) plain OpenTelemetry SDK": plain_otel(),
         "(d) modeltel, metrics only": modeltel_variant("parentbased_always_off"),
     }
@@ -169,7 +169,7 @@ def main() -> None:
     results["(e) modeltel, fully traced"] = measure(traced, args.n, args.repeats, clock)
     modeltel.shutdown()
     a = results["(a) uninstrumented"]
-    b = results["(b) seed prometheus_client"]
+    b = results["(b) spec prometheus_client"]
     c = results["(c) plain OpenTelemetry SDK"]
     print(f"clock: {args.clock}; best of {args.repeats} runs of {args.n} predictions")
     print(f"{'variant':32} {'µs/pred':>9} {'added µs':>9} {'x (a)':>7} {'x (b)':>7} {'x (c)':>7}")

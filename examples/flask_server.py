@@ -2,7 +2,7 @@
 
     MODELTEL_MODEL_NAME=iris OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \
         opentelemetry-instrument python examples/flask_server.py
-    curl -H 'Content-Type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' localhost:8080/predict
+    curl -fsS -H 'content-type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' localhost:8080/predict
 
 Each POST is a prediction on the HTTP server span; scikit-learn's predict_proba is its inference stage.
 PORT sets the HTTP port (default 8080).

@@ -2,7 +2,8 @@
 
     MODELTEL_MODEL_VERSION=1 OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \
         opentelemetry-instrument python examples/kserve_server.py
-    curl -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' localhost:8080/v1/models/iris:predict
+    curl -fsS -H 'content-type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' \
+        localhost:8080/v1/models/iris:predict
 
 Preprocess, predict and postprocess become stage spans (scikit-learn's call a child span of predict).
 PORT sets the HTTP port (default 8080).

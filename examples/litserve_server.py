@@ -2,7 +2,7 @@
 
     MODELTEL_MODEL_NAME=iris OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \
         opentelemetry-instrument python examples/litserve_server.py
-    curl -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' localhost:8080/predict
+    curl -fsS -H 'content-type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' localhost:8080/predict
 
 decode_request / predict / encode_response become preprocess / inference / postprocess stage spans in
 LitServe's worker process; the HTTP server span and the prediction count come from the API server.

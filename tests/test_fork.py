@@ -166,11 +166,10 @@ def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
 def test_uvicorn_workers_each_export(tmp_path):
     """uvicorn --workers starts workers by spawning, so each one runs the configurator itself."""
     port = _free_port()
-    examples = Path(__file__).resolve().parents[1] / "examples"
     with OtlpSink() as sink:
-        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="300", PYTHONPATH=str(examples))
+        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="300")
         server = subprocess.Popen(
-            [str(BIN / "modeltel"), "run", "--", sys.executable, "-m", "uvicorn", "iris_server:app",
+            [str(BIN / "modeltel"), "run", "--", sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
              "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
@@ -192,11 +191,10 @@ def test_sigterm_flushes_the_last_export_interval(tmp_path):
     """uvicorn re-raises SIGTERM with the default action after its graceful shutdown, which skips atexit;
     modeltel's SIGTERM handler flushes first, so every request served is exported."""
     port = _free_port()
-    examples = Path(__file__).resolve().parents[1] / "examples"
     with OtlpSink() as sink:
-        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="60000", PYTHONPATH=str(examples))  # no periodic export
+        env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="60000")  # no periodic export
         server = subprocess.Popen(
-            [str(BIN / "modeltel"), "run", "--", sys.executable, "-m", "uvicorn", "iris_server:app",
+            [str(BIN / "modeltel"), "run", "--", sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip

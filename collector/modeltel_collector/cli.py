@@ -9,27 +9,67 @@ import sys
 import threading
 
 from modeltel_collector.collector import Collector
-from modeltel_collector.config import load
+from modeltel_collector.config import Config, load
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="modeltel collector", description="OTLP collector for Prometheus and traces.")
+    p = argparse.ArgumentParser(
+        prog="modeltel collector",
+        description="Receive OTLP (HTTP and gRPC) from instrumented apps; serve /metrics for Prometheus (with "
+        "exemplars), /healthz and the trace API. Options: defaults < --config TOML < MODELTEL_COLLECTOR_<OPTION> "
+        "environment variables < flags.",
+    )
     p.add_argument("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP receiver (default 127.0.0.1:4318; '' disables)")
     p.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC receiver (default 127.0.0.1:4317; '' disables)")
     p.add_argument("--listen", metavar="HOST:PORT", help="/metrics, /healthz and trace API (default 127.0.0.1:9464)")
-    p.add_argument("--config", metavar="FILE", help="TOML config file (also MODELTEL_COLLECTOR_CONFIG)")
-    p.add_argument("--trace-db", metavar="PATH", help="SQLite trace store (default: temporary)")
-    p.add_argument("--forward-endpoint", metavar="URL", help="forward everything to this OTLP/HTTP endpoint")
-    p.add_argument("--staleness-s", type=float, help="forget a silent source's series after this many seconds")
-    p.add_argument("--ready-file", metavar="PATH", help="write the bound ports as JSON here once listening")
+    p.add_argument("--config", metavar="FILE", help="TOML config file (also MODELTEL_COLLECTOR_CONFIG; default: none)")
+    p.add_argument("--trace-db", metavar="PATH", help="SQLite trace store (default: a temporary file)")
+    p.add_argument(
+        "--forward-endpoint", metavar="URL", help="also forward everything to this OTLP/HTTP endpoint (default: none)"
+    )
+    p.add_argument(
+        "--staleness-s",
+        metavar="SECONDS",
+        type=float,
+        help="forget a silent source's series after this long (default 300)",
+    )
+    p.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on the receivers and the trace API (default: none; prefer "
+        "MODELTEL_COLLECTOR_AUTH_TOKEN, which other users cannot read in the process list)",
+    )
+    p.add_argument(
+        "--tls-cert", metavar="FILE", help="PEM certificate: serve OTLP over TLS, with --tls-key (default: none)"
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (default: none)")
+    p.add_argument(
+        "--ready-file", metavar="PATH", help="write the bound ports as JSON here once listening (default: none)"
+    )
+    p.add_argument("--version", action="version", version=f"modeltel collector {_version()}")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "ready_file")}
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        cfg = load(args.config, overrides=overrides)
+        return version("modeltel")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> Config:
+    """The collector's settings: the flags given (``args``) over the environment over ``--config``."""
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "ready_file")}
+    return load(args.config, env, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Receive OTLP from apps; serve /metrics for Prometheus, /healthz and a trace API."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = config_from(args)
         collector = Collector(cfg).start()
     except (OSError, ValueError) as e:
         print(f"modeltel collector: {e}", file=sys.stderr)

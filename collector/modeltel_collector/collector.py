@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 
 from modeltel_collector.config import Config, split_address
 from modeltel_collector.forward.forwarder import Forwarder
@@ -93,17 +94,29 @@ class Collector:
         self.pipeline.start()
         try:
             if cfg.listen:
-                self._serve_http("listen", cfg.listen, ApiHandler, tls=False)
+                self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler, tls=False))
             if cfg.otlp_http:
-                self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler, tls=True)
+                self._bind("otlp_http", lambda: self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler, tls=True))
             if cfg.otlp_grpc:
-                self._grpc = GrpcReceiver(cfg.otlp_grpc, cfg, self.pipeline, self.stats)
-                self._grpc.start()
-                self.ports["otlp_grpc"] = self._grpc.port
+                self._bind("otlp_grpc", self._serve_grpc)
         except Exception:
             self.stop()
             raise
         return self
+
+    def _bind(self, name: str, serve: Callable[[], None]) -> None:
+        """Run ``serve``; a failure to bind names the option and the address (a port in use, mostly)."""
+        address = getattr(self.config, name)
+        try:
+            serve()
+        except OSError as e:
+            reason = e.strerror or str(e)
+            raise OSError(f"cannot listen on {address} (--{name.replace('_', '-')}): {reason}") from None
+
+    def _serve_grpc(self) -> None:
+        self._grpc = GrpcReceiver(self.config.otlp_grpc, self.config, self.pipeline, self.stats)
+        self._grpc.start()
+        self.ports["otlp_grpc"] = self._grpc.port
 
     @property
     def urls(self) -> dict[str, str]:

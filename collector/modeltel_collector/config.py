@@ -98,12 +98,19 @@ def load(
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ValueError("tls_cert and tls_key must be given together")
+    for name in ("otlp_http", "otlp_grpc", "listen"):
+        address = getattr(cfg, name)
+        if address:
+            try:
+                split_address(address)
+            except ValueError as e:
+                raise ValueError(f"--{name.replace('_', '-')}: {e}") from None
     return cfg
 
 
 def split_address(address: str) -> tuple[str, int]:
     """'HOST:PORT' (or '[v6]:PORT') -> (host, port); port 0 picks a free port."""
     host, sep, port = address.rpartition(":")
-    if not sep:
-        raise ValueError(f"address must be HOST:PORT, got {address!r}")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT with a port 0-65535, got {address!r}")
     return host.strip("[]") or "127.0.0.1", int(port)

@@ -106,7 +106,7 @@ def prediction(
 
 
 def monitor_prediction(model_name: str | None = None, model_version: str | None = None) -> Prediction:
-    """:func:`prediction` under the seed's decorator name: ``@modeltel.monitor_prediction()`` on a sync or
+    """:func:`prediction` under the monitoring spec's decorator name: ``@modeltel.monitor_prediction()`` on a sync or
     async function; it also records a ``confidence`` found in the result."""
     return telemetry().monitor_prediction(model_name, model_version)
 

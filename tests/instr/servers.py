@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +26,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def documented_commands(script: Path) -> list[str]:
+    """The shell commands in ``script``'s docstring (its indented lines, backslash continuations joined),
+    so tests run exactly what the example tells a user to type."""
+    doc = ast.get_docstring(ast.parse(script.read_text()), clean=False) or ""
+    commands, current = [], ""
+    for line in (raw.strip() for raw in doc.splitlines() if raw.startswith("    ")):
+        if line.endswith("\\"):
+            current += line[:-1]
+            continue
+        commands.append(re.sub(r"\s{2,}", " ", current + line))  # a backslash-newline in the source is gone
+        current = ""
+    return commands
 
 
 @contextmanager

@@ -8,6 +8,7 @@ honour as a retry delay.
 
 from __future__ import annotations
 
+import socket
 from concurrent import futures
 
 import grpc
@@ -15,7 +16,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 
 from modeltel_collector import otlp
-from modeltel_collector.config import Config
+from modeltel_collector.config import Config, split_address
 from modeltel_collector.httpbase import token_ok
 from modeltel_collector.process.ingest import IngestQueue, Overloaded
 from modeltel_collector.stats import Stats
@@ -50,11 +51,16 @@ class GrpcReceiver:
         if config.tls_cert:
             with open(config.tls_cert, "rb") as c, open(config.tls_key, "rb") as k:
                 creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-            self.port = self.server.add_secure_port(address, creds)
-        else:
-            self.port = self.server.add_insecure_port(address)
+        _check_free(address)
+        try:  # grpcio returns port 0 or, since 1.60, raises RuntimeError when it cannot bind
+            if config.tls_cert:
+                self.port = self.server.add_secure_port(address, creds)
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot bind OTLP/gRPC to {address}")
+            raise OSError(f"address in use or not available: {address}")
 
     def start(self) -> None:
         self.server.start()
@@ -87,6 +93,13 @@ class GrpcReceiver:
             return response_type()
 
         return export
+
+
+def _check_free(address: str) -> None:
+    """Raise the OSError a bind would (a port in use, mostly) before grpcio logs its own C-level error."""
+    host, port = split_address(address)
+    if port:
+        socket.create_server((host, port)).close()
 
 
 def _serialize(msg) -> bytes:

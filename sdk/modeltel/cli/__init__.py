@@ -7,22 +7,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from importlib.metadata import entry_points
+from typing import Any
 
 from .. import __version__
+from ..config import PROTOCOLS
 
-_RUN_ENV = {
-    "--model-name": "MODELTEL_MODEL_NAME",
-    "--model-version": "MODELTEL_MODEL_VERSION",
-    "--service-name": "OTEL_SERVICE_NAME",
-    "--endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "--protocol": "OTEL_EXPORTER_OTLP_PROTOCOL",
+# flag: (variable it sets, metavar, choices, what the variable defaults to when unset)
+_RUN_ENV: dict[str, tuple[str, str, tuple[str, ...] | None, str]] = {
+    "--model-name": ("MODELTEL_MODEL_NAME", "NAME", None, "unknown"),
+    "--model-version": ("MODELTEL_MODEL_VERSION", "VERSION", None, "unknown"),
+    "--service-name": ("OTEL_SERVICE_NAME", "NAME", None, "the model name, else modeltel-app"),
+    "--endpoint": ("OTEL_EXPORTER_OTLP_ENDPOINT", "URL", None, "http://localhost:4318"),
+    "--protocol": ("OTEL_EXPORTER_OTLP_PROTOCOL", "PROTOCOL", PROTOCOLS, "http/protobuf"),
 }
 
 
 def _plugins() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group="modeltel.commands")}
+
+
+def _summary(plugin: Any) -> str:
+    """The first line of a plugin command's docstring, for ``modeltel --help``."""
+    try:
+        doc = plugin.load().__doc__ or ""
+    except Exception as exc:  # a broken plugin must not break --help
+        return f"(unavailable: {type(exc).__name__}: {exc})"
+    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else f"see `modeltel {plugin.name} --help`"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,9 +47,12 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         print("modeltel run: give the command to run, e.g. `modeltel run -- uvicorn app:app`", file=sys.stderr)
         return 2
+    if shutil.which(command[0]) is None:
+        print(f"modeltel run: command not found: {command[0]}", file=sys.stderr)
+        return 127
     os.environ["OTEL_PYTHON_DISTRO"] = "modeltel"
     os.environ["OTEL_PYTHON_CONFIGURATOR"] = "modeltel"
-    for flag, var in _RUN_ENV.items():
+    for flag, (var, *_) in _RUN_ENV.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value:
             os.environ[var] = value
@@ -58,21 +74,39 @@ def main(argv: list[str] | None = None) -> int:
     plugins = _plugins()
     if argv and argv[0] in plugins and argv[0] not in ("run", "demo"):
         return int(plugins[argv[0]].load()(argv[1:]) or 0)
+    args = build_parser(plugins).parse_args(argv)
+    return int(args.func(args) or 0)
 
+
+def build_parser(plugins: dict[str, Any]) -> argparse.ArgumentParser:
+    """``modeltel``'s parser: ``run``, ``demo``, and one entry per plugin command (which parses its own)."""
     parser = argparse.ArgumentParser(prog="modeltel", description="OpenTelemetry for ML model serving")
     parser.add_argument("--version", action="version", version=f"modeltel {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
-    run = sub.add_parser("run", help="run a command with modeltel auto-instrumentation")
-    for flag, var in _RUN_ENV.items():
-        run.add_argument(flag, help=f"sets {var}")
+    run = sub.add_parser(
+        "run",
+        help="run a command with modeltel auto-instrumentation (e.g. modeltel run -- uvicorn app:app)",
+        description="Run a command with modeltel's distro, configurator and every installed instrumentor, "
+        "configured by environment variables (OTEL_*, MODELTEL_*); the flags below set the common ones.",
+    )
+    for flag, (var, metavar, choices, default) in _RUN_ENV.items():
+        shown = None if choices else metavar  # argparse then lists the choices
+        run.add_argument(flag, metavar=shown, choices=choices, help=f"sets {var} (default: {default})")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
     run.set_defaults(func=_run)
 
-    demo = sub.add_parser("demo", help="serve an instrumented model under load and report from its telemetry")
+    demo = sub.add_parser(
+        "demo",
+        help="serve an instrumented model under load and report from its telemetry",
+        description="Start a modeltel collector and the example iris server under `modeltel run`, drive it "
+        "with clients, and print per-stage latency, throughput, errors and the slowest trace.",
+    )
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     demo.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
-    demo.add_argument("--keep", action="store_true", help="leave the collector running afterwards (Ctrl-C stops)")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the collector running afterwards, Ctrl-C stops it (default: off)"
+    )
     demo.set_defaults(func=_demo)
 
     from .ops import add_ops_commands
@@ -81,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in sorted(plugins):
         if name not in ("run", "demo"):
-            sub.add_parser(name, help=f"(from {plugins[name].value}) see `modeltel {name} --help`")
-
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+            sub.add_parser(name, help=_summary(plugins[name]), add_help=False)
+    return parser
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 from ..generators.alertmanager import alertmanager_config
 from ..generators.prometheus import prometheus_config
 from ..generators.yamlout import dump
-from .demo import EXAMPLES, MODEL_NAME, MODEL_VERSION, _free_port, _load_examples_module, _start_collector, _wait_http
+from .demo import MODEL_NAME, MODEL_VERSION, _free_port, _start_collector, _wait_http
 
 __all__ = ["ALERTS_DIR", "AlertStack", "Notification", "missing_binaries"]
 
@@ -140,19 +140,19 @@ class AlertStack:
             "MODELTEL_MODEL_NAME": MODEL_NAME,
             "MODELTEL_MODEL_VERSION": MODEL_VERSION,
             "IRIS_FAULTS": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
         }
         server = self._spawn([
             sys.executable, "-m", "modeltel.cli", "run", "--",
-            sys.executable, "-m", "uvicorn", "iris_server:app", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning",
+            sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ], env)  # fmt: skip
         self.server_url = f"http://127.0.0.1:{port}"
         _wait_http(self.server_url + "/healthz", 60, server)
 
     def load(self, duration: float, rate: float, concurrency: int = 16) -> threading.Thread:
         """Paced load on the server in the background (no malformed requests: the faults are injected)."""
-        loadgen = _load_examples_module("loadgen")
+        from ..examples import loadgen
+
         args = (self.server_url + "/predict", duration, concurrency, 0.0, None, rate, self.stop_load)
         thread = threading.Thread(target=loadgen.drive, args=args, daemon=True)
         thread.start()

@@ -10,7 +10,6 @@ since the SDK never imports the collector package.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import socket
@@ -27,7 +26,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .. import taxonomy as tx
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 MODEL_NAME = "iris-classifier"
 MODEL_VERSION = "1.0.0"
 
@@ -53,16 +51,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _load_examples_module(name: str) -> Any:
-    path = EXAMPLES / f"{name}.py"
-    if not path.exists():
-        raise SystemExit(f"modeltel demo: {path} not found; run the demo from a modeltel source checkout")
-    spec = importlib.util.spec_from_file_location(f"modeltel_examples_{name}", path)
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
@@ -206,7 +194,11 @@ def trace_lines(api: str) -> list[str]:
 
 
 def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -> int:
-    loadgen = _load_examples_module("loadgen")
+    try:
+        from ..examples import loadgen
+    except ImportError as missing:  # the examples extra is not installed
+        print(f"modeltel demo: {missing}; install it with: pip install 'modeltel[examples]'", file=sys.stderr)
+        return 2
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-") as tmp:
         collector, urls = _start_collector(Path(tmp))
@@ -220,12 +212,11 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
                 "OTEL_SERVICE_NAME": "iris-demo",
                 "MODELTEL_MODEL_NAME": MODEL_NAME,
                 "MODELTEL_MODEL_VERSION": MODEL_VERSION,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
             }
             command = [
                 sys.executable, "-m", "modeltel.cli", "run", "--",
-                sys.executable, "-m", "uvicorn", "iris_server:app", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning",
+                sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
             ]  # fmt: skip
             print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
             print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")

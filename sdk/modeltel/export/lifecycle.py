@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -18,7 +19,22 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-SIGTERM_FLUSH_SECONDS = 10.0
+
+def within(seconds: float, *calls: Callable[[], None]) -> bool:
+    """Run each of ``calls`` in a daemon thread of its own, all at once, and wait at most ``seconds`` in
+    all; whether every one finished.
+
+    Threads, so that neither a slow exporter nor a lock held by an interrupted main thread can hold the
+    caller past ``seconds``, and so that one stuck exporter does not starve the others of the budget;
+    daemon, so that an exiting interpreter does not wait for them either.
+    """
+    workers = [threading.Thread(target=call, name="modeltel-flush", daemon=True) for call in calls]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + seconds
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    return not any(worker.is_alive() for worker in workers)
 
 
 def new_instance() -> Resource:
@@ -37,8 +53,8 @@ def flush_on_sigterm(shutdown: Callable[[], None]) -> None:
     """Flush on SIGTERM where nothing else handles it, then die by the signal as before.
 
     uvicorn, for one, restores the handler it found and re-raises SIGTERM after its graceful shutdown.
-    The flush is bounded and runs in a thread, so a lock held by the interrupted main thread cannot
-    wedge it. It is only installed over the default action, never over an application's own handler.
+    ``shutdown`` bounds the flush itself (see :func:`within`). The handler is only installed over the
+    default action, never over an application's own handler.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -49,9 +65,7 @@ def flush_on_sigterm(shutdown: Callable[[], None]) -> None:
     def on_sigterm(signum: int, frame: Any) -> None:
         method = weak()
         if method is not None:
-            flusher = threading.Thread(target=method, name="modeltel-sigterm-flush", daemon=True)
-            flusher.start()
-            flusher.join(SIGTERM_FLUSH_SECONDS)
+            method()
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 

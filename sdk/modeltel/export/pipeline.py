@@ -27,7 +27,8 @@ from ..hotpath import Telemetry
 from ..hotpath.fastmetrics import FastMetrics
 from ..hotpath.recorders import FastRecorder, SdkRecorder
 from ..hotpath.spans import SpanFactory
-from . import lifecycle, providers
+from . import exportlog, lifecycle, providers
+from .delivery import CountingMetricExporter, CountingSpanExporter
 from .readers import MergingReader, PeriodicReader, prometheus_reader_class
 
 _log = logging.getLogger("modeltel")
@@ -51,6 +52,9 @@ class Pipeline:
         self.fast = FastMetrics(settings.bucket_overrides, __version__) if settings.fast_path else None
         self.prometheus_server: Any = None
         self._closed = False
+        self._span_export: tuple[CountingSpanExporter, BatchSpanProcessor] | None = None
+        self._metric_export: CountingMetricExporter | None = None
+        exportlog.quiet_repeated_export_errors()
         self.tracer_provider = self._tracer_provider(span_processors)
         self.metric_readers = self._metric_readers(metric_readers)
         self.meter_provider = MeterProvider(
@@ -58,6 +62,7 @@ class Pipeline:
             metric_readers=self.metric_readers,
             views=providers.views(settings),
             exemplar_filter=providers.exemplar_filter(settings.exemplar_filter),
+            shutdown_on_exit=False,  # init()'s own atexit hook shuts down, within exit_timeout_s
         )
         if set_global:
             trace.set_tracer_provider(self.tracer_provider)
@@ -66,7 +71,7 @@ class Pipeline:
             recorder: Any = FastRecorder(self.fast)
         else:
             recorder = SdkRecorder(self.meter_provider.get_meter(tx.METER_NAME, __version__), settings.bucket_overrides)
-        spans = SpanFactory(self.tracer_provider, InstrumentationScope(tx.TRACER_NAME, __version__))
+        spans = SpanFactory.for_provider(self.tracer_provider, InstrumentationScope(tx.TRACER_NAME, __version__))
         self.telemetry = Telemetry(settings, recorder, self.tracer_provider, spans)
         self.meters = _guarded("host/GPU meters", self._install_meters)
         lifecycle.on_fork_in_child(self._after_fork_in_child)
@@ -75,14 +80,18 @@ class Pipeline:
     def _tracer_provider(self, span_processors: Sequence[SpanProcessor]) -> TracerProvider:
         settings = self.settings
         provider = TracerProvider(
-            resource=self.resource, sampler=providers.build_sampler(settings.sampler, settings.sampler_arg)
+            resource=self.resource,
+            sampler=providers.build_sampler(settings.sampler, settings.sampler_arg),
+            shutdown_on_exit=False,  # init()'s own atexit hook shuts down, within exit_timeout_s
         )
         for processor in span_processors:
             provider.add_span_processor(processor)
         if settings.traces_exporter != "none":
             exporter = _guarded("the trace exporter", providers.span_exporter, settings)
             if exporter is not None:
-                provider.add_span_processor(BatchSpanProcessor(exporter))
+                counted = CountingSpanExporter(exporter)
+                self._span_export = (counted, BatchSpanProcessor(counted))
+                provider.add_span_processor(self._span_export[1])
         return provider
 
     def _metric_readers(self, given: Sequence[MetricReader]) -> list[MetricReader]:
@@ -91,7 +100,10 @@ class Pipeline:
         if settings.metrics_exporter not in ("none", "prometheus"):
             exporter = _guarded("the metric exporter", providers.metric_exporter, settings)
             if exporter is not None:
-                readers.append(PeriodicReader(exporter, export_interval_millis=settings.metric_export_interval_ms))
+                self._metric_export = CountingMetricExporter(exporter)
+                readers.append(
+                    PeriodicReader(self._metric_export, export_interval_millis=settings.metric_export_interval_ms)
+                )
         if settings.prometheus_port or settings.metrics_exporter == "prometheus":
             reader = _guarded("the Prometheus endpoint", self._prometheus_reader)
             if reader is not None:
@@ -108,8 +120,11 @@ class Pipeline:
     def _prometheus_reader(self) -> MetricReader:
         from prometheus_client import start_http_server
 
-        port = self.settings.prometheus_port or 9464
-        self.prometheus_server, _ = start_http_server(port, addr=self.settings.prometheus_host)
+        port, host = self.settings.prometheus_port or 9464, self.settings.prometheus_host
+        try:
+            self.prometheus_server, _ = start_http_server(port, addr=host)
+        except OSError as e:  # say which address: often the collector's own port
+            raise OSError(f"cannot listen on {host}:{port} (MODELTEL_PROMETHEUS_PORT): {e.strerror or e}") from None
         return prometheus_reader_class()()
 
     def _install_meters(self) -> Any:
@@ -143,16 +158,40 @@ class Pipeline:
         self.tracer_provider.force_flush(timeout_millis)
         self.meter_provider.force_flush(timeout_millis)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Flush and stop, waiting at most ``timeout_s`` (default: the ``exit_timeout_s`` setting).
+
+        At exit this decides how long a process lingers when the collector is down; when it gives up, or
+        when exports failed earlier, one warning says how many spans and metric points were not sent.
+        """
         if self._closed:
             return
         self._closed = True
+        budget = self.settings.exit_timeout_s if timeout_s is None else timeout_s
         if self.meters is not None:
             self.meters.shutdown()
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        finished = lifecycle.within(budget, self.tracer_provider.shutdown, self.meter_provider.shutdown)
         if self.prometheus_server is not None:
             self.prometheus_server.shutdown()
+        self._report_undelivered(budget, gave_up=not finished)
+
+    def _report_undelivered(self, budget: float, *, gave_up: bool) -> None:
+        spans = points = 0
+        if self._span_export is not None:
+            exporter, processor = self._span_export
+            queue = getattr(getattr(processor, "_batch_processor", None), "_queue", ())  # SDK internals, if there
+            spans = exporter.undelivered() + (len(queue) if gave_up else 0)
+        if self._metric_export is not None:
+            points = self._metric_export.undelivered()
+        if not (gave_up or spans or points):
+            return
+        what = f"gave up flushing after {budget:g} s (MODELTEL_EXIT_TIMEOUT)" if gave_up else "some exports failed"
+        _log.warning(
+            "modeltel: %s; not sent: %d spans, %d metric points (is the collector at OTEL_EXPORTER_OTLP_ENDPOINT up?)",
+            what,
+            spans,
+            points,
+        )
 
 
 def _guarded(what: str, build: Callable[..., Any], *args: Any) -> Any:

@@ -144,7 +144,7 @@ class Telemetry:
         return Prediction(self, model_name, model_version, span_name, attributes, own_span=False)
 
     def monitor_prediction(self, model_name: str | None = None, model_version: str | None = None) -> Prediction:
-        """:meth:`prediction` under the seed's decorator name: ``@telemetry.monitor_prediction()``."""
+        """:meth:`prediction` under the monitoring spec's decorator name: ``@telemetry.monitor_prediction()``."""
         return self.prediction(model_name, model_version)
 
     def record_confidence(self, value: float, model_name: str | None = None, model_version: str | None = None) -> None:

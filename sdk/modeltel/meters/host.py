@@ -1,4 +1,4 @@
-"""Host meters: OpenTelemetry's system-metrics instrumentation plus the seed's cpu/memory percentages.
+"""Host meters: OpenTelemetry's system-metrics instrumentation plus the spec's cpu/memory percentages.
 
 ``SystemMetricsInstrumentor`` is reused as is, with two adjustments made from the outside:
 

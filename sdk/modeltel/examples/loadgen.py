@@ -1,6 +1,6 @@
 """A closed-loop load generator for the example servers: N clients, each with a keep-alive connection.
 
-``python examples/loadgen.py --url http://127.0.0.1:8000/predict --duration 20 --concurrency 8``.
+``python -m modeltel.examples.loadgen --url http://127.0.0.1:8000/predict --duration 20 --concurrency 8``.
 A small share of requests carry an invalid row so the error counters have something to count.
 """
 

@@ -2,7 +2,7 @@
 
 Start it with environment variables alone, e.g.::
 
-    MODELTEL_MODEL_NAME=iris-classifier modeltel run -- uvicorn examples.iris_server:app --port 8000
+    MODELTEL_MODEL_NAME=iris-classifier modeltel run -- uvicorn modeltel.examples.iris_server:app --port 8000
 
 ``POST /predict`` takes ``{"features": [[5.1, 3.5, 1.4, 0.2], ...]}``; rows that are not four finite
 numbers are rejected in preprocessing (a counted ``ValueError``, HTTP 422).

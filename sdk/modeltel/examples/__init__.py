@@ -1,0 +1,7 @@
+"""What ``modeltel demo`` runs, shipped inside the package so the demo works from any install.
+
+``iris_server``: a FastAPI + scikit-learn model server with its three stages wrapped by modeltel
+(``modeltel run -- uvicorn modeltel.examples.iris_server:app``). ``loadgen``: a closed-loop load
+generator for it (``python -m modeltel.examples.loadgen --url http://127.0.0.1:8000/predict``). Both
+need the ``examples`` extra: ``pip install 'modeltel[examples]'``.
+"""
