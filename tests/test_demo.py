@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeltel.cli.demo import histogram_quantile, prediction_counts, resource_lines, stage_table
+from modeltel.export.readers import prometheus_reader_class
 from modeltel.meters import install_meters
 from tests import meters_helpers
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
@@ -58,7 +58,7 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
 def _families_with(meters_nvml) -> dict:
     """The GPU and host meters as Prometheus exposes them (the demo reads the collector's /metrics)."""
     registry = CollectorRegistry()
-    reader = PrometheusMetricReader(registry=registry)
+    reader = prometheus_reader_class()(registry=registry)  # the SDK's endpoint: same names as the collector's
     provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     meters = install_meters(provider, gpu=True, host=True, nvml=meters_nvml)
     meters_helpers.settle()

@@ -66,6 +66,7 @@ SDK_LAYERS = {
     "modeltel.hotpath": ("modeltel.taxonomy", "modeltel.config"),  # never export plumbing or instrumentors
     "modeltel.export": ("modeltel.taxonomy", "modeltel.config", "modeltel.hotpath", "modeltel.meters"),
     "modeltel.instrumentors": ("modeltel.taxonomy", "modeltel.hotpath"),
+    "modeltel.generators": ("modeltel.taxonomy",),  # pure functions: taxonomy (+ SLO config) -> files
 }
 _C = "modeltel_collector"
 _SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp"))

@@ -401,11 +401,12 @@ def test_gpu_off_registers_nothing():
 # Prometheus names (what the README lists)
 # ------------------------------------------------------------------------------------------------
 def test_prometheus_names_match_taxonomy():
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import REGISTRY, generate_latest
 
-    reader = PrometheusMetricReader()
+    from modeltel.export.readers import prometheus_reader_class
+
+    reader = prometheus_reader_class()()
     try:
         mp = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
         fake = make_fake_nvml(two_gpus(errors={"temperature": pynvml.NVMLError_NotSupported}))

@@ -91,5 +91,5 @@ def test_severity_is_ordered_and_direction_aware():
 
 
 def test_slo_error_budget():
-    slo = next(s for s in tx.SLOS if s.name == "availability")
+    slo = next(s for s in tx.SLOS if s.name == "availability_slo")
     assert abs(slo.error_budget - 0.001) < 1e-12

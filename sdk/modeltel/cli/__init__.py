@@ -1,4 +1,5 @@
-"""The ``modeltel`` command: ``run`` (zero-code start-up), ``demo``, and commands that other packages
+"""The ``modeltel`` command: ``run`` (zero-code start-up), ``demo``, ``alerts`` and ``slo`` (ops tooling),
+and commands that other packages
 register under the ``modeltel.commands`` entry point group (the collector registers ``collector``).
 """
 
@@ -107,6 +108,10 @@ def build_parser(plugins: dict[str, Any]) -> argparse.ArgumentParser:
         "--keep", action="store_true", help="leave the collector running afterwards, Ctrl-C stops it (default: off)"
     )
     demo.set_defaults(func=_demo)
+
+    from .ops import add_ops_commands
+
+    add_ops_commands(sub)
 
     for name in sorted(plugins):
         if name not in ("run", "demo"):

@@ -6,11 +6,18 @@ Start it with environment variables alone, e.g.::
 
 ``POST /predict`` takes ``{"features": [[5.1, 3.5, 1.4, 0.2], ...]}``; rows that are not four finite
 numbers are rejected in preprocessing (a counted ``ValueError``, HTTP 422).
+
+With ``IRIS_FAULTS=1`` it also serves ``POST /faults`` ``{"latency_s": 0.3, "error_fraction": 0.5}``: from
+then on inference sleeps that long and fails that share of requests (HTTP 500), which is how the alerting
+end-to-end test, ``benchmarks/mttd.py`` and the demo inject a latency regression and an error burst.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import random
+import time
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
@@ -29,6 +36,14 @@ class PredictRequest(BaseModel):
     features: list[list[float]]
 
 
+class Faults(BaseModel):
+    latency_s: float = 0.0
+    error_fraction: float = 0.0
+
+
+_faults = {"latency_s": 0.0, "error_fraction": 0.0}
+
+
 def _preprocess(rows: list[list[float]]) -> np.ndarray:
     if not rows or any(len(r) != 4 or not all(math.isfinite(v) for v in r) for r in rows):
         raise ValueError("each row needs four finite numbers")
@@ -41,6 +56,10 @@ def predict(rows: list[list[float]]) -> dict:
         x = _preprocess(rows)
     modeltel.record_batch_size(len(x))
     with modeltel.stage("inference"):
+        if _faults["latency_s"]:
+            time.sleep(_faults["latency_s"])
+        if _faults["error_fraction"] and random.random() < _faults["error_fraction"]:
+            raise RuntimeError("injected fault")
         proba = _model.predict_proba(x)
     with modeltel.stage("postprocess"):
         labels = [str(_iris.target_names[i]) for i in proba.argmax(axis=1)]
@@ -56,6 +75,14 @@ def predict_endpoint(request: PredictRequest) -> dict:
         return predict(request.features)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+
+if os.environ.get("IRIS_FAULTS") == "1":
+
+    @app.post("/faults")
+    def set_faults(faults: Faults) -> dict:
+        _faults.update(faults.model_dump())
+        return _faults
 
 
 @app.get("/healthz")

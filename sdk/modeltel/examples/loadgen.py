@@ -45,11 +45,23 @@ def _payload(rng: random.Random, error_fraction: float) -> bytes:
     return json.dumps({"features": rows}).encode()
 
 
-def _client(url: str, deadline: float, error_fraction: float, seed: int, result: LoadResult) -> None:
+def _client(
+    url: str,
+    deadline: float,
+    error_fraction: float,
+    seed: int,
+    result: LoadResult,
+    period: float,
+    stop: threading.Event,
+) -> None:
     parts = urlsplit(url)
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    while time.monotonic() < deadline:
+    next_at = time.monotonic() + rng.random() * period
+    while time.monotonic() < deadline and not stop.is_set():
+        if period:  # open loop: one request per period, whatever the latency (up to the period)
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += period
         try:
             conn.request("POST", parts.path, _payload(rng, error_fraction), {"Content-Type": "application/json"})
             response = conn.getresponse()
@@ -68,13 +80,21 @@ def drive(
     concurrency: int = 8,
     error_fraction: float = 0.02,
     progress: Callable[[float, LoadResult], None] | None = None,
+    rate: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
-    """Send requests from ``concurrency`` clients for ``duration`` seconds; returns what the clients saw."""
+    """Send requests from ``concurrency`` clients for ``duration`` seconds; returns what the clients saw.
+
+    ``rate`` (requests per second, all clients together) paces the clients, so a slower server gets the
+    same load rather than less; 0 sends as fast as the server answers. Setting ``stop`` ends it early.
+    """
+    stop = stop or threading.Event()
     result = LoadResult()
     start = time.monotonic()
     deadline = start + duration
+    period = concurrency / rate if rate else 0.0
     threads = [
-        threading.Thread(target=_client, args=(url, deadline, error_fraction, i, result), daemon=True)
+        threading.Thread(target=_client, args=(url, deadline, error_fraction, i, result, period, stop), daemon=True)
         for i in range(concurrency)
     ]
     for t in threads:

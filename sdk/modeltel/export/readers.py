@@ -9,7 +9,9 @@ same resource before handing the batch to its exporter.
 from __future__ import annotations
 
 from opentelemetry.sdk.metrics.export import (
+    Gauge,
     InMemoryMetricReader,
+    Metric,
     MetricReader,
     MetricsData,
     PeriodicExportingMetricReader,
@@ -66,11 +68,35 @@ class InMemoryReader(MergingReader, InMemoryMetricReader):
     """InMemoryMetricReader that also returns modeltel's fast instruments (for tests and the demo)."""
 
 
+def ratio_units(data: MetricsData) -> MetricsData:
+    """``data`` with unit-"1" gauges given the unit "ratio", so they expose as ``<name>_ratio``.
+
+    The OTel compatibility spec, otelcol-contrib and modeltel's collector name a unit-"1" gauge
+    ``hw_gpu_utilization_ratio``; the Python Prometheus exporter drops the suffix. Renaming the unit here
+    gives one name per series on every path (``modeltel.taxonomy`` lists it).
+    """
+
+    def fix(m: Metric) -> Metric:
+        return Metric(m.name, m.description, "ratio", m.data) if m.unit == "1" and isinstance(m.data, Gauge) else m
+
+    return MetricsData(
+        resource_metrics=[
+            ResourceMetrics(
+                rm.resource,
+                [ScopeMetrics(sm.scope, [fix(m) for m in sm.metrics], sm.schema_url) for sm in rm.scope_metrics],
+                rm.schema_url,
+            )
+            for rm in data.resource_metrics
+        ]
+    )
+
+
 def prometheus_reader_class() -> type[MetricReader]:
     """The Prometheus pull reader, merging too (imported lazily: prometheus_client is optional here)."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
     class PrometheusReader(MergingReader, PrometheusMetricReader):
-        pass
+        def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
+            super()._receive_metrics(ratio_units(metrics_data), timeout_millis=timeout_millis, **kwargs)
 
     return PrometheusReader

@@ -46,8 +46,9 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------------
 # GPU and host meters (modeltel.meters). OpenTelemetry hardware semantic conventions where a name
-# exists (hw.gpu.*, hw.power, hw.errors); modeltel.gpu.* for the rest. Prometheus names are what the
-# Python Prometheus exporter yields (it maps unit "1" to no suffix; the Collector adds "_ratio").
+# exists (hw.gpu.*, hw.power, hw.errors); modeltel.gpu.* for the rest. Prometheus names follow the OTel
+# compatibility spec, as otelcol-contrib, Prometheus' OTLP receiver and modeltel's collector apply it: a
+# unit-"1" gauge gets "_ratio". modeltel's own Prometheus endpoint adds it too (export/readers.py).
 # --------------------------------------------------------------------------------------------------
 METER_NAME_GPU = "modeltel.gpu"
 METER_NAME_HOST = "modeltel.host"
@@ -80,7 +81,7 @@ def _gpu(otel_name: str, prometheus_name: str, kind: InstrumentKind, unit: str, 
 
 
 GPU_UTILIZATION = _gpu(
-    "hw.gpu.utilization", "hw_gpu_utilization", InstrumentKind.GAUGE, "1",
+    "hw.gpu.utilization", "hw_gpu_utilization_ratio", InstrumentKind.GAUGE, "1",
     "Fraction of time the GPU was busy running kernels (0..1).", ATTR_HW_GPU_TASK,
 )  # fmt: skip
 GPU_MEMORY_USAGE = _gpu(
@@ -90,14 +91,14 @@ GPU_MEMORY_LIMIT = _gpu(
     "hw.gpu.memory.limit", "hw_gpu_memory_limit_bytes", InstrumentKind.GAUGE, "By", "Size of the GPU memory."
 )
 GPU_MEMORY_UTILIZATION = _gpu(
-    "hw.gpu.memory.utilization", "hw_gpu_memory_utilization", InstrumentKind.GAUGE, "1",
+    "hw.gpu.memory.utilization", "hw_gpu_memory_utilization_ratio", InstrumentKind.GAUGE, "1",
     "Fraction of GPU memory used (usage / limit, 0..1).",
 )  # fmt: skip
 GPU_MEMORY_FREE = _gpu(
     "modeltel.gpu.memory.free", "modeltel_gpu_memory_free_bytes", InstrumentKind.GAUGE, "By", "GPU memory free."
 )
 GPU_MEMORY_CONTROLLER_UTILIZATION = _gpu(
-    "modeltel.gpu.memory_controller.utilization", "modeltel_gpu_memory_controller_utilization",
+    "modeltel.gpu.memory_controller.utilization", "modeltel_gpu_memory_controller_utilization_ratio",
     InstrumentKind.GAUGE, "1", "Fraction of time GPU memory was being read or written (bandwidth busy, 0..1).",
 )  # fmt: skip
 GPU_TEMPERATURE = _gpu(

@@ -2,7 +2,8 @@
 
 The seed protocol's metric taxonomy, typed, with thresholds in SI units and a direction, so that
 severity is computed rather than compared as strings; and the SLO targets that alert rules, burn-rate
-rules and dashboards are to be derived from (those generators are not built yet).
+rules and dashboards are derived from (:mod:`modeltel.generators`; alert thresholds and ``for:``
+durations are in :mod:`.alerting`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from .names import (
     RESOURCE_USAGE,
     STAGE_INFERENCE,
     STAGE_LATENCY,
+    STAGE_POSTPROCESS,
     STAGE_PREPROCESS,
+    STATUS_ERROR,
     STATUS_SUCCESS,
     Instrument,
 )
@@ -149,6 +152,20 @@ CORE_METRICS: dict[str, MetricDefinition] = {
         instrument=STAGE_LATENCY,
         description="p95 inference stage latency",
         labels={ATTR_STAGE: STAGE_INFERENCE},
+    ),
+    "postprocessing_latency": MetricDefinition(
+        name="postprocessing_latency",
+        type=MetricType.LATENCY,
+        unit="seconds",
+        aggregation="p95",
+        threshold_warning=0.030,
+        threshold_critical=0.050,
+        slo_target=0.020,
+        direction=Direction.HIGHER_IS_WORSE,
+        promql=_p95(STAGE_LATENCY, "model_name", selector=f'{{stage="{STAGE_POSTPROCESS}"}}'),
+        instrument=STAGE_LATENCY,
+        description="p95 postprocessing stage latency",
+        labels={ATTR_STAGE: STAGE_POSTPROCESS},
     ),
     "requests_per_second": MetricDefinition(
         name="requests_per_second",
@@ -280,26 +297,36 @@ CORE_METRICS: dict[str, MetricDefinition] = {
 
 
 # --------------------------------------------------------------------------------------------------
-# Service level objectives: the targets alert, burn-rate and dashboard generators are to read.
+# Service level objectives: what ``alerts/slo-config.yaml`` declares and the burn-rate rules compile.
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SLO:
-    """An objective over a good/total event ratio, evaluated over ``window``.
+    """An objective over good events, evaluated per model over ``window``.
 
-    ``objective`` is the fraction of events that must be good (0.999 = 99.9 %), so the error budget is
-    ``1 - objective``. ``good`` and ``total`` are PromQL selectors of counters (or histogram buckets).
+    ``objective`` is the fraction that must be good (0.999 = 99.9 %), so the error budget is
+    ``1 - objective``. A *ratio* SLO counts events: ``good`` (or ``bad``) and ``total`` are PromQL
+    selectors of counters or histogram buckets. A *threshold* SLO counts time: ``metric`` is a gauge, and
+    a moment is good while ``metric <op> threshold`` holds (OpenSLO's ``thresholdMetric``).
     """
 
     name: str
     description: str
     objective: float
     window: str
-    good: str
-    total: str
+    good: str = ""
+    bad: str = ""
+    total: str = ""
+    metric: str = ""
+    op: str = ""  # gte | gt | lte | lt: how a good reading compares with ``threshold``
+    threshold: float = 0.0
 
     @property
     def error_budget(self) -> float:
         return 1.0 - self.objective
+
+    @property
+    def kind(self) -> str:
+        return "threshold" if self.metric else "ratio"
 
 
 def _bucket_le(seconds: float) -> str:
@@ -307,9 +334,12 @@ def _bucket_le(seconds: float) -> str:
 
 
 SLO_LATENCY_THRESHOLD_SECONDS = 0.100
+# The seed's four SLOs. Availability and error rate are request-based (servers push; there is no
+# per-server ``up`` to count), so availability_slo is the strict one (99.9 % succeed) and
+# error_rate_slo the seed's "at most 1 % errors". Accuracy is a gauge: the share of time it holds >= 90 %.
 SLOS: tuple[SLO, ...] = (
     SLO(
-        name="prediction_latency",
+        name="prediction_latency_slo",
         description="95% of predictions complete within 100 ms",
         objective=0.95,
         window="30d",
@@ -317,11 +347,28 @@ SLOS: tuple[SLO, ...] = (
         total=f"{PREDICTION_LATENCY.prometheus_name}_count",
     ),
     SLO(
-        name="availability",
+        name="availability_slo",
         description="99.9% of predictions succeed",
         objective=0.999,
         window="30d",
         good=f'{_PRED_TOTAL}{{status="{STATUS_SUCCESS}"}}',
+        total=_PRED_TOTAL,
+    ),
+    SLO(
+        name="accuracy_slo",
+        description="Online accuracy stays at or above 90% for 90% of the time",
+        objective=0.90,
+        window="7d",
+        metric=ONLINE_ACCURACY.prometheus_name,
+        op="gte",
+        threshold=0.90,
+    ),
+    SLO(
+        name="error_rate_slo",
+        description="At most 1% of predictions fail",
+        objective=0.99,
+        window="30d",
+        bad=f'{_PRED_TOTAL}{{status="{STATUS_ERROR}"}}',
         total=_PRED_TOTAL,
     ),
 )

@@ -1,0 +1,47 @@
+"""The demo's alert scene: the same served model behind real Prometheus and Alertmanager, one fault near
+the end, and the notification as it reaches the receiver (a local webhook standing in for the pager).
+
+``modeltel demo`` calls :func:`run_alert_scene` after its telemetry report; it says how to install the
+two Debian packages when they are missing, and never fails the demo because of them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from .alertstack import AlertStack, Notification, missing_binaries
+
+__all__ = ["run_alert_scene"]
+
+
+def _show(note: Notification, seconds: float) -> None:
+    print(f"  {seconds:.1f} s after the fault, Alertmanager notified receiver '{note.receiver}':")
+    for alert in note.alerts:
+        labels, ann = alert["labels"], alert["annotations"]
+        print(f"    [{labels['severity']}] {labels['alertname']}  {ann['summary']}")
+        print(f"      {ann['description']}")
+        print(f"      runbook: {ann['runbook_url']}")
+
+
+def run_alert_scene(duration: float = 20.0, rate: float = 40.0, error_fraction: float = 0.3) -> int:
+    """Serve under load for ``duration`` s, inject an error burst near the end, show the page arriving."""
+    missing = missing_binaries()
+    if missing:
+        print(f"\nAlerts: skipped; install {' and '.join(missing)} to see one arrive, e.g.")
+        print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
+        return 0
+    print("\nAlerts: Prometheus and Alertmanager with the generated rules (alerts/), 1 s intervals")
+    with tempfile.TemporaryDirectory(prefix="modeltel-demo-alerts-") as tmp, AlertStack(Path(tmp)) as stack:
+        print(f"  Prometheus {stack.prometheus_url}, Alertmanager {stack.alertmanager_url}")
+        stack.load(duration + 30, rate=rate)
+        time.sleep(max(5.0, duration - 10))
+        print(f"  injecting a fault: {error_fraction:.0%} of predictions fail")
+        start = stack.inject(error_fraction=error_fraction)
+        note = stack.wait_for(lambda n: n.receiver == "pager", 30, since=start)
+        if note is None:
+            print("  no page within 30 s (see Prometheus' /alerts)")
+            return 1
+        _show(note, note.at - start)
+    return 0

@@ -1,0 +1,68 @@
+"""``modeltel alerts generate`` and ``modeltel slo report``: the ops commands (PyYAML: the ``ops`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_ops_commands"]
+
+DEFAULT_ALERTS_DIR = Path("alerts")
+
+
+def _need_yaml(command: str) -> bool:
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        print(f"modeltel {command}: needs PyYAML; pip install 'modeltel[ops]'", file=sys.stderr)
+        return False
+    return True
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if not _need_yaml("alerts generate"):
+        return 2
+    from ..generators import stale_files, write_alerts
+    from ..generators.sloconfig import SLOConfigError
+
+    try:
+        if args.check:
+            stale = stale_files(args.dir)
+            for rel in stale:
+                print(f"modeltel alerts generate: {args.dir / rel} is out of date", file=sys.stderr)
+            return 1 if stale else 0
+        written = write_alerts(args.dir, args.config)
+    except SLOConfigError as e:
+        print(f"modeltel alerts generate: {e}", file=sys.stderr)
+        return 2
+    print(f"modeltel alerts generate: {len(written)} files under {args.dir}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not _need_yaml("slo report"):
+        return 2
+    from .slo_report import run_report
+
+    return run_report(args.prometheus, args.config, args.format, args.output)
+
+
+def add_ops_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``alerts`` and ``slo`` on the ``modeltel`` parser."""
+    alerts = sub.add_parser("alerts", help="alert rules, SLO rules and Alertmanager config from the taxonomy")
+    alerts_sub = alerts.add_subparsers(dest="alerts_cmd", required=True)
+    gen = alerts_sub.add_parser("generate", help="write rules, promtool tests, runbooks and alertmanager.yml")
+    gen.add_argument("--dir", type=Path, default=DEFAULT_ALERTS_DIR, help="output folder (default ./alerts)")
+    gen.add_argument("--config", type=Path, help="SLO config (default <dir>/slo-config.yaml)")
+    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
+    gen.set_defaults(func=_generate)
+
+    slo = sub.add_parser("slo", help="service level objectives")
+    slo_sub = slo.add_subparsers(dest="slo_cmd", required=True)
+    rep = slo_sub.add_parser("report", help="error budget per SLO and model, from Prometheus")
+    rep.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://localhost:9090")
+    rep.add_argument("--config", type=Path, default=DEFAULT_ALERTS_DIR / "slo-config.yaml")
+    rep.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    rep.add_argument("--output", type=Path, help="write here instead of standard output")
+    rep.set_defaults(func=_report)

@@ -1,0 +1,154 @@
+"""One runbook per alert (``alerts/runbooks/<Alert>.md``): what it means, first checks, how to mitigate.
+
+The facts a responder needs first (severity, threshold, ``for:``, the exact expression) are taken from
+the generated rules, so a runbook never disagrees with the rule that links to it; the advice is here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADVICE", "runbook"]
+
+_LATENCY = (
+    "The 95th percentile of end-to-end prediction latency of one model version is above the threshold.",
+    [
+        "Open the dashboard link: is it one stage (preprocess / inference / postprocess) or all of them?",
+        "Compare with throughput: did traffic or batch size (`model_batch_size`) grow?",
+        "Open an exemplar trace of a slow bucket from the latency panel and read its span tree.",
+        "Check CPU / GPU utilisation and throttling (`modeltel_gpu_throttle`) on the serving instances.",
+    ],
+    [
+        "Roll back a model version or config deployed just before the rise.",
+        "Scale out replicas or reduce batch size / concurrency per replica.",
+    ],
+)
+_ERRORS = (
+    'The share of this model version\'s predictions that fail (status="error" over all statuses) is above'
+    " the threshold.",
+    [
+        '`sum by (error_type) (rate(model_errors_total{model_name="..."}[5m]))`: which exception?',
+        "Did input validation start rejecting requests (a client or schema change)?",
+        "Find an error trace in the trace API (`/api/traces?status=error`).",
+    ],
+    ["Roll back the last deploy of the model or of its clients.", "Fail over to the previous model version."],
+)
+_STAGE = (
+    "The p95 latency of one serving stage (label `stage`) is above the taxonomy's threshold for that stage.",
+    [
+        "preprocess: input sizes, feature-store lookups; inference: model, device, batch size; "
+        "postprocess: serialisation.",
+        "Compare the stage's share of end-to-end latency before and after the rise.",
+    ],
+    ["Roll back the change to that stage; scale the resource it waits on."],
+)
+_GPU_TEMP = (
+    "A GPU runs hot; above about 90 °C the driver throttles clocks and latency rises.",
+    ['Check fans, airflow and `modeltel_gpu_throttle{modeltel_gpu_throttle_reason=~"hw.*"}`.'],
+    ["Move load off the host; have the hardware checked."],
+)
+
+ADVICE: dict[str, tuple[str, list[str], list[str]]] = {
+    "HighPredictionLatency": _LATENCY,
+    "CriticalPredictionLatency": _LATENCY,
+    "HighStageLatency": _STAGE,
+    "CriticalStageLatency": _STAGE,
+    "LowThroughput": (
+        "A model version that is serving traffic serves fewer predictions per second than expected. An idle "
+        "model (no traffic at all) does not fire this alert.",
+        ["Did upstream traffic drop (load balancer, clients), or did replicas go away?", "Are requests queueing?"],
+        ["Restore replicas or routing; if the drop is expected, lower the threshold in modeltel.taxonomy."],
+    ),
+    "HighErrorRate": _ERRORS,
+    "CriticalErrorRate": _ERRORS,
+    "AccuracyDegradation": (
+        "Online accuracy, measured against delayed ground truth, is below the threshold.",
+        [
+            "Is ground truth arriving (a broken label pipeline looks like an accuracy drop)?",
+            "Did the input distribution drift? Compare recent inputs with the training data.",
+        ],
+        ["Roll back to the previous model version; schedule retraining on recent data."],
+    ),
+    "LowPredictionConfidence": (
+        "The mean top-class confidence of predictions is low: the model is unsure about recent inputs, "
+        "often the first sign of input drift.",
+        ["Compare the confidence histogram with last week's.", "Look for new input sources or a schema change."],
+        ["Route low-confidence predictions to a fallback or human review; retrain."],
+    ),
+    "HighCPUUsage": (
+        "A serving process uses more CPU than the threshold for a long time.",
+        ["Is throughput up? Is a stage CPU-bound (preprocessing)?"],
+        ["Scale out; move preprocessing off the request path."],
+    ),
+    "HighMemoryUsage": (
+        "A serving process is close to its memory limit: next comes the OOM killer.",
+        ["Is memory growing steadily (a leak) or with load?", "Check batch sizes and caches."],
+        ["Restart the instance in a rolling way; lower batch size; raise the limit."],
+    ),
+    "ModelServerDown": (
+        "cause=silent: an instance that used to push telemetry has sent nothing for longer than the "
+        "collector's staleness time (`staleness_s`, 300 s by default) plus `for:`. cause=target_down: "
+        "Prometheus cannot scrape a modeltel collector (or a directly scraped server), so nothing behind it is "
+        "observed; it inhibits the silent-server alerts. A deliberate scale-down also looks silent for the "
+        "lookback window.",
+        [
+            "Is the process running (`kubectl get pods`, systemd)? Did it crash or get OOM-killed?",
+            "Can it reach the collector (OTLP endpoint, auth token, TLS)? Check the collector's "
+            "`modeltel_collector_refused_requests_total`.",
+            "For target_down: is the collector up, and is its /metrics reachable from Prometheus?",
+        ],
+        ["Restart the instance or the collector; fix the network path.", "If it was removed on purpose, silence it."],
+    ),
+    "GPUMemoryNearlyFull": (
+        "GPU memory is almost fully used; the next allocation may fail with out-of-memory.",
+        ["Which processes hold it (`modeltel_gpu_process_memory_usage_bytes`)?", "Did batch size or model grow?"],
+        ["Lower batch size; move a model to another GPU; restart a leaking worker."],
+    ),
+    "GPUHighTemperature": _GPU_TEMP,
+    "GPUCriticalTemperature": _GPU_TEMP,
+    "GPUUncorrectableECCErrors": (
+        "The GPU reported uncorrectable ECC memory errors: results computed on it may be wrong.",
+        ["Check `nvidia-smi -q -d ECC` and the kernel log (Xid errors)."],
+        ["Drain the GPU now; reset it or have it replaced."],
+    ),
+    "GPUMissing": (
+        "A GPU that was reported in the last hour is gone while its server still reports: it fell off the "
+        "bus, was reset, or the driver lost it.",
+        ["`nvidia-smi`; kernel log for Xid 79 (fallen off the bus).", "Was the node changed on purpose?"],
+        ["Drain the node and reset the GPU; replace it if it repeats."],
+    ),
+    "CollectorRefusingData": (
+        "The modeltel collector refuses OTLP requests (label `reason`: overloaded, invalid, too_large, "
+        "unauthorized); the senders lose that telemetry.",
+        ["overloaded: is the ingest queue full? unauthorized: did a token rotate? invalid: which sender?"],
+        ["Scale the collector pool; raise `max_queue_bytes`; fix the sender's configuration."],
+    ),
+    "CollectorDroppingData": (
+        "The collector dropped data it had accepted (label `what`): a processing error, invalid ids, the "
+        "series cap, or a full forwarding queue.",
+        ["Read the collector's log; check `max_series` and the forwarding endpoint's health."],
+        ["Raise the cap or fix the downstream; look for a label with unbounded values."],
+    ),
+    "ErrorBudgetBurn": (
+        "An SLO (label `slo`) is spending its error budget faster than its period allows, over both a long "
+        "and a short window (labels `long_window`, `short_window`). Critical (page): at this rate the budget "
+        "is gone in days; warning (ticket): in weeks. The short window makes the alert resolve soon after "
+        "the burn stops.",
+        [
+            "Run `modeltel slo report --prometheus <url>` for the budget left and the burn per window.",
+            "Find the alert that explains it: latency, error rate, accuracy for that model.",
+        ],
+        ["Mitigate the cause; freeze risky deploys of that model until the budget recovers."],
+    ),
+}
+
+
+def runbook(alert: str, rules: list[dict]) -> str:
+    """The runbook of ``alert``; ``rules`` are its generated rule dicts."""
+    meaning, checks, mitigations = ADVICE[alert]
+    lines = [f"# {alert}", "", meaning, "", "## Rule", ""]
+    for d in rules:
+        extra = ", ".join(f"{k}={v}" for k, v in d["labels"].items() if k != "severity")
+        lines += [f"- severity **{d['labels']['severity']}**, for: {d.get('for', '0s')} ({extra})"]
+        lines += ["", "  ```promql", *("  " + x for x in d["expr"].splitlines()), "  ```", ""]
+    lines += ["## First checks", "", *(f"1. {c}" for c in checks), "", "## Mitigation", ""]
+    lines += [*(f"- {m}" for m in mitigations), ""]
+    return "\n".join(lines)
