@@ -52,7 +52,9 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
     trace_id = trace_line.split("trace ")[1].split()[0]
     assert len(trace_id) == 32 and f"/api/traces/{trace_id}" in proc.stdout
     assert "modeltel demo: open the console at http://127.0.0.1:" in proc.stdout
-    assert any(line.strip().startswith("inference") and line.strip().endswith("ms") for line in lines[-12:])
+    tree = lines[lines.index(trace_line) :]
+    assert any(line.strip().startswith("inference") and line.strip().endswith("ms") for line in tree[:12])
+    assert "Alertmanager notified receiver 'pager'" in proc.stdout  # the alert scene (Prometheus is installed)
 
 
 def _families_with(meters_nvml) -> dict:

@@ -178,21 +178,31 @@ def _options(parser) -> list:
     return [a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")]
 
 
-def test_every_command_and_option_says_what_it_does_and_its_default() -> None:
+def _commands(parser, path: str = "modeltel") -> list:
+    """(command path, one-line help, parser) for every command below ``parser``, depth first."""
     import argparse
 
+    out = []
+    for action in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
+        helps = {c.dest: c.help for c in action._choices_actions}
+        for name, sub in action.choices.items():
+            out.append((f"{path} {name}", helps.get(name), sub))
+            out.extend(_commands(sub, f"{path} {name}"))
+    return out
+
+
+def test_every_command_and_option_says_what_it_does_and_its_default() -> None:
     from modeltel.cli import _plugins, build_parser
     from modeltel_collector.cli import build_parser as collector_parser
 
-    top = build_parser(_plugins())
-    (commands,) = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
-    helps = {c.dest: c.help for c in commands._choices_actions}
-    assert set(helps) >= {"run", "demo", "collector"}
-    assert all(h and not h.startswith("(") for h in helps.values()), helps
-    parsers = [commands.choices["run"], commands.choices["demo"], collector_parser()]
+    commands = _commands(build_parser(_plugins()))
+    assert {"modeltel run", "modeltel demo", "modeltel collector"} <= {c for c, _, _ in commands}
+    for command, summary, _ in commands:
+        assert summary and not summary.startswith("("), command
+    parsers = [p for _, _, p in commands] + [collector_parser()]
     for option in (o for p in parsers for o in _options(p)):
-        assert option.choices or "default" in option.help, option.option_strings
-    assert {"--auth-token", "--tls-cert", "--tls-key"} <= {s for o in _options(parsers[2]) for s in o.option_strings}
+        assert option.choices or option.required or "default" in (option.help or ""), option.option_strings
+    assert {"--auth-token", "--tls-cert", "--tls-key"} <= {s for o in _options(parsers[-1]) for s in o.option_strings}
 
     out = subprocess.run([str(BIN / "modeltel"), "--help"], capture_output=True, text=True).stdout
     assert "(from " not in out and "Receive OTLP" in out

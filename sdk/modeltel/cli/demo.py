@@ -235,6 +235,7 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
                 server.wait(timeout=30)
             families = _settled_scrape(urls["listen"], result.sent)
             _print_report(families, before, elapsed, result, urls["listen"])
+            _alert_scene(duration)
             print(f"\nmodeltel demo: open the console at {urls['listen']}/")
             if keep:
                 print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces); Ctrl-C stops it.")
@@ -244,6 +245,16 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
             collector.terminate()
             collector.wait(timeout=30)
     return 0
+
+
+def _alert_scene(duration: float) -> None:
+    """The same model behind real Prometheus and Alertmanager, one fault, the page arriving (when installed)."""
+    try:
+        from .demo_alerts import run_alert_scene
+    except ImportError as missing:  # PyYAML: the ops extra
+        print(f"\nAlerts: skipped ({missing}); pip install 'modeltel[ops]' to see one arrive")
+        return
+    run_alert_scene(duration=min(duration, 20.0))
 
 
 def _print_report(families: dict[str, Any], before: dict[str, float], elapsed: float, result: Any, api: str) -> None:

@@ -55,14 +55,18 @@ def add_ops_commands(sub: argparse._SubParsersAction) -> None:
     gen = alerts_sub.add_parser("generate", help="write rules, promtool tests, runbooks and alertmanager.yml")
     gen.add_argument("--dir", type=Path, default=DEFAULT_ALERTS_DIR, help="output folder (default ./alerts)")
     gen.add_argument("--config", type=Path, help="SLO config (default <dir>/slo-config.yaml)")
-    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
+    gen.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date (default: off)"
+    )
     gen.set_defaults(func=_generate)
 
     slo = sub.add_parser("slo", help="service level objectives")
     slo_sub = slo.add_subparsers(dest="slo_cmd", required=True)
     rep = slo_sub.add_parser("report", help="error budget per SLO and model, from Prometheus")
     rep.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://localhost:9090")
-    rep.add_argument("--config", type=Path, default=DEFAULT_ALERTS_DIR / "slo-config.yaml")
-    rep.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    rep.add_argument("--output", type=Path, help="write here instead of standard output")
+    rep.add_argument(
+        "--config", type=Path, default=DEFAULT_ALERTS_DIR / "slo-config.yaml", help="SLO config (default: %(default)s)"
+    )
+    rep.add_argument("--format", choices=("table", "json", "markdown"), default="table", help="(default: table)")
+    rep.add_argument("--output", type=Path, help="write here (default: standard output)")
     rep.set_defaults(func=_report)
