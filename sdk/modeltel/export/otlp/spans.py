@@ -19,11 +19,13 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from ...hotpath.spans import FastSpan
+
 from . import wire
 
 _CACHE_LIMIT = 4096  # distinct attribute pairs / names kept; cleared (not evicted one by one) beyond it
 _TIMES = struct.Struct("<BQBQ").pack  # start_time_unix_nano (7) and end_time_unix_nano (8), fixed64
-_KIND = {kind: b"\x30" + wire.varint(kind.value + 1) for kind in SpanKind}  # SDK kinds are proto kinds - 1
+_KIND = [b"\x30" + wire.varint(kind.value + 1) for kind in sorted(SpanKind, key=lambda k: k.value)]  # proto = SDK + 1
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)  # field 16, fixed32: SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and SPAN_FLAGS_CONTEXT_IS_REMOTE
 _LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)  # Link.flags is field 6
@@ -36,16 +38,20 @@ class SpanEncoder:
     def __init__(self) -> None:
         self._attr: dict[tuple[str, str], bytes] = {}
         self._names: dict[str, bytes] = {}
-        self._status: dict[tuple[int, str | None], bytes] = {}
+        self._status: dict[Any, bytes] = {}
         self._groups: dict[int, tuple[Any, tuple[bytes, bytes]]] = {}  # id(resource or scope) -> (object, its bytes)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialised ``ExportTraceServiceRequest`` for ``spans``, grouped by resource, then scope."""
         tree: dict[tuple[bytes, bytes], dict[tuple[bytes, bytes], list[bytes]]] = {}
+        last: tuple[Any, Any, list[bytes]] = (None, None, [])
         for span in spans:
-            res = self._part(span.resource, _resource_part)
-            sc = self._part(span.instrumentation_scope or None, _scope_part)
-            tree.setdefault(res, {}).setdefault(sc, []).append(self.span(span))
+            res_obj, sc_obj = span.resource, span.instrumentation_scope or None
+            if res_obj is not last[0] or sc_obj is not last[1]:  # batches are mostly one resource, one scope
+                res = self._part(res_obj, _resource_part)
+                sc = self._part(sc_obj, _scope_part)
+                last = (res_obj, sc_obj, tree.setdefault(res, {}).setdefault(sc, []))
+            last[2].append(self.span(span))
         out = []
         for (res_head, res_tail), scopes in tree.items():
             body = [res_head]
@@ -64,37 +70,44 @@ class SpanEncoder:
 
     def span(self, span: ReadableSpan) -> bytes:
         """The ``Span`` field (tag, length, payload) for one span."""
-        ctx = span.get_span_context()
-        parent = span.parent
+        if type(span) not in _PLAIN:
+            span = _plain(span)
+        ctx = span._context
+        parent = span._parent
         parts = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
         if ctx.trace_state:
             parts.append(wire.field_str(3, ",".join(f"{k}={v}" for k, v in ctx.trace_state.items())))
         if parent is not None:
             parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        name = self._names.get(span.name)
+        name = self._names.get(span._name)
         if name is None:
-            name = self._cached(self._names, span.name, wire.field_str(5, span.name))
-        parts += (name, _KIND[span.kind])
-        start, end = span.start_time, span.end_time
+            name = self._cached(self._names, span._name, wire.field_str(5, span._name))
+        parts += (name, _KIND[span._kind._value_])
+        start, end = span._start_time, span._end_time
         if start and end:
             parts.append(_TIMES(0x39, start, 0x41, end))
         else:
             parts += (wire.field_fixed64(7, start), wire.field_fixed64(8, end))
-        attrs = span.attributes
+        attrs = span._attributes
         if attrs:
             parts.append(self._attributes(9, attrs))
-        parts.append(wire.field_varint(10, span.dropped_attributes))
-        events = span.events
+            if type(attrs) is not dict and getattr(attrs, "dropped", 0):
+                parts.append(wire.field_varint(10, attrs.dropped))
+        events, links = span._events, span._links
         if events:
             parts += [wire.field_bytes(11, self._event(e)) for e in events]
-        parts.append(wire.field_varint(12, span.dropped_events))
-        links = span.links
+        if getattr(events, "dropped", 0):
+            parts.append(wire.field_varint(12, events.dropped))
         if links:
             parts += [wire.field_bytes(13, self._link(link)) for link in links]
-        parts.append(wire.field_varint(14, span.dropped_links))
-        parts.append(self._status_field(span.status))
+        if getattr(links, "dropped", 0):
+            parts.append(wire.field_varint(14, links.dropped))
+        status = span._status
+        encoded = self._status.get(status)  # by identity: most spans share the SDK's few Status objects
+        parts.append(encoded if encoded is not None else self._status_field(status))
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
-        return wire.field_bytes(2, b"".join(parts))
+        body = b"".join(parts)
+        return b"\x12" + wire.length(len(body)) + body
 
     def _attributes(self, field: int, attrs: Mapping[str, Any]) -> bytes:
         cache = self._attr if field == 9 else None
@@ -131,12 +144,8 @@ class SpanEncoder:
         )
 
     def _status_field(self, status: Any) -> bytes:
-        key = (status.status_code.value, status.description)
-        encoded = self._status.get(key)
-        if encoded is None:
-            payload = wire.field_str(2, status.description) + wire.field_varint(3, key[0])
-            encoded = self._cached(self._status, key, wire.field_bytes(15, payload))
-        return encoded
+        payload = wire.field_str(2, status.description) + wire.field_varint(3, status.status_code.value)
+        return self._cached(self._status, status, wire.field_bytes(15, payload))
 
     @staticmethod
     def _cached(cache: dict, key: Any, value: bytes) -> bytes:
@@ -154,3 +163,46 @@ def _resource_part(res: Any) -> tuple[bytes, bytes]:
 def _scope_part(sc: Any) -> tuple[bytes, bytes]:
     """``ScopeSpans.scope`` (always written) and ``schema_url``."""
     return wire.field_bytes(1, wire.scope(sc)), wire.field_str(3, sc.schema_url if sc is not None else None)
+
+
+_READ = ("name", "kind", "parent", "start_time", "end_time", "status", "resource", "instrumentation_scope")
+_READ += ("attributes", "events", "links", "dropped_attributes", "dropped_events", "dropped_links")
+_PLAIN = {
+    cls
+    for cls in (ReadableSpan, FastSpan)
+    if all(getattr(cls, prop) is getattr(ReadableSpan, prop) for prop in _READ)
+}
+
+
+def _plain(span: ReadableSpan) -> ReadableSpan:
+    """A span whose class computes its fields differently, copied into a ``ReadableSpan`` through its
+    public properties, so the encoder can read ``ReadableSpan``'s own fields for every span."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_DroppedDict(span.attributes or {}, dropped=span.dropped_attributes),
+        events=_DroppedTuple(span.events, dropped=span.dropped_events),
+        links=_DroppedTuple(span.links, dropped=span.dropped_links),
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class _DroppedDict(dict):
+    def __init__(self, items: Mapping[str, Any], *, dropped: int) -> None:
+        super().__init__(items)
+        self.dropped = dropped
+
+
+class _DroppedTuple(tuple):
+    dropped = 0
+
+    def __new__(cls, items: Sequence[Any], *, dropped: int) -> _DroppedTuple:
+        new = super().__new__(cls, items)
+        new.dropped = dropped
+        return new

@@ -145,3 +145,11 @@ def scope(sc: Any) -> bytes:
     if sc is None:
         return b""
     return field_str(1, sc.name) + field_str(2, sc.version) + attributes(3, sc.attributes)
+
+
+_LENGTHS = [varint(i) for i in range(4096)]
+
+
+def length(n: int) -> bytes:
+    """The varint length prefix of a length-delimited field (a table look-up below 4 KiB)."""
+    return _LENGTHS[n] if n < 4096 else varint(n)
