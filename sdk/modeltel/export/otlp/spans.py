@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from ...hotpath.spans import FastSpan
-
 from . import wire
 
 _CACHE_LIMIT = 4096  # distinct attribute pairs / names kept; cleared (not evicted one by one) beyond it
@@ -91,16 +90,16 @@ class SpanEncoder:
         attrs = span._attributes
         if attrs:
             parts.append(self._attributes(9, attrs))
-            if type(attrs) is not dict and getattr(attrs, "dropped", 0):
-                parts.append(wire.field_varint(10, attrs.dropped))
+        if type(attrs) is not dict and getattr(attrs, "dropped", 0):  # the type test spares a failed getattr
+            parts.append(wire.field_varint(10, attrs.dropped))
         events, links = span._events, span._links
         if events:
             parts += [wire.field_bytes(11, self._event(e)) for e in events]
-        if getattr(events, "dropped", 0):
+        if type(events) is not tuple and getattr(events, "dropped", 0):
             parts.append(wire.field_varint(12, events.dropped))
         if links:
             parts += [wire.field_bytes(13, self._link(link)) for link in links]
-        if getattr(links, "dropped", 0):
+        if type(links) is not tuple and getattr(links, "dropped", 0):
             parts.append(wire.field_varint(14, links.dropped))
         status = span._status
         encoded = self._status.get(status)  # by identity: most spans share the SDK's few Status objects
@@ -168,9 +167,7 @@ def _scope_part(sc: Any) -> tuple[bytes, bytes]:
 _READ = ("name", "kind", "parent", "start_time", "end_time", "status", "resource", "instrumentation_scope")
 _READ += ("attributes", "events", "links", "dropped_attributes", "dropped_events", "dropped_links")
 _PLAIN = {
-    cls
-    for cls in (ReadableSpan, FastSpan)
-    if all(getattr(cls, prop) is getattr(ReadableSpan, prop) for prop in _READ)
+    cls for cls in (ReadableSpan, FastSpan) if all(getattr(cls, prop) is getattr(ReadableSpan, prop) for prop in _READ)
 }
 
 

@@ -44,8 +44,7 @@ def tag(field: int, wire_type: int) -> bytes:
 
 def field_bytes(field: int, payload: bytes) -> bytes:
     """A length-delimited field (string, bytes or sub-message): tag, length, payload."""
-    n = len(payload)
-    return (_SMALL[(field << 3) | 2] if field < 16 else tag(field, 2)) + (_SMALL[n] if n < 0x80 else varint(n)) + payload
+    return (_SMALL[(field << 3) | 2] if field < 16 else tag(field, 2)) + length(len(payload)) + payload
 
 
 def field_str(field: int, value: str | None) -> bytes:
