@@ -35,6 +35,7 @@ METRICS_EXPORTERS = ("otlp", "console", "prometheus", "none")
 HISTOGRAMS = ("explicit", "exponential")
 EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+OTLP_ENCODERS = ("modeltel", "upstream")  # modeltel's wire encoder (default), or the OTLP exporters' own
 
 
 class _Reader:
@@ -140,6 +141,7 @@ class Settings:
     metrics_protocol: str = "http/protobuf"
     traces_endpoint: str | None = None  # None: the exporter reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     metrics_endpoint: str | None = None
+    otlp_encoder: str = "modeltel"
     sampler: str = "parentbased_always_on"
     sampler_arg: float = 1.0
     exemplar_filter: str = "trace_based"
@@ -211,6 +213,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         metrics_protocol=metrics_protocol,
         traces_endpoint=r.otlp_endpoint("TRACES", traces_protocol),
         metrics_endpoint=r.otlp_endpoint("METRICS", metrics_protocol),
+        otlp_encoder=r.choice("MODELTEL_OTLP_ENCODER", d.otlp_encoder, OTLP_ENCODERS),
         sampler=sampler,
         sampler_arg=sampler_arg,
         exemplar_filter=r.choice("OTEL_METRICS_EXEMPLAR_FILTER", d.exemplar_filter, EXEMPLAR_FILTERS),
