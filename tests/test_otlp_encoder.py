@@ -168,6 +168,11 @@ def _modeltel_spans() -> list[ReadableSpan]:
 
         predict()
         predict()
+        try:
+            with tel.prediction(), tel.stage("inference"):  # an error: events, status, copied attributes
+                raise ValueError("bad input")
+        except ValueError:
+            pass
         return c.spans()
 
 

@@ -1,9 +1,10 @@
 """OTLP ``ExportTraceServiceRequest`` bytes from ``ReadableSpan``s, in one pass and without messages.
 
 Why it is fast: the parts that repeat are encoded once and reused. A resource and a scope are encoded
-once per object; an attribute whose value is a string (model name, version, stage: nearly all of
-modeltel's) is encoded once per key and value; span names, kinds, statuses and flags come from small
-tables. What remains per span is two ``int.to_bytes``, one ``struct.pack`` for the times and one join.
+once per object; a modeltel span's attributes (one shared, read-only dict per model and stage) once per
+dict; any other attribute whose value is a string is encoded once per key and value; span names, kinds,
+statuses and flags come from small tables. What remains per span is two ``int.to_bytes``, one
+``struct.pack`` for the times and one join.
 
 It writes the same fields the upstream ``encode_spans`` writes, with the same choices (flags carry the
 parent's is-remote bit, links carry no trace state, an unset status is an empty message), so both decode
@@ -39,6 +40,7 @@ class SpanEncoder:
         self._names: dict[str, bytes] = {}
         self._status: dict[Any, bytes] = {}
         self._groups: dict[int, tuple[Any, tuple[bytes, bytes]]] = {}  # id(resource or scope) -> (object, its bytes)
+        self._blocks: dict[int, tuple[Mapping[str, Any], bytes]] = {}  # id(shared attributes) -> (them, their bytes)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialised ``ExportTraceServiceRequest`` for ``spans``, grouped by resource, then scope."""
@@ -88,7 +90,10 @@ class SpanEncoder:
         else:
             parts += (wire.field_fixed64(7, start), wire.field_fixed64(8, end))
         attrs = span._attributes
-        if attrs:
+        if type(attrs) is dict and type(span) is FastSpan:  # shared and read-only, by FastSpan's contract
+            block = self._blocks.get(id(attrs))
+            parts.append(block[1] if block is not None and block[0] is attrs else self._block(attrs))
+        elif attrs:
             parts.append(self._attributes(9, attrs))
         if type(attrs) is not dict and getattr(attrs, "dropped", 0):  # the type test spares a failed getattr
             parts.append(wire.field_varint(10, attrs.dropped))
@@ -107,6 +112,12 @@ class SpanEncoder:
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         body = b"".join(parts)
         return b"\x12" + wire.length(len(body)) + body
+
+    def _block(self, attrs: Mapping[str, Any]) -> bytes:
+        """Encode a modeltel span's shared attribute dict once; the entry keeps it alive, so its id stays its."""
+        block = self._attributes(9, attrs)
+        self._cached(self._blocks, id(attrs), (attrs, block))
+        return block
 
     def _attributes(self, field: int, attrs: Mapping[str, Any]) -> bytes:
         cache = self._attr if field == 9 else None
@@ -147,7 +158,7 @@ class SpanEncoder:
         return self._cached(self._status, status, wire.field_bytes(15, payload))
 
     @staticmethod
-    def _cached(cache: dict, key: Any, value: bytes) -> bytes:
+    def _cached(cache: dict, key: Any, value: Any) -> Any:
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[key] = value
