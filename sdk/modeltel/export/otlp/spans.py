@@ -33,7 +33,11 @@ _LINK_FLAGS_REMOTE = b"\x35" + struct.pack("<I", 0x300)
 
 
 class SpanEncoder:
-    """Encodes span batches; keeps the caches between batches. One per exporter (not thread-safe)."""
+    """Encodes span batches; keeps the caches between batches, one encoder per exporter.
+
+    The caches are plain dicts, bounded by clearing: a race between two threads costs a cache miss, never
+    wrong bytes, since every entry is keyed by what it encodes (an identity key holds its object alive).
+    """
 
     def __init__(self) -> None:
         self._attr: dict[tuple[str, str], bytes] = {}

@@ -17,7 +17,6 @@ _SMALL = [bytes((i,)) for i in range(128)]
 _DOUBLE = struct.Struct("<d").pack
 _FIXED64 = struct.Struct("<Q").pack
 _SFIXED64 = struct.Struct("<q").pack
-_FIXED32 = struct.Struct("<I").pack
 
 
 def varint(n: int) -> bytes:
@@ -74,10 +73,6 @@ def field_double(field: int, value: float | None, *, present: bool = False) -> b
 
 def field_sfixed64(field: int, value: int) -> bytes:
     return tag(field, 1) + _SFIXED64(value)
-
-
-def field_fixed32(field: int, value: int) -> bytes:
-    return tag(field, 5) + _FIXED32(value) if value else b""
 
 
 def packed_fixed64(field: int, values: Sequence[int]) -> bytes:
