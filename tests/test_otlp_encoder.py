@@ -142,7 +142,8 @@ class PropertySpan(ReadableSpan):
         return 5
 
 
-def _sdk_spans() -> list[ReadableSpan]:
+def _sdk_spans(*, live: bool = False) -> list[ReadableSpan]:
+    """Spans of the SDK's tracer: the snapshots processors get, or (``live``) the ended span objects."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=RES)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -152,7 +153,7 @@ def _sdk_spans() -> list[ReadableSpan]:
         with tracer.start_as_current_span("child", links=[Link(_ctx(3, 4))]) as child:
             child.set_status(Status(StatusCode.ERROR, "bad"))
             child.record_exception(ValueError("x"))
-    return list(exporter.get_finished_spans())
+    return [child, root] if live else list(exporter.get_finished_spans())
 
 
 def _modeltel_spans() -> list[ReadableSpan]:
@@ -193,7 +194,8 @@ def test_span_shapes_decode_like_upstream(shape: str) -> None:
 
 def test_sdk_modeltel_and_property_spans_decode_like_upstream() -> None:
     encoder = SpanEncoder()
-    for spans in (_sdk_spans(), _modeltel_spans(), [PropertySpan(name="p", context=_ctx(1, 1), resource=RES)]):
+    property_span = PropertySpan(name="p", context=_ctx(1, 1), resource=RES)
+    for spans in (_sdk_spans(), _sdk_spans(live=True), _modeltel_spans(), [property_span]):
         assert spans
         _assert_same_spans(spans, encoder)
     mixed = _sdk_spans() + _modeltel_spans() + [_span(attributes=EVERY_VALUE)]

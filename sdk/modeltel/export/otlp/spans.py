@@ -75,7 +75,10 @@ class SpanEncoder:
 
     def span(self, span: ReadableSpan) -> bytes:
         """The ``Span`` field (tag, length, payload) for one span."""
-        if type(span) not in _PLAIN:
+        reads_fields = _READS_FIELDS.get(type(span))
+        if reads_fields is None:
+            reads_fields = _reads_fields(type(span))
+        if not reads_fields:
             span = _plain(span)
         ctx = span._context
         parent = span._parent
@@ -181,9 +184,14 @@ def _scope_part(sc: Any) -> tuple[bytes, bytes]:
 
 _READ = ("name", "kind", "parent", "start_time", "end_time", "status", "resource", "instrumentation_scope")
 _READ += ("attributes", "events", "links", "dropped_attributes", "dropped_events", "dropped_links")
-_PLAIN = {
-    cls for cls in (ReadableSpan, FastSpan) if all(getattr(cls, prop) is getattr(ReadableSpan, prop) for prop in _READ)
-}
+_READS_FIELDS: dict[type, bool] = {}
+
+
+def _reads_fields(cls: type) -> bool:
+    """Whether ``cls``'s public span properties are ``ReadableSpan``'s own, which return its fields as
+    they are: then the encoder reads the fields (SDK spans, modeltel's FastSpan); decided once per class."""
+    plain = _READS_FIELDS[cls] = all(getattr(cls, prop, None) is getattr(ReadableSpan, prop) for prop in _READ)
+    return plain
 
 
 def _plain(span: ReadableSpan) -> ReadableSpan:
