@@ -152,6 +152,7 @@ def test_http_keeps_headers_compression_and_retries_503(monkeypatch: pytest.Monk
     spans = _spans()
     exporter = HttpSpanExporter()
     assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter._encoder._names  # modeltel's encoder wrote the request, not a silent fallback
     assert recorder.fail == 0 and len(recorder.requests) == 1  # one 503, then the retry delivered
     headers, body = recorder.requests[0]
     assert headers["x-api-key"] == "secret" and headers["tenant"] == "ml"
@@ -186,6 +187,7 @@ def test_grpc_keeps_metadata_and_retries_unavailable(monkeypatch: pytest.MonkeyP
         spans = _spans(3)
         exporter = GrpcSpanExporter()
         assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert exporter._encoder._names  # modeltel's encoder wrote the request, not a silent fallback
         exporter.shutdown()
     finally:
         server.stop(grace=None)

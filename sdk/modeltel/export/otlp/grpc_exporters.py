@@ -34,7 +34,11 @@ class _PreEncodedStub:
 
 
 class GrpcSpanExporter(_GrpcSpanExporter):
-    """OTLP/gRPC span exporter: upstream's channel, metadata, deadline and retry, our bytes."""
+    """OTLP/gRPC span exporter: upstream's channel, metadata, deadline and retry, our bytes.
+
+    An upstream version that builds its stub without ``_initialize_channel_and_stub`` keeps its own
+    encoding (``_translate_data`` checks which stub is in place).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._encoder = SpanEncoder()
@@ -44,8 +48,10 @@ class GrpcSpanExporter(_GrpcSpanExporter):
         super()._initialize_channel_and_stub()
         self._client = _PreEncodedStub(self._channel, _TRACE_METHOD, ExportTraceServiceResponse)
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
-        return self._encoder.encode(data)
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
+        if isinstance(self._client, _PreEncodedStub):
+            return self._encoder.encode(data)
+        return super()._translate_data(data)
 
 
 class GrpcMetricExporter(_GrpcMetricExporter):
@@ -59,5 +65,7 @@ class GrpcMetricExporter(_GrpcMetricExporter):
         super()._initialize_channel_and_stub()
         self._client = _PreEncodedStub(self._channel, _METRICS_METHOD, ExportMetricsServiceResponse)
 
-    def _translate_data(self, data: MetricsData) -> bytes:  # type: ignore[override]
-        return self._encoder.encode(data)
+    def _translate_data(self, data: MetricsData) -> Any:
+        if isinstance(self._client, _PreEncodedStub):
+            return self._encoder.encode(data)
+        return super()._translate_data(data)

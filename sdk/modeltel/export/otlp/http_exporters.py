@@ -25,6 +25,12 @@ from .metrics import MetricEncoder
 from .spans import SpanEncoder
 
 _log = logging.getLogger(__name__)
+_UPSTREAM_PARTS = ("_client", "_metrics", "_max_request_size")  # what _send_http uses of the upstream exporter
+
+
+def _has_upstream_parts(exporter: Any) -> bool:
+    """Whether this upstream version has the parts we send through; if not, it keeps its own encoding."""
+    return all(hasattr(exporter, name) for name in _UPSTREAM_PARTS)
 
 
 def _send_http(exporter: Any, body: Callable[[], bytes], count: int, result_type: Any) -> Any:
@@ -56,8 +62,11 @@ class HttpSpanExporter(_HttpSpanExporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
+        self._ours = _has_upstream_parts(self)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self._ours:
+            return super().export(spans)
         if self._shutdown:
             _log.warning("Exporter already shutdown, ignoring batch")
             return SpanExportResult.FAILURE
@@ -73,9 +82,10 @@ class HttpMetricExporter(_HttpMetricExporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._encoder = MetricEncoder()
+        self._ours = _has_upstream_parts(self)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any) -> Any:
-        if self._shutdown or self._max_export_batch_size is not None:
+        if not self._ours or self._shutdown or getattr(self, "_max_export_batch_size", None) is not None:
             return super().export(metrics_data, timeout_millis, **kwargs)
         encode = self._encoder.encode
         return _send_http(self, lambda: encode(metrics_data), _points(metrics_data), MetricExportResult)
