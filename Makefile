@@ -8,9 +8,7 @@ EXTRAS ?= test,frameworks,heavy,serving,serving2
 # One OpenTelemetry release train for the framework extras (pip's resolver gives up without it).
 CONSTRAINTS := tests/instr/constraints.txt
 
-MLSERVER_VENV := .venv-mlserver
-
-.PHONY: setup system demo test test-mlserver bench lint
+.PHONY: setup system demo test test-mlserver test-ray bench lint
 
 setup: $(VENV)/.installed
 
@@ -36,16 +34,21 @@ lint: setup
 test: setup system lint
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-mlserver
+	$(MAKE) --no-print-directory test-ray
 
-# MLServer cannot share the main environment (see pyproject's mlserver extra): its tests get their own.
-$(MLSERVER_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
-	$(PYTHON) -m venv $(MLSERVER_VENV)
-	$(MLSERVER_VENV)/bin/pip install -q --upgrade pip
-	$(MLSERVER_VENV)/bin/pip install -q -e '.[test,mlserver]' -c $(CONSTRAINTS)
+# Frameworks that cannot share the main environment get one each, named after their pyproject extra:
+# MLServer pins fastapi<0.116 and protobuf<7; ray[serve] needs protobuf 7, which kserve refuses.
+.venv-%/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install -q --upgrade pip
+	.venv-$*/bin/pip install -q -e '.[test,$*]' -c $(CONSTRAINTS)
 	touch $@
 
-test-mlserver: $(MLSERVER_VENV)/.installed
-	$(MLSERVER_VENV)/bin/pytest -q tests/test_instr_mlserver.py
+test-mlserver: .venv-mlserver/.installed
+	.venv-mlserver/bin/pytest -q tests/test_instr_mlserver.py
+
+test-ray: .venv-rayserve/.installed
+	timeout 600 .venv-rayserve/bin/pytest -q tests/test_instr_rayserve.py  # a hang fails the run instead of wedging CI
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py

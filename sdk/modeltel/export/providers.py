@@ -11,6 +11,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.metrics.view import (
     ExplicitBucketHistogramAggregation,
     ExponentialBucketHistogramAggregation,
@@ -65,12 +74,30 @@ def span_exporter(settings: config.Settings) -> Any:
 
 
 def metric_exporter(settings: config.Settings) -> Any:
+    temporality = preferred_temporality(settings.metrics_temporality)
     if settings.metrics_exporter == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
-        return ConsoleMetricExporter()
+        return ConsoleMetricExporter(preferred_temporality=temporality)
     exporter_class = otlp.metric_exporter_class(settings.metrics_protocol, settings.otlp_encoder)
-    return exporter_class(endpoint=settings.metrics_endpoint)
+    return exporter_class(endpoint=settings.metrics_endpoint, preferred_temporality=temporality)
+
+
+def preferred_temporality(name: str) -> dict[type, AggregationTemporality]:
+    """The temporality per instrument type that ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` means
+    (the OTLP exporter's own table), built from the setting so that ``init(metrics_temporality=...)`` counts
+    too: the exporter itself reads only the environment variable."""
+    delta = AggregationTemporality.DELTA if name in ("delta", "lowmemory") else AggregationTemporality.CUMULATIVE
+    observable = AggregationTemporality.DELTA if name == "delta" else AggregationTemporality.CUMULATIVE
+    cumulative = AggregationTemporality.CUMULATIVE
+    return {
+        Counter: delta,
+        Histogram: delta,
+        ObservableCounter: observable,
+        UpDownCounter: cumulative,
+        ObservableUpDownCounter: cumulative,
+        ObservableGauge: cumulative,
+    }
 
 
 def views(settings: config.Settings) -> list[View]:
