@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -44,7 +45,8 @@ class SpanEncoder:
         self._names: dict[str, bytes] = {}
         self._status: dict[Any, bytes] = {}
         self._groups: dict[int, tuple[Any, tuple[bytes, bytes]]] = {}  # id(resource or scope) -> (object, its bytes)
-        self._blocks: dict[int, tuple[Mapping[str, Any], bytes]] = {}  # id(shared attributes) -> (them, their bytes)
+        self._blocks: dict[int, tuple[Mapping[str, Any], bytes]] = {}  # id(shared attributes) -> (them, bytes)
+        self._texts: dict[tuple, bytes] = {}  # the (key, value) pairs of a read-only view -> their bytes
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialised ``ExportTraceServiceRequest`` for ``spans``, grouped by resource, then scope."""
@@ -97,12 +99,17 @@ class SpanEncoder:
         else:
             parts += (wire.field_fixed64(7, start), wire.field_fixed64(8, end))
         attrs = span._attributes
-        if type(attrs) is dict and type(span) is FastSpan:  # shared and read-only, by FastSpan's contract
+        kind = type(attrs)
+        if kind is dict and type(span) is FastSpan:  # shared and read-only, by FastSpan's contract
             block = self._blocks.get(id(attrs))
             parts.append(block[1] if block is not None and block[0] is attrs else self._block(attrs))
+        elif kind is MappingProxyType:  # a sampler's read-only view (of the shared dict, for modeltel's roots)
+            key = tuple(attrs.items())
+            block = self._texts.get(key)
+            parts.append(block if block is not None else self._text_block(key, attrs))
         elif attrs:
             parts.append(self._attributes(9, attrs))
-        if type(attrs) is not dict and getattr(attrs, "dropped", 0):  # the type test spares a failed getattr
+        if kind is not dict and kind is not MappingProxyType and getattr(attrs, "dropped", 0):
             parts.append(wire.field_varint(10, attrs.dropped))
         events, links = span._events, span._links
         if events:
@@ -124,6 +131,14 @@ class SpanEncoder:
         """Encode a modeltel span's shared attribute dict once; the entry keeps it alive, so its id stays its."""
         block = self._attributes(9, attrs)
         self._cached(self._blocks, id(attrs), (attrs, block))
+        return block
+
+    def _text_block(self, key: tuple, attrs: Mapping[str, Any]) -> bytes:
+        """Encode a read-only view; remember it by content only when every value is a string, since a
+        string never equals a value of another type (``True == 1 == 1.0`` would mix up their bytes)."""
+        block = self._attributes(9, attrs)
+        if all(type(value) is str for _, value in key):
+            self._cached(self._texts, key, block)
         return block
 
     def _attributes(self, field: int, attrs: Mapping[str, Any]) -> bytes:
