@@ -4,24 +4,38 @@
 calls doing the same job (root + 3 stage spans, 4 histogram records, 1 counter); (d) modeltel with
 spans not sampled (metrics only); (e) modeltel fully traced. Exporters are in-memory / no-op so the
 figures are the instrumentation's own cost; spans go through a BatchSpanProcessor, as in production.
-Run: ``python benchmarks/overhead.py [--n 20000]``.
+
+``--export http,grpc`` adds what users pay in production: (d) and (e) again, their spans and metrics
+exported over OTLP to a null receiver in another process (``otlp_receiver.py``), once with the upstream
+encoder (``MODELTEL_OTLP_ENCODER=upstream``) and once with modeltel's. Each timed run ends with a flush, so
+every span it made is encoded and sent inside the run; the span queue is large enough that none is dropped
+(checked); metrics are exported every second. With ``--clock cpu`` (the default) the figure is the CPU
+time of the whole process per prediction, the export threads (and gRPC's) included.
+Run: ``python benchmarks/overhead.py [--n 20000] [--export http,grpc]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import modeltel
 from modeltel import taxonomy as tx
+from modeltel.export import otlp
+from modeltel.export.delivery import CountingMetricExporter, CountingSpanExporter
 from modeltel.export.readers import InMemoryReader
 
 
@@ -73,10 +87,12 @@ def spec_prometheus_client() -> Callable[[], int]:
     return monitor(uninstrumented())
 
 
-def plain_otel() -> Callable[[], int]:
+def plain_otel(
+    span_exporter: SpanExporter | None = None, metric_reader: MetricReader | None = None
+) -> Callable[[], int]:
     tp = TracerProvider()
-    tp.add_span_processor(BatchSpanProcessor(_NullExporter()))
-    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tp.add_span_processor(BatchSpanProcessor(span_exporter or _NullExporter()))
+    mp = MeterProvider(metric_readers=[metric_reader or InMemoryMetricReader()])
     tracer = tp.get_tracer("bench")
     meter = mp.get_meter("bench")
     lat = meter.create_histogram("model.prediction.latency", unit="s")
@@ -98,6 +114,8 @@ def plain_otel() -> Callable[[], int]:
             preds.add(1, ok)
         return result
 
+    predict.flush = tp.force_flush  # type: ignore[attr-defined]
+    predict.close = lambda: (tp.shutdown(), mp.shutdown())  # type: ignore[attr-defined]
     return predict
 
 
@@ -115,8 +133,10 @@ def modeltel_variant(sampler: str) -> Callable[[], int]:
         model_name="bench",
         model_version="1",
     )
-    t = modeltel.telemetry()
+    return modeltel_variant_predict(modeltel.telemetry())
 
+
+def modeltel_variant_predict(t: modeltel.Telemetry) -> Callable[[], int]:
     @t.monitor_prediction()
     def predict() -> int:
         with t.stage("preprocess"):
@@ -127,6 +147,80 @@ def modeltel_variant(sampler: str) -> Callable[[], int]:
             return _work()
 
     return predict
+
+
+@contextmanager
+def null_receiver() -> Iterator[tuple[int, int]]:
+    """The (HTTP, gRPC) ports of a null OTLP receiver in a child process."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "otlp_receiver.py")
+    child = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        http_port, grpc_port = map(int, child.stdout.readline().split())
+        yield http_port, grpc_port
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+
+
+def _endpoint(protocol: str, port: int, signal: str) -> str:
+    return f"http://127.0.0.1:{port}" + ("" if protocol == "grpc" else f"/v1/{signal}")
+
+
+def plain_otel_export(protocol: str, encoder: str, port: int) -> Callable[[], int]:
+    """(c) with its spans and metrics exported over OTLP by the upstream exporter or modeltel's."""
+    spans = CountingSpanExporter(
+        otlp.span_exporter_class(protocol, encoder)(endpoint=_endpoint(protocol, port, "traces"))
+    )
+    metrics = CountingMetricExporter(
+        otlp.metric_exporter_class(protocol, encoder)(endpoint=_endpoint(protocol, port, "metrics"))
+    )
+    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=1000)
+    predict = plain_otel(spans, reader)
+    predict.undelivered = lambda: spans.undelivered() + metrics.undelivered()  # type: ignore[attr-defined]
+    return predict
+
+
+def modeltel_export_variant(sampler: str, protocol: str, encoder: str, port: int) -> Callable[[], int]:
+    """(d)/(e) exporting over OTLP: the pipeline modeltel builds by default, pointed at the null receiver."""
+    modeltel.shutdown()
+    pipeline = modeltel.init(
+        set_global=False,
+        traces_exporter="otlp",
+        metrics_exporter="otlp",
+        traces_protocol=protocol,
+        metrics_protocol=protocol,
+        traces_endpoint=_endpoint(protocol, port, "traces"),
+        metrics_endpoint=_endpoint(protocol, port, "metrics"),
+        metric_export_interval_ms=1000,
+        otlp_encoder=encoder,
+        host_metrics=False,
+        gpu_metrics=False,
+        sampler=sampler,
+        model_name="bench",
+        model_version="1",
+    )
+    assert pipeline is not None
+    predict = modeltel_variant_predict(pipeline.telemetry)
+    predict.flush = pipeline.tracer_provider.force_flush  # type: ignore[attr-defined]
+    exports = [e for e in (pipeline._span_export and pipeline._span_export[0], pipeline._metric_export) if e]
+    predict.undelivered = lambda: sum(e.undelivered() for e in exports)  # type: ignore[attr-defined]
+    return predict
+
+
+def export_variants(protocols: list[str], ports: dict[str, int]) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(name, builder) of each exported variant; a builder runs only when its turn to be measured comes."""
+    for protocol in protocols:
+        tag = "gRPC" if protocol == "grpc" else "HTTP"
+        port = ports[protocol]
+        for letter, build in (
+            ("(c) plain OTel SDK", lambda p, e, port=port: plain_otel_export(p, e, port)),
+            ("(d) metrics only", lambda p, e, port=port: modeltel_export_variant("parentbased_always_off", p, e, port)),
+            ("(e) fully traced", lambda p, e, port=port: modeltel_export_variant("parentbased_always_on", p, e, port)),
+        ):
+            for encoder in ("upstream", "modeltel"):
+                yield f"{letter}, {tag}, {encoder}", (lambda b=build, p=protocol, e=encoder: b(p, e))
 
 
 def measure(fn: Callable[[], int], n: int, repeats: int, clock: Callable[[], float]) -> float:
@@ -140,9 +234,34 @@ def measure(fn: Callable[[], int], n: int, repeats: int, clock: Callable[[], flo
         start = clock()
         for _ in range(n):
             fn()
+        flush = getattr(fn, "flush", None)
+        if flush is not None:
+            flush()  # the spans this run made are exported inside it
         runs.append((clock() - start) / n * 1e6)
         gc.enable()
     return min(runs)
+
+
+def run_exported(args: argparse.Namespace, clock: Callable[[], float], a: float) -> None:
+    """Measure the exported variants, each against the null receiver, and print them side by side."""
+    os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "1000000")  # never drop: every span made is paid for
+    protocols = ["grpc" if p == "grpc" else "http/protobuf" for p in args.export.split(",")]
+    results: dict[str, tuple[float, int]] = {}
+    with null_receiver() as (http_port, grpc_port):
+        for name, build in export_variants(protocols, {"http/protobuf": http_port, "grpc": grpc_port}):
+            predict = build()
+            us = measure(predict, args.export_n, args.repeats, clock)
+            results[name] = (us, predict.undelivered())
+            getattr(predict, "close", modeltel.shutdown)()
+    print(f"\nexported over OTLP to a null receiver in another process; best of {args.repeats} runs of {args.export_n}")
+    print(f"{'variant':36} {'µs/pred':>9} {'added µs':>9} {'x upstream':>11} {'not sent':>9}")
+    for name, (us, lost) in results.items():
+        upstream = results[name.replace("modeltel", "upstream")][0]
+        print(f"{name:36} {us:9.2f} {us - a:9.2f} {us / upstream:11.2f} {lost:9d}")
+    for tag in ("HTTP" if "http/protobuf" in protocols else None, "gRPC" if "grpc" in protocols else None):
+        if tag:
+            d, e = results[f"(d) metrics only, {tag}, modeltel"][0], results[f"(e) fully traced, {tag}, modeltel"][0]
+            print(f"goal over {tag}, export included: (d) <= 10 µs: {d:.1f} µs; (e) <= 50 µs (aim 40): {e:.1f} µs")
 
 
 def main() -> None:
@@ -156,6 +275,10 @@ def main() -> None:
         help="cpu: this process's CPU time, all threads (other load on a shared machine does not count); "
         "wall: elapsed time",
     )
+    parser.add_argument(
+        "--export", default="", help="also measure exported variants: http, grpc or http,grpc (a null receiver)"
+    )
+    parser.add_argument("--export-n", type=int, default=5_000, help="calls per timed run of an exported variant")
     args = parser.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     variants = {
@@ -178,6 +301,8 @@ def main() -> None:
     stats = results["(d) modeltel, metrics only"], results["(e) modeltel, fully traced"]
     print(f"\ngoal (d) <= 10 µs: {stats[0]:.1f} µs; goal (e) <= 50 µs: {stats[1]:.1f} µs")
     print(f"(d) saves {1 - stats[0] / c:.0%} of (c); median of variants {statistics.median(results.values()):.1f} µs")
+    if args.export:
+        run_exported(args, clock, a)
 
 
 if __name__ == "__main__":

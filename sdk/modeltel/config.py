@@ -37,6 +37,7 @@ METRICS_EXPORTERS = ("otlp", "console", "prometheus", "none")
 HISTOGRAMS = ("explicit", "exponential")
 EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+OTLP_ENCODERS = ("modeltel", "upstream")  # modeltel's wire encoder (default), or the OTLP exporters' own
 
 
 def _text(value: Any) -> str:
@@ -129,6 +130,7 @@ RULES: dict[str, _Rule] = {
     "max_error_types": _COUNT,
     "traces_endpoint": _TEXT,
     "metrics_endpoint": _TEXT,
+    "otlp_encoder": _choice_rule(OTLP_ENCODERS),
     "exit_timeout_s": _Rule(_number(float, lambda v: 0 <= v < math.inf), "expected seconds >= 0"),
 }
 
@@ -201,6 +203,7 @@ class Settings:
     metrics_protocol: str = "http/protobuf"
     traces_endpoint: str | None = None  # None: the exporter reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     metrics_endpoint: str | None = None
+    otlp_encoder: str = "modeltel"
     sampler: str = "parentbased_always_on"
     sampler_arg: float = 1.0
     exemplar_filter: str = "trace_based"
@@ -277,6 +280,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         metrics_protocol=metrics_protocol,
         traces_endpoint=r.otlp_endpoint("TRACES", traces_protocol),
         metrics_endpoint=r.otlp_endpoint("METRICS", metrics_protocol),
+        otlp_encoder=r("MODELTEL_OTLP_ENCODER", "otlp_encoder", d.otlp_encoder),
         sampler=sampler,
         sampler_arg=sampler_arg,
         exemplar_filter=r("OTEL_METRICS_EXEMPLAR_FILTER", "exemplar_filter", d.exemplar_filter),

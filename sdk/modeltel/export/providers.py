@@ -2,7 +2,8 @@
 
 Kept apart from :mod:`.pipeline` so the wiring reads in one screen; each builder maps one validated
 setting onto the OpenTelemetry SDK object it names. Exporters read the standard ``OTEL_EXPORTER_OTLP_*``
-variables (endpoint, headers, timeout, compression) themselves.
+variables (endpoint, headers, timeout, compression) themselves; OTLP ones encode with :mod:`.otlp` unless
+``MODELTEL_OTLP_ENCODER=upstream``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from opentelemetry.sdk.trace.sampling import (
 
 from .. import __version__, config
 from .. import taxonomy as tx
+from . import otlp
 
 
 def build_sampler(name: str, arg: float) -> Sampler:
@@ -66,12 +68,9 @@ def build_resource(settings: config.Settings) -> Resource:
 def span_exporter(settings: config.Settings) -> Any:
     if settings.traces_exporter == "console":
         return ConsoleSpanExporter()
-    if settings.traces_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    exporter_class = otlp.span_exporter_class(settings.traces_protocol, settings.otlp_encoder)
     # headers, timeout, compression (and the endpoint, unless config completed it): the standard OTEL_* variables
-    return OTLPSpanExporter(endpoint=settings.traces_endpoint)
+    return exporter_class(endpoint=settings.traces_endpoint)
 
 
 def metric_exporter(settings: config.Settings) -> Any:
@@ -80,11 +79,8 @@ def metric_exporter(settings: config.Settings) -> Any:
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
         return ConsoleMetricExporter(preferred_temporality=temporality)
-    if settings.metrics_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=settings.metrics_endpoint, preferred_temporality=temporality)
+    exporter_class = otlp.metric_exporter_class(settings.metrics_protocol, settings.otlp_encoder)
+    return exporter_class(endpoint=settings.metrics_endpoint, preferred_temporality=temporality)
 
 
 def preferred_temporality(name: str) -> dict[type, AggregationTemporality]:

@@ -39,8 +39,10 @@ class TorchInstrumentor(ModeltelInstrumentor):
         is_compiling = torch.compiler.is_compiling
         is_grad_enabled = torch.is_grad_enabled
 
+        # Every module call runs both hooks: the ContextVar look-up comes first because it is the cheap
+        # test that settles every inner module; is_compiling() then runs once per outermost call.
         def pre_hook(module: Any, args: tuple) -> None:
-            if is_compiling() or _outer.get() is not None:
+            if _outer.get() is not None or is_compiling():
                 return
             if module.training and is_grad_enabled():
                 scope = training_scope()
@@ -58,10 +60,8 @@ class TorchInstrumentor(ModeltelInstrumentor):
             _outer.set((module, scope))
 
         def post_hook(module: Any, args: tuple, output: Any) -> None:
-            if is_compiling():
-                return
             outer = _outer.get()
-            if outer is None or outer[0] is not module:
+            if outer is None or outer[0] is not module or is_compiling():
                 return
             _outer.set(None)
             exc = sys.exc_info()[1] if output is None else None
