@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
 
 from .. import taxonomy as tx
 from .recorders import Recorder
+
+_MAX_EXTRA = 256  # (span attributes, wrapper attributes) pairs merged per model; beyond, merged per call
 
 _log = logging.getLogger("modeltel")
 
@@ -58,6 +63,7 @@ class ModelSeries:
         "_error_guard",
         "_recorder",
         "_stage_guard",
+        "_with_extra",
         "batch",
         "confidence",
         "errors",
@@ -95,6 +101,20 @@ class ModelSeries:
         self.prediction_span_attrs = {**attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION}
         self.stages: dict[str, tuple[Any, dict[str, str]]] = {}
         self.errors: dict[str, Any] = {}
+        self._with_extra: dict[tuple[int, int], tuple[Mapping[str, Any], Mapping, Mapping]] = {}
+
+    def span_attrs_with(self, base: Mapping[str, str], extra: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``base`` (a stage's or the prediction's span attributes) plus a wrapper's ``extra``, merged and
+        validated once per pair. Wrappers build ``extra`` once, when they patch, so a span shares this dict
+        instead of copying and validating the extra attributes on every call (5-7 µs a span)."""
+        key = (id(base), id(extra))
+        hit = self._with_extra.get(key)
+        if hit is not None:
+            return hit[0]
+        merged = dict(BoundedAttributes(attributes={**base, **extra}))
+        if len(self._with_extra) < _MAX_EXTRA:
+            self._with_extra[key] = (merged, base, extra)  # holding both keeps their ids from being reused
+        return merged
 
     def stage(self, name: str) -> tuple[Any, dict[str, str]]:
         """(bound stage histogram, stage span attributes), built on first use of ``name``."""

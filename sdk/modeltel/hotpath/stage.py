@@ -114,9 +114,9 @@ class Stage:
                 self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
                 self.sampled = False
                 if parent is None or parent.sampled:
+                    if self._attributes:
+                        span_attrs = model.span_attrs_with(span_attrs, self._attributes)
                     span = self._span = t.start_span(parent, self._span_name, span_attrs)
-                    if span is not None and self._attributes:
-                        span.set_attributes(self._attributes)
                 else:
                     span = None  # the common unsampled case, without a call
         except Exception as failure:  # a monitoring bug must not reach the model server
@@ -273,9 +273,10 @@ class Prediction(Stage):
         self.sampled = False
         if parent is not None and not parent.sampled:
             return None
-        span = self._span = self._t.start_span(parent, self._span_name, model.prediction_span_attrs)
-        if span is not None and self._attributes:
-            span.set_attributes(self._attributes)
+        attrs = model.prediction_span_attrs
+        if self._attributes:
+            attrs = model.span_attrs_with(attrs, self._attributes)
+        span = self._span = self._t.start_span(parent, self._span_name, attrs)
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
