@@ -76,6 +76,7 @@ COLLECTOR_LAYERS = {
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
     f"{_C}.serve": (f"{_C}.store", *_SHARED),
+    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy"),
 }
 
 
