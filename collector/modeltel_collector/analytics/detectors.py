@@ -193,7 +193,7 @@ def accuracy_drop(
     wrong, right = bernoulli_llr(p0, settings.cusum_shift)
     path, _ = page_cusum(np.where(new, right, wrong), settings.cusum_h, state.s)
     since_n, since_correct = state.since_n, state.since_correct
-    for s, x in zip(path, new):
+    for s, x in zip(path, new, strict=True):
         since_n, since_correct = (0, 0) if s == 0.0 else (since_n + 1, since_correct + int(x))
     after = CusumState(float(path[-1]) if len(path) else state.s, since_n, since_correct)
     details = {"reference_accuracy": p0, "window_labels": len(window), "cusum_h": settings.cusum_h}
