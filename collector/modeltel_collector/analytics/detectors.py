@@ -128,7 +128,7 @@ def confidence_drift(reference: np.ndarray, current: np.ndarray, settings: Setti
     check = "confidence_drift"
     if len(current) < settings.min_samples or len(reference) < settings.min_samples:
         return _short(check, current=len(current), reference=len(reference), needed=settings.min_samples)
-    test = _stats().ks_2samp(current, reference)
+    test = _stats().ks_2samp(current, reference, method="asymp")
     effect = psi(reference, current)
     details = {"ks_d": float(test.statistic), "psi": effect, "current": len(current)}
     return _verdict(check, settings, test.pvalue, effect, statistic=float(test.statistic), details=details)
@@ -192,9 +192,11 @@ def accuracy_drop(
     new = np.asarray(new, dtype=float) > 0.5
     wrong, right = bernoulli_llr(p0, settings.cusum_shift)
     path, _ = page_cusum(np.where(new, right, wrong), settings.cusum_h, state.s)
-    since_n, since_correct = state.since_n, state.since_correct
-    for s, x in zip(path, new, strict=True):
-        since_n, since_correct = (0, 0) if s == 0.0 else (since_n + 1, since_correct + int(x))
+    zeros = np.flatnonzero(path == 0.0)
+    if len(zeros):  # the statistic touched zero: the change, if any, started after the last touch
+        since_n, since_correct = len(new) - zeros[-1] - 1, int(np.sum(new[zeros[-1] + 1 :]))
+    else:
+        since_n, since_correct = state.since_n + len(new), state.since_correct + int(np.sum(new))
     after = CusumState(float(path[-1]) if len(path) else state.s, since_n, since_correct)
     details = {"reference_accuracy": p0, "window_labels": len(window), "cusum_h": settings.cusum_h}
     if after.s > settings.cusum_h and since_n:

@@ -151,8 +151,8 @@ class ModelWindows:
             return None
         bs = self.reference
         return Reference(
-            np.fromiter((x for b in bs for x in b.latencies), float),
-            np.fromiter((x for b in bs for x in b.confidences), float),
+            np.concatenate([b.latencies for b in bs]),
+            np.concatenate([b.confidences for b in bs]),
             sum(b.count for b in bs) / seconds,
             sum(b.errors for b in bs),
             sum(b.count for b in bs),
@@ -215,8 +215,8 @@ class ModelWindows:
         while len(self.recent) > keep:
             b = self.recent.popleft()
             if not b.tainted:
-                b.latencies = _thin(b.latencies, self.settings.reference_samples_per_step)
-                b.confidences = _thin(b.confidences, self.settings.reference_samples_per_step)
+                b.latencies = np.asarray(_thin(b.latencies, self.settings.reference_samples_per_step), float)
+                b.confidences = np.asarray(_thin(b.confidences, self.settings.reference_samples_per_step), float)
                 self.reference.append(b)
 
     def worst(self) -> Severity:
