@@ -152,17 +152,17 @@ def score(alarms: list[tuple[float, str]], hours: float) -> tuple[dict[str, floa
 
 
 def write_log(path: str, seed: int = 7) -> None:
-    """The replay test's log: 5 req/s of model iris v1; 15 healthy minutes, then latency x2 for 2 minutes,
-    5 healthy minutes, 20 % errors for 2 minutes, 4 healthy minutes; three bad rows (lines 101, 202, 303)."""
+    """The replay test's log: 5 req/s of model iris v1; 10 healthy minutes, then latency x2 for 2 minutes,
+    4 healthy minutes, 20 % errors for 2 minutes, 2 healthy minutes; three bad rows (lines 101, 202, 303)."""
     traffic, epoch = Traffic(seed, rate=5.0, label_fraction=1.0), 1767225600.0
-    phases = [(900, {}), (120, {"latency": 2.0}), (300, {}), (120, {"errors": 0.2}), (240, {})]
+    phases = [(600, {}), (120, {"latency": 2.0}), (240, {}), (120, {"errors": 0.2}), (120, {})]
     lines, t = ["timestamp,model_name,model_version,latency_seconds,status,confidence,correct"], 0.0
     for seconds, fault in phases:
         for t0 in np.arange(t, t + seconds, STEP):
             r = traffic.step(float(t0), fault)
             for i in range(len(r["time"])):
                 status = "ok" if r["ok"][i] else "error"
-                row = f"{epoch + r['time'][i]:.3f},iris,1,{r['latency'][i]:.4f},{status},{r['confidence'][i]:.3f}"
+                row = f"{epoch + r['time'][i]:.2f},iris,1,{r['latency'][i]:.4f},{status},{r['confidence'][i]:.2f}"
                 lines.append(f"{row},{int(r['correct'][i])}")
         t += seconds
     lines[100] = lines[100].replace(",iris,", ",,")  # missing model_name
