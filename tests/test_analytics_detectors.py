@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("scipy")
-from scipy import stats  # noqa: E402
+from scipy import stats
 
-from modeltel.taxonomy.quality import Severity  # noqa: E402
-from modeltel_collector.analytics import detectors as d  # noqa: E402
-from modeltel_collector.analytics.settings import CHECKS, Grade, Settings  # noqa: E402
+from modeltel.taxonomy.quality import Severity
+from modeltel_collector.analytics import detectors as d
+from modeltel_collector.analytics.settings import CHECKS, Grade, Settings
 
 SEEDS = 400
 
