@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from modeltel.taxonomy.quality import Severity
+from modeltel.taxonomy import Severity
 from modeltel_collector.analytics import baseline as bl
 from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.health import health_report, render_health

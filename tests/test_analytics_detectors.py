@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("scipy")
 from scipy import stats
 
-from modeltel.taxonomy.quality import Severity
+from modeltel.taxonomy import Severity
 from modeltel_collector.analytics import detectors as d
 from modeltel_collector.analytics.settings import CHECKS, Grade, Settings
 

@@ -16,7 +16,7 @@ from enum import Enum
 
 import numpy as np
 
-from modeltel.taxonomy.quality import Severity
+from modeltel.taxonomy import Severity
 
 from .settings import Settings
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modeltel.taxonomy.quality import Severity
+from modeltel.taxonomy import Severity
 
 from . import detectors as d
 from .settings import CHECKS, Settings

@@ -7,7 +7,7 @@ the maximum of ordered ``Severity`` values, not of strings (the spec's ``max()``
 
 from __future__ import annotations
 
-from modeltel.taxonomy.quality import Severity
+from modeltel.taxonomy import Severity
 
 from .engine import Engine
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from modeltel.taxonomy.names import STATUS_ERROR, STATUS_SUCCESS
+from modeltel.taxonomy import STATUS_ERROR, STATUS_SUCCESS
 
 REQUIRED = ("timestamp", "model_name", "model_version", "latency_seconds", "status", "confidence")
 _OK = {STATUS_SUCCESS, "ok", "true", "1"}

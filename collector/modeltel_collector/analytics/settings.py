@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modeltel.taxonomy.quality import Severity
+from modeltel.taxonomy import Severity
 
 CHECKS = ("latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift")
 
