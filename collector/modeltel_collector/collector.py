@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 
+from modeltel_collector.analytics import live
 from modeltel_collector.config import Config, split_address
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
@@ -92,6 +93,7 @@ class Collector:
         if self.forwarder is not None:
             self.forwarder.start()
         self.pipeline.start()
+        self.analytics = live.attach(self)
         try:
             if cfg.listen:
                 self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler, tls=False))

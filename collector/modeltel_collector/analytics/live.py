@@ -1,0 +1,184 @@
+"""The detectors in the running collector: fed from the trace store, published as metrics (and alerts).
+
+Why poll the trace store rather than hook the ingest worker: the store already holds one row per request
+with its model, status, start and duration, so the analytics read it on their own thread, with their own
+SQLite connection, and never slow ingest. Rows are fed to the engine ``lag_s`` after their timestamp, in
+time order (exports from several processes arrive out of order by up to their batch delay); a row later
+than that is counted and skipped. Results are merged into the metric store as one OTLP gauge request, so
+/metrics serves them with no code of its own. Scale-out: behind the otelcol gateway's load-balancing
+exporter (routing_key: service), all of one service's spans reach one collector, so each collector's
+detector state is complete for the models it owns and no state is shared; a re-balance (a collector
+added or lost) starts the moved models' reference learning afresh on their new owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Status
+
+from modeltel import taxonomy as tx
+
+from .engine import Engine, Event
+from .settings import CHECKS, Settings
+
+log = logging.getLogger(__name__)
+
+
+def _prediction(data: bytes) -> tuple[str, str] | None:
+    """(model, version) of the row's prediction span, or None when it holds none (stage-only rows)."""
+    scope = ScopeSpans.FromString(data)
+    for span in scope.spans:
+        attrs = {kv.key: kv.value.string_value for kv in span.attributes}
+        if attrs.get(tx.SPAN_ATTR_KIND) == "prediction":
+            return attrs.get(tx.ATTR_MODEL_NAME, ""), attrs.get(tx.ATTR_MODEL_VERSION, "") or "unknown"
+    return None
+
+
+class LiveAnalytics:
+    """Reads new trace rows every ``interval_s``, runs the engine, publishes gauges, hands events on."""
+
+    def __init__(
+        self,
+        spans_path: str,
+        metrics,
+        settings: Settings | None = None,
+        *,
+        interval_s: float = 2.0,
+        lag_s: float = 10.0,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> None:
+        self.spans_path, self.metrics = spans_path, metrics
+        self.engine = Engine(settings)
+        self.interval_s, self.lag_s, self.on_events = interval_s, lag_s, on_events
+        self.last_rowid = 0
+        self.pending: list[tuple[float, str, str, float, bool]] = []
+        self.late = 0
+        self.events: list[Event] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the poll thread, and tests or the CLI calling poll() themselves
+        self._thread: threading.Thread | None = None
+
+    def start(self, stopped: threading.Event | None = None) -> LiveAnalytics:
+        """Poll on a daemon thread until ``stop()``, or until ``stopped`` (the collector's own) is set."""
+        self._owner_stopped = stopped or threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modeltel-analytics", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s) and not self._owner_stopped.is_set():
+            try:
+                self.poll(time.time())
+            except Exception:  # the analytics must never take the collector down
+                log.exception("analytics poll failed; will retry")
+
+    def poll(self, now: float) -> list[Event]:
+        """Read new rows, feed those older than ``now - lag_s`` in time order, publish; returns new events."""
+        with self._lock:
+            return self._poll(now)
+
+    def _poll(self, now: float) -> list[Event]:
+        self._read()
+        horizon = now - self.lag_s
+        ready = sorted(r for r in self.pending if r[0] <= horizon)
+        self.pending = [r for r in self.pending if r[0] > horizon]
+        events: list[Event] = []
+        for t, model, version, latency, ok in ready:
+            try:
+                events += self.engine.observe(t, model, version, latency, ok=ok)
+            except ValueError:
+                self.late += 1
+        events += self.engine.advance(horizon)
+        self.events += events
+        if self.engine.models:
+            self.metrics.ingest(self.gauges(now), now)
+        if events and self.on_events is not None:
+            self.on_events(events)
+        return events
+
+    def _read(self) -> None:
+        try:
+            db = sqlite3.connect(f"file:{self.spans_path}?mode=ro", uri=True)
+        except sqlite3.OperationalError:  # the store has not created its file yet
+            return
+        try:
+            rows = db.execute(
+                "SELECT rowid, status, start_ns, duration_ns, data FROM traces WHERE rowid > ? ORDER BY rowid",
+                (self.last_rowid,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # ... or its table
+            rows = []
+        finally:
+            db.close()
+        for rowid, status, start_ns, duration_ns, data in rows:
+            self.last_rowid = rowid
+            found = _prediction(data)
+            if found and found[0]:
+                end = (start_ns + duration_ns) / 1e9
+                self.pending.append((end, *found, duration_ns / 1e9, status != Status.STATUS_CODE_ERROR))
+
+    def gauges(self, now: float) -> ExportMetricsServiceRequest:
+        """The detectors' state as one OTLP request of gauges (resource service.name=modeltel-analytics)."""
+        req = ExportMetricsServiceRequest()
+        rm = req.resource_metrics.add()
+        rm.resource.attributes.append(_kv("service.name", "modeltel-analytics"))
+        sm = rm.scope_metrics.add()
+        sm.scope.name = "modeltel.analytics"
+        families = {i.prometheus_name: sm.metrics.add() for i in tx.DEGRADATION_INSTRUMENTS}
+        for inst in tx.DEGRADATION_INSTRUMENTS:
+            families[inst.prometheus_name].name = inst.prometheus_name
+            families[inst.prometheus_name].description = inst.description
+        t_ns, detected = int(now * 1e9), families[tx.DEGRADATION_DETECTED.prometheus_name]
+        for (model, version), w in self.engine.models.items():
+            for check in CHECKS:
+                r = w.results.get(check)
+                ep = w.episodes.get(check)
+                base = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version, tx.ATTR_CHECK: check}
+                for severity in ("warning", "critical"):  # one series per severity, 1 for the open alarm's
+                    on = 1.0 if ep is not None and ep.severity.label == severity else 0.0
+                    _point(detected, t_ns, on, {**base, tx.ATTR_SEVERITY: severity})
+                for inst, value in (
+                    (tx.DEGRADATION_P_VALUE, r and r.p_value),
+                    (tx.DEGRADATION_STATISTIC, r and r.statistic),
+                    (tx.DEGRADATION_EFFECT_SIZE, r and r.effect_size),
+                ):
+                    if value is not None and math.isfinite(value):
+                        _point(families[inst.prometheus_name], t_ns, float(value), base)
+        return req
+
+
+def attach(collector) -> LiveAnalytics | None:
+    """Start the detectors on a started ``Collector``'s stores; None (and one log line) without scipy."""
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        log.warning("degradation detectors off: scipy is not installed (pip install 'modeltel[analytics]')")
+        return None
+    live = LiveAnalytics(collector.spans.path, collector.metrics)
+    return live.start(stopped=collector._stopped)
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    kv = KeyValue(key=key)
+    kv.value.string_value = value
+    return kv
+
+
+def _point(metric, t_ns: int, value: float, attrs: dict[str, str]) -> None:
+    p = metric.gauge.data_points.add()
+    p.time_unix_nano = t_ns
+    p.as_double = value
+    p.attributes.extend(_kv(k, v) for k, v in attrs.items())

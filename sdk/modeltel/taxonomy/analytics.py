@@ -1,0 +1,45 @@
+"""The collector's degradation-detector metrics: one gauge family per quantity, labelled by model and check.
+
+``model_degradation_detected`` is 1 while a check's alarm is open (``severity`` is the alarm's), else 0
+with ``severity="ok"``; the p-value, statistic and effect size are the latest evaluation's.
+"""
+
+from __future__ import annotations
+
+from .names import ATTR_MODEL_NAME, ATTR_MODEL_VERSION, Instrument, InstrumentKind
+
+__all__ = [
+    "ATTR_CHECK",
+    "ATTR_SEVERITY",
+    "DEGRADATION_DETECTED",
+    "DEGRADATION_EFFECT_SIZE",
+    "DEGRADATION_INSTRUMENTS",
+    "DEGRADATION_P_VALUE",
+    "DEGRADATION_STATISTIC",
+]
+
+ATTR_CHECK = "check"  # latency_shift | error_rate_rise | throughput_drop | accuracy_drop | confidence_drift
+ATTR_SEVERITY = "severity"  # ok | warning | critical
+_ATTRS = (ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CHECK)
+
+
+def _gauge(name: str, unit: str, description: str, *extra: str) -> Instrument:
+    return Instrument(
+        otel_name=name.replace("model_", "model.", 1),
+        prometheus_name=name,
+        kind=InstrumentKind.GAUGE,
+        unit=unit,
+        description=description,
+        attributes=(*_ATTRS, *extra),
+    )
+
+
+DEGRADATION_DETECTED = _gauge(
+    "model_degradation_detected", "", "1 while a degradation check's alarm is open, else 0.", ATTR_SEVERITY
+)
+DEGRADATION_P_VALUE = _gauge("model_degradation_p_value", "", "p-value of the check's latest test.")
+DEGRADATION_STATISTIC = _gauge("model_degradation_statistic", "", "Test statistic of the check's latest test.")
+DEGRADATION_EFFECT_SIZE = _gauge(
+    "model_degradation_effect_size", "", "Effect size of the check's latest test (what its severity is graded on)."
+)
+DEGRADATION_INSTRUMENTS = (DEGRADATION_DETECTED, DEGRADATION_P_VALUE, DEGRADATION_STATISTIC, DEGRADATION_EFFECT_SIZE)

@@ -1,0 +1,103 @@
+"""The detectors in a running collector: spans in over OTLP/HTTP, model_degradation_* gauges out on /metrics."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from modeltel import taxonomy as tx
+from modeltel_collector.analytics.live import LiveAnalytics
+from tests.collector_helpers import http_post, running_collector, sample, scrape
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def _spans(model: str, start_s: float, seconds: float, rng, *, slow: float = 1.0, rate: float = 20.0) -> bytes:
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    n = int(seconds * rate)
+    for t, latency in zip(start_s + np.sort(rng.random(n)) * seconds, rng.lognormal(-3, 0.3, n) * slow, strict=True):
+        sp = ss.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name="predict")
+        sp.start_time_unix_nano = int(t * 1e9)
+        sp.end_time_unix_nano = int((t + latency) * 1e9)
+        sp.status.code = Status.STATUS_CODE_OK
+        for key, value in (
+            (tx.SPAN_ATTR_KIND, "prediction"),
+            (tx.ATTR_MODEL_NAME, model),
+            (tx.ATTR_MODEL_VERSION, "3"),
+        ):
+            kv = sp.attributes.add(key=key)
+            kv.value.string_value = value
+    return req.SerializeToString()
+
+
+def _send(c, body: bytes) -> None:
+    status, _, text = http_post(c.urls["otlp_http"] + "/v1/traces", body, PROTOBUF)
+    assert status == 200, text
+
+
+def test_a_slow_model_is_detected_and_exported_while_a_healthy_one_is_not():
+    rng, now = np.random.default_rng(0), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()  # this test polls itself, at a time of its choosing
+        for model in ("slow", "fine"):
+            for start in range(-1300, -400, 100):  # 15 healthy minutes...
+                _send(c, _spans(model, now + start, 100, rng))
+        for start in range(-400, -100, 100):  # ...then 5 minutes at twice the latency for one of them
+            _send(c, _spans("slow", now + start, 100, rng, slow=2.0))
+            _send(c, _spans("fine", now + start, 100, rng))
+        c.flush()
+        events = c.analytics.poll(now - 90)  # the data end at now - 100
+        firing = {(e.model, e.check) for e in c.analytics.events if e.state == "firing"}
+        assert firing == {("slow", "latency_shift")}, events
+        fams = scrape(c)
+        name = tx.DEGRADATION_DETECTED.prometheus_name
+        slow = {"model_name": "slow", "model_version": "3", "check": "latency_shift"}
+        assert sample(fams, name, name, **slow, severity="critical") == 1.0
+        assert sample(fams, name, name, **slow, severity="warning") == 0.0
+        fine = {"model_name": "fine", "model_version": "3", "check": "latency_shift"}
+        assert sample(fams, name, name, **fine, severity="critical") == 0.0
+        effect = tx.DEGRADATION_EFFECT_SIZE.prometheus_name
+        assert sample(fams, effect, effect, **slow) > 0.5
+        p_value = tx.DEGRADATION_P_VALUE.prometheus_name
+        assert sample(fams, p_value, p_value, **slow) < 1e-6
+
+
+def test_two_collectors_each_own_the_models_routed_to_them():
+    # The gateway's load-balancing exporter routes by service: each collector sees all of its models' spans
+    # and nothing of the others', so each detects on its own models with no shared state.
+    rng, now = np.random.default_rng(1), time.time()
+    with running_collector(otlp_grpc="") as a, running_collector(otlp_grpc="") as b:
+        a.analytics.stop(), b.analytics.stop()
+        for c, model in ((a, "alpha"), (b, "beta")):
+            for start in range(-1300, -400, 100):
+                _send(c, _spans(model, now + start, 100, rng))
+            for start in range(-400, -100, 100):
+                _send(c, _spans(model, now + start, 100, rng, slow=2.0 if model == "beta" else 1.0))
+            c.flush()
+        a.analytics.poll(now - 90)
+        b.analytics.poll(now - 90)
+        assert set(a.analytics.engine.models) == {("alpha", "3")}
+        assert set(b.analytics.engine.models) == {("beta", "3")}
+        assert {e.check for e in a.analytics.events} == set()
+        assert {(e.model, e.check) for e in b.analytics.events if e.state == "firing"} == {("beta", "latency_shift")}
+
+
+def test_a_poll_before_the_trace_store_exists_finds_nothing_and_raises_nothing(tmp_path):
+    class Store:
+        ingested: list = []
+
+        def ingest(self, request, now):
+            self.ingested.append(request)
+
+    live = LiveAnalytics(str(tmp_path / "not-yet.db"), Store())
+    assert live.poll(time.time()) == []
+    assert Store.ingested == []  # no model seen: nothing to publish
