@@ -34,6 +34,7 @@ class Config:
     derive_span_metrics: bool = True
     forward_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otelcol:4318
     forward_headers: dict[str, str] = field(default_factory=dict)
+    alertmanager_url: str = ""  # the degradation detectors post their alerts here (API v2); empty: not at all
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set
     tls_cert: str = ""

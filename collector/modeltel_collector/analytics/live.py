@@ -26,6 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Status
 
 from modeltel import taxonomy as tx
 
+from .alerting import AlertmanagerPoster
 from .engine import Engine, Event
 from .settings import CHECKS, Settings
 
@@ -105,7 +106,7 @@ class LiveAnalytics:
         self.events += events
         if self.engine.models:
             self.metrics.ingest(self.gauges(now), now)
-        if events and self.on_events is not None:
+        if self.on_events is not None:  # every poll, so open alerts can be re-sent
             self.on_events(events)
         return events
 
@@ -167,7 +168,8 @@ def attach(collector) -> LiveAnalytics | None:
     except ImportError:
         log.warning("degradation detectors off: scipy is not installed (pip install 'modeltel[analytics]')")
         return None
-    live = LiveAnalytics(collector.spans.path, collector.metrics)
+    url = collector.config.alertmanager_url
+    live = LiveAnalytics(collector.spans.path, collector.metrics, on_events=AlertmanagerPoster(url) if url else None)
     return live.start(stopped=collector._stopped)
 
 
