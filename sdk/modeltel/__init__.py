@@ -41,6 +41,8 @@ __all__ = [
     "prediction",
     "record_batch_size",
     "record_confidence",
+    "record_feedback",
+    "remember_prediction",
     "set_online_accuracy",
     "shutdown",
     "stage",
@@ -121,3 +123,45 @@ def record_batch_size(size: int, model_name: str | None = None, model_version: s
 
 def set_online_accuracy(value: float, model_name: str | None = None, model_version: str | None = None) -> None:
     telemetry().set_online_accuracy(value, model_name, model_version)
+
+
+def _joiner():
+    """The process's feedback table, built on first use, publishing to model_online_accuracy."""
+    global _JOINER
+    if _JOINER is None:
+        from .feedback import FeedbackJoiner
+
+        _JOINER = FeedbackJoiner(publish=lambda model, acc, _n: set_online_accuracy(acc, *model))
+    return _JOINER
+
+
+_JOINER = None
+
+
+def remember_prediction(
+    prediction_context: Stage | None = None,
+    *,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    prediction: Any = None,
+    prediction_id: str | None = None,
+) -> str:
+    """Remember a prediction for :func:`record_feedback`; returns its id (also set on the prediction's span).
+
+    ``with modeltel.prediction("iris", "1") as p: ...; pid = modeltel.remember_prediction(p, prediction=y)``.
+    """
+    from .feedback import SPAN_ATTR_PREDICTION_ID
+
+    model = getattr(prediction_context, "model", None)
+    name = model_name or (model.name if model is not None else None) or "unknown"
+    version = model_version or (model.version if model is not None else None) or "unknown"
+    pid = _joiner().remember((name, version), prediction, prediction_id)
+    if prediction_context is not None:
+        prediction_context.set_attribute(SPAN_ATTR_PREDICTION_ID, pid)
+    return pid
+
+
+def record_feedback(prediction_id: str, *, correct: bool | None = None, label: Any = None) -> bool:
+    """Join ground truth that arrived later to its prediction: ``correct=`` or ``label=``; True when it counted
+    (False for an unknown, dropped or repeated id, which are counted, never guessed)."""
+    return _joiner().record(prediction_id, correct=correct, label=label)
