@@ -36,23 +36,42 @@ def capture(rows: Iterable[Row | BadRow]) -> dict:
 
 
 def _entry(model: str, version: str, rows: list[Row]) -> dict:
-    start, end = min(r.time for r in rows), max(r.time for r in rows)
-    seconds = max(end - start, 1e-9)
-    errors = sum(not r.ok for r in rows)
     labelled = [r.correct for r in rows if r.correct is not None]
-    confidences = np.array([r.confidence for r in rows if not math.isnan(r.confidence)])
-    sketch = Sketch().add(np.array([r.latency for r in rows]))
+    return make_entry(
+        model,
+        version,
+        (min(r.time for r in rows), max(r.time for r in rows)),
+        np.array([r.latency for r in rows]),
+        np.array([r.confidence for r in rows if not math.isnan(r.confidence)]),
+        (len(rows), sum(not r.ok for r in rows)),
+        (len(labelled), sum(labelled)),
+    )
+
+
+def make_entry(
+    model: str,
+    version: str,
+    window: tuple[float, float],
+    latencies: np.ndarray,
+    confidences: np.ndarray,
+    requests_errors: tuple[int, int],
+    labelled_correct: tuple[int, int],
+) -> dict:
+    """One model version's entry. ``latencies`` may be a uniform subsample; the counts are the totals."""
+    (start, end), (requests, errors), (labelled, correct) = window, requests_errors, labelled_correct
+    seconds = max(end - start, 1e-9)
+    sketch = Sketch().add(latencies)
     return {
         "model_name": model,
         "model_version": version,
         "window": {"start": start, "end": end, "seconds": seconds},
-        "requests": len(rows),
-        "rate_per_second": len(rows) / seconds,
-        "errors": errors,
-        "error_rate": errors / len(rows),
-        "labelled": len(labelled),
-        "correct": sum(labelled),
-        "accuracy": sum(labelled) / len(labelled) if labelled else None,
+        "requests": int(requests),
+        "rate_per_second": requests / seconds,
+        "errors": int(errors),
+        "error_rate": errors / requests if requests else 0.0,
+        "labelled": int(labelled),
+        "correct": int(correct),
+        "accuracy": correct / labelled if labelled else None,
         "latency_seconds": {
             **{k: float(v) for k, v in zip(_QUANTILES, sketch.quantiles(list(_QUANTILES.values())), strict=True)},
             "sketch": sketch.to_dict(),

@@ -143,7 +143,7 @@ class ModelWindows:
         n = round(self.settings.current_s / self.settings.step_s)
         return list(self.recent)[-n:]
 
-    def _reference(self) -> Reference | None:
+    def reference_now(self) -> Reference | None:
         if self.baseline is not None:
             return self.baseline
         seconds = len(self.reference) * self.settings.step_s
@@ -163,7 +163,7 @@ class ModelWindows:
 
     def _evaluate(self, step: int) -> list[Event]:
         s, window = self.settings, self._window()
-        ref = self._reference()
+        ref = self.reference_now()
         full = len(window) * s.step_s >= s.current_s
         if ref is None or not full:
             why = "reference" if ref is None else "window"

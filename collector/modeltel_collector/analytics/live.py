@@ -28,6 +28,7 @@ from modeltel import taxonomy as tx
 
 from .alerting import AlertmanagerPoster
 from .engine import Engine, Event
+from .keeper import BaselineKeeper
 from .settings import CHECKS, Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,11 @@ class LiveAnalytics:
         interval_s: float = 2.0,
         lag_s: float = 10.0,
         on_events: Callable[[list[Event]], None] | None = None,
+        keeper: BaselineKeeper | None = None,
     ) -> None:
         self.spans_path, self.metrics = spans_path, metrics
         self.engine = Engine(settings)
-        self.interval_s, self.lag_s, self.on_events = interval_s, lag_s, on_events
+        self.interval_s, self.lag_s, self.on_events, self.keeper = interval_s, lag_s, on_events, keeper
         self.last_rowid = 0
         self.pending: list[tuple[float, str, str, float, bool]] = []
         self.late = 0
@@ -104,6 +106,8 @@ class LiveAnalytics:
                 self.late += 1
         events += self.engine.advance(horizon)
         self.events += events
+        if self.keeper is not None:
+            self.keeper.update(self.engine, horizon)
         if self.engine.models:
             self.metrics.ingest(self.gauges(now), now)
         if self.on_events is not None:  # every poll, so open alerts can be re-sent
@@ -138,12 +142,15 @@ class LiveAnalytics:
         rm.resource.attributes.append(_kv("service.name", "modeltel-analytics"))
         sm = rm.scope_metrics.add()
         sm.scope.name = "modeltel.analytics"
-        families = {i.prometheus_name: sm.metrics.add() for i in tx.DEGRADATION_INSTRUMENTS}
-        for inst in tx.DEGRADATION_INSTRUMENTS:
+        instruments = (*tx.DEGRADATION_INSTRUMENTS, *((tx.BASELINE_STALE, tx.BASELINE_AGE) if self.keeper else ()))
+        families = {i.prometheus_name: sm.metrics.add() for i in instruments}
+        for inst in instruments:
             families[inst.prometheus_name].name = inst.prometheus_name
             families[inst.prometheus_name].description = inst.description
         t_ns, detected = int(now * 1e9), families[tx.DEGRADATION_DETECTED.prometheus_name]
         for (model, version), w in self.engine.models.items():
+            if self.keeper is not None:
+                self._baseline_points(families, t_ns, model, version, now)
             for check in CHECKS:
                 r = w.results.get(check)
                 ep = w.episodes.get(check)
@@ -160,6 +167,13 @@ class LiveAnalytics:
                         _point(families[inst.prometheus_name], t_ns, float(value), base)
         return req
 
+    def _baseline_points(self, families, t_ns: int, model: str, version: str, now: float) -> None:
+        status, age = self.keeper.status(model, version, now)
+        attrs = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version}
+        _point(families[tx.BASELINE_STALE.prometheus_name], t_ns, 0.0 if status == "ok" else 1.0, attrs)
+        if age is not None:
+            _point(families[tx.BASELINE_AGE.prometheus_name], t_ns, age, attrs)
+
 
 def attach(collector) -> LiveAnalytics | None:
     """Start the detectors on a started ``Collector``'s stores; None (and one log line) without scipy."""
@@ -168,8 +182,11 @@ def attach(collector) -> LiveAnalytics | None:
     except ImportError:
         log.warning("degradation detectors off: scipy is not installed (pip install 'modeltel[analytics]')")
         return None
-    url = collector.config.alertmanager_url
-    live = LiveAnalytics(collector.spans.path, collector.metrics, on_events=AlertmanagerPoster(url) if url else None)
+    cfg = collector.config
+    url = cfg.alertmanager_url
+    keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
+    poster = AlertmanagerPoster(url) if url else None
+    live = LiveAnalytics(collector.spans.path, collector.metrics, on_events=poster, keeper=keeper)
     return live.start(stopped=collector._stopped)
 
 

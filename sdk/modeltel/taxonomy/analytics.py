@@ -11,6 +11,8 @@ from .names import ATTR_MODEL_NAME, ATTR_MODEL_VERSION, Instrument, InstrumentKi
 __all__ = [
     "ATTR_CHECK",
     "ATTR_SEVERITY",
+    "BASELINE_AGE",
+    "BASELINE_STALE",
     "DEGRADATION_DETECTED",
     "DEGRADATION_EFFECT_SIZE",
     "DEGRADATION_INSTRUMENTS",
@@ -43,3 +45,19 @@ DEGRADATION_EFFECT_SIZE = _gauge(
     "model_degradation_effect_size", "", "Effect size of the check's latest test (what its severity is graded on)."
 )
 DEGRADATION_INSTRUMENTS = (DEGRADATION_DETECTED, DEGRADATION_P_VALUE, DEGRADATION_STATISTIC, DEGRADATION_EFFECT_SIZE)
+BASELINE_STALE = Instrument(
+    otel_name="model.baseline_stale",
+    prometheus_name="model_baseline_stale",
+    kind=InstrumentKind.GAUGE,
+    unit="",
+    description="1 when the model version's stored baseline is missing, older than its maximum age, or corrupt.",
+    attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION),
+)
+BASELINE_AGE = Instrument(
+    otel_name="model.baseline_age",
+    prometheus_name="model_baseline_age_seconds",
+    kind=InstrumentKind.GAUGE,
+    unit="s",
+    description="Age of the model version's stored baseline (absent when there is none).",
+    attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION),
+)
