@@ -1,4 +1,4 @@
-"""``modeltel detect`` and ``modeltel health``: the analytics' commands (registered as ``modeltel.commands``).
+"""``modeltel detect | health | baseline | evidence``: the analytics' commands (``modeltel.commands`` plugins).
 
 They run the collector's own detectors and settings on a prediction log, so a user can backtest the
 thresholds on their own traffic before trusting the alerts.
@@ -10,9 +10,11 @@ import argparse
 import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from modeltel_collector.analytics.baseline import capture, load, load_baselines, save
 from modeltel_collector.analytics.engine import Event
+from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
 from modeltel_collector.analytics.health import health_report, render_health
 from modeltel_collector.analytics.logs import BadRow, read_log
 from modeltel_collector.analytics.replay import replay
@@ -125,3 +127,31 @@ def baseline(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {args.out}: {', '.join(m['model_name'] + ' ' + m['model_version'] for m in doc['models'])}")
     return 0
+
+
+def evidence(argv: list[str] | None = None) -> int:
+    """Build the monitoring spec's evidence package from the running system and check its quality gates."""
+    p = argparse.ArgumentParser(prog="modeltel evidence", description=evidence.__doc__)
+    p.add_argument("--out", metavar="DIR", required=True, help="where evidence/protocol-22-... is written")
+    p.add_argument("--collector", metavar="URL", help="the collector's /metrics base URL, e.g. http://127.0.0.1:9464")
+    p.add_argument("--prometheus", metavar="URL", help="Prometheus base URL (targets, rules, SLO compliance)")
+    p.add_argument("--alertmanager", metavar="URL", help="Alertmanager base URL (a test alert is posted)")
+    p.add_argument("--baseline", metavar="FILE", help="baseline-metrics.json to include and check")
+    p.add_argument("--repo", metavar="DIR", default=".", help="checkout with alerts/, dashboards/ (default .)")
+    args = p.parse_args(argv)
+    src = Sources(
+        Path(args.repo),
+        args.collector,
+        args.prometheus,
+        args.alertmanager,
+        Path(args.baseline) if args.baseline else None,
+    )
+    try:
+        gates = build(Path(args.out), src)
+    except OSError as exc:
+        print(f"modeltel evidence: {exc}", file=sys.stderr)
+        return 2
+    for g in gates:
+        print(f"{'PASS' if g.passed else 'FAIL'}  {g.gate} / {g.check}: {g.evidence}")
+    print(f"wrote {Path(args.out) / PACKAGE}")
+    return 0 if all(g.passed for g in gates) else 1
