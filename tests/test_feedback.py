@@ -63,4 +63,6 @@ def test_public_api_puts_the_id_on_the_span_and_feeds_model_online_accuracy(capt
     point = captured.point(tx.ONLINE_ACCURACY.otel_name)
     assert point.value == pytest.approx(0.75)
     assert (point.attributes["model.name"], point.attributes["model.version"]) == ("ranker", "7")
+    counted = {p.attributes["correct"]: p.value for p in captured.points(tx.LABELLED_PREDICTIONS.otel_name)}
+    assert counted == {"true": 3, "false": 1}
     assert modeltel.record_feedback(ids[0], correct=True) is False  # duplicate

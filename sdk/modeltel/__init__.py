@@ -131,8 +131,20 @@ def _joiner():
     if _JOINER is None:
         from .feedback import FeedbackJoiner
 
-        _JOINER = FeedbackJoiner(publish=lambda model, acc, _n: set_online_accuracy(acc, *model))
+        _JOINER = FeedbackJoiner(publish=_publish_feedback)
     return _JOINER
+
+
+def _publish_feedback(model: tuple[str, str], accuracy: float, _labelled: int, correct: bool) -> None:
+    from . import taxonomy as tx
+
+    set_online_accuracy(accuracy, *model)
+    pipeline = get_pipeline()
+    provider = pipeline.meter_provider if pipeline is not None else metrics.get_meter_provider()
+    inst = tx.LABELLED_PREDICTIONS  # the SDK caches instruments by name, so this is one counter
+    counter = provider.get_meter(tx.METER_NAME).create_counter(inst.otel_name, inst.unit, inst.description)
+    attrs = {tx.ATTR_MODEL_NAME: model[0], tx.ATTR_MODEL_VERSION: model[1], tx.ATTR_CORRECT: str(correct).lower()}
+    counter.add(1, attrs)
 
 
 _JOINER = None

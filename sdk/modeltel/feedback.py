@@ -87,7 +87,7 @@ class FeedbackJoiner:
             self.stats.joined += 1
             accuracy, n = w.right / len(w.labels), len(w.labels)
         if self.publish is not None:
-            self.publish(entry.model, accuracy, n)
+            self.publish(entry.model, accuracy, n, ok)
         return True
 
     def accuracy(self, model: tuple[str, str]) -> tuple[float | None, int]:

@@ -10,6 +10,7 @@ from .names import ATTR_MODEL_NAME, ATTR_MODEL_VERSION, Instrument, InstrumentKi
 
 __all__ = [
     "ATTR_CHECK",
+    "ATTR_CORRECT",
     "ATTR_SEVERITY",
     "BASELINE_AGE",
     "BASELINE_STALE",
@@ -18,10 +19,12 @@ __all__ = [
     "DEGRADATION_INSTRUMENTS",
     "DEGRADATION_P_VALUE",
     "DEGRADATION_STATISTIC",
+    "LABELLED_PREDICTIONS",
 ]
 
 ATTR_CHECK = "check"  # latency_shift | error_rate_rise | throughput_drop | accuracy_drop | confidence_drift
 ATTR_SEVERITY = "severity"  # ok | warning | critical
+ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was right
 _ATTRS = (ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CHECK)
 
 
@@ -60,4 +63,12 @@ BASELINE_AGE = Instrument(
     unit="s",
     description="Age of the model version's stored baseline (absent when there is none).",
     attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION),
+)
+LABELLED_PREDICTIONS = Instrument(
+    otel_name="model.labelled_predictions",
+    prometheus_name="model_labelled_predictions",
+    kind=InstrumentKind.COUNTER,
+    unit="{prediction}",
+    description="Predictions whose delayed label (record_feedback) has joined them, by correctness.",
+    attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CORRECT),
 )
