@@ -14,10 +14,10 @@ def test_out_of_order_duplicate_and_unknown_ids():
     j = FeedbackJoiner()
     ids = [j.remember(("m", "1"), prediction=i % 3) for i in range(10)]
     for pid in reversed(ids):  # labels arrive in the opposite order
-        assert j.record(pid, label=0)
+        assert j.record(pid, label=0) == "joined"
     assert j.accuracy(("m", "1")) == (pytest.approx(0.4), 10)  # predictions 0,3,6,9 were 0
-    assert not j.record(ids[3], correct=True)  # a repeated label does not count twice
-    assert not j.record("never-seen", correct=False)
+    assert j.record(ids[3], correct=True) == "duplicate"  # a repeated label does not count twice
+    assert j.record("never-seen", correct=False) == "unknown"
     assert (j.stats.joined, j.stats.duplicate, j.stats.unknown) == (10, 1, 1)
     assert j.accuracy(("m", "1")) == (pytest.approx(0.4), 10)
 
@@ -26,8 +26,8 @@ def test_pending_predictions_are_bounded_oldest_dropped_and_counted():
     j = FeedbackJoiner(max_pending=3)
     ids = [j.remember(("m", "1")) for _ in range(5)]
     assert len(j.pending) == 3 and j.stats.dropped == 2
-    assert not j.record(ids[0], correct=True)  # dropped: unknown now, not guessed
-    assert j.record(ids[4], correct=True)
+    assert j.record(ids[0], correct=True) == "unknown"  # dropped: unknown now, not guessed
+    assert j.record(ids[4], correct=True) == "joined"
     assert (j.stats.unknown, j.stats.joined) == (1, 1)
 
 
@@ -65,4 +65,16 @@ def test_public_api_puts_the_id_on_the_span_and_feeds_model_online_accuracy(capt
     assert (point.attributes["model.name"], point.attributes["model.version"]) == ("ranker", "7")
     counted = {p.attributes["correct"]: p.value for p in captured.points(tx.LABELLED_PREDICTIONS.otel_name)}
     assert counted == {"true": 3, "false": 1}
-    assert modeltel.record_feedback(ids[0], correct=True) is False  # duplicate
+    assert modeltel.record_feedback(ids[0], correct=True) == "duplicate"
+    values = [s.attributes[tx.SPAN_ATTR_PREDICTION_VALUE] for s in captured.spans("predict")]
+    assert values == ["dog", "cat", "cat", "cat"]
+
+
+def test_an_id_this_process_does_not_know_goes_out_as_a_feedback_span(captured):
+    assert modeltel.record_feedback("from-the-serving-process", label="cat") == "forwarded"
+    (span,) = captured.spans(tx.SPAN_NAME_FEEDBACK)
+    assert dict(span.attributes) == {
+        tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK,
+        tx.SPAN_ATTR_PREDICTION_ID: "from-the-serving-process",
+        tx.SPAN_ATTR_FEEDBACK_LABEL: "cat",
+    }

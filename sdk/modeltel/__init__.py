@@ -158,22 +158,42 @@ def remember_prediction(
     prediction: Any = None,
     prediction_id: str | None = None,
 ) -> str:
-    """Remember a prediction for :func:`record_feedback`; returns its id (also set on the prediction's span).
+    """Remember a prediction for :func:`record_feedback`; returns its id, also put on the prediction's span
+    (with the prediction itself when it is a str, int, float or bool, so the collector can join labels too).
 
     ``with modeltel.prediction("iris", "1") as p: ...; pid = modeltel.remember_prediction(p, prediction=y)``.
     """
-    from .feedback import SPAN_ATTR_PREDICTION_ID
+    from . import taxonomy as tx
 
     model = getattr(prediction_context, "model", None)
     name = model_name or (model.name if model is not None else None) or "unknown"
     version = model_version or (model.version if model is not None else None) or "unknown"
     pid = _joiner().remember((name, version), prediction, prediction_id)
     if prediction_context is not None:
-        prediction_context.set_attribute(SPAN_ATTR_PREDICTION_ID, pid)
+        prediction_context.set_attribute(tx.SPAN_ATTR_PREDICTION_ID, pid)
+        if isinstance(prediction, (str, int, float, bool)):
+            prediction_context.set_attribute(tx.SPAN_ATTR_PREDICTION_VALUE, str(prediction))
     return pid
 
 
-def record_feedback(prediction_id: str, *, correct: bool | None = None, label: Any = None) -> bool:
-    """Join ground truth that arrived later to its prediction: ``correct=`` or ``label=``; True when it counted
-    (False for an unknown, dropped or repeated id, which are counted, never guessed)."""
-    return _joiner().record(prediction_id, correct=correct, label=label)
+def record_feedback(prediction_id: str, *, correct: bool | None = None, label: Any = None) -> str:
+    """Join ground truth that arrived later (seconds to days) to its prediction: ``correct=`` or ``label=``.
+
+    Returns 'joined' when this process remembered the prediction; 'duplicate' when its label was already
+    joined (counted, not used); 'forwarded' when this process does not know the id (a labelling job, say):
+    the label then goes out as a feedback span, and the collector joins it to the prediction's span.
+    """
+    outcome = _joiner().record(prediction_id, correct=correct, label=label)
+    if outcome != "unknown":
+        return outcome
+    from . import taxonomy as tx
+
+    pipeline = get_pipeline()
+    provider = pipeline.tracer_provider if pipeline is not None else trace.get_tracer_provider()
+    attrs: dict[str, Any] = {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, tx.SPAN_ATTR_PREDICTION_ID: prediction_id}
+    if correct is not None:
+        attrs[tx.SPAN_ATTR_FEEDBACK_CORRECT] = bool(correct)
+    else:
+        attrs[tx.SPAN_ATTR_FEEDBACK_LABEL] = str(label)
+    provider.get_tracer(tx.TRACER_NAME).start_span(tx.SPAN_NAME_FEEDBACK, attributes=attrs).end()
+    return "forwarded"

@@ -17,7 +17,9 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-SPAN_ATTR_PREDICTION_ID = "modeltel.prediction.id"
+from . import taxonomy as tx
+
+SPAN_ATTR_PREDICTION_ID = tx.SPAN_ATTR_PREDICTION_ID
 
 
 @dataclass
@@ -62,8 +64,8 @@ class FeedbackJoiner:
                 self.stats.dropped += 1
         return pid
 
-    def record(self, prediction_id: str, *, correct: bool | None = None, label: Any = None) -> bool:
-        """Join a label; True when it counted. ``correct`` or ``label`` (compared with the remembered prediction)."""
+    def record(self, prediction_id: str, *, correct: bool | None = None, label: Any = None) -> str:
+        """Join a label (``correct``, or ``label`` compared with the prediction): 'joined', 'duplicate', 'unknown'."""
         if (correct is None) == (label is None):
             raise TypeError("record_feedback takes exactly one of correct= or label=")
         now = time.time()
@@ -72,9 +74,9 @@ class FeedbackJoiner:
             if entry is None:
                 if prediction_id in self.joined_ids:
                     self.stats.duplicate += 1
-                else:
-                    self.stats.unknown += 1
-                return False
+                    return "duplicate"
+                self.stats.unknown += 1
+                return "unknown"
             self.joined_ids[prediction_id] = None
             while len(self.joined_ids) > self.max_pending:
                 self.joined_ids.popitem(last=False)
@@ -88,7 +90,7 @@ class FeedbackJoiner:
             accuracy, n = w.right / len(w.labels), len(w.labels)
         if self.publish is not None:
             self.publish(entry.model, accuracy, n, ok)
-        return True
+        return "joined"
 
     def accuracy(self, model: tuple[str, str]) -> tuple[float | None, int]:
         """(accuracy over the window, labelled predictions in it)."""

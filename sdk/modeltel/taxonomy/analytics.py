@@ -20,11 +20,25 @@ __all__ = [
     "DEGRADATION_P_VALUE",
     "DEGRADATION_STATISTIC",
     "LABELLED_PREDICTIONS",
+    "SPAN_ATTR_FEEDBACK_CORRECT",
+    "SPAN_ATTR_FEEDBACK_LABEL",
+    "SPAN_ATTR_PREDICTION_ID",
+    "SPAN_ATTR_PREDICTION_VALUE",
+    "SPAN_KIND_FEEDBACK",
+    "SPAN_NAME_FEEDBACK",
 ]
 
 ATTR_CHECK = "check"  # latency_shift | error_rate_rise | throughput_drop | accuracy_drop | confidence_drift
 ATTR_SEVERITY = "severity"  # ok | warning | critical
 ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was right
+# Delayed labels (modeltel.record_feedback): the id joins a prediction span to the feedback that arrives later,
+# in-process or, from another process such as a labelling job, as a feedback span through the collector.
+SPAN_ATTR_PREDICTION_ID = "modeltel.prediction.id"
+SPAN_ATTR_PREDICTION_VALUE = "modeltel.prediction.value"  # what was predicted, as text, to compare labels with
+SPAN_KIND_FEEDBACK = "feedback"  # the modeltel.kind of a feedback span
+SPAN_NAME_FEEDBACK = "modeltel.feedback"
+SPAN_ATTR_FEEDBACK_CORRECT = "modeltel.feedback.correct"  # bool
+SPAN_ATTR_FEEDBACK_LABEL = "modeltel.feedback.label"  # the true label, as text
 _ATTRS = (ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CHECK)
 
 
