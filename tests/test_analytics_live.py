@@ -101,3 +101,44 @@ def test_a_poll_before_the_trace_store_exists_finds_nothing_and_raises_nothing(t
     live = LiveAnalytics(str(tmp_path / "not-yet.db"), Store())
     assert live.poll(time.time()) == []
     assert Store.ingested == []  # no model seen: nothing to publish
+
+
+def _span(ss, t: float, attrs: dict, duration: float = 0.01) -> None:
+    sp = ss.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name="x")
+    sp.start_time_unix_nano, sp.end_time_unix_nano = int(t * 1e9), int((t + duration) * 1e9)
+    for key, value in attrs.items():
+        kv = sp.attributes.add(key=key)
+        if isinstance(value, bool):
+            kv.value.bool_value = value
+        else:
+            kv.value.string_value = value
+
+
+def test_feedback_from_a_labelling_job_joins_its_predictions_in_the_collector():
+    now = time.time()
+    serving, labelling = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    predictions = serving.resource_spans.add().scope_spans.add()
+    feedback = labelling.resource_spans.add().scope_spans.add()
+    model = {tx.SPAN_ATTR_KIND: "prediction", tx.ATTR_MODEL_NAME: "iris", tx.ATTR_MODEL_VERSION: "3"}
+    for i in range(10):
+        pid = {tx.SPAN_ATTR_PREDICTION_ID: f"p{i}"}
+        _span(predictions, now - 100 + i, {**model, **pid, tx.SPAN_ATTR_PREDICTION_VALUE: "cat" if i < 8 else "dog"})
+        # labels for p0..p4 arrive (by their timestamps) before their predictions: out of order
+        at = now - 105 if i < 5 else now - 50
+        _span(feedback, at, {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, **pid, tx.SPAN_ATTR_FEEDBACK_LABEL: "cat"})
+    _span(feedback, now - 40, {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, tx.SPAN_ATTR_PREDICTION_ID: "p1",
+                               tx.SPAN_ATTR_FEEDBACK_CORRECT: False})  # fmt: skip  # a duplicate: ignored
+    _span(feedback, now - 40, {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, tx.SPAN_ATTR_PREDICTION_ID: "nope",
+                               tx.SPAN_ATTR_FEEDBACK_CORRECT: True})  # fmt: skip  # unknown: waits, never joins
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()
+        _send(c, labelling.SerializeToString())  # the labelling job's export even reaches the collector first
+        _send(c, serving.SerializeToString())
+        c.flush()
+        c.analytics.poll(now)
+        stats = c.analytics.joiner.stats
+        assert (stats.joined, stats.duplicate) == (10, 1)
+        assert list(c.analytics.joiner.early) == ["nope"]
+        fams = scrape(c)
+        name = tx.ONLINE_ACCURACY.prometheus_name
+        assert sample(fams, name, name, model_name="iris", model_version="3") == pytest.approx(0.8)

@@ -7,7 +7,7 @@ import pytest
 
 import modeltel
 from modeltel import taxonomy as tx
-from modeltel.feedback import SPAN_ATTR_PREDICTION_ID, FeedbackJoiner
+from modeltel.feedback import FeedbackJoiner
 
 
 def test_out_of_order_duplicate_and_unknown_ids():
@@ -56,7 +56,7 @@ def test_public_api_puts_the_id_on_the_span_and_feeds_model_online_accuracy(capt
     for i in range(4):
         with modeltel.prediction("ranker", "7") as p:
             ids.append(modeltel.remember_prediction(p, prediction="cat" if i else "dog"))
-    span_ids = [s.attributes[SPAN_ATTR_PREDICTION_ID] for s in captured.spans("predict")]
+    span_ids = [s.attributes[tx.SPAN_ATTR_PREDICTION_ID] for s in captured.spans("predict")]
     assert span_ids == ids
     for pid in ids:
         modeltel.record_feedback(pid, label="cat")

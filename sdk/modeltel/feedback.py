@@ -17,10 +17,6 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import taxonomy as tx
-
-SPAN_ATTR_PREDICTION_ID = tx.SPAN_ATTR_PREDICTION_ID
-
 
 @dataclass
 class FeedbackStats:

@@ -106,6 +106,11 @@ class ModelWindows:
             self.new_labels.append(1.0 if correct else 0.0)
         b.last_time, b.last_line = t, line
 
+    def add_label(self, step: int, t: float, correct: bool) -> None:
+        b = self.open if self.open is not None and self.open.step == step else self._open(step)
+        b.labels.append(1.0 if correct else 0.0)
+        self.new_labels.append(1.0 if correct else 0.0)
+
     def add_many(self, step: int, t: np.ndarray, latency: np.ndarray, ok: np.ndarray, confidence, correct) -> None:
         """``add`` for a batch of rows within one step (the benchmark's 100 req/s day needs numpy speed)."""
         b = self.open if self.open is not None and self.open.step == step else self._open(step)
@@ -247,19 +252,12 @@ class Engine:
         if self.step is not None and self._step(time) < self.step:
             raise ValueError(f"timestamp {time} is older than the last closed window (rows must come in time order)")
         events = self.advance(time)
-        key = (model, version)
-        if key not in self.models:
-            baseline = self.baselines.get(key) or self.baselines.get((model, "*"))
-            self.models[key] = ModelWindows(model, version, self.settings, baseline)
-        self.models[key].add(self._step(time), time, latency, ok, confidence, correct, line)
+        self.windows(model, version).add(self._step(time), time, latency, ok, confidence, correct, line)
         return events
 
     def observe_batch(self, model: str, version: str, rows: dict[str, np.ndarray]) -> list[Event]:
         """Time-ordered rows of one model: ``time``, ``latency``, ``ok``, ``confidence``, ``correct`` (NaN: none)."""
-        key = (model, version)
-        if key not in self.models:
-            baseline = self.baselines.get(key) or self.baselines.get((model, "*"))
-            self.models[key] = ModelWindows(model, version, self.settings, baseline)
+        windows = self.windows(model, version)
         steps = np.floor(rows["time"] / self.settings.step_s).astype(np.int64)
         cuts = np.flatnonzero(np.diff(steps)) + 1
         events: list[Event] = []
@@ -268,10 +266,25 @@ class Engine:
                 continue
             events += self.advance(float(rows["time"][idx[0]]))
             part = {k: v[idx] for k, v in rows.items()}
-            self.models[key].add_many(
+            windows.add_many(
                 int(steps[idx[0]]), part["time"], part["latency"], part["ok"], part["confidence"], part["correct"]
             )
         return events
+
+    def label(self, time: float, model: str, version: str, *, correct: bool) -> list[Event]:
+        """A delayed label joined to a prediction of this model version (the accuracy detector's data)."""
+        if self.step is not None and self._step(time) < self.step:
+            raise ValueError(f"timestamp {time} is older than the last closed window (rows must come in time order)")
+        events = self.advance(time)
+        self.windows(model, version).add_label(self._step(time), time, correct)
+        return events
+
+    def windows(self, model: str, version: str) -> ModelWindows:
+        key = (model, version)
+        if key not in self.models:
+            baseline = self.baselines.get(key) or self.baselines.get((model, "*"))
+            self.models[key] = ModelWindows(model, version, self.settings, baseline)
+        return self.models[key]
 
     def _step(self, time: float) -> int:
         return math.floor(time / self.settings.step_s)

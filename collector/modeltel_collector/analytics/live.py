@@ -28,20 +28,35 @@ from modeltel import taxonomy as tx
 
 from .alerting import AlertmanagerPoster
 from .engine import Engine, Event
+from .joiner import LabelJoiner
 from .keeper import BaselineKeeper
 from .settings import CHECKS, Settings
 
 log = logging.getLogger(__name__)
 
 
-def _prediction(data: bytes) -> tuple[str, str] | None:
-    """(model, version) of the row's prediction span, or None when it holds none (stage-only rows)."""
-    scope = ScopeSpans.FromString(data)
-    for span in scope.spans:
-        attrs = {kv.key: kv.value.string_value for kv in span.attributes}
-        if attrs.get(tx.SPAN_ATTR_KIND) == "prediction":
-            return attrs.get(tx.ATTR_MODEL_NAME, ""), attrs.get(tx.ATTR_MODEL_VERSION, "") or "unknown"
-    return None
+def _items(data: bytes) -> list[tuple]:
+    """What a trace row holds for the analytics: its prediction spans as ("request", end time, model, version,
+    latency, ok, prediction id, predicted value) and its feedback spans as ("label", end time, prediction id,
+    correct, label); stage spans hold nothing for them."""
+    out: list[tuple] = []
+    for span in ScopeSpans.FromString(data).spans:
+        attrs = {kv.key: kv.value for kv in span.attributes}
+        kind = attrs[tx.SPAN_ATTR_KIND].string_value if tx.SPAN_ATTR_KIND in attrs else ""
+        end = span.end_time_unix_nano / 1e9
+        pid = attrs[tx.SPAN_ATTR_PREDICTION_ID].string_value if tx.SPAN_ATTR_PREDICTION_ID in attrs else None
+        if kind == "prediction" and tx.ATTR_MODEL_NAME in attrs:
+            version = attrs[tx.ATTR_MODEL_VERSION].string_value if tx.ATTR_MODEL_VERSION in attrs else ""
+            value = attrs.get(tx.SPAN_ATTR_PREDICTION_VALUE)
+            latency = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+            ok = span.status.code != Status.STATUS_CODE_ERROR
+            model = attrs[tx.ATTR_MODEL_NAME].string_value
+            out.append(("request", end, model, version or "unknown", latency, ok, pid, value and value.string_value))
+        elif kind == tx.SPAN_KIND_FEEDBACK and pid:
+            correct = attrs.get(tx.SPAN_ATTR_FEEDBACK_CORRECT)
+            label = attrs.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
+            out.append(("label", end, pid, correct and correct.bool_value, label and label.string_value))
+    return out
 
 
 class LiveAnalytics:
@@ -62,7 +77,8 @@ class LiveAnalytics:
         self.engine = Engine(settings)
         self.interval_s, self.lag_s, self.on_events, self.keeper = interval_s, lag_s, on_events, keeper
         self.last_rowid = 0
-        self.pending: list[tuple[float, str, str, float, bool]] = []
+        self.pending: list[tuple] = []  # _items() not yet fed: they wait lag_s for stragglers
+        self.joiner = LabelJoiner()
         self.late = 0
         self.events: list[Event] = []
         self._stop = threading.Event()
@@ -96,12 +112,12 @@ class LiveAnalytics:
     def _poll(self, now: float) -> list[Event]:
         self._read()
         horizon = now - self.lag_s
-        ready = sorted(r for r in self.pending if r[0] <= horizon)
-        self.pending = [r for r in self.pending if r[0] > horizon]
+        ready = sorted((r for r in self.pending if r[1] <= horizon), key=lambda r: r[1])
+        self.pending = [r for r in self.pending if r[1] > horizon]
         events: list[Event] = []
-        for t, model, version, latency, ok in ready:
+        for item in ready:
             try:
-                events += self.engine.observe(t, model, version, latency, ok=ok)
+                events += self._feed(item)
             except ValueError:
                 self.late += 1
         events += self.engine.advance(horizon)
@@ -114,6 +130,19 @@ class LiveAnalytics:
             self.on_events(events)
         return events
 
+    def _feed(self, item: tuple) -> list[Event]:
+        if item[0] == "request":
+            _, t, model, version, latency, ok, pid, value = item
+            events = self.engine.observe(t, model, version, latency, ok=ok)
+            joined = self.joiner.prediction(pid, model, version, value) if pid else None
+        else:
+            _, t, pid, correct, label = item
+            events, joined = [], self.joiner.label(pid, t, correct, label)
+        if joined is not None:
+            _, model, version, correct = joined
+            events += self.engine.label(t, model, version, correct=correct)
+        return events
+
     def _read(self) -> None:
         try:
             db = sqlite3.connect(f"file:{self.spans_path}?mode=ro", uri=True)
@@ -121,19 +150,16 @@ class LiveAnalytics:
             return
         try:
             rows = db.execute(
-                "SELECT rowid, status, start_ns, duration_ns, data FROM traces WHERE rowid > ? ORDER BY rowid",
+                "SELECT rowid, data FROM traces WHERE rowid > ? ORDER BY rowid",
                 (self.last_rowid,),
             ).fetchall()
         except sqlite3.OperationalError:  # ... or its table
             rows = []
         finally:
             db.close()
-        for rowid, status, start_ns, duration_ns, data in rows:
+        for rowid, data in rows:
             self.last_rowid = rowid
-            found = _prediction(data)
-            if found and found[0]:
-                end = (start_ns + duration_ns) / 1e9
-                self.pending.append((end, *found, duration_ns / 1e9, status != Status.STATUS_CODE_ERROR))
+            self.pending += _items(data)
 
     def gauges(self, now: float) -> ExportMetricsServiceRequest:
         """The detectors' state as one OTLP request of gauges (resource service.name=modeltel-analytics)."""
@@ -142,12 +168,20 @@ class LiveAnalytics:
         rm.resource.attributes.append(_kv("service.name", "modeltel-analytics"))
         sm = rm.scope_metrics.add()
         sm.scope.name = "modeltel.analytics"
-        instruments = (*tx.DEGRADATION_INSTRUMENTS, *((tx.BASELINE_STALE, tx.BASELINE_AGE) if self.keeper else ()))
+        instruments = (
+            *tx.DEGRADATION_INSTRUMENTS,
+            tx.ONLINE_ACCURACY,
+            *((tx.BASELINE_STALE, tx.BASELINE_AGE) if self.keeper else ()),
+        )
         families = {i.prometheus_name: sm.metrics.add() for i in instruments}
         for inst in instruments:
             families[inst.prometheus_name].name = inst.prometheus_name
             families[inst.prometheus_name].description = inst.description
         t_ns, detected = int(now * 1e9), families[tx.DEGRADATION_DETECTED.prometheus_name]
+        for (model, version), acc in self.joiner.accuracy.items():
+            if acc.labels:
+                attrs = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version}
+                _point(families[tx.ONLINE_ACCURACY.prometheus_name], t_ns, acc.right / len(acc.labels), attrs)
         for (model, version), w in self.engine.models.items():
             if self.keeper is not None:
                 self._baseline_points(families, t_ns, model, version, now)
