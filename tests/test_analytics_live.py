@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -15,6 +16,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
 from modeltel_collector.analytics.live import LiveAnalytics
+from modeltel_collector.analytics_cli import health
 from tests.collector_helpers import http_post, running_collector, sample, scrape
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -44,7 +46,7 @@ def _send(c, body: bytes) -> None:
     assert status == 200, text
 
 
-def test_a_slow_model_is_detected_and_exported_while_a_healthy_one_is_not():
+def test_a_slow_model_is_detected_and_exported_while_a_healthy_one_is_not(capsys):
     rng, now = np.random.default_rng(0), time.time()
     with running_collector(otlp_grpc="") as c:
         c.analytics.stop()  # this test polls itself, at a time of its choosing
@@ -69,6 +71,11 @@ def test_a_slow_model_is_detected_and_exported_while_a_healthy_one_is_not():
         assert sample(fams, effect, effect, **slow) > 0.5
         p_value = tx.DEGRADATION_P_VALUE.prometheus_name
         assert sample(fams, p_value, p_value, **slow) < 1e-6
+        assert health(["--collector", c.urls["listen"], "--format", "json"]) == 1  # 1: a model is degraded
+        report = {m["model_name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+        assert report["slow"]["overall_health"] == "degraded" and report["slow"]["max_severity"] == "critical"
+        assert report["slow"]["details"]["latency_shift"]["status"] == "degraded"
+        assert report["fine"]["overall_health"] == "healthy" and report["fine"]["max_severity"] == "ok"
 
 
 def test_two_collectors_each_own_the_models_routed_to_them():

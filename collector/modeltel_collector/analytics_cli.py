@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 from modeltel_collector.analytics.baseline import capture, load, load_baselines, save
 from modeltel_collector.analytics.engine import Event
 from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
-from modeltel_collector.analytics.health import health_report, render_health
+from modeltel_collector.analytics.health import health_report, render_health, report_from_metrics
 from modeltel_collector.analytics.logs import BadRow, read_log
 from modeltel_collector.analytics.replay import replay
 
@@ -87,17 +88,22 @@ def detect(argv: list[str] | None = None) -> int:
 def health(argv: list[str] | None = None) -> int:
     """Each model's health: healthy or degraded, the worst severity, and every check's details."""
     p = argparse.ArgumentParser(prog="modeltel health", description=health.__doc__)
-    p.add_argument("--log", metavar="FILE", required=True, help="prediction log to judge (CSV or JSON lines)")
-    p.add_argument("--baseline", metavar="FILE", help="log or baseline-metrics.json (default: the log's start)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--collector", metavar="URL", help="a running collector, e.g. http://127.0.0.1:9464")
+    source.add_argument("--log", metavar="FILE", help="a prediction log to judge instead (CSV or JSON lines)")
+    p.add_argument("--baseline", metavar="FILE", help="with --log: log or baseline-metrics.json (default: its start)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     args = p.parse_args(argv)
     try:
-        baselines = load_baselines(args.baseline) if args.baseline else None
-        result = replay(read_log(args.log), baselines=baselines)
+        if args.collector:
+            with urllib.request.urlopen(args.collector.rstrip("/") + "/metrics", timeout=10) as resp:
+                report = report_from_metrics(resp.read().decode())
+        else:
+            baselines = load_baselines(args.baseline) if args.baseline else None
+            report = health_report(replay(read_log(args.log), baselines=baselines).engine)
     except (OSError, ValueError) as exc:
         print(f"modeltel health: {exc}", file=sys.stderr)
         return 2
-    report = health_report(result.engine)
     print(json.dumps(report, indent=2) if args.format == "json" else render_health(report))
     return 1 if any(m["overall_health"] == "degraded" for m in report["models"]) else 0
 

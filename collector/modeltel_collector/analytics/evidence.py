@@ -19,6 +19,7 @@ from pathlib import Path
 from modeltel import taxonomy as tx
 
 from . import baseline as bl
+from .health import parse_samples
 from .settings import Settings
 
 PACKAGE = "evidence/protocol-22-performance-monitoring"
@@ -87,13 +88,7 @@ def _families(src: Sources) -> dict[str, set[tuple[str, str]]]:
     if not src.collector:
         return {}
     out: dict[str, set[tuple[str, str]]] = {}
-    for line in _get(src.collector.rstrip("/") + "/metrics").decode().splitlines():
-        if line.startswith("#") or "{" not in line:
-            continue
-        name, rest = line.split("{", 1)
-        labels = dict(
-            (p.split("=", 1)[0], p.split("=", 1)[1].strip('"')) for p in rest.split("}")[0].split('",') if "=" in p
-        )
+    for name, labels, _ in parse_samples(_get(src.collector.rstrip("/") + "/metrics").decode()):
         base = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum").removesuffix("_total")
         out.setdefault(base, set()).add((labels.get("model_name", ""), labels.get("model_version", "")))
     return out
