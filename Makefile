@@ -1,5 +1,6 @@
 # Everything a fresh machine needs, from the project's own files.
-#   make demo   - run the instrumented model server under load and print its telemetry report
+#   make demo   - run the instrumented model server under load, print its telemetry report, and leave
+#                 the collector's web console running at the printed URL (Ctrl-C stops it)
 #   make test   - lint and run the whole test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV   := .venv
@@ -8,9 +9,7 @@ EXTRAS ?= test,frameworks,heavy,serving,serving2
 # One OpenTelemetry release train for the framework extras (pip's resolver gives up without it).
 CONSTRAINTS := tests/instr/constraints.txt
 
-MLSERVER_VENV := .venv-mlserver
-
-.PHONY: setup system demo test test-mlserver bench lint
+.PHONY: setup system demo test test-mlserver test-ray bench lint
 
 setup: $(VENV)/.installed
 
@@ -20,14 +19,17 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
 	touch $@
 
-# Debian packages the integration tests run for real: Prometheus and Alertmanager.
+# Debian packages the integration tests run for real: Prometheus, Alertmanager, and Chromium with its
+# WebDriver for the console's browser tests.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
 system:
-	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
-	else echo "note: install prometheus and prometheus-alertmanager (Debian packages) to run the integration tests"; fi
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null \
+	    && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	else echo "note: install $(SYSTEM_PACKAGES) (Debian packages) to run the integration and browser tests"; fi
 
 demo: setup
-	$(BIN)/modeltel demo
+	$(BIN)/modeltel demo --keep
 
 lint: setup
 	$(BIN)/ruff check .
@@ -36,16 +38,21 @@ lint: setup
 test: setup system lint
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-mlserver
+	$(MAKE) --no-print-directory test-ray
 
-# MLServer cannot share the main environment (see pyproject's mlserver extra): its tests get their own.
-$(MLSERVER_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
-	$(PYTHON) -m venv $(MLSERVER_VENV)
-	$(MLSERVER_VENV)/bin/pip install -q --upgrade pip
-	$(MLSERVER_VENV)/bin/pip install -q -e '.[test,mlserver]' -c $(CONSTRAINTS)
+# Frameworks that cannot share the main environment get one each, named after their pyproject extra:
+# MLServer pins fastapi<0.116 and protobuf<7; ray[serve] needs protobuf 7, which kserve refuses.
+.venv-%/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install -q --upgrade pip
+	.venv-$*/bin/pip install -q -e '.[test,$*]' -c $(CONSTRAINTS)
 	touch $@
 
-test-mlserver: $(MLSERVER_VENV)/.installed
-	$(MLSERVER_VENV)/bin/pytest -q tests/test_instr_mlserver.py
+test-mlserver: .venv-mlserver/.installed
+	.venv-mlserver/bin/pytest -q tests/test_instr_mlserver.py
+
+test-ray: .venv-rayserve/.installed
+	timeout 600 .venv-rayserve/bin/pytest -q tests/test_instr_rayserve.py  # a hang fails the run instead of wedging CI
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py

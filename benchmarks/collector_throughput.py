@@ -8,6 +8,14 @@ written to SQLite, read back from the collector's self-metrics), collector CPU-s
 export latency.
 
     python benchmarks/collector_throughput.py [--seconds 10] [--batch 512] [--clients 1]
+    python benchmarks/collector_throughput.py --console compare   # what the web console costs ingest
+    python benchmarks/collector_throughput.py --console poll-cost # collector CPU per console document
+
+``--console compare`` runs everything three times, each against a fresh collector: with the console
+off (no metric history), on but unwatched (the history sampler only), and open (the history plus a
+poller fetching what the polling pages fetch, ``--poll-s`` apart: the models and model documents; a
+trace search runs only when a user searches), and prints each run's processed rate, and processed
+items per collector CPU-second (steadier on a shared machine), as ratios of the console-off run.
 """
 
 from __future__ import annotations
@@ -75,12 +83,12 @@ def make_metrics(series: int):
     return data, points
 
 
-def start_collector(tmp: str) -> tuple[subprocess.Popen, dict]:
+def start_collector(tmp: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, dict]:
     ready = os.path.join(tmp, "ready.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "modeltel_collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0",
          "--listen", "127.0.0.1:0", "--trace-db", os.path.join(tmp, "traces.db"), "--ready-file", ready],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while not os.path.exists(ready) or not os.path.getsize(ready):
@@ -199,6 +207,106 @@ def run(protocol: str, signal: str, args, urls: dict, proc: psutil.Process) -> d
     }  # fmt: skip
 
 
+CONSOLE_PAGES = (  # what the console's polling pages fetch: the models table and a model's charts
+    "/api/v1/console/models",
+    "/api/v1/console/model?name=iris&version=v1",
+)
+TRACE_SEARCH = "/api/traces?model=iris&sort=recent&limit=100"  # the Traces page, once per search
+
+
+class ConsolePoller(threading.Thread):
+    """Fetch what an open console page fetches, every ``interval`` seconds, until stopped."""
+
+    def __init__(self, listen: str, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.listen, self.interval, self.stop, self.fetches = listen, interval, threading.Event(), 0
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            for path in CONSOLE_PAGES:
+                with urllib.request.urlopen(self.listen + path, timeout=30) as resp:
+                    resp.read()
+                self.fetches += 1
+
+
+def run_all(args, env: dict[str, str] | None = None, poll_s: float = 0.0, label: str = "") -> list[dict]:
+    """One fresh collector; every requested signal over both protocols; one printed row per run."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        collector, urls = start_collector(tmp, env)
+        poller = ConsolePoller(urls["listen"], poll_s) if poll_s else None
+        if poller is not None:
+            poller.start()
+        try:
+            proc = psutil.Process(collector.pid)
+            for signal in args.signals.split(","):
+                for protocol in ("http", "grpc"):
+                    r = run(protocol, signal, args, urls, proc)
+                    results.append(r)
+                    print(f"{label}{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "
+                          f"{r['processed_per_s']:>12.0f} {r['per_cpu_s']:>10.0f} {r['refused']:>8} "
+                          f"{r['rss_mb']:>7.0f} "
+                          f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}", flush=True)  # fmt: skip
+        finally:
+            if poller is not None:
+                poller.stop.set()
+                poller.join()
+            collector.terminate()
+            collector.wait(timeout=30)
+    return results
+
+
+def compare_console(args) -> None:
+    """Console off, on (history only) and open (history + page polling), as ratios of the off run.
+
+    The three run in turn, ``--repeat`` rounds, and each ratio is taken within its round (then the median
+    over rounds), so load from elsewhere on the machine hits all three alike.
+    """
+    configs = (
+        ("off", {"MODELTEL_COLLECTOR_CONSOLE": "false"}, 0.0),
+        ("on", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, 0.0),
+        ("open", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, args.poll_s),
+    )
+    rounds = [{name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in configs} for _ in range(args.repeat)]
+    print(f"\nmedian of {args.repeat} rounds, relative to console off (open: pages polled every {args.poll_s:g} s):")
+    head = ("signal", "proto", "processed/s on", "open", "per CPU-s on", "open", "RSS MB off/on/open")
+    print("  {:10} {:5} {:>14} {:>6} {:>13} {:>6}  {}".format(*head))
+    for i, base in enumerate(rounds[0]["off"]):
+
+        def ratio(mode: str, key: str, i: int = i) -> float:
+            return statistics.median(r[mode][i][key] / r["off"][i][key] for r in rounds)
+
+        rss = "/".join(f"{statistics.median(r[m][i]['rss_mb'] for r in rounds):.0f}" for m in ("off", "on", "open"))
+        print(f"  {base['signal']:10} {base['protocol']:5} {ratio('on', 'processed_per_s'):>14.3f} "
+              f"{ratio('open', 'processed_per_s'):>6.3f} {ratio('on', 'per_cpu_s'):>13.3f} "
+              f"{ratio('open', 'per_cpu_s'):>6.3f}  {rss}")  # fmt: skip
+
+
+def poll_cost(args) -> None:
+    """Collector CPU per console document, with a full ring: 720 samples (what 1 h at 5 s holds),
+    filled in 7 s by sampling every 10 ms while traces and metrics arrive."""
+    env = {"MODELTEL_COLLECTOR_CONSOLE_STEP_S": "0.01", "MODELTEL_COLLECTOR_CONSOLE_HISTORY_S": "7.2"}
+    with tempfile.TemporaryDirectory() as tmp:
+        collector, urls = start_collector(tmp, env)
+        try:
+            proc = psutil.Process(collector.pid)
+            fill = argparse.Namespace(**{**vars(args), "seconds": 4.0})
+            for signal in ("traces", "metrics"):
+                run("http", signal, fill, urls, proc)
+            for path in (*CONSOLE_PAGES, TRACE_SEARCH):
+                cpu0 = sum(proc.cpu_times()[:2])
+                t0 = time.perf_counter()
+                for _ in range(50):
+                    with urllib.request.urlopen(urls["listen"] + path, timeout=30) as resp:
+                        size = len(resp.read())
+                cpu = (sum(proc.cpu_times()[:2]) - cpu0) / 50
+                wall = (time.perf_counter() - t0) / 50
+                print(f"  {path:45} {size / 1024:6.1f} KiB  CPU {cpu * 1e3:6.2f} ms  wall {wall * 1e3:6.2f} ms")
+        finally:
+            collector.terminate()
+            collector.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -207,23 +315,22 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1, help="concurrent exporters per run")
     ap.add_argument("--signals", default="traces,metrics,traces-raw", help="runs to do, comma-separated")
     ap.add_argument("--raw-clients", type=int, default=2, help="concurrent senders for the traces-raw runs")
+    ap.add_argument("--console", choices=("default", "compare", "poll-cost"), default="default",
+                    help="compare: run with the web console off, on, and open (polled); "
+                         "poll-cost: collector CPU per console document")  # fmt: skip
+    ap.add_argument("--poll-s", type=float, default=1.0, help="poll interval of the open console (a page polls 5 s)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the --console compare runs")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        collector, urls = start_collector(tmp)
-        try:
-            proc = psutil.Process(collector.pid)
-            print(f"{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
-                  f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
-            for signal in args.signals.split(","):
-                for protocol in ("http", "grpc"):
-                    r = run(protocol, signal, args, urls, proc)
-                    print(f"{signal:10} {protocol:5} {r['per_export']:>10} {r['accepted_per_s']:>11.0f} "
-                          f"{r['processed_per_s']:>12.0f} {r['per_cpu_s']:>10.0f} {r['refused']:>8} "
-                          f"{r['rss_mb']:>7.0f} "
-                          f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}", flush=True)  # fmt: skip
-        finally:
-            collector.terminate()
-            collector.wait(timeout=30)
+    if args.console == "poll-cost":
+        poll_cost(args)
+        return
+    label = f"{'mode ':6}" if args.console == "compare" else ""
+    print(f"{label}{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
+          f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+    if args.console == "compare":
+        compare_console(args)
+    else:
+        run_all(args)
 
 
 if __name__ == "__main__":

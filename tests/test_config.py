@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
+import modeltel
 from modeltel import config
 from modeltel import taxonomy as tx
+from modeltel.testing import OtlpSink, capture
 
 
 def test_defaults_without_environment():
@@ -90,6 +94,77 @@ def test_explicit_arguments_beat_environment():
     assert config.load(env, model_name=None).model_name == "from-env"
 
 
-def test_unknown_setting_is_a_type_error():
-    with pytest.raises(TypeError, match="modle_name"):
-        config.load({}, modle_name="typo")
+def test_unknown_setting_warns_with_the_closest_name_and_is_ignored(caplog):
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        s = config.load({}, modle_name="typo")
+    assert s == config.load({})
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "modle_name" in message and "'model_name'" in message
+
+
+def test_every_setting_has_one_rule_for_both_sources():
+    assert set(config.RULES) == {f.name for f in dataclasses.fields(config.Settings)}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fallback"),
+    [
+        ("sampler", "bogus", "parentbased_always_on"),
+        ("sampler_arg", 2.0, 1.0),
+        ("prometheus_port", 70000, None),
+        ("prometheus_port", "http", None),
+        ("prometheus_port", 80.5, None),
+        ("gpu_metrics", "maybe", True),
+        ("metrics_temporality", "sideways", "cumulative"),
+        ("metrics_exporter", "zipkin", "otlp"),
+        ("histogram", 3, "explicit"),
+        ("latency_buckets", (0.5, 0.1), tx.LATENCY_BUCKETS_SECONDS),
+        ("batch_size_buckets", "1,x", tx.BATCH_SIZE_BUCKETS),
+        ("max_stages", 0, tx.DEFAULT_MAX_STAGES),
+        ("max_error_types", float("inf"), tx.DEFAULT_MAX_ERROR_TYPES),
+        ("service_name", "", "modeltel-app"),
+    ],
+)
+def test_bad_keyword_warns_once_and_falls_back_like_the_environment(caplog, field, value, fallback):
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        s = config.load({}, **{field: value})
+    assert getattr(s, field) == fallback
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert f"init({field})={value!r}" in messages[0] and "instead" in messages[0]
+
+
+def test_bad_keyword_falls_back_to_the_environment_value(caplog):
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        s = config.load({"OTEL_TRACES_SAMPLER": "always_off"}, sampler="sometimes")
+    assert s.sampler == "always_off"
+    assert "'always_off' instead" in caplog.text
+
+
+def test_good_keywords_are_converted_like_environment_strings():
+    s = config.load({}, sampler="TraceIdRatio", prometheus_port="9500", gpu_metrics="off", latency_buckets=[0.1, 1])
+    assert (s.sampler, s.prometheus_port, s.gpu_metrics, s.latency_buckets) == ("traceidratio", 9500, False, (0.1, 1.0))
+
+
+def test_init_with_a_bad_sampler_builds_the_pipeline(caplog):
+    with caplog.at_level(logging.WARNING, logger="modeltel"), capture(sampler="bogus") as c:
+        assert c.pipeline.settings.sampler == "parentbased_always_on"
+        assert c.pipeline.tracer_provider.sampler.get_description().startswith("ParentBased{root:AlwaysOnSampler")
+    assert "init(sampler)='bogus'" in caplog.text
+
+
+@pytest.mark.parametrize(("temporality", "counter"), [("delta", "DELTA"), ("cumulative", "CUMULATIVE")])
+def test_metrics_temporality_reaches_the_otlp_exporter(monkeypatch, temporality, counter):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", raising=False)
+    with OtlpSink() as sink:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
+        with capture(metrics_exporter="otlp", metrics_temporality=temporality) as c:
+            with modeltel.prediction(), modeltel.stage("inference"):
+                pass
+            c.pipeline.force_flush()
+            assert sink.wait_for(lambda s: list(s.metric_points(tx.PREDICTIONS.otel_name)))
+    (_, metric, _), *_ = sink.metric_points(tx.PREDICTIONS.otel_name)
+    (_, histogram, _), *_ = sink.metric_points(tx.STAGE_LATENCY.otel_name)
+    expected = getattr(AggregationTemporality, f"AGGREGATION_TEMPORALITY_{counter}")
+    assert metric.sum.aggregation_temporality == expected
+    assert histogram.histogram.aggregation_temporality == expected

@@ -51,6 +51,7 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
     trace_line = next(line for line in lines if "slowest request: trace" in line)
     trace_id = trace_line.split("trace ")[1].split()[0]
     assert len(trace_id) == 32 and f"/api/traces/{trace_id}" in proc.stdout
+    assert "modeltel demo: open the console at http://127.0.0.1:" in proc.stdout
     assert any(line.strip().startswith("inference") and line.strip().endswith("ms") for line in lines[-12:])
 
 

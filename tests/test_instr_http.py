@@ -79,6 +79,36 @@ async def test_fastapi_stages_under_server_span(tel: Capture, fastapi_on) -> Non
     assert sum(p.count for p in tel.points(tx.PREDICTION_LATENCY.otel_name)) == 2
 
 
+async def test_fastapi_every_counted_error_belongs_to_a_counted_prediction(tel: Capture, fastapi_on) -> None:
+    """The report: errors were counted while model_predictions_total stayed at 0. A GET is not a prediction
+    (prediction_methods), so its failing stage counts no error; a failing POST counts one error and one
+    failed prediction, with the same labels (docs/metrics.md)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/explain")
+    def explain():
+        with modeltel.stage("inference"):
+            raise ValueError("no explainer")
+
+    @app.post("/predict")
+    def predict():
+        with modeltel.stage("inference"):
+            raise ValueError("bad row")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/explain")).status_code == 500
+        assert tel.count(tx.PREDICTIONS.otel_name) == 0
+        assert tel.count(tx.ERRORS.otel_name) == 0
+        assert tel.stage_spans()[0].status.status_code.name == "ERROR"
+        assert (await client.post("/predict")).status_code == 500
+    errors = [(p.attributes[tx.ATTR_MODEL_NAME], p.value) for p in tel.points(tx.ERRORS.otel_name)]
+    assert errors == [("env-model", 1)]
+    assert tel.count(tx.PREDICTIONS.otel_name, model_name="env-model", status="error") == 1
+
+
 async def test_fastapi_100_concurrent(tel: Capture, fastapi_on) -> None:
     app = _fastapi_app()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

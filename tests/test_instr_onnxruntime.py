@@ -77,9 +77,10 @@ def test_nested(tel: Capture, session, instrumented) -> None:
 
 
 def test_error(tel: Capture, session, instrumented) -> None:
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception) as info, modeltel.prediction():
         session.run(None, {"nope": X})
     assert tel.count(tx.ERRORS.otel_name, error_type=type(info.value).__name__) == 1
+    assert tel.count(tx.PREDICTIONS.otel_name, status="error") == 1
 
 
 def test_on_then_off(tel: Capture, session) -> None:

@@ -112,7 +112,7 @@ def test_carrier_rides_the_pickled_metadata(instrumented) -> None:
 
 def test_serve_batch_records_batch_size(tel: Capture, instrumented, monkeypatch: pytest.MonkeyPatch) -> None:
     # Ray's local testing mode sets no replica context, which @serve.batch reads for a warning: skip the warning.
-    # (Without a replica context the batch stage has the environment's model name.)
+    # (Without a replica context the batch stage takes its deployment from the request that started the loop.)
     monkeypatch.setattr(batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None)
     h = _run(Batcher.bind())
     responses = [h.remote(i) for i in range(4)]
@@ -121,7 +121,8 @@ def test_serve_batch_records_batch_size(tel: Capture, instrumented, monkeypatch:
     assert sum(p.sum for p in batch) == 4
     assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 4
     stages = tel.stage_counts()
-    assert stages.get(("batcher", "7", "batch"), 0) >= 1  # the replica context's deployment
+    assert stages.get(("batcher", "7", "batch"), 0) >= 1
+    assert {model for model, _, _ in stages} == {"batcher"}
     batch_spans = tel.spans("batch")
     assert batch_spans and all(s.parent is None for s in batch_spans)  # a trace of its own
     assert sum(s.attributes[tx.SPAN_ATTR_BATCH_SIZE] for s in batch_spans) == 4

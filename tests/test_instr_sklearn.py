@@ -3,15 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.cluster import KMeans
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.instrumentors.sklearn import SklearnInstrumentor
-from modeltel.testing import Capture
+from modeltel.testing import Capture, capture
 from tests.conftest import parent_of
 
 X, Y = load_iris(return_X_y=True)
@@ -100,8 +102,39 @@ def test_subclass_override_defined_before_and_after(tel: Capture, instrumented) 
     assert tel.stage_counts() == {("env-model", "7", "inference"): 3}
 
 
+def _model_points(c: Capture) -> dict[str, list]:
+    return {i.otel_name: c.points(i.otel_name) for i in tx.INSTRUMENTS if c.points(i.otel_name)}
+
+
+def test_training_is_not_a_prediction(monkeypatch: pytest.MonkeyPatch, instrumented) -> None:
+    """The KServe report: GradientBoostingClassifier.fit at start-up calls its own predict_proba."""
+    for var in ("MODELTEL_MODEL_NAME", "MODELTEL_MODEL_VERSION", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(var, raising=False)
+
+    class SelfScoring(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            self.predict(X)  # early stopping, a validation score...
+            return self
+
+        def predict(self, X):
+            return np.zeros(len(X))
+
+    with capture() as c:
+        gbc = GradientBoostingClassifier(n_estimators=3, max_depth=1).fit(X, Y)
+        SGDClassifier(max_iter=5, tol=None).partial_fit(X, Y, classes=np.unique(Y))
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, Y)
+        StandardScaler().fit_transform(X)
+        KMeans(n_clusters=2, n_init=1).fit_predict(X)
+        SelfScoring().fit(X, Y)
+        assert c.spans() == []
+        assert _model_points(c) == {}  # no series at all, so none with model_name="unknown"
+        gbc.predict_proba(X[:2])  # the first real prediction
+        assert c.stage_counts() == {(tx.UNKNOWN_VALUE, tx.UNKNOWN_VALUE, "inference"): 1}
+
+
 def test_error_counted_and_reraised_unchanged(tel: Capture, model, instrumented) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info, modeltel.prediction():
         model.predict(np.zeros((2, 99)))
     assert type(info.value) is ValueError
     assert tel.count(tx.ERRORS.otel_name, error_type="ValueError") == 1

@@ -52,9 +52,23 @@ def test_outermost_module_only(tel: Capture, instrumented) -> None:
     assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
 
 
+def test_training_mode_with_gradients_is_not_a_prediction(tel: Capture, instrumented) -> None:
+    net = Net()
+    net.body.append(torch.nn.Linear(3, 3).eval())  # a frozen submodule inside a module that trains
+    net(torch.zeros(4, 4)).sum().backward()
+    with modeltel.stage("step", model_name="m"):
+        net(torch.zeros(2, 4))  # training inside an explicit stage: no torch.forward child either
+    assert [s.name for s in tel.spans()] == ["step"]
+    with torch.no_grad():
+        net(torch.zeros(3, 4))  # training mode, gradients off: an evaluation pass
+    net.eval()
+    net(torch.zeros(5, 4))  # eval mode with gradients on: inference too
+    assert tel.stage_counts() == {("m", "7", "step"): 1, ("env-model", "7", "inference"): 2}
+
+
 def test_nested_in_stage_is_child_span(tel: Capture, instrumented) -> None:
     with modeltel.stage("inference", model_name="m", model_version="1"):
-        Net()(torch.zeros(2, 4))
+        Net().eval()(torch.zeros(2, 4))
     outer, child = sorted(tel.spans(), key=lambda s: s.name)
     assert (outer.name, child.name) == ("inference", "torch.forward")
     assert parent_of(child) == outer.context.span_id
@@ -62,12 +76,12 @@ def test_nested_in_stage_is_child_span(tel: Capture, instrumented) -> None:
 
 
 def test_error_recorded_and_state_cleared(tel: Capture, instrumented) -> None:
-    net = Net()
-    with pytest.raises(ValueError, match="bad width"):
+    net = Net().eval()
+    with pytest.raises(ValueError, match="bad width"), modeltel.prediction():
         net(torch.zeros(2, 5))
     net(torch.zeros(2, 4))  # the next call is an outermost call again
     spans = tel.spans()
-    assert [s.status.status_code.name for s in spans] == ["ERROR", "UNSET"]
+    assert [s.status.status_code.name for s in spans if s.name == "inference"] == ["ERROR", "UNSET"]
     assert tel.count(tx.ERRORS.otel_name, error_type="ValueError") == 1
 
 

@@ -257,7 +257,11 @@ def test_http_error_unchanged_and_counted(tel: Capture, http_server: Any, instru
     span = _client_span(tel, "broken")
     assert span.status.status_code is StatusCode.ERROR
     assert tx.ATTR_MODEL_VERSION not in span.attributes  # "" = the server's latest version
-    assert tel.count(tx.ERRORS.otel_name, error_type="InferenceServerException") == 1
+    # a stage outside any prediction counts no error (docs/metrics.md); inside one it is counted
+    assert tel.count(tx.ERRORS.otel_name) == 0
+    with pytest.raises(InferenceServerException), modeltel.prediction("client-app"):
+        client.infer("broken", inputs, outputs=outputs)
+    assert tel.count(tx.ERRORS.otel_name, model_name="client-app", error_type="InferenceServerException") == 1
 
 
 def test_http_async_infer_error(tel: Capture, http_server: Any, instrumented: None) -> None:
@@ -266,7 +270,7 @@ def test_http_async_infer_error(tel: Capture, http_server: Any, instrumented: No
     with pytest.raises(InferenceServerException):
         handle.get_result()
     assert _client_span(tel, "broken").status.status_code is StatusCode.ERROR
-    assert tel.count(tx.ERRORS.otel_name, error_type="InferenceServerException") == 1
+    assert tel.count(tx.ERRORS.otel_name) == 0  # outside any prediction (docs/metrics.md)
 
 
 def test_inside_active_stage_only_client_span(tel: Capture, http_server: Any, instrumented: None) -> None:
@@ -334,7 +338,7 @@ def test_grpc_async_infer_error(tel: Capture, grpc_server: Any, instrumented: No
     assert done.wait(10)
     assert isinstance(errors[0], InferenceServerException)
     assert _client_span(tel, "broken").status.status_code is StatusCode.ERROR
-    assert tel.count(tx.ERRORS.otel_name, error_type="InferenceServerException") == 1
+    assert tel.count(tx.ERRORS.otel_name) == 0  # outside any prediction (docs/metrics.md)
 
 
 @grpc_only
@@ -352,7 +356,7 @@ async def test_grpc_aio_infer(tel: Capture, grpc_server: Any, instrumented: None
 @grpc_only
 def test_grpc_error_unchanged_and_counted(tel: Capture, grpc_server: Any, instrumented: None) -> None:
     url, _ = grpc_server
-    with pytest.raises(InferenceServerException) as info:
+    with pytest.raises(InferenceServerException) as info, modeltel.prediction():
         grpcclient.InferenceServerClient(url).infer("broken", _grpc_inputs())
     assert "model 'broken' failed" in info.value.message()
     assert _client_span(tel, "broken").status.status_code is StatusCode.ERROR

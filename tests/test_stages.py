@@ -92,11 +92,41 @@ def test_an_error_is_recorded_counted_once_and_propagates_unchanged(captured):
     assert captured.point(STAGE, stage="lookup").count == 1
 
 
-def test_error_in_a_stage_without_prediction_is_counted(captured):
+def test_error_in_a_stage_without_prediction_marks_its_span_and_counts_no_error(captured):
+    """Every counted error belongs to a counted prediction (docs/metrics.md): errors per prediction stays
+    defined. The failed stage still has its ERROR span and its latency sample."""
     with pytest.raises(ValueError), modeltel.stage("inference"):
         raise ValueError("bad input")
-    assert captured.point(ERRORS, **{"error.type": "ValueError"}).value == 1
-    assert all(p.value == 0 for p in captured.points(PREDICTIONS))  # no prediction was served
+    assert captured.points(ERRORS) == []
+    (span,) = captured.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert captured.point(STAGE, stage="inference").count == 1
+
+
+def test_errors_are_counted_with_their_predictions_labels(captured):
+    with modeltel.prediction("ensemble", "2"):
+        with pytest.raises(KeyError), modeltel.stage("inference", model_name="bert"):
+            raise KeyError("caught by the handler")
+        with modeltel.stage("inference", model_name="xgb"):
+            pass
+    with pytest.raises(ValueError), modeltel.prediction("ensemble", "2"), modeltel.stage("inference", model_name="xgb"):
+        raise ValueError("escapes")
+    errors = {(p.attributes["model.name"], p.attributes["error.type"]): p.value for p in captured.points(ERRORS)}
+    assert errors == {("ensemble", "KeyError"): 1, ("ensemble", "ValueError"): 1}
+    predictions = {p.attributes["status"]: p.value for p in captured.points(PREDICTIONS, model_name="ensemble")}
+    assert predictions == {"success": 1, "error": 1}
+
+
+def test_an_error_after_the_applications_prediction_counts_with_it(captured):
+    """An adopting (HTTP) prediction gives way to the application's; an error raised in the request after
+    that belongs to the prediction that was counted."""
+    with pytest.raises(RuntimeError), modeltel.prediction(own_span=False):
+        with modeltel.prediction("app-model"):
+            pass
+        raise RuntimeError("serialising the response failed")
+    assert captured.point(ERRORS, model_name="app-model", **{"error.type": "RuntimeError"}).value == 1
+    assert captured.point(PREDICTIONS, model_name="app-model", status="success").value == 1
+    assert [p.attributes["model.name"] for p in captured.points(ERRORS)] == ["app-model"]
 
 
 def test_decorators_keep_signature_kind_and_return_value(captured):
@@ -220,7 +250,7 @@ def test_cardinality_is_bounded_with_one_warning(make_captured, caplog):
         with modeltel.stage("inference"):  # canonical stages never overflow
             pass
         for exc in (KeyError, ValueError, TypeError, IndexError):
-            with pytest.raises(exc), modeltel.stage("inference"):
+            with pytest.raises(exc), modeltel.prediction(), modeltel.stage("inference"):
                 raise exc()
     stages = sorted(p.attributes["stage"] for p in c.points(STAGE))
     assert stages == ["_other", "custom_0", "custom_1", "custom_2", "inference"]
@@ -416,9 +446,10 @@ def test_a_stream_closed_early_is_not_an_error_and_a_thrown_one_is(captured):
     assert all(p.value == 0 for p in captured.points(ERRORS))
     assert captured.point(STAGE, stage="decode").count == 1
 
-    stream = tokens()
-    next(stream)
-    with pytest.raises(TimeoutError):
-        stream.throw(TimeoutError())
+    with modeltel.prediction():
+        stream = tokens()
+        next(stream)
+        with pytest.raises(TimeoutError):
+            stream.throw(TimeoutError())
     assert captured.point(ERRORS, **{"error.type": "TimeoutError"}).value == 1
     assert modeltel.current_stage() is None

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP receiver (default 127.0.0.1:4318; '' disables)")
     p.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC receiver (default 127.0.0.1:4317; '' disables)")
-    p.add_argument("--listen", metavar="HOST:PORT", help="/metrics, /healthz and trace API (default 127.0.0.1:9464)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="/metrics, /healthz, traces, console (default 127.0.0.1:9464)")
     p.add_argument("--config", metavar="FILE", help="TOML config file (also MODELTEL_COLLECTOR_CONFIG; default: none)")
     p.add_argument("--trace-db", metavar="PATH", help="SQLite trace store (default: a temporary file)")
     p.add_argument(

@@ -19,7 +19,9 @@ from modeltel_collector.process.ingest import IngestQueue
 from modeltel_collector.receive.otlp_grpc import GrpcReceiver
 from modeltel_collector.receive.otlp_http import OTLPHandler
 from modeltel_collector.serve.api import ApiHandler
+from modeltel_collector.serve.console import CONSOLE_FAMILIES
 from modeltel_collector.stats import Stats
+from modeltel_collector.store.history import MetricHistory
 from modeltel_collector.store.metrics import MetricStore
 from modeltel_collector.store.spans import SpanStore
 
@@ -59,6 +61,17 @@ class Collector:
             self.stats.gauge(
                 "modeltel_collector_forward_queue_depth", "Requests waiting to be forwarded.", self.forwarder.depth
             )
+        self.history = (
+            MetricHistory(
+                self.metrics,
+                CONSOLE_FAMILIES,
+                history_s=cfg.console_history_s,
+                step_s=cfg.console_step_s,
+                max_tracks=cfg.console_max_tracks,
+            )
+            if cfg.console
+            else None
+        )
         self._http: dict[str, BoundedHTTPServer] = {}
         self._grpc: GrpcReceiver | None = None
         self._threads: list[threading.Thread] = []
@@ -78,6 +91,7 @@ class Collector:
             stats=self.stats,
             config=self.config,
             healthy=self.healthy,
+            history=self.history,
         )
         self._http[name] = server
         self.ports[name] = server.port
@@ -93,6 +107,8 @@ class Collector:
         if self.forwarder is not None:
             self.forwarder.start()
         self.pipeline.start()
+        if self.history is not None:
+            self.history.start()
         self.analytics = live.attach(self)
         try:
             if cfg.listen:
@@ -158,6 +174,8 @@ class Collector:
         if self._grpc is not None:
             self._grpc.stop(grace / 2)
         self.pipeline.close()
+        if self.history is not None:
+            self.history.close()
         self.spans.close()
         if self.forwarder is not None:
             self.forwarder.close(grace / 2)

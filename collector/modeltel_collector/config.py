@@ -42,6 +42,10 @@ class Config:
     tls_cert: str = ""
     tls_key: str = ""
     shutdown_timeout_s: float = 10.0
+    console: bool = True  # the web console at / of listen, and the metric history behind it
+    console_history_s: float = 3600.0  # how far back the console's charts reach
+    console_step_s: float = 5.0  # their resolution
+    console_max_tracks: int = 128  # history series (model x stage, status, ...) kept; docs/console.md
 
     @classmethod
     def option_names(cls) -> list[str]:

@@ -6,13 +6,15 @@ bad one logs a single warning naming the variable, the rejected value and the va
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple, TypeVar
 
 from . import taxonomy
 
@@ -37,8 +39,110 @@ EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value.strip()
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError
+
+
+def _number(kind: type, valid: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """``kind`` (int or float) from a string or a number (never a bool), if ``valid``."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | numbers.Real):
+            raise ValueError
+        number = kind(value.strip() if isinstance(value, str) else value)
+        if kind is int and not isinstance(value, str) and number != value:
+            raise ValueError  # 2.5 is not a port
+        if not valid(number):
+            raise ValueError
+        return number
+
+    return convert
+
+
+def _choice(choices: Sequence[str]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word not in choices:
+            raise ValueError
+        return word
+
+    return convert
+
+
+def _buckets(value: Any) -> tuple[float, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)  # TypeError if not a sequence
+    values = tuple(_number(float, math.isfinite)(v) for v in items)
+    if not values or not all(a < b for a, b in itertools.pairwise(values)):
+        raise ValueError
+    return values
+
+
+class _Rule(NamedTuple):
+    convert: Callable[[Any], Any]  # an environment string or a keyword argument -> the value; ValueError if bad
+    why: str  # what a good value looks like, for the warning
+
+
+def _choice_rule(choices: Sequence[str]) -> _Rule:
+    return _Rule(_choice(choices), "expected one of " + ", ".join(choices))
+
+
+_TEXT = _Rule(_text, "expected a non-empty string")
+_FLAG = _Rule(_flag, "expected true/false")
+_COUNT = _Rule(_number(int, lambda v: v > 0), "expected an integer > 0")
+_BUCKETS = _Rule(_buckets, "expected comma-separated, strictly increasing numbers")
+# One table for both sources: a setting's environment variable and its init() keyword are validated alike.
+RULES: dict[str, _Rule] = {
+    "service_name": _TEXT,
+    "model_name": _TEXT,
+    "model_version": _TEXT,
+    "disabled": _FLAG,
+    "gpu_metrics": _FLAG,
+    "host_metrics": _FLAG,
+    "prometheus_port": _Rule(_number(int, lambda p: 0 < p < 65536), "expected a port number 1-65535"),
+    "prometheus_host": _TEXT,
+    "traces_exporter": _choice_rule(TRACES_EXPORTERS),
+    "metrics_exporter": _choice_rule(METRICS_EXPORTERS),
+    "traces_protocol": _choice_rule(PROTOCOLS),
+    "metrics_protocol": _choice_rule(PROTOCOLS),
+    "sampler": _choice_rule(SAMPLERS),
+    "sampler_arg": _Rule(_number(float, lambda v: 0.0 <= v <= 1.0), "expected a ratio in [0, 1]"),
+    "exemplar_filter": _choice_rule(EXEMPLAR_FILTERS),
+    "metric_export_interval_ms": _Rule(_number(int, lambda v: v > 0), "expected milliseconds > 0"),
+    "metrics_temporality": _choice_rule(TEMPORALITIES),
+    "histogram": _choice_rule(HISTOGRAMS),
+    "latency_buckets": _BUCKETS,
+    "confidence_buckets": _BUCKETS,
+    "batch_size_buckets": _BUCKETS,
+    "record_confidence": _FLAG,
+    "max_stages": _COUNT,
+    "max_error_types": _COUNT,
+    "traces_endpoint": _TEXT,
+    "metrics_endpoint": _TEXT,
+    "exit_timeout_s": _Rule(_number(float, lambda v: 0 <= v < math.inf), "expected seconds >= 0"),
+}
+
+
+def _shown(value: Any) -> Any:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+def _warn(source: str, raw: Any, why: str, used: Any) -> None:
+    _log.warning("modeltel: ignoring %s=%r (%s); using %r instead", source, raw, why, _shown(used))
+
+
 class _Reader:
-    """Reads one environment mapping, warning once per bad variable."""
+    """Reads one environment mapping through :data:`RULES`, warning once per bad variable."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -47,44 +151,19 @@ class _Reader:
     def _warn(self, name: str, raw: str, why: str, used: object) -> None:
         if name not in self._warned:
             self._warned.add(name)
-            _log.warning("modeltel: ignoring %s=%r (%s); using %r instead", name, raw, why, used)
+            _warn(name, raw, why, used)
 
-    def str(self, name: str, default: str | None) -> str | None:
-        raw = self.env.get(name, "").strip()
-        return raw or default
-
-    def bool(self, name: str, default: bool) -> bool:
+    def __call__(self, name: str, field: str, default: T) -> T:
+        """Variable ``name`` as setting ``field``: ``default`` when unset or bad (with a warning)."""
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        self._warn(name, raw, "expected true/false", default)
-        return default
-
-    def choice(self, name: str, default: str, choices: Sequence[str]) -> str:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        if raw.lower() in choices:
-            return raw.lower()
-        self._warn(name, raw, "expected one of " + ", ".join(choices), default)
-        return default
-
-    def number(self, name: str, default: T, convert: Callable[[str], T], valid: Callable[[T], bool], why: str) -> T:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
+        rule = RULES[field]
         try:
-            value = convert(raw)
-        except ValueError:
-            value = None
-        if value is None or not valid(value):
-            self._warn(name, raw, why, default)
+            return rule.convert(raw)
+        except (ValueError, TypeError, OverflowError):
+            self._warn(name, raw, rule.why, default)
             return default
-        return value
 
     def otlp_endpoint(self, signal: str, protocol: str) -> str | None:
         """An OTLP/HTTP endpoint given without a scheme, completed with ``http://``; None (the usual case)
@@ -102,24 +181,6 @@ class _Reader:
                 self._warn(name, raw, "no scheme", "http://" + raw)
                 return "http://" + raw.rstrip("/") + path
         return None
-
-    def buckets(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            values = tuple(float(v) for v in raw.split(","))
-        except ValueError:
-            values = ()
-        ok = values and all(math.isfinite(v) for v in values) and all(a < b for a, b in itertools.pairwise(values))
-        if not ok:
-            self._warn(name, raw, "expected comma-separated, strictly increasing numbers", ",".join(map(str, default)))
-            return default
-        return values
-
-
-def _ratio(value: float) -> bool:
-    return 0.0 <= value <= 1.0
 
 
 @dataclass(frozen=True)
@@ -179,66 +240,79 @@ def _parse_resource_attributes(raw: str) -> dict[str, str]:
 
 
 def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings`: explicit ``overrides`` beat ``env`` (default ``os.environ``), which beats defaults."""
+    """Build :class:`Settings`: explicit ``overrides`` beat ``env`` (default ``os.environ``), which beats defaults.
+
+    A bad value from either source logs one warning and falls back (an override to what the environment
+    or the defaults give); an unknown override is ignored with a warning. It never raises.
+    """
     r = _Reader(os.environ if env is None else env)
     d = Settings()
     resource_attrs = _parse_resource_attributes(r.env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
-    model_env = r.str("MODELTEL_MODEL_NAME", resource_attrs.get(taxonomy.RESOURCE_MODEL_NAME))
-    model_name = model_env or d.model_name
-    protocol = r.choice("OTEL_EXPORTER_OTLP_PROTOCOL", d.traces_protocol, PROTOCOLS)
-    traces_protocol = r.choice("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", protocol, PROTOCOLS)
-    metrics_protocol = r.choice("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol, PROTOCOLS)
-    sampler = r.choice("OTEL_TRACES_SAMPLER", d.sampler, SAMPLERS)
+    model_env = r("MODELTEL_MODEL_NAME", "model_name", resource_attrs.get(taxonomy.RESOURCE_MODEL_NAME))
+    protocol = r("OTEL_EXPORTER_OTLP_PROTOCOL", "traces_protocol", d.traces_protocol)
+    traces_protocol = r("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "traces_protocol", protocol)
+    metrics_protocol = r("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "metrics_protocol", protocol)
+    sampler = r("OTEL_TRACES_SAMPLER", "sampler", d.sampler)
     sampler_arg = d.sampler_arg
     if sampler.endswith("traceidratio"):
-        sampler_arg = r.number("OTEL_TRACES_SAMPLER_ARG", 1.0, float, _ratio, "expected a ratio in [0, 1]")
+        sampler_arg = r("OTEL_TRACES_SAMPLER_ARG", "sampler_arg", 1.0)
     settings = Settings(
-        service_name=r.str("OTEL_SERVICE_NAME", resource_attrs.get("service.name", model_env or d.service_name)),
-        model_name=model_name,
-        model_version=r.str(
-            "MODELTEL_MODEL_VERSION", resource_attrs.get(taxonomy.RESOURCE_MODEL_VERSION, d.model_version)
+        service_name=r(
+            "OTEL_SERVICE_NAME", "service_name", resource_attrs.get("service.name", model_env or d.service_name)
         ),
-        disabled=r.bool("MODELTEL_DISABLED", d.disabled) or r.bool("OTEL_SDK_DISABLED", False),
-        gpu_metrics=r.bool("MODELTEL_GPU_METRICS", d.gpu_metrics),
-        host_metrics=r.bool("MODELTEL_HOST_METRICS", d.host_metrics),
-        prometheus_port=r.number(
-            "MODELTEL_PROMETHEUS_PORT", None, int, lambda p: 0 < p < 65536, "expected a port number 1-65535"
+        model_name=model_env or d.model_name,
+        model_version=r(
+            "MODELTEL_MODEL_VERSION",
+            "model_version",
+            resource_attrs.get(taxonomy.RESOURCE_MODEL_VERSION, d.model_version),
         ),
-        prometheus_host=r.str("MODELTEL_PROMETHEUS_HOST", d.prometheus_host),
-        traces_exporter=r.choice("OTEL_TRACES_EXPORTER", d.traces_exporter, TRACES_EXPORTERS),
-        metrics_exporter=r.choice("OTEL_METRICS_EXPORTER", d.metrics_exporter, METRICS_EXPORTERS),
+        disabled=r("MODELTEL_DISABLED", "disabled", d.disabled) or r("OTEL_SDK_DISABLED", "disabled", False),
+        gpu_metrics=r("MODELTEL_GPU_METRICS", "gpu_metrics", d.gpu_metrics),
+        host_metrics=r("MODELTEL_HOST_METRICS", "host_metrics", d.host_metrics),
+        prometheus_port=r("MODELTEL_PROMETHEUS_PORT", "prometheus_port", None),
+        prometheus_host=r("MODELTEL_PROMETHEUS_HOST", "prometheus_host", d.prometheus_host),
+        traces_exporter=r("OTEL_TRACES_EXPORTER", "traces_exporter", d.traces_exporter),
+        metrics_exporter=r("OTEL_METRICS_EXPORTER", "metrics_exporter", d.metrics_exporter),
         traces_protocol=traces_protocol,
         metrics_protocol=metrics_protocol,
         traces_endpoint=r.otlp_endpoint("TRACES", traces_protocol),
         metrics_endpoint=r.otlp_endpoint("METRICS", metrics_protocol),
         sampler=sampler,
         sampler_arg=sampler_arg,
-        exemplar_filter=r.choice("OTEL_METRICS_EXEMPLAR_FILTER", d.exemplar_filter, EXEMPLAR_FILTERS),
-        metric_export_interval_ms=r.number(
-            "OTEL_METRIC_EXPORT_INTERVAL",
-            d.metric_export_interval_ms,
-            int,
-            lambda v: v > 0,
-            "expected milliseconds > 0",
+        exemplar_filter=r("OTEL_METRICS_EXEMPLAR_FILTER", "exemplar_filter", d.exemplar_filter),
+        metric_export_interval_ms=r(
+            "OTEL_METRIC_EXPORT_INTERVAL", "metric_export_interval_ms", d.metric_export_interval_ms
         ),
-        metrics_temporality=r.choice(
-            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", d.metrics_temporality, TEMPORALITIES
+        metrics_temporality=r(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "metrics_temporality", d.metrics_temporality
         ),
-        histogram=r.choice("MODELTEL_HISTOGRAM", d.histogram, HISTOGRAMS),
-        latency_buckets=r.buckets("MODELTEL_LATENCY_BUCKETS", d.latency_buckets),
-        record_confidence=r.bool("MODELTEL_RECORD_CONFIDENCE", d.record_confidence),
-        max_stages=r.number("MODELTEL_MAX_STAGES", d.max_stages, int, lambda v: v > 0, "expected an integer > 0"),
-        max_error_types=r.number(
-            "MODELTEL_MAX_ERROR_TYPES", d.max_error_types, int, lambda v: v > 0, "expected an integer > 0"
-        ),
-        exit_timeout_s=r.number(
-            "MODELTEL_EXIT_TIMEOUT", d.exit_timeout_s, float, lambda v: 0 <= v < math.inf, "expected seconds >= 0"
-        ),
+        histogram=r("MODELTEL_HISTOGRAM", "histogram", d.histogram),
+        latency_buckets=r("MODELTEL_LATENCY_BUCKETS", "latency_buckets", d.latency_buckets),
+        record_confidence=r("MODELTEL_RECORD_CONFIDENCE", "record_confidence", d.record_confidence),
+        max_stages=r("MODELTEL_MAX_STAGES", "max_stages", d.max_stages),
+        max_error_types=r("MODELTEL_MAX_ERROR_TYPES", "max_error_types", d.max_error_types),
+        exit_timeout_s=r("MODELTEL_EXIT_TIMEOUT", "exit_timeout_s", d.exit_timeout_s),
     )
-    unknown = set(overrides) - {f.name for f in fields(Settings)}
-    if unknown:
-        raise TypeError(f"unknown modeltel setting(s): {', '.join(sorted(unknown))}")
-    explicit = {k: v for k, v in overrides.items() if v is not None}
+    explicit = _explicit(settings, overrides)
     if "model_name" in explicit and "service_name" not in explicit and "OTEL_SERVICE_NAME" not in r.env:
         explicit["service_name"] = explicit["model_name"]
     return replace(settings, **explicit)
+
+
+def _explicit(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The valid, known, non-None ``overrides``, converted by :data:`RULES`; one warning for each other one."""
+    out = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        rule = RULES.get(name)
+        if rule is None:
+            close = difflib.get_close_matches(name, RULES, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "not a modeltel setting"
+            _log.warning("modeltel: ignoring unknown setting %s=%r (%s)", name, value, hint)
+            continue
+        try:
+            out[name] = rule.convert(value)
+        except (ValueError, TypeError, OverflowError):
+            _warn(f"init({name})", value, rule.why, getattr(settings, name))
+    return out

@@ -1,4 +1,4 @@
-"""The ``--listen`` server: ``/metrics`` (text or OpenMetrics), ``/healthz`` and the trace API.
+"""The ``--listen`` server: ``/metrics`` (text or OpenMetrics), ``/healthz``, the trace API and the console.
 
 Trace API (JSON):
   GET /api/traces/<trace_id hex>  -> {"trace_id", "spans": [...]} or 404
@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.serve.console import serve_console
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
@@ -24,6 +25,8 @@ class ApiHandler(Handler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         ctx = self.server.ctx
+        if serve_console(self, path, url.query):
+            return
         if path == "/metrics":
             om = wants_openmetrics(self.headers.get("Accept", ""))
             body = render(ctx["metrics"], ctx["stats"], om)

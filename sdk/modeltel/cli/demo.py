@@ -235,6 +235,7 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
                 server.wait(timeout=30)
             families = _settled_scrape(urls["listen"], result.sent)
             _print_report(families, before, elapsed, result, urls["listen"])
+            print(f"\nmodeltel demo: open the console at {urls['listen']}/")
             if keep:
                 print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces); Ctrl-C stops it.")
                 with contextlib.suppress(KeyboardInterrupt):

@@ -71,7 +71,7 @@ class Pipeline:
             recorder: Any = FastRecorder(self.fast)
         else:
             recorder = SdkRecorder(self.meter_provider.get_meter(tx.METER_NAME, __version__), settings.bucket_overrides)
-        spans = SpanFactory(self.tracer_provider, InstrumentationScope(tx.TRACER_NAME, __version__))
+        spans = SpanFactory.for_provider(self.tracer_provider, InstrumentationScope(tx.TRACER_NAME, __version__))
         self.telemetry = Telemetry(settings, recorder, self.tracer_provider, spans)
         self.meters = _guarded("host/GPU meters", self._install_meters)
         lifecycle.on_fork_in_child(self._after_fork_in_child)

@@ -10,6 +10,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.metrics.view import (
     ExplicitBucketHistogramAggregation,
     ExponentialBucketHistogramAggregation,
@@ -66,15 +75,33 @@ def span_exporter(settings: config.Settings) -> Any:
 
 
 def metric_exporter(settings: config.Settings) -> Any:
+    temporality = preferred_temporality(settings.metrics_temporality)
     if settings.metrics_exporter == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
-        return ConsoleMetricExporter()
+        return ConsoleMetricExporter(preferred_temporality=temporality)
     if settings.metrics_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=settings.metrics_endpoint)
+    return OTLPMetricExporter(endpoint=settings.metrics_endpoint, preferred_temporality=temporality)
+
+
+def preferred_temporality(name: str) -> dict[type, AggregationTemporality]:
+    """The temporality per instrument type that ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` means
+    (the OTLP exporter's own table), built from the setting so that ``init(metrics_temporality=...)`` counts
+    too: the exporter itself reads only the environment variable."""
+    delta = AggregationTemporality.DELTA if name in ("delta", "lowmemory") else AggregationTemporality.CUMULATIVE
+    observable = AggregationTemporality.DELTA if name == "delta" else AggregationTemporality.CUMULATIVE
+    cumulative = AggregationTemporality.CUMULATIVE
+    return {
+        Counter: delta,
+        Histogram: delta,
+        ObservableCounter: observable,
+        UpDownCounter: cumulative,
+        ObservableUpDownCounter: cumulative,
+        ObservableGauge: cumulative,
+    }
 
 
 def views(settings: config.Settings) -> list[View]:

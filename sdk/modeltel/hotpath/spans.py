@@ -6,10 +6,18 @@ pre-validated attributes, so this span keeps only what a span needs. It is a ``R
 ends into the tracer provider's span processors: batching, exporters and every backend see exactly
 what an SDK span would produce. Attributes set later by user code are cleaned
 with OpenTelemetry's own validator. Spans of other instrumentations keep using the SDK.
+
+What it must not drop is the SDK's span model (``Tracer.start_span`` and ``Span.end``): the new context
+copies the parent's (or the sampler's) ``tracestate`` and the W3C random flag, an explicit OK status is
+final, and processors see ``_on_ending`` before ``on_end``. ``tests/test_spans.py`` runs one scenario
+through both span types and compares what they export, field by field. The processor chain is a private
+attribute of the SDK's provider: where it is missing, :meth:`SpanFactory.for_provider` says so once and
+modeltel starts SDK spans instead.
 """
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns
@@ -22,55 +30,76 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_log = logging.getLogger("modeltel")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
+_fallback_warned = False
 
 
 class SpanFactory:
     """Starts :class:`FastSpan` objects for one SDK tracer provider and ends them into its processors."""
 
-    def __init__(self, provider: TracerProvider, scope: InstrumentationScope) -> None:
+    @classmethod
+    def for_provider(cls, provider: TracerProvider, scope: InstrumentationScope) -> SpanFactory | None:
+        """A factory, or None (with one warning per process) when this SDK lacks the private processor
+        chain the light spans end into: the caller then starts SDK spans, which are slower but complete."""
+        global _fallback_warned
+        processor = getattr(provider, "_active_span_processor", None)
+        if processor is not None and callable(getattr(processor, "_on_ending", None)):
+            return cls(provider, scope, processor)
+        if not _fallback_warned:
+            _fallback_warned = True
+            _log.warning(
+                "modeltel: this OpenTelemetry SDK's TracerProvider has no _active_span_processor with "
+                "_on_ending; modeltel's spans use the SDK tracer instead (correct, but slower)"
+            )
+        return None
+
+    def __init__(self, provider: TracerProvider, scope: InstrumentationScope, processor: Any) -> None:
         self.provider = provider
         self.scope = scope
         self._new_span_id = provider.id_generator.generate_span_id
         self._new_trace_id = provider.id_generator.generate_trace_id
+        self._root_flags = _SAMPLED_RANDOM if provider.id_generator.is_trace_id_random() else _SAMPLED
         sampler = provider.sampler
         # Children of a sampled parent are sampled without asking when the sampler is the default
-        # parent-based one; anything else is asked every time, as the SDK would.
-        self._trust_parent = isinstance(sampler, ParentBased) and getattr(sampler, "_local_parent_sampled", None) in (
-            ALWAYS_ON,
-            None,
+        # parent-based one; anything else (a renamed private attribute included) is asked every time.
+        self._trust_parent = isinstance(sampler, ParentBased) and all(
+            getattr(sampler, attr, None) is ALWAYS_ON for attr in ("_local_parent_sampled", "_remote_parent_sampled")
         )
         self._sampler = sampler
-        # The provider's own multi-processor sees processors added at any time; it is private, so fall
-        # back to nothing rather than break if a future SDK renames it.
-        self._processor = getattr(provider, "_active_span_processor", None)
+        self._processor = processor  # the provider's own multi-processor: it sees processors added later
 
     def start(self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None) -> FastSpan | None:
-        """A recording span, or None when the sampler drops it."""
+        """A recording span, or None when the sampler drops it (or only records it: such a span is never
+        exported, and modeltel's metrics do not need it)."""
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
-            trusted = self._trust_parent and parent.trace_flags.sampled
-            if not trusted and not self._sample(trace_id, name, attributes):
-                return None
+            flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
+            if self._trust_parent and parent.trace_flags.sampled:
+                trace_state = parent.trace_state
+            else:
+                result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
+                if not result.decision.is_sampled():
+                    return None
+                attributes, trace_state = result.attributes, result.trace_state
         else:
             parent = None
             trace_id = self._new_trace_id()
-            if not self._sample(trace_id, name, attributes):
+            flags = self._root_flags
+            result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
+            if not result.decision.is_sampled():
                 return None
-        context = SpanContext(trace_id, self._new_span_id(), False, _SAMPLED)
+            attributes, trace_state = result.attributes, result.trace_state
+        context = SpanContext(trace_id, self._new_span_id(), False, flags, trace_state)
         span = FastSpan(self, name, context, parent, attributes)
-        if self._processor is not None:
-            self._processor.on_start(span)
+        self._processor.on_start(span)
         return span
 
-    def _sample(self, trace_id: int, name: str, attributes: Mapping[str, Any]) -> bool:
-        result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
-        return result.decision.is_sampled()
-
     def finish(self, span: FastSpan) -> None:
-        if self._processor is not None:
-            self._processor.on_end(span)
+        self._processor._on_ending(span)
+        self._processor.on_end(span)
 
 
 class FastSpan(trace_api.Span, ReadableSpan):
@@ -93,7 +122,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._status = _UNSET
         self._resource = factory.provider.resource
         self._instrumentation_scope = factory.scope
-        self._instrumentation_info = None
+        self._instrumentation_info = None  # deprecated; exporters read the scope
         self._end_time: int | None = None
         self._start_time = time_ns()
 
@@ -132,8 +161,17 @@ class FastSpan(trace_api.Span, ReadableSpan):
             self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end_time is None:
-            self._status = status if isinstance(status, Status) else Status(status, description)
+        """The SDK's rule: OK is final, UNSET is ignored, and a description goes with a StatusCode only."""
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                _log.warning("Description %s ignored. Use either `Status` or `(StatusCode, Description)`", description)
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
 
     def record_exception(
         self,
@@ -156,5 +194,5 @@ class FastSpan(trace_api.Span, ReadableSpan):
     def end(self, end_time: int | None = None) -> None:
         if self._end_time is not None:
             return
-        self._end_time = end_time or time_ns()
+        self._end_time = end_time if end_time is not None else time_ns()
         self._factory.finish(self)

@@ -160,8 +160,16 @@ class Stage:
             otel_context.detach(self._ctx_token)
 
     def _on_error(self, exc: BaseException, span: trace.Span | None) -> None:
-        if self.counted is not exc:  # a nested stage has not counted it already
-            self.model.count_error(exc)
+        """Mark the span, and hand the error to the enclosing prediction, which counts it if it is counted
+        itself: every ``model_errors_total`` sample belongs to a ``model_predictions_total`` sample with the
+        same model labels, so errors per prediction is well defined (docs/metrics.md). A stage outside
+        any prediction counts no error; its span still says ERROR."""
+        if self.counted is not exc:  # a nested stage has not handed it on already
+            frame = self
+            while frame is not None and not frame._root:
+                frame = frame._parent
+            if frame is not None:
+                frame._error(exc)
         if self._parent is not None:
             self._parent.counted = exc
         if span is not None:
@@ -217,7 +225,7 @@ class Prediction(Stage):
     the predictions counter by status. Decorating a function also records a ``confidence`` found in its
     result."""
 
-    __slots__ = ("_adopted", "_own_span", "failed", "superseded")
+    __slots__ = ("_adopted", "_errors", "_own_span", "failed", "superseded")
 
     def __init__(
         self,
@@ -240,8 +248,9 @@ class Prediction(Stage):
         self.counted = None
         self.stage = None
         self._own_span = own_span
-        self.superseded = False  # an adopting prediction with the application's own prediction inside
+        self.superseded: Prediction | None = None  # (adopting) the application's own prediction inside it
         self.failed = False
+        self._errors: list[BaseException] | None = None  # raised inside it, counted when it is
 
     __enter__ = _own_code(Stage.__enter__)
     __exit__ = _own_code(Stage.__exit__)
@@ -255,7 +264,7 @@ class Prediction(Stage):
         """Bind the prediction's series and start (or adopt) its span; sets ``sampled``."""
         self._series = model.latency
         if parent is not None and parent._root and not parent._own_span:  # an adopting prediction
-            parent.superseded = True
+            parent.superseded = self
         if not self._own_span:  # adopts the current span; nested stages ask the tracer about sampling
             self.sampled = self._t.tracing
             self._adopted = None
@@ -270,16 +279,18 @@ class Prediction(Stage):
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
-        if self.superseded:
-            if exc is not None:
-                self._on_error(exc, span)
-            return
-        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
         if exc is not None:
             self._on_error(exc, span)
-        (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
-        if not self._own_span:
-            self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
+        counted = self.superseded
+        if counted is None:  # counted itself
+            counted = self
+            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+            (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
+            if not self._own_span:
+                self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
+        if self._errors is not None:  # a superseded one's go to the prediction that took over
+            for error in self._errors:
+                counted.model.count_error(error)
 
     def _annotate_adopted(self) -> None:
         """Give the adopted span the prediction's model attributes, once, while it is recording."""
@@ -287,6 +298,12 @@ class Prediction(Stage):
         if adopted.is_recording() and self._adopted is not adopted:
             adopted.set_attributes(self.model.prediction_span_attrs)
             self._adopted = adopted
+
+    def _error(self, exc: BaseException) -> None:
+        if self._errors is None:
+            self._errors = [exc]
+        else:
+            self._errors.append(exc)
 
     def set_outcome(self, ok: bool) -> None:
         """Count this prediction as a success or an error (an exception is always an error)."""

@@ -16,6 +16,9 @@ Rules the wrapped calls follow (the README's coverage table relies on them):
 * A **library call** (scikit-learn, PyTorch, ONNX Runtime, transformers) is a stage (``inference`` by
   default) when no modeltel stage is active; inside an active stage it is a child span named
   ``<library>.<method>`` that records no histogram sample (no double counting).
+* A **training call** (scikit-learn ``fit``...; a PyTorch module in training mode with gradients on) is
+  not a prediction: it records nothing, and library calls made inside it pass through (a gradient
+  boosting ``fit`` calls its own ``predict_proba``; that is not the application predicting).
 * One re-entrancy rule for all three: a wrapped call made directly inside a wrapped call with the same
   key passes straight through. So an override calling ``super()`` is one stage, an API calling another
   API is one prediction, and library calls nested in a library call (a Pipeline calling its final
@@ -52,6 +55,7 @@ __all__ = [
     "stage_attributes",
     "telemetry_source",
     "top_probabilities",
+    "training_scope",
     "wrap",
 ]
 
@@ -141,6 +145,11 @@ class Scope:
                 _active.reset(self._token)
             except ValueError:  # a generator finished in another context
                 pass
+
+
+def training_scope(args: tuple = (), kwargs: dict | None = None) -> Scope:
+    """The scope of a training call: no stage, and library calls inside it pass through."""
+    return Scope(LIBRARY, ())
 
 
 class ModeltelInstrumentor(BaseInstrumentor):
@@ -252,6 +261,14 @@ class ModeltelInstrumentor(BaseInstrumentor):
                 return self.library_scope(library, method, attributes, stage=stage, model_name=name)
 
             return wrap(func, enter, self._recorder(confidences))
+
+        return make
+
+    def training_call(self) -> Make:
+        """A ``make`` for :meth:`Patches.wrap`: a model-library training method (see the module docstring)."""
+
+        def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
+            return wrap(func, training_scope)
 
         return make
 

@@ -44,6 +44,10 @@ CARRIER_ATTR = "modeltel_trace_context"
 _propagator = TraceContextTextMapPropagator()
 _attributes: dict[str, dict[str, Any]] = {}
 _REQUEST_KEY = ("rayserve", "request")
+# The deployment whose request is running in this context. Ray starts a @serve.batch loop from the first
+# request's context, so the loop still knows its deployment where Serve sets no replica context (local
+# testing mode).
+_deployment: contextvars.ContextVar[str | None] = contextvars.ContextVar("modeltel_ray_deployment", default=None)
 
 
 def _method_attributes(method: str) -> dict[str, Any]:
@@ -59,13 +63,33 @@ def _deployment_of(wrapper: Any) -> str | None:
 
 
 def _replica_deployment(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
+    """The replica's deployment, else that of the request that started this batch loop."""
     try:
         from ray.serve import context
 
         ctx = context._get_internal_replica_context()
-        return (getattr(ctx, "deployment", None) if ctx is not None else None), None
+        name = getattr(ctx, "deployment", None) if ctx is not None else None
     except Exception:
-        return None, None
+        name = None
+    return (name if isinstance(name, str) else _deployment.get()), None
+
+
+class _InDeployment:
+    """Sets :data:`_deployment` for one request."""
+
+    __slots__ = ("_name", "_token")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __enter__(self) -> None:
+        self._token = _deployment.set(self._name)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:  # noqa: SIM105
+            _deployment.reset(self._token)
+        except ValueError:  # exited in another context
+            pass
 
 
 class _Attached:
@@ -191,6 +215,8 @@ class RayServeInstrumentor(ModeltelInstrumentor):
         carrier = getattr(meta, CARRIER_ATTR, None)
         t = self.telemetry()
         managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
+        if name is not None:
+            managers += (_InDeployment(name),)
         if not modeltel.in_prediction():
             managers += (t.prediction(name, attributes=attributes),)
         managers += (t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes),)

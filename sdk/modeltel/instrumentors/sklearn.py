@@ -1,4 +1,9 @@
-"""scikit-learn: ``predict`` / ``predict_proba`` / ``decision_function`` of every estimator, overrides included."""
+"""scikit-learn: ``predict`` / ``predict_proba`` / ``decision_function`` of every estimator, overrides included.
+
+``fit`` and its kin are wrapped too, as training calls: estimators predict inside ``fit`` (gradient
+boosting's init estimator, early stopping, a grid search's scoring), and none of that is the
+application predicting.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from collections.abc import Collection
 from typing import Any
 
 from .base import ModeltelInstrumentor, Patches, patch_hierarchy, top_probabilities
+
+TRAINING_METHODS = ("fit", "partial_fit", "fit_transform", "fit_predict")
 
 
 def _confidences(result: Any, args: tuple, kwargs: dict) -> list[float] | None:
@@ -31,5 +38,6 @@ class SklearnInstrumentor(ModeltelInstrumentor):
             "predict": self.library_call("sklearn", "predict"),
             "predict_proba": self.library_call("sklearn", "predict_proba", confidences=_confidences),
             "decision_function": self.library_call("sklearn", "decision_function"),
+            **dict.fromkeys(TRAINING_METHODS, self.training_call()),
         }
         patch_hierarchy(patches, BaseEstimator, makers, through_mro=True)

@@ -2,7 +2,10 @@
 
 Only the outermost module of a call tree gets a span: the pre-hook opens a stage when no module call is
 active in this context and the forward hook closes it for that same module; submodule calls only see
-one ContextVar read. ``torch.compile``'d modules are covered: the ``OptimizedModule`` wrapper is the
+one ContextVar read. An outermost module in training mode with gradients enabled is training, not a
+prediction: its call tree records nothing (a frozen submodule in eval mode included).
+
+``torch.compile``'d modules are covered: the ``OptimizedModule`` wrapper is the
 outermost module, and the hooks do nothing while Dynamo traces. A forward that raises is recorded too
 (the forward hook is registered with ``always_call=True`` and sees the exception in ``sys.exc_info()``).
 """
@@ -16,7 +19,7 @@ from typing import Any
 
 from modeltel import taxonomy as tx
 
-from .base import ModeltelInstrumentor, Patches, Scope, batch_len, stage_attributes
+from .base import ModeltelInstrumentor, Patches, Scope, batch_len, stage_attributes, training_scope
 
 _ATTRIBUTES = stage_attributes("torch", "forward")
 # (module, scope) of the outermost module call in this context, for the forward hook to close
@@ -34,9 +37,15 @@ class TorchInstrumentor(ModeltelInstrumentor):
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
         is_compiling = torch.compiler.is_compiling
+        is_grad_enabled = torch.is_grad_enabled
 
         def pre_hook(module: Any, args: tuple) -> None:
             if is_compiling() or _outer.get() is not None:
+                return
+            if module.training and is_grad_enabled():
+                scope = training_scope()
+                scope.__enter__()
+                _outer.set((module, scope))
                 return
             scope = self.library_scope("torch", "forward", _ATTRIBUTES)
             if scope is None:  # inside another library call (a transformers pipeline, say)

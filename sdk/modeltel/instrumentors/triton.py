@@ -10,8 +10,8 @@ clients (``tritonclient.http.aio`` / ``tritonclient.grpc.aio``). Each call gets
 * the W3C trace context of that span injected into the request ``headers`` (a copy of the caller's dict,
   or a new one), so a traced Triton server continues the trace (HTTP headers; gRPC metadata);
 * when no modeltel stage is active, the ``inference`` stage of that model around it (stage latency,
-  batch size histogram, errors by type); inside an active stage, only the client span, as its child,
-  so the request is counted once.
+  batch size histogram; errors by type when a prediction is around it, see docs/metrics.md); inside an
+  active stage, only the client span, as its child, so the request is counted once.
 
 ``async_infer`` (HTTP: a gevent greenlet; gRPC: a callback) is timed until the response arrives: the
 stage and span are entered in a copy of the caller's context and closed from the completion callback,

@@ -1,0 +1,93 @@
+"""The web console: static pages at ``/`` and their read-only JSON API under ``/api/v1/console/``.
+
+The pages are plain files shipped as package data (no build step, no CDN); they fetch the JSON below and
+the trace API, and draw with a small SVG chart module of their own. The static files hold no data, so
+they are served to anyone who can reach ``--listen``; every JSON request needs the bearer token when one
+is set (the page asks for it and keeps it in sessionStorage, see docs/console.md). The Content-Security-
+Policy allows this origin's scripts only, so a value that slipped past the page's escaping still could
+not run. Nothing here writes: every route is a GET.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qs
+
+from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.serve.console.views import CONSOLE_FAMILIES, Views
+
+__all__ = ["CONSOLE_FAMILIES", "serve_console"]
+
+API_PREFIX = "/api/v1/console/"
+_STATIC = files(__package__) / "static"
+_ASSETS = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/console/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/console/pages.js": ("pages.js", "text/javascript; charset=utf-8"),
+    "/console/util.js": ("util.js", "text/javascript; charset=utf-8"),
+    "/console/chart.js": ("chart.js", "text/javascript; charset=utf-8"),
+    "/console/console.css": ("console.css", "text/css; charset=utf-8"),
+    "/console/favicon.svg": ("favicon.svg", "image/svg+xml"),
+}
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # a ?token= in the first URL never leaves in a Referer
+    "Cache-Control": "no-cache",
+}
+
+
+def _float(query: dict[str, str], key: str, default: float | None) -> float | None:
+    value = query.get(key)
+    if not value:
+        return default
+    number = float(value)  # ValueError -> 400
+    if not number > 0:
+        raise ValueError(f"{key} must be a positive number")
+    return number
+
+
+def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    if route == "models":
+        return 200, views.models(window_s=_float(query, "window_s", 300.0))
+    if route == "model":
+        if not query.get("name"):
+            return 400, {"error": "name is required (and version, if the model has one)"}
+        return 200, views.model(query["name"], query.get("version", ""), _float(query, "range_s", None))
+    if route == "resources":
+        return 200, views.resources()
+    if route == "history":
+        return 200, views.history.describe()
+    return 404, {
+        "error": "not found",
+        "endpoints": [API_PREFIX + r for r in ("models", "model", "resources", "history")],
+    }
+
+
+def serve_console(handler: Handler, path: str, query_string: str) -> bool:
+    """Answer ``path`` if it is the console's (a page, an asset or its API); False leaves it to the caller."""
+    ctx = handler.server.ctx
+    history = ctx.get("history")
+    if history is None:
+        return False  # console disabled: the listen address serves what it did before
+    if path in _ASSETS:
+        name, content_type = _ASSETS[path]
+        handler.send_body(200, (_STATIC / name).read_bytes(), content_type, _PAGE_HEADERS)
+        return True
+    if not path.startswith(API_PREFIX):
+        return False
+    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+        handler.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
+        return True
+    query = {k: v[-1] for k, v in parse_qs(query_string).items()}
+    try:
+        with history.paused():  # one document, one set of samples
+            status, doc = _api(Views(history), path[len(API_PREFIX) :], query)
+    except ValueError as e:
+        status, doc = 400, {"error": str(e)}
+    handler.send_json(status, doc, {"Cache-Control": "no-store"})
+    return True

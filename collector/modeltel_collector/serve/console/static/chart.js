@@ -1,0 +1,112 @@
+// Small SVG charts for the modeltel console: time-series lines with clickable exemplar points, bars
+// for a distribution, and sparklines. No dependency; every label is set as text, never parsed as markup.
+
+const NS = "http://www.w3.org/2000/svg";
+const W = 640, H = 200, M = { top: 10, right: 12, bottom: 26, left: 64 };
+
+function svgEl(tag, attrs = {}, text) {
+  const node = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function niceMax(max) {
+  if (!(max > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(max)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= max) return m * p;
+  return 10 * p;
+}
+
+export function clock(t) {
+  const d = new Date(t * 1000);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+}
+
+const missing = (v) => v === null || v === undefined;
+
+// Path data for values over x positions; a null value breaks the line, and a point with no neighbour
+// becomes a dot (a zero-length segment drawn with round caps).
+function pathData(xs, values, y) {
+  let d = "";
+  values.forEach((v, i) => {
+    if (missing(v)) return;
+    const start = i === 0 || missing(values[i - 1]);
+    d += `${start ? "M" : "L"}${xs[i].toFixed(1)},${y(v).toFixed(1)}`;
+    if (start && (i === values.length - 1 || missing(values[i + 1]))) d += "h0.01";
+  });
+  return d;
+}
+
+// Five grid lines from 0 to ymax, labelled on the left.
+function yAxis(ymax, y, format) {
+  const axis = svgEl("g", { class: "axis" });
+  for (let i = 0; i <= 4; i++) {
+    const v = (ymax * i) / 4;
+    axis.append(svgEl("line", { x1: M.left, x2: W - M.right, y1: y(v), y2: y(v), class: "grid" }));
+    axis.append(svgEl("text", { x: M.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
+  }
+  return axis;
+}
+
+// A line chart. series: [{name, values}] aligned with times (unix seconds); format(v) labels the y
+// axis; exemplars: [{t, value, href, label}] drawn as points that link to their trace.
+export function lineChart({ title, times, series, format = String, exemplars = [] }) {
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart" });
+  svg.append(svgEl("title", {}, title));
+  const t0 = times.length ? times[0] : 0, t1 = times.length ? times[times.length - 1] : 1;
+  const inRange = exemplars.filter((e) => e.t >= t0 - 1e-6 && e.t <= t1 + 1e-6 || times.length < 2);
+  const all = series.flatMap((s) => s.values).concat(inRange.map((e) => e.value)).filter((v) => v !== null);
+  const ymax = niceMax(Math.max(0, ...all));
+  const span = Math.max(t1 - t0, 1e-9);
+  const x = (t) => M.left + ((t - t0) / span) * (W - M.left - M.right);
+  const y = (v) => H - M.bottom - (v / ymax) * (H - M.top - M.bottom);
+  const axis = yAxis(ymax, y, format);
+  if (times.length) {
+    for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
+      axis.append(svgEl("text", { x: x(t), y: H - 6, "text-anchor": anchor }, clock(t)));
+    }
+  }
+  svg.append(axis);
+  const xs = times.map(x);
+  series.forEach((s, i) => {
+    svg.append(svgEl("path", { d: pathData(xs, s.values, y), class: `line s${i}`, "data-series": s.name }));
+  });
+  const points = svgEl("g", { class: "exemplars" });
+  for (const e of inRange) {
+    const link = svgEl("a", { href: e.href, class: "exemplar", "aria-label": e.label, "data-trace-id": e.traceId });
+    link.append(svgEl("title", {}, e.label));
+    link.append(svgEl("circle", { cx: x(Math.min(Math.max(e.t, t0), t1)).toFixed(1), cy: y(e.value).toFixed(1), r: 5 }));
+    points.append(link);
+  }
+  svg.append(points);
+  return svg;
+}
+
+// A bar per bucket: [{label, value}].
+export function barChart({ title, bars, format = String }) {
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart" });
+  svg.append(svgEl("title", {}, title));
+  const ymax = niceMax(Math.max(0, ...bars.map((b) => b.value || 0)));
+  const bw = (W - M.left - M.right) / Math.max(bars.length, 1);
+  const y = (v) => H - M.bottom - (v / ymax) * (H - M.top - M.bottom);
+  svg.append(yAxis(ymax, y, format));
+  bars.forEach((b, i) => {
+    const v = b.value || 0;
+    const rect = svgEl("rect", { x: M.left + i * bw + 1, y: y(v), width: Math.max(bw - 2, 1), height: y(0) - y(v), class: "bar" });
+    rect.append(svgEl("title", {}, `${b.label}: ${format(v)}`));
+    svg.append(rect);
+    svg.append(svgEl("text", { x: M.left + (i + 0.5) * bw, y: H - 6, "text-anchor": "middle", class: "axis" }, b.label));
+  });
+  return svg;
+}
+
+// A tiny line without axes, for table rows.
+export function sparkline(values, label) {
+  const w = 120, h = 28;
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "spark", role: "img", "aria-label": label });
+  const max = Math.max(0, ...values.filter((v) => v !== null)) || 1;
+  const xs = values.map((_, i) => (values.length > 1 ? (i / (values.length - 1)) * (w - 2) + 1 : w / 2));
+  svg.append(svgEl("path", { d: pathData(xs, values, (v) => h - 2 - (v / max) * (h - 4)), class: "line s0" }));
+  return svg;
+}

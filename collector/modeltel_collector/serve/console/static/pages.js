@@ -1,0 +1,251 @@
+// The console's pages. Each entry of PAGES: title, nav (listed in the top navigation), poll (refreshed
+// every few seconds) and render(view, {arg, query}), which builds the page's frame in `view` and returns
+// an async refresh() that fetches and redraws its data. Alerts and detections join this table when their
+// collector APIs exist.
+
+import { barChart, clock, lineChart, sparkline } from "./chart.js";
+import { api, el, route } from "./util.js";
+
+const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
+const msAxis = (s) => `${+(s * 1000).toPrecision(2)} ms`;
+const perS = (v) => (v === null || v === undefined ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(0)}/s`);
+const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(v < 0.01 && v > 0 ? 2 : 1)}%`);
+const num = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)}`);
+const modelLink = (m, v) => route("model", { name: m, version: v });
+
+function figure(title, svg, legend = []) {
+  return el("figure", { class: "panel" },
+    el("figcaption", {}, title),
+    svg,
+    legend.length ? el("ul", { class: "legend" }, legend.map((name, i) => el("li", { class: `k${i}` }, name))) : null);
+}
+
+function table(caption, headers, rows) {
+  return el("table", {},
+    el("caption", {}, caption),
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows));
+}
+
+// ------------------------------------------------------------------------------------------ Models
+const WINDOWS = [["60", "last minute"], ["300", "last 5 minutes"], ["900", "last 15 minutes"], ["3600", "last hour"]];
+
+function renderModels(view, { query }) {
+  const windowS = query.get("window_s") || "300";
+  const choice = select("window_s", "Rates and quantiles over the", WINDOWS, windowS);
+  choice.querySelector("select").addEventListener("change", (ev) => {
+    location.hash = route("models", { window_s: ev.target.value });
+  });
+  view.append(el("h1", {}, "Models"), el("form", { class: "search", "aria-label": "Time window" }, choice));
+  const body = el("div");
+  view.append(body);
+  return async () => {
+    const doc = await api(`/api/v1/console/models?window_s=${encodeURIComponent(windowS)}`);
+    if (!doc.models.length) {
+      body.replaceChildren(el("p", {}, "No model has reported yet. Point a modeltel SDK's OTLP exporter at this collector."));
+      return;
+    }
+    const rows = doc.models.map((m) => el("tr", { "data-model": m.model, "data-version": m.version },
+      el("th", { scope: "row" }, el("a", { href: modelLink(m.model, m.version) }, m.model)),
+      el("td", {}, m.version),
+      el("td", { class: "num", "data-field": "requests_per_s" }, perS(m.requests_per_s)),
+      el("td", { class: "num" }, pct(m.error_ratio)),
+      el("td", { class: "num" }, ms(m.p50)), el("td", { class: "num" }, ms(m.p95)), el("td", { class: "num" }, ms(m.p99)),
+      el("td", {}, sparkline(m.sparkline, `requests per second of ${m.model} over the last hour`))));
+    body.replaceChildren(table(`Over the last ${doc.window_s} s; the trend covers the whole history`,
+      ["Model", "Version", "Requests", "Errors", "p50", "p95", "p99", "Trend"], rows));
+  };
+}
+
+// ------------------------------------------------------------------------------------------ Model
+function exemplarPoints(stage) {
+  return stage.exemplars.filter((e) => e.value !== null).map((e) => ({
+    t: e.t, value: e.value, traceId: e.trace_id, href: route(`trace/${e.trace_id}`),
+    label: `exemplar ${ms(e.value)}: open trace ${e.trace_id}`,
+  }));
+}
+
+function counterChart(title, times, groups) {
+  return figure(title, lineChart({ title, times, format: perS, series: groups.map((g) => ({ name: g.label, values: g.rate })) }),
+    groups.map((g) => g.label));
+}
+
+function renderModel(view, { query }) {
+  const name = query.get("name") || "", version = query.get("version") || "";
+  view.append(el("h1", {}, "Model ", el("span", { class: "mono" }, name), version ? ` ${version}` : ""),
+    el("p", {}, el("a", { href: route("traces", { model: name }) }, "Traces of this model"), " · ",
+      el("a", { href: route("models") }, "All models")));
+  const body = el("div");
+  view.append(body);
+  return async () => {
+    const doc = await api(`/api/v1/console/model?${new URLSearchParams({ name, version })}`);
+    const t = doc.times;
+    const latency = el("section", { class: "grid", "aria-labelledby": "h-latency" });
+    for (const s of doc.stages) {
+      const title = s.stage === "prediction" ? "End to end (prediction)" : `Stage: ${s.stage}`;
+      const chart = lineChart({ title: `${title} latency`, times: t, format: msAxis, exemplars: exemplarPoints(s),
+        series: [{ name: "p50", values: s.p50 }, { name: "p95", values: s.p95 }, { name: "p99", values: s.p99 }] });
+      const fig = figure(title, chart, ["p50", "p95", "p99", "exemplar: click for its trace"]);
+      fig.dataset.stage = s.stage;
+      latency.append(fig);
+    }
+    const other = el("section", { class: "grid", "aria-labelledby": "h-traffic" },
+      counterChart("Throughput by status", t, doc.throughput),
+      counterChart("Errors by type", t, doc.errors));
+    if (doc.batch_size) {
+      other.append(figure("Batch size", lineChart({ title: "Batch size", times: t, format: num,
+        series: [{ name: "mean", values: doc.batch_size.mean }, { name: "p95", values: doc.batch_size.p95 }] }), ["mean", "p95"]));
+    }
+    if (doc.confidence) {
+      other.append(figure("Confidence over time", lineChart({ title: "Confidence", times: t, format: num,
+        series: [{ name: "p50", values: doc.confidence.p50 }, { name: "p95", values: doc.confidence.p95 }] }), ["p50", "p95"]));
+      other.append(figure("Confidence distribution", barChart({ title: "Predictions per confidence bucket", format: num,
+        bars: doc.confidence_distribution.map((b) => ({ label: b.le === null ? "+Inf" : `≤${b.le}`, value: b.count })) })));
+    }
+    body.replaceChildren(
+      el("h2", { id: "h-latency" }, "Latency"),
+      doc.stages.length ? latency : el("p", {}, "No latency recorded for this model in the history yet."),
+      el("h2", { id: "h-traffic" }, "Traffic, errors, batches and confidence"), other);
+  };
+}
+
+// ------------------------------------------------------------------------------------------ Traces
+const SEARCH_FIELDS = [
+  ["model", "Model", "text"], ["stage", "Stage", "text"], ["min_duration_ms", "Minimum duration (ms)", "number"],
+];
+
+// Form controls get ids of their own ("q-model"), so they never collide with the shell's ids.
+function field(name, label, control) {
+  control.setAttribute("id", `q-${name}`);
+  control.setAttribute("name", name);
+  return el("div", { class: "field" }, el("label", { for: `q-${name}` }, label), control);
+}
+
+function select(name, label, options, value) {
+  return field(name, label, el("select", {}, options.map(([v, text]) => el("option", { value: v, selected: v === value }, text))));
+}
+
+function renderTraces(view, { query }) {
+  const form = el("form", { class: "search", role: "search", "aria-label": "Trace search" },
+    SEARCH_FIELDS.map(([name, label, type]) => field(name, label,
+      el("input", { type, value: query.get(name) || "", min: type === "number" ? "0" : null, step: type === "number" ? "any" : null }))),
+    select("status", "Status", [["", "any"], ["ok", "ok"], ["error", "error"]], query.get("status") || ""),
+    select("sort", "Sort by", [["recent", "most recent"], ["duration", "slowest"]], query.get("sort") || "recent"),
+    el("button", { type: "submit" }, "Search"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ""));
+    location.hash = route("traces", q);
+  });
+  const results = el("div", { "aria-live": "polite" });
+  view.append(el("h1", {}, "Traces"), form, results);
+  return async () => {
+    const q = new URLSearchParams([...query].filter(([k, v]) => v !== "" && k !== "limit"));
+    q.set("limit", "100");
+    const doc = await api(`/api/traces?${q}`);
+    const rows = doc.traces.map((tr) => el("tr", { "data-trace-id": tr.trace_id, "data-duration-ms": tr.duration_ms },
+      el("td", {}, clock(tr.start_time_unix_nano / 1e9)),
+      el("th", { scope: "row" }, el("a", { href: route(`trace/${tr.trace_id}`), class: "mono" }, tr.trace_id.slice(0, 16))),
+      el("td", {}, tr.model ? el("a", { href: modelLink(tr.model, "") }, tr.model) : "–"),
+      el("td", {}, tr.name), el("td", {}, tr.stages.join(", ")),
+      el("td", { class: tr.status === "error" ? "error" : "" }, tr.status),
+      el("td", { class: "num" }, `${tr.duration_ms.toFixed(2)} ms`)));
+    results.replaceChildren(rows.length
+      ? table(`${rows.length} traces`, ["Start", "Trace", "Model", "Root span", "Stages", "Status", "Duration"], rows)
+      : el("p", {}, "No trace matches."));
+  };
+}
+
+// ------------------------------------------------------------------------------------------ Trace
+function spanTree(spans) {
+  const ids = new Set(spans.map((s) => s.span_id));
+  const children = new Map();
+  for (const s of spans) {
+    const parent = ids.has(s.parent_span_id) ? s.parent_span_id : null;
+    if (!children.has(parent)) children.set(parent, []);
+    children.get(parent).push(s);
+  }
+  const out = [];
+  const walk = (parent, depth) => {
+    for (const s of children.get(parent) || []) { out.push([s, depth]); walk(s.span_id, depth + 1); }
+  };
+  walk(null, 0);
+  return out;
+}
+
+function kvTable(caption, obj) {
+  const entries = Object.entries(obj || {});
+  if (!entries.length) return null;
+  return el("table", { class: "kv" }, el("caption", {}, caption),
+    el("tbody", {}, entries.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k),
+      el("td", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v))))));
+}
+
+function spanRow(span, depth, t0, total) {
+  const bar = el("span", { class: `bar${span.status.code === "error" ? " error" : ""}` });
+  bar.style.marginLeft = `${((span.start_time_unix_nano - t0) / total) * 100}%`;
+  bar.style.width = `${Math.max((span.duration_ms * 1e6 / total) * 100, 0.3)}%`;
+  const name = el("span", { class: "span-name" }, span.name);
+  name.style.paddingLeft = `${depth * 1.2}em`;
+  const details = el("details", { class: "span", "data-span-id": span.span_id },
+    el("summary", {}, name, el("span", { class: "track" }, bar), el("span", { class: "num" }, `${span.duration_ms.toFixed(2)} ms`)),
+    el("dl", {}, el("dt", {}, "Service"), el("dd", {}, span.service), el("dt", {}, "Kind"), el("dd", {}, span.kind),
+      el("dt", {}, "Span id"), el("dd", { class: "mono" }, span.span_id)),
+    span.status.code === "error" ? el("p", { class: "error", role: "note" }, `Error: ${span.status.message || "(no message)"}`) : null,
+    kvTable("Attributes", span.attributes),
+    span.events.length ? el("ul", { class: "events", "aria-label": "Events" }, span.events.map((e) =>
+      el("li", {}, el("strong", {}, e.name), ` at +${((e.time_unix_nano - t0) / 1e6).toFixed(2)} ms`, kvTable("Event attributes", e.attributes)))) : null);
+  return details;
+}
+
+function renderTrace(view, { arg }) {
+  const traceId = arg;
+  view.dataset.traceId = traceId;
+  view.append(el("h1", {}, "Trace ", el("span", { class: "mono", id: "trace-id" }, traceId)));
+  const body = el("div");
+  view.append(body);
+  return async () => {
+    const doc = await api(`/api/traces/${encodeURIComponent(traceId)}`);
+    const spans = doc.spans;
+    const t0 = Math.min(...spans.map((s) => s.start_time_unix_nano));
+    const t1 = Math.max(...spans.map((s) => s.end_time_unix_nano));
+    const models = new Map();
+    for (const s of spans) {
+      const m = s.attributes["model.name"];
+      if (typeof m === "string") models.set(`${m}\u0000${s.attributes["model.version"] ?? ""}`, [m, String(s.attributes["model.version"] ?? "")]);
+    }
+    body.replaceChildren(
+      el("p", {}, `${spans.length} spans, ${((t1 - t0) / 1e6).toFixed(2)} ms`,
+        [...models.values()].map(([m, v]) => [" · model ", el("a", { href: modelLink(m, v) }, `${m} ${v}`.trim())])),
+      el("div", { class: "waterfall", role: "list", "aria-label": "Spans" },
+        spanTree(spans).map(([s, depth]) => { const d = spanRow(s, depth, t0, Math.max(t1 - t0, 1)); d.setAttribute("role", "listitem"); return d; })));
+  };
+}
+
+// ------------------------------------------------------------------------------------------ Resources
+function renderResources(view) {
+  view.append(el("h1", {}, "Resources"));
+  const body = el("div");
+  view.append(body);
+  return async () => {
+    const doc = await api("/api/v1/console/resources");
+    if (!doc.meters.length) {
+      body.replaceChildren(el("p", {}, "No host or GPU meter has reported yet (modeltel.init() starts them; GPUs need NVML)."));
+      return;
+    }
+    const source = (labels) => Object.entries(labels).filter(([k]) => k !== "model_name").map(([k, v]) => `${k}=${v}`).join(", ");
+    body.replaceChildren(table("Latest values", ["Meter", "Source", "Latest", "Last hour"], doc.meters.map((m) =>
+      el("tr", {}, el("th", { scope: "row" }, el("abbr", { title: m.description }, m.name)),
+        el("td", { class: "mono" }, source(m.labels)),
+        el("td", { class: "num" }, `${num(m.latest)} ${m.unit.replace(/[{}]/g, "")}`),
+        el("td", {}, sparkline(m.values, `${m.name} over the last hour`))))));
+  };
+}
+
+export const PAGES = {
+  models: { title: "Models", nav: true, poll: true, render: renderModels },
+  model: { title: "Model", poll: true, render: renderModel },
+  traces: { title: "Traces", nav: true, render: renderTraces },
+  trace: { title: "Trace", render: renderTrace },
+  resources: { title: "Resources", nav: true, poll: true, render: renderResources },
+};

@@ -1,0 +1,86 @@
+"""Console test helpers: demo-shaped traffic through the modeltel SDK, hostile spans, a headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from opentelemetry import trace
+
+import modeltel
+from modeltel import taxonomy as tx
+from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel_collector import Collector
+from tests.collector_helpers import tracer_provider
+
+SLOW_S = 0.03  # every fifth request sleeps this long in inference: the traces the searches must find
+HOSTILE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
+
+
+def send_demo_traffic(c: Collector, requests: int = 30, token: str = "") -> None:
+    """Requests shaped like the demo's iris server (three stages, batch size, confidence) over real OTLP."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
+        mp.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        mp.setenv("OTEL_SERVICE_NAME", "iris-demo")
+        mp.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        if token:
+            mp.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer {token}")
+        pipeline = modeltel.init(set_global=False, gpu_metrics=False)
+        try:
+            for i in range(requests):
+                with modeltel.prediction(MODEL_NAME, MODEL_VERSION):
+                    with modeltel.stage(tx.STAGE_PREPROCESS):
+                        modeltel.record_batch_size(1 + i % 4, MODEL_NAME, MODEL_VERSION)
+                    with modeltel.stage(tx.STAGE_INFERENCE):
+                        time.sleep(SLOW_S if i % 5 == 0 else 0.001)
+                    with modeltel.stage(tx.STAGE_POSTPROCESS):
+                        modeltel.record_confidence(0.5 + (i % 5) / 10, MODEL_NAME, MODEL_VERSION)
+            pipeline.force_flush()  # while the host meters still observe (shutdown closes them first)
+        finally:
+            modeltel.shutdown()
+    settle(c)
+
+
+def send_hostile_trace(c: Collector) -> str:
+    """One prediction whose span name, model name and attributes carry markup; returns its trace id."""
+    tp = tracer_provider(c, "http", service=HOSTILE)
+    attrs = {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION, tx.ATTR_MODEL_NAME: HOSTILE, "user.input": HOSTILE}
+    with tp.get_tracer("hostile").start_as_current_span(HOSTILE, attributes=attrs) as span:
+        span.add_event(HOSTILE, {"detail": HOSTILE})
+        span.set_status(trace.Status(trace.StatusCode.ERROR, HOSTILE))
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    tp.shutdown()
+    settle(c)
+    return trace_id
+
+
+def settle(c: Collector) -> None:
+    """Everything sent is merged, and the history holds it (one sample after the merge)."""
+    c.flush()
+    c.history.sample()
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    """A headless Debian Chromium through Selenium and chromium-driver, with the console log kept."""
+    from selenium import webdriver  # in the test extra: missing, it is an error, not a skip
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make system installs them)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    opts.add_argument("--window-size=1280,1000")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
+    drv.implicitly_wait(0)
+    try:
+        yield drv
+    finally:
+        drv.quit()

@@ -1,0 +1,117 @@
+"""The console's JSON API and static pages over HTTP: content from SDK traffic, auth, read-only, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel_collector import Collector
+from tests.collector_helpers import http_get, http_post, running_collector
+from tests.console_helpers import SLOW_S, send_demo_traffic
+
+API = "/api/v1/console/"
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Collector]:
+    with running_collector(console_step_s=0.25, console_history_s=120) as c:
+        send_demo_traffic(c, requests=30)
+        yield c
+
+
+def get_json(c: Collector, path: str, token: str = "") -> tuple[int, dict]:
+    status, _, body = http_get(c.urls["listen"] + path, {"Authorization": f"Bearer {token}"} if token else {})
+    return status, json.loads(body)
+
+
+def test_models_lists_the_model_with_its_rate_errors_and_quantiles(demo: Collector):
+    status, doc = get_json(demo, API + "models")
+    assert status == 200
+    (row,) = doc["models"]
+    assert (row["model"], row["version"]) == (MODEL_NAME, MODEL_VERSION)
+    assert row["requests_per_s"] > 0 and row["error_ratio"] == 0
+    assert 0 < row["p50"] <= row["p95"] <= row["p99"]
+    assert row["p99"] >= SLOW_S * 0.9  # one request in five sleeps SLOW_S: the tail sees them
+    assert any(v for v in row["sparkline"] if v)
+    assert doc["history"]["bytes"] <= doc["history"]["max_bytes"]
+
+
+def test_model_has_stage_charts_whose_exemplars_resolve_to_traces(demo: Collector):
+    status, doc = get_json(demo, f"{API}model?name={MODEL_NAME}&version={MODEL_VERSION}")
+    assert status == 200
+    assert [s["stage"] for s in doc["stages"]] == ["prediction", "preprocess", "inference", "postprocess"]
+    for stage in doc["stages"]:
+        assert len(stage["p95"]) == len(doc["times"]) and any(v is not None for v in stage["p95"])
+    inference = doc["stages"][2]
+    assert inference["exemplars"]
+    for ex in inference["exemplars"]:
+        status, trace = get_json(demo, f"/api/traces/{ex['trace_id']}")
+        assert status == 200
+        span = next(s for s in trace["spans"] if s["span_id"] == ex["span_id"])
+        assert span["name"] == "inference"
+        assert span["duration_ms"] / 1e3 == pytest.approx(ex["value"], rel=0.05, abs=1e-4)
+    success = next(g for g in doc["throughput"] if g["label"] == "success")
+    assert sum(r or 0 for r in success["rate"]) > 0
+    assert doc["errors"] == []
+    assert any(v for v in doc["batch_size"]["mean"] if v)
+    assert sum(b["count"] for b in doc["confidence_distribution"]) == 30
+
+
+def test_model_without_version_covers_every_version(demo: Collector):
+    _, doc = get_json(demo, f"{API}model?name={MODEL_NAME}")
+    assert [s["stage"] for s in doc["stages"]][:2] == ["prediction", "preprocess"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [(API + "model", 400), (API + "model?name=x&range_s=soon", 400), (API + "models?window_s=-1", 400),
+     (API + "nope", 404)],
+)  # fmt: skip
+def test_bad_requests_get_a_reason(demo: Collector, path: str, status: int):
+    got, doc = get_json(demo, path)
+    assert got == status and doc["error"]
+
+
+def test_pages_are_static_files_with_a_strict_content_security_policy(demo: Collector):
+    status, headers, body = http_get(demo.urls["listen"] + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<script type="module" src="/console/app.js">' in body
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+    for asset in ("app.js", "util.js", "pages.js", "chart.js", "console.css", "favicon.svg"):
+        assert http_get(f"{demo.urls['listen']}/console/{asset}")[0] == 200, asset
+
+
+def test_nothing_writes(demo: Collector):
+    for path in ("/", API + "models", "/api/traces"):
+        assert http_post(demo.urls["listen"] + path, b"{}", {"Content-Type": "application/json"})[0] == 501
+
+
+def test_with_a_token_the_api_needs_it_and_the_pages_hold_no_data():
+    with running_collector(auth_token="s3cret", console_step_s=0.25, console_history_s=60) as c:
+        send_demo_traffic(c, requests=5, token="s3cret")
+        for path in (API + "models", f"{API}model?name={MODEL_NAME}", API + "resources", API + "history"):
+            assert get_json(c, path)[0] == 401
+            assert get_json(c, path, token="wrong")[0] == 401
+            assert get_json(c, path, token="s3cret")[0] == 200
+        status, _, body = http_get(c.urls["listen"] + "/")
+        assert status == 200 and MODEL_NAME.encode() not in body
+
+
+def test_console_off_leaves_the_listen_address_as_it_was():
+    with running_collector(console=False) as c:
+        assert c.history is None
+        assert get_json(c, "/")[0] == 404
+        assert get_json(c, API + "models")[0] == 404
+        assert http_get(c.urls["listen"] + "/metrics")[0] == 200
+
+
+def test_resources_carry_the_host_meters_per_source(demo: Collector):
+    _, doc = get_json(demo, API + "resources")
+    usage = {m["labels"]["resource_type"]: m for m in doc["meters"] if m["name"] == "model_resource_usage"}
+    assert set(usage) == {"cpu", "memory"}
+    assert usage["memory"]["labels"]["job"] == "iris-demo" and 0 < usage["memory"]["latest"] <= 100
+    assert len(usage["memory"]["values"]) == len(usage["memory"]["times"])

@@ -1,0 +1,216 @@
+"""The console in a real browser (Debian's Chromium, headless, through Selenium and chromium-driver).
+
+One browser and one collector per module; the collector holds demo-shaped traffic sent through the
+modeltel SDK over OTLP, plus one trace whose names and attributes carry markup. Every test ends by
+checking the browser's console: the page must log no error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from modeltel import taxonomy as tx
+from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel_collector import Collector
+from tests.collector_helpers import running_collector
+from tests.console_helpers import HOSTILE, SLOW_S, chromium, send_demo_traffic, send_hostile_trace
+
+REQUESTS = 30  # every fifth one is slow (SLOW_S)
+WAIT_S = 10
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with chromium() as drv:
+        yield drv
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[tuple[Collector, str]]:
+    with running_collector(console_step_s=0.25, console_history_s=120) as c:
+        send_demo_traffic(c, requests=REQUESTS)
+        yield c, send_hostile_trace(c)
+
+
+@pytest.fixture(autouse=True)
+def no_console_errors(browser) -> Iterator[None]:
+    browser.get_log("browser")  # what earlier tests left
+    yield
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def wait(browser, condition, message: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, WAIT_S).until(condition, message)
+
+
+def open_page(browser, c: Collector, page: str, query: str = "refresh=0"):
+    """Load the console fresh at ``#/page`` and wait until the page has drawn its data."""
+    browser.get("about:blank")
+    browser.get(f"{c.urls['listen']}/?{query}#/{page}")
+    return wait(browser, lambda d: d.find_elements("css selector", "main[data-ready] > .page"), f"{page} never loaded")
+
+
+def _gone(element) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
+
+
+def css(browser, selector: str) -> list:
+    return browser.find_elements("css selector", selector)
+
+
+def test_models_page_lists_the_demo_model_with_throughput(browser, demo):
+    open_page(browser, demo[0], "models")
+    (row,) = css(browser, f'tr[data-model="{MODEL_NAME}"][data-version="{MODEL_VERSION}"]')
+    requests = row.find_element("css selector", '[data-field="requests_per_s"]').text
+    assert float(requests.removesuffix("/s")) > 0
+    assert row.find_element("css selector", "svg.spark path").get_attribute("d")
+
+
+def test_model_page_draws_a_chart_per_stage(browser, demo):
+    open_page(browser, demo[0], f"model?name={MODEL_NAME}&version={MODEL_VERSION}")
+    for stage in ("prediction", *tx.CANONICAL_STAGES):
+        (figure,) = css(browser, f'figure[data-stage="{stage}"]')
+        paths = [p.get_attribute("d") for p in figure.find_elements("css selector", "path.line")]
+        assert len(paths) == 3 and all(d.startswith("M") for d in paths), stage
+    assert css(browser, "svg rect.bar")  # the confidence distribution
+
+
+TOPMOST = """
+const circle = arguments[0].querySelector("circle");
+circle.scrollIntoView({block: "center"});
+const r = circle.getBoundingClientRect();
+return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2).closest("a.exemplar");
+"""
+
+
+def test_two_clicks_from_the_models_page_reach_an_exemplars_trace(browser, demo):
+    open_page(browser, demo[0], "models")
+    css(browser, f'tr[data-model="{MODEL_NAME}"] a')[0].click()
+    exemplars = wait(browser, lambda d: css(d, 'figure[data-stage="inference"] a.exemplar'), "no exemplar drawn")
+    slowest = max(exemplars, key=lambda e: -float(e.find_element("css selector", "circle").get_attribute("cy")))
+    on_top = browser.execute_script(TOPMOST, slowest)  # points can overlap: the click goes to the top one
+    trace_id = on_top.get_attribute("data-trace-id")
+    on_top.click()
+    wait(browser, lambda d: d.current_url.endswith(f"#/trace/{trace_id}"), "the click did not open the trace")
+    wait(browser, lambda d: css(d, "main[data-ready] details.span"), "the trace did not draw")
+    assert browser.find_element("id", "trace-id").text == trace_id
+    names = [s.text.split("\n")[0] for s in css(browser, "details.span > summary .span-name")]
+    assert set(tx.CANONICAL_STAGES) <= set(names)
+    assert css(browser, f'main a[href*="#/model?name={MODEL_NAME}"]')  # and back to the model
+
+
+def test_search_by_minimum_duration_returns_only_slower_traces(browser, demo):
+    open_page(browser, demo[0], "traces")
+    everything = len(css(browser, "tr[data-trace-id]"))
+    field = browser.find_element("id", "q-min_duration_ms")
+    field.send_keys(str(SLOW_S * 1000 * 0.8))
+    before = css(browser, "main > .page")[0]
+    browser.find_element("css selector", "form.search button").click()
+    # the search re-renders the page: wait for the old one to go, or its rows would be read
+    wait(browser, lambda d: _gone(before), "no search ran")
+    wait(browser, lambda d: "min_duration_ms" in d.current_url and css(d, "main[data-ready]"), "no search ran")
+    durations = [float(r.get_attribute("data-duration-ms")) for r in css(browser, "tr[data-trace-id]")]
+    assert len(durations) == REQUESTS // 5 < everything
+    assert min(durations) >= SLOW_S * 1000 * 0.8
+
+
+def test_resources_page_lists_the_host_meters(browser, demo):
+    open_page(browser, demo[0], "resources")
+    rows = [r.text for r in css(browser, "main tbody tr")]
+    assert any("model_resource_usage" in r and "resource_type=memory" in r for r in rows), rows
+    assert css(browser, "main tbody svg.spark path")
+
+
+def test_untrusted_names_and_attributes_render_as_text(browser, demo):
+    c, hostile_trace = demo
+    open_page(browser, c, f"trace/{hostile_trace}")
+    css(browser, "details.span > summary")[0].click()  # open the span: attributes, events, error
+    text = browser.find_element("tag name", "main").text
+    assert text.count(HOSTILE) >= 4  # span name, attribute, event name and attribute, status message
+    open_page(browser, c, "models")
+    assert HOSTILE in browser.find_element("tag name", "main").text  # the model name, from span metrics
+    assert browser.execute_script("return window.__xss === undefined && document.querySelectorAll('img').length") == 0
+
+
+CONTRAST = """
+function rgb(s) { return s.match(/[\\d.]+/g).map(Number); }
+function lum(c) {
+  const [r, g, b] = c.slice(0, 3).map((v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function background(node) {
+  for (; node; node = node.parentElement) {
+    const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c.length < 4 || c[3] > 0) return c;
+  }
+  return [255, 255, 255];
+}
+return [...document.querySelectorAll(arguments[0])].filter((n) => n.textContent.trim()).map((n) => {
+  const a = lum(rgb(getComputedStyle(n).color)), b = lum(background(n));
+  return [n.tagName + ' ' + n.textContent.trim().slice(0, 20), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+});
+"""
+
+
+def test_accessibility_smoke_labels_contrast_and_keyboard(browser, demo):
+    from selenium.webdriver.common.keys import Keys
+
+    c = demo[0]
+    open_page(browser, c, "traces")
+    controls = css(browser, "main input, main select")
+    assert controls
+    for control in controls:
+        label = css(browser, f'label[for="{control.get_attribute("id")}"]')
+        assert (label and label[0].text.strip()) or control.get_attribute("aria-label"), control.get_attribute("id")
+    texts = "header a, #console-status, h1, h2, label, caption, th, td, a, button, figcaption, .legend li, p"
+    for page in ("traces", "models", "resources", f"model?name={MODEL_NAME}&version={MODEL_VERSION}"):
+        open_page(browser, c, page)
+        low = [(what, ratio) for what, ratio in browser.execute_script(CONTRAST, texts) if ratio < 4.5]
+        assert low == [], page
+    open_page(browser, c, "models")
+    browser.find_element("tag name", "body").send_keys(Keys.TAB)
+    focused = []
+    for _ in range(4):
+        focused.append(browser.switch_to.active_element.text)
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+    assert focused == ["modeltel", "Models", "Traces", "Resources"]
+    nav = browser.find_element("css selector", '#nav a[data-page="traces"]')
+    nav.send_keys(Keys.ENTER)
+    wait(browser, lambda d: d.current_url.endswith("#/traces"), "Enter on a nav link did not navigate")
+    assert nav.get_attribute("aria-current") == "page"
+    open_page(browser, c, f"model?name={MODEL_NAME}&version={MODEL_VERSION}")
+    exemplar = css(browser, "a.exemplar")[0]
+    assert exemplar.get_attribute("aria-label").startswith("exemplar")
+    browser.execute_script("arguments[0].focus()", exemplar)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)  # exemplars are links: keyboard users follow them too
+    wait(browser, lambda d: "#/trace/" in d.current_url, "Enter on an exemplar did not open its trace")
+
+
+def test_with_a_token_the_page_signs_in_and_keeps_it_out_of_the_address_bar(browser):
+    with running_collector(auth_token="s3cret", console_step_s=0.25, console_history_s=60) as c:
+        send_demo_traffic(c, requests=5, token="s3cret")
+        open_page(browser, c, "models", query="refresh=0&token=s3cret")
+        assert css(browser, f'tr[data-model="{MODEL_NAME}"]')
+        assert "s3cret" not in browser.current_url
+        browser.execute_script("sessionStorage.clear()")
+        browser.get("about:blank")
+        browser.get(f"{c.urls['listen']}/?refresh=0#/models")
+        token = wait(browser, lambda d: css(d, "form.login input#token"), "no sign-in form without a token")[0]
+        token.send_keys("s3cret")
+        browser.find_element("css selector", "form.login button").click()
+        wait(browser, lambda d: css(d, f'tr[data-model="{MODEL_NAME}"]'), "signing in did not show the models")
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors and all("401" in m for m in errors)  # only the refused request before signing in

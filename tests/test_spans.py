@@ -1,0 +1,179 @@
+"""modeltel's light spans keep the SDK's span model: one scenario through FastSpan and through the SDK's
+Span must export the same spans, field by field (ids and times aside)."""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.propagate import inject
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from modeltel import __version__, config
+from modeltel import taxonomy as tx
+from modeltel.hotpath import Telemetry
+from modeltel.hotpath import spans as spans_module
+from modeltel.hotpath.recorders import SdkRecorder
+from modeltel.hotpath.spans import FastSpan, SpanFactory
+
+UPSTREAM_TRACE = 0x0AF7651916CD43DD8448EB211C80319C
+# Flags 01: sampled, and *not* the W3C random-trace-id flag; a vendor's tracestate to carry along.
+UPSTREAM = {
+    "traceparent": f"00-{UPSTREAM_TRACE:032x}-b7ad6b7169203331-01",
+    "tracestate": "vendor=abc,other=1",
+}
+
+
+class _Ending(SpanProcessor):
+    """Records what it sees in ``_on_ending`` (the span must still be the live one there)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool]] = []
+
+    def _on_ending(self, span: Any) -> None:
+        self.seen.append((span.name, span.end_time is not None))
+
+
+def _telemetry(*, light: bool) -> tuple[Telemetry, InMemorySpanExporter, _Ending]:
+    settings = config.load({}, model_name="m", model_version="1")
+    provider = TracerProvider(resource=Resource.create({"service.name": "spans-test"}))
+    exporter, ending = InMemorySpanExporter(), _Ending()
+    provider.add_span_processor(ending)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = SdkRecorder(MeterProvider().get_meter(tx.METER_NAME), settings.bucket_overrides)
+    factory = SpanFactory.for_provider(provider, InstrumentationScope(tx.TRACER_NAME, __version__)) if light else None
+    return Telemetry(settings, recorder, provider, factory), exporter, ending
+
+
+def _scenario(t: Telemetry) -> list[dict[str, str]]:
+    """An upstream request with a tracestate, stages that set attributes, events, statuses, errors and make
+    an outbound call, then a root prediction. Returns the outbound calls' headers."""
+    outbound: list[dict[str, str]] = []
+    token = otel_context.attach(TraceContextTextMapPropagator().extract(UPSTREAM))
+    try:
+        with pytest.raises(KeyError), t.prediction(attributes={"request": "r1"}):
+            with t.stage("preprocess") as st:
+                st.set_attribute("rows", 3)
+                trace.get_current_span().add_event("parsed", {"fields": 4}, timestamp=1)
+                headers: dict[str, str] = {}
+                inject(headers)
+                outbound.append(headers)
+            try:
+                with t.stage("inference"):
+                    trace.get_current_span().set_status(Status(StatusCode.OK))
+                    raise ValueError("caught by the handler")  # ERROR must not replace the explicit OK
+            except ValueError:
+                pass
+            with t.stage("postprocess"):
+                span = trace.get_current_span()
+                span.set_status(StatusCode.UNSET)  # ignored
+                span.update_name("postprocess-renamed")
+                raise KeyError("escapes")
+    finally:
+        otel_context.detach(token)
+    with t.prediction("root-model"), t.stage("inference"):
+        pass
+    return outbound
+
+
+def _normalise(spans: tuple[ReadableSpan, ...]) -> list[dict[str, Any]]:
+    """Every field a processor or exporter reads, with ids replaced by their order of appearance."""
+    ids: dict[int, int] = {}
+
+    def ref(ctx: Any) -> Any:
+        if ctx is None:
+            return None
+        return {
+            "trace": ids.setdefault(ctx.trace_id, len(ids)),
+            "span": ids.setdefault(ctx.span_id, len(ids)),
+            "flags": int(ctx.trace_flags),
+            "state": ctx.trace_state.to_header(),
+            "remote": ctx.is_remote,
+        }
+
+    return [
+        {
+            "name": s.name,
+            "context": ref(s.context),
+            "parent": ref(s.parent),
+            "kind": s.kind,
+            "attributes": dict(s.attributes),
+            "events": [(e.name, dict(e.attributes)) for e in s.events],
+            "event_times": [e.timestamp for e in s.events if e.timestamp == 1],
+            "links": list(s.links),
+            "status": (s.status.status_code, s.status.description),
+            "resource": s.resource.attributes,
+            "scope": s.instrumentation_scope,
+            "dropped": (s.dropped_attributes, s.dropped_events, s.dropped_links),
+            "timed": s.start_time is not None and s.end_time is not None and s.start_time <= s.end_time,
+        }
+        for s in spans
+    ]
+
+
+def _otlp(spans: tuple[ReadableSpan, ...]) -> dict[str, Any]:
+    """The OTLP request an exporter would send, without ids and times (compared in ``_normalise``)."""
+    message = MessageToDict(encode_spans(spans))
+    for rs in message["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId", "startTimeUnixNano", "endTimeUnixNano"):
+                    span.pop(key, None)
+                for event in span.get("events", ()):
+                    event.pop("timeUnixNano", None)
+    return message
+
+
+def test_light_spans_export_what_sdk_spans_export():
+    light, light_out, light_ending = _telemetry(light=True)
+    sdk, sdk_out, sdk_ending = _telemetry(light=False)
+    light_headers, sdk_headers = _scenario(light), _scenario(sdk)
+    fast, reference = light_out.get_finished_spans(), sdk_out.get_finished_spans()
+    assert all(isinstance(s, FastSpan) for s in fast) and not any(isinstance(s, FastSpan) for s in reference)
+    assert len(fast) == 6
+    assert _normalise(fast) == _normalise(reference)
+    assert _otlp(fast) == _otlp(reference)
+    assert light_ending.seen == sdk_ending.seen and len(light_ending.seen) == 6
+    # what the scenario is about, stated outright
+    assert (
+        [h.get("tracestate") for h in light_headers]
+        == [UPSTREAM["tracestate"]]
+        == [h.get("tracestate") for h in sdk_headers]
+    )
+    upstream = [s for s in fast if s.context.trace_id == UPSTREAM_TRACE]
+    assert len(upstream) == 4
+    for s in upstream:
+        assert s.context.trace_state.to_header() == UPSTREAM["tracestate"]
+        assert s.context.trace_flags == trace.TraceFlags.SAMPLED  # not random: the upstream id may not be
+    root = [s for s in fast if s.context.trace_id != UPSTREAM_TRACE]
+    assert all(s.context.trace_flags.random_trace_id for s in root)  # our own ids are random
+    statuses = {s.name: s.status.status_code for s in upstream}
+    assert statuses == {
+        "preprocess": StatusCode.UNSET,
+        "inference": StatusCode.OK,  # set explicitly before the error: final
+        "postprocess-renamed": StatusCode.ERROR,
+        "predict": StatusCode.ERROR,
+    }
+
+
+def test_without_the_private_processor_chain_spans_use_the_sdk_with_one_warning(monkeypatch, caplog):
+    monkeypatch.setattr(spans_module, "_fallback_warned", False)
+    renamed = types.SimpleNamespace(sampler=None, id_generator=None, resource=None)
+    scope = InstrumentationScope(tx.TRACER_NAME, __version__)
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        assert SpanFactory.for_provider(renamed, scope) is None
+        assert SpanFactory.for_provider(renamed, scope) is None
+    assert len([r for r in caplog.records if "_active_span_processor" in r.getMessage()]) == 1
