@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -149,3 +150,12 @@ def test_feedback_from_a_labelling_job_joins_its_predictions_in_the_collector():
         fams = scrape(c)
         name = tx.ONLINE_ACCURACY.prometheus_name
         assert sample(fams, name, name, model_name="iris", model_version="3") == pytest.approx(0.8)
+
+
+def test_without_the_analytics_extra_the_collector_runs_and_says_so_once(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed: importing it raises ImportError
+    with caplog.at_level("WARNING", logger="modeltel_collector.analytics"), running_collector(otlp_grpc="") as c:
+        assert c.analytics is None and c.healthy()
+    assert [r.getMessage() for r in caplog.records if "detectors off" in r.getMessage()] == [
+        "degradation detectors off: install them with pip install 'modeltel[analytics]'"
+    ]

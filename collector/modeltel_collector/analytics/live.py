@@ -209,13 +209,8 @@ class LiveAnalytics:
             _point(families[tx.BASELINE_AGE.prometheus_name], t_ns, age, attrs)
 
 
-def attach(collector) -> LiveAnalytics | None:
-    """Start the detectors on a started ``Collector``'s stores; None (and one log line) without scipy."""
-    try:
-        import scipy  # noqa: F401
-    except ImportError:
-        log.warning("degradation detectors off: scipy is not installed (pip install 'modeltel[analytics]')")
-        return None
+def start_on(collector) -> LiveAnalytics:
+    """The detectors on a started ``Collector``'s stores, configured from its config (``analytics.attach``)."""
     cfg = collector.config
     url = cfg.alertmanager_url
     keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
