@@ -4,6 +4,7 @@ with their line numbers and skipped, and the engine's alarms open, escalate and 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,14 @@ def test_an_alarm_fires_once_stays_while_the_fault_lasts_and_resolves_after_it()
     events += engine.observe_batch("m", "1", _rows(rng, 3300, 300))
     assert [(e.check, e.state) for e in events[n:]] == [("latency_shift", "resolved")]
     assert 3300 + 60 <= events[n].time <= 3300 + 120  # clear_after_s after the window is healthy again
+
+
+def test_without_the_analytics_extra_the_commands_say_what_to_install(monkeypatch, capsys):
+    from modeltel_collector import analytics_commands
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "scipy", None)  # as if not installed
+        assert analytics_commands.detect(["replay", str(LOG)]) == 2
+    assert capsys.readouterr().err == "modeltel detect: needs scipy (pip install 'modeltel[analytics]')\n"
+    assert analytics_commands.detect(["replay", str(LOG), "--format", "json"]) == 0  # and with it, they run
+    assert json.loads(capsys.readouterr().out)["detections"]
