@@ -77,6 +77,7 @@ COLLECTOR_LAYERS = {
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
     f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy"),  # the console names what it charts
+    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy"),
 }
 
 

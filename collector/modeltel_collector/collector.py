@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 
+from modeltel_collector import analytics
 from modeltel_collector.config import Config, split_address
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
@@ -108,6 +109,7 @@ class Collector:
         self.pipeline.start()
         if self.history is not None:
             self.history.start()
+        self.analytics = analytics.attach(self)
         try:
             if cfg.listen:
                 self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler, tls=False))

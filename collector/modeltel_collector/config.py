@@ -34,6 +34,9 @@ class Config:
     derive_span_metrics: bool = True
     forward_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otelcol:4318
     forward_headers: dict[str, str] = field(default_factory=dict)
+    alertmanager_url: str = ""  # the degradation detectors post their alerts here (API v2); empty: not at all
+    baseline_path: str = ""  # baseline-metrics.json the detectors keep (captured once stable); empty: none
+    baseline_stable_s: float = 3600.0  # a new model version is baselined after this long without an alarm
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set
     tls_cert: str = ""

@@ -41,6 +41,8 @@ __all__ = [
     "prediction",
     "record_batch_size",
     "record_confidence",
+    "record_feedback",
+    "remember_prediction",
     "set_online_accuracy",
     "shutdown",
     "stage",
@@ -121,3 +123,77 @@ def record_batch_size(size: int, model_name: str | None = None, model_version: s
 
 def set_online_accuracy(value: float, model_name: str | None = None, model_version: str | None = None) -> None:
     telemetry().set_online_accuracy(value, model_name, model_version)
+
+
+def _joiner():
+    """The process's feedback table, built on first use, publishing to model_online_accuracy."""
+    global _JOINER
+    if _JOINER is None:
+        from .feedback import FeedbackJoiner
+
+        _JOINER = FeedbackJoiner(publish=_publish_feedback)
+    return _JOINER
+
+
+def _publish_feedback(model: tuple[str, str], accuracy: float, _labelled: int, correct: bool) -> None:
+    from . import taxonomy as tx
+
+    set_online_accuracy(accuracy, *model)
+    pipeline = get_pipeline()
+    provider = pipeline.meter_provider if pipeline is not None else metrics.get_meter_provider()
+    inst = tx.LABELLED_PREDICTIONS  # the SDK caches instruments by name, so this is one counter
+    counter = provider.get_meter(tx.METER_NAME).create_counter(inst.otel_name, inst.unit, inst.description)
+    attrs = {tx.ATTR_MODEL_NAME: model[0], tx.ATTR_MODEL_VERSION: model[1], tx.ATTR_CORRECT: str(correct).lower()}
+    counter.add(1, attrs)
+
+
+_JOINER = None
+
+
+def remember_prediction(
+    prediction_context: Stage | None = None,
+    *,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    prediction: Any = None,
+    prediction_id: str | None = None,
+) -> str:
+    """Remember a prediction for :func:`record_feedback`; returns its id, also put on the prediction's span
+    (with the prediction itself when it is a str, int, float or bool, so the collector can join labels too).
+
+    ``with modeltel.prediction("iris", "1") as p: ...; pid = modeltel.remember_prediction(p, prediction=y)``.
+    """
+    from . import taxonomy as tx
+
+    model = getattr(prediction_context, "model", None)
+    name = model_name or (model.name if model is not None else None) or "unknown"
+    version = model_version or (model.version if model is not None else None) or "unknown"
+    pid = _joiner().remember((name, version), prediction, prediction_id)
+    if prediction_context is not None:
+        prediction_context.set_attribute(tx.SPAN_ATTR_PREDICTION_ID, pid)
+        if isinstance(prediction, (str, int, float, bool)):
+            prediction_context.set_attribute(tx.SPAN_ATTR_PREDICTION_VALUE, str(prediction))
+    return pid
+
+
+def record_feedback(prediction_id: str, *, correct: bool | None = None, label: Any = None) -> str:
+    """Join ground truth that arrived later (seconds to days) to its prediction: ``correct=`` or ``label=``.
+
+    Returns 'joined' when this process remembered the prediction; 'duplicate' when its label was already
+    joined (counted, not used); 'forwarded' when this process does not know the id (a labelling job, say):
+    the label then goes out as a feedback span, and the collector joins it to the prediction's span.
+    """
+    outcome = _joiner().record(prediction_id, correct=correct, label=label)
+    if outcome != "unknown":
+        return outcome
+    from . import taxonomy as tx
+
+    pipeline = get_pipeline()
+    provider = pipeline.tracer_provider if pipeline is not None else trace.get_tracer_provider()
+    attrs: dict[str, Any] = {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, tx.SPAN_ATTR_PREDICTION_ID: prediction_id}
+    if correct is not None:
+        attrs[tx.SPAN_ATTR_FEEDBACK_CORRECT] = bool(correct)
+    else:
+        attrs[tx.SPAN_ATTR_FEEDBACK_LABEL] = str(label)
+    provider.get_tracer(tx.TRACER_NAME).start_span(tx.SPAN_NAME_FEEDBACK, attributes=attrs).end()
+    return "forwarded"

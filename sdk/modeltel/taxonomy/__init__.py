@@ -8,10 +8,12 @@ namespace (``from modeltel import taxonomy as tx``); the modules behind it only 
 * :mod:`.names`: attribute keys, buckets, the per-request instruments;
 * :mod:`.quality`: the seed's metric definitions with thresholds and severity, and the SLOs;
 * :mod:`.hardware`: GPU and host meter names;
-* :mod:`.alerting`: alert thresholds, ``for:`` durations and the burn-rate window table.
+* :mod:`.alerting`: alert thresholds, ``for:`` durations and the burn-rate window table;
+* :mod:`.analytics`: the collector's degradation-detector gauges.
 """
 
 from .alerting import *  # noqa: F403
+from .analytics import *  # noqa: F403
 from .hardware import *  # noqa: F403
 from .names import *  # noqa: F403
 from .quality import *  # noqa: F403

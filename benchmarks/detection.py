@@ -1,0 +1,201 @@
+"""Detection delay and false alarms of modeltel's degradation detectors on a simulated 100 req/s workload.
+
+Replays, on an accelerated clock (the data's own timestamps; nothing sleeps), 24 simulated hours of
+healthy traffic with a daily curve (rate +-30 %, latency following load +-15 %) and per-minute noise, then
+five injected faults, each after 15 healthy minutes and lasting 10 minutes: p95 latency x1.5; error rate
+0 -> 5 %; accuracy down 8 points; a confidence-distribution drift; throughput halved. 20 % of predictions
+get a label (the rest never do). Prints, per detector and fault, the detection delay in simulated
+seconds, and the false alarms per simulated day (alarm episodes outside a fault, or of another check
+during one). The monitoring spec's own detector (its step 4: Mann-Whitney p < 0.05 and p95 +10 %;
+accuracy below 90 % of baseline; throughput -10 %; against a static first-hour baseline) runs on the
+same stream as a baseline row. Goal: every fault within 60 s, fewer than 1 false alarm per day.
+
+    python benchmarks/detection.py [--hours 24] [--seed 1]
+    python benchmarks/detection.py --write-log tests/data/prediction_log.csv   # the replay test's log
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import deque
+
+import numpy as np
+
+from modeltel_collector.analytics.engine import Engine
+from modeltel_collector.analytics.settings import Settings
+
+STEP = 5.0
+FAULTS = {  # name -> (the check that should fire, how traffic changes)
+    "p95 latency x1.5": ("latency_shift", {"latency": 1.5}),
+    "error rate 0 -> 5 %": ("error_rate_rise", {"errors": 0.05}),
+    "accuracy -8 points": ("accuracy_drop", {"accuracy": -0.08}),
+    "confidence drift": ("confidence_drift", {"confidence": (6.0, 2.5)}),
+    "throughput halved": ("throughput_drop", {"rate": 0.5}),
+}
+HEALTHY_BEFORE_S, FAULT_S = 900.0, 600.0
+
+
+class Traffic:
+    """Synthetic predictions, one ``STEP`` at a time, as the column arrays ``Engine.observe_batch`` takes."""
+
+    def __init__(self, seed: int, rate: float = 100.0, label_fraction: float = 0.2) -> None:
+        self.rng, self.rate, self.label_fraction = np.random.default_rng(seed), rate, label_fraction
+        self.noise, self.noise_minute = 1.0, -1
+
+    def step(self, t0: float, fault: dict) -> dict[str, np.ndarray]:
+        rng = self.rng
+        if int(t0 // 60) != self.noise_minute:
+            self.noise_minute, self.noise = int(t0 // 60), float(rng.lognormal(0.0, 0.05))
+        load = 1.0 + 0.3 * math.sin(2 * math.pi * t0 / 86400.0)
+        n = rng.poisson(self.rate * load * self.noise * fault.get("rate", 1.0) * STEP)
+        times = t0 + np.sort(rng.random(n)) * STEP
+        latency = rng.lognormal(math.log(0.030 * (1 + 0.5 * (load - 1))), 0.35, n) * fault.get("latency", 1.0)
+        ok = rng.random(n) >= fault.get("errors", 0.0)
+        a, b = fault.get("confidence", (8.0, 2.0))
+        correct = (rng.random(n) < 0.92 + fault.get("accuracy", 0.0)).astype(float)
+        correct[rng.random(n) >= self.label_fraction] = np.nan
+        return {"time": times, "latency": latency, "ok": ok, "confidence": rng.beta(a, b, n), "correct": correct}
+
+
+class SeedDetector:
+    """The monitoring spec's step-4 ``PerformanceDegradationDetector``, as written, on a static baseline."""
+
+    def __init__(self, baseline: list[dict[str, np.ndarray]], seconds: float, sensitivity: float = 0.1) -> None:
+        lat = np.concatenate([b["latency"] for b in baseline])
+        labels = np.concatenate([b["correct"] for b in baseline])
+        labels = labels[~np.isnan(labels)]
+        self.latencies = lat[:: max(1, len(lat) // 5000)]
+        self.accuracy = float(labels.mean())
+        self.throughput = sum(len(b["time"]) for b in baseline) / seconds
+        self.sensitivity = sensitivity
+
+    def check(self, window: list[dict[str, np.ndarray]], seconds: float) -> set[str]:
+        from scipy import stats
+
+        lat = np.concatenate([b["latency"] for b in window])
+        labels = np.concatenate([b["correct"] for b in window])
+        labels = labels[~np.isnan(labels)]
+        degraded = set()
+        p = stats.mannwhitneyu(self.latencies, lat, alternative="less").pvalue
+        base95 = np.percentile(self.latencies, 95)
+        if p < 0.05 and (np.percentile(lat, 95) - base95) / base95 > self.sensitivity:
+            degraded.add("latency_shift")
+        if len(labels) and labels.mean() < self.accuracy * (1 - self.sensitivity):
+            degraded.add("accuracy_drop")
+        if (self.throughput - sum(len(b["time"]) for b in window) / seconds) / self.throughput > self.sensitivity:
+            degraded.add("throughput_drop")
+        return degraded  # the spec has no error-rate or confidence check
+
+
+def schedule(hours: float) -> list[tuple[float, float, str | None]]:
+    """(start, end, fault name or None) phases: the healthy day, then each fault after a healthy spell."""
+    phases, t = [(0.0, hours * 3600.0, None)], hours * 3600.0
+    for name in FAULTS:
+        phases += [(t, t + HEALTHY_BEFORE_S, None), (t + HEALTHY_BEFORE_S, t + HEALTHY_BEFORE_S + FAULT_S, name)]
+        t += HEALTHY_BEFORE_S + FAULT_S
+    return phases
+
+
+def run(hours: float, seed: int) -> dict[str, list[tuple[float, str]]]:
+    """Alarm starts (time, check) of modeltel's engine and of the spec's detector on one simulated stream."""
+    settings, traffic = Settings(step_s=STEP), Traffic(seed)
+    engine = Engine(settings)
+    window: deque = deque(maxlen=round(settings.current_s / STEP))
+    first_hour: list = []
+    seed_detector, seed_last, open_checks = None, {}, set()
+    alarms: dict[str, list[tuple[float, str]]] = {"modeltel": [], "monitoring spec": []}
+    for start, end, fault_name in schedule(hours):
+        fault = FAULTS[fault_name][1] if fault_name else {}
+        for t0 in np.arange(start, end, STEP):
+            rows = traffic.step(float(t0), fault)
+            for e in engine.observe_batch("model", "1", rows):
+                if e.state == "resolved":
+                    open_checks.discard(e.check)
+                elif e.check not in open_checks:  # a severity escalation is the same alarm
+                    open_checks.add(e.check)
+                    alarms["modeltel"].append((e.time, e.check))
+            window.append(rows)
+            if seed_detector is None:
+                first_hour.append(rows)
+                if t0 + STEP >= 3600:
+                    seed_detector = SeedDetector(first_hour, 3600.0)
+                continue
+            now = float(t0 + STEP)
+            for check in seed_detector.check(list(window), settings.current_s):
+                if now - seed_last.get(check, -math.inf) > settings.clear_after_s:
+                    alarms["monitoring spec"].append((now, check))
+                seed_last[check] = now
+    return alarms
+
+
+def score(alarms: list[tuple[float, str]], hours: float) -> tuple[dict[str, float | None], float]:
+    """Delay per fault (first alarm of its check within the fault), and false alarms per healthy day.
+
+    A false alarm is an alarm start outside every fault (allowing 120 s after one for the alarm to settle),
+    or one of another check than the fault's during it.
+    """
+    phases = schedule(hours)
+    false = 0
+    for t, check in alarms:
+        phase = next((p for p in phases if p[2] and p[0] <= t < p[1] + 120.0), None)
+        if phase is None or FAULTS[phase[2]][0] != check:
+            false += 1
+    delays: dict[str, float | None] = {}
+    for start, end, name in phases:
+        if name:
+            hits = [t - start for t, c in alarms if c == FAULTS[name][0] and start <= t < end]
+            delays[name] = min(hits) if hits else None
+    healthy_s = sum(e - s for s, e, name in phases if not name)
+    return delays, false / (healthy_s / 86400.0)
+
+
+def write_log(path: str, seed: int = 7) -> None:
+    """The replay test's log: 5 req/s of model iris v1; 10 healthy minutes, then latency x2 for 2 minutes,
+    4 healthy minutes, 20 % errors for 2 minutes, 2 healthy minutes; three bad rows (lines 101, 202, 303)."""
+    traffic, epoch = Traffic(seed, rate=5.0, label_fraction=1.0), 1767225600.0
+    phases = [(600, {}), (120, {"latency": 2.0}), (240, {}), (120, {"errors": 0.2}), (120, {})]
+    lines, t = ["timestamp,model_name,model_version,latency_seconds,status,confidence,correct"], 0.0
+    for seconds, fault in phases:
+        for t0 in np.arange(t, t + seconds, STEP):
+            r = traffic.step(float(t0), fault)
+            for i in range(len(r["time"])):
+                status = "ok" if r["ok"][i] else "error"
+                row = f"{epoch + r['time'][i]:.2f},iris,1,{r['latency'][i]:.4f},{status},{r['confidence'][i]:.2f}"
+                lines.append(f"{row},{int(r['correct'][i])}")
+        t += seconds
+    lines[100] = lines[100].replace(",iris,", ",,")  # missing model_name
+    lines[201] = lines[201].replace(",ok,", ",maybe,").replace(",error,", ",maybe,")  # unknown status
+    lines[302] = lines[302].split(",", 1)[0] + ",iris,1,fast,ok,0.9,1"  # latency not a number
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--hours", type=float, default=24.0, help="healthy simulated hours before the faults (24)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--write-log", metavar="PATH", help="write the replay test's small log and exit")
+    args = p.parse_args()
+    if args.write_log:
+        write_log(args.write_log)
+        return
+    started = time.perf_counter()
+    alarms = run(args.hours, args.seed)
+    wall = time.perf_counter() - started
+    healthy_days = (args.hours * 3600 + len(FAULTS) * HEALTHY_BEFORE_S) / 86400
+    print(f"{args.hours:g} h healthy + {len(FAULTS)} faults at 100 req/s, seed {args.seed}, {wall:.0f} s wall")
+    print("detection delay in simulated seconds (goal <= 60 s); false alarms per simulated day (goal < 1)\n")
+    print(f"| detector | {' | '.join(FAULTS)} | false alarms/day |")
+    print("|---" * (len(FAULTS) + 2) + "|")
+    for name, found in alarms.items():
+        delays, fa_day = score(found, args.hours)
+        cells = ["missed" if v is None else f"{v:.0f} s" for v in delays.values()]
+        print(
+            f"| {name} | {' | '.join(cells)} | {fa_day:.2f} ({round(fa_day * healthy_days)} in {healthy_days:.2f} d) |"
+        )
+
+
+if __name__ == "__main__":
+    main()

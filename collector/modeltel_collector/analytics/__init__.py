@@ -1,0 +1,30 @@
+"""ML analytics: statistical degradation detectors, the streaming engine that runs them, log replay.
+
+Detectors (``detectors``) are pure functions of windows of data, the engine (``engine``) cuts a stream of
+timestamped predictions into those windows per model and version, so the collector and ``modeltel detect
+replay`` run the very same code. scipy is imported lazily (the ``analytics`` extra): a collector that never
+runs a detector does not need it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def attach(collector):
+    """Start the detectors on a started ``Collector``; None (and one log line) without the analytics extra.
+
+    Everything numeric is imported here, lazily, so a collector installed without ``modeltel[analytics]``
+    (no numpy, no scipy) imports and runs as before.
+    """
+    try:
+        import numpy  # noqa: F401
+        import scipy  # noqa: F401
+    except ImportError:
+        log.warning("degradation detectors off: install them with pip install 'modeltel[analytics]'")
+        return None
+    from .live import start_on
+
+    return start_on(collector)

@@ -1,0 +1,232 @@
+"""The detectors in the running collector: fed from the trace store, published as metrics (and alerts).
+
+Why poll the trace store rather than hook the ingest worker: the store already holds one row per request
+with its model, status, start and duration, so the analytics read it on their own thread, with their own
+SQLite connection, and never slow ingest. Rows are fed to the engine ``lag_s`` after their timestamp, in
+time order (exports from several processes arrive out of order by up to their batch delay); a row later
+than that is counted and skipped. Results are merged into the metric store as one OTLP gauge request, so
+/metrics serves them with no code of its own. Scale-out: behind the otelcol gateway's load-balancing
+exporter (routing_key: service), all of one service's spans reach one collector, so each collector's
+detector state is complete for the models it owns and no state is shared; a re-balance (a collector
+added or lost) starts the moved models' reference learning afresh on their new owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Status
+
+from modeltel import taxonomy as tx
+
+from .alerting import AlertmanagerPoster
+from .engine import Engine, Event
+from .joiner import LabelJoiner
+from .keeper import BaselineKeeper
+from .settings import CHECKS, Settings
+
+log = logging.getLogger(__name__)
+
+
+def _items(data: bytes) -> list[tuple]:
+    """What a trace row holds for the analytics: its prediction spans as ("request", end time, model, version,
+    latency, ok, prediction id, predicted value) and its feedback spans as ("label", end time, prediction id,
+    correct, label); stage spans hold nothing for them."""
+    out: list[tuple] = []
+    for span in ScopeSpans.FromString(data).spans:
+        attrs = {kv.key: kv.value for kv in span.attributes}
+        kind = attrs[tx.SPAN_ATTR_KIND].string_value if tx.SPAN_ATTR_KIND in attrs else ""
+        end = span.end_time_unix_nano / 1e9
+        pid = attrs[tx.SPAN_ATTR_PREDICTION_ID].string_value if tx.SPAN_ATTR_PREDICTION_ID in attrs else None
+        if kind == "prediction" and tx.ATTR_MODEL_NAME in attrs:
+            version = attrs[tx.ATTR_MODEL_VERSION].string_value if tx.ATTR_MODEL_VERSION in attrs else ""
+            value = attrs.get(tx.SPAN_ATTR_PREDICTION_VALUE)
+            latency = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+            ok = span.status.code != Status.STATUS_CODE_ERROR
+            model = attrs[tx.ATTR_MODEL_NAME].string_value
+            out.append(("request", end, model, version or "unknown", latency, ok, pid, value and value.string_value))
+        elif kind == tx.SPAN_KIND_FEEDBACK and pid:
+            correct = attrs.get(tx.SPAN_ATTR_FEEDBACK_CORRECT)
+            label = attrs.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
+            out.append(("label", end, pid, correct and correct.bool_value, label and label.string_value))
+    return out
+
+
+class LiveAnalytics:
+    """Reads new trace rows every ``interval_s``, runs the engine, publishes gauges, hands events on."""
+
+    def __init__(
+        self,
+        spans_path: str,
+        metrics,
+        settings: Settings | None = None,
+        *,
+        interval_s: float = 2.0,
+        lag_s: float = 10.0,
+        on_events: Callable[[list[Event]], None] | None = None,
+        keeper: BaselineKeeper | None = None,
+    ) -> None:
+        self.spans_path, self.metrics = spans_path, metrics
+        self.engine = Engine(settings)
+        self.interval_s, self.lag_s, self.on_events, self.keeper = interval_s, lag_s, on_events, keeper
+        self.last_rowid = 0
+        self.pending: list[tuple] = []  # _items() not yet fed: they wait lag_s for stragglers
+        self.joiner = LabelJoiner()
+        self.late = 0
+        self.events: list[Event] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the poll thread, and tests or the CLI calling poll() themselves
+        self._thread: threading.Thread | None = None
+
+    def start(self, stopped: threading.Event | None = None) -> LiveAnalytics:
+        """Poll on a daemon thread until ``stop()``, or until ``stopped`` (the collector's own) is set."""
+        self._owner_stopped = stopped or threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modeltel-analytics", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s) and not self._owner_stopped.is_set():
+            try:
+                self.poll(time.time())
+            except Exception:  # the analytics must never take the collector down
+                log.exception("analytics poll failed; will retry")
+
+    def poll(self, now: float) -> list[Event]:
+        """Read new rows, feed those older than ``now - lag_s`` in time order, publish; returns new events."""
+        with self._lock:
+            return self._poll(now)
+
+    def _poll(self, now: float) -> list[Event]:
+        self._read()
+        horizon = now - self.lag_s
+        ready = sorted((r for r in self.pending if r[1] <= horizon), key=lambda r: r[1])
+        self.pending = [r for r in self.pending if r[1] > horizon]
+        events: list[Event] = []
+        for item in ready:
+            try:
+                events += self._feed(item)
+            except ValueError:
+                self.late += 1
+        events += self.engine.advance(horizon)
+        self.events += events
+        if self.keeper is not None:
+            self.keeper.update(self.engine, horizon)
+        if self.engine.models:
+            self.metrics.ingest(self.gauges(now), now)
+        if self.on_events is not None:  # every poll, so open alerts can be re-sent
+            self.on_events(events)
+        return events
+
+    def _feed(self, item: tuple) -> list[Event]:
+        if item[0] == "request":
+            _, t, model, version, latency, ok, pid, value = item
+            events = self.engine.observe(t, model, version, latency, ok=ok)
+            joined = self.joiner.prediction(pid, model, version, value) if pid else None
+        else:
+            _, t, pid, correct, label = item
+            events, joined = [], self.joiner.label(pid, t, correct, label)
+        if joined is not None:
+            _, model, version, correct = joined
+            events += self.engine.label(t, model, version, correct=correct)
+        return events
+
+    def _read(self) -> None:
+        try:
+            db = sqlite3.connect(f"file:{self.spans_path}?mode=ro", uri=True)
+        except sqlite3.OperationalError:  # the store has not created its file yet
+            return
+        try:
+            rows = db.execute(
+                "SELECT rowid, data FROM traces WHERE rowid > ? ORDER BY rowid",
+                (self.last_rowid,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # ... or its table
+            rows = []
+        finally:
+            db.close()
+        for rowid, data in rows:
+            self.last_rowid = rowid
+            self.pending += _items(data)
+
+    def gauges(self, now: float) -> ExportMetricsServiceRequest:
+        """The detectors' state as one OTLP request of gauges (resource service.name=modeltel-analytics)."""
+        req = ExportMetricsServiceRequest()
+        rm = req.resource_metrics.add()
+        rm.resource.attributes.append(_kv("service.name", "modeltel-analytics"))
+        sm = rm.scope_metrics.add()
+        sm.scope.name = "modeltel.analytics"
+        instruments = (
+            *tx.DEGRADATION_INSTRUMENTS,
+            tx.ONLINE_ACCURACY,
+            *((tx.BASELINE_STALE, tx.BASELINE_AGE) if self.keeper else ()),
+        )
+        families = {i.prometheus_name: sm.metrics.add() for i in instruments}
+        for inst in instruments:
+            families[inst.prometheus_name].name = inst.prometheus_name
+            families[inst.prometheus_name].description = inst.description
+        t_ns, detected = int(now * 1e9), families[tx.DEGRADATION_DETECTED.prometheus_name]
+        for (model, version), acc in self.joiner.accuracy.items():
+            if acc.labels:
+                attrs = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version}
+                _point(families[tx.ONLINE_ACCURACY.prometheus_name], t_ns, acc.right / len(acc.labels), attrs)
+        for (model, version), w in self.engine.models.items():
+            if self.keeper is not None:
+                self._baseline_points(families, t_ns, model, version, now)
+            for check in CHECKS:
+                r = w.results.get(check)
+                ep = w.episodes.get(check)
+                base = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version, tx.ATTR_CHECK: check}
+                for severity in ("warning", "critical"):  # one series per severity, 1 for the open alarm's
+                    on = 1.0 if ep is not None and ep.severity.label == severity else 0.0
+                    _point(detected, t_ns, on, {**base, tx.ATTR_SEVERITY: severity})
+                for inst, value in (
+                    (tx.DEGRADATION_P_VALUE, r and r.p_value),
+                    (tx.DEGRADATION_STATISTIC, r and r.statistic),
+                    (tx.DEGRADATION_EFFECT_SIZE, r and r.effect_size),
+                ):
+                    if value is not None and math.isfinite(value):
+                        _point(families[inst.prometheus_name], t_ns, float(value), base)
+        return req
+
+    def _baseline_points(self, families, t_ns: int, model: str, version: str, now: float) -> None:
+        status, age = self.keeper.status(model, version, now)
+        attrs = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version}
+        _point(families[tx.BASELINE_STALE.prometheus_name], t_ns, 0.0 if status == "ok" else 1.0, attrs)
+        if age is not None:
+            _point(families[tx.BASELINE_AGE.prometheus_name], t_ns, age, attrs)
+
+
+def start_on(collector) -> LiveAnalytics:
+    """The detectors on a started ``Collector``'s stores, configured from its config (``analytics.attach``)."""
+    cfg = collector.config
+    url = cfg.alertmanager_url
+    keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
+    poster = AlertmanagerPoster(url) if url else None
+    live = LiveAnalytics(collector.spans.path, collector.metrics, on_events=poster, keeper=keeper)
+    return live.start(stopped=collector._stopped)
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    kv = KeyValue(key=key)
+    kv.value.string_value = value
+    return kv
+
+
+def _point(metric, t_ns: int, value: float, attrs: dict[str, str]) -> None:
+    p = metric.gauge.data_points.add()
+    p.time_unix_nano = t_ns
+    p.as_double = value
+    p.attributes.extend(_kv(k, v) for k, v in attrs.items())

@@ -1,0 +1,130 @@
+"""Prediction logs (CSV or JSON lines) as rows for the engine: every bad row is reported, never guessed.
+
+Columns: timestamp (Unix seconds or ISO 8601; no zone means UTC), model_name, model_version,
+latency_seconds, status (success/ok or error/failure), confidence (empty: none), and optionally correct
+(1/0/true/false) or label plus prediction (correct when equal). A row that breaks any of these comes
+back as a ``BadRow`` with its line number and the reason, and the replay skips it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from modeltel.taxonomy import STATUS_ERROR, STATUS_SUCCESS
+
+REQUIRED = ("timestamp", "model_name", "model_version", "latency_seconds", "status", "confidence")
+_OK = {STATUS_SUCCESS, "ok", "true", "1"}
+_ERROR = {STATUS_ERROR, "failure", "failed", "false", "0"}
+_TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    time: float
+    model: str
+    version: str
+    latency: float
+    ok: bool
+    confidence: float
+    correct: bool | None
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    reason: str
+
+
+def read_log(path: str | Path) -> Iterator[Row | BadRow]:
+    """Rows of a CSV or JSON-lines log (JSON when the name ends .jsonl/.ndjson/.json or the text starts '{')."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        head = f.read(1)
+        f.seek(0)
+        if path.suffix in (".jsonl", ".ndjson", ".json") or head == "{":
+            for number, text in enumerate(f, 1):
+                if text.strip():
+                    yield _json_row(number, text)
+            return
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
+        if missing:
+            yield BadRow(1, f"header lacks column(s) {', '.join(missing)}; nothing read")
+            return
+        for record in reader:
+            yield parse(reader.line_num, record)
+
+
+def _json_row(number: int, text: str) -> Row | BadRow:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return BadRow(number, f"not JSON ({exc.msg})")
+    if not isinstance(record, dict):
+        return BadRow(number, "not a JSON object")
+    return parse(number, {k: "" if v is None else str(v) for k, v in record.items()})
+
+
+def parse(line: int, record: dict[str, str]) -> Row | BadRow:
+    """One record (strings by column) to a ``Row``, or the first reason it is not one."""
+    missing = [c for c in REQUIRED if c not in record or record[c] is None]
+    if missing:
+        return BadRow(line, f"missing {', '.join(missing)}")
+    try:
+        when = _timestamp(record["timestamp"].strip())
+        model, version = record["model_name"].strip(), record["model_version"].strip()
+        if not model:
+            raise ValueError("empty model_name")
+        latency = _number(record["latency_seconds"], "latency_seconds", low=0.0)
+        status = record["status"].strip().lower()
+        if status not in _OK | _ERROR:
+            raise ValueError(f"status {status!r} is neither success/ok nor error/failure")
+        conf_text = record["confidence"].strip()
+        confidence = _number(conf_text, "confidence", low=0.0, high=1.0) if conf_text else math.nan
+        correct = _correct(record)
+    except ValueError as exc:
+        return BadRow(line, str(exc))
+    return Row(line, when, model, version, latency, status in _OK, confidence, correct)
+
+
+def _timestamp(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"timestamp {text!r} is neither Unix seconds nor ISO 8601") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    if not math.isfinite(value):
+        raise ValueError(f"timestamp {text!r} is not finite")
+    return value
+
+
+def _number(text: str, column: str, *, low: float, high: float = math.inf) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{column} {text.strip()!r} is not a number") from None
+    if not (low <= value <= high):  # NaN fails this too
+        raise ValueError(f"{column} {value} is outside [{low}, {high}]")
+    return value
+
+
+def _correct(record: dict[str, str]) -> bool | None:
+    text = (record.get("correct") or "").strip().lower()
+    if text:
+        if text not in _TRUE | _FALSE:
+            raise ValueError(f"correct {text!r} is not 1/0/true/false")
+        return text in _TRUE
+    label, prediction = (record.get("label") or "").strip(), (record.get("prediction") or "").strip()
+    if label and prediction:
+        return label == prediction
+    return None

@@ -1,0 +1,88 @@
+"""The collector's degradation-detector metrics: one gauge family per quantity, labelled by model and check.
+
+``model_degradation_detected`` is 1 while a check's alarm is open (``severity`` is the alarm's), else 0
+with ``severity="ok"``; the p-value, statistic and effect size are the latest evaluation's.
+"""
+
+from __future__ import annotations
+
+from .names import ATTR_MODEL_NAME, ATTR_MODEL_VERSION, Instrument, InstrumentKind
+
+__all__ = [
+    "ATTR_CHECK",
+    "ATTR_CORRECT",
+    "ATTR_SEVERITY",
+    "BASELINE_AGE",
+    "BASELINE_STALE",
+    "DEGRADATION_DETECTED",
+    "DEGRADATION_EFFECT_SIZE",
+    "DEGRADATION_INSTRUMENTS",
+    "DEGRADATION_P_VALUE",
+    "DEGRADATION_STATISTIC",
+    "LABELLED_PREDICTIONS",
+    "SPAN_ATTR_FEEDBACK_CORRECT",
+    "SPAN_ATTR_FEEDBACK_LABEL",
+    "SPAN_ATTR_PREDICTION_ID",
+    "SPAN_ATTR_PREDICTION_VALUE",
+    "SPAN_KIND_FEEDBACK",
+    "SPAN_NAME_FEEDBACK",
+]
+
+ATTR_CHECK = "check"  # latency_shift | error_rate_rise | throughput_drop | accuracy_drop | confidence_drift
+ATTR_SEVERITY = "severity"  # ok | warning | critical
+ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was right
+# Delayed labels (modeltel.record_feedback): the id joins a prediction span to the feedback that arrives later,
+# in-process or, from another process such as a labelling job, as a feedback span through the collector.
+SPAN_ATTR_PREDICTION_ID = "modeltel.prediction.id"
+SPAN_ATTR_PREDICTION_VALUE = "modeltel.prediction.value"  # what was predicted, as text, to compare labels with
+SPAN_KIND_FEEDBACK = "feedback"  # the modeltel.kind of a feedback span
+SPAN_NAME_FEEDBACK = "modeltel.feedback"
+SPAN_ATTR_FEEDBACK_CORRECT = "modeltel.feedback.correct"  # bool
+SPAN_ATTR_FEEDBACK_LABEL = "modeltel.feedback.label"  # the true label, as text
+_ATTRS = (ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CHECK)
+
+
+def _gauge(name: str, unit: str, description: str, *extra: str) -> Instrument:
+    return Instrument(
+        otel_name=name.replace("model_", "model.", 1),
+        prometheus_name=name,
+        kind=InstrumentKind.GAUGE,
+        unit=unit,
+        description=description,
+        attributes=(*_ATTRS, *extra),
+    )
+
+
+DEGRADATION_DETECTED = _gauge(
+    "model_degradation_detected", "", "1 while a degradation check's alarm is open, else 0.", ATTR_SEVERITY
+)
+DEGRADATION_P_VALUE = _gauge("model_degradation_p_value", "", "p-value of the check's latest test.")
+DEGRADATION_STATISTIC = _gauge("model_degradation_statistic", "", "Test statistic of the check's latest test.")
+DEGRADATION_EFFECT_SIZE = _gauge(
+    "model_degradation_effect_size", "", "Effect size of the check's latest test (what its severity is graded on)."
+)
+DEGRADATION_INSTRUMENTS = (DEGRADATION_DETECTED, DEGRADATION_P_VALUE, DEGRADATION_STATISTIC, DEGRADATION_EFFECT_SIZE)
+BASELINE_STALE = Instrument(
+    otel_name="model.baseline_stale",
+    prometheus_name="model_baseline_stale",
+    kind=InstrumentKind.GAUGE,
+    unit="",
+    description="1 when the model version's stored baseline is missing, older than its maximum age, or corrupt.",
+    attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION),
+)
+BASELINE_AGE = Instrument(
+    otel_name="model.baseline_age",
+    prometheus_name="model_baseline_age_seconds",
+    kind=InstrumentKind.GAUGE,
+    unit="s",
+    description="Age of the model version's stored baseline (absent when there is none).",
+    attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION),
+)
+LABELLED_PREDICTIONS = Instrument(
+    otel_name="model.labelled_predictions",
+    prometheus_name="model_labelled_predictions",
+    kind=InstrumentKind.COUNTER,
+    unit="{prediction}",
+    description="Predictions whose delayed label (record_feedback) has joined them, by correctness.",
+    attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CORRECT),
+)

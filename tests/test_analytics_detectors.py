@@ -1,0 +1,154 @@
+"""Each detector against known answers: calibrated under no change over many seeds, firing on a given shift,
+"not enough data" below its floor, severity from the effect size; Page's CUSUM against a hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+from scipy import stats
+
+from modeltel.taxonomy import Severity
+from modeltel_collector.analytics import detectors as d
+from modeltel_collector.analytics.settings import CHECKS, Grade, Settings
+
+SEEDS = 400
+
+
+def at_alpha(alpha: float, *, any_effect: bool = False) -> Settings:
+    """Settings whose per-test alpha is ``alpha``; with ``any_effect`` the effect-size floor is removed."""
+    base = Settings()
+    per_day = alpha * len(CHECKS) * 86400.0 / base.step_s
+    grades = {c: Grade(-math.inf, math.inf) for c in CHECKS} if any_effect else base.grades
+    return Settings(false_alarms_per_day=per_day, grades=grades)
+
+
+def alarms(case, settings: Settings) -> int:
+    return sum(case(np.random.default_rng(seed), settings).degraded for seed in range(SEEDS))
+
+
+def latency(shift: float):
+    return lambda rng, s: d.latency_shift(rng.lognormal(-3, 0.35, 2000), rng.lognormal(-3, 0.35, 300) * shift, s)
+
+
+def errors(rate: float):
+    return lambda rng, s: d.error_rate_rise(rng.binomial(20000, 0.01), 20000, rng.binomial(3000, rate), 3000, s)
+
+
+def throughput(factor: float):
+    return lambda rng, s: d.throughput_drop(100.0, rng.poisson(3000 * factor), 30.0, s)
+
+
+def confidence(a: float, b: float):
+    return lambda rng, s: d.confidence_drift(rng.beta(8, 2, 2000), rng.beta(a, b, 500), s)
+
+
+def accuracy_window(p: float):
+    return lambda rng, s: d.accuracy_drop(
+        (9200, 10000), np.array([]), (rng.random(1000) < p).astype(float), d.CusumState(), s
+    )[0]
+
+
+NULL = {"latency": latency(1.0), "errors": errors(0.01), "throughput": throughput(1.0),
+        "confidence": confidence(8, 2), "accuracy": accuracy_window(0.92)}  # fmt: skip
+SHIFTED = {"latency": latency(1.5), "errors": errors(0.05), "throughput": throughput(0.5),
+           "confidence": confidence(6, 2.5), "accuracy": accuracy_window(0.84)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NULL)
+def test_no_change_alarms_at_most_at_the_configured_rate(name):
+    # The test alone (no effect floor), at alpha 5 %: at most what 5 % of 400 allows (99.9 % binomial bound).
+    found = alarms(NULL[name], at_alpha(0.05, any_effect=True))
+    assert found <= stats.binom.ppf(0.999, SEEDS, 0.05)
+    # The continuous tests are calibrated, not merely conservative.
+    if name in ("latency", "confidence"):
+        assert found >= stats.binom.ppf(0.001, SEEDS, 0.05)
+    # With the defaults (daily budget, effect floor), no seed alarms.
+    assert alarms(NULL[name], Settings()) == 0
+
+
+@pytest.mark.parametrize("name", SHIFTED)
+def test_a_shift_of_the_given_size_alarms_in_every_seed(name):
+    assert alarms(SHIFTED[name], Settings() if name != "accuracy" else at_alpha(1e-4)) == SEEDS
+
+
+def test_alpha_is_the_daily_budget_spread_over_a_days_tests():
+    s = Settings(step_s=5.0, false_alarms_per_day=0.1)
+    assert s.alpha == pytest.approx(0.1 / (5 * 17280))
+
+
+def test_below_the_minimum_sample_size_says_not_enough_data():
+    s, rng = Settings(), np.random.default_rng(0)
+    few = rng.lognormal(size=s.min_samples - 1)
+    many = rng.lognormal(size=1000) * 10  # a huge shift, which must not be guessed from too few samples
+    assert d.latency_shift(many, few * 10, s).status is d.Status.NOT_ENOUGH_DATA
+    assert d.latency_shift(few, many, s).status is d.Status.NOT_ENOUGH_DATA
+    assert d.confidence_drift(many, few, s).status is d.Status.NOT_ENOUGH_DATA
+    assert d.error_rate_rise(0, 1000, 50, 50, s).status is d.Status.NOT_ENOUGH_DATA
+    assert d.throughput_drop(0.5, 0, 30.0, s).status is d.Status.NOT_ENOUGH_DATA  # 15 expected < 30
+    result, _ = d.accuracy_drop((9, 10), np.zeros(5), np.zeros(5), d.CusumState(), s)
+    assert result.status is d.Status.NOT_ENOUGH_DATA
+
+
+@pytest.mark.parametrize(("shift", "severity"), [(1.05, None), (1.3, Severity.WARNING), (2.0, Severity.CRITICAL)])
+def test_severity_comes_from_the_effect_size_not_the_p_value(shift, severity):
+    rng = np.random.default_rng(3)
+    ref = rng.lognormal(-3, 0.35, 5000)
+    result = d.latency_shift(ref, rng.lognormal(-3, 0.35, 5000) * shift, Settings())
+    assert result.p_value < 1e-6  # even the 5 % shift is "significant" with 5000 samples...
+    assert (result.severity if result.degraded else None) == severity  # ...but too small to report
+
+
+def test_latency_only_alarms_when_the_current_window_is_slower():
+    rng = np.random.default_rng(4)
+    faster = d.latency_shift(rng.lognormal(-3, 0.35, 2000), rng.lognormal(-3, 0.35, 500) / 2, Settings())
+    assert faster.status is d.Status.OK and faster.p_value > 0.5
+
+
+def test_page_cusum_matches_a_hand_computed_sequence():
+    path, first = d.page_cusum(np.array([1.0, -2.0, 3.0, 1.0, -1.0, 4.0]), h=5.0)
+    assert path.tolist() == [1.0, 0.0, 3.0, 4.0, 3.0, 7.0]  # S_t = max(0, S_{t-1} + x_t)
+    assert first == 5
+    path, first = d.page_cusum(np.array([-1.0, 2.0]), h=5.0, start=4.0)
+    assert path.tolist() == [3.0, 5.0] and first is None  # > h, not >= h
+
+
+def test_accuracy_cusum_matches_a_hand_computed_sequence():
+    # p0 = 0.9, tuned to a 0.1 drop: a wrong answer adds ln(0.2/0.1) = 0.693147, a right one ln(0.8/0.9) = -0.117783.
+    wrong, right = d.bernoulli_llr(0.9, 0.1)
+    assert (wrong, right) == (pytest.approx(0.693147, abs=1e-6), pytest.approx(-0.117783, abs=1e-6))
+    s = Settings(cusum_shift=0.1, cusum_h=2.0)
+    outcomes = np.array([1, 0, 0, 1, 0, 0], float)  # S: 0, .693147, 1.386294, 1.268511, 1.961658, 2.654806
+    result, state = d.accuracy_drop((900, 1000), outcomes[:5], outcomes[:5], d.CusumState(), s)
+    assert state.s == pytest.approx(1.961658, abs=1e-6) and not result.degraded
+    result, state = d.accuracy_drop((900, 1000), outcomes[5:], outcomes, state, s)
+    assert state.s == pytest.approx(2.654806, abs=1e-6)
+    # The change point is after the last zero (the first label): 5 labels since, 1 right -> accuracy 0.2.
+    assert (state.since_n, state.since_correct) == (5, 1)
+    assert result.degraded and result.effect_size == pytest.approx(0.7) and result.severity is Severity.CRITICAL
+
+
+def test_accuracy_cusum_stays_quiet_on_a_healthy_stream_and_catches_an_8_point_drop():
+    s = Settings()
+    delays = []
+    for seed in range(20):
+        rng, state = np.random.default_rng(seed), d.CusumState()
+        for _ in range(100):  # 100 chunks of 100 healthy labels
+            result, state = d.accuracy_drop((9200, 10000), rng.random(100) < 0.92, np.array([]), state, s)
+            assert not result.degraded
+        for chunk in range(50):
+            result, state = d.accuracy_drop((9200, 10000), rng.random(20) < 0.84, np.array([]), state, s)
+            if result.degraded:
+                delays.append(chunk)
+                break
+    assert len(delays) == 20 and max(delays) * 20 < 1000  # every seed, within 1000 labels
+
+
+def test_psi_is_zero_for_identical_and_grows_with_drift():
+    rng = np.random.default_rng(5)
+    ref = rng.beta(8, 2, 5000)
+    assert d.psi(ref, ref) == pytest.approx(0.0, abs=1e-12)
+    assert d.psi(ref, rng.beta(6, 2.5, 5000)) > d.psi(ref, rng.beta(7.5, 2, 5000))

@@ -1,0 +1,161 @@
+"""The detectors in a running collector: spans in over OTLP/HTTP, model_degradation_* gauges out on /metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from modeltel import taxonomy as tx
+from modeltel_collector.analytics.live import LiveAnalytics
+from modeltel_collector.analytics_cli import health
+from tests.collector_helpers import http_post, running_collector, sample, scrape
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def _spans(model: str, start_s: float, seconds: float, rng, *, slow: float = 1.0, rate: float = 20.0) -> bytes:
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    n = int(seconds * rate)
+    for t, latency in zip(start_s + np.sort(rng.random(n)) * seconds, rng.lognormal(-3, 0.3, n) * slow, strict=True):
+        sp = ss.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name="predict")
+        sp.start_time_unix_nano = int(t * 1e9)
+        sp.end_time_unix_nano = int((t + latency) * 1e9)
+        sp.status.code = Status.STATUS_CODE_OK
+        for key, value in (
+            (tx.SPAN_ATTR_KIND, "prediction"),
+            (tx.ATTR_MODEL_NAME, model),
+            (tx.ATTR_MODEL_VERSION, "3"),
+        ):
+            kv = sp.attributes.add(key=key)
+            kv.value.string_value = value
+    return req.SerializeToString()
+
+
+def _send(c, body: bytes) -> None:
+    status, _, text = http_post(c.urls["otlp_http"] + "/v1/traces", body, PROTOBUF)
+    assert status == 200, text
+
+
+def test_a_slow_model_is_detected_and_exported_while_a_healthy_one_is_not(capsys):
+    rng, now = np.random.default_rng(0), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()  # this test polls itself, at a time of its choosing
+        for model in ("slow", "fine"):
+            for start in range(-1300, -400, 100):  # 15 healthy minutes...
+                _send(c, _spans(model, now + start, 100, rng))
+        for start in range(-400, -100, 100):  # ...then 5 minutes at twice the latency for one of them
+            _send(c, _spans("slow", now + start, 100, rng, slow=2.0))
+            _send(c, _spans("fine", now + start, 100, rng))
+        c.flush()
+        events = c.analytics.poll(now - 90)  # the data end at now - 100
+        firing = {(e.model, e.check) for e in c.analytics.events if e.state == "firing"}
+        assert firing == {("slow", "latency_shift")}, events
+        fams = scrape(c)
+        name = tx.DEGRADATION_DETECTED.prometheus_name
+        slow = {"model_name": "slow", "model_version": "3", "check": "latency_shift"}
+        assert sample(fams, name, name, **slow, severity="critical") == 1.0
+        assert sample(fams, name, name, **slow, severity="warning") == 0.0
+        fine = {"model_name": "fine", "model_version": "3", "check": "latency_shift"}
+        assert sample(fams, name, name, **fine, severity="critical") == 0.0
+        effect = tx.DEGRADATION_EFFECT_SIZE.prometheus_name
+        assert sample(fams, effect, effect, **slow) > 0.5
+        p_value = tx.DEGRADATION_P_VALUE.prometheus_name
+        assert sample(fams, p_value, p_value, **slow) < 1e-6
+        assert health(["--collector", c.urls["listen"], "--format", "json"]) == 1  # 1: a model is degraded
+        report = {m["model_name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+        assert report["slow"]["overall_health"] == "degraded" and report["slow"]["max_severity"] == "critical"
+        assert report["slow"]["details"]["latency_shift"]["status"] == "degraded"
+        assert report["fine"]["overall_health"] == "healthy" and report["fine"]["max_severity"] == "ok"
+
+
+def test_two_collectors_each_own_the_models_routed_to_them():
+    # The gateway's load-balancing exporter routes by service: each collector sees all of its models' spans
+    # and nothing of the others', so each detects on its own models with no shared state.
+    rng, now = np.random.default_rng(1), time.time()
+    with running_collector(otlp_grpc="") as a, running_collector(otlp_grpc="") as b:
+        a.analytics.stop(), b.analytics.stop()
+        for c, model in ((a, "alpha"), (b, "beta")):
+            for start in range(-1300, -400, 100):
+                _send(c, _spans(model, now + start, 100, rng))
+            for start in range(-400, -100, 100):
+                _send(c, _spans(model, now + start, 100, rng, slow=2.0 if model == "beta" else 1.0))
+            c.flush()
+        a.analytics.poll(now - 90)
+        b.analytics.poll(now - 90)
+        assert set(a.analytics.engine.models) == {("alpha", "3")}
+        assert set(b.analytics.engine.models) == {("beta", "3")}
+        assert {e.check for e in a.analytics.events} == set()
+        assert {(e.model, e.check) for e in b.analytics.events if e.state == "firing"} == {("beta", "latency_shift")}
+
+
+def test_a_poll_before_the_trace_store_exists_finds_nothing_and_raises_nothing(tmp_path):
+    class Store:
+        ingested: list = []
+
+        def ingest(self, request, now):
+            self.ingested.append(request)
+
+    live = LiveAnalytics(str(tmp_path / "not-yet.db"), Store())
+    assert live.poll(time.time()) == []
+    assert Store.ingested == []  # no model seen: nothing to publish
+
+
+def _span(ss, t: float, attrs: dict, duration: float = 0.01) -> None:
+    sp = ss.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name="x")
+    sp.start_time_unix_nano, sp.end_time_unix_nano = int(t * 1e9), int((t + duration) * 1e9)
+    for key, value in attrs.items():
+        kv = sp.attributes.add(key=key)
+        if isinstance(value, bool):
+            kv.value.bool_value = value
+        else:
+            kv.value.string_value = value
+
+
+def test_feedback_from_a_labelling_job_joins_its_predictions_in_the_collector():
+    now = time.time()
+    serving, labelling = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    predictions = serving.resource_spans.add().scope_spans.add()
+    feedback = labelling.resource_spans.add().scope_spans.add()
+    model = {tx.SPAN_ATTR_KIND: "prediction", tx.ATTR_MODEL_NAME: "iris", tx.ATTR_MODEL_VERSION: "3"}
+    for i in range(10):
+        pid = {tx.SPAN_ATTR_PREDICTION_ID: f"p{i}"}
+        _span(predictions, now - 100 + i, {**model, **pid, tx.SPAN_ATTR_PREDICTION_VALUE: "cat" if i < 8 else "dog"})
+        # labels for p0..p4 arrive (by their timestamps) before their predictions: out of order
+        at = now - 105 if i < 5 else now - 50
+        _span(feedback, at, {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, **pid, tx.SPAN_ATTR_FEEDBACK_LABEL: "cat"})
+    _span(feedback, now - 40, {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, tx.SPAN_ATTR_PREDICTION_ID: "p1",
+                               tx.SPAN_ATTR_FEEDBACK_CORRECT: False})  # fmt: skip  # a duplicate: ignored
+    _span(feedback, now - 40, {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_FEEDBACK, tx.SPAN_ATTR_PREDICTION_ID: "nope",
+                               tx.SPAN_ATTR_FEEDBACK_CORRECT: True})  # fmt: skip  # unknown: waits, never joins
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()
+        _send(c, labelling.SerializeToString())  # the labelling job's export even reaches the collector first
+        _send(c, serving.SerializeToString())
+        c.flush()
+        c.analytics.poll(now)
+        stats = c.analytics.joiner.stats
+        assert (stats.joined, stats.duplicate) == (10, 1)
+        assert list(c.analytics.joiner.early) == ["nope"]
+        fams = scrape(c)
+        name = tx.ONLINE_ACCURACY.prometheus_name
+        assert sample(fams, name, name, model_name="iris", model_version="3") == pytest.approx(0.8)
+
+
+def test_without_the_analytics_extra_the_collector_runs_and_says_so_once(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed: importing it raises ImportError
+    with caplog.at_level("WARNING", logger="modeltel_collector.analytics"), running_collector(otlp_grpc="") as c:
+        assert c.analytics is None and c.healthy()
+    assert [r.getMessage() for r in caplog.records if "detectors off" in r.getMessage()] == [
+        "degradation detectors off: install them with pip install 'modeltel[analytics]'"
+    ]
