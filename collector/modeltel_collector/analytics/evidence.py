@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -63,8 +64,8 @@ def build(out: Path, src: Sources) -> list[Gate]:
     root = out / PACKAGE
     root.mkdir(parents=True, exist_ok=True)
     gates: list[Gate] = []
-    rules = sorted((src.repo / "alerts").glob("*rules*.y*ml")) if (src.repo / "alerts").is_dir() else []
-    configs = [src.repo / "collector/otelcol/prometheus.yml", src.repo / "collector/otelcol/alertmanager.yml"]
+    rules = sorted((src.repo / "alerts" / "rules").glob("*.y*ml"))
+    configs = [src.repo / "collector/otelcol/prometheus.yml", src.repo / "alerts/alertmanager.yml"]
     configs += rules + sorted((src.repo / "alerts").glob("slo-config.y*ml"))
     _copy([f for f in configs if f.is_file()], root / "configs")
     dashboards = sorted((src.repo / "dashboards").glob("*.json")) if (src.repo / "dashboards").is_dir() else []
@@ -113,7 +114,7 @@ def _gate1(src: Sources, rules: list[Path], dashboards: list[Path], families: di
     out.append(Gate(g, "All core metrics being collected", not missing,
                     f"missing from the collector's /metrics: {missing or 'none'}"))  # fmt: skip
     out.append(_rules_loaded(g, src, rules))
-    am = src.repo / "collector/otelcol/alertmanager.yml"
+    am = src.repo / "alerts/alertmanager.yml"
     run = subprocess.run(["amtool", "check-config", str(am)], capture_output=True, text=True, check=False)
     said = (run.stdout + run.stderr).strip().splitlines()
     last = said[-1] if said else ""
@@ -129,7 +130,7 @@ def _rules_loaded(g: str, src: Sources, rules: list[Path]) -> Gate:
         n = sum(len(grp["rules"]) for grp in groups)
         return Gate(g, check, n > 0 and not bad, f"Prometheus has {n} rules loaded, in error: {bad or 'none'}")
     if not rules:
-        return Gate(g, check, False, "no alerts/*rules*.yml in the repository and no --prometheus given")
+        return Gate(g, check, False, "no alerts/rules/*.yml in the repository and no --prometheus given")
     run = subprocess.run(["promtool", "check", "rules", *map(str, rules)], capture_output=True, text=True, check=False)
     return Gate(g, check, run.returncode == 0, f"promtool check rules: exit {run.returncode}")
 
@@ -174,21 +175,18 @@ def _gate2(src: Sources, root: Path, rules: list[Path]) -> list[Gate]:
 
 
 def _slo_report(src: Sources) -> tuple[str, bool]:
-    lines = ["# SLO compliance", "", "| SLO | objective | measured | error budget left |", "|---|---|---|---|"]
+    """The error-budget report of ``modeltel slo report`` (markdown), run as a command: the collector does not
+    import the SDK's ops tooling, and the report has one implementation."""
     if not src.prometheus:
-        return "\n".join([*lines[:2], "Not measured: no --prometheus given.", ""]), False
-    measured = True
-    for slo in tx.SLOS:
-        expr = f"sum(increase({slo.good}[{slo.window}])) / sum(increase({slo.total}[{slo.window}]))"
-        result = _prom(src, "/api/v1/query", query=expr)["result"]
-        if not result:
-            measured = False
-            lines.append(f"| {slo.description} | {slo.objective:g} | no data | - |")
-            continue
-        ratio = float(result[0]["value"][1])
-        left = 1 - (1 - ratio) / slo.error_budget if slo.error_budget else 0.0
-        lines.append(f"| {slo.description} | {slo.objective:g} | {ratio:.5f} | {left:.1%} |")
-    return "\n".join([*lines, ""]), measured
+        return "# SLO compliance\n\nNot measured: no --prometheus given.\n", False
+    command = [
+        sys.executable, "-m", "modeltel.cli", "slo", "report", "--prometheus", src.prometheus,
+        "--format", "markdown", "--config", str(src.repo / "alerts" / "slo-config.yaml"),
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if run.returncode != 0:
+        return f"# SLO compliance\n\nNot measured: {run.stderr.strip() or run.returncode}\n", False
+    return run.stdout, True
 
 
 def _gate3(src: Sources, rules: list[Path]) -> list[Gate]:
