@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +12,10 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
+from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -20,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from modeltel_collector import Collector
 
+PB = {"Content-Type": "application/x-protobuf"}
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 DELTA = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA,
          UpDownCounter: AggregationTemporality.CUMULATIVE}  # fmt: skip
@@ -106,3 +113,25 @@ def meter_provider(exporter: MetricExporter, service: str = "svc", instance: str
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     res = Resource.create({"service.name": service, "service.instance.id": instance})
     return MeterProvider(resource=res, metric_readers=[reader], **kw)
+
+
+def trace_request(
+    n_spans: int = 3, service: str = "raw", payload: int = 0, **span_fields
+) -> trace_service_pb2.ExportTraceServiceRequest:
+    """A raw OTLP trace request of ``n_spans`` one-span traces, each with ``payload`` bytes of attribute."""
+    start = time.time_ns()
+    attrs = [KeyValue(key="pad", value=AnyValue(string_value="x" * payload))] if payload else []
+    fields = {"start_time_unix_nano": start, "end_time_unix_nano": start + 1000, **span_fields}
+    spans = [
+        trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"s{i}", attributes=attrs, **fields)
+        for i in range(n_spans)
+    ]
+    res = PbResource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))])
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(resource=res, scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+    )
+
+
+def dropped(c: Collector) -> dict[str, float]:
+    """The collector's ``modeltel_collector_dropped`` counters by reason."""
+    return {k: v for k, v in c.stats.counters["modeltel_collector_dropped"].items() if v}

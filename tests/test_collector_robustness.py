@@ -17,27 +17,9 @@ import urllib.request
 import grpc
 import pytest
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tests.collector_helpers import http_get, http_post, running_collector, scrape, tracer_provider
-
-PB = {"Content-Type": "application/x-protobuf"}
-
-
-def _request(n_spans: int = 3, service: str = "raw") -> trace_service_pb2.ExportTraceServiceRequest:
-    start = time.time_ns()
-    spans = [
-        trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"s{i}",
-                       start_time_unix_nano=start, end_time_unix_nano=start + 1000)
-        for i in range(n_spans)
-    ]  # fmt: skip
-    res = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))])
-    return trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[trace_pb2.ResourceSpans(resource=res, scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
-    )
+from tests.collector_helpers import PB, http_get, http_post, running_collector, scrape, tracer_provider
+from tests.collector_helpers import trace_request as _request
 
 
 def _grpc_export(c, body: bytes, metadata=None):

@@ -37,7 +37,7 @@ class Collector:
         if not db:
             self._tmpdir = tempfile.mkdtemp(prefix="modeltel-collector-")
             db = os.path.join(self._tmpdir, "traces.db")
-        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans)
+        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans, self.stats)
         self.forwarder = (
             Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)
             if cfg.forward_endpoint
@@ -54,6 +54,11 @@ class Collector:
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
+        self.stats.gauge(
+            "modeltel_collector_trace_store_healthy",
+            "1 while the trace store writes, 0 while it is degraded (disk full, I/O error).",
+            lambda: 0 if self.spans.error else 1,
+        )
         if self.forwarder is not None:
             self.stats.gauge(
                 "modeltel_collector_forward_queue_depth", "Requests waiting to be forwarded.", self.forwarder.depth
@@ -76,7 +81,7 @@ class Collector:
             spans=self.spans,
             stats=self.stats,
             config=self.config,
-            healthy=self.healthy,
+            health=self.health,
         )
         self._http[name] = server
         self.ports[name] = server.port
@@ -139,6 +144,20 @@ class Collector:
     def healthy(self) -> bool:
         return not self._stopped.is_set()
 
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, document) for /healthz: 503 once stopping; 200 but "degraded" while the store fails.
+
+        A degraded store still answers 200: the collector keeps serving metrics and recovers by itself, so
+        a liveness probe must not restart it (and lose its queue); monitors read ``status``.
+        """
+        doc = {"status": "ok", "queue_depth": self.pipeline.depth(), "trace_store": "ok"}
+        if self.spans.error:
+            doc.update(status="degraded", trace_store=f"degraded: {self.spans.error}")
+        if not self.healthy():
+            doc["status"] = "unavailable"
+            return 503, doc
+        return 200, doc
+
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything accepted so far is merged and written (for tests and the demo)."""
         return self.pipeline.wait_idle(timeout_s)
@@ -155,8 +174,8 @@ class Collector:
             otlp_http.server_close()
         if self._grpc is not None:
             self._grpc.stop(grace / 2)
-        self.pipeline.close()
-        self.spans.close()
+        self.pipeline.close(grace)
+        self.spans.close(grace)
         if self.forwarder is not None:
             self.forwarder.close(grace / 2)
         for server in self._http.values():

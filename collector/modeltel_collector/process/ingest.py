@@ -99,12 +99,13 @@ class IngestQueue:
             time.sleep(0.005)
         return False
 
-    def close(self) -> None:
-        """Refuse new data, process everything queued, stop the worker."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Refuse new data, process everything queued (for at most ``timeout_s``), stop the worker."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
 
     def _run(self) -> None:
         last_expire = time.monotonic()

@@ -13,7 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
-from modeltel_collector.store.spans import TraceRow
+from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
 _ERROR = Status.STATUS_CODE_ERROR
 _WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}
@@ -60,8 +60,8 @@ class _Trace:
             _csv(self.kinds),
             self.name,
             self.status,
-            self.start,
-            self.longest,
+            min(self.start, MAX_INT64),  # fixed64 on the wire, INTEGER in SQLite: a far-future time is clamped
+            min(self.longest, MAX_INT64),
             self.span_id,
             self.count,
             b"".join(self.parts),

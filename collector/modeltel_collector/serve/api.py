@@ -29,11 +29,7 @@ class ApiHandler(Handler):
             body = render(ctx["metrics"], ctx["stats"], om)
             self.send_body(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
         elif path == "/healthz":
-            healthy = ctx["healthy"]()
-            self.send_json(
-                200 if healthy else 503,
-                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["ingest"].depth()},
-            )
+            self.send_json(*ctx["health"]())
         elif path.startswith("/api/traces"):
             if not token_ok(self.headers.get("Authorization"), ctx["config"].auth_token):
                 self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
