@@ -26,7 +26,7 @@ from modeltel_collector.store.series import (
     merge_exp_histogram,
     merge_histogram,
 )
-from modeltel_collector.translate import label_name, metric_family_name
+from modeltel_collector.translate import family_name_problem, label_name, metric_family_name, sample_names
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
@@ -73,16 +73,22 @@ def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
     ns = attrs.get("service.namespace")
     job = f"{ns}/{name}" if ns else name
     instance = attrs.get("service.instance.id", "")
-    info = tuple(sorted((label_name(k), v) for k, v in attrs.items() if k not in _RESOURCE_IDENTITY))
-    return (job, instance), info
+    info: dict[str, str] = {}
+    for k, v in attrs.items():
+        if k not in _RESOURCE_IDENTITY:
+            _add_label(info, label_name(k), v)
+    return (job, instance), tuple(sorted(info.items()))
+
+
+def _add_label(labels: dict[str, str], key: str, value: str) -> None:
+    """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says."""
+    labels[key] = f"{labels[key]};{value}" if key in labels else value
 
 
 def _point_labels(base: Labels, attributes: Iterable) -> Labels:
     labels = dict(base)
     for kv in attributes:
-        key = label_name(kv.key)
-        value = any_value_str(kv.value)
-        labels[key] = f"{labels[key]};{value}" if key in labels and key not in ("job", "instance") else value
+        _add_label(labels, label_name(kv.key), any_value_str(kv.value))
     return tuple(sorted(labels.items()))
 
 
@@ -96,6 +102,7 @@ class MetricStore:
         self.families: dict[str, Family] = {}
         self.resources: dict[ResourceKey, ResourceState] = {}
         self.n_series = 0
+        self._claimed: dict[str, str] = {}  # exposed name (family or sample) -> the family that owns it
 
     # ---------------------------------------------------------------- resources
     def _touch_resource(self, resource: Resource, now: float) -> ResourceState:
@@ -108,9 +115,18 @@ class MetricStore:
         return state
 
     def _family(self, name: str, type_: str, unit: str, help_: str) -> Family | None:
+        """The family, created on first use; None when its exposed names clash with another family's.
+
+        Clashes are by every exposed name, not just the family's: a counter ``x_bucket`` would emit the
+        samples of histogram ``x``, and Prometheus refuses a page with one name in two families.
+        """
         fam = self.families.get(name)
         if fam is None:
+            names = sample_names(name, type_)
+            if any(self._claimed.get(n, name) != name for n in names):
+                return None
             fam = self.families[name] = Family(name, type_, unit, help_)
+            self._claimed.update(dict.fromkeys(names, name))
         elif fam.type != type_:
             return None  # same Prometheus name, different type: keep the first, reject the other
         if help_ and not fam.help:
@@ -152,28 +168,22 @@ class MetricStore:
         kind = m.WhichOneof("data")
         if kind == "sum":
             data = m.sum
-            monotonic = data.is_monotonic
-            fam = self._family(
-                metric_family_name(m.name, m.unit, not monotonic),
-                COUNTER if monotonic else GAUGE,
-                m.unit,
-                m.description,
-            )
-            delta = data.aggregation_temporality == DELTA
+            type_ = COUNTER if data.is_monotonic else GAUGE
         elif kind == "gauge":
-            data, delta = m.gauge, False
-            fam = self._family(metric_family_name(m.name, m.unit, True), GAUGE, m.unit, m.description)
+            data, type_ = m.gauge, GAUGE
         elif kind in ("histogram", "exponential_histogram"):
-            data = getattr(m, kind)
-            fam = self._family(metric_family_name(m.name, m.unit), HISTOGRAM, m.unit, m.description)
-            delta = data.aggregation_temporality == DELTA
+            data, type_ = getattr(m, kind), HISTOGRAM
         else:
             result.rejected += 1
             result.reasons.add(f"unsupported metric type {kind} ({m.name})")
             return
+        delta = kind != "gauge" and data.aggregation_temporality == DELTA
+        name = metric_family_name(m.name, m.unit, type_ == GAUGE)
+        problem = family_name_problem(name)
+        fam = None if problem else self._family(name, type_, m.unit, m.description)
         if fam is None:
             result.rejected += len(data.data_points)
-            result.reasons.add(f"{m.name}: type conflicts with an existing series of the same name")
+            result.reasons.add(problem or f"{m.name}: its Prometheus names clash with an existing family's")
             return
         if res.key not in fam.direct_resources:
             self._drop_derived(fam, res.key)
@@ -282,5 +292,10 @@ class MetricStore:
                 del self.resources[rkey]
             self.n_series -= removed
             for name in [n for n, f in self.families.items() if not f.series]:
-                del self.families[name]
+                self._forget_family(name)
         return removed
+
+    def _forget_family(self, name: str) -> None:
+        fam = self.families.pop(name)
+        for n in sample_names(name, fam.type):
+            self._claimed.pop(n, None)
