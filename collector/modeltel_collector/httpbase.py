@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 
 from modeltel_collector.otlp import PayloadError
 
@@ -125,21 +126,47 @@ class Handler(BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
+        """A chunked body, parsed strictly (RFC 9112 7.1): a bad size line or chunk end closes the connection.
+
+        A size must be 1-8 hex digits: ``int(x, 16)`` alone accepts "-1", "+a" and "0x10", and a negative
+        size made ``read`` consume the connection to EOF, past every limit.
+        """
         parts, total = [], 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError as e:
-                self.close_connection = True
-                raise PayloadError("malformed chunked body") from e
+            size = _chunk_size(self._framing_line())
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
+                for _ in range(_MAX_TRAILERS):
+                    if self._framing_line() in (b"\r\n", b"\n"):
+                        return b"".join(parts)
+                self._malformed("too many trailer lines")
             total += size
             if total > limit:
                 self.close_connection = True
                 raise PayloadError(f"body exceeds the {limit}-byte limit", 413)
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(3)
+            chunk = self.rfile.read(size)
+            if len(chunk) != size:
+                self._malformed(f"truncated chunk: got {len(chunk)} of {size} bytes")
+            parts.append(chunk)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self._malformed("chunk data not followed by CRLF")
+
+    def _framing_line(self) -> bytes:
+        line = self.rfile.readline(1024)
+        if not line.endswith(b"\n"):
+            self._malformed("truncated chunked body" if len(line) < 1024 else "chunk line too long")
+        return line
+
+    def _malformed(self, reason: str) -> NoReturn:
+        self.close_connection = True
+        raise PayloadError(f"malformed chunked body: {reason}")
+
+
+_MAX_TRAILERS = 64
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+
+
+def _chunk_size(line: bytes) -> int:
+    text = line.split(b";", 1)[0].rstrip(b"\r\n").rstrip(b" \t")  # chunk extensions are ignored
+    if not _CHUNK_SIZE.fullmatch(text):
+        raise PayloadError(f"malformed chunked body: bad chunk size {text[:20]!r}")
+    return int(text, 16)
