@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -18,7 +17,15 @@ import grpc
 import pytest
 from google.rpc import status_pb2
 
-from tests.collector_helpers import PB, http_get, http_post, running_collector, scrape, tracer_provider
+from tests.collector_helpers import (
+    PB,
+    http_get,
+    http_post,
+    running_collector,
+    scrape,
+    self_signed_cert,
+    tracer_provider,
+)
 from tests.collector_helpers import trace_request as _request
 
 
@@ -200,14 +207,7 @@ def test_trace_store_bounded_by_size_and_age() -> None:
 
 
 def test_tls_on_both_receivers(tmp_path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_cert(tmp_path)
     with running_collector(tls_cert=str(cert), tls_key=str(key)) as c:
         assert c.urls["otlp_http"].startswith("https://")
         ctx = ssl.create_default_context(cafile=str(cert))

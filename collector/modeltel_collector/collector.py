@@ -69,8 +69,8 @@ class Collector:
         self._stopped = threading.Event()
         self.ports: dict[str, int] = {}
 
-    def _serve_http(self, name: str, address: str, handler: type, tls: bool) -> None:
-        ctx = ssl_context(self.config.tls_cert, self.config.tls_key) if tls else None
+    def _serve_http(self, name: str, address: str, handler: type) -> None:
+        ctx = ssl_context(self.config.tls_cert, self.config.tls_key)  # every listener: both take the token
         server = BoundedHTTPServer(
             split_address(address),
             handler,
@@ -99,9 +99,9 @@ class Collector:
         self.pipeline.start()
         try:
             if cfg.listen:
-                self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler, tls=False))
+                self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler))
             if cfg.otlp_http:
-                self._bind("otlp_http", lambda: self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler, tls=True))
+                self._bind("otlp_http", lambda: self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler))
             if cfg.otlp_grpc:
                 self._bind("otlp_grpc", self._serve_grpc)
         except Exception:
@@ -135,7 +135,7 @@ class Collector:
             if name in self.ports:
                 host = split_address(addr)[0]
                 host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-                scheme = "https" if self.config.tls_cert and name == "otlp_http" else "http"
+                scheme = "https" if self.config.tls_cert else "http"
                 out[name] = (
                     f"{host}:{self.ports[name]}" if name == "otlp_grpc" else f"{scheme}://{host}:{self.ports[name]}"
                 )

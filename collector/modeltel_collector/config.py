@@ -36,7 +36,8 @@ class Config:
     forward_headers: dict[str, str] = field(default_factory=dict)
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set
-    tls_cert: str = ""
+    metrics_auth: bool = True  # with auth_token set, /metrics requires it too (it names services, models, traces)
+    tls_cert: str = ""  # with tls_key: TLS on every listener (the token must never cross in plaintext)
     tls_key: str = ""
     shutdown_timeout_s: float = 10.0
 

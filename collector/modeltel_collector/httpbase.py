@@ -74,12 +74,16 @@ def ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
 
 
 def token_ok(header: str | None, token: str) -> bool:
-    """Constant-time check of an ``Authorization: Bearer <token>`` header (always true without a token)."""
+    """Constant-time check of an ``Authorization: Bearer <token>`` header (always true without a token).
+
+    The scheme is case-insensitive (RFC 7235 2.1): "bearer", "BEARER" and "Bearer" are the same.
+    """
     if not token:
         return True
-    if not header or not header.startswith("Bearer "):
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -25,6 +25,10 @@ class ApiHandler(Handler):
         path = url.path.rstrip("/") or "/"
         ctx = self.server.ctx
         if path == "/metrics":
+            cfg = ctx["config"]
+            if cfg.metrics_auth and not token_ok(self.headers.get("Authorization"), cfg.auth_token):
+                self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
+                return
             om = wants_openmetrics(self.headers.get("Accept", ""))
             body = render(ctx["metrics"], ctx["stats"], om)
             self.send_body(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
