@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import socket
+import threading
+import time
+
+import grpc
+import pytest
 
 from tests.collector_helpers import PB, http_post, running_collector, trace_request
 
@@ -55,3 +60,49 @@ def test_gzip_with_several_members_is_read_whole() -> None:
         assert http_post(c.urls["otlp_http"] + "/v1/traces", trailing, {**PB, "Content-Encoding": "gzip"})[0] == 400
         bomb = gzip.compress(b"\0" * 600_000) * 20  # each member under the limit, together over it
         assert http_post(c.urls["otlp_http"] + "/v1/traces", bomb, {**PB, "Content-Encoding": "gzip"})[0] == 413
+
+
+def _grpc_export(c, body: bytes):
+    with grpc.insecure_channel(c.urls["otlp_grpc"]) as ch:
+        return ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(body, timeout=10)
+
+
+def test_inflight_bytes_are_bounded_across_receivers() -> None:
+    with running_collector(max_inflight_bytes=1 << 20) as c:
+        body = trace_request(40, payload=15_000).SerializeToString()  # ~600 kB
+        host, port = c.urls["otlp_http"].removeprefix("http://").split(":")
+        slow = socket.create_connection((host, int(port)), timeout=10)  # holds its body's bytes while sending
+        slow.sendall(_HEAD.replace("Transfer-Encoding: chunked", f"Content-Length: {len(body)}").encode())
+        slow.sendall(body[:1000])
+        deadline = time.monotonic() + 5
+        while c.pipeline.inflight_bytes < len(body) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, headers, _ = http_post(c.urls["otlp_http"] + "/v1/traces", body, PB)
+        assert status == 429 and headers["Retry-After"]
+        with pytest.raises(grpc.RpcError) as err:
+            _grpc_export(c, body)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        slow.sendall(body[1000:])
+        assert slow.recv(4096).startswith(b"HTTP/1.1 200")
+        slow.close()
+        assert http_post(c.urls["otlp_http"] + "/v1/traces", body, PB)[0] == 200
+        _grpc_export(c, body)
+        assert c.flush() and c.spans.count == 120 and c.pipeline.inflight_bytes == 0
+
+
+def test_trace_store_queue_is_bounded_in_bytes() -> None:
+    with running_collector(trace_queue_bytes=200_000, max_queue_bytes=300_000) as c:
+        gate = threading.Event()
+        write = c.spans._batches._write
+        c.spans._batches._write = lambda rows: (gate.wait(20), write(rows))
+        body = trace_request(10, payload=5_000).SerializeToString()  # ~50 kB
+        url = c.urls["otlp_http"] + "/v1/traces"
+        accepted = 0
+        while http_post(url, body, PB)[0] == 200:
+            accepted += 10
+            assert accepted < 1000, "never answered 429: the trace store queue is not bounded"
+            time.sleep(0.02)  # let the worker move batches on to the store's queue
+        assert c.spans.queued_bytes <= 200_000 + 60_000  # one batch may go over, so one large batch gets in
+        assert c.pipeline.queued_bytes <= 300_000
+        gate.set()
+        assert c.flush() and c.spans.count == accepted  # nothing accepted was lost

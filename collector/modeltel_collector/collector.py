@@ -37,7 +37,7 @@ class Collector:
         if not db:
             self._tmpdir = tempfile.mkdtemp(prefix="modeltel-collector-")
             db = os.path.join(self._tmpdir, "traces.db")
-        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans, self.stats)
+        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans, self.stats, cfg.trace_queue_bytes)
         self.forwarder = (
             Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)
             if cfg.forward_endpoint
@@ -51,6 +51,7 @@ class Collector:
             cfg.max_queue_bytes,
             cfg.derive_span_metrics,
             cfg.retry_after_s,
+            cfg.max_inflight_bytes,
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)

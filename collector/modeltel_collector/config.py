@@ -28,7 +28,9 @@ class Config:
     staleness_s: float = 300.0
     max_series: int = 100_000
     max_request_bytes: int = 8 << 20
-    max_queue_bytes: int = 64 << 20
+    max_queue_bytes: int = 64 << 20  # accepted requests waiting for the ingest worker (wire bytes)
+    max_inflight_bytes: int = 32 << 20  # requests being read/decoded; beyond it 429 / RESOURCE_EXHAUSTED
+    trace_queue_bytes: int = 32 << 20  # trace rows waiting for the SQLite writer
     max_connections: int = 32  # per receiver (HTTP connections, concurrent gRPC calls)
     retry_after_s: float = 1.0
     derive_span_metrics: bool = True

@@ -13,6 +13,7 @@ import json
 import re
 import ssl
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
 
@@ -107,10 +108,20 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         self.send_body(status, json.dumps(doc).encode(), "application/json", headers)
 
-    def read_body(self, limit: int) -> bytes:
-        """The request body (Content-Length or chunked), refusing anything over ``limit`` bytes."""
+    def read_body(self, limit: int, reserve: Callable[[int], None] | None = None) -> bytes:
+        """The request body (Content-Length or chunked), refusing anything over ``limit`` bytes.
+
+        ``reserve(n)`` is called before ``n`` more bytes are read, and may refuse them by raising; the
+        connection is then closed, since its body was not read.
+        """
+        self.close_connection = True  # until the body is read whole, the connection cannot be reused
+        body = self._read_body(limit, reserve or (lambda n: None))
+        self.close_connection = False
+        return body
+
+    def _read_body(self, limit: int, reserve: Callable[[int], None]) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked(limit)
+            return self._read_chunked(limit, reserve)
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             raise PayloadError("Content-Length or chunked encoding required", 411)
@@ -121,15 +132,14 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise PayloadError("invalid Content-Length")
         if length > limit:
-            self.close_connection = True  # unread body: the connection cannot be reused
             raise PayloadError(f"body of {length} bytes exceeds the {limit}-byte limit", 413)
+        reserve(length)
         body = self.rfile.read(length)
         if len(body) != length:
-            self.close_connection = True
             raise PayloadError(f"truncated body: got {len(body)} of {length} bytes")
         return body
 
-    def _read_chunked(self, limit: int) -> bytes:
+    def _read_chunked(self, limit: int, reserve: Callable[[int], None]) -> bytes:
         """A chunked body, parsed strictly (RFC 9112 7.1): a bad size line or chunk end closes the connection.
 
         A size must be 1-8 hex digits: ``int(x, 16)`` alone accepts "-1", "+a" and "0x10", and a negative
@@ -145,8 +155,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._malformed("too many trailer lines")
             total += size
             if total > limit:
-                self.close_connection = True
                 raise PayloadError(f"body exceeds the {limit}-byte limit", 413)
+            reserve(size)
             chunk = self.rfile.read(size)
             if len(chunk) != size:
                 self._malformed(f"truncated chunk: got {len(chunk)} of {size} bytes")
@@ -161,7 +171,6 @@ class Handler(BaseHTTPRequestHandler):
         return line
 
     def _malformed(self, reason: str) -> NoReturn:
-        self.close_connection = True
         raise PayloadError(f"malformed chunked body: {reason}")
 
 

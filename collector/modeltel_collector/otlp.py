@@ -25,6 +25,12 @@ REQUEST_TYPES: dict[str, type[Message]] = {TRACES: ExportTraceServiceRequest, ME
 RESPONSE_TYPES: dict[str, type[Message]] = {TRACES: ExportTraceServiceResponse, METRICS: ExportMetricsServiceResponse}
 
 
+# what decoding costs in memory per wire byte, for in-flight accounting: upb message trees are compact,
+# Python's json objects are not
+PROTOBUF_DECODE_FACTOR = 2
+JSON_DECODE_FACTOR = 10
+
+
 class PayloadError(ValueError):
     """A request the client must not retry: malformed, truncated, oversized or of the wrong type."""
 

@@ -32,6 +32,29 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class Reservation:
+    """Bytes a request holds while it is read, decompressed and decoded; returned when the block ends.
+
+    ``grow`` raises ``Overloaded`` when the collector-wide in-flight budget is spent, so many large
+    concurrent requests are answered 429 / RESOURCE_EXHAUSTED instead of all being held in memory at once.
+    """
+
+    def __init__(self, owner: IngestQueue) -> None:
+        self._owner = owner
+        self.bytes = 0
+
+    def grow(self, n: int) -> None:
+        self._owner._reserve(n, self.bytes)
+        self.bytes += n
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._owner._release(self.bytes)
+        self.bytes = 0
+
+
 class IngestQueue:
     """The bounded queue of accepted requests and the one worker thread that processes them in order."""
 
@@ -44,6 +67,7 @@ class IngestQueue:
         max_queue_bytes: int = 64 << 20,
         derive_span_metrics: bool = True,
         retry_after_s: float = 1.0,
+        max_inflight_bytes: int = 32 << 20,
     ) -> None:
         self.metrics = metrics
         self.spans = spans
@@ -52,6 +76,9 @@ class IngestQueue:
         self.max_queue_bytes = max_queue_bytes
         self.derive = derive_span_metrics
         self.retry_after_s = retry_after_s
+        self.max_inflight_bytes = max_inflight_bytes
+        self.inflight_bytes = 0
+        self._inflight_lock = threading.Lock()
         self._queue: deque[tuple[str, bytes, str]] = deque()
         self.queued_bytes = 0
         self._busy = False
@@ -65,12 +92,35 @@ class IngestQueue:
             lambda: self.queued_bytes,
         )
         stats.gauge("modeltel_collector_queue_limit_bytes", "Ingest queue bound.", lambda: self.max_queue_bytes)
+        stats.gauge(
+            "modeltel_collector_inflight_bytes",
+            "Bytes held by requests being read, decompressed or decoded.",
+            lambda: self.inflight_bytes,
+        )
 
     def start(self) -> None:
         self._thread.start()
 
     def depth(self) -> int:
         return len(self._queue)
+
+    def reserve(self, size: int = 0) -> Reservation:
+        """A ``Reservation`` of ``size`` in-flight bytes (raises ``Overloaded`` when the budget is spent)."""
+        r = Reservation(self)
+        if size:
+            r.grow(size)
+        return r
+
+    def _reserve(self, n: int, own: int) -> None:
+        with self._inflight_lock:
+            others = self.inflight_bytes - own  # a request alone may exceed the budget: it must get through
+            if self._closed or (others > 0 and self.inflight_bytes + n > self.max_inflight_bytes):
+                raise Overloaded(self.retry_after_s)
+            self.inflight_bytes += n
+
+    def _release(self, n: int) -> None:
+        with self._inflight_lock:
+            self.inflight_bytes -= n
 
     def check_room(self, size: int) -> None:
         """Raise ``Overloaded`` before decoding a request that could not be queued anyway."""

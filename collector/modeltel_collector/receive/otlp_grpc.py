@@ -79,8 +79,9 @@ class GrpcReceiver:
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
             try:
                 self.ingest.check_room(len(body))
-                otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-                self.ingest.submit(signal, body, "grpc")
+                with self.ingest.reserve(len(body) * (1 + otlp.PROTOBUF_DECODE_FACTOR)):
+                    otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
+                    self.ingest.submit(signal, body, "grpc")
             except otlp.PayloadError as e:
                 self.stats.inc("modeltel_collector_refused_requests", "invalid")
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

@@ -12,7 +12,7 @@ from google.rpc import status_pb2
 
 from modeltel_collector import otlp
 from modeltel_collector.httpbase import Handler, token_ok
-from modeltel_collector.process.ingest import Overloaded
+from modeltel_collector.process.ingest import Overloaded, Reservation
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
 _PROTOBUF = "application/x-protobuf"
@@ -41,14 +41,8 @@ class OTLPHandler(Handler):
             if content_type not in (_PROTOBUF, _JSON):
                 self.read_body(cfg.max_request_bytes)
                 raise otlp.PayloadError(f"Content-Type must be {_PROTOBUF} or {_JSON}, got {content_type!r}", 415)
-            body = self.read_body(cfg.max_request_bytes)
-            ctx["ingest"].check_room(len(body))
-            body = otlp.decompress(body, self.headers.get("Content-Encoding", ""), cfg.max_request_bytes)
-            if is_json:
-                body = otlp.parse_json(signal, body).SerializeToString()
-            else:
-                otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-            ctx["ingest"].submit(signal, body, "http")
+            with ctx["ingest"].reserve() as held:
+                self._accept(signal, is_json, held)
         except otlp.PayloadError as e:
             stats.inc("modeltel_collector_refused_requests", _REFUSAL_REASONS.get(e.status, "invalid"))
             self._error(e.status, str(e), is_json)
@@ -62,6 +56,24 @@ class OTLPHandler(Handler):
             self.send_body(200, otlp.to_json(response), _JSON)
         else:
             self.send_body(200, response.SerializeToString(), _PROTOBUF)
+
+    def _accept(self, signal: str, is_json: bool, held: Reservation) -> None:
+        """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory."""
+        ctx = self.server.ctx
+        cfg = ctx["config"]
+        body = self.read_body(cfg.max_request_bytes, held.grow)
+        ctx["ingest"].check_room(len(body))
+        encoding = self.headers.get("Content-Encoding", "")
+        if encoding.strip().lower() not in ("", "identity"):
+            body = otlp.decompress(body, encoding, cfg.max_request_bytes)
+            held.grow(len(body))
+        if is_json:
+            held.grow(len(body) * otlp.JSON_DECODE_FACTOR)
+            body = otlp.parse_json(signal, body).SerializeToString()
+        else:
+            held.grow(len(body) * otlp.PROTOBUF_DECODE_FACTOR)
+            otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
+        ctx["ingest"].submit(signal, body, "http")
 
     def do_GET(self) -> None:
         self.send_body(405, b"OTLP receiver: POST /v1/traces or /v1/metrics\n", "text/plain", {"Allow": "POST"})
