@@ -35,6 +35,7 @@ class GrpcReceiver:
         options = [
             ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.http2.bdp_probe", 0),
         ]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modeltel-grpc"),
