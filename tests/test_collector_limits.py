@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from tests.collector_helpers import PB, http_post, running_collector, trace_request
+from tests.collector_helpers import PB, http_get, http_post, running_collector, trace_request
 
 _HEAD = (
     "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -106,3 +106,51 @@ def test_trace_store_queue_is_bounded_in_bytes() -> None:
         assert c.pipeline.queued_bytes <= 300_000
         gate.set()
         assert c.flush() and c.spans.count == accepted  # nothing accepted was lost
+
+
+def _open(url: str, first_bytes: bytes = b"") -> socket.socket:
+    host, port = url.split("://", 1)[-1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    if first_bytes:
+        s.sendall(first_bytes)
+    return s
+
+
+def test_idle_and_slow_connections_cannot_lock_out_ingest_or_scrapes() -> None:
+    with running_collector(max_connections=4) as c:
+        hogs = []
+        for url in (c.urls["otlp_http"], c.urls["listen"]):
+            hogs += [_open(url) for _ in range(2)]  # connected, silent
+            hogs += [_open(url, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n") for _ in range(2)]  # slowloris head
+        time.sleep(0.5)
+        body = trace_request(3).SerializeToString()
+        for _ in range(3):
+            t0 = time.monotonic()
+            assert http_post(c.urls["otlp_http"] + "/v1/traces", body, PB)[0] == 200
+            assert http_get(c.urls["listen"] + "/metrics")[0] == 200
+            assert http_get(c.urls["listen"] + "/healthz")[0] == 200
+            assert time.monotonic() - t0 < 5
+            time.sleep(0.3)
+        for s in hogs:
+            s.close()
+
+
+def test_a_body_trickling_in_is_cut_off_at_the_read_timeout() -> None:
+    with running_collector(read_timeout_s=1.0) as c:
+        body = trace_request(3).SerializeToString()
+        slow = _open(c.urls["otlp_http"])
+        slow.sendall(_HEAD.replace("Transfer-Encoding: chunked", f"Content-Length: {len(body)}").encode())
+        t0 = time.monotonic()
+        for b in body[:-1]:  # one byte every 50 ms: each read is quick, the whole body never arrives in time
+            try:
+                slow.sendall(bytes([b]))
+            except OSError:
+                break
+            time.sleep(0.05)
+            if time.monotonic() - t0 > 4:
+                break
+        slow.settimeout(5)
+        assert slow.recv(4096).startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - t0 < 3
+        slow.close()
+        assert c.stats.counters["modeltel_collector_refused_requests"]["timeout"] == 1

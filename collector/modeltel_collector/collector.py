@@ -77,6 +77,7 @@ class Collector:
             handler,
             self.config.max_connections,
             ctx,
+            self.config.read_timeout_s,
             ingest=self.pipeline,
             metrics=self.metrics,
             spans=self.spans,

@@ -31,7 +31,8 @@ class Config:
     max_queue_bytes: int = 64 << 20  # accepted requests waiting for the ingest worker (wire bytes)
     max_inflight_bytes: int = 32 << 20  # requests being read/decoded; beyond it 429 / RESOURCE_EXHAUSTED
     trace_queue_bytes: int = 32 << 20  # trace rows waiting for the SQLite writer
-    max_connections: int = 32  # per receiver (HTTP connections, concurrent gRPC calls)
+    max_connections: int = 128  # per server (HTTP connections, concurrent gRPC calls): ~100 exporters
+    read_timeout_s: float = 30.0  # a request's body must arrive within this; also the idle keep-alive timeout
     retry_after_s: float = 1.0
     derive_span_metrics: bool = True
     forward_endpoint: str = ""  # OTLP/HTTP base URL, e.g. http://otelcol:4318

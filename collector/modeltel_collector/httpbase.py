@@ -3,6 +3,10 @@
 The stdlib ThreadingHTTPServer is enough here: OTLP exporters send few, large, batched requests over
 keep-alive connections, so per-request overhead is negligible next to protobuf decoding; it adds no
 dependency, and the connection cap keeps threads (and memory) bounded under any load.
+
+A cap alone lets idle or slow clients lock everyone out, so: a connection waiting for its next request
+(keep-alive, or a request head trickling in) is evicted, longest-waiting first, when a new connection
+needs its slot; and once a request's head has arrived, its body must arrive within ``read_timeout_s``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import contextlib
 import hmac
 import json
 import re
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
@@ -33,9 +39,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], handler: type, max_connections: int, ssl_context=None, **ctx: Any):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type,
+        max_connections: int,
+        ssl_context=None,
+        read_timeout_s: float = 30.0,
+        **ctx: Any,
+    ):
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.read_timeout_s = read_timeout_s
+        self._waiting: dict[Any, float] = {}  # connections waiting for a request -> since (monotonic)
+        self._waiting_lock = threading.Lock()
         self.ctx = ctx  # shared objects the handlers need (ingest queue, stores, config)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
@@ -44,8 +61,29 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
+    def waiting(self, conn, *, since: float | None) -> None:
+        """Mark ``conn`` as waiting for a request (evictable) since ``since``, or as busy (None)."""
+        with self._waiting_lock:
+            if since is None:
+                self._waiting.pop(conn, None)
+            else:
+                self._waiting[conn] = since
+
+    def _evict_one(self) -> bool:
+        """Close the connection that has waited longest for a request (a quarter second at least)."""
+        with self._waiting_lock:
+            if not self._waiting:
+                return False
+            conn, since = min(self._waiting.items(), key=lambda kv: kv[1])
+            if time.monotonic() - since < 0.25:
+                return False  # all in active use: refusing the newcomer is fairer than churning them
+            del self._waiting[conn]
+        with contextlib.suppress(OSError):  # the plain socket's shutdown: wakes its handler's read with EOF
+            socket.socket.shutdown(conn, socket.SHUT_RDWR)
+        return True
+
     def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False) and not (self._evict_one() and self._slots.acquire(timeout=2.0)):
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY)
             self.shutdown_request(request)
@@ -90,7 +128,24 @@ def token_ok(header: str | None, token: str) -> bool:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "modeltel-collector"
-    timeout = 30  # idle keep-alive connections give their slot back
+    _deadline = 0.0  # monotonic time by which the current request's body must have arrived
+
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout_s
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        self.server.waiting(self.connection, since=time.monotonic())
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.server.waiting(self.connection, since=None)
+        self._deadline = time.monotonic() + self.server.read_timeout_s
+        return super().parse_request()
+
+    def finish(self) -> None:
+        self.server.waiting(self.connection, since=None)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging (it would dominate CPU at high request rates)."""
@@ -134,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
         if length > limit:
             raise PayloadError(f"body of {length} bytes exceeds the {limit}-byte limit", 413)
         reserve(length)
-        body = self.rfile.read(length)
+        body = self._read_exact(length)
         if len(body) != length:
             raise PayloadError(f"truncated body: got {len(body)} of {length} bytes")
         return body
@@ -157,14 +212,38 @@ class Handler(BaseHTTPRequestHandler):
             if total > limit:
                 raise PayloadError(f"body exceeds the {limit}-byte limit", 413)
             reserve(size)
-            chunk = self.rfile.read(size)
+            chunk = self._read_exact(size)
             if len(chunk) != size:
                 self._malformed(f"truncated chunk: got {len(chunk)} of {size} bytes")
             parts.append(chunk)
             if self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 self._malformed("chunk data not followed by CRLF")
 
+    def _read_exact(self, n: int) -> bytes:
+        """``n`` bytes (fewer at EOF), or 408 once the request's read deadline passes: a client trickling
+        a body byte by byte would otherwise hold its connection slot for as long as it likes."""
+        parts, left = [], n
+        try:
+            while left > 0:
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(remaining)
+                part = self.rfile.read1(min(left, 1 << 20))
+                if not part:
+                    break
+                parts.append(part)
+                left -= len(part)
+        except TimeoutError as e:
+            self.close_connection = True
+            raise PayloadError(f"request body not received within {self.server.read_timeout_s:g} s", 408) from e
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(parts)
+
     def _framing_line(self) -> bytes:
+        if self._deadline - time.monotonic() <= 0:
+            raise PayloadError(f"request body not received within {self.server.read_timeout_s:g} s", 408)
         line = self.rfile.readline(1024)
         if not line.endswith(b"\n"):
             self._malformed("truncated chunked body" if len(line) < 1024 else "chunk line too long")

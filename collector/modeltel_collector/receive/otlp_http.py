@@ -18,7 +18,7 @@ _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _GRPC_CODES = {401: 16, 404: 5, 429: 8}  # UNAUTHENTICATED, NOT_FOUND, RESOURCE_EXHAUSTED; else INVALID_ARGUMENT
-_REFUSAL_REASONS = {400: "invalid", 411: "invalid", 413: "too_large", 415: "unsupported_media_type"}
+_REFUSAL_REASONS = {400: "invalid", 408: "timeout", 411: "invalid", 413: "too_large", 415: "unsupported_media_type"}
 
 
 class OTLPHandler(Handler):
