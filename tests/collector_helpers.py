@@ -120,14 +120,17 @@ def meter_provider(exporter: MetricExporter, service: str = "svc", instance: str
 
 
 def trace_request(
-    n_spans: int = 3, service: str = "raw", payload: int = 0, **span_fields
+    n_spans: int = 3, service: str = "raw", payload: int = 0, trace_id: bytes | None = None, **span_fields
 ) -> trace_service_pb2.ExportTraceServiceRequest:
-    """A raw OTLP trace request of ``n_spans`` one-span traces, each with ``payload`` bytes of attribute."""
+    """A raw OTLP trace request of ``n_spans`` one-span traces (or spans of ``trace_id``), each with
+    ``payload`` bytes of attribute."""
     start = time.time_ns()
     attrs = [KeyValue(key="pad", value=AnyValue(string_value="x" * payload))] if payload else []
     fields = {"start_time_unix_nano": start, "end_time_unix_nano": start + 1000, **span_fields}
     spans = [
-        trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"s{i}", attributes=attrs, **fields)
+        trace_pb2.Span(
+            trace_id=trace_id or os.urandom(16), span_id=os.urandom(8), name=f"s{i}", attributes=attrs, **fields
+        )
         for i in range(n_spans)
     ]
     res = PbResource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))])

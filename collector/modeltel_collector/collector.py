@@ -84,6 +84,8 @@ class Collector:
             stats=self.stats,
             config=self.config,
             health=self.health,
+            # trace queries may hold at most half the connections: /metrics and /healthz keep the rest
+            api_slots=threading.BoundedSemaphore(max(1, self.config.max_connections // 2)),
         )
         self._http[name] = server
         self.ports[name] = server.port

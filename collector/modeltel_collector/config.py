@@ -25,6 +25,7 @@ class Config:
     trace_db: str = ""  # empty: a temporary file removed at exit
     trace_max_age_s: float = 3600.0
     trace_max_spans: int = 1_000_000
+    trace_fetch_max_spans: int = 10_000  # spans one trace fetch returns at most ("truncated": true beyond)
     staleness_s: float = 300.0
     max_series: int = 100_000
     max_request_bytes: int = 8 << 20
