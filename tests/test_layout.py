@@ -68,7 +68,7 @@ SDK_LAYERS = {
     "modeltel.instrumentors": ("modeltel.taxonomy", "modeltel.hotpath"),
 }
 _C = "modeltel_collector"
-_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp"))
+_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate"))
 COLLECTOR_LAYERS = {
     **{shared: _SHARED for shared in _SHARED},
     f"{_C}.store": _SHARED,

@@ -108,7 +108,10 @@ def ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
     if not cert:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise OSError(f"cannot load TLS certificate {cert!r} with key {key!r}: {e}") from e
     return ctx
 
 

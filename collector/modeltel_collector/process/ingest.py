@@ -127,6 +127,10 @@ class IngestQueue:
         if self._closed or (self._queue and self.queued_bytes + size > self.max_queue_bytes):
             raise Overloaded(self.retry_after_s)
 
+    def points_over_limit(self, signal: str, request) -> int:
+        """Metric points of ``request`` the store's series limit will refuse (for partial_success)."""
+        return self.metrics.points_over_limit(request) if signal == METRICS else 0
+
     def submit(self, signal: str, body: bytes, protocol: str) -> None:
         """Accept a validated, protobuf-encoded request or raise ``Overloaded``; accepted data is processed."""
         with self._cond:

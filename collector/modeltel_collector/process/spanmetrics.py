@@ -185,9 +185,11 @@ def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Ob
     with store.lock:
         resources: dict[int, ResourceState] = {}
         for (ri, scope, kind, model, version, stage, failed), obs in groups.items():
-            res = resources.get(ri)
+            if ri not in resources:
+                resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
+            res = resources[ri]
             if res is None:
-                res = resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
+                continue  # a new resource over the series limit
             labels = [*res.labels, (_MODEL_LABEL, model or tx.UNKNOWN_VALUE), (_VERSION_LABEL, version)]
             if scope[0]:
                 labels.append(("otel_scope_name", scope[0]))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from modeltel_collector import otlp
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.process.ingest import Overloaded, Reservation
+from modeltel_collector.validate import response
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
 _PROTOBUF = "application/x-protobuf"
@@ -42,7 +44,7 @@ class OTLPHandler(Handler):
                 self.read_body(cfg.max_request_bytes)
                 raise otlp.PayloadError(f"Content-Type must be {_PROTOBUF} or {_JSON}, got {content_type!r}", 415)
             with ctx["ingest"].reserve() as held:
-                self._accept(signal, is_json, held)
+                response = self._accept(signal, is_json, held)
         except otlp.PayloadError as e:
             stats.inc("modeltel_collector_refused_requests", _REFUSAL_REASONS.get(e.status, "invalid"))
             self._error(e.status, str(e), is_json)
@@ -51,14 +53,14 @@ class OTLPHandler(Handler):
             stats.inc("modeltel_collector_refused_requests", "overloaded")
             self._error(429, str(e), is_json, {"Retry-After": f"{max(1, round(e.retry_after_s))}"})
             return
-        response = otlp.RESPONSE_TYPES[signal]()
         if is_json:
             self.send_body(200, otlp.to_json(response), _JSON)
         else:
             self.send_body(200, response.SerializeToString(), _PROTOBUF)
 
-    def _accept(self, signal: str, is_json: bool, held: Reservation) -> None:
-        """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory."""
+    def _accept(self, signal: str, is_json: bool, held: Reservation) -> Message:
+        """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory;
+        returns the response (with partial_success for points that will not be exposed)."""
         ctx = self.server.ctx
         cfg = ctx["config"]
         body = self.read_body(cfg.max_request_bytes, held.grow)
@@ -69,11 +71,13 @@ class OTLPHandler(Handler):
             held.grow(len(body))
         if is_json:
             held.grow(len(body) * otlp.JSON_DECODE_FACTOR)
-            body = otlp.parse_json(signal, body).SerializeToString()
+            request = otlp.parse_json(signal, body)
+            body = request.SerializeToString()
         else:
             held.grow(len(body) * otlp.PROTOBUF_DECODE_FACTOR)
-            otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
+            request = otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
         ctx["ingest"].submit(signal, body, "http")
+        return response(signal, request, ctx["ingest"].points_over_limit(signal, request))
 
     def do_GET(self) -> None:
         self.send_body(405, b"OTLP receiver: POST /v1/traces or /v1/metrics\n", "text/plain", {"Allow": "POST"})
