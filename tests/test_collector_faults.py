@@ -7,7 +7,12 @@ that /healthz tells the truth, that every dropped span is counted by reason, and
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
 
 from tests.collector_helpers import PB, dropped, http_get, http_post, running_collector, trace_request
 
@@ -84,3 +89,63 @@ def test_full_disk_sheds_oldest_degrades_health_and_recovers() -> None:
         assert http_post(url, big, PB)[0] == 200
         assert c.flush(10) and c.spans.count == stored + 100
         assert _stop_within(c, 15)
+
+
+def test_sigkill_loses_only_what_was_acknowledged_in_the_last_max_unwritten_s(tmp_path) -> None:
+    """Send from several clients, SIGKILL mid-ingest, restart on the same store, count what survived."""
+    db, ready = tmp_path / "traces.db", tmp_path / "ready.json"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'otlp_http = "127.0.0.1:0"\notlp_grpc = ""\nlisten = "127.0.0.1:0"\ntrace_db = "{db}"\n'
+                   "max_unwritten_s = 1.0\n")  # fmt: skip
+    proc = _start_cli(cfg, ready)
+    url = json.loads(ready.read_text())["urls"]["otlp_http"] + "/v1/traces"
+    acks: list[tuple[float, int]] = []  # (monotonic time of the 200, spans)
+    stop = threading.Event()
+
+    def send() -> None:
+        body = trace_request(200, payload=200).SerializeToString()
+        while not stop.is_set():
+            try:
+                if http_post(url, body, PB)[0] == 200:
+                    acks.append((time.monotonic(), 200))
+            except OSError:
+                return
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for t in senders:
+        t.start()
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    proc.wait(10)
+    stop.set()
+    for t in senders:
+        t.join(10)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = conn.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
+    acked = sum(n for _, n in acks)
+    # the documented window: max_unwritten_s, plus the time to write what was queued when it began
+    window = sum(n for t, n in acks if t > killed_at - 2.5)
+    assert stored <= acked and acked - window > 0
+    assert acked - stored <= window, f"lost {acked - stored} of {acked} acknowledged spans, window {window}"
+    proc = _start_cli(cfg, ready)  # restarts on the same store, which keeps what it had
+    try:
+        url = json.loads(ready.read_text())["urls"]["otlp_http"] + "/v1/traces"
+        assert http_post(url, trace_request(5).SerializeToString(), PB)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT SUM(span_count) FROM traces").fetchone()[0] == stored + 5
+
+
+def _start_cli(cfg, ready) -> subprocess.Popen:
+    if ready.exists():
+        ready.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "modeltel_collector", "--config", str(cfg),
+                             "--ready-file", str(ready)], stdout=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not (ready.exists() and ready.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc

@@ -52,6 +52,7 @@ class Collector:
             cfg.derive_span_metrics,
             cfg.retry_after_s,
             cfg.max_inflight_bytes,
+            cfg.max_unwritten_s,
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)

@@ -68,6 +68,7 @@ class IngestQueue:
         derive_span_metrics: bool = True,
         retry_after_s: float = 1.0,
         max_inflight_bytes: int = 32 << 20,
+        max_unwritten_s: float = 5.0,
     ) -> None:
         self.metrics = metrics
         self.spans = spans
@@ -77,6 +78,9 @@ class IngestQueue:
         self.derive = derive_span_metrics
         self.retry_after_s = retry_after_s
         self.max_inflight_bytes = max_inflight_bytes
+        self.max_unwritten_s = max_unwritten_s
+        self._since: deque[float] = deque()  # when each queued request was accepted (monotonic)
+        self._busy_since = 0.0
         self.inflight_bytes = 0
         self._inflight_lock = threading.Lock()
         self._queue: deque[tuple[str, bytes, str]] = deque()
@@ -92,6 +96,11 @@ class IngestQueue:
             lambda: self.queued_bytes,
         )
         stats.gauge("modeltel_collector_queue_limit_bytes", "Ingest queue bound.", lambda: self.max_queue_bytes)
+        stats.gauge(
+            "modeltel_collector_unwritten_seconds",
+            "Age of the oldest accepted data not yet written (what a SIGKILL would lose).",
+            self.unwritten_s,
+        )
         stats.gauge(
             "modeltel_collector_inflight_bytes",
             "Bytes held by requests being read, decompressed or decoded.",
@@ -122,9 +131,22 @@ class IngestQueue:
         with self._inflight_lock:
             self.inflight_bytes -= n
 
+    def unwritten_s(self) -> float:
+        """Age of the oldest accepted data not yet merged and written: what a SIGKILL now would lose."""
+        with self._cond:
+            queued = self._since[0] if self._since else 0.0
+            times = [t for t in (queued, self._busy_since, self.spans.oldest_pending()) if t]
+        return time.monotonic() - min(times) if times else 0.0
+
     def check_room(self, size: int) -> None:
-        """Raise ``Overloaded`` before decoding a request that could not be queued anyway."""
+        """Raise ``Overloaded`` before decoding a request that could not be queued anyway.
+
+        Besides the byte bound, data accepted more than ``max_unwritten_s`` ago and still not written
+        refuses new data: that bounds, in seconds, what acknowledged data a SIGKILL can lose.
+        """
         if self._closed or (self._queue and self.queued_bytes + size > self.max_queue_bytes):
+            raise Overloaded(self.retry_after_s)
+        if self.unwritten_s() > self.max_unwritten_s:
             raise Overloaded(self.retry_after_s)
 
     def points_over_limit(self, signal: str, request) -> int:
@@ -137,6 +159,7 @@ class IngestQueue:
             if self._closed or (self._queue and self.queued_bytes + len(body) > self.max_queue_bytes):
                 raise Overloaded(self.retry_after_s)
             self._queue.append((signal, body, protocol))
+            self._since.append(time.monotonic())
             self.queued_bytes += len(body)
             self._cond.notify()
 
@@ -173,7 +196,7 @@ class IngestQueue:
                     item = None
                 else:
                     item = self._queue.popleft()
-                    self._busy = True
+                    self._busy, self._busy_since = True, self._since.popleft()
             if item is not None:
                 try:
                     self._process(*item)
@@ -183,7 +206,7 @@ class IngestQueue:
                 finally:
                     with self._cond:
                         self.queued_bytes -= len(item[1])
-                        self._busy = False
+                        self._busy, self._busy_since = False, 0.0
             if time.monotonic() - last_expire > 1.0:
                 last_expire = time.monotonic()
                 self.metrics.expire()

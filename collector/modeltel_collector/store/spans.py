@@ -139,6 +139,10 @@ class SpanStore:
         """The storage error while the store is degraded (disk full, I/O error); '' when healthy."""
         return self._batches.error
 
+    def oldest_pending(self) -> float:
+        """When the oldest row not yet written was queued (monotonic), 0.0 when all is written."""
+        return self._batches.oldest_pending()
+
     @property
     def queued_bytes(self) -> int:
         return self._batches.queued_bytes

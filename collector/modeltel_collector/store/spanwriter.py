@@ -56,7 +56,8 @@ class BatchWriter:
         self._stats = stats
         self.max_queue_bytes = max_queue_bytes
         self._max_batch_rows = max_batch_rows
-        self._queue: deque[tuple[list[Any], int]] = deque()
+        self._queue: deque[tuple[list[Any], int, float]] = deque()  # (rows, bytes, accepted at)
+        self._writing_since = 0.0
         self.queued_bytes = 0
         self._unfinished = 0
         self._cond = threading.Condition()
@@ -74,10 +75,15 @@ class BatchWriter:
         with self._cond:
             while self._queue and self.queued_bytes + size > self.max_queue_bytes and self._thread.is_alive():
                 self._cond.wait(0.5)
-            self._queue.append((rows, size))
+            self._queue.append((rows, size, time.monotonic()))
             self.queued_bytes += size
             self._unfinished += 1
             self._cond.notify_all()
+
+    def oldest_pending(self) -> float:
+        """When the oldest batch queued or being written was queued (monotonic); 0.0 when none."""
+        with self._cond:
+            return self._writing_since or (self._queue[0][2] if self._queue else 0.0)
 
     def pending(self) -> int:
         """Batches queued or being written."""
@@ -101,8 +107,9 @@ class BatchWriter:
                     return None
                 self._cond.wait(1.0)
             rows, taken, size = [], 0, 0
+            self._writing_since = self._queue[0][2]
             while self._queue and (not rows or len(rows) + len(self._queue[0][0]) <= self._max_batch_rows):
-                batch, n = self._queue.popleft()
+                batch, n, _ = self._queue.popleft()
                 rows.extend(batch)
                 taken, size = taken + 1, size + n
             return rows, taken, size
@@ -122,6 +129,7 @@ class BatchWriter:
                 with self._cond:
                     self.queued_bytes -= size
                     self._unfinished -= taken
+                    self._writing_since = 0.0
                     self._cond.notify_all()
 
     def write_safely(self, rows: list[Any]) -> None:
