@@ -30,19 +30,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_throughput import queue_depth, self_metric, start_collector
 
 
-def big_request(mib: float, span_bytes: int = 4000) -> bytes:
-    """A trace request of about ``mib`` MiB: one-span traces with a padded attribute."""
-    n = int(mib * 2**20 / (span_bytes + 60))
+def trace_request(n_spans: int, span_bytes: int = 0, service: str = "memory-bench", **span_fields) -> bytes:
+    """An encoded trace request of ``n_spans`` one-span traces, each with ``span_bytes`` of attribute."""
     now = time.time_ns()
-    pad = [KeyValue(key="pad", value=AnyValue(string_value="x" * span_bytes))]
+    pad = [KeyValue(key="pad", value=AnyValue(string_value="x" * span_bytes))] if span_bytes else []
+    fields = {"start_time_unix_nano": now, "end_time_unix_nano": now + 1000, **span_fields}
     spans = [
-        trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name="big", attributes=pad,
-                       start_time_unix_nano=now, end_time_unix_nano=now + 1000)
-        for _ in range(n)
-    ]  # fmt: skip
-    res = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value="memory-bench"))])
+        trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name="s", attributes=pad, **fields)
+        for _ in range(n_spans)
+    ]
+    res = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))])
     rs = trace_pb2.ResourceSpans(resource=res, scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
     return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+
+
+def big_request(mib: float, span_bytes: int = 4000) -> bytes:
+    """A trace request of about ``mib`` MiB: one-span traces with a padded attribute."""
+    return trace_request(int(mib * 2**20 / (span_bytes + 60)), span_bytes)
 
 
 class Counts:
