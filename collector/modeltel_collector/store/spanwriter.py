@@ -25,7 +25,7 @@ from modeltel_collector.stats import Stats
 _log = logging.getLogger("modeltel_collector")
 _SQLITE_FULL = 13
 _ROW_OVERHEAD = 128  # bytes a queued row costs beyond its span data (tuple, columns)
-_BACKOFF_S = (0.05, 0.25)  # waits before the 2nd and 3rd attempt of a batch, when not already degraded
+_BACKOFF_S = (0.05, 0.25)  # waits before the 2nd and 3rd attempt of a batch, while not already degraded
 
 
 def is_disk_full(error: Exception) -> bool:
@@ -133,17 +133,23 @@ class BatchWriter:
                     self._cond.notify_all()
 
     def write_safely(self, rows: list[Any]) -> None:
-        """Write ``rows``: retry storage errors with back-off, then shed the oldest data, then drop them."""
+        """Write ``rows``; a storage error is retried after a back-off, then after shedding the oldest data.
+
+        Healthy store: fail, wait 50 ms, retry; fail, wait 250 ms and shed, retry; fail: drop the rows.
+        Already degraded: no waits (they would only stall ingest), shed before each retry.
+        """
         error: Exception | None = None
+        degraded = bool(self.error)
         for attempt in range(3):
+            if attempt:
+                if not degraded:
+                    time.sleep(_BACKOFF_S[attempt - 1])
+                if attempt == 2 or degraded:
+                    self._shed()  # oldest-first: make room for what was acknowledged last
             try:
                 self._write(rows)
             except sqlite3.DatabaseError as e:  # disk full, I/O error, corrupt page: the storage, not the rows
                 error = e
-                if attempt < len(_BACKOFF_S) and not self.error:
-                    time.sleep(_BACKOFF_S[attempt])
-                if attempt >= 1 or self.error:
-                    self._shed()  # oldest-first: make room for what was acknowledged last
                 self._set_error(e)
                 continue
             except (OverflowError, ValueError, TypeError, sqlite3.InterfaceError):  # a row SQLite cannot bind
