@@ -39,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auth-token",
         metavar="TOKEN",
-        help="require 'Authorization: Bearer TOKEN' on the receivers and the trace API (default: none; prefer "
-        "MODELTEL_COLLECTOR_AUTH_TOKEN, which other users cannot read in the process list)",
+        help="require 'Authorization: Bearer TOKEN' on the receivers, the trace API and /metrics (default: none; "
+        "prefer MODELTEL_COLLECTOR_AUTH_TOKEN, which other users cannot read in the process list)",
     )
     p.add_argument(
-        "--tls-cert", metavar="FILE", help="PEM certificate: serve OTLP over TLS, with --tls-key (default: none)"
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate: serve OTLP and --listen over TLS, with --tls-key (default: none)",
     )
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (default: none)")
     p.add_argument(
