@@ -191,11 +191,27 @@ class Handler(BaseHTTPRequestHandler):
             raise PayloadError("invalid Content-Length")
         if length > limit:
             raise PayloadError(f"body of {length} bytes exceeds the {limit}-byte limit", 413)
-        reserve(length)
+        try:
+            reserve(length)
+        except Exception:
+            self._discard(length)
+            raise
         body = self._read_exact(length)
         if len(body) != length:
             raise PayloadError(f"truncated body: got {len(body)} of {length} bytes")
         return body
+
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body, a piece at a time, so the client reads the refusal (429) rather
+        than a connection reset while it is still sending, and the connection stays usable."""
+        left = length
+        with contextlib.suppress(PayloadError, OSError):
+            while left > 0:
+                piece = self._read_exact(min(left, 64 << 10))
+                if not piece:
+                    return
+                left -= len(piece)
+            self.close_connection = False
 
     def _read_chunked(self, limit: int, reserve: Callable[[int], None]) -> bytes:
         """A chunked body, parsed strictly (RFC 9112 7.1): a bad size line or chunk end closes the connection.
