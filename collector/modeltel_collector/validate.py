@@ -31,6 +31,9 @@ def response(signal: str, request: Message, over_limit: int = 0) -> Message:
     return resp
 
 
+_SUPPORTED = ("sum", "gauge", "histogram", "exponential_histogram")
+
+
 def histogram_problem(point) -> str:
     """Why an explicit-bucket histogram point is inconsistent ('' when it is not).
 
@@ -61,12 +64,13 @@ def metrics_request_problems(request) -> tuple[int, str]:
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 kind = m.WhichOneof("data")
-                points = getattr(m, kind).data_points if kind else ()
-                problem = metric_name(m)[1] if kind else f"metric {m.name!r} has no data"
-                if problem:
-                    rejected, reason = rejected + len(points), reason or problem
+                if kind not in _SUPPORTED:
+                    points = len(getattr(m, kind).data_points) if kind else 0
+                    rejected, reason = rejected + max(1, points), reason or f"{m.name}: unsupported type {kind}"
+                elif problem := metric_name(m)[1]:
+                    rejected, reason = rejected + len(getattr(m, kind).data_points), reason or problem
                 elif kind == "histogram":
-                    for p in points:
+                    for p in m.histogram.data_points:
                         if problem := histogram_problem(p):
                             rejected, reason = rejected + 1, reason or f"{m.name}: {problem}"
     return rejected, reason

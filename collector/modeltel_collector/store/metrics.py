@@ -195,8 +195,8 @@ class MetricStore:
             data, type_ = m.gauge, GAUGE
         elif kind in ("histogram", "exponential_histogram"):
             data, type_ = getattr(m, kind), HISTOGRAM
-        else:
-            result.rejected += 1
+        else:  # summaries (legacy Prometheus-style) and metrics without data: validate counts them the same
+            result.rejected += max(1, len(getattr(m, kind).data_points) if kind else 0)
             result.reasons.add(f"unsupported metric type {kind} ({m.name})")
             return
         delta = kind != "gauge" and data.aggregation_temporality == DELTA
