@@ -63,7 +63,7 @@ class Soak:
         self.args = args
         self.mnt = os.path.join(tmp, "store")
         os.makedirs(self.mnt)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g", "tmpfs", self.mnt], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8g", "tmpfs", self.mnt], check=True)
         self.db = os.path.join(self.mnt, "traces.db")
         self.ports = {"otlp_http": free_port(), "otlp_grpc": free_port(), "listen": free_port()}
         self.http = f"http://127.0.0.1:{self.ports['otlp_http']}"
@@ -223,7 +223,7 @@ class Soak:
         subprocess.run(["mount", "-o", f"remount,size={used_bytes + (1 << 20)}", self.mnt], check=True)
         time.sleep(self.args.full_s)
         degraded = self.health().get("trace_store", "")
-        subprocess.run(["mount", "-o", "remount,size=2g", self.mnt], check=True)
+        subprocess.run(["mount", "-o", f"remount,size={max(8 << 30, 2 * used_bytes)}", self.mnt], check=True)
         t0 = time.monotonic()
         probe = trace_request(1)
         trace_hex = _parse(probe).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
