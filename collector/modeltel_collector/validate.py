@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import lru_cache
 
 from google.protobuf.message import Message
 
@@ -37,15 +38,21 @@ _SUPPORTED = ("sum", "gauge", "histogram", "exponential_histogram")
 def histogram_problem(point) -> str:
     """Why an explicit-bucket histogram point is inconsistent ('' when it is not).
 
-    It used to be padded or truncated silently, which exposes buckets that mean something else.
+    It used to be padded or truncated silently, which exposes buckets that mean something else. Runs
+    per point on the ingest path: the bounds check is cached, as every point of a metric shares them.
     """
-    bounds = point.explicit_bounds
-    if any(math.isnan(b) or math.isinf(b) for b in bounds):
+    bounds = tuple(point.explicit_bounds)
+    if point.bucket_counts and len(point.bucket_counts) != len(bounds) + 1:
+        return f"histogram has {len(point.bucket_counts)} bucket counts for {len(bounds)} bounds (want bounds + 1)"
+    return _bounds_problem(bounds) if bounds else ""
+
+
+@lru_cache(maxsize=1024)
+def _bounds_problem(bounds: tuple[float, ...]) -> str:
+    if not all(map(math.isfinite, bounds)):
         return "histogram bounds must be finite numbers"
     if any(b >= c for b, c in itertools.pairwise(bounds)):
         return "histogram bounds must be sorted and distinct"
-    if point.bucket_counts and len(point.bucket_counts) != len(bounds) + 1:
-        return f"histogram has {len(point.bucket_counts)} bucket counts for {len(bounds)} bounds (want bounds + 1)"
     return ""
 
 
