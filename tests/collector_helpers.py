@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
+from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -20,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from modeltel_collector import Collector
 
+PB = {"Content-Type": "application/x-protobuf"}
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 DELTA = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA,
          UpDownCounter: AggregationTemporality.CUMULATIVE}  # fmt: skip
@@ -106,3 +117,41 @@ def meter_provider(exporter: MetricExporter, service: str = "svc", instance: str
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     res = Resource.create({"service.name": service, "service.instance.id": instance})
     return MeterProvider(resource=res, metric_readers=[reader], **kw)
+
+
+def trace_request(
+    n_spans: int = 3, service: str = "raw", payload: int = 0, trace_id: bytes | None = None, **span_fields
+) -> trace_service_pb2.ExportTraceServiceRequest:
+    """A raw OTLP trace request of ``n_spans`` one-span traces (or spans of ``trace_id``), each with
+    ``payload`` bytes of attribute."""
+    start = time.time_ns()
+    attrs = [KeyValue(key="pad", value=AnyValue(string_value="x" * payload))] if payload else []
+    fields = {"start_time_unix_nano": start, "end_time_unix_nano": start + 1000, **span_fields}
+    spans = [
+        trace_pb2.Span(
+            trace_id=trace_id or os.urandom(16), span_id=os.urandom(8), name=f"s{i}", attributes=attrs, **fields
+        )
+        for i in range(n_spans)
+    ]
+    res = PbResource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))])
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(resource=res, scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+    )
+
+
+def dropped(c: Collector) -> dict[str, float]:
+    """The collector's ``modeltel_collector_dropped`` counters by reason."""
+    return {k: v for k, v in c.stats.counters["modeltel_collector_dropped"].items() if v}
+
+
+def self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """(cert, key) for localhost/127.0.0.1, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -52,8 +54,55 @@ def _wait_for(fn, timeout_s: float = 45.0):
         time.sleep(0.5)
 
 
-def test_real_prometheus_scrapes_values_and_exemplars(tmp_path) -> None:
+@contextmanager
+def run_prometheus(tmp_path, target_url: str, scrape_extra: str = "") -> Iterator[str]:
+    """A real Prometheus scraping ``target_url`` every second; yields its base URL once it is ready.
+
+    ``scrape_extra`` is appended to the scrape job (YAML at 4 spaces: scheme, authorization, tls_config).
+    """
     binary = _require_prometheus()
+    port = _free_port()
+    target = target_url.split("://", 1)[-1]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: modeltel-collector\n    honor_labels: true\n"
+        f"    static_configs:\n      - targets: ['{target}']\n{scrape_extra}"
+    )
+    log_path = tmp_path / "prometheus.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            assert _wait_for(lambda: _safe_status(base + "/-/ready") == 200, 30), log_path.read_text()[-2000:]
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def scrape_health(base: str, after: float, timeout_s: float = 20.0) -> tuple[float, str]:
+    """(up, last scrape error) of the first scrape of the collector that started after ``after`` (unix s)."""
+
+    def fresh():
+        result = _query(base, "/api/v1/query", query='timestamp(up{job="modeltel-collector"})')["result"]
+        return bool(result) and float(result[0]["value"][1]) > after
+
+    assert _wait_for(fresh, timeout_s), "Prometheus did not scrape the collector"
+    up = _query(base, "/api/v1/query", query='up{job="modeltel-collector"}')["result"]
+    target = _query(base, "/api/v1/targets")["activeTargets"][0]
+    return float(up[0]["value"][1]), target["lastError"]
+
+
+def test_real_prometheus_scrapes_values_and_exemplars(tmp_path) -> None:
     with running_collector() as c:
         tp = tracer_provider(c, "grpc")
         mp = meter_provider(metric_exporter(c, "http"))
@@ -71,24 +120,7 @@ def test_real_prometheus_scrapes_values_and_exemplars(tmp_path) -> None:
         assert tp.force_flush() and mp.force_flush()
         c.flush()
 
-        port = _free_port()
-        target = c.urls["listen"].removeprefix("http://")
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: modeltel-collector\n    honor_labels: true\n"
-            f"    static_configs:\n      - targets: ['{target}']\n"
-        )
-        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - outlives this block, closed in finally
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            ready = _wait_for(lambda: _safe_status(base + "/-/ready") == 200, 30)
-            assert ready, (tmp_path / "prometheus.log").read_text()[-2000:]
+        with run_prometheus(tmp_path, c.urls["listen"]) as base:
             count_q = 'model_prediction_latency_seconds_count{job="svc",model_name="iris"}'
             result = _wait_for(lambda: _query(base, "/api/v1/query", query=count_q)["result"])
             assert result, (tmp_path / "prometheus.log").read_text()[-2000:]
@@ -115,16 +147,8 @@ def test_real_prometheus_scrapes_values_and_exemplars(tmp_path) -> None:
                 assert status == 200, trace_id
                 assert json.loads(body)["spans"][0]["name"] == "predict"
                 assert float(ex["value"]) in latencies
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
-            tp.shutdown()
-            mp.shutdown()
+        tp.shutdown()
+        mp.shutdown()
 
 
 def _safe_status(url: str) -> int:

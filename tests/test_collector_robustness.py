@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -17,27 +16,17 @@ import urllib.request
 import grpc
 import pytest
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tests.collector_helpers import http_get, http_post, running_collector, scrape, tracer_provider
-
-PB = {"Content-Type": "application/x-protobuf"}
-
-
-def _request(n_spans: int = 3, service: str = "raw") -> trace_service_pb2.ExportTraceServiceRequest:
-    start = time.time_ns()
-    spans = [
-        trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"s{i}",
-                       start_time_unix_nano=start, end_time_unix_nano=start + 1000)
-        for i in range(n_spans)
-    ]  # fmt: skip
-    res = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))])
-    return trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[trace_pb2.ResourceSpans(resource=res, scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
-    )
+from tests.collector_helpers import (
+    PB,
+    http_get,
+    http_post,
+    running_collector,
+    scrape,
+    self_signed_cert,
+    tracer_provider,
+)
+from tests.collector_helpers import trace_request as _request
 
 
 def _grpc_export(c, body: bytes, metadata=None):
@@ -218,14 +207,7 @@ def test_trace_store_bounded_by_size_and_age() -> None:
 
 
 def test_tls_on_both_receivers(tmp_path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_cert(tmp_path)
     with running_collector(tls_cert=str(cert), tls_key=str(key)) as c:
         assert c.urls["otlp_http"].startswith("https://")
         ctx = ssl.create_default_context(cafile=str(cert))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
+import os
 import signal
 import sys
 import threading
@@ -36,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auth-token",
         metavar="TOKEN",
-        help="require 'Authorization: Bearer TOKEN' on the receivers and the trace API (default: none; prefer "
-        "MODELTEL_COLLECTOR_AUTH_TOKEN, which other users cannot read in the process list)",
+        help="require 'Authorization: Bearer TOKEN' on the receivers, the trace API and /metrics (default: none; "
+        "prefer MODELTEL_COLLECTOR_AUTH_TOKEN, which other users cannot read in the process list)",
     )
     p.add_argument(
-        "--tls-cert", metavar="FILE", help="PEM certificate: serve OTLP over TLS, with --tls-key (default: none)"
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate: serve OTLP and --listen over TLS, with --tls-key (default: none)",
     )
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (default: none)")
     p.add_argument(
@@ -65,9 +70,27 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     return load(args.config, env, overrides=overrides)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (like MALLOC_ARENA_MAX=2) before any receiver thread starts.
+
+    glibc gives each thread that allocates concurrently its own arena (up to 8 per core) and rarely returns
+    their free space: with dozens of connection threads decoding multi-MiB requests, RSS grew to several
+    times the bytes actually held. Two arenas cost no measurable throughput here (the GIL serialises
+    most allocation anyway). A no-op where glibc's ``mallopt`` is not available.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
+
+
+_M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
 def main(argv: list[str] | None = None) -> int:
     """Receive OTLP from apps; serve /metrics for Prometheus, /healthz and a trace API."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    limit_malloc_arenas()
     try:
         cfg = config_from(args)
         collector = Collector(cfg).start()

@@ -40,7 +40,7 @@ class Collector:
         if not db:
             self._tmpdir = tempfile.mkdtemp(prefix="modeltel-collector-")
             db = os.path.join(self._tmpdir, "traces.db")
-        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans)
+        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans, self.stats, cfg.trace_queue_bytes)
         self.forwarder = (
             Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)
             if cfg.forward_endpoint
@@ -54,9 +54,16 @@ class Collector:
             cfg.max_queue_bytes,
             cfg.derive_span_metrics,
             cfg.retry_after_s,
+            cfg.max_inflight_bytes,
+            cfg.max_unwritten_s,
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
+        self.stats.gauge(
+            "modeltel_collector_trace_store_healthy",
+            "1 while the trace store writes, 0 while it is degraded (disk full, I/O error).",
+            lambda: 0 if self.spans.error else 1,
+        )
         if self.forwarder is not None:
             self.stats.gauge(
                 "modeltel_collector_forward_queue_depth", "Requests waiting to be forwarded.", self.forwarder.depth
@@ -78,20 +85,23 @@ class Collector:
         self._stopped = threading.Event()
         self.ports: dict[str, int] = {}
 
-    def _serve_http(self, name: str, address: str, handler: type, tls: bool) -> None:
-        ctx = ssl_context(self.config.tls_cert, self.config.tls_key) if tls else None
+    def _serve_http(self, name: str, address: str, handler: type) -> None:
+        ctx = ssl_context(self.config.tls_cert, self.config.tls_key)  # every listener: both take the token
         server = BoundedHTTPServer(
             split_address(address),
             handler,
             self.config.max_connections,
             ctx,
+            self.config.read_timeout_s,
             ingest=self.pipeline,
             metrics=self.metrics,
             spans=self.spans,
             stats=self.stats,
             config=self.config,
-            healthy=self.healthy,
+            health=self.health,
             history=self.history,
+            # trace queries may hold at most half the connections: /metrics and /healthz keep the rest
+            api_slots=threading.BoundedSemaphore(max(1, self.config.max_connections // 2)),
         )
         self._http[name] = server
         self.ports[name] = server.port
@@ -112,9 +122,9 @@ class Collector:
         self.analytics = analytics.attach(self)
         try:
             if cfg.listen:
-                self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler, tls=False))
+                self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler))
             if cfg.otlp_http:
-                self._bind("otlp_http", lambda: self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler, tls=True))
+                self._bind("otlp_http", lambda: self._serve_http("otlp_http", cfg.otlp_http, OTLPHandler))
             if cfg.otlp_grpc:
                 self._bind("otlp_grpc", self._serve_grpc)
         except Exception:
@@ -148,7 +158,7 @@ class Collector:
             if name in self.ports:
                 host = split_address(addr)[0]
                 host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-                scheme = "https" if self.config.tls_cert and name == "otlp_http" else "http"
+                scheme = "https" if self.config.tls_cert else "http"
                 out[name] = (
                     f"{host}:{self.ports[name]}" if name == "otlp_grpc" else f"{scheme}://{host}:{self.ports[name]}"
                 )
@@ -156,6 +166,20 @@ class Collector:
 
     def healthy(self) -> bool:
         return not self._stopped.is_set()
+
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, document) for /healthz: 503 once stopping; 200 but "degraded" while the store fails.
+
+        A degraded store still answers 200: the collector keeps serving metrics and recovers by itself, so
+        a liveness probe must not restart it (and lose its queue); monitors read ``status``.
+        """
+        doc = {"status": "ok", "queue_depth": self.pipeline.depth(), "trace_store": "ok"}
+        if self.spans.error:
+            doc.update(status="degraded", trace_store=f"degraded: {self.spans.error}")
+        if not self.healthy():
+            doc["status"] = "unavailable"
+            return 503, doc
+        return 200, doc
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything accepted so far is merged and written (for tests and the demo)."""
@@ -173,10 +197,10 @@ class Collector:
             otlp_http.server_close()
         if self._grpc is not None:
             self._grpc.stop(grace / 2)
-        self.pipeline.close()
+        self.pipeline.close(grace)
         if self.history is not None:
             self.history.close()
-        self.spans.close()
+        self.spans.close(grace)
         if self.forwarder is not None:
             self.forwarder.close(grace / 2)
         for server in self._http.values():

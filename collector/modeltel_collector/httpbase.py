@@ -3,6 +3,10 @@
 The stdlib ThreadingHTTPServer is enough here: OTLP exporters send few, large, batched requests over
 keep-alive connections, so per-request overhead is negligible next to protobuf decoding; it adds no
 dependency, and the connection cap keeps threads (and memory) bounded under any load.
+
+A cap alone lets idle or slow clients lock everyone out, so: a connection waiting for its next request
+(keep-alive, or a request head trickling in) is evicted, longest-waiting first, when a new connection
+needs its slot; and once a request's head has arrived, its body must arrive within ``read_timeout_s``.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
+import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 
 from modeltel_collector.otlp import PayloadError
 
@@ -31,9 +39,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], handler: type, max_connections: int, ssl_context=None, **ctx: Any):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type,
+        max_connections: int,
+        ssl_context=None,
+        read_timeout_s: float = 30.0,
+        **ctx: Any,
+    ):
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.read_timeout_s = read_timeout_s
+        self._waiting: dict[Any, float] = {}  # connections waiting for a request -> since (monotonic)
+        self._waiting_lock = threading.Lock()
         self.ctx = ctx  # shared objects the handlers need (ingest queue, stores, config)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
@@ -42,8 +61,29 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
+    def waiting(self, conn, *, since: float | None) -> None:
+        """Mark ``conn`` as waiting for a request (evictable) since ``since``, or as busy (None)."""
+        with self._waiting_lock:
+            if since is None:
+                self._waiting.pop(conn, None)
+            else:
+                self._waiting[conn] = since
+
+    def _evict_one(self) -> bool:
+        """Close the connection that has waited longest for a request (a quarter second at least)."""
+        with self._waiting_lock:
+            if not self._waiting:
+                return False
+            conn, since = min(self._waiting.items(), key=lambda kv: kv[1])
+            if time.monotonic() - since < 0.25:
+                return False  # all in active use: refusing the newcomer is fairer than churning them
+            del self._waiting[conn]
+        with contextlib.suppress(OSError):  # the plain socket's shutdown: wakes its handler's read with EOF
+            socket.socket.shutdown(conn, socket.SHUT_RDWR)
+        return True
+
     def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False) and not (self._evict_one() and self._slots.acquire(timeout=2.0)):
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY)
             self.shutdown_request(request)
@@ -68,23 +108,47 @@ def ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
     if not cert:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise OSError(f"cannot load TLS certificate {cert!r} with key {key!r}: {e}") from e
     return ctx
 
 
 def token_ok(header: str | None, token: str) -> bool:
-    """Constant-time check of an ``Authorization: Bearer <token>`` header (always true without a token)."""
+    """Constant-time check of an ``Authorization: Bearer <token>`` header (always true without a token).
+
+    The scheme is case-insensitive (RFC 7235 2.1): "bearer", "BEARER" and "Bearer" are the same.
+    """
     if not token:
         return True
-    if not header or not header.startswith("Bearer "):
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "modeltel-collector"
-    timeout = 30  # idle keep-alive connections give their slot back
+    _deadline = 0.0  # monotonic time by which the current request's body must have arrived
+
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout_s
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        self.server.waiting(self.connection, since=time.monotonic())
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.server.waiting(self.connection, since=None)
+        self._deadline = time.monotonic() + self.server.read_timeout_s
+        return super().parse_request()
+
+    def finish(self) -> None:
+        self.server.waiting(self.connection, since=None)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging (it would dominate CPU at high request rates)."""
@@ -102,10 +166,20 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         self.send_body(status, json.dumps(doc).encode(), "application/json", headers)
 
-    def read_body(self, limit: int) -> bytes:
-        """The request body (Content-Length or chunked), refusing anything over ``limit`` bytes."""
+    def read_body(self, limit: int, reserve: Callable[[int], None] | None = None) -> bytes:
+        """The request body (Content-Length or chunked), refusing anything over ``limit`` bytes.
+
+        ``reserve(n)`` is called before ``n`` more bytes are read, and may refuse them by raising; the
+        connection is then closed, since its body was not read.
+        """
+        self.close_connection = True  # until the body is read whole, the connection cannot be reused
+        body = self._read_body(limit, reserve or (lambda n: None))
+        self.close_connection = False
+        return body
+
+    def _read_body(self, limit: int, reserve: Callable[[int], None]) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked(limit)
+            return self._read_chunked(limit, reserve)
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             raise PayloadError("Content-Length or chunked encoding required", 411)
@@ -116,30 +190,94 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise PayloadError("invalid Content-Length")
         if length > limit:
-            self.close_connection = True  # unread body: the connection cannot be reused
             raise PayloadError(f"body of {length} bytes exceeds the {limit}-byte limit", 413)
-        body = self.rfile.read(length)
+        try:
+            reserve(length)
+        except Exception:
+            self._discard(length)
+            raise
+        body = self._read_exact(length)
         if len(body) != length:
-            self.close_connection = True
             raise PayloadError(f"truncated body: got {len(body)} of {length} bytes")
         return body
 
-    def _read_chunked(self, limit: int) -> bytes:
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body, a piece at a time, so the client reads the refusal (429) rather
+        than a connection reset while it is still sending, and the connection stays usable."""
+        left = length
+        with contextlib.suppress(PayloadError, OSError):
+            while left > 0:
+                piece = self._read_exact(min(left, 64 << 10))
+                if not piece:
+                    return
+                left -= len(piece)
+            self.close_connection = False
+
+    def _read_chunked(self, limit: int, reserve: Callable[[int], None]) -> bytes:
+        """A chunked body, parsed strictly (RFC 9112 7.1): a bad size line or chunk end closes the connection.
+
+        A size must be 1-8 hex digits: ``int(x, 16)`` alone accepts "-1", "+a" and "0x10", and a negative
+        size made ``read`` consume the connection to EOF, past every limit.
+        """
         parts, total = [], 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError as e:
-                self.close_connection = True
-                raise PayloadError("malformed chunked body") from e
+            size = _chunk_size(self._framing_line())
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
+                for _ in range(_MAX_TRAILERS):
+                    if self._framing_line() in (b"\r\n", b"\n"):
+                        return b"".join(parts)
+                self._malformed("too many trailer lines")
             total += size
             if total > limit:
-                self.close_connection = True
                 raise PayloadError(f"body exceeds the {limit}-byte limit", 413)
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(3)
+            reserve(size)
+            chunk = self._read_exact(size)
+            if len(chunk) != size:
+                self._malformed(f"truncated chunk: got {len(chunk)} of {size} bytes")
+            parts.append(chunk)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self._malformed("chunk data not followed by CRLF")
+
+    def _read_exact(self, n: int) -> bytes:
+        """``n`` bytes (fewer at EOF), or 408 once the request's read deadline passes: a client trickling
+        a body byte by byte would otherwise hold its connection slot for as long as it likes."""
+        parts, left = [], n
+        try:
+            while left > 0:
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(remaining)
+                part = self.rfile.read1(min(left, 1 << 20))
+                if not part:
+                    break
+                parts.append(part)
+                left -= len(part)
+        except TimeoutError as e:
+            self.close_connection = True
+            raise PayloadError(f"request body not received within {self.server.read_timeout_s:g} s", 408) from e
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(parts)
+
+    def _framing_line(self) -> bytes:
+        if self._deadline - time.monotonic() <= 0:
+            raise PayloadError(f"request body not received within {self.server.read_timeout_s:g} s", 408)
+        line = self.rfile.readline(1024)
+        if not line.endswith(b"\n"):
+            self._malformed("truncated chunked body" if len(line) < 1024 else "chunk line too long")
+        return line
+
+    def _malformed(self, reason: str) -> NoReturn:
+        raise PayloadError(f"malformed chunked body: {reason}")
+
+
+_MAX_TRAILERS = 64
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+
+
+def _chunk_size(line: bytes) -> int:
+    text = line.split(b";", 1)[0].rstrip(b"\r\n").rstrip(b" \t")  # chunk extensions are ignored
+    if not _CHUNK_SIZE.fullmatch(text):
+        raise PayloadError(f"malformed chunked body: bad chunk size {text[:20]!r}")
+    return int(text, 16)

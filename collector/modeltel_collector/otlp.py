@@ -25,6 +25,12 @@ REQUEST_TYPES: dict[str, type[Message]] = {TRACES: ExportTraceServiceRequest, ME
 RESPONSE_TYPES: dict[str, type[Message]] = {TRACES: ExportTraceServiceResponse, METRICS: ExportMetricsServiceResponse}
 
 
+# what decoding costs in memory per wire byte, for in-flight accounting: upb message trees are compact,
+# Python's json objects are not
+PROTOBUF_DECODE_FACTOR = 2
+JSON_DECODE_FACTOR = 10
+
+
 class PayloadError(ValueError):
     """A request the client must not retry: malformed, truncated, oversized or of the wrong type."""
 
@@ -41,16 +47,22 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if encoding not in ("gzip", "deflate"):
         raise PayloadError(f"unsupported Content-Encoding {encoding!r}", 415)
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    d = zlib.decompressobj(wbits)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as e:
-        raise PayloadError(f"invalid {encoding} body: {e}") from e
-    if len(out) > limit or d.unconsumed_tail:
-        raise PayloadError(f"decompressed body exceeds the {limit}-byte limit", 413)
-    if not d.eof:
-        raise PayloadError(f"truncated {encoding} body")
-    return out
+    out, data = bytearray(), body
+    while True:  # a gzip body may hold several members (RFC 1952 2.2): their contents concatenate
+        d = zlib.decompressobj(wbits)
+        try:
+            out += d.decompress(data, limit + 1 - len(out))
+        except zlib.error as e:
+            raise PayloadError(f"invalid {encoding} body: {e}") from e
+        if len(out) > limit or d.unconsumed_tail:
+            raise PayloadError(f"decompressed body exceeds the {limit}-byte limit", 413)
+        if not d.eof:
+            raise PayloadError(f"truncated {encoding} body")
+        data = d.unused_data
+        if not data:
+            return bytes(out)
+        if encoding != "gzip":
+            raise PayloadError(f"trailing data after the {encoding} stream")
 
 
 def parse_protobuf(signal: str, body: bytes) -> Message:

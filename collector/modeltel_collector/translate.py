@@ -83,9 +83,23 @@ def metric_family_name(name: str, unit: str, is_gauge: bool = False) -> str:
     return base
 
 
+# labels the collector or Prometheus set itself: an attribute of that name is exposed as exported_<name>,
+# as Prometheus does for scraped labels that clash with target labels (honor_labels: false)
+RESERVED_LABELS = frozenset({"job", "instance", "le", "quantile"})
+_SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+# family names the collector's own exposition uses: a client family of that name would duplicate them
+_RESERVED_FAMILY_PREFIX = "modeltel_collector_"
+_RESERVED_FAMILIES = frozenset({"target", "target_info"})
+_VALID_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
 @lru_cache(maxsize=16384)
 def label_name(key: str) -> str:
-    """Sanitise an attribute key into a Prometheus label name (dots -> '_', leading digit -> 'key_')."""
+    """Sanitise an attribute key into a Prometheus label name (dots -> '_', leading digit -> 'key_').
+
+    Reserved names (``RESERVED_LABELS``) become ``exported_<name>``, so a data point or resource attribute
+    can neither override the series' job/instance nor break a histogram's ``le``.
+    """
     name = _INVALID_LABEL_CHARS.sub("_", key)
     if not name:
         return "_"
@@ -93,7 +107,23 @@ def label_name(key: str) -> str:
         name = "key_" + name
     elif name.startswith("__"):
         name = "key" + name
+    if name in RESERVED_LABELS:
+        name = "exported_" + name
     return name
+
+
+def sample_names(family: str, type_: str) -> tuple[str, ...]:
+    """Every name a family claims in the exposition: its own (the TYPE line) and its samples'."""
+    return (family, *(family + s for s in _SAMPLE_SUFFIXES.get(type_, ())))
+
+
+def family_name_problem(family: str) -> str:
+    """Why a family name cannot be exposed ('' when it can): empty after sanitising, or reserved."""
+    if not _VALID_METRIC_NAME.fullmatch(family):
+        return f"metric name {family!r} is not a valid Prometheus name"
+    if family in _RESERVED_FAMILIES or family.startswith(_RESERVED_FAMILY_PREFIX):
+        return f"metric name {family!r} is reserved for the collector's own series"
+    return ""
 
 
 def escape_label_value(value: str) -> str:
@@ -101,5 +131,7 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+def escape_help(text: str, *, openmetrics: bool = False) -> str:
+    """Escape HELP text: backslash and newline in both formats, double quotes too in OpenMetrics."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text

@@ -32,6 +32,29 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class Reservation:
+    """Bytes a request holds while it is read, decompressed and decoded; returned when the block ends.
+
+    ``grow`` raises ``Overloaded`` when the collector-wide in-flight budget is spent, so many large
+    concurrent requests are answered 429 / RESOURCE_EXHAUSTED instead of all being held in memory at once.
+    """
+
+    def __init__(self, owner: IngestQueue) -> None:
+        self._owner = owner
+        self.bytes = 0
+
+    def grow(self, n: int) -> None:
+        self._owner._reserve(n, self.bytes)
+        self.bytes += n
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._owner._release(self.bytes)
+        self.bytes = 0
+
+
 class IngestQueue:
     """The bounded queue of accepted requests and the one worker thread that processes them in order."""
 
@@ -44,6 +67,8 @@ class IngestQueue:
         max_queue_bytes: int = 64 << 20,
         derive_span_metrics: bool = True,
         retry_after_s: float = 1.0,
+        max_inflight_bytes: int = 32 << 20,
+        max_unwritten_s: float = 5.0,
     ) -> None:
         self.metrics = metrics
         self.spans = spans
@@ -52,6 +77,12 @@ class IngestQueue:
         self.max_queue_bytes = max_queue_bytes
         self.derive = derive_span_metrics
         self.retry_after_s = retry_after_s
+        self.max_inflight_bytes = max_inflight_bytes
+        self.max_unwritten_s = max_unwritten_s
+        self._since: deque[float] = deque()  # when each queued request was accepted (monotonic)
+        self._busy_since = 0.0
+        self.inflight_bytes = 0
+        self._inflight_lock = threading.Lock()
         self._queue: deque[tuple[str, bytes, str]] = deque()
         self.queued_bytes = 0
         self._busy = False
@@ -65,6 +96,16 @@ class IngestQueue:
             lambda: self.queued_bytes,
         )
         stats.gauge("modeltel_collector_queue_limit_bytes", "Ingest queue bound.", lambda: self.max_queue_bytes)
+        stats.gauge(
+            "modeltel_collector_unwritten_seconds",
+            "Age of the oldest accepted data not yet written (what a SIGKILL would lose).",
+            self.unwritten_s,
+        )
+        stats.gauge(
+            "modeltel_collector_inflight_bytes",
+            "Bytes held by requests being read, decompressed or decoded.",
+            lambda: self.inflight_bytes,
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -72,10 +113,45 @@ class IngestQueue:
     def depth(self) -> int:
         return len(self._queue)
 
+    def reserve(self, size: int = 0) -> Reservation:
+        """A ``Reservation`` of ``size`` in-flight bytes (raises ``Overloaded`` when the budget is spent)."""
+        r = Reservation(self)
+        if size:
+            r.grow(size)
+        return r
+
+    def _reserve(self, n: int, own: int) -> None:
+        with self._inflight_lock:
+            others = self.inflight_bytes - own  # a request alone may exceed the budget: it must get through
+            if self._closed or (others > 0 and self.inflight_bytes + n > self.max_inflight_bytes):
+                raise Overloaded(self.retry_after_s)
+            self.inflight_bytes += n
+
+    def _release(self, n: int) -> None:
+        with self._inflight_lock:
+            self.inflight_bytes -= n
+
+    def unwritten_s(self) -> float:
+        """Age of the oldest accepted data not yet merged and written: what a SIGKILL now would lose."""
+        with self._cond:
+            queued = self._since[0] if self._since else 0.0
+            times = [t for t in (queued, self._busy_since, self.spans.oldest_pending()) if t]
+        return time.monotonic() - min(times) if times else 0.0
+
     def check_room(self, size: int) -> None:
-        """Raise ``Overloaded`` before decoding a request that could not be queued anyway."""
+        """Raise ``Overloaded`` before decoding a request that could not be queued anyway.
+
+        Besides the byte bound, data accepted more than ``max_unwritten_s`` ago and still not written
+        refuses new data: that bounds, in seconds, what acknowledged data a SIGKILL can lose.
+        """
         if self._closed or (self._queue and self.queued_bytes + size > self.max_queue_bytes):
             raise Overloaded(self.retry_after_s)
+        if self.unwritten_s() > self.max_unwritten_s:
+            raise Overloaded(self.retry_after_s)
+
+    def points_over_limit(self, signal: str, request) -> int:
+        """Metric points of ``request`` the store's series limit will refuse (for partial_success)."""
+        return self.metrics.points_over_limit(request) if signal == METRICS else 0
 
     def submit(self, signal: str, body: bytes, protocol: str) -> None:
         """Accept a validated, protobuf-encoded request or raise ``Overloaded``; accepted data is processed."""
@@ -83,6 +159,7 @@ class IngestQueue:
             if self._closed or (self._queue and self.queued_bytes + len(body) > self.max_queue_bytes):
                 raise Overloaded(self.retry_after_s)
             self._queue.append((signal, body, protocol))
+            self._since.append(time.monotonic())
             self.queued_bytes += len(body)
             self._cond.notify()
 
@@ -99,12 +176,13 @@ class IngestQueue:
             time.sleep(0.005)
         return False
 
-    def close(self) -> None:
-        """Refuse new data, process everything queued, stop the worker."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Refuse new data, process everything queued (for at most ``timeout_s``), stop the worker."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
 
     def _run(self) -> None:
         last_expire = time.monotonic()
@@ -118,7 +196,7 @@ class IngestQueue:
                     item = None
                 else:
                     item = self._queue.popleft()
-                    self._busy = True
+                    self._busy, self._busy_since = True, self._since.popleft()
             if item is not None:
                 try:
                     self._process(*item)
@@ -128,7 +206,7 @@ class IngestQueue:
                 finally:
                     with self._cond:
                         self.queued_bytes -= len(item[1])
-                        self._busy = False
+                        self._busy, self._busy_since = False, 0.0
             if time.monotonic() - last_expire > 1.0:
                 last_expire = time.monotonic()
                 self.metrics.expire()

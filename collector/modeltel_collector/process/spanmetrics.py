@@ -13,7 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
-from modeltel_collector.store.spans import TraceRow
+from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
 _ERROR = Status.STATUS_CODE_ERROR
 _WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}
@@ -60,8 +60,8 @@ class _Trace:
             _csv(self.kinds),
             self.name,
             self.status,
-            self.start,
-            self.longest,
+            min(self.start, MAX_INT64),  # fixed64 on the wire, INTEGER in SQLite: a far-future time is clamped
+            min(self.longest, MAX_INT64),
             self.span_id,
             self.count,
             b"".join(self.parts),
@@ -185,9 +185,11 @@ def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Ob
     with store.lock:
         resources: dict[int, ResourceState] = {}
         for (ri, scope, kind, model, version, stage, failed), obs in groups.items():
-            res = resources.get(ri)
+            if ri not in resources:
+                resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
+            res = resources[ri]
             if res is None:
-                res = resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
+                continue  # a new resource over the series limit
             labels = [*res.labels, (_MODEL_LABEL, model or tx.UNKNOWN_VALUE), (_VERSION_LABEL, version)]
             if scope[0]:
                 labels.append(("otel_scope_name", scope[0]))

@@ -17,9 +17,10 @@ from google.rpc.error_details_pb2 import RetryInfo
 
 from modeltel_collector import otlp
 from modeltel_collector.config import Config, split_address
-from modeltel_collector.httpbase import token_ok
+from modeltel_collector.httpbase import ssl_context, token_ok
 from modeltel_collector.process.ingest import IngestQueue, Overloaded
 from modeltel_collector.stats import Stats
+from modeltel_collector.validate import response
 
 _SERVICES = {
     otlp.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
@@ -35,6 +36,7 @@ class GrpcReceiver:
         options = [
             ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.http2.bdp_probe", 0),
         ]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modeltel-grpc"),
@@ -49,6 +51,7 @@ class GrpcReceiver:
             )
             self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
         if config.tls_cert:
+            ssl_context(config.tls_cert, config.tls_key)  # a bad cert/key: one line with the reason
             with open(config.tls_cert, "rb") as c, open(config.tls_key, "rb") as k:
                 creds = grpc.ssl_server_credentials([(k.read(), c.read())])
         _check_free(address)
@@ -69,8 +72,6 @@ class GrpcReceiver:
         self.server.stop(grace_s).wait()
 
     def _make_handler(self, signal: str):
-        response_type = otlp.RESPONSE_TYPES[signal]
-
         def export(body: bytes, context: grpc.ServicerContext):
             if self.config.auth_token:
                 md = dict(context.invocation_metadata())
@@ -79,8 +80,10 @@ class GrpcReceiver:
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
             try:
                 self.ingest.check_room(len(body))
-                otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-                self.ingest.submit(signal, body, "grpc")
+                with self.ingest.reserve(len(body) * (1 + otlp.PROTOBUF_DECODE_FACTOR)):
+                    request = otlp.parse_protobuf(signal, body)  # bad payloads are refused here, with the reason
+                    self.ingest.submit(signal, body, "grpc")
+                    return response(signal, request, self.ingest.points_over_limit(signal, request))
             except otlp.PayloadError as e:
                 self.stats.inc("modeltel_collector_refused_requests", "invalid")
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
@@ -90,7 +93,6 @@ class GrpcReceiver:
                 info = RetryInfo(retry_delay=Duration(seconds=int(secs), nanos=int((secs % 1) * 1e9)))
                 context.set_trailing_metadata((("google.rpc.retryinfo-bin", info.SerializeToString()),))
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
-            return response_type()
 
         return export
 

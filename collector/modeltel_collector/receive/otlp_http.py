@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from modeltel_collector import otlp
 from modeltel_collector.httpbase import Handler, token_ok
-from modeltel_collector.process.ingest import Overloaded
+from modeltel_collector.process.ingest import Overloaded, Reservation
+from modeltel_collector.validate import response
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _GRPC_CODES = {401: 16, 404: 5, 429: 8}  # UNAUTHENTICATED, NOT_FOUND, RESOURCE_EXHAUSTED; else INVALID_ARGUMENT
-_REFUSAL_REASONS = {400: "invalid", 411: "invalid", 413: "too_large", 415: "unsupported_media_type"}
+_REFUSAL_REASONS = {400: "invalid", 408: "timeout", 411: "invalid", 413: "too_large", 415: "unsupported_media_type"}
 
 
 class OTLPHandler(Handler):
@@ -41,14 +43,8 @@ class OTLPHandler(Handler):
             if content_type not in (_PROTOBUF, _JSON):
                 self.read_body(cfg.max_request_bytes)
                 raise otlp.PayloadError(f"Content-Type must be {_PROTOBUF} or {_JSON}, got {content_type!r}", 415)
-            body = self.read_body(cfg.max_request_bytes)
-            ctx["ingest"].check_room(len(body))
-            body = otlp.decompress(body, self.headers.get("Content-Encoding", ""), cfg.max_request_bytes)
-            if is_json:
-                body = otlp.parse_json(signal, body).SerializeToString()
-            else:
-                otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-            ctx["ingest"].submit(signal, body, "http")
+            with ctx["ingest"].reserve() as held:
+                response = self._accept(signal, is_json, held)
         except otlp.PayloadError as e:
             stats.inc("modeltel_collector_refused_requests", _REFUSAL_REASONS.get(e.status, "invalid"))
             self._error(e.status, str(e), is_json)
@@ -57,11 +53,31 @@ class OTLPHandler(Handler):
             stats.inc("modeltel_collector_refused_requests", "overloaded")
             self._error(429, str(e), is_json, {"Retry-After": f"{max(1, round(e.retry_after_s))}"})
             return
-        response = otlp.RESPONSE_TYPES[signal]()
         if is_json:
             self.send_body(200, otlp.to_json(response), _JSON)
         else:
             self.send_body(200, response.SerializeToString(), _PROTOBUF)
+
+    def _accept(self, signal: str, is_json: bool, held: Reservation) -> Message:
+        """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory;
+        returns the response (with partial_success for points that will not be exposed)."""
+        ctx = self.server.ctx
+        cfg = ctx["config"]
+        body = self.read_body(cfg.max_request_bytes, held.grow)
+        ctx["ingest"].check_room(len(body))
+        encoding = self.headers.get("Content-Encoding", "")
+        if encoding.strip().lower() not in ("", "identity"):
+            body = otlp.decompress(body, encoding, cfg.max_request_bytes)
+            held.grow(len(body))
+        if is_json:
+            held.grow(len(body) * otlp.JSON_DECODE_FACTOR)
+            request = otlp.parse_json(signal, body)
+            body = request.SerializeToString()
+        else:
+            held.grow(len(body) * otlp.PROTOBUF_DECODE_FACTOR)
+            request = otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
+        ctx["ingest"].submit(signal, body, "http")
+        return response(signal, request, ctx["ingest"].points_over_limit(signal, request))
 
     def do_GET(self) -> None:
         self.send_body(405, b"OTLP receiver: POST /v1/traces or /v1/metrics\n", "text/plain", {"Allow": "POST"})

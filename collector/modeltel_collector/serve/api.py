@@ -1,13 +1,15 @@
 """The ``--listen`` server: ``/metrics`` (text or OpenMetrics), ``/healthz``, the trace API and the console.
 
 Trace API (JSON):
-  GET /api/traces/<trace_id hex>  -> {"trace_id", "spans": [...]} or 404
+  GET /api/traces/<trace_id hex>  -> {"trace_id", "spans": [...]} or 404; a trace over trace_fetch_max_spans
+                                     gives its first spans and "truncated": true, "span_count": <stored>
   GET /api/traces?service=&model=&stage=&status=ok|error&kind=prediction|stage&name=&min_duration_ms=
                  &sort=recent|duration&limit=20  -> {"traces": [...]} (one row per trace, its longest match)
 """
 
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
@@ -28,22 +30,28 @@ class ApiHandler(Handler):
         if serve_console(self, path, url.query):
             return
         if path == "/metrics":
+            cfg = ctx["config"]
+            if cfg.metrics_auth and not token_ok(self.headers.get("Authorization"), cfg.auth_token):
+                self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
+                return
             om = wants_openmetrics(self.headers.get("Accept", ""))
             body = render(ctx["metrics"], ctx["stats"], om)
             self.send_body(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
         elif path == "/healthz":
-            healthy = ctx["healthy"]()
-            self.send_json(
-                200 if healthy else 503,
-                {"status": "ok" if healthy else "unavailable", "queue_depth": ctx["ingest"].depth()},
-            )
+            self.send_json(*ctx["health"]())
         elif path.startswith("/api/traces"):
             if not token_ok(self.headers.get("Authorization"), ctx["config"].auth_token):
                 self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
-            elif path == "/api/traces":
-                self._search(parse_qs(url.query))
+            elif not ctx["api_slots"].acquire(blocking=False):  # slow queries must leave room for scrapes
+                self.send_json(429, {"error": "too many trace queries in progress"}, {"Retry-After": "1"})
             else:
-                self._get(path[len("/api/traces/") :])
+                try:
+                    if path == "/api/traces":
+                        self._search(parse_qs(url.query))
+                    else:
+                        self._get(path[len("/api/traces/") :])
+                finally:
+                    ctx["api_slots"].release()
         else:
             self.send_json(404, {"error": "not found", "endpoints": ["/metrics", "/healthz", "/api/traces"]})
 
@@ -55,18 +63,22 @@ class ApiHandler(Handler):
         except ValueError:
             self.send_json(400, {"error": "trace id must be 32 hex digits"})
             return
-        spans = self.server.ctx["spans"].get_trace(trace_id)
+        store, cap = self.server.ctx["spans"], self.server.ctx["config"].trace_fetch_max_spans
+        spans = store.get_trace(trace_id, cap)
         if not spans:
             self.send_json(404, {"error": f"trace {trace_hex} not found"})
-        else:
-            self.send_json(200, {"trace_id": trace_hex.lower(), "spans": spans})
+            return
+        doc: dict = {"trace_id": trace_hex.lower(), "spans": spans}
+        if len(spans) >= cap and (stored := store.trace_span_count(trace_id)) > len(spans):
+            doc.update(truncated=True, span_count=stored)
+        self.send_json(200, doc)
 
     def _search(self, query: dict[str, list[str]]) -> None:
         q = {k: v[-1] for k, v in query.items()}
         try:
             traces = self.server.ctx["spans"].search(
                 **{k: q.get(k) for k in _SEARCH_KEYS},
-                min_duration_ms=float(q["min_duration_ms"]) if q.get("min_duration_ms") else None,
+                min_duration_ms=_finite(q["min_duration_ms"], "min_duration_ms") if q.get("min_duration_ms") else None,
                 sort=q.get("sort", "recent"),
                 limit=int(q.get("limit", 20)),
             )
@@ -74,3 +86,10 @@ class ApiHandler(Handler):
             self.send_json(400, {"error": str(e)})
             return
         self.send_json(200, {"traces": traces})
+
+
+def _finite(text: str, name: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {text!r}")
+    return value

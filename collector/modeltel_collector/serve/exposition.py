@@ -80,7 +80,7 @@ def render(store: MetricStore, stats: Stats | None, openmetrics: bool) -> bytes:
             if openmetrics and suffix and name.endswith("_" + suffix):
                 w(f"# UNIT {name} {suffix}\n")
             if fam.help:
-                w(f"# HELP {type_name} {escape_help(fam.help)}\n")
+                w(f"# HELP {type_name} {escape_help(fam.help, openmetrics=openmetrics)}\n")
             if fam.type == HISTOGRAM:
                 for labels, s in fam.series.items():
                     lb = _labels(labels)

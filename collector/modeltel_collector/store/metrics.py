@@ -26,7 +26,8 @@ from modeltel_collector.store.series import (
     merge_exp_histogram,
     merge_histogram,
 )
-from modeltel_collector.translate import label_name, metric_family_name
+from modeltel_collector.translate import label_name, sample_names
+from modeltel_collector.validate import histogram_problem, metric_name
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
@@ -73,16 +74,31 @@ def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
     ns = attrs.get("service.namespace")
     job = f"{ns}/{name}" if ns else name
     instance = attrs.get("service.instance.id", "")
-    info = tuple(sorted((label_name(k), v) for k, v in attrs.items() if k not in _RESOURCE_IDENTITY))
-    return (job, instance), info
+    info: dict[str, str] = {}
+    for k, v in attrs.items():
+        if k not in _RESOURCE_IDENTITY:
+            _add_label(info, label_name(k), v)
+    return (job, instance), tuple(sorted(info.items()))
+
+
+def _add_label(labels: dict[str, str], key: str, value: str) -> None:
+    """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says."""
+    labels[key] = f"{labels[key]};{value}" if key in labels else value
+
+
+def _count_points(rm) -> int:
+    return sum(
+        len(getattr(m, kind).data_points)
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if (kind := m.WhichOneof("data"))
+    )
 
 
 def _point_labels(base: Labels, attributes: Iterable) -> Labels:
     labels = dict(base)
     for kv in attributes:
-        key = label_name(kv.key)
-        value = any_value_str(kv.value)
-        labels[key] = f"{labels[key]};{value}" if key in labels and key not in ("job", "instance") else value
+        _add_label(labels, label_name(kv.key), any_value_str(kv.value))
     return tuple(sorted(labels.items()))
 
 
@@ -96,21 +112,39 @@ class MetricStore:
         self.families: dict[str, Family] = {}
         self.resources: dict[ResourceKey, ResourceState] = {}
         self.n_series = 0
+        self._claimed: dict[str, str] = {}  # exposed name (family or sample) -> the family that owns it
 
     # ---------------------------------------------------------------- resources
-    def _touch_resource(self, resource: Resource, now: float) -> ResourceState:
+    def _touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
+        """The resource's state; None for a new resource while the series limit is reached.
+
+        A resource is a series too (its ``target_info`` line, and memory for its attributes), so distinct
+        resources cannot grow the store and the scrape past ``max_series`` either.
+        """
         key, info = resource_identity(resource)
         state = self.resources.get(key)
         if state is None:
+            if self.n_series >= self.max_series:
+                return None
+            self.n_series += 1
             state = self.resources[key] = ResourceState(key, (("instance", key[1]), ("job", key[0])), info, now)
         else:
             state.info, state.last_seen = info, now
         return state
 
     def _family(self, name: str, type_: str, unit: str, help_: str) -> Family | None:
+        """The family, created on first use; None when its exposed names clash with another family's.
+
+        Clashes are by every exposed name, not just the family's: a counter ``x_bucket`` would emit the
+        samples of histogram ``x``, and Prometheus refuses a page with one name in two families.
+        """
         fam = self.families.get(name)
         if fam is None:
+            names = sample_names(name, type_)
+            if any(self._claimed.get(n, name) != name for n in names):
+                return None
             fam = self.families[name] = Family(name, type_, unit, help_)
+            self._claimed.update(dict.fromkeys(names, name))
         elif fam.type != type_:
             return None  # same Prometheus name, different type: keep the first, reject the other
         if help_ and not fam.help:
@@ -137,6 +171,10 @@ class MetricStore:
         with self.lock:
             for rm in request.resource_metrics:
                 res = self._touch_resource(rm.resource, now)
+                if res is None:
+                    result.rejected += _count_points(rm)
+                    result.reasons.add(f"series limit {self.max_series} reached (new resource)")
+                    continue
                 for sm in rm.scope_metrics:
                     base = list(res.labels)
                     if sm.scope.name:
@@ -152,32 +190,25 @@ class MetricStore:
         kind = m.WhichOneof("data")
         if kind == "sum":
             data = m.sum
-            monotonic = data.is_monotonic
-            fam = self._family(
-                metric_family_name(m.name, m.unit, not monotonic),
-                COUNTER if monotonic else GAUGE,
-                m.unit,
-                m.description,
-            )
-            delta = data.aggregation_temporality == DELTA
+            type_ = COUNTER if data.is_monotonic else GAUGE
         elif kind == "gauge":
-            data, delta = m.gauge, False
-            fam = self._family(metric_family_name(m.name, m.unit, True), GAUGE, m.unit, m.description)
+            data, type_ = m.gauge, GAUGE
         elif kind in ("histogram", "exponential_histogram"):
-            data = getattr(m, kind)
-            fam = self._family(metric_family_name(m.name, m.unit), HISTOGRAM, m.unit, m.description)
-            delta = data.aggregation_temporality == DELTA
-        else:
-            result.rejected += 1
+            data, type_ = getattr(m, kind), HISTOGRAM
+        else:  # summaries (legacy Prometheus-style) and metrics without data: validate counts them the same
+            result.rejected += max(1, len(getattr(m, kind).data_points) if kind else 0)
             result.reasons.add(f"unsupported metric type {kind} ({m.name})")
             return
+        delta = kind != "gauge" and data.aggregation_temporality == DELTA
+        name, problem = metric_name(m)
+        fam = None if problem else self._family(name, type_, m.unit, m.description)
         if fam is None:
             result.rejected += len(data.data_points)
-            result.reasons.add(f"{m.name}: type conflicts with an existing series of the same name")
+            result.reasons.add(problem or f"{m.name}: its Prometheus names clash with an existing family's")
             return
         if res.key not in fam.direct_resources:
             self._drop_derived(fam, res.key)
-        accepted = 0
+        accepted = invalid = 0
         for p in data.data_points:
             labels = _point_labels(base, p.attributes)
             if kind in ("sum", "gauge"):
@@ -187,6 +218,11 @@ class MetricStore:
                 v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
                 s.value = s.value + v if delta else v
             elif kind == "histogram":
+                if problem := histogram_problem(p):
+                    result.rejected += 1
+                    result.reasons.add(f"{m.name}: {problem}")
+                    invalid += 1
+                    continue
                 s = self._series(fam, labels, res, HistogramSeries)
                 if s is None:
                     break
@@ -199,8 +235,8 @@ class MetricStore:
             s.start_ns = p.start_time_unix_nano or s.start_ns
             accepted += 1
         result.points += accepted
-        if accepted < len(data.data_points):
-            result.rejected += len(data.data_points) - accepted
+        if capped := len(data.data_points) - accepted - invalid:
+            result.rejected += capped
             result.reasons.add(f"series limit {self.max_series} reached")
 
     def _drop_derived(self, fam: Family, rkey: ResourceKey) -> None:
@@ -258,7 +294,15 @@ class MetricStore:
         fam.derived.add(labels)
         return True
 
-    def touch_resource(self, resource: Resource, now: float) -> ResourceState:
+    def points_over_limit(self, request) -> int:
+        """Points a request will lose to the series limit because their resource is new (read without lock:
+        an estimate for the OTLP partial_success answer; the merge counts the exact drops)."""
+        if self.n_series < self.max_series:
+            return 0
+        return sum(_count_points(rm) for rm in request.resource_metrics if resource_identity(rm.resource)[0]
+                   not in self.resources)  # fmt: skip
+
+    def touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
         """Register a resource seen in traces (caller holds lock)."""
         return self._touch_resource(resource, now)
 
@@ -280,7 +324,13 @@ class MetricStore:
                 for fam in self.families.values():
                     fam.direct_resources.discard(rkey)
                 del self.resources[rkey]
+                self.n_series -= 1  # the resource's own (target_info)
             self.n_series -= removed
             for name in [n for n, f in self.families.items() if not f.series]:
-                del self.families[name]
+                self._forget_family(name)
         return removed
+
+    def _forget_family(self, name: str) -> None:
+        fam = self.families.pop(name)
+        for n in sample_names(name, fam.type):
+            self._claimed.pop(n, None)

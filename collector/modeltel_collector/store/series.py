@@ -107,10 +107,8 @@ def exemplars(point) -> list[Exemplar]:
 
 
 def merge_histogram(s: HistogramSeries, p, delta: bool) -> None:
-    bounds = tuple(p.explicit_bounds)
+    bounds = tuple(p.explicit_bounds)  # consistent with the counts: see validate.histogram_problem
     counts = list(p.bucket_counts) or [0] * (len(bounds) + 1)
-    if len(counts) != len(bounds) + 1:
-        counts = (counts + [0] * (len(bounds) + 1))[: len(bounds) + 1]
     if delta and s.bounds == bounds and s.counts:
         s.counts = [a + b for a, b in zip(s.counts, counts, strict=True)]
         s.sum += p.sum

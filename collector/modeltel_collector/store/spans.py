@@ -7,8 +7,8 @@ the search API filters on are columns, the spans themselves stay protobuf-encode
 
 from __future__ import annotations
 
+import contextlib
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -17,6 +17,10 @@ from typing import Any, NamedTuple
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 
 from modeltel_collector.otlp import any_value_py
+from modeltel_collector.stats import Stats
+from modeltel_collector.store.spanwriter import BatchWriter
+
+MAX_INT64 = (1 << 63) - 1  # SQLite's INTEGER range: larger OTLP fixed64 times are clamped to it
 
 
 class TraceRow(NamedTuple):
@@ -81,93 +85,137 @@ _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join
 _HIT_COLUMNS = "trace_id, span_id, service, model, stages, kinds, name, status, start_ns, MAX(duration_ns) AS longest"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
-_STOP = object()
 
 
 class SpanStore:
-    """Writes row batches on its own thread (SQLite releases the GIL); ``put`` blocks when it falls behind."""
+    """Writes row batches on its own thread (SQLite releases the GIL); ``put`` blocks when it falls behind.
 
-    def __init__(self, path: str, max_age_s: float = 3600.0, max_spans: int = 1_000_000, queue_batches: int = 64):
+    The writer's queue is bounded in bytes, and its fault policy (``spanwriter``) keeps it alive through
+    poison rows and a full disk; ``error`` is the storage error while the store is degraded.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        max_age_s: float = 3600.0,
+        max_spans: int = 1_000_000,
+        stats: Stats | None = None,
+        max_queue_bytes: int = 32 << 20,
+    ):
         self.path = path
         self.max_age_s = max_age_s
         self.max_spans = max_spans
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_batches)
+        self._stats = stats
         self._read_lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self.count = self._writer.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
         self._reader = self._connect()
-        self._thread = threading.Thread(target=self._run, name="modeltel-spanstore", daemon=True)
+        self._batches = BatchWriter(self._write, self._write_rows, self.shed, stats, max_queue_bytes)
         self._last_prune = 0.0
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
+        # NORMAL in WAL mode syncs only at checkpoints (cheap), and keeps the store consistent through an OS
+        # crash or power loss, where OFF could corrupt it; a process kill loses no committed row either way
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the trace_id index in memory
         return conn
 
     def start(self) -> None:
-        self._thread.start()
+        self._batches.start()
 
     def put(self, rows: list[TraceRow]) -> None:
         """Queue a batch for writing; blocks (back-pressure to the ingest queue) when the writer lags."""
         if rows:
-            self._queue.put(rows)
+            self._batches.put(rows)
 
     def pending(self) -> int:
-        """Batches queued or being written (``unfinished_tasks`` only drops after the write commits)."""
-        return self._queue.unfinished_tasks
+        """Batches queued or being written (the count only drops once the write committed or was shed)."""
+        return self._batches.pending()
 
-    def close(self) -> None:
+    @property
+    def error(self) -> str:
+        """The storage error while the store is degraded (disk full, I/O error); '' when healthy."""
+        return self._batches.error
+
+    def oldest_pending(self) -> float:
+        """When the oldest row not yet written was queued (monotonic), 0.0 when all is written."""
+        return self._batches.oldest_pending()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._batches.queued_bytes
+
+    def close(self, timeout_s: float | None = None) -> None:
         """Write everything queued, then close."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
-        self._writer.close()
+        if self._batches.close(timeout_s):
+            self._writer.close()
         self._reader.close()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                self._queue.task_done()
-                return
-            batch, taken, stop = list(item), 1, False
-            while len(batch) < 20_000:  # coalesce queued batches into one transaction
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                taken += 1
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.extend(more)
-            self._write(batch)
-            for _ in range(taken):
-                self._queue.task_done()
-            if stop:
-                return
 
     def _write(self, rows: list[TraceRow]) -> None:
         w = self._writer
         spans = sum(r.span_count for r in rows)
+        try:
+            w.execute("BEGIN")
+            # exact tuples: sqlite3 binds a tuple subclass ~0.9 us/row slower, more than this copy costs
+            w.executemany(_INSERT, map(tuple, rows))
+            self._commit(spans)
+        except BaseException:
+            self._rollback()
+            raise
+        now = time.monotonic()
+        if self.count > self.max_spans or now - self._last_prune > 5.0:
+            self._last_prune = now
+            try:  # the rows are committed: a failed prune must not make the caller write them again
+                self.prune()
+            except sqlite3.Error:
+                self._rollback()
+
+    def _write_rows(self, rows: list[TraceRow]) -> list[TraceRow]:
+        """Insert row by row, skipping rows SQLite cannot bind; returns the skipped rows."""
+        w, bad, spans = self._writer, [], 0
         w.execute("BEGIN")
-        # exact tuples: sqlite3 binds a tuple subclass ~0.9 us/row slower, more than this copy costs
-        w.executemany(_INSERT, map(tuple, rows))
+        try:
+            for r in rows:
+                try:
+                    w.execute(_INSERT, tuple(r))
+                    spans += r.span_count
+                except (OverflowError, ValueError, TypeError, sqlite3.InterfaceError):
+                    bad.append(r)
+            self._commit(spans)
+        except BaseException:
+            self._rollback()
+            raise
+        return bad
+
+    def _commit(self, spans: int) -> None:
+        w = self._writer
         last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
         w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, time.time_ns(), spans))
         w.execute("COMMIT")
         self.count += spans
-        now = time.monotonic()
-        if self.count > self.max_spans or now - self._last_prune > 5.0:
-            self._last_prune = now
-            self.prune()
 
-    def prune(self, now_ns: int | None = None) -> int:
-        """Delete writes received before max_age and the oldest beyond max_spans; returns spans deleted.
+    def _rollback(self) -> None:
+        if self._writer.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("ROLLBACK")
+
+    def shed(self) -> int:
+        """Delete the oldest tenth of the stored spans (at least one write) to make room; returns spans deleted."""
+        try:
+            deleted = self.prune(shed=max(1, self.count // 10))
+        except sqlite3.Error:
+            self._rollback()
+            return 0
+        if deleted and self._stats is not None:
+            self._stats.inc("modeltel_collector_dropped", "spans_shed_storage_full", deleted)
+        return deleted
+
+    def prune(self, now_ns: int | None = None, shed: int = 0) -> int:
+        """Delete writes received before max_age, the oldest beyond max_spans and ``shed`` more; returns spans deleted.
 
         Rowids grow with arrival and ``writes`` records each write's last rowid, time and span count, so
         both bounds become one range delete on the rowid, with no per-row time index to maintain.
@@ -177,6 +225,7 @@ class SpanStore:
         excess = self.count - self.max_spans
         if excess > 0:
             excess += self.max_spans // 10  # go ~10% under the bound, so pruning is not per batch
+        excess = max(excess, shed)
         upto, deleted = 0, 0
         for max_rowid, written_ns, spans in w.execute("SELECT * FROM writes ORDER BY max_rowid").fetchall():
             if written_ns >= cutoff and deleted >= excess:
@@ -192,11 +241,30 @@ class SpanStore:
         return deleted
 
     # ---------------------------------------------------------------- reads (API threads)
-    def get_trace(self, trace_id: bytes) -> list[dict[str, Any]]:
+    def get_trace(self, trace_id: bytes, max_spans: int | None = None) -> list[dict[str, Any]]:
+        """The trace's spans by start time; with ``max_spans``, the first that arrived, at most that many.
+
+        Rows are decoded one at a time and reading stops at the cap, so a trace of 300k spans costs what
+        ``max_spans`` costs, in time, memory and in how long the read lock is held against other searches.
+        """
+        spans: list[dict[str, Any]] = []
         with self._read_lock:
-            rows = self._reader.execute("SELECT service, data FROM traces WHERE trace_id = ?", (trace_id,)).fetchall()
-        spans = [span_to_dict(sp, service) for service, data in rows for sp in ScopeSpans.FromString(data).spans]
+            cursor = self._reader.execute(
+                "SELECT service, data FROM traces WHERE trace_id = ? ORDER BY rowid", (trace_id,)
+            )
+            for service, data in cursor:
+                spans.extend(span_to_dict(sp, service) for sp in ScopeSpans.FromString(data).spans)
+                if max_spans is not None and len(spans) >= max_spans:
+                    del spans[max_spans:]
+                    break
+            cursor.close()
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
+
+    def trace_span_count(self, trace_id: bytes) -> int:
+        """How many spans of the trace are stored (cheap: the span_count column, by the trace_id index)."""
+        with self._read_lock:
+            sql = "SELECT COALESCE(SUM(span_count), 0) FROM traces WHERE trace_id = ?"
+            return self._reader.execute(sql, (trace_id,)).fetchone()[0]
 
     def search(
         self,

@@ -1,0 +1,151 @@
+"""Faults that used to wedge the collector for good: a poison span, a full disk, a kill mid-ingest.
+
+Each test checks that the trace store's writer survives, that ingest keeps answering (not 429 for ever),
+that /healthz tells the truth, that every dropped span is counted by reason, and that stop() returns.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+from tests.collector_helpers import PB, dropped, http_get, http_post, running_collector, trace_request
+
+
+def _stop_within(c, seconds: float) -> bool:
+    t = threading.Thread(target=c.stop, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive()
+
+
+def _health(c) -> tuple[int, dict]:
+    status, _, body = http_get(c.urls["listen"] + "/healthz")
+    return status, json.loads(body)
+
+
+def test_far_future_span_does_not_kill_the_writer() -> None:
+    with running_collector() as c:
+        url = c.urls["otlp_http"] + "/v1/traces"
+        poison = trace_request(1, start_time_unix_nano=2**63 + 5, end_time_unix_nano=2**64 - 1)
+        assert http_post(url, poison.SerializeToString(), PB)[0] == 200
+        for _ in range(3):
+            assert http_post(url, trace_request(5).SerializeToString(), PB)[0] == 200
+        assert c.flush(10), "the trace store writer stopped writing"
+        assert c.spans.count == 16  # the far-future span is stored (times clamped), the others too
+        trace_id = poison.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+        status, _, body = http_get(f"{c.urls['listen']}/api/traces/{trace_id}")
+        assert status == 200 and json.loads(body)["spans"][0]["start_time_unix_nano"] == 2**63 + 5
+        assert _health(c) == (200, {"status": "ok", "queue_depth": 0, "trace_store": "ok"})
+        assert _stop_within(c, 15)
+
+
+def test_rows_sqlite_cannot_bind_are_dropped_alone_and_counted() -> None:
+    with running_collector() as c:
+        rows = [r._replace(start_ns=2**64) if i == 1 else r for i, r in enumerate(_rows(c, 3))]
+        c.spans.put(rows)
+        assert c.flush(10)
+        assert c.spans.count == 2
+        assert dropped(c) == {"spans_unstorable": 1}
+
+
+def _rows(c, n: int):
+    from modeltel_collector.process.spanmetrics import process_traces
+
+    rows, _ = process_traces(trace_request(n), c.metrics)
+    return rows
+
+
+def test_full_disk_sheds_oldest_degrades_health_and_recovers() -> None:
+    with running_collector() as c:
+        url = c.urls["otlp_http"] + "/v1/traces"
+        for _ in range(10):
+            assert http_post(url, trace_request(20, payload=2000).SerializeToString(), PB)[0] == 200
+        assert c.flush(10) and c.spans.count == 200
+        w = c.spans._writer  # idle after flush: cap the database at its current size ("disk full")
+        pages = w.execute("PRAGMA page_count").fetchone()[0]
+        assert w.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
+
+        # a batch larger than the whole store: retried, the oldest spans shed, then it is dropped and counted
+        big = trace_request(100, payload=20_000).SerializeToString()
+        assert http_post(url, big, PB)[0] == 200
+        assert c.flush(15), "the trace store writer wedged on a full disk"
+        assert dropped(c).get("spans_store_full") == 100
+        assert dropped(c).get("spans_shed_storage_full", 0) > 0
+        status, doc = _health(c)
+        assert status == 200 and doc["status"] == "degraded" and "full" in doc["trace_store"], doc
+
+        # small writes fit in the room shedding made: ingest never stops, and the store heals by itself
+        assert http_post(url, trace_request(5).SerializeToString(), PB)[0] == 200
+        assert c.flush(10)
+        assert _health(c)[1]["status"] == "ok"
+        stored = c.spans.count
+        w.execute("PRAGMA max_page_count = 1073741823")  # space is back
+        assert http_post(url, big, PB)[0] == 200
+        assert c.flush(10) and c.spans.count == stored + 100
+        assert _stop_within(c, 15)
+
+
+def test_sigkill_loses_only_what_was_acknowledged_in_the_last_max_unwritten_s(tmp_path) -> None:
+    """Send from several clients, SIGKILL mid-ingest, restart on the same store, count what survived."""
+    db, ready = tmp_path / "traces.db", tmp_path / "ready.json"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'otlp_http = "127.0.0.1:0"\notlp_grpc = ""\nlisten = "127.0.0.1:0"\ntrace_db = "{db}"\n'
+                   "max_unwritten_s = 1.0\n")  # fmt: skip
+    proc = _start_cli(cfg, ready)
+    url = json.loads(ready.read_text())["urls"]["otlp_http"] + "/v1/traces"
+    acks: list[tuple[float, int]] = []  # (monotonic time of the 200, spans)
+    stop = threading.Event()
+
+    def send() -> None:
+        body = trace_request(200, payload=200).SerializeToString()
+        while not stop.is_set():
+            try:
+                if http_post(url, body, PB)[0] == 200:
+                    acks.append((time.monotonic(), 200))
+            except OSError:
+                return
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for t in senders:
+        t.start()
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    proc.wait(10)
+    stop.set()
+    for t in senders:
+        t.join(10)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = conn.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
+    acked = sum(n for _, n in acks)
+    # the documented window: max_unwritten_s, plus the time to write what was queued when it began
+    window = sum(n for t, n in acks if t > killed_at - 2.5)
+    assert stored <= acked and acked - window > 0
+    assert acked - stored <= window, f"lost {acked - stored} of {acked} acknowledged spans, window {window}"
+    proc = _start_cli(cfg, ready)  # restarts on the same store, which keeps what it had
+    try:
+        url = json.loads(ready.read_text())["urls"]["otlp_http"] + "/v1/traces"
+        assert http_post(url, trace_request(5).SerializeToString(), PB)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT SUM(span_count) FROM traces").fetchone()[0] == stored + 5
+
+
+def _start_cli(cfg, ready) -> subprocess.Popen:
+    if ready.exists():
+        ready.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "modeltel_collector", "--config", str(cfg),
+                             "--ready-file", str(ready)], stdout=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not (ready.exists() and ready.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
