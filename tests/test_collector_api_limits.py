@@ -18,9 +18,10 @@ def test_huge_trace_fetch_is_capped_and_says_so() -> None:
             body = trace_request(500, trace_id=trace_id).SerializeToString()
             assert http_post(c.urls["otlp_http"] + "/v1/traces", body, PB)[0] == 200
         c.flush()
-        status, _, body = http_get(f"{c.urls['listen']}/api/traces/{trace_id.hex()}")
+        status, headers, body = http_get(f"{c.urls['listen']}/api/traces/{trace_id.hex()}")
         doc = json.loads(body)
         assert status == 200 and len(doc["spans"]) == 1000
+        assert headers["Transfer-Encoding"] == "chunked"  # streamed, never built as one string
         assert doc["truncated"] is True and doc["span_count"] == 2500
         small = os.urandom(16)
         assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(3, trace_id=small).SerializeToString(),

@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
 
@@ -30,6 +30,9 @@ _BUSY = (
     b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )
+
+
+_STREAM_CHUNK = 64 << 10  # bytes of JSON per chunk of a streamed answer
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -165,6 +168,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         self.send_body(status, json.dumps(doc).encode(), "application/json", headers)
+
+    def send_json_stream(self, doc: dict[str, Any], key: str, items: Iterable[Any]) -> None:
+        """200 with ``doc`` plus ``items`` as its ``key`` list, serialized item by item and sent in chunks
+        (chunked transfer encoding), so a large answer is never built as one string."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        head = json.dumps(doc)[:-1]
+        parts, size = [f'{head}{", " if doc else ""}"{key}": ['.encode()], 0
+        for i, item in enumerate(items):
+            parts.append((", " if i else "").encode() + json.dumps(item).encode())
+            size += len(parts[-1])
+            if size >= _STREAM_CHUNK:
+                self._send_chunk(b"".join(parts))
+                parts, size = [], 0
+        parts.append(b"]}")
+        self._send_chunk(b"".join(parts))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _send_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def read_body(self, limit: int, reserve: Callable[[int], None] | None = None) -> bytes:
         """The request body (Content-Length or chunked), refusing anything over ``limit`` bytes.

@@ -68,10 +68,10 @@ class ApiHandler(Handler):
         if not spans:
             self.send_json(404, {"error": f"trace {trace_hex} not found"})
             return
-        doc: dict = {"trace_id": trace_hex.lower(), "spans": spans}
+        doc: dict = {"trace_id": trace_hex.lower()}
         if len(spans) >= cap and (stored := store.trace_span_count(trace_id)) > len(spans):
             doc.update(truncated=True, span_count=stored)
-        self.send_json(200, doc)
+        self.send_json_stream(doc, "spans", spans)
 
     def _search(self, query: dict[str, list[str]]) -> None:
         q = {k: v[-1] for k, v in query.items()}
