@@ -58,6 +58,21 @@ def test_distinct_resources_are_capped_by_max_series() -> None:
         assert c.stats.counters["modeltel_collector_dropped"]["metric_points"] == refused >= 89
 
 
+def test_new_series_of_a_known_resource_past_the_cap_are_reported() -> None:
+    with running_collector(max_series=10) as c:
+        resp = _post(c, _request([_gauge(f"g{i}") for i in range(6)]))  # the resource and 6 series: 7 of 10
+        c.flush()
+        assert resp.partial_success.rejected_data_points == 0
+        resp = _post(c, _request([_gauge(f"g{i}") for i in range(9)]))  # 3 new series, room for 3
+        c.flush()
+        assert resp.partial_success.rejected_data_points == 0
+        resp = _post(c, _request([_gauge(f"g{i}") for i in range(12)]))  # 3 more new: none fits; 9 update
+        c.flush()
+        assert resp.partial_success.rejected_data_points == 3
+        assert "series limit" in resp.partial_success.error_message
+        assert c.stats.counters["modeltel_collector_dropped"]["metric_points"] == 3
+
+
 def test_inconsistent_histograms_are_refused_with_a_reason() -> None:
     with running_collector() as c:
         bad = [

@@ -19,13 +19,13 @@ from modeltel_collector.translate import family_name_problem, metric_family_name
 
 def response(signal: str, request: Message, over_limit: int = 0) -> Message:
     """The Export*ServiceResponse for an accepted request: partial_success counts the metric points the
-    collector will not expose (bad names, inconsistent histograms, ``over_limit`` points of new resources
+    collector will not expose (bad names, inconsistent histograms, ``over_limit`` points of new series
     past the series limit), and says why."""
     resp = RESPONSE_TYPES[signal]()
     if signal == METRICS:
         rejected, reason = metrics_request_problems(request)
         if over_limit:
-            rejected, reason = rejected + over_limit, reason or "series limit reached: new resources refused"
+            rejected, reason = rejected + over_limit, reason or "series limit reached: points of new series refused"
         if rejected:
             resp.partial_success.rejected_data_points = rejected
             resp.partial_success.error_message = reason

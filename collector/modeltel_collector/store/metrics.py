@@ -95,6 +95,16 @@ def _count_points(rm) -> int:
     )
 
 
+def _scope_labels(res: ResourceState, sm) -> Labels:
+    """The labels every point of one scope's metrics starts from: the resource's, then the scope's."""
+    base = list(res.labels)
+    if sm.scope.name:
+        base.append(("otel_scope_name", sm.scope.name))
+    if sm.scope.version:
+        base.append(("otel_scope_version", sm.scope.version))
+    return tuple(base)
+
+
 def _point_labels(base: Labels, attributes: Iterable) -> Labels:
     labels = dict(base)
     for kv in attributes:
@@ -176,14 +186,9 @@ class MetricStore:
                     result.reasons.add(f"series limit {self.max_series} reached (new resource)")
                     continue
                 for sm in rm.scope_metrics:
-                    base = list(res.labels)
-                    if sm.scope.name:
-                        base.append(("otel_scope_name", sm.scope.name))
-                    if sm.scope.version:
-                        base.append(("otel_scope_version", sm.scope.version))
-                    base_t = tuple(base)
+                    base = _scope_labels(res, sm)
                     for m in sm.metrics:
-                        self._ingest_metric(m, base_t, res, result)
+                        self._ingest_metric(m, base, res, result)
         return result
 
     def _ingest_metric(self, m, base: Labels, res: ResourceState, result: IngestResult) -> None:
@@ -295,12 +300,40 @@ class MetricStore:
         return True
 
     def points_over_limit(self, request) -> int:
-        """Points a request will lose to the series limit because their resource is new (read without lock:
-        an estimate for the OTLP partial_success answer; the merge counts the exact drops)."""
-        if self.n_series < self.max_series:
+        """Points of ``request`` the series limit will refuse, for the OTLP partial_success answer: points
+        of series the store does not hold yet, beyond the room left (a new resource takes one more, its
+        ``target_info``). Read without the lock, before the ingest worker merges: exact unless another
+        request fills the store in between; the merge counts the drops themselves."""
+        room = self.max_series - self.n_series
+        if room >= sum(_count_points(rm) for rm in request.resource_metrics) + len(request.resource_metrics):
+            return 0  # the common case: far from the limit, nothing to look up
+        over = 0
+        for rm in request.resource_metrics:  # in the order the merge takes them
+            res = self.resources.get(resource_identity(rm.resource)[0])
+            if res is None:
+                if room < 1:  # the merge refuses the whole resource
+                    over += _count_points(rm)
+                    continue
+                room, fresh = room - 1, _count_points(rm)
+            else:
+                fresh = sum(self._new_series(m, _scope_labels(res, sm)) for sm in rm.scope_metrics for m in sm.metrics)
+            taken = min(max(room, 0), fresh)
+            room, over = room - taken, over + fresh - taken
+        return over
+
+    def _new_series(self, m, base: Labels) -> int:
+        """How many points of metric ``m`` would start a series (0 for what validation refuses anyway)."""
+        kind = m.WhichOneof("data")
+        if kind not in ("sum", "gauge", "histogram", "exponential_histogram"):
             return 0
-        return sum(_count_points(rm) for rm in request.resource_metrics if resource_identity(rm.resource)[0]
-                   not in self.resources)  # fmt: skip
+        name, problem = metric_name(m)
+        if problem:
+            return 0
+        points = getattr(m, kind).data_points
+        fam = self.families.get(name)
+        if fam is None:
+            return len(points)
+        return sum(_point_labels(base, p.attributes) not in fam.series for p in points)
 
     def touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
         """Register a resource seen in traces (caller holds lock)."""
