@@ -108,6 +108,24 @@ def _p95(instrument: Instrument, by: str = "", window: str = "5m", selector: str
     return f"histogram_quantile(0.95, sum by ({group}) (rate({instrument.prometheus_name}_bucket{selector}[{window}])))"
 
 
+def _stage_latency(name: str, stage: str, warning: float, critical: float, slo: float) -> MetricDefinition:
+    """A stage's p95 latency definition (thresholds and SLO target in seconds)."""
+    return MetricDefinition(
+        name=name,
+        type=MetricType.LATENCY,
+        unit="seconds",
+        aggregation="p95",
+        threshold_warning=warning,
+        threshold_critical=critical,
+        slo_target=slo,
+        direction=Direction.HIGHER_IS_WORSE,
+        promql=_p95(STAGE_LATENCY, "model_name", selector=f'{{stage="{stage}"}}'),
+        instrument=STAGE_LATENCY,
+        description=f"p95 {name.removesuffix('_latency')} stage latency",
+        labels={ATTR_STAGE: stage},
+    )
+
+
 _PRED_TOTAL = PREDICTIONS.prometheus_series
 _ERR_TOTAL = ERRORS.prometheus_series
 
@@ -125,48 +143,9 @@ CORE_METRICS: dict[str, MetricDefinition] = {
         instrument=PREDICTION_LATENCY,
         description="p95 end-to-end prediction latency",
     ),
-    "preprocessing_latency": MetricDefinition(
-        name="preprocessing_latency",
-        type=MetricType.LATENCY,
-        unit="seconds",
-        aggregation="p95",
-        threshold_warning=0.030,
-        threshold_critical=0.050,
-        slo_target=0.020,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=_p95(STAGE_LATENCY, "model_name", selector=f'{{stage="{STAGE_PREPROCESS}"}}'),
-        instrument=STAGE_LATENCY,
-        description="p95 preprocessing stage latency",
-        labels={ATTR_STAGE: STAGE_PREPROCESS},
-    ),
-    "inference_latency": MetricDefinition(
-        name="inference_latency",
-        type=MetricType.LATENCY,
-        unit="seconds",
-        aggregation="p95",
-        threshold_warning=0.050,
-        threshold_critical=0.100,
-        slo_target=0.030,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=_p95(STAGE_LATENCY, "model_name", selector=f'{{stage="{STAGE_INFERENCE}"}}'),
-        instrument=STAGE_LATENCY,
-        description="p95 inference stage latency",
-        labels={ATTR_STAGE: STAGE_INFERENCE},
-    ),
-    "postprocessing_latency": MetricDefinition(
-        name="postprocessing_latency",
-        type=MetricType.LATENCY,
-        unit="seconds",
-        aggregation="p95",
-        threshold_warning=0.030,
-        threshold_critical=0.050,
-        slo_target=0.020,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=_p95(STAGE_LATENCY, "model_name", selector=f'{{stage="{STAGE_POSTPROCESS}"}}'),
-        instrument=STAGE_LATENCY,
-        description="p95 postprocessing stage latency",
-        labels={ATTR_STAGE: STAGE_POSTPROCESS},
-    ),
+    "preprocessing_latency": _stage_latency("preprocessing_latency", STAGE_PREPROCESS, 0.030, 0.050, 0.020),
+    "inference_latency": _stage_latency("inference_latency", STAGE_INFERENCE, 0.050, 0.100, 0.030),
+    "postprocessing_latency": _stage_latency("postprocessing_latency", STAGE_POSTPROCESS, 0.030, 0.050, 0.020),
     "requests_per_second": MetricDefinition(
         name="requests_per_second",
         type=MetricType.THROUGHPUT,
