@@ -4,6 +4,7 @@ Trace API (JSON):
   GET /api/traces/<trace_id hex>  -> {"trace_id", "spans": [...]} or 404
   GET /api/traces?service=&model=&stage=&status=ok|error&kind=prediction|stage&name=&min_duration_ms=
                  &sort=recent|duration&limit=20  -> {"traces": [...]} (one row per trace, its longest match)
+Jaeger-compatible query API under /jaeger/api/ (serve/jaeger.py), for Grafana's Jaeger datasource.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console import serve_console
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
+from modeltel_collector.serve.jaeger import serve_jaeger
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 
@@ -25,7 +27,7 @@ class ApiHandler(Handler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         ctx = self.server.ctx
-        if serve_console(self, path, url.query):
+        if serve_console(self, path, url.query) or serve_jaeger(self, path, url.query):
             return
         if path == "/metrics":
             om = wants_openmetrics(self.headers.get("Accept", ""))
