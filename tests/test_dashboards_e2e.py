@@ -68,7 +68,33 @@ def test_every_panel_query_runs_on_real_data(tmp_path: Path) -> None:
             for uid, panels in CORE.items():
                 for panel in panels:
                     assert any(r.series for r in results if (r.dashboard, r.panel) == (uid, panel)), (uid, panel)
+        _exemplar_opens_its_trace(stack, boards["modeltel-models"], end)
         nothing = run_panel_queries(
             stack.prometheus_url, boards, start=end - 600, end=end, rate_interval="5s", values={"model_name": "none"}
         )
         assert not any(r.series for r in nothing if r.dashboard == "modeltel-models"), "the model variable filters"
+
+
+def _exemplar_opens_its_trace(stack: AlertStack, board: dict, end: float) -> None:
+    """What a click on a latency exemplar does in Grafana: the exemplar's trace_id, through the provisioned
+    Jaeger datasource (the collector's /jaeger API), gives the request's span tree from the example server."""
+    latency = next(p for p in board["panels"] if p["title"] == "Prediction latency p50 / p95 / p99")
+    expr = substitute(latency["targets"][0]["expr"], "5s")
+    params = urllib.parse.urlencode({"query": expr, "start": end - 120, "end": end})
+    with urllib.request.urlopen(f"{stack.prometheus_url}/api/v1/query_exemplars?{params}") as r:
+        exemplars = [e for series in json.load(r)["data"] for e in series["exemplars"]]
+    assert exemplars, "the latency panel has exemplars"
+    trace_id = exemplars[-1]["labels"]["trace_id"]
+    with urllib.request.urlopen(f"{stack.collector_urls['listen']}/jaeger/api/traces/{trace_id}") as r:
+        (trace,) = json.load(r)["data"]
+    spans = {s["spanID"]: s for s in trace["spans"]}
+    roots = [s for s in spans.values() if not s["references"]]
+    assert len(roots) == 1 and len(spans) > 1, [s["operationName"] for s in spans.values()]
+    assert all(s["references"][0]["spanID"] in spans for s in spans.values() if s["references"])
+    assert trace["processes"][roots[0]["processID"]]["serviceName"] == "iris-alerts"
+    stages = {t["value"] for s in spans.values() for t in s["tags"] if t["key"] == "modeltel.stage"}
+    assert {"preprocess", "inference", "postprocess"} <= stages
+    assert all(s["duration"] <= roots[0]["duration"] for s in spans.values())
+    query = urllib.parse.urlencode({"service": "iris-alerts", "operation": roots[0]["operationName"], "limit": 5})
+    with urllib.request.urlopen(f"{stack.collector_urls['listen']}/jaeger/api/traces?{query}") as r:
+        assert len(json.load(r)["data"]) == 5
