@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..generators.dashboards import substitute
+from ..generators.dashboards import panel_targets, substitute
 
 __all__ = ["PanelResult", "load_boards", "run_panel_queries"]
 
@@ -32,14 +32,6 @@ class PanelResult:
 def load_boards(directory: Path) -> dict[str, dict]:
     """The dashboard JSON under ``directory``, by uid."""
     return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
-
-
-def _targets(board: dict):
-    for panel in board.get("panels", []):
-        for inner in [panel, *panel.get("panels", [])]:
-            for t in inner.get("targets") or []:
-                if t.get("expr"):
-                    yield inner.get("title", ""), t
 
 
 def _get(url: str) -> tuple[dict, float]:
@@ -65,7 +57,7 @@ def run_panel_queries(
     step = max(1.0, round((end - start) / 1000, 3))
     results = []
     for uid, board in boards.items():
-        for title, target in _targets(board):
+        for title, target in panel_targets(board):
             expr = substitute(target["expr"], rate_interval, values)
             if target.get("instant"):
                 params, api = {"query": expr, "time": end}, "query"

@@ -18,12 +18,14 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from .dash_gpu import gpu_dashboard
 from .dash_models import models_dashboard
 from .dash_slo import slo_dashboard
+from .files import stale, write_files
 from .sloconfig import SLOConfig, load_slo_config
 from .yamlout import dump
 
 __all__ = [
     "TRACE_DATASOURCE_UID",
     "panel_queries",
+    "panel_targets",
     "provisioning",
     "render_dashboards",
     "stale_dashboards",
@@ -90,34 +92,26 @@ def render_dashboards(config: SLOConfig) -> dict[str, str]:
 
 def write_dashboards(directory: str | Path, config_path: str | Path) -> list[Path]:
     """Write :func:`render_dashboards` under ``directory``; returns the files written."""
-    directory = Path(directory)
-    written = []
-    for rel, text in render_dashboards(load_slo_config(config_path)).items():
-        path = directory / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-        written.append(path)
-    return written
+    return write_files(directory, render_dashboards(load_slo_config(config_path)))
 
 
 def stale_dashboards(directory: str | Path, config_path: str | Path) -> list[str]:
     """Generated files under ``directory`` that differ from (or are missing against) the generator."""
-    directory = Path(directory)
-    return [
-        rel
-        for rel, text in render_dashboards(load_slo_config(config_path)).items()
-        if not (directory / rel).exists() or (directory / rel).read_text() != text
-    ]
+    return stale(directory, render_dashboards(load_slo_config(config_path)))
 
 
-def panel_queries(board: dict) -> list[tuple[str, str]]:
-    """``(panel title, PromQL)`` of every target of every panel of a dashboard's JSON (rows included)."""
+def panel_targets(board: dict) -> list[tuple[str, dict]]:
+    """``(panel title, target)`` of every PromQL target of every panel of a dashboard's JSON (rows included)."""
     out = []
     for panel in board.get("panels", []):
         for inner in [panel, *panel.get("panels", [])]:
-            out += [(inner.get("title", ""), t["expr"]) for t in inner.get("targets") or [] if t.get("expr")]
+            out += [(inner.get("title", ""), t) for t in inner.get("targets") or [] if t.get("expr")]
     return out
+
+
+def panel_queries(board: dict) -> list[tuple[str, str]]:
+    """``(panel title, PromQL)`` of every target of a dashboard's JSON."""
+    return [(title, target["expr"]) for title, target in panel_targets(board)]
 
 
 def substitute(expr: str, rate_interval: str, values: dict[str, str] | None = None) -> str:
