@@ -11,7 +11,18 @@ from grafana_foundation_sdk.models import prometheus as gmp
 
 from .. import taxonomy as tx
 from .alerts import Links
-from .grafana import DATASOURCE, RATE, Layout, new_dashboard, query, runbook_link, selector, thresholds, timeseries
+from .grafana import (
+    DATASOURCE,
+    LAST,
+    RATE,
+    Layout,
+    new_dashboard,
+    query,
+    runbook_link,
+    selector,
+    thresholds,
+    timeseries,
+)
 
 __all__ = ["UID", "models_dashboard"]
 
@@ -84,6 +95,7 @@ def accuracy_panel(links: Links) -> gd.Panel:
         # red below the warning threshold, orange up to the SLO target, green at or above it
         .thresholds(thresholds(steps=(acc.slo_target, acc.threshold_warning)))
         .show_threshold_markers(True)
+        .reduce_options(LAST)
         .links([runbook_link(links, "AccuracyDegradation")])
     )
 
@@ -118,6 +130,7 @@ def confidence_panel(links: Links) -> gd.Panel:
         .datasource(DATASOURCE)
         .with_target(query(expr, "{{le}}").format(gmp.PromQueryFormat.HEATMAP))
         .calculate(False)
+        .show_tooltip()
         .links([runbook_link(links, "LowPredictionConfidence")])
     )
 

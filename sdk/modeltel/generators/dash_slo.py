@@ -9,7 +9,7 @@ from grafana_foundation_sdk.models import common as gmc
 from grafana_foundation_sdk.models import dashboard as gm
 
 from .durations import parse_duration
-from .grafana import DATASOURCE, Layout, new_dashboard, query, runbook_link, timeseries
+from .grafana import DATASOURCE, LAST, Layout, new_dashboard, query, runbook_link, timeseries
 from .slo import ALERT_NAME, burn_windows, error_ratio_name
 from .sloconfig import SLOConfig
 
@@ -77,6 +77,7 @@ def budget_panel(config: SLOConfig) -> gd.Panel:
         .max(1)
         .display_mode(gmc.BarGaugeDisplayMode.GRADIENT)
         .show_unfilled(True)
+        .reduce_options(LAST)
         .thresholds(gd.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps))
         .links([runbook_link(config.links, ALERT_NAME)])
     )

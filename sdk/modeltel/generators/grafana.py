@@ -23,6 +23,7 @@ from .alerts import Links
 __all__ = [
     "DASHBOARDS",
     "DATASOURCE",
+    "LAST",
     "RATE",
     "Layout",
     "dashboard_links",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 RATE = "$__rate_interval"
+# gauges and bar gauges show each series' last value (Grafana's own default when calcs is left empty varies)
+LAST = gc.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 # uid -> title; the models uid is the one alerts/slo-config.yaml's dashboard_url points at
 DASHBOARDS = {
