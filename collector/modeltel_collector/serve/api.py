@@ -5,6 +5,7 @@ Trace API (JSON):
                                      gives its first spans and "truncated": true, "span_count": <stored>
   GET /api/traces?service=&model=&stage=&status=ok|error&kind=prediction|stage&name=&min_duration_ms=
                  &sort=recent|duration&limit=20  -> {"traces": [...]} (one row per trace, its longest match)
+Jaeger-compatible query API under /jaeger/api/ (serve/jaeger.py), for Grafana's Jaeger datasource.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console import serve_console
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
+from modeltel_collector.serve.jaeger import serve_jaeger
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 
@@ -27,7 +29,7 @@ class ApiHandler(Handler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         ctx = self.server.ctx
-        if serve_console(self, path, url.query):
+        if serve_console(self, path, url.query) or serve_jaeger(self, path, url.query):
             return
         if path == "/metrics":
             cfg = ctx["config"]

@@ -122,7 +122,7 @@ class AlertStack:
         prom_cfg.write_text(prometheus_config(rules, [target], f"127.0.0.1:{am_port}", self.interval))
         prom = self._spawn([
             BINARIES["prometheus"], f"--config.file={prom_cfg}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
+            f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage",
         ])  # fmt: skip
         self.alertmanager_url, self.prometheus_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
         _wait_http(self.alertmanager_url + "/-/ready", 30, am)

@@ -1,4 +1,5 @@
-"""``modeltel alerts generate`` and ``modeltel slo report``: the ops commands (PyYAML: the ``ops`` extra)."""
+"""``modeltel alerts generate``, ``modeltel dashboards generate`` and ``modeltel slo report``: the ops commands
+(PyYAML and grafana-foundation-sdk: the ``ops`` extra)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 __all__ = ["add_ops_commands"]
 
 DEFAULT_ALERTS_DIR = Path("alerts")
+DEFAULT_DASHBOARDS_DIR = Path("dashboards")
 
 
 def _need_yaml(command: str) -> bool:
@@ -40,6 +42,32 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboards(args: argparse.Namespace) -> int:
+    if not _need_yaml("dashboards generate"):
+        return 2
+    try:
+        from ..generators.dashboards import stale_dashboards, write_dashboards
+    except ImportError:
+        print(
+            "modeltel dashboards generate: needs grafana-foundation-sdk; pip install 'modeltel[ops]'", file=sys.stderr
+        )
+        return 2
+    from ..generators.sloconfig import SLOConfigError
+
+    try:
+        if args.check:
+            stale = stale_dashboards(args.dir, args.config)
+            for rel in stale:
+                print(f"modeltel dashboards generate: {args.dir / rel} is out of date", file=sys.stderr)
+            return 1 if stale else 0
+        written = write_dashboards(args.dir, args.config)
+    except SLOConfigError as e:
+        print(f"modeltel dashboards generate: {e}", file=sys.stderr)
+        return 2
+    print(f"modeltel dashboards generate: {len(written)} files under {args.dir}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     if not _need_yaml("slo report"):
         return 2
@@ -49,7 +77,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def add_ops_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``alerts`` and ``slo`` on the ``modeltel`` parser."""
+    """Register ``alerts``, ``dashboards`` and ``slo`` on the ``modeltel`` parser."""
     alerts = sub.add_parser("alerts", help="alert rules, SLO rules and Alertmanager config from the taxonomy")
     alerts_sub = alerts.add_subparsers(dest="alerts_cmd", required=True)
     gen = alerts_sub.add_parser("generate", help="write rules, promtool tests, runbooks and alertmanager.yml")
@@ -59,6 +87,18 @@ def add_ops_commands(sub: argparse._SubParsersAction) -> None:
         "--check", action="store_true", help="write nothing; exit 1 if a file is out of date (default: off)"
     )
     gen.set_defaults(func=_generate)
+
+    dash = sub.add_parser("dashboards", help="Grafana dashboards and provisioning from the taxonomy")
+    dash_sub = dash.add_subparsers(dest="dashboards_cmd", required=True)
+    dgen = dash_sub.add_parser("generate", help="write dashboards/*.json and dashboards/provisioning/")
+    dgen.add_argument("--dir", type=Path, default=DEFAULT_DASHBOARDS_DIR, help="output folder (default ./dashboards)")
+    dgen.add_argument(
+        "--config", type=Path, default=DEFAULT_ALERTS_DIR / "slo-config.yaml", help="SLO config (default: %(default)s)"
+    )
+    dgen.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date (default: off)"
+    )
+    dgen.set_defaults(func=_dashboards)
 
     slo = sub.add_parser("slo", help="service level objectives")
     slo_sub = slo.add_subparsers(dest="slo_cmd", required=True)

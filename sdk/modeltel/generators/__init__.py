@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .alertmanager import TEMPLATE, alertmanager_config
 from .alerts import alert_rules
+from .files import stale, write_files
 from .promtool import alert_tests, slo_tests
 from .runbooks import runbook
 from .slo import ALERT_NAME, slo_rule_groups
@@ -48,24 +49,10 @@ def render_alerts(config: SLOConfig) -> dict[str, str]:
 
 def write_alerts(directory: str | Path, config_path: str | Path | None = None) -> list[Path]:
     """Write :func:`render_alerts` under ``directory``; returns the files written."""
-    directory = Path(directory)
-    config = load_slo_config(config_path or directory / "slo-config.yaml")
-    written = []
-    for rel, text in render_alerts(config).items():
-        path = directory / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-        written.append(path)
-    return written
+    config = load_slo_config(config_path or Path(directory) / "slo-config.yaml")
+    return write_files(directory, render_alerts(config))
 
 
 def stale_files(directory: str | Path) -> list[str]:
     """Generated files under ``directory`` that differ from (or are missing against) the generator."""
-    directory = Path(directory)
-    config = load_slo_config(directory / "slo-config.yaml")
-    return [
-        rel
-        for rel, text in render_alerts(config).items()
-        if not (directory / rel).exists() or (directory / rel).read_text() != text
-    ]
+    return stale(directory, render_alerts(load_slo_config(Path(directory) / "slo-config.yaml")))

@@ -1,0 +1,220 @@
+"""A Jaeger-compatible query API over the span store, so Grafana's stock Jaeger datasource shows modeltel's
+traces (and a latency exemplar opens its span tree) without Tempo or Jaeger.
+
+Served under ``/jaeger`` on the ``--listen`` address, with the JSON shapes of jaeger-query's HTTP API
+(``cmd/query/app/http_handler.go``: ``{data, total, limit, offset, errors}``; spans as in ``model/json``)
+that Grafana's Jaeger datasource reads (``public/app/plugins/datasource/jaeger``):
+
+  GET /jaeger/api/services                       -> {"data": [service, ...]}
+  GET /jaeger/api/services/<service>/operations  -> {"data": [operation, ...]}
+  GET /jaeger/api/traces?service=&operation=&tags={"k":"v"}|tag=k:v&minDuration=10ms&maxDuration=1s
+                        &start=<unix us>&end=<unix us>&limit=20   -> {"data": [trace, ...]}
+  GET /jaeger/api/traces/<trace id>              -> {"data": [trace]} or 404
+
+It reads spans only through :class:`SpanStore`'s public ``search`` and ``get_trace``. A trace matches a search
+when one of its spans has the operation, every tag (as text), a duration within [min, max] and a start
+within [start, end], as in Jaeger. Services and operations come from the most recent traces (the store's
+search returns at most ``_SCAN`` of them), which is what a trace store bounded by age holds anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from modeltel_collector.httpbase import Handler, token_ok
+
+__all__ = ["PREFIX", "parse_duration_us", "serve_jaeger", "to_jaeger_trace"]
+
+PREFIX = "/jaeger/api/"
+_SCAN = 1000  # the most traces one search reads from the store (SpanStore.search's own cap)
+_OPERATION_TRACES = 50  # recent traces read in full to list a service's operations (stage spans included)
+_DEFAULT_LIMIT = 20
+_UNITS_US = {"ns": 1e-3, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_SPAN_KINDS = {"SPAN_KIND_SERVER": "server", "SPAN_KIND_CLIENT": "client", "SPAN_KIND_PRODUCER": "producer",
+               "SPAN_KIND_CONSUMER": "consumer", "SPAN_KIND_INTERNAL": "internal"}  # fmt: skip
+
+
+def parse_duration_us(text: str) -> float:
+    """A Go duration string (``"1.5s"``, ``"100ms"``, ``"1h30m"``, as jaeger-query parses) in microseconds."""
+    if text == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 100ms, 1.5s, 2m")
+    return sum(float(n) * _UNITS_US[u] for n, u in parts)
+
+
+def _tag(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"key": key, "type": "bool", "value": value}
+    if isinstance(value, int):
+        return {"key": key, "type": "int64", "value": value}
+    if isinstance(value, float):
+        return {"key": key, "type": "float64", "value": value}
+    if not isinstance(value, str):
+        value = json.dumps(value, separators=(",", ":"))
+    return {"key": key, "type": "string", "value": value}
+
+
+def _span_tags(span: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attributes, plus the tags Jaeger's OTLP translator adds: span.kind, otel.status_code, error."""
+    tags = [_tag(k, v) for k, v in span["attributes"].items()]
+    if span["kind"] in _SPAN_KINDS:
+        tags.append(_tag("span.kind", _SPAN_KINDS[span["kind"]]))
+    status = span["status"]
+    if status["code"] != "unset":
+        tags.append(_tag("otel.status_code", status["code"].upper()))
+    if status["message"]:
+        tags.append(_tag("otel.status_description", status["message"]))
+    if status["code"] == "error":
+        tags.append(_tag("error", True))
+    return tags
+
+
+def to_jaeger_trace(spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds)."""
+    processes: dict[str, str] = {}  # service -> process id
+    out = []
+    for s in spans:
+        pid = processes.setdefault(s["service"], f"p{len(processes) + 1}")
+        refs = []
+        if s["parent_span_id"]:
+            refs.append({"refType": "CHILD_OF", "traceID": s["trace_id"], "spanID": s["parent_span_id"]})
+        refs += [{"refType": "FOLLOWS_FROM", "traceID": lk["trace_id"], "spanID": lk["span_id"]} for lk in s["links"]]
+        logs = [
+            {
+                "timestamp": e["time_unix_nano"] // 1000,
+                "fields": [_tag("event", e["name"]), *(_tag(k, v) for k, v in e["attributes"].items())],
+            }
+            for e in s["events"]
+        ]
+        out.append({
+            "traceID": s["trace_id"], "spanID": s["span_id"], "flags": 1, "operationName": s["name"],
+            "references": refs, "startTime": s["start_time_unix_nano"] // 1000,
+            "duration": (s["end_time_unix_nano"] - s["start_time_unix_nano"]) // 1000,
+            "tags": _span_tags(s), "logs": logs, "processID": pid, "warnings": None,
+        })  # fmt: skip
+    return {
+        "traceID": spans[0]["trace_id"],
+        "spans": out,
+        "processes": {pid: {"serviceName": svc, "tags": []} for svc, pid in processes.items()},
+        "warnings": None,
+    }
+
+
+def _respond(handler: Handler, status: int, data: Any = None, error: str = "", headers: dict | None = None) -> None:
+    errors = [{"code": status, "msg": error}] if error else None
+    total = len(data) if isinstance(data, list) else 0
+    doc = {"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}
+    handler.send_json(status, doc, {"Cache-Control": "no-store", **(headers or {})})
+
+
+def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
+    """Answer ``path`` if it is under ``/jaeger/api/``; False leaves it to the caller."""
+    if not path.startswith(PREFIX):
+        return False
+    ctx = handler.server.ctx
+    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+        _respond(handler, 401, error="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return True
+    store, rest = ctx["spans"], path[len(PREFIX) :]
+    query = parse_qs(query_string)
+    try:
+        if rest == "services":
+            _respond(handler, 200, sorted({h["service"] for h in store.search(limit=_SCAN)}))
+        elif rest.startswith("services/") and rest.endswith("/operations"):
+            _respond(handler, 200, _operations(store, unquote(rest[len("services/") : -len("/operations")])))
+        elif rest == "traces":
+            _respond(handler, 200, _search(store, query))
+        elif rest.startswith("traces/"):
+            _get(handler, store, rest[len("traces/") :])
+        else:
+            _respond(handler, 404, error=f"no such endpoint: {path}")
+    except ValueError as e:
+        _respond(handler, 400, error=str(e))
+    return True
+
+
+def _operations(store: Any, service: str) -> list[str]:
+    hits = store.search(service=service, limit=_SCAN)
+    names = {h["name"] for h in hits}
+    for hit in hits[:_OPERATION_TRACES]:
+        names |= {s["name"] for s in store.get_trace(bytes.fromhex(hit["trace_id"])) if s["service"] == service}
+    return sorted(names)
+
+
+def _get(handler: Handler, store: Any, trace_hex: str) -> None:
+    try:
+        trace_id = bytes.fromhex(trace_hex.rjust(32, "0"))  # Jaeger ids may drop leading zeros
+        if len(trace_id) != 16:
+            raise ValueError
+    except ValueError:
+        _respond(handler, 400, error="trace id must be up to 32 hex digits")
+        return
+    spans = store.get_trace(trace_id)
+    if not spans:
+        _respond(handler, 404, error="trace not found")
+    else:
+        _respond(handler, 200, [to_jaeger_trace(spans)])
+
+
+def _tags(query: dict[str, list[str]]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for kv in query.get("tag", []):
+        key, sep, value = kv.partition(":")
+        if not sep:
+            raise ValueError(f"malformed 'tag' parameter, expecting key:value, received: {kv}")
+        tags[key] = value
+    for doc in query.get("tags", []):
+        try:
+            parsed = json.loads(doc)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"malformed 'tags' parameter, cannot unmarshal JSON: {e}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("malformed 'tags' parameter: expecting a JSON object")
+        tags.update({str(k): str(v) for k, v in parsed.items()})
+    return tags
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+    q = {k: v[-1] for k, v in query.items()}
+    if not q.get("service"):
+        raise ValueError("parameter 'service' is required")
+    lo = parse_duration_us(q["minDuration"]) if q.get("minDuration") else 0.0
+    hi = parse_duration_us(q["maxDuration"]) if q.get("maxDuration") else float("inf")
+    if hi < lo:
+        raise ValueError("'maxDuration' should be greater than 'minDuration'")
+    start = int(q["start"]) * 1000 if q.get("start") else 0
+    end = int(q["end"]) * 1000 if q.get("end") else None
+    limit = max(1, min(int(q.get("limit") or _DEFAULT_LIMIT), _SCAN))
+    operation, tags = q.get("operation", ""), _tags(query)
+
+    def matches(s: dict[str, Any]) -> bool:
+        duration_us = (s["end_time_unix_nano"] - s["start_time_unix_nano"]) / 1000
+        if (operation and s["name"] != operation) or not lo <= duration_us <= hi:
+            return False
+        if s["start_time_unix_nano"] < start or (end is not None and s["start_time_unix_nano"] > end):
+            return False
+        values = {t["key"]: _text(t["value"]) for t in _span_tags(s)}
+        return all(values.get(k) == v for k, v in tags.items())
+
+    # the store's min_duration filters on a trace's longest span, a bound on any of its spans
+    hits = store.search(service=q["service"], min_duration_ms=lo / 1000 or None, limit=_SCAN)
+    traces = []
+    for hit in hits:
+        if end is not None and hit["start_time_unix_nano"] > end:
+            continue
+        spans = store.get_trace(bytes.fromhex(hit["trace_id"]))
+        if any(s["service"] == q["service"] and matches(s) for s in spans):
+            traces.append(to_jaeger_trace(spans))
+            if len(traces) >= limit:
+                break
+    return traces

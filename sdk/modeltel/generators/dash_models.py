@@ -1,0 +1,178 @@
+"""The model performance dashboard: the seed's six panels, per-stage latency, batch size, errors by type,
+and the alerts firing now for the selected model."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as gd
+from grafana_foundation_sdk.builders import gauge as gg
+from grafana_foundation_sdk.builders import heatmap as gh
+from grafana_foundation_sdk.builders import table as gtab
+from grafana_foundation_sdk.models import prometheus as gmp
+
+from .. import taxonomy as tx
+from .alerts import Links
+from .grafana import (
+    DATASOURCE,
+    LAST,
+    RATE,
+    Layout,
+    new_dashboard,
+    query,
+    runbook_link,
+    selector,
+    thresholds,
+    timeseries,
+)
+
+__all__ = ["UID", "models_dashboard"]
+
+UID = "modeltel-models"
+_BY = "model_name, model_version"
+_CORE = tx.CORE_METRICS
+
+
+def _sel(instrument: tx.Instrument, extra: str = "") -> str:
+    return selector(instrument.prometheus_labels, extra=extra)
+
+
+def _rate(instrument: tx.Instrument, suffix: str = "", extra: str = "") -> str:
+    return f"rate({instrument.prometheus_series}{suffix}{_sel(instrument, extra)}[{RATE}])"
+
+
+def _quantile(q: float, instrument: tx.Instrument, by: str) -> str:
+    return f"histogram_quantile({q:g}, sum by (le, {by}) ({_rate(instrument, '_bucket')}))"
+
+
+def latency_panel(links: Links) -> gd.Panel:
+    lat = tx.PREDICTION_LATENCY
+    targets = [
+        query(_quantile(q, lat, _BY), f"p{round(q * 100)} {{{{model_name}}}} {{{{model_version}}}}", ref, exemplar=True)
+        for ref, q in (("A", 0.5), ("B", 0.95), ("C", 0.99))
+    ]
+    return timeseries(
+        "Prediction latency p50 / p95 / p99", "s", targets, description=lat.description,
+        links=(runbook_link(links, "HighPredictionLatency"), runbook_link(links, "CriticalPredictionLatency")),
+    ).thresholds(thresholds(_CORE["prediction_latency"]))  # fmt: skip
+
+
+def throughput_panel(links: Links) -> gd.Panel:
+    expr = f"sum by ({_BY}, status) ({_rate(tx.PREDICTIONS)})"
+    return timeseries(
+        "Predictions / s by model and status", "reqps",
+        [query(expr, "{{model_name}} {{model_version}} {{status}}")],
+        description=tx.PREDICTIONS.description, links=(runbook_link(links, "LowThroughput"),),
+    ).thresholds(thresholds(_CORE["requests_per_second"]))  # fmt: skip
+
+
+def error_rate_panel(links: Links) -> gd.Panel:
+    errors = f"sum by ({_BY}) ({_rate(tx.ERRORS)})"
+    total = f"sum by ({_BY}) ({_rate(tx.PREDICTIONS)})"
+    expr = f"({errors} or 0 * {total}) / ({total} > 0)"
+    return timeseries(
+        "Error rate", "percentunit", [query(expr, "{{model_name}} {{model_version}}")],
+        description="Errors per prediction.",
+        links=(runbook_link(links, "HighErrorRate"), runbook_link(links, "CriticalErrorRate")),
+    ).thresholds(thresholds(_CORE["error_rate"]))  # fmt: skip
+
+
+def errors_by_type_panel() -> gd.Panel:
+    expr = f"sum by ({_BY}, error_type) ({_rate(tx.ERRORS)})"
+    return timeseries("Errors / s by type", "short", [query(expr, "{{model_name}} {{error_type}}")])
+
+
+def accuracy_panel(links: Links) -> gd.Panel:
+    acc = _CORE["online_accuracy"]
+    expr = f"avg by ({_BY}) ({tx.ONLINE_ACCURACY.prometheus_name}{_sel(tx.ONLINE_ACCURACY)})"
+    return (
+        gg.Panel()
+        .title("Online accuracy")
+        .description(tx.ONLINE_ACCURACY.description)
+        .datasource(DATASOURCE)
+        .with_target(query(expr, "{{model_name}} {{model_version}}"))
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        # red below the warning threshold, orange up to the SLO target, green at or above it
+        .thresholds(thresholds(steps=(acc.slo_target, acc.threshold_warning)))
+        .show_threshold_markers(True)
+        .reduce_options(LAST)
+        .links([runbook_link(links, "AccuracyDegradation")])
+    )
+
+
+def stage_panel(links: Links) -> gd.Panel:
+    st = tx.STAGE_LATENCY
+    mean = f"sum by (stage) ({_rate(st, '_sum')}) / sum by (stage) ({_rate(st, '_count')})"
+    targets = [
+        query(_quantile(0.95, st, "stage"), "p95 {{stage}}", "A", exemplar=True),
+        query(mean, "mean {{stage}}", "B"),
+    ]
+    return timeseries(
+        "Stage latency (preprocess, inference, postprocess, custom)", "s", targets, description=st.description,
+        links=(runbook_link(links, "HighStageLatency"), runbook_link(links, "CriticalStageLatency")),
+    ).thresholds(thresholds(_CORE["inference_latency"]))  # fmt: skip
+
+
+def batch_panel() -> gd.Panel:
+    b = tx.BATCH_SIZE
+    mean = f"sum by ({_BY}) ({_rate(b, '_sum')}) / sum by ({_BY}) ({_rate(b, '_count')})"
+    targets = [query(_quantile(0.95, b, _BY), "p95 {{model_name}}", "A"), query(mean, "mean {{model_name}}", "B")]
+    return timeseries("Batch size", "none", targets, description=b.description)
+
+
+def confidence_panel(links: Links) -> gd.Panel:
+    c = tx.PREDICTION_CONFIDENCE
+    expr = f"sum by (le) (increase({c.prometheus_name}_bucket{_sel(c)}[{RATE}]))"
+    return (
+        gh.Panel()
+        .title("Prediction confidence")
+        .description(c.description)
+        .datasource(DATASOURCE)
+        .with_target(query(expr, "{{le}}").format(gmp.PromQueryFormat.HEATMAP))
+        .calculate(False)
+        .show_tooltip()
+        .links([runbook_link(links, "LowPredictionConfidence")])
+    )
+
+
+def resources_panel(links: Links) -> gd.Panel:
+    r = tx.RESOURCE_USAGE
+    expr = f"avg by (model_name, resource_type) ({r.prometheus_name}{_sel(r)})"
+    return timeseries(
+        "CPU / memory / GPU use", "percent", [query(expr, "{{model_name}} {{resource_type}}")],
+        description=r.description,
+        links=(runbook_link(links, "HighCPUUsage"), runbook_link(links, "HighMemoryUsage")),
+    ).min(0).max(100).thresholds(thresholds(_CORE["cpu_utilization"]))  # fmt: skip
+
+
+def alerts_panel() -> gd.Panel:
+    labels = "alertname, severity, model_name, model_version, slo, stage"
+    expr = (
+        f'sum by ({labels}) (ALERTS{{alertstate="firing", model_name=~"$model_name", model_version=~"$model_version"}})'
+    )
+    return (
+        gtab.Panel()
+        .title("Alerts firing now")
+        .description("Prometheus' ALERTS series for the selected model.")
+        .datasource(DATASOURCE)
+        .with_target(query(expr, instant=True))
+        .show_header(True)
+    )
+
+
+def models_dashboard(links: Links) -> gd.Dashboard:
+    lay = Layout()
+    board = new_dashboard(UID, tx.PREDICTIONS.prometheus_series).description(
+        "Latency, throughput, errors, accuracy and resources per model (generated from modeltel.taxonomy)."
+    )
+    board = board.with_row(lay.row("Requests"))
+    for panel, w in ((latency_panel(links), 12), (throughput_panel(links), 12), (error_rate_panel(links), 8),
+                     (errors_by_type_panel(), 8), (accuracy_panel(links), 8)):  # fmt: skip
+        board = board.with_panel(lay.place(panel, w))
+    board = board.with_row(lay.row("Stages and batches"))
+    for panel, w in ((stage_panel(links), 12), (batch_panel(), 12)):
+        board = board.with_panel(lay.place(panel, w))
+    board = board.with_row(lay.row("Quality, resources and alerts"))
+    for panel, w in ((confidence_panel(links), 12), (resources_panel(links), 12), (alerts_panel(), 24)):
+        board = board.with_panel(lay.place(panel, w))
+    return board

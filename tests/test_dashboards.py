@@ -1,0 +1,125 @@
+"""The generated dashboards: committed equal to the generator, loadable through Grafana's own types, and
+naming only metrics that modeltel produces."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("grafana_foundation_sdk")
+
+from grafana_foundation_sdk.cog import plugins
+from grafana_foundation_sdk.models import dashboard as gm
+from grafana_foundation_sdk.models import prometheus as gmp
+
+from modeltel import taxonomy as tx
+from modeltel.generators.dashboards import panel_queries, render_dashboards, substitute
+from modeltel.generators.sloconfig import load_slo_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARDS = ROOT / "dashboards"
+CONFIG = ROOT / "alerts" / "slo-config.yaml"
+BOARDS = sorted(DASHBOARDS.glob("*.json"))
+
+
+def _rendered() -> dict[str, str]:
+    return render_dashboards(load_slo_config(CONFIG))
+
+
+def test_committed_files_equal_the_generator() -> None:
+    rendered = _rendered()
+    committed = {str(p.relative_to(DASHBOARDS)) for p in DASHBOARDS.rglob("*") if p.is_file()}
+    assert committed == set(rendered), "run: modeltel dashboards generate"
+    for rel, text in rendered.items():
+        assert (DASHBOARDS / rel).read_text() == text, f"{rel} is stale: run modeltel dashboards generate"
+
+
+def test_check_flag_reports_a_stale_file(tmp_path: Path) -> None:
+    env_cmd = [sys.executable, "-m", "modeltel.cli", "dashboards", "generate", "--dir", str(tmp_path), "--config"]
+    env = {"PYTHONPATH": f"{ROOT / 'sdk'}:{ROOT / 'collector'}", "PATH": "/usr/bin:/bin"}
+    assert subprocess.run([*env_cmd, str(CONFIG)], env=env, capture_output=True).returncode == 0
+    (tmp_path / "modeltel-slo.json").write_text("{}")
+    res = subprocess.run([*env_cmd, str(CONFIG), "--check"], env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "modeltel-slo.json is out of date" in res.stderr
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
+def test_dashboard_loads_back_through_the_sdk_types(path: Path) -> None:
+    plugins.register_default_plugins()
+    raw = json.loads(path.read_text())
+    board = gm.Dashboard.from_json(raw)
+    assert board.uid == path.stem and board.title
+    targets = [t for p in board.panels or [] if isinstance(p, gm.Panel) for t in p.targets or []]
+    assert targets and all(isinstance(t, gmp.Dataquery) for t in targets)
+    names = {v.name for v in board.templating.list_val}
+    assert {"datasource", "model_name", "model_version", "instance"} <= names
+    ids = [p["id"] for p in raw["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+def _allowed_metrics() -> set[str]:
+    names = {"ALERTS"}
+    for inst in (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS):
+        base = inst.prometheus_series
+        names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+    for rules in (ROOT / "alerts" / "rules").glob("*.yml"):
+        for group in yaml.safe_load(rules.read_text())["groups"]:
+            names |= {r["record"] for r in group["rules"] if "record" in r}
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names an expression selects: identifiers that are not functions, keywords or label lists."""
+    s = re.sub(r'"[^"]*"', "", expr)
+    s = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", s)
+    s = re.sub(r"\b(by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)", "", s)
+    tokens = re.findall(r"([A-Za-z_:][\w:]*)\s*(\(?)", s)
+    return {t for t, call in tokens if not call and t not in {"and", "or", "unless", "bool"}}
+
+
+def test_every_panel_names_a_metric_modeltel_produces() -> None:
+    allowed = _allowed_metrics()
+    seen = set()
+    for path in BOARDS:
+        for title, expr in panel_queries(json.loads(path.read_text())):
+            names = metric_names(substitute(expr, "1m"))
+            assert names, (path.name, title, expr)
+            assert names <= allowed, (path.name, title, names - allowed)
+            seen |= names
+    assert tx.PREDICTION_LATENCY.prometheus_name + "_bucket" in seen and "slo:error_budget:ratio" in seen
+
+
+def test_metric_name_check_can_fail() -> None:
+    assert metric_names('rate(model_latency_seconds_bucket{a="b"}[1m]) / on (slo) group_left () x:y') == {
+        "model_latency_seconds_bucket", "x:y"
+    }  # fmt: skip
+
+
+def test_shared_rules_hold_on_every_dashboard() -> None:
+    for path in BOARDS:
+        raw = json.loads(path.read_text())
+        queries = panel_queries(raw)
+        assert all("$__rate_interval" in e for _, e in queries if "rate(" in e or "increase(" in e), path.name
+        uids = {link["url"].split("/")[2] for link in raw["links"]}
+        assert uids == {p.stem for p in BOARDS} - {path.stem}, "links to the other dashboards"
+        runbooks = [lk for p in raw["panels"] for lk in p.get("links") or [] if lk["url"].endswith(".md")]
+        assert runbooks, f"{path.name} has no runbook links"
+        for panel in raw["panels"]:
+            for t in panel.get("targets") or []:  # latency quantiles carry the exemplars (trace ids)
+                assert t["exemplar"] == ("latency_seconds_bucket" in t["expr"]), (panel["title"], t["expr"])
+
+
+def test_thresholds_come_from_the_taxonomy() -> None:
+    raw = json.loads((DASHBOARDS / "modeltel-models.json").read_text())
+    panels = {p["title"]: p for p in raw["panels"]}
+    steps = [s["value"] for s in panels["Online accuracy"]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps == [None, 0.85, 0.90]
+    lat = tx.CORE_METRICS["prediction_latency"]
+    steps = panels["Prediction latency p50 / p95 / p99"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, lat.threshold_warning, lat.threshold_critical]
