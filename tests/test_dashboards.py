@@ -123,3 +123,18 @@ def test_thresholds_come_from_the_taxonomy() -> None:
     lat = tx.CORE_METRICS["prediction_latency"]
     steps = panels["Prediction latency p50 / p95 / p99"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in steps] == [None, lat.threshold_warning, lat.threshold_critical]
+
+
+def test_every_alert_links_to_a_generated_dashboard_with_the_variables_it_sets() -> None:
+    boards = {}
+    for path in BOARDS:
+        doc = json.loads(path.read_text())
+        boards[doc["uid"]] = {v["name"] for v in doc["templating"]["list"]}
+    rules = [r for f in sorted((ROOT / "alerts" / "rules").glob("*.yml"))
+             for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "alert" in r]  # fmt: skip
+    assert rules
+    for rule in rules:
+        url = rule["annotations"]["dashboard_url"]
+        uid = re.search(r"/d/([^/]+)/", url)[1]
+        assert uid in boards, (rule["alert"], url)
+        assert set(re.findall(r"var-(\w+)=", url)) <= boards[uid], (rule["alert"], url)

@@ -24,10 +24,17 @@ _W = tx.RATE_WINDOW
 
 @dataclass(frozen=True)
 class Links:
-    """Where annotations point: the runbooks folder (a URL) and the model dashboard."""
+    """Where annotations point: the runbooks folder (a URL) and Grafana, whose dashboards have fixed uids."""
 
     runbook_base_url: str
-    dashboard_url: str
+    grafana_url: str
+
+    def dashboard(self, uid: str) -> str:
+        return f"{self.grafana_url.rstrip('/')}/d/{uid}/{uid}"
+
+
+# The generated dashboards' uids (an alert links to the one that shows what it is about).
+MODELS_UID, SLO_UID, GPU_UID = "modeltel-models", "modeltel-slo", "modeltel-gpu"
 
 
 @dataclass(frozen=True)
@@ -53,11 +60,12 @@ class Rule:
             "summary": self.summary,
             "description": self.description,
             "runbook_url": f"{links.runbook_base_url}/{self.spec.alert}.md",
-            "dashboard_url": links.dashboard_url + _DASHBOARD_QUERY[self.scope],
+            "dashboard_url": links.dashboard(_DASHBOARD_UID[self.scope]) + _DASHBOARD_QUERY[self.scope],
         }
         return rule
 
 
+_DASHBOARD_UID = {"model": MODELS_UID, "instance": GPU_UID, "gpu": GPU_UID}  # host panels are with the GPUs'
 _DASHBOARD_QUERY = {
     "model": "?var-model_name={{ $labels.model_name }}&var-model_version={{ $labels.model_version }}",
     "instance": "?var-job={{ $labels.job }}&var-instance={{ $labels.instance }}",

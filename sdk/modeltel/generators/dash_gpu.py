@@ -6,12 +6,12 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as gd
 
 from .. import taxonomy as tx
-from .alerts import Links
+from .alerts import GPU_UID, Links
 from .grafana import RATE, Layout, new_dashboard, query, runbook_link, thresholds, timeseries
 
 __all__ = ["UID", "gpu_dashboard"]
 
-UID = "modeltel-gpu"
+UID = GPU_UID
 _GPU_SEL = '{hw_id=~"$gpu", job=~"$job", instance=~"$instance"}'
 _GPU_LEGEND = "{{instance}} GPU {{modeltel_gpu_index}} {{hw_name}}"
 _CORE = tx.CORE_METRICS

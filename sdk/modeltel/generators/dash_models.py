@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import table as gtab
 from grafana_foundation_sdk.models import prometheus as gmp
 
 from .. import taxonomy as tx
-from .alerts import Links
+from .alerts import MODELS_UID, Links
 from .grafana import (
     DATASOURCE,
     LAST,
@@ -26,7 +26,7 @@ from .grafana import (
 
 __all__ = ["UID", "models_dashboard"]
 
-UID = "modeltel-models"
+UID = MODELS_UID
 _BY = "model_name, model_version"
 _CORE = tx.CORE_METRICS
 

@@ -8,6 +8,7 @@ from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.models import common as gmc
 from grafana_foundation_sdk.models import dashboard as gm
 
+from .alerts import SLO_UID
 from .durations import parse_duration
 from .grafana import DATASOURCE, LAST, Layout, new_dashboard, query, runbook_link, timeseries
 from .slo import ALERT_NAME, burn_windows, error_ratio_name
@@ -15,7 +16,7 @@ from .sloconfig import SLOConfig
 
 __all__ = ["UID", "slo_dashboard"]
 
-UID = "modeltel-slo"
+UID = SLO_UID
 _MODEL_SEL = 'model_name=~"$model_name", model_version=~"$model_version"'
 _LEGEND = "{{slo}} {{model_name}} {{model_version}}"
 

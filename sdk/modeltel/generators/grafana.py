@@ -18,7 +18,7 @@ from grafana_foundation_sdk.models import dashboard as gm
 from grafana_foundation_sdk.models import prometheus as gmp
 
 from .. import taxonomy as tx
-from .alerts import Links
+from .alerts import GPU_UID, MODELS_UID, SLO_UID, Links
 
 __all__ = [
     "DASHBOARDS",
@@ -39,11 +39,11 @@ RATE = "$__rate_interval"
 # gauges and bar gauges show each series' last value (Grafana's own default when calcs is left empty varies)
 LAST = gc.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid="${datasource}")
-# uid -> title; the models uid is the one alerts/slo-config.yaml's dashboard_url points at
+# uid -> title; alert annotations link to these uids (generators.alerts)
 DASHBOARDS = {
-    "modeltel-models": "modeltel: model performance",
-    "modeltel-slo": "modeltel: SLOs and error budgets",
-    "modeltel-gpu": "modeltel: GPU and host",
+    MODELS_UID: "modeltel: model performance",
+    SLO_UID: "modeltel: SLOs and error budgets",
+    GPU_UID: "modeltel: GPU and host",
 }
 # template variable -> the Prometheus label it filters
 VARIABLES = {"model_name": "model", "model_version": "version", "job": "job", "instance": "instance"}

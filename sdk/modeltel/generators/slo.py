@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import taxonomy as tx
-from .alerts import MODEL, Links
+from .alerts import MODEL, SLO_UID, Links
 from .durations import format_duration, parse_duration
 
 __all__ = [
@@ -125,8 +125,8 @@ def burn_alert(slo: tx.SLO, w: BurnWindow, links: Links) -> dict:
                 f" at this rate the {slo.window} budget lasts {_exhaustion(slo, w.factor)}."
             ),
             "runbook_url": f"{links.runbook_base_url}/{ALERT_NAME}.md",
-            "dashboard_url": links.dashboard_url + "?var-model_name={{ $labels.model_name }}"
-            "&var-model_version={{ $labels.model_version }}",
+            "dashboard_url": links.dashboard(SLO_UID) + "?var-model_name={{ $labels.model_name }}"
+            "&var-model_version={{ $labels.model_version }}&var-slo={{ $labels.slo }}",
         },
     }
 

@@ -138,7 +138,7 @@ def load_slo_config(path: str | Path) -> SLOConfig:
         slos=tuple(slos),
         windows=windows,
         windows_period=_window(burn.get("period", tx.BURN_RATE_PERIOD), f"{path}: burn_rate.period"),
-        links=Links(_req(links, "runbook_base_url", f"{path}: links"), _req(links, "dashboard_url", f"{path}: links")),
+        links=Links(_req(links, "runbook_base_url", f"{path}: links"), _req(links, "grafana_url", f"{path}: links")),
         slas=tuple(_sla(d, f"{path}: service_level_agreements") for d in doc.get("service_level_agreements", [])),
     )
 
