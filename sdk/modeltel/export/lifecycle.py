@@ -1,4 +1,4 @@
-"""The process events a pipeline must survive: ``fork()`` into workers, and SIGTERM.
+"""The process events a pipeline must survive: ``fork()`` into workers, SIGTERM, and exit.
 
 Why here and not in the SDK: the SDK restarts its reader and span-processor threads in a forked child,
 but it keeps the parent's ``service.instance.id`` (so workers' series would collide) and the fast
@@ -8,6 +8,7 @@ ends the process without ``atexit``, losing the last export interval.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import threading
@@ -47,6 +48,13 @@ def on_fork_in_child(callback: Callable[[], None]) -> None:
     if hasattr(os, "register_at_fork"):
         weak = weakref.WeakMethod(callback)  # type: ignore[arg-type]
         os.register_at_fork(after_in_child=lambda: (m := weak()) and m())
+
+
+def on_exit(shutdown: Callable[[], None]) -> None:
+    """Call the bound method ``shutdown`` at interpreter exit, if its object still lives (a weak reference:
+    test suites build many pipelines, and exit should not keep every one alive)."""
+    weak = weakref.WeakMethod(shutdown)  # type: ignore[arg-type]
+    atexit.register(lambda: (method := weak()) and method())
 
 
 def flush_on_sigterm(shutdown: Callable[[], None]) -> None:

@@ -8,7 +8,6 @@ logs one warning and the application keeps serving.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -62,7 +61,7 @@ class Pipeline:
             metric_readers=self.metric_readers,
             views=providers.views(settings),
             exemplar_filter=providers.exemplar_filter(settings.exemplar_filter),
-            shutdown_on_exit=False,  # init()'s own atexit hook shuts down, within exit_timeout_s
+            shutdown_on_exit=False,  # the pipeline's own atexit hook shuts down, within exit_timeout_s
         )
         if set_global:
             trace.set_tracer_provider(self.tracer_provider)
@@ -76,13 +75,14 @@ class Pipeline:
         self.meters = _guarded("host/GPU meters", self._install_meters)
         lifecycle.on_fork_in_child(self._after_fork_in_child)
         lifecycle.flush_on_sigterm(self.shutdown)
+        lifecycle.on_exit(self.shutdown)
 
     def _tracer_provider(self, span_processors: Sequence[SpanProcessor]) -> TracerProvider:
         settings = self.settings
         provider = TracerProvider(
             resource=self.resource,
             sampler=providers.build_sampler(settings.sampler, settings.sampler_arg),
-            shutdown_on_exit=False,  # init()'s own atexit hook shuts down, within exit_timeout_s
+            shutdown_on_exit=False,  # the pipeline's own atexit hook shuts down, within exit_timeout_s
         )
         for processor in span_processors:
             provider.add_span_processor(processor)
@@ -225,7 +225,6 @@ def init(
         _pipeline = Pipeline(
             resolved, metric_readers=metric_readers, span_processors=span_processors, set_global=set_global
         )
-        atexit.register(_pipeline.shutdown)
         return _pipeline
 
 
