@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -9,6 +13,7 @@ from typing import Any
 import pytest
 
 from modeltel.testing import Capture, capture
+from tests.instr.servers import free_port
 
 
 @pytest.fixture
@@ -36,3 +41,35 @@ def tel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
 
 def parent_of(span: Any) -> int | None:
     return span.parent.span_id if span.parent is not None else None
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+@pytest.fixture
+def alertmanager(tmp_path) -> Iterator[str]:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on a free loopback port; yields its URL."""
+    if ALERTMANAGER is None:
+        pytest.skip("prometheus-alertmanager is not installed")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: default\n  group_by: [alertname, model_name]\nreceivers:\n  - name: default\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [ALERTMANAGER, f"--config.file={config}", f"--storage.path={tmp_path}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -84,3 +86,26 @@ def chromium() -> Iterator[object]:
         yield drv
     finally:
         drv.quit()
+
+
+def fire_in_alertmanager(url: str, summary: str = HOSTILE) -> None:
+    """Post one firing alert, shaped like the generated rules', to a real Alertmanager's API v2."""
+    alert = {
+        "labels": {"alertname": "HighErrorRate", "severity": "warning", "model_name": "iris", "model_version": "1"},
+        "annotations": {"summary": summary, "runbook_url": "javascript:alert(1)"},
+    }
+    request = urllib.request.Request(
+        url + "/api/v2/alerts", json.dumps([alert]).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def add_detection(c: Collector, model: str = HOSTILE) -> None:
+    """Hand the collector's detectors one firing latency shift, as their engine would (skips without them)."""
+    if c.analytics is None:
+        pytest.skip("the degradation detectors need the analytics extra (numpy, scipy)")
+    from modeltel_collector.analytics.detectors import Result, Status
+    from modeltel_collector.analytics.engine import Event
+
+    result = Result("latency_shift", Status.DEGRADED, tx.Severity.CRITICAL, p_value=1e-9, effect_size=0.8)
+    c.analytics.events.append(Event(time.time(), model, "1", "latency_shift", "firing", tx.Severity.CRITICAL, result))

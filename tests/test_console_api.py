@@ -10,7 +10,7 @@ import pytest
 from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from tests.collector_helpers import http_get, http_post, running_collector
-from tests.console_helpers import SLOW_S, send_demo_traffic
+from tests.console_helpers import HOSTILE, SLOW_S, add_detection, fire_in_alertmanager, send_demo_traffic
 
 API = "/api/v1/console/"
 
@@ -115,3 +115,28 @@ def test_resources_carry_the_host_meters_per_source(demo: Collector):
     assert set(usage) == {"cpu", "memory"}
     assert usage["memory"]["labels"]["job"] == "iris-demo" and 0 < usage["memory"]["latest"] <= 100
     assert len(usage["memory"]["values"]) == len(usage["memory"]["times"])
+
+
+def test_alerts_lists_the_detections_and_what_fires_in_alertmanager(alertmanager: str):
+    with running_collector(alertmanager_url=alertmanager) as c:
+        status, doc = get_json(c, API + "alerts")
+        assert status == 200 and doc["alertmanager"] == {"url": alertmanager, "alerts": []}
+        fire_in_alertmanager(alertmanager)
+        add_detection(c)
+        status, doc = get_json(c, API + "alerts")
+        (alert,) = doc["alertmanager"]["alerts"]
+        assert alert["labels"]["alertname"] == "HighErrorRate" and alert["annotations"]["summary"] == HOSTILE
+        (detection,) = doc["detections"]
+        assert (detection["check"], detection["state"], detection["severity"]) == (
+            "latency_shift",
+            "firing",
+            "critical",
+        )
+
+
+def test_alerts_says_when_alertmanager_is_not_there():
+    with running_collector(alertmanager_url="http://127.0.0.1:9") as c:
+        status, doc = get_json(c, API + "alerts")
+        assert status == 200 and doc["alertmanager"]["error"]
+    with running_collector() as c:
+        assert get_json(c, API + "alerts")[1]["alertmanager"] is None

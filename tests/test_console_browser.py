@@ -15,7 +15,15 @@ from modeltel import taxonomy as tx
 from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from tests.collector_helpers import running_collector
-from tests.console_helpers import HOSTILE, SLOW_S, chromium, send_demo_traffic, send_hostile_trace
+from tests.console_helpers import (
+    HOSTILE,
+    SLOW_S,
+    add_detection,
+    chromium,
+    fire_in_alertmanager,
+    send_demo_traffic,
+    send_hostile_trace,
+)
 
 REQUESTS = 30  # every fifth one is slow (SLOW_S)
 WAIT_S = 10
@@ -129,6 +137,19 @@ def test_resources_page_lists_the_host_meters(browser, demo):
     rows = [r.text for r in css(browser, "main tbody tr")]
     assert any("model_resource_usage" in r and "resource_type=memory" in r for r in rows), rows
     assert css(browser, "main tbody svg.spark path")
+
+
+def test_alerts_page_shows_detections_and_alertmanager_alerts_as_text(browser, alertmanager):
+    with running_collector(alertmanager_url=alertmanager) as c:
+        fire_in_alertmanager(alertmanager)
+        add_detection(c)
+        open_page(browser, c, "alerts")
+        (alert,) = css(browser, "tr[data-alertname=HighErrorRate]")
+        assert HOSTILE in alert.text  # the summary, as text
+        assert not alert.find_elements("css selector", "a")  # a javascript: runbook URL is not made a link
+        (detection,) = css(browser, "tr[data-check=latency_shift][data-state=firing]")
+        assert "critical" in detection.text and HOSTILE in detection.text
+        assert browser.execute_script("return window.__xss === undefined")
 
 
 def test_untrusted_names_and_attributes_render_as_text(browser, demo):

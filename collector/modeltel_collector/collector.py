@@ -81,6 +81,7 @@ class Collector:
         )
         self._http: dict[str, BoundedHTTPServer] = {}
         self._grpc: GrpcReceiver | None = None
+        self.analytics = None  # the degradation detectors, once started (None without the analytics extra)
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         self.ports: dict[str, int] = {}
@@ -100,6 +101,7 @@ class Collector:
             config=self.config,
             health=self.health,
             history=self.history,
+            detections=self.detections,
             # trace queries may hold at most half the connections: /metrics and /healthz keep the rest
             api_slots=threading.BoundedSemaphore(max(1, self.config.max_connections // 2)),
         )
@@ -163,6 +165,10 @@ class Collector:
                     f"{host}:{self.ports[name]}" if name == "otlp_grpc" else f"{scheme}://{host}:{self.ports[name]}"
                 )
         return out
+
+    def detections(self) -> list[dict] | None:
+        """The degradation detectors' latest event per model and check; None when they are off."""
+        return None if self.analytics is None else self.analytics.current()
 
     def healthy(self) -> bool:
         return not self._stopped.is_set()

@@ -85,6 +85,12 @@ class LiveAnalytics:
         self._lock = threading.Lock()  # the poll thread, and tests or the CLI calling poll() themselves
         self._thread: threading.Thread | None = None
 
+    def current(self) -> list[dict]:
+        """The latest event of each (model, version, check): what fires now, and what resolved last."""
+        with self._lock:
+            latest = {(e.model, e.version, e.check): e for e in self.events}
+        return [e.as_dict() for e in latest.values()]
+
     def start(self, stopped: threading.Event | None = None) -> LiveAnalytics:
         """Poll on a daemon thread until ``stop()``, or until ``stopped`` (the collector's own) is set."""
         self._owner_stopped = stopped or threading.Event()

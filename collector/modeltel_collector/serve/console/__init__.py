@@ -10,6 +10,8 @@ not run. Nothing here writes: every route is a GET.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs
@@ -51,6 +53,20 @@ def _float(query: dict[str, str], key: str, default: float | None) -> float | No
     return number
 
 
+def _alerts(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What fires now: the collector's degradation detections (None when the detectors are off) and, when
+    ``alertmanager_url`` is set, Alertmanager's active alerts (the rule alerts and the detectors' alike)."""
+    detections = ctx["detections"]() if "detections" in ctx else None
+    url = ctx["config"].alertmanager_url
+    if not url:
+        return {"detections": detections, "alertmanager": None}
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/api/v2/alerts?active=true", timeout=2) as response:
+            return {"detections": detections, "alertmanager": {"url": url, "alerts": json.load(response)}}
+    except (OSError, ValueError) as e:  # Alertmanager down or not Alertmanager: the page says so
+        return {"detections": detections, "alertmanager": {"url": url, "error": str(e)}}
+
+
 def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
     if route == "models":
         return 200, views.models(window_s=_float(query, "window_s", 300.0))
@@ -64,7 +80,7 @@ def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str
         return 200, views.history.describe()
     return 404, {
         "error": "not found",
-        "endpoints": [API_PREFIX + r for r in ("models", "model", "resources", "history")],
+        "endpoints": [API_PREFIX + r for r in ("models", "model", "resources", "history", "alerts")],
     }
 
 
@@ -84,9 +100,13 @@ def serve_console(handler: Handler, path: str, query_string: str) -> bool:
         handler.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
         return True
     query = {k: v[-1] for k, v in parse_qs(query_string).items()}
+    route = path[len(API_PREFIX) :]
     try:
-        with history.paused():  # one document, one set of samples
-            status, doc = _api(Views(history), path[len(API_PREFIX) :], query)
+        if route == "alerts":  # not from the history: no need to hold its sampler
+            status, doc = 200, _alerts(ctx)
+        else:
+            with history.paused():  # one document, one set of samples
+                status, doc = _api(Views(history), route, query)
     except ValueError as e:
         status, doc = 400, {"error": str(e)}
     handler.send_json(status, doc, {"Cache-Control": "no-store"})

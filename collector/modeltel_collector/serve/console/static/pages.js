@@ -1,7 +1,6 @@
 // The console's pages. Each entry of PAGES: title, nav (listed in the top navigation), poll (refreshed
 // every few seconds) and render(view, {arg, query}), which builds the page's frame in `view` and returns
-// an async refresh() that fetches and redraws its data. Alerts and detections join this table when their
-// collector APIs exist.
+// an async refresh() that fetches and redraws its data.
 
 import { barChart, clock, lineChart, sparkline } from "./chart.js";
 import { api, el, route } from "./util.js";
@@ -242,10 +241,57 @@ function renderResources(view) {
   };
 }
 
+// ------------------------------------------------------------------------------------------ Alerts
+const safeUrl = (u) => (typeof u === "string" && /^https?:\/\//.test(u) ? u : null); // no javascript: links
+
+function detectionsPart(detections) {
+  if (detections === null) {
+    return el("p", {}, "Degradation detectors are off: install them with pip install 'modeltel[analytics]'.");
+  }
+  if (!detections.length) return el("p", {}, "No degradation detected.");
+  return table("Degradation detections (the latest per model and check)",
+    ["Model", "Check", "State", "Severity", "Since", "Effect", "p-value"],
+    detections.map((d) => el("tr", { "data-check": d.check, "data-state": d.state },
+      el("td", {}, el("a", { href: modelLink(d.model, d.version) }, `${d.model} ${d.version}`.trim())),
+      el("td", {}, d.check), el("td", {}, d.state), el("td", {}, d.severity),
+      el("td", { class: "num" }, clock(d.time)), el("td", { class: "num" }, num(d.effect_size)),
+      el("td", { class: "num" }, num(d.p_value)))));
+}
+
+function alertmanagerPart(am) {
+  if (am === null) {
+    return el("p", {}, "Alertmanager: not configured (set the collector's alertmanager_url to list its alerts here).");
+  }
+  if (am.error) return el("p", { role: "alert" }, `Alertmanager at ${am.url}: ${am.error}`);
+  if (!am.alerts.length) return el("p", {}, `Nothing fires in Alertmanager (${am.url}).`);
+  return table(`Firing in Alertmanager (${am.url})`, ["Alert", "Severity", "Model", "Summary", "Since", "Runbook"],
+    am.alerts.map((a) => {
+      const runbook = safeUrl(a.annotations.runbook_url);
+      return el("tr", { "data-alertname": a.labels.alertname },
+        el("td", {}, a.labels.alertname), el("td", {}, a.labels.severity ?? ""),
+        el("td", {}, `${a.labels.model_name ?? ""} ${a.labels.model_version ?? ""}`.trim()),
+        el("td", {}, a.annotations.summary ?? ""),
+        el("td", { class: "num" }, clock(Date.parse(a.startsAt) / 1000)),
+        el("td", {}, runbook ? el("a", { href: runbook, rel: "noopener noreferrer" }, "runbook") : ""));
+    }));
+}
+
+function renderAlerts(view) {
+  view.append(el("h1", {}, "Alerts and detections"));
+  const body = el("div");
+  view.append(body);
+  return async () => {
+    const doc = await api("/api/v1/console/alerts");
+    body.replaceChildren(el("h2", {}, "Detections"), detectionsPart(doc.detections),
+      el("h2", {}, "Alertmanager"), alertmanagerPart(doc.alertmanager));
+  };
+}
+
 export const PAGES = {
   models: { title: "Models", nav: true, poll: true, render: renderModels },
   model: { title: "Model", poll: true, render: renderModel },
   traces: { title: "Traces", nav: true, render: renderTraces },
   trace: { title: "Trace", render: renderTrace },
   resources: { title: "Resources", nav: true, poll: true, render: renderResources },
+  alerts: { title: "Alerts", nav: true, poll: true, render: renderAlerts },
 };
