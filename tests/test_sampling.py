@@ -133,3 +133,12 @@ def test_keep_slow_and_failed_reads_the_environment_and_defaults_to_the_latency_
     assert settings.keep_slow_threshold_s == tx.CORE_METRICS["prediction_latency"].threshold_warning
     assert config.load({"MODELTEL_KEEP_SLOW_THRESHOLD": "0.5"}).keep_slow_threshold_s == 0.5
     assert not config.load({}).keep_slow_and_failed
+
+
+def test_a_prediction_inside_a_frameworks_adopted_span_is_held_too() -> None:
+    with capture(sampler="parentbased_traceidratio", sampler_arg=0.0, keep_slow_and_failed=True) as c:
+        tel = c.pipeline.telemetry
+        with tel.prediction(own_span=False), tel.prediction("iris") as p, tel.stage("inference"):
+            p.set_outcome(False)
+        assert sorted(s.name for s in c.spans()) == ["inference", "predict"]
+        _kept_spans_form_one_trace(c.spans(), "error")

@@ -279,7 +279,12 @@ class Prediction(Stage):
         if self._attributes:
             attrs = model.span_attrs_with(attrs, self._attributes)
         span = self._span = self._t.start_span(parent, self._span_name, attrs)
-        if span is None and parent is None and self._t.keep_threshold is not None:
+        # held when it is the outermost modeltel span: a root, or inside a framework's adopted server span
+        if (
+            span is None
+            and self._t.keep_threshold is not None
+            and (parent is None or (parent._root and not parent._own_span))
+        ):
             span = self._span = self._t.hold_span(self._span_name, attrs)
             if span is not None:
                 self._hold = span._factory
