@@ -2,8 +2,10 @@
 
 (a) uninstrumented; (b) the monitoring spec's prometheus_client decorator; (c) plain OpenTelemetry SDK
 calls doing the same job (root + 3 stage spans, 4 histogram records, 1 counter); (d) modeltel with
-spans not sampled (metrics only); (e) modeltel fully traced. Exporters are in-memory / no-op so the
-figures are the instrumentation's own cost; spans go through a BatchSpanProcessor, as in production.
+spans not sampled (metrics only); (e) modeltel fully traced; (f) (d) with ``keep_slow_and_failed``: every
+prediction's spans are built and held, then dropped (none is slow or fails), the option's cost.
+Exporters are in-memory / no-op so the figures are the instrumentation's own cost; spans go through a
+BatchSpanProcessor, as in production.
 
 ``--export http,grpc`` adds what users pay in production: (d) and (e) again, their spans and metrics
 exported over OTLP to a null receiver in another process (``otlp_receiver.py``), once with the upstream
@@ -119,7 +121,7 @@ def plain_otel(
     return predict
 
 
-def modeltel_variant(sampler: str) -> Callable[[], int]:
+def modeltel_variant(sampler: str, *, keep_slow_and_failed: bool = False) -> Callable[[], int]:
     modeltel.shutdown()
     modeltel.init(
         set_global=False,
@@ -132,6 +134,7 @@ def modeltel_variant(sampler: str) -> Callable[[], int]:
         sampler=sampler,
         model_name="bench",
         model_version="1",
+        keep_slow_and_failed=keep_slow_and_failed,
     )
     return modeltel_variant_predict(modeltel.telemetry())
 
@@ -290,6 +293,8 @@ def main() -> None:
     results = {name: measure(fn, args.n, args.repeats, clock) for name, fn in variants.items()}
     traced = modeltel_variant("parentbased_always_on")
     results["(e) modeltel, fully traced"] = measure(traced, args.n, args.repeats, clock)
+    held = modeltel_variant("parentbased_always_off", keep_slow_and_failed=True)
+    results["(f) (d) + keep slow/failed"] = measure(held, args.n, args.repeats, clock)
     modeltel.shutdown()
     a = results["(a) uninstrumented"]
     b = results["(b) spec prometheus_client"]

@@ -7,10 +7,15 @@ must come from the few that do. Across services, the parent's decision wins in b
 
 from __future__ import annotations
 
-from opentelemetry import context, trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+import time
 
+from opentelemetry import context, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from modeltel import config
 from modeltel import taxonomy as tx
+from modeltel.hotpath.held import KEPT_ATTRIBUTE
 from modeltel.testing import capture
 
 N = 2000
@@ -59,3 +64,81 @@ def test_the_calling_service_decides_and_metrics_stay_complete_either_way() -> N
         assert c.spans() == []
         assert c.point(tx.STAGE_LATENCY.otel_name, stage="inference").count == 50
         assert _exemplar_ids(c, tx.STAGE_LATENCY.otel_name) == []
+
+
+def _kept_spans_form_one_trace(spans, reason: str) -> None:
+    (root,) = [s for s in spans if s.name == "predict"]
+    assert {s.context.trace_id for s in spans} == {root.context.trace_id}
+    assert all(s.context.trace_flags.sampled for s in spans)
+    assert all(s.attributes[KEPT_ATTRIBUTE] == reason for s in spans)
+    children = [s for s in spans if s is not root]
+    assert children and all(s.parent.span_id == root.context.span_id and s.parent.trace_flags.sampled for s in children)
+
+
+def test_keep_slow_and_failed_keeps_only_errors_and_slow_predictions_under_a_dropping_sampler() -> None:
+    with capture(
+        model_name="iris",
+        model_version="1",
+        sampler="parentbased_traceidratio",
+        sampler_arg=0.0,
+        keep_slow_and_failed=True,
+        keep_slow_threshold_s=0.02,
+    ) as c:
+        tel = c.pipeline.telemetry
+        for _ in range(100):
+            with tel.prediction(), tel.stage("inference"):
+                pass
+        assert c.spans() == []  # fast, successful predictions are dropped as before
+        try:
+            with tel.prediction(), tel.stage("inference"):
+                raise ValueError("bad input")
+        except ValueError:
+            pass
+        errors = c.spans()
+        _kept_spans_form_one_trace(errors, "error")
+        assert next(s for s in errors if s.name == "inference").status.status_code is StatusCode.ERROR
+        with tel.prediction() as p, tel.stage("postprocess"):
+            p.set_outcome(False)  # failed without an exception
+        with tel.prediction(), tel.stage("inference"):
+            time.sleep(0.03)
+        later = c.spans()[len(errors) :]
+        _kept_spans_form_one_trace([s for s in later if s.attributes[KEPT_ATTRIBUTE] == "error"], "error")
+        _kept_spans_form_one_trace([s for s in later if s.attributes[KEPT_ATTRIBUTE] == "slow"], "slow")
+        assert sum(p.count for p in c.points(tx.PREDICTION_LATENCY.otel_name)) == 103  # every one measured
+        kept = {(s.context.trace_id, s.context.span_id) for s in c.spans()}
+        exemplars = _exemplar_ids(c, tx.PREDICTION_LATENCY.otel_name) + _exemplar_ids(c, tx.STAGE_LATENCY.otel_name)
+        assert exemplars and set(exemplars) <= kept  # no exemplar names a dropped prediction
+
+
+def test_a_kept_prediction_under_an_unsampled_caller_joins_its_trace_and_propagates_unsampled() -> None:
+    with capture(model_name="iris", model_version="1", keep_slow_and_failed=True) as c:
+        parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        carrier: dict[str, str] = {}
+        try:
+            with c.pipeline.telemetry.prediction() as p, c.pipeline.telemetry.stage("inference"):
+                TraceContextTextMapPropagator().inject(carrier)
+                p.set_outcome(False)
+        finally:
+            context.detach(token)
+        assert carrier["traceparent"].endswith("-00")  # downstream services keep their own decision
+        (root,) = [s for s in c.spans() if s.name == "predict"]
+        assert root.context.trace_id == 0xABC and root.parent.span_id == 0xDEF  # its parent is upstream, not kept
+        assert root.attributes[KEPT_ATTRIBUTE] == "error"
+
+
+def test_keep_slow_and_failed_reads_the_environment_and_defaults_to_the_latency_warning_threshold() -> None:
+    settings = config.load({"MODELTEL_KEEP_SLOW_AND_FAILED": "true"})
+    assert settings.keep_slow_and_failed
+    assert settings.keep_slow_threshold_s == tx.CORE_METRICS["prediction_latency"].threshold_warning
+    assert config.load({"MODELTEL_KEEP_SLOW_THRESHOLD": "0.5"}).keep_slow_threshold_s == 0.5
+    assert not config.load({}).keep_slow_and_failed
+
+
+def test_a_prediction_inside_a_frameworks_adopted_span_is_held_too() -> None:
+    with capture(sampler="parentbased_traceidratio", sampler_arg=0.0, keep_slow_and_failed=True) as c:
+        tel = c.pipeline.telemetry
+        with tel.prediction(own_span=False), tel.prediction("iris") as p, tel.stage("inference"):
+            p.set_outcome(False)
+        assert sorted(s.name for s in c.spans()) == ["inference", "predict"]
+        _kept_spans_form_one_trace(c.spans(), "error")

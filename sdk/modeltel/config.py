@@ -132,6 +132,8 @@ RULES: dict[str, _Rule] = {
     "metrics_endpoint": _TEXT,
     "otlp_encoder": _choice_rule(OTLP_ENCODERS),
     "exit_timeout_s": _Rule(_number(float, lambda v: 0 <= v < math.inf), "expected seconds >= 0"),
+    "keep_slow_and_failed": _FLAG,
+    "keep_slow_threshold_s": _Rule(_number(float, lambda v: 0 <= v < math.inf), "expected seconds >= 0"),
 }
 
 
@@ -217,6 +219,9 @@ class Settings:
     max_stages: int = taxonomy.DEFAULT_MAX_STAGES
     max_error_types: int = taxonomy.DEFAULT_MAX_ERROR_TYPES
     exit_timeout_s: float = 2.0
+    # Keep the spans of every failed or slow prediction whose trace the sampler dropped (docs/performance.md)
+    keep_slow_and_failed: bool = False
+    keep_slow_threshold_s: float = taxonomy.CORE_METRICS["prediction_latency"].threshold_warning
 
     @property
     def fast_path(self) -> bool:
@@ -296,6 +301,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         max_stages=r("MODELTEL_MAX_STAGES", "max_stages", d.max_stages),
         max_error_types=r("MODELTEL_MAX_ERROR_TYPES", "max_error_types", d.max_error_types),
         exit_timeout_s=r("MODELTEL_EXIT_TIMEOUT", "exit_timeout_s", d.exit_timeout_s),
+        keep_slow_and_failed=r("MODELTEL_KEEP_SLOW_AND_FAILED", "keep_slow_and_failed", d.keep_slow_and_failed),
+        keep_slow_threshold_s=r("MODELTEL_KEEP_SLOW_THRESHOLD", "keep_slow_threshold_s", d.keep_slow_threshold_s),
     )
     explicit = _explicit(settings, overrides)
     if "model_name" in explicit and "service_name" not in explicit and "OTEL_SERVICE_NAME" not in r.env:

@@ -70,7 +70,7 @@ class BoundHistogram:
         if value > self._max:
             self._max = value
         lock.release()
-        if span_context is not None:
+        if span_context is not None and span_context.trace_flags & 1:  # a held span's is not sampled
             self._exemplars[i] = (value, time.time_ns(), span_context.span_id, span_context.trace_id)
 
     def point(self, start_ns: int, now_ns: int) -> HistogramDataPoint | None:

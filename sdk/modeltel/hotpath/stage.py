@@ -29,6 +29,7 @@ from .state import current
 from .wrapping import run_async_generator, run_generator, wrap
 
 if TYPE_CHECKING:
+    from .held import SpanHold
     from .series import ModelSeries
     from .telemetry import Telemetry
 
@@ -225,7 +226,7 @@ class Prediction(Stage):
     the predictions counter by status. Decorating a function also records a ``confidence`` found in its
     result."""
 
-    __slots__ = ("_adopted", "_errors", "_own_span", "failed", "superseded")
+    __slots__ = ("_adopted", "_errors", "_hold", "_own_span", "failed", "superseded")
 
     def __init__(
         self,
@@ -251,6 +252,7 @@ class Prediction(Stage):
         self.superseded: Prediction | None = None  # (adopting) the application's own prediction inside it
         self.failed = False
         self._errors: list[BaseException] | None = None  # raised inside it, counted when it is
+        self._hold: SpanHold | None = None  # its spans, held until it ends (keep_slow_and_failed)
 
     __enter__ = _own_code(Stage.__enter__)
     __exit__ = _own_code(Stage.__exit__)
@@ -277,11 +279,22 @@ class Prediction(Stage):
         if self._attributes:
             attrs = model.span_attrs_with(attrs, self._attributes)
         span = self._span = self._t.start_span(parent, self._span_name, attrs)
+        # held when it is the outermost modeltel span: a root, or inside a framework's adopted server span
+        if (
+            span is None
+            and self._t.keep_threshold is not None
+            and (parent is None or (parent._root and not parent._own_span))
+        ):
+            span = self._span = self._t.hold_span(self._span_name, attrs)
+            if span is not None:
+                self._hold = span._factory
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         if exc is not None:
             self._on_error(exc, span)
+        if self._hold is not None:
+            span = self._settle(elapsed, exc, span)
         counted = self.superseded
         if counted is None:  # counted itself
             counted = self
@@ -292,6 +305,21 @@ class Prediction(Stage):
         if self._errors is not None:  # a superseded one's go to the prediction that took over
             for error in self._errors:
                 counted.model.count_error(error)
+
+    def _settle(self, elapsed: float, exc: BaseException | None, span: Any) -> Any:
+        """End a held prediction's span and keep its spans if it failed or was slow; the span if kept."""
+        hold, self._hold = self._hold, None
+        if exc is not None or self.failed or self._errors is not None:
+            reason = "error"
+        elif elapsed > self._t.keep_threshold:
+            reason = "slow"
+        else:
+            reason = None
+        span.end()
+        if reason is None:
+            return None
+        hold.release(reason)
+        return span
 
     def _annotate_adopted(self) -> None:
         """Give the adopted span the prediction's model attributes, once, while it is recording."""

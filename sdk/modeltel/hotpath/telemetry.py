@@ -21,9 +21,10 @@ from opentelemetry.trace import SpanKind
 from .. import config
 from .. import taxonomy as tx
 from ..config import Settings
+from .held import SpanHold
 from .recorders import Recorder, SdkRecorder
 from .series import CardinalityGuard, ModelSeries
-from .spans import SpanFactory
+from .spans import FastSpan, SpanFactory
 from .stage import Prediction, Stage
 from .state import current
 
@@ -49,6 +50,10 @@ class Telemetry:
         self._models_lock = threading.Lock()
         self._tracer, self.tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
         self._spans = span_factory
+        # seconds past which a held prediction is kept (see .held); None: the option is off or cannot work
+        self.keep_threshold = (
+            settings.keep_slow_threshold_s if settings.keep_slow_and_failed and span_factory is not None else None
+        )
         self._failure_logged = False
         self.exemplars = settings.exemplar_filter != "always_off"  # sampled spans become exemplars
 
@@ -88,14 +93,25 @@ class Telemetry:
         else:
             ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
-            if not ctx.trace_flags.sampled and self._parent_based:
-                return None
+            if not ctx.trace_flags.sampled:
+                if parent is not None and type(parent._span) is FastSpan and ctx is parent._span._context:
+                    hold = parent._span._factory
+                    if type(hold) is SpanHold:  # inside a held prediction: held too
+                        return hold.start(name, attributes, ctx)
+                if self._parent_based:
+                    return None
         elif self._root_off:
             return None
         if self._spans is not None:
             return self._spans.start(name, attributes, ctx)
         span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         return span if span.is_recording() else None
+
+    def hold_span(self, name: str, attributes: Mapping[str, Any]) -> FastSpan | None:
+        """A held span for a prediction the sampler dropped (``keep_slow_and_failed``), in a hold of its own."""
+        if self._spans is None or not self.tracing:
+            return None
+        return SpanHold(self._spans).start(name, attributes, trace.get_current_span().get_span_context())
 
     def monitoring_failed(self, failure: Exception) -> None:
         """Log a failure inside modeltel once (with its traceback), then quietly; the request goes on."""

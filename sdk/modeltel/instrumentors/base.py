@@ -68,6 +68,7 @@ Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, a
 
 # The key of the innermost wrapped call running in this context (see the re-entrancy rule above).
 _active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
+active_call = _active.get  # the key of the innermost instrumented call in this context (LIBRARY, say), or None
 _keys: dict[tuple[str, str], tuple[str, str]] = {}
 
 

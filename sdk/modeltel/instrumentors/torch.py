@@ -1,29 +1,27 @@
-"""PyTorch: the outermost ``nn.Module`` call as the inference stage, via global forward hooks.
+"""PyTorch: the outermost ``nn.Module`` call as the inference stage, via a wrapper of ``nn.Module.__call__``.
 
-Only the outermost module of a call tree gets a span: the pre-hook opens a stage when no module call is
-active in this context and the forward hook closes it for that same module; submodule calls only see
-one ContextVar read. An outermost module in training mode with gradients enabled is training, not a
+Only the outermost module of a call tree gets a span: the wrapper opens a stage when no model-library
+call is active in this context; submodule calls see one ContextVar read and go straight on. Global
+forward hooks would do the same job, but any global hook sends *every* module call through torch's
+slow hook-dispatch path (about 2 µs per submodule here), where wrapping ``__call__`` adds a function call
+(docs/performance.md). An outermost module in training mode with gradients enabled is training, not a
 prediction: its call tree records nothing (a frozen submodule in eval mode included).
 
-``torch.compile``'d modules are covered: the ``OptimizedModule`` wrapper is the
-outermost module, and the hooks do nothing while Dynamo traces. A forward that raises is recorded too
-(the forward hook is registered with ``always_call=True`` and sees the exception in ``sys.exc_info()``).
+``torch.compile``'d modules are covered: the ``OptimizedModule`` wrapper is the outermost module, and
+the wrapper only passes through while Dynamo traces (it tests ``is_compiling()`` first, so Dynamo never
+sees the ContextVar). A forward that raises is recorded too.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection
-from contextvars import ContextVar
 from typing import Any
 
 from modeltel import taxonomy as tx
 
-from .base import ModeltelInstrumentor, Patches, Scope, batch_len, stage_attributes, training_scope
+from .base import LIBRARY, ModeltelInstrumentor, Patches, active_call, batch_len, stage_attributes, training_scope
 
 _ATTRIBUTES = stage_attributes("torch", "forward")
-# (module, scope) of the outermost module call in this context, for the forward hook to close
-_outer: ContextVar[tuple[Any, Scope] | None] = ContextVar("modeltel_torch_outer", default=None)
 
 
 class TorchInstrumentor(ModeltelInstrumentor):
@@ -34,38 +32,24 @@ class TorchInstrumentor(ModeltelInstrumentor):
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         import torch
-        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+        module_call = torch.nn.Module.__call__
         is_compiling = torch.compiler.is_compiling
         is_grad_enabled = torch.is_grad_enabled
+        library_scope = self.library_scope
 
-        # Every module call runs both hooks: the ContextVar look-up comes first because it is the cheap
-        # test that settles every inner module; is_compiling() then runs once per outermost call.
-        def pre_hook(module: Any, args: tuple) -> None:
-            if _outer.get() is not None or is_compiling():
-                return
+        def __call__(module: Any, *args: Any, **kwargs: Any) -> Any:
+            if is_compiling() or active_call() is LIBRARY:  # a submodule, or inside another library
+                return module_call(module, *args, **kwargs)
             if module.training and is_grad_enabled():
                 scope = training_scope()
-                scope.__enter__()
-                _outer.set((module, scope))
-                return
-            scope = self.library_scope("torch", "forward", _ATTRIBUTES)
-            if scope is None:  # inside another library call (a transformers pipeline, say)
-                return
-            stage = scope.__enter__()
-            if args:
-                n = batch_len(args[0])
-                if n is not None:
-                    stage.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, n)
-            _outer.set((module, scope))
+            else:
+                scope = library_scope("torch", "forward", _ATTRIBUTES)
+            with scope as stage:
+                if stage is not None and args:
+                    n = batch_len(args[0])
+                    if n is not None:
+                        stage.set_attribute(tx.SPAN_ATTR_BATCH_SIZE, n)
+                return module_call(module, *args, **kwargs)
 
-        def post_hook(module: Any, args: tuple, output: Any) -> None:
-            outer = _outer.get()
-            if outer is None or outer[0] is not module or is_compiling():
-                return
-            _outer.set(None)
-            exc = sys.exc_info()[1] if output is None else None
-            outer[1].__exit__(type(exc) if exc is not None else None, exc, None)
-
-        patches.defer(register_module_forward_pre_hook(pre_hook).remove)
-        patches.defer(register_module_forward_hook(post_hook, always_call=True).remove)
+        patches.replace(torch.nn.Module, "__call__", __call__)
