@@ -19,7 +19,7 @@ from modeltel_collector.analytics.evidence import PACKAGE
 from modeltel_collector.analytics.logs import read_log
 from modeltel_collector.analytics_cli import evidence
 from tests.collector_helpers import running_collector
-from tests.test_analytics_alertmanager import _free_port, alertmanager  # noqa: F401 - the fixture
+from tests.instr.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = Path(__file__).parent / "data" / "prediction_log.csv"
@@ -31,7 +31,7 @@ def prometheus(tmp_path):
     def start(target: str) -> str:
         if PROMETHEUS is None:
             pytest.skip("prometheus is not installed")
-        port = _free_port()
+        port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: modeltel-collector\n"
@@ -62,7 +62,7 @@ def prometheus(tmp_path):
         proc.wait(10)
 
 
-def test_the_package_has_the_specs_structure_and_marks_every_gate(tmp_path, alertmanager, prometheus, capsys):  # noqa: F811
+def test_the_package_has_the_specs_structure_and_marks_every_gate(tmp_path, alertmanager, prometheus, capsys):
     baseline = tmp_path / "baseline-metrics.json"
     bl.save(bl.capture(read_log(LOG)), baseline)
     with running_collector(otlp_grpc="") as c:
