@@ -38,7 +38,7 @@ def test_alertmanager_receives_and_resolves_the_detectors_alerts(alertmanager):
         "check": "latency_shift",
     }  # fmt: skip
     assert latency["status"]["state"] == "active"
-    assert latency["annotations"]["runbook_url"].endswith("model-degradation.md#latency-shift")
+    assert latency["annotations"]["runbook_url"].endswith("/ModelDegradationDetected.md#latency_shift")
     assert latency["annotations"]["dashboard_url"] == (
         "http://grafana/d/modeltel-models/modeltel-models?var-model_name=iris&var-model_version=1"
     )

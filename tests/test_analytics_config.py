@@ -51,7 +51,7 @@ def test_alerts_link_the_configured_runbooks_and_the_models_dashboard_like_the_r
     )
     cfg = config.load(str(cfg_file), env={})
     a = alert(_event(), runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url)
-    assert a["annotations"]["runbook_url"] == "https://rb.example/runbooks/model-degradation.md#latency-shift"
+    assert a["annotations"]["runbook_url"] == "https://rb.example/runbooks/ModelDegradationDetected.md#latency_shift"
     assert a["annotations"]["dashboard_url"] == (
         "http://g:3000/d/modeltel-models/modeltel-models?var-model_name=iris&var-model_version=v+2"
     )
@@ -59,3 +59,16 @@ def test_alerts_link_the_configured_runbooks_and_the_models_dashboard_like_the_r
     assert "dashboard_url" not in alert(_event(), runbook_base="rb", grafana_url="")["annotations"]
     poster = AlertmanagerPoster("http://am", runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url)
     assert poster.grafana_url == "http://g:3000/"
+
+
+def test_every_check_links_a_section_of_the_generated_runbook():
+    from pathlib import Path
+
+    from modeltel_collector.analytics.alerting import runbook_url
+    from modeltel_collector.analytics.settings import CHECKS
+
+    runbooks = Path(__file__).parent.parent / "alerts" / "runbooks"
+    for check in CHECKS:
+        name, anchor = runbook_url("https://rb.example/runbooks", check).rsplit("/", 1)[1].split("#")
+        text = (runbooks / name).read_text()
+        assert f"\n## {anchor}\n" in text and "First checks" in text.split(f"## {anchor}")[1]

@@ -16,10 +16,12 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 
+from modeltel import taxonomy as tx
+
 from .engine import Event
 
 log = logging.getLogger(__name__)
-ALERTNAME = "ModelDegradationDetected"
+ALERTNAME = tx.DEGRADATION_ALERT
 # The generated Grafana dashboard per model (modeltel.generators.alerts.MODELS_UID; the collector may import
 # only the taxonomy from the SDK, so the uid is repeated here and a test keeps the two equal).
 MODELS_DASHBOARD_UID = "modeltel-models"
@@ -34,6 +36,11 @@ _WHAT = {
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def runbook_url(runbook_base: str, check: str) -> str:
+    """The generated runbook of the detectors' alert (``modeltel alerts generate``), at the check's section."""
+    return f"{runbook_base.rstrip('/')}/{ALERTNAME}.md#{check}"
 
 
 def dashboard_url(grafana_url: str, model: str, version: str) -> str:
@@ -59,7 +66,7 @@ def alert(event: Event, *, runbook_base: str, grafana_url: str, ends_at: float |
     annotations = {
         "summary": f"{event.model} {event.version}: {_WHAT[event.check]}",
         "description": f"{event.check}: effect size {effect}, p-value {p}, statistic {r.statistic}.",
-        "runbook_url": f"{runbook_base.rstrip('/')}/model-degradation.md#{event.check.replace('_', '-')}",
+        "runbook_url": runbook_url(runbook_base, event.check),
     }
     link = dashboard_url(grafana_url, event.model, event.version)
     if link:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from modeltel import taxonomy as tx
 from modeltel.taxonomy import Severity
 
-CHECKS = ("latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift")
+CHECKS = tx.DEGRADATION_CHECKS
 
 
 @dataclass(frozen=True)
