@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -24,12 +25,13 @@ def _text(n: int, errors: int, slow: int, labelled: int, correct: int) -> str:
         "# TYPE model_predictions_total counter",
         f'model_predictions_total{{{m},status="success"}} {n - errors}',
         f'model_predictions_total{{{m},status="error"}} {errors}',
+        'model_predictions_total{model_name="idle",model_version="1",status="success"} 7',
         f'model_labelled_predictions_total{{{m},correct="true"}} {correct}',
         f'model_labelled_predictions_total{{{m},correct="false"}} {labelled - correct}',
         f'{_LAT}{{{m},le="0.05"}} {n - slow}', f'{_LAT}{{{m},le="0.1"}} {n - slow}',
         f'{_LAT}{{{m},le="0.25"}} {n}', f'{_LAT}{{{m},le="+Inf"}} {n}',
         f'{_CONF}{{{m},le="0.5"}} 0', f'{_CONF}{{{m},le="0.9"}} {n // 2}', f'{_CONF}{{{m},le="+Inf"}} {n}',
-        'model_predictions_total{model_name="idle",model_version="1",status="success"} 7', "",
+        "",
     ])  # fmt: skip
 
 
@@ -74,3 +76,30 @@ def test_cli_captures_from_a_collector_and_refuses_an_idle_one(tmp_path, capsys)
         assert "no predictions at" in capsys.readouterr().err and not (tmp_path / "x").exists()
     finally:
         server.shutdown()
+
+
+def test_cli_captures_from_a_real_prometheus(tmp_path):
+    from tests.test_collector_prometheus import _query, _wait_for, run_prometheus
+
+    t0 = time.time()
+
+    class Growing(_Metrics):
+        def do_GET(self):
+            n = int((time.time() - t0) * 100) + 100  # 100 predictions a second, 1 % failing, 10 % slow
+            self.texts = [_text(n, n // 100, n // 10, 0, 0)]
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Growing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "baseline-metrics.json"
+    try:
+        with run_prometheus(tmp_path, f"http://127.0.0.1:{server.server_port}") as prom:
+            enough = 'min(count_over_time(model_predictions_total{model_name="iris"}[5s])) >= 4'
+            assert _wait_for(lambda: _query(prom, "/api/v1/query", query=enough)["result"], 30)
+            assert baseline(["capture", "--prometheus", prom, "--window", "5", "--out", str(out)]) == 0
+    finally:
+        server.shutdown()
+    (m,) = load(out)["models"]
+    assert m["model_name"] == "iris" and 200 <= m["requests"] <= 800
+    assert m["error_rate"] == pytest.approx(0.01, abs=0.005)
+    assert 0.1 < m["latency_seconds"]["p95"] <= 0.25 and m["latency_seconds"]["p50"] < 0.05

@@ -20,7 +20,7 @@ from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
 from modeltel_collector.analytics.health import health_report, render_health, report_from_metrics
 from modeltel_collector.analytics.logs import BadRow, read_log
 from modeltel_collector.analytics.replay import replay
-from modeltel_collector.analytics.scraped import capture_scraped, scrape
+from modeltel_collector.analytics.scraped import capture_prometheus, capture_scraped, scrape
 
 
 def _iso(t: float) -> str:
@@ -118,7 +118,8 @@ def baseline(argv: list[str] | None = None) -> int:
     src = cap.add_mutually_exclusive_group(required=True)
     src.add_argument("--log", metavar="FILE", help="prediction log (CSV or JSON lines)")
     src.add_argument("--collector", metavar="URL", help="a modeltel collector: what its /metrics adds over --window")
-    cap.add_argument("--window", type=float, default=300.0, help="with --collector: seconds to watch (default 300)")
+    src.add_argument("--prometheus", metavar="URL", help="Prometheus: increase() over the last --window seconds")
+    cap.add_argument("--window", type=float, default=300.0, help="seconds to watch or look back (default 300)")
     cap.add_argument("--token", default="", help="with --collector: its auth_token, when /metrics needs it")
     cap.add_argument("--out", metavar="FILE", default="baseline-metrics.json", help="(default baseline-metrics.json)")
     chk = sub.add_parser("check", help="validate a baseline-metrics.json; exit 1 naming every problem")
@@ -129,7 +130,12 @@ def baseline(argv: list[str] | None = None) -> int:
             doc = load(args.file)
             print(f"{args.file}: valid ({len(doc['models'])} model versions)")
             return 0
-        doc = _capture_collector(args) if args.collector else _capture_log(args.log)
+        if args.prometheus:
+            doc = capture_prometheus(args.prometheus, args.window)
+            if not doc["models"]:
+                raise ValueError(f"no predictions in {args.prometheus} over the last {args.window:g} s")
+        else:
+            doc = _capture_collector(args) if args.collector else _capture_log(args.log)
         save(doc, args.out)
     except (OSError, ValueError) as exc:
         print(f"modeltel baseline: {exc}", file=sys.stderr)

@@ -1,7 +1,9 @@
-"""A baseline from the collector's /metrics: the increase of its counters and histograms over a window.
+"""A baseline from the collector's /metrics or from Prometheus: the increase of the counters and histograms
+over a window.
 
 Why two scrapes: /metrics holds cumulative totals since each process started, so what was normal over the
-last ``seconds`` is the difference of two scrapes that far apart. Latency and confidence come from
+last ``seconds`` is the difference of two scrapes that far apart; Prometheus has the history, so one
+``increase()`` query per series answers at once (extrapolated, so counts are rounded). Latency and confidence come from
 histogram buckets, not raw samples: each is turned into evenly spaced quantiles, linear within a bucket as
 ``histogram_quantile`` does, and those feed the same sketch and 20-bin histogram as ``--log`` (so the
 baseline is only as fine as the buckets).
@@ -9,9 +11,13 @@ baseline is only as fine as the buckets).
 
 from __future__ import annotations
 
+import json
 import math
+import time
+import urllib.parse
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -31,13 +37,13 @@ def scrape(url: str, token: str = "") -> str:
         return resp.read().decode()
 
 
-def totals(text: str) -> Totals:
+def totals(samples: Iterable[tuple[str, dict[str, str], float]]) -> Totals:
     """Per (model, version): request/error/labelled/correct counts and latency/confidence buckets (by le)."""
     out: Totals = defaultdict(lambda: {"counts": defaultdict(float), "latency": defaultdict(float),
                                        "confidence": defaultdict(float)})  # fmt: skip
     latency = tx.PREDICTION_LATENCY.prometheus_name + "_bucket"
     confidence = tx.PREDICTION_CONFIDENCE.prometheus_name + "_bucket"
-    for name, labels, value in parse_samples(text):
+    for name, labels, value in samples:
         key = (labels.get("model_name", ""), labels.get("model_version", ""))
         if not key[0]:
             continue
@@ -66,16 +72,48 @@ def quantiles(buckets: dict[float, float], n: int = _N) -> np.ndarray:
 
 def capture_scraped(before: str, after: str, window: tuple[float, float]) -> dict:
     """A baseline document from two scrapes ``window`` (start, end) apart: the increase of every series."""
-    first, last, models = totals(before), totals(after), []
-    for key in sorted(last):
-        diff = {
+    first, last = totals(parse_samples(before)), totals(parse_samples(after))
+    increase = {
+        key: {
             part: {k: max(v - first.get(key, {}).get(part, {}).get(k, 0.0), 0.0) for k, v in last[key][part].items()}
             for part in ("counts", "latency", "confidence")
         }
-        counts = {k: round(diff["counts"].get(k, 0.0)) for k in ("requests", "errors", "labelled", "correct")}
+        for key in last
+    }
+    return document(increase, window)
+
+
+# What Prometheus is asked (each an increase over the window), and the series name totals() files it under.
+_PROMQL = {
+    tx.PREDICTIONS.prometheus_name + "_total": "status",
+    tx.LABELLED_PREDICTIONS.prometheus_name + "_total": tx.ATTR_CORRECT,
+    tx.PREDICTION_LATENCY.prometheus_name + "_bucket": "le",
+    tx.PREDICTION_CONFIDENCE.prometheus_name + "_bucket": "le",
+}
+
+
+def capture_prometheus(url: str, seconds: float, end: float | None = None) -> dict:
+    """A baseline document from Prometheus' HTTP API: ``increase()`` of the same series over ``seconds``."""
+    end = time.time() if end is None else end
+    samples = []
+    for name, by in _PROMQL.items():
+        expr = f"sum by (model_name, model_version, {by}) (increase({name}[{max(round(seconds), 1)}s]))"
+        query = urllib.parse.urlencode({"query": expr, "time": f"{end:.3f}"})
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/query?{query}", timeout=30) as resp:
+            result = json.load(resp)["data"]["result"]
+        samples += [(name, r["metric"], float(r["value"][1])) for r in result]
+    return document(totals(samples), (end - seconds, end))
+
+
+def document(increase: Totals, window: tuple[float, float]) -> dict:
+    """Entries from each model version's increases; a version idle over the window gets none."""
+    models = []
+    for key in sorted(increase):
+        part = increase[key]
+        counts = {k: round(part["counts"].get(k, 0.0)) for k in ("requests", "errors", "labelled", "correct")}
         if counts["requests"] <= 0:
-            continue  # idle over the window: nothing to call normal
-        lat, conf = quantiles(diff["latency"]), quantiles(diff["confidence"])
+            continue
+        lat, conf = quantiles(part["latency"]), quantiles(part["confidence"])
         conf = conf[(conf >= CONFIDENCE_EDGES[0]) & (conf <= CONFIDENCE_EDGES[-1])]
         models.append(
             make_entry(
