@@ -27,7 +27,7 @@ def _alerts(url: str) -> list[dict]:
 def test_alertmanager_receives_and_resolves_the_detectors_alerts(alertmanager):
     events = replay(read_log(LOG)).events
     firing = [e for e in events if e.state == "firing"]
-    poster = AlertmanagerPoster(alertmanager, dashboard_url="http://grafana/d/modeltel")
+    poster = AlertmanagerPoster(alertmanager, grafana_url="http://grafana")
     assert poster.update(firing, time.time())
     alerts = {a["labels"]["check"]: a for a in _alerts(alertmanager)}
     assert set(alerts) == {"latency_shift", "error_rate_rise"}
@@ -38,8 +38,10 @@ def test_alertmanager_receives_and_resolves_the_detectors_alerts(alertmanager):
         "check": "latency_shift",
     }  # fmt: skip
     assert latency["status"]["state"] == "active"
-    assert latency["annotations"]["runbook_url"].endswith("model-degradation.md#latency-shift")
-    assert latency["annotations"]["dashboard_url"] == "http://grafana/d/modeltel"
+    assert latency["annotations"]["runbook_url"].endswith("/ModelDegradationDetected.md#latency_shift")
+    assert latency["annotations"]["dashboard_url"] == (
+        "http://grafana/d/modeltel-models/modeltel-models?var-model_name=iris&var-model_version=1"
+    )
     assert "effect size" in latency["annotations"]["description"]
 
     assert poster.update([e for e in events if e.state == "resolved"], time.time())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
 from modeltel_collector.analytics.health import health_report, render_health, report_from_metrics
 from modeltel_collector.analytics.logs import BadRow, read_log
 from modeltel_collector.analytics.replay import replay
+from modeltel_collector.analytics.scraped import capture_prometheus, capture_scraped, scrape
 
 
 def _iso(t: float) -> str:
@@ -112,8 +114,13 @@ def baseline(argv: list[str] | None = None) -> int:
     """Capture or check baseline-metrics.json: what normal looks like for each model version."""
     p = argparse.ArgumentParser(prog="modeltel baseline", description=baseline.__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    cap = sub.add_parser("capture", help="write baseline-metrics.json from a prediction log")
-    cap.add_argument("--log", metavar="FILE", required=True, help="prediction log (CSV or JSON lines)")
+    cap = sub.add_parser("capture", help="write baseline-metrics.json from a prediction log or a collector")
+    src = cap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--log", metavar="FILE", help="prediction log (CSV or JSON lines)")
+    src.add_argument("--collector", metavar="URL", help="a modeltel collector: what its /metrics adds over --window")
+    src.add_argument("--prometheus", metavar="URL", help="Prometheus: increase() over the last --window seconds")
+    cap.add_argument("--window", type=float, default=300.0, help="seconds to watch or look back (default 300)")
+    cap.add_argument("--token", default="", help="with --collector: its auth_token, when /metrics needs it")
     cap.add_argument("--out", metavar="FILE", default="baseline-metrics.json", help="(default baseline-metrics.json)")
     chk = sub.add_parser("check", help="validate a baseline-metrics.json; exit 1 naming every problem")
     chk.add_argument("file", metavar="FILE")
@@ -123,16 +130,36 @@ def baseline(argv: list[str] | None = None) -> int:
             doc = load(args.file)
             print(f"{args.file}: valid ({len(doc['models'])} model versions)")
             return 0
-        rows = list(read_log(args.log))
-        for bad in (r for r in rows if isinstance(r, BadRow)):
-            print(f"{args.log}:{bad.line}: skipped: {bad.reason}", file=sys.stderr)
-        doc = capture(rows)
+        if args.prometheus:
+            doc = capture_prometheus(args.prometheus, args.window)
+            if not doc["models"]:
+                raise ValueError(f"no predictions in {args.prometheus} over the last {args.window:g} s")
+        else:
+            doc = _capture_collector(args) if args.collector else _capture_log(args.log)
         save(doc, args.out)
     except (OSError, ValueError) as exc:
         print(f"modeltel baseline: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: {', '.join(m['model_name'] + ' ' + m['model_version'] for m in doc['models'])}")
     return 0
+
+
+def _capture_log(path: str) -> dict:
+    rows = list(read_log(path))
+    for bad in (r for r in rows if isinstance(r, BadRow)):
+        print(f"{path}:{bad.line}: skipped: {bad.reason}", file=sys.stderr)
+    return capture(rows)
+
+
+def _capture_collector(args: argparse.Namespace) -> dict:
+    """Two scrapes ``--window`` seconds apart; an empty result (no traffic) is an error, not an empty file."""
+    start, before = time.time(), scrape(args.collector, args.token)
+    print(f"watching {args.collector}/metrics for {args.window:g} s", file=sys.stderr)
+    time.sleep(args.window)
+    doc = capture_scraped(before, scrape(args.collector, args.token), (start, time.time()))
+    if not doc["models"]:
+        raise ValueError(f"no predictions at {args.collector} over {args.window:g} s: nothing to baseline")
+    return doc
 
 
 def evidence(argv: list[str] | None = None) -> int:

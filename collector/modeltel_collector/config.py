@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -42,6 +43,9 @@ class Config:
     alertmanager_url: str = ""  # the degradation detectors post their alerts here (API v2); empty: not at all
     baseline_path: str = ""  # baseline-metrics.json the detectors keep (captured once stable); empty: none
     baseline_stable_s: float = 3600.0  # a new model version is baselined after this long without an alarm
+    runbook_base_url: str = "https://github.com/modeltel/modeltel/blob/main/alerts/runbooks"  # detectors' alerts
+    grafana_url: str = ""  # the detectors' alerts link the modeltel-models dashboard there; empty: no link
+    analytics_time_scale: float = 1.0  # multiplies every detector window and poll period (demos and tests)
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set
     metrics_auth: bool = True  # with auth_token set, /metrics requires it too (it names services, models, traces)
@@ -109,6 +113,8 @@ def load(
         "environment",
     )
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
+    if not (math.isfinite(cfg.analytics_time_scale) and cfg.analytics_time_scale > 0):
+        raise ValueError(f"analytics_time_scale must be a number > 0, got {cfg.analytics_time_scale!r}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ValueError("tls_cert and tls_key must be given together")
     for name in ("otlp_http", "otlp_grpc", "listen"):

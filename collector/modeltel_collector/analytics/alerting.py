@@ -12,13 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
+
+from modeltel import taxonomy as tx
 
 from .engine import Event
 
 log = logging.getLogger(__name__)
-ALERTNAME = "ModelDegradationDetected"
+ALERTNAME = tx.DEGRADATION_ALERT
+# The generated Grafana dashboard per model (modeltel.generators.alerts.MODELS_UID; the collector may import
+# only the taxonomy from the SDK, so the uid is repeated here and a test keeps the two equal).
+MODELS_DASHBOARD_UID = "modeltel-models"
 _WHAT = {
     "latency_shift": "latency is higher than its baseline",
     "error_rate_rise": "error rate is higher than its baseline",
@@ -32,7 +38,20 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def alert(event: Event, *, runbook_base: str, dashboard_url: str, ends_at: float | None = None) -> dict:
+def runbook_url(runbook_base: str, check: str) -> str:
+    """The generated runbook of the detectors' alert (``modeltel alerts generate``), at the check's section."""
+    return f"{runbook_base.rstrip('/')}/{ALERTNAME}.md#{check}"
+
+
+def dashboard_url(grafana_url: str, model: str, version: str) -> str:
+    """The models dashboard filtered to one model, as the generated alert rules link it; '' without Grafana."""
+    if not grafana_url:
+        return ""
+    query = urllib.parse.urlencode({"var-model_name": model, "var-model_version": version})
+    return f"{grafana_url.rstrip('/')}/d/{MODELS_DASHBOARD_UID}/{MODELS_DASHBOARD_UID}?{query}"
+
+
+def alert(event: Event, *, runbook_base: str, grafana_url: str, ends_at: float | None = None) -> dict:
     """One Alertmanager v2 ``postableAlert`` for a detector event."""
     r = event.result
     labels = {
@@ -47,10 +66,11 @@ def alert(event: Event, *, runbook_base: str, dashboard_url: str, ends_at: float
     annotations = {
         "summary": f"{event.model} {event.version}: {_WHAT[event.check]}",
         "description": f"{event.check}: effect size {effect}, p-value {p}, statistic {r.statistic}.",
-        "runbook_url": f"{runbook_base.rstrip('/')}/model-degradation.md#{event.check.replace('_', '-')}",
+        "runbook_url": runbook_url(runbook_base, event.check),
     }
-    if dashboard_url:
-        annotations["dashboard_url"] = dashboard_url
+    link = dashboard_url(grafana_url, event.model, event.version)
+    if link:
+        annotations["dashboard_url"] = link
     out = {"labels": labels, "annotations": annotations, "startsAt": _iso(event.time)}
     if ends_at is not None:
         out["endsAt"] = _iso(ends_at)
@@ -61,10 +81,10 @@ class AlertmanagerPoster:
     """Keeps the open alerts and posts them to ``url``/api/v2/alerts."""
 
     def __init__(
-        self, url: str, *, runbook_base: str = "alerts/runbooks", dashboard_url: str = "", repeat_s: float = 60.0
+        self, url: str, *, runbook_base: str = "alerts/runbooks", grafana_url: str = "", repeat_s: float = 60.0
     ) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts"
-        self.runbook_base, self.dashboard_url, self.repeat_s = runbook_base, dashboard_url, repeat_s
+        self.runbook_base, self.grafana_url, self.repeat_s = runbook_base, grafana_url, repeat_s
         self.open: dict[tuple[str, str, str], dict] = {}
         self.outbox: list[dict] = []
         self.last_post = 0.0
@@ -81,7 +101,7 @@ class AlertmanagerPoster:
                 previous = self.open.get(key)
                 if previous is not None and previous["labels"]["severity"] != e.severity.label:
                     self.outbox.append({**previous, "endsAt": _iso(e.time)})  # the escalated alert replaces it
-                self.open[key] = alert(e, runbook_base=self.runbook_base, dashboard_url=self.dashboard_url)
+                self.open[key] = alert(e, runbook_base=self.runbook_base, grafana_url=self.grafana_url)
             elif key in self.open:
                 self.outbox.append({**self.open.pop(key), "endsAt": _iso(e.time)})
         due = now - self.last_post >= self.repeat_s

@@ -33,6 +33,7 @@ from .keeper import BaselineKeeper
 from .settings import CHECKS, Settings
 
 log = logging.getLogger(__name__)
+POLL_S, LAG_S = 2.0, 10.0  # LiveAnalytics' defaults: how often it reads the store, how long it waits for stragglers
 
 
 def _items(data: bytes) -> list[tuple]:
@@ -68,8 +69,8 @@ class LiveAnalytics:
         metrics,
         settings: Settings | None = None,
         *,
-        interval_s: float = 2.0,
-        lag_s: float = 10.0,
+        interval_s: float = POLL_S,
+        lag_s: float = LAG_S,
         on_events: Callable[[list[Event]], None] | None = None,
         keeper: BaselineKeeper | None = None,
     ) -> None:
@@ -220,9 +221,18 @@ def start_on(collector) -> LiveAnalytics:
     cfg = collector.config
     url = cfg.alertmanager_url
     keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
-    poster = AlertmanagerPoster(url) if url else None
-    live = LiveAnalytics(collector.spans.path, collector.metrics, on_events=poster, keeper=keeper)
-    return live.start(stopped=collector._stopped)
+    poster = AlertmanagerPoster(url, runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url) if url else None
+    return live_for(cfg, collector.spans.path, collector.metrics, on_events=poster, keeper=keeper).start(
+        stopped=collector._stopped
+    )
+
+
+def live_for(cfg, spans_path: str, metrics, **kwargs) -> LiveAnalytics:
+    """A LiveAnalytics whose windows, poll period and lag are scaled by ``cfg.analytics_time_scale``."""
+    scale = cfg.analytics_time_scale
+    return LiveAnalytics(
+        spans_path, metrics, Settings().scaled(scale), interval_s=POLL_S * scale, lag_s=LAG_S * scale, **kwargs
+    )
 
 
 def _kv(key: str, value: str) -> KeyValue:

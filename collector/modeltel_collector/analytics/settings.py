@@ -10,11 +10,12 @@ times a day (an upper bound: overlapping windows are positively correlated, whic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
+from modeltel import taxonomy as tx
 from modeltel.taxonomy import Severity
 
-CHECKS = ("latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift")
+CHECKS = tx.DEGRADATION_CHECKS
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ class Settings:
     cusum_h: float = 18.0  # CUSUM decision threshold: average run length under no change >= e**h labels
     clear_after_s: float = 60.0  # an alarm resolves after this long without the condition
     grades: dict[str, Grade] = field(default_factory=_grades)
+
+    def scaled(self, factor: float) -> Settings:
+        """Every ``*_s`` window times ``factor``: a demo or test sees in seconds what takes minutes live.
+
+        Sample-size floors are not scaled, so a shortened window still needs as many requests to decide.
+        """
+        return replace(self, **{f.name: getattr(self, f.name) * factor for f in fields(self) if f.name.endswith("_s")})
 
     @property
     def alpha(self) -> float:

@@ -28,6 +28,7 @@ from .. import taxonomy as tx
 
 MODEL_NAME = "iris-classifier"
 MODEL_VERSION = "1.0.0"
+ANALYTICS_TIME_SCALE = 0.05  # the demo collector's detector windows: a 5-minute baseline is learned in 15 s
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float:
@@ -149,12 +150,14 @@ def _settled_scrape(url: str, sent: int, timeout: float = 10.0) -> dict[str, Any
 
 
 def _start_collector(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """The collector, its detectors' windows 20x shorter, so the degradation scene fits in seconds."""
     ready = workdir / "collector-ready.json"
     command = [
         sys.executable, "-m", "modeltel.cli", "collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "",
         "--listen", "127.0.0.1:0", "--trace-db", str(workdir / "traces.db"), "--ready-file", str(ready),
     ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "MODELTEL_COLLECTOR_ANALYTICS_TIME_SCALE": str(ANALYTICS_TIME_SCALE)}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 30
     while not ready.exists() or not ready.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -203,24 +206,9 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-") as tmp:
         collector, urls = _start_collector(Path(tmp))
         try:
-            env = {
-                **os.environ,
-                "OTEL_EXPORTER_OTLP_ENDPOINT": urls["otlp_http"],
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-                "OTEL_BSP_SCHEDULE_DELAY": "500",
-                "OTEL_SERVICE_NAME": "iris-demo",
-                "MODELTEL_MODEL_NAME": MODEL_NAME,
-                "MODELTEL_MODEL_VERSION": MODEL_VERSION,
-            }
-            command = [
-                sys.executable, "-m", "modeltel.cli", "run", "--",
-                sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            ]  # fmt: skip
             print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
             print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")
-            server = subprocess.Popen(command, env=env)
+            server = start_server(urls["otlp_http"], port)
             try:
                 _wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
                 print(f"modeltel demo: {concurrency} clients for {duration:.0f} s")
@@ -236,6 +224,9 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
             families = _settled_scrape(urls["listen"], result.sent)
             _print_report(families, before, elapsed, result, urls["listen"])
             _alert_scene(duration)
+            from .demo_degradation import run_degradation_scene  # late: it imports this module's helpers
+
+            run_degradation_scene(urls)
             print(f"\nmodeltel demo: open the console at {urls['listen']}/")
             if keep:
                 print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces); Ctrl-C stops it.")
@@ -245,6 +236,27 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
             collector.terminate()
             collector.wait(timeout=30)
     return 0
+
+
+def start_server(otlp_http: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The iris example under ``modeltel run``, exporting to the demo's collector (``env`` added/overriding)."""
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_http,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        "OTEL_SERVICE_NAME": "iris-demo",
+        "MODELTEL_MODEL_NAME": MODEL_NAME,
+        "MODELTEL_MODEL_VERSION": MODEL_VERSION,
+        **(env or {}),
+    }
+    command = [
+        sys.executable, "-m", "modeltel.cli", "run", "--",
+        sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env)
 
 
 def _alert_scene(duration: float) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import taxonomy as tx
 from .alertmanager import TEMPLATE, alertmanager_config
 from .alerts import alert_rules
 from .files import stale, write_files
 from .promtool import alert_tests, slo_tests
-from .runbooks import runbook
+from .runbooks import detector_runbook, runbook
 from .slo import ALERT_NAME, slo_rule_groups
 from .sloconfig import SLOConfig, load_slo_config
 from .yamlout import dump
@@ -44,6 +45,7 @@ def render_alerts(config: SLOConfig) -> dict[str, str]:
         by_name.setdefault(rule["alert"], []).append(rule)
     for name, its_rules in by_name.items():
         files[f"runbooks/{name}.md"] = runbook(name, its_rules)
+    files[f"runbooks/{tx.DEGRADATION_ALERT}.md"] = detector_runbook()
     return {p: (text if p.endswith((".md", ".tmpl")) else GENERATED_HEADER + text) for p, text in files.items()}
 
 

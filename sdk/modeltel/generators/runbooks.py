@@ -6,7 +6,9 @@ the generated rules, so a runbook never disagrees with the rule that links to it
 
 from __future__ import annotations
 
-__all__ = ["ADVICE", "runbook"]
+from .. import taxonomy as tx
+
+__all__ = ["ADVICE", "DETECTOR_ADVICE", "detector_runbook", "runbook"]
 
 _LATENCY = (
     "The 95th percentile of end-to-end prediction latency of one model version is above the threshold.",
@@ -151,4 +153,57 @@ def runbook(alert: str, rules: list[dict]) -> str:
         lines += ["", "  ```promql", *("  " + x for x in d["expr"].splitlines()), "  ```", ""]
     lines += ["## First checks", "", *(f"1. {c}" for c in checks), "", "## Mitigation", ""]
     lines += [*(f"- {m}" for m in mitigations), ""]
+    return "\n".join(lines)
+
+
+# The collector's degradation detectors (docs/analytics.md) post one alert, labelled by ``check``; its
+# runbook_url points at the check's section below (``#<check>``).
+DETECTOR_ADVICE: dict[str, tuple[str, list[str], list[str]]] = {
+    "latency_shift": (
+        "The p95 latency of the last window is significantly above the learned (or fixed) baseline's; the"
+        " effect size is the relative rise of p95.",
+        ["Open the dashboard link: which stage grew?", "Did a deploy, batch size or traffic change just before?"],
+        ["Roll back the change; scale out replicas."],
+    ),
+    "error_rate_rise": (
+        "The share of failed predictions is significantly above the baseline's; the effect size is the"
+        " absolute rise of the error ratio.",
+        ["`model_errors_total` by `error_type`: which exception?", "Find an error trace (`/api/traces?status=error`)."],
+        ["Roll back the last deploy of the model or of its clients."],
+    ),
+    "throughput_drop": (
+        "The request rate is significantly below the baseline's; the effect size is the relative fall.",
+        ["Did upstream traffic drop, or did replicas go away?", "Are requests queueing or timing out?"],
+        ["Restore replicas or routing; a planned drop (a canary shift) can be silenced."],
+    ),
+    "accuracy_drop": (
+        "Online accuracy from delayed labels fell below the baseline (CUSUM on labelled predictions); the"
+        " effect size is the fall in accuracy.",
+        ["Are labels arriving as usual (a broken label pipeline looks like a drop)?", "Did the inputs drift?"],
+        ["Roll back to the previous model version; retrain on recent data."],
+    ),
+    "confidence_drift": (
+        "The distribution of prediction confidence moved away from the baseline's; the effect size is the"
+        " PSI (0.1: worth a look, 0.25: a real shift).",
+        ["Compare the confidence histogram with the baseline's.", "Look for new input sources or a schema change."],
+        ["Route low-confidence predictions to a fallback; retrain if the inputs changed for good."],
+    ),
+}
+
+
+def detector_runbook() -> str:
+    """The runbook of the collector detectors' ``ModelDegradationDetected``: one section per check."""
+    lines = [
+        f"# {tx.DEGRADATION_ALERT}",
+        "",
+        "Posted to Alertmanager by the modeltel collector's degradation detectors (docs/analytics.md), not by a"
+        " Prometheus rule. Labels: `check` (the section below), `severity`, `model_name`, `model_version`."
+        " The description holds the test's effect size and p-value; `model_degradation_*` on the collector's"
+        " /metrics has the latest values.",
+        "",
+    ]
+    for check in tx.DEGRADATION_CHECKS:
+        meaning, checks, mitigations = DETECTOR_ADVICE[check]
+        lines += [f"## {check}", "", meaning, "", "First checks:", "", *(f"1. {c}" for c in checks), ""]
+        lines += ["Mitigation:", "", *(f"- {m}" for m in mitigations), ""]
     return "\n".join(lines)

@@ -14,6 +14,8 @@ __all__ = [
     "ATTR_SEVERITY",
     "BASELINE_AGE",
     "BASELINE_STALE",
+    "DEGRADATION_ALERT",
+    "DEGRADATION_CHECKS",
     "DEGRADATION_DETECTED",
     "DEGRADATION_EFFECT_SIZE",
     "DEGRADATION_INSTRUMENTS",
@@ -28,7 +30,9 @@ __all__ = [
     "SPAN_NAME_FEEDBACK",
 ]
 
-ATTR_CHECK = "check"  # latency_shift | error_rate_rise | throughput_drop | accuracy_drop | confidence_drift
+ATTR_CHECK = "check"  # one of DEGRADATION_CHECKS
+DEGRADATION_CHECKS = ("latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift")
+DEGRADATION_ALERT = "ModelDegradationDetected"  # the detectors' Alertmanager alert; its runbook is generated
 ATTR_SEVERITY = "severity"  # ok | warning | critical
 ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was right
 # Delayed labels (modeltel.record_feedback): the id joins a prediction span to the feedback that arrives later,

@@ -1,0 +1,106 @@
+"""The demo's degradation scene: the collector's own detectors learn a served model's baseline, a latency
+fault is injected, and ``model_degradation_detected`` turns on in the collector's ``/metrics``.
+
+No Prometheus is involved: the detectors run inside ``modeltel collector`` (the analytics extra). The
+demo's collector runs them with ``analytics_time_scale`` 0.05, so the baseline takes 15 s, not 5 minutes.
+The scene serves its own model version under its own load after the main report, so the fault never
+distorts the figures printed before. It skips with one line when the collector runs without the detectors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from .. import taxonomy as tx
+from .demo import ANALYTICS_TIME_SCALE, MODEL_NAME, _free_port, _samples, _scrape, _wait_http, start_server
+
+__all__ = ["run_degradation_scene"]
+
+VERSION = "1.0.1"  # its own version: the main run's ending (the load stops) must not read as this one's drop
+CHECK = "latency_shift"
+
+
+def detectors_on(listen: str) -> bool:
+    """Whether the collector runs the detectors: its console API says ``detections: null`` when they are off."""
+    try:
+        with urllib.request.urlopen(listen + "/api/v1/console/alerts", timeout=10) as response:
+            return json.load(response).get("detections") is not None
+    except OSError:  # the console is off: /metrics will tell once a model is seen
+        return True
+
+
+def _value(families: dict[str, Any], instrument: tx.Instrument, **labels: str) -> float | None:
+    """The highest sample of ``instrument`` for this model version and check (with ``labels``), or None."""
+    want = {"model_name": MODEL_NAME, "model_version": VERSION, tx.ATTR_CHECK: CHECK, **labels}  # Prometheus names
+    name = instrument.prometheus_name
+    values = [s.value for s in _samples(families, name) if want.items() <= s.labels.items()]
+    return max(values) if values else None
+
+
+def _wait(listen: str, predicate, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        families = _scrape(listen)
+        if predicate(families):
+            return families
+        time.sleep(0.25)
+    return None
+
+
+def _set_fault(port: int, latency_s: float) -> None:
+    body = json.dumps({"latency_s": latency_s}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/faults", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        response.read()
+
+
+def run_degradation_scene(urls: dict[str, str], *, rate: float = 150.0, latency_s: float = 0.02) -> int:
+    """Serve version ``VERSION`` at ``rate`` requests/s until its baseline is learned, add ``latency_s`` to
+    every prediction, and show the collector's detection; 0 when detected (or skipped), 1 when not."""
+    from ..examples import loadgen
+
+    listen = urls["listen"]
+    if not detectors_on(listen):
+        print("\nDegradation: skipped; the collector runs without its detectors: pip install 'modeltel[analytics]'")
+        return 0
+    print(f"\nDegradation: the collector's own detectors (analytics_time_scale {ANALYTICS_TIME_SCALE})")
+    port, stop = _free_port(), threading.Event()
+    env = {"IRIS_FAULTS": "1", "MODELTEL_MODEL_VERSION": VERSION, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    server = start_server(urls["otlp_http"], port, env)
+    url = f"http://127.0.0.1:{port}/predict"
+    load = threading.Thread(target=loadgen.drive, args=(url, 120.0, 8, 0.0), kwargs={"rate": rate, "stop": stop})
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
+        print(f"  {MODEL_NAME} {VERSION} at {rate:.0f} requests/s while the collector learns its baseline")
+        start = time.monotonic()
+        load.start()
+        if _wait(listen, lambda f: _value(f, tx.DEGRADATION_P_VALUE) is not None, 60) is None:
+            print("  no baseline within 60 s (see the collector's /metrics)")
+            return 1
+        print(
+            f"  baseline learned after {time.monotonic() - start:.0f} s; injecting a fault: +{latency_s * 1e3:.0f} ms"
+        )
+        _set_fault(port, latency_s)
+        fault = time.monotonic()
+        found = _wait(listen, lambda f: (_value(f, tx.DEGRADATION_DETECTED) or 0) >= 1, 30)
+        if found is None:
+            print(f"  no {CHECK} detected within 30 s (see model_degradation_* on the collector's /metrics)")
+            return 1
+        effect = _value(found, tx.DEGRADATION_EFFECT_SIZE)
+        severity = next(
+            level for level in ("critical", "warning") if _value(found, tx.DEGRADATION_DETECTED, severity=level)
+        )
+        rise = "" if effect is None else f": p95 up {effect:.0%}"
+        print(f"  {time.monotonic() - fault:.1f} s after the fault, the collector detected {CHECK} ({severity}){rise}")
+        print(f'    {tx.DEGRADATION_DETECTED.prometheus_name}{{check="{CHECK}",severity="{severity}",...}} 1')
+        return 0
+    finally:
+        stop.set()
+        if load.is_alive():
+            load.join(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
