@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["add_ops_commands"]
@@ -22,24 +23,34 @@ def _need_yaml(command: str) -> bool:
     return True
 
 
-def _generate(args: argparse.Namespace) -> int:
-    if not _need_yaml("alerts generate"):
-        return 2
-    from ..generators import stale_files, write_alerts
+def _write_or_check(
+    command: str, args: argparse.Namespace, stale: Callable[[], list], write: Callable[[], list]
+) -> int:
+    """The generate commands' one flow: with ``--check``, list stale files (exit 1); else write them."""
     from ..generators.sloconfig import SLOConfigError
 
     try:
         if args.check:
-            stale = stale_files(args.dir)
-            for rel in stale:
-                print(f"modeltel alerts generate: {args.dir / rel} is out of date", file=sys.stderr)
-            return 1 if stale else 0
-        written = write_alerts(args.dir, args.config)
+            out_of_date = stale()
+            for rel in out_of_date:
+                print(f"modeltel {command}: {args.dir / rel} is out of date", file=sys.stderr)
+            return 1 if out_of_date else 0
+        written = write()
     except SLOConfigError as e:
-        print(f"modeltel alerts generate: {e}", file=sys.stderr)
+        print(f"modeltel {command}: {e}", file=sys.stderr)
         return 2
-    print(f"modeltel alerts generate: {len(written)} files under {args.dir}")
+    print(f"modeltel {command}: {len(written)} files under {args.dir}")
     return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if not _need_yaml("alerts generate"):
+        return 2
+    from ..generators import stale_files, write_alerts
+
+    return _write_or_check(
+        "alerts generate", args, lambda: stale_files(args.dir), lambda: write_alerts(args.dir, args.config)
+    )
 
 
 def _dashboards(args: argparse.Namespace) -> int:
@@ -52,20 +63,12 @@ def _dashboards(args: argparse.Namespace) -> int:
             "modeltel dashboards generate: needs grafana-foundation-sdk; pip install 'modeltel[ops]'", file=sys.stderr
         )
         return 2
-    from ..generators.sloconfig import SLOConfigError
-
-    try:
-        if args.check:
-            stale = stale_dashboards(args.dir, args.config)
-            for rel in stale:
-                print(f"modeltel dashboards generate: {args.dir / rel} is out of date", file=sys.stderr)
-            return 1 if stale else 0
-        written = write_dashboards(args.dir, args.config)
-    except SLOConfigError as e:
-        print(f"modeltel dashboards generate: {e}", file=sys.stderr)
-        return 2
-    print(f"modeltel dashboards generate: {len(written)} files under {args.dir}")
-    return 0
+    return _write_or_check(
+        "dashboards generate",
+        args,
+        lambda: stale_dashboards(args.dir, args.config),
+        lambda: write_dashboards(args.dir, args.config),
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
