@@ -79,29 +79,38 @@ def _report(args: argparse.Namespace) -> int:
     return run_report(args.prometheus, args.config, args.format, args.output)
 
 
-def add_ops_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``alerts``, ``dashboards`` and ``slo`` on the ``modeltel`` parser."""
-    alerts = sub.add_parser("alerts", help="alert rules, SLO rules and Alertmanager config from the taxonomy")
-    alerts_sub = alerts.add_subparsers(dest="alerts_cmd", required=True)
-    gen = alerts_sub.add_parser("generate", help="write rules, promtool tests, runbooks and alertmanager.yml")
-    gen.add_argument("--dir", type=Path, default=DEFAULT_ALERTS_DIR, help="output folder (default ./alerts)")
-    gen.add_argument("--config", type=Path, help="SLO config (default <dir>/slo-config.yaml)")
+def _generate_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    what: str,
+    directory: Path,
+    config: Path | None,
+    func: Callable[[argparse.Namespace], int],
+) -> None:
+    """``modeltel <name> generate [--dir] [--config] [--check]``: the generators' one command shape."""
+    group = sub.add_parser(name, help=summary).add_subparsers(dest=f"{name}_cmd", required=True)
+    gen = group.add_parser("generate", help=what)
+    gen.add_argument("--dir", type=Path, default=directory, help=f"output folder (default ./{directory})")
+    config_default = "%(default)s" if config else "<dir>/slo-config.yaml"
+    gen.add_argument("--config", type=Path, default=config, help=f"SLO config (default {config_default})")
     gen.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a file is out of date (default: off)"
     )
-    gen.set_defaults(func=_generate)
+    gen.set_defaults(func=func)
 
-    dash = sub.add_parser("dashboards", help="Grafana dashboards and provisioning from the taxonomy")
-    dash_sub = dash.add_subparsers(dest="dashboards_cmd", required=True)
-    dgen = dash_sub.add_parser("generate", help="write dashboards/*.json and dashboards/provisioning/")
-    dgen.add_argument("--dir", type=Path, default=DEFAULT_DASHBOARDS_DIR, help="output folder (default ./dashboards)")
-    dgen.add_argument(
-        "--config", type=Path, default=DEFAULT_ALERTS_DIR / "slo-config.yaml", help="SLO config (default: %(default)s)"
-    )
-    dgen.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date (default: off)"
-    )
-    dgen.set_defaults(func=_dashboards)
+
+def add_ops_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``alerts``, ``dashboards`` and ``slo`` on the ``modeltel`` parser."""
+    _generate_command(
+        sub, "alerts", "alert rules, SLO rules and Alertmanager config from the taxonomy",
+        "write rules, promtool tests, runbooks and alertmanager.yml", DEFAULT_ALERTS_DIR, None, _generate,
+    )  # fmt: skip
+    _generate_command(
+        sub, "dashboards", "Grafana dashboards and provisioning from the taxonomy",
+        "write dashboards/*.json and dashboards/provisioning/", DEFAULT_DASHBOARDS_DIR,
+        DEFAULT_ALERTS_DIR / "slo-config.yaml", _dashboards,
+    )  # fmt: skip
 
     slo = sub.add_parser("slo", help="service level objectives")
     slo_sub = slo.add_subparsers(dest="slo_cmd", required=True)
