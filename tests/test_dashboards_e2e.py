@@ -84,9 +84,13 @@ def _exemplar_opens_its_trace(stack: AlertStack, board: dict, end: float) -> Non
     with urllib.request.urlopen(f"{stack.prometheus_url}/api/v1/query_exemplars?{params}") as r:
         exemplars = [e for series in json.load(r)["data"] for e in series["exemplars"]]
     assert exemplars, "the latency panel has exemplars"
-    trace_id = exemplars[-1]["labels"]["trace_id"]
-    with urllib.request.urlopen(f"{stack.collector_urls['listen']}/jaeger/api/traces/{trace_id}") as r:
-        (trace,) = json.load(r)["data"]
+    # the newest exemplar of a request that succeeded (the error burst's fail before postprocess)
+    for exemplar in reversed(exemplars):
+        trace_id = exemplar["labels"]["trace_id"]
+        with urllib.request.urlopen(f"{stack.collector_urls['listen']}/jaeger/api/traces/{trace_id}") as r:
+            (trace,) = json.load(r)["data"]
+        if not any(t["key"] == "error" and t["value"] for s in trace["spans"] for t in s["tags"]):
+            break
     spans = {s["spanID"]: s for s in trace["spans"]}
     roots = [s for s in spans.values() if not s["references"]]
     assert len(roots) == 1 and len(spans) > 1, [s["operationName"] for s in spans.values()]
