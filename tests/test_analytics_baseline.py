@@ -13,6 +13,7 @@ pytest.importorskip("scipy")
 
 from modeltel.taxonomy import Severity
 from modeltel_collector.analytics import baseline as bl
+from modeltel_collector.analytics.detectors import confidence_counts
 from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.health import health_report, render_health
 from modeltel_collector.analytics.logs import Row, read_log
@@ -42,18 +43,19 @@ def test_round_trip_keeps_what_the_detectors_compare_against(tmp_path):
     lat = np.array([r.latency for r in rows])
     assert np.percentile(ref.latencies, 95) == pytest.approx(np.percentile(lat, 95), rel=0.03)
     conf = np.array([r.confidence for r in rows])
-    assert np.median(ref.confidences) == pytest.approx(np.median(conf), abs=0.02)
+    assert ref.confidence.tolist() == confidence_counts(conf).tolist()  # exact: counts in the SDK's buckets
     assert (ref.rate, ref.correct, ref.labelled) == (pytest.approx(2000 / 199.9), 1800, 2000)
 
 
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda d: d.update(schema="modeltel.baseline/0"), "expected 'modeltel.baseline/1'"),
+        (lambda d: d.update(schema="modeltel.baseline/0"), "expected 'modeltel.baseline/2'"),
         (lambda d: d["models"][0].update(requests=-1), "requests is not a non-negative integer"),
         (lambda d: d["models"][0].update(model_name=""), "model_name is not a non-empty string"),
         (lambda d: d["models"][0]["latency_seconds"]["sketch"].update(bins={"3": -2}), "sketch is invalid"),
-        (lambda d: d["models"][0]["confidence_histogram"].update(counts=[1, 2]), "20 non-negative integers"),
+        (lambda d: d["models"][0]["confidence_histogram"].update(counts=[1, 2]), "13 non-negative integers"),
+        (lambda d: d["models"][0]["confidence_histogram"].update(bounds=[0.5, 1.0]), "bounds is not the taxonomy's"),
         (lambda d: d["models"][0].update(errors=10**6), "errors > requests"),
     ],
 )
@@ -74,7 +76,7 @@ def test_schema_errors_are_named_and_the_file_is_left_alone(tmp_path, change, re
 
 def test_a_corrupt_file_is_reported_with_where(tmp_path):
     path = tmp_path / "baseline-metrics.json"
-    path.write_text('{"schema": "modeltel.baseline/1", "models": [')
+    path.write_text('{"schema": "modeltel.baseline/2", "models": [')
     with pytest.raises(ValueError, match=r"corrupt baseline .* line 1"):
         bl.load(path)
 

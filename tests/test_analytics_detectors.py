@@ -43,7 +43,12 @@ def throughput(factor: float):
 
 
 def confidence(a: float, b: float):
-    return lambda rng, s: d.confidence_drift(rng.beta(8, 2, 2000), rng.beta(a, b, 500), s)
+    def case(rng, s):
+        return d.confidence_drift(
+            d.confidence_counts(rng.beta(8, 2, 2000)), d.confidence_counts(rng.beta(a, b, 500)), s
+        )
+
+    return case
 
 
 def accuracy_window(p: float):
@@ -63,8 +68,8 @@ def test_no_change_alarms_at_most_at_the_configured_rate(name):
     # The test alone (no effect floor), at alpha 5 %: at most what 5 % of 400 allows (99.9 % binomial bound).
     found = alarms(NULL[name], at_alpha(0.05, any_effect=True))
     assert found <= stats.binom.ppf(0.999, SEEDS, 0.05)
-    # The continuous tests are calibrated, not merely conservative.
-    if name in ("latency", "confidence"):
+    # The continuous test is calibrated, not merely conservative (KS on bucket counts is conservative by design).
+    if name == "latency":
         assert found >= stats.binom.ppf(0.001, SEEDS, 0.05)
     # With the defaults (daily budget, effect floor), no seed alarms.
     assert alarms(NULL[name], Settings()) == 0
@@ -86,7 +91,9 @@ def test_below_the_minimum_sample_size_says_not_enough_data():
     many = rng.lognormal(size=1000) * 10  # a huge shift, which must not be guessed from too few samples
     assert d.latency_shift(many, few * 10, s).status is d.Status.NOT_ENOUGH_DATA
     assert d.latency_shift(few, many, s).status is d.Status.NOT_ENOUGH_DATA
-    assert d.confidence_drift(many, few, s).status is d.Status.NOT_ENOUGH_DATA
+    conf_few, conf_many = d.confidence_counts(rng.random(s.min_samples - 1)), d.confidence_counts(rng.random(1000))
+    assert d.confidence_drift(conf_many, conf_few, s).status is d.Status.NOT_ENOUGH_DATA
+    assert d.confidence_drift(conf_few, conf_many, s).status is d.Status.NOT_ENOUGH_DATA
     assert d.error_rate_rise(0, 1000, 50, 50, s).status is d.Status.NOT_ENOUGH_DATA
     assert d.throughput_drop(0.5, 0, 30.0, s).status is d.Status.NOT_ENOUGH_DATA  # 15 expected < 30
     result, _ = d.accuracy_drop((9, 10), np.zeros(5), np.zeros(5), d.CusumState(), s)
@@ -149,6 +156,22 @@ def test_accuracy_cusum_stays_quiet_on_a_healthy_stream_and_catches_an_8_point_d
 
 def test_psi_is_zero_for_identical_and_grows_with_drift():
     rng = np.random.default_rng(5)
-    ref = rng.beta(8, 2, 5000)
+    ref = d.confidence_counts(rng.beta(8, 2, 5000))
     assert d.psi(ref, ref) == pytest.approx(0.0, abs=1e-12)
-    assert d.psi(ref, rng.beta(6, 2.5, 5000)) > d.psi(ref, rng.beta(7.5, 2, 5000))
+    assert d.psi(ref, 3 * ref) == pytest.approx(0.0, abs=1e-12)  # proportions, not totals
+    far, near = (d.confidence_counts(rng.beta(a, b, 5000)) for a, b in ((6, 2.5), (7.5, 2)))
+    assert d.psi(ref, far) > d.psi(ref, near)
+
+
+def test_confidences_are_counted_as_the_sdk_histogram_counts_them():
+    # OTel explicit buckets: (previous bound, bound], the last one open; NaN is no confidence at all.
+    counts = d.confidence_counts(np.array([0.0, 0.1, 0.1000001, 0.99, 0.995, 1.0, np.nan]))
+    assert counts.tolist() == [2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2]
+
+
+def test_confidence_ks_is_the_largest_gap_between_the_bucketed_distribution_functions():
+    ref, cur = np.zeros(d.CONFIDENCE_BINS, int), np.zeros(d.CONFIDENCE_BINS, int)
+    ref[[7, 9]], cur[[7, 9]] = (500, 500), (200, 800)  # cumulative at bound 0.8: 0.5 vs 0.2
+    result = d.confidence_drift(ref, cur, Settings())
+    assert result.statistic == pytest.approx(0.3) and result.details["ks_d"] == pytest.approx(0.3)
+    assert result.p_value == pytest.approx(stats.kstwo.sf(0.3, 500))  # n_ref * n_cur / (n_ref + n_cur)

@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("scipy")
 
 from modeltel_collector.analytics.baseline import load, to_reference, validate
-from modeltel_collector.analytics.scraped import capture_scraped
+from modeltel_collector.analytics.detectors import CONFIDENCE_BOUNDS
+from modeltel_collector.analytics.scraped import bucket_counts, capture_scraped
 from modeltel_collector.analytics_cli import baseline
 
 _LAT = "model_prediction_latency_seconds_bucket"
@@ -30,7 +31,8 @@ def _text(n: int, errors: int, slow: int, labelled: int, correct: int) -> str:
         f'model_labelled_predictions_total{{{m},correct="false"}} {labelled - correct}',
         f'{_LAT}{{{m},le="0.05"}} {n - slow}', f'{_LAT}{{{m},le="0.1"}} {n - slow}',
         f'{_LAT}{{{m},le="0.25"}} {n}', f'{_LAT}{{{m},le="+Inf"}} {n}',
-        f'{_CONF}{{{m},le="0.5"}} 0', f'{_CONF}{{{m},le="0.9"}} {n // 2}', f'{_CONF}{{{m},le="+Inf"}} {n}',
+        *(f'{_CONF}{{{m},le="{le}"}} {0 if le <= 0.5 else n // 2 if le <= 0.9 else n}' for le in CONFIDENCE_BOUNDS),
+        f'{_CONF}{{{m},le="+Inf"}} {n}',
         "",
     ])  # fmt: skip
 
@@ -43,9 +45,13 @@ def test_the_increase_over_the_window_is_the_baseline():
     assert m["rate_per_second"] == pytest.approx(10.0) and m["accuracy"] == pytest.approx(0.9)
     lat = m["latency_seconds"]
     assert lat["p50"] < 0.05 and 0.1 < lat["p95"] <= 0.25  # 10 % slow: p95 inside the slow bucket
-    counts = m["confidence_histogram"]["counts"]
-    assert sum(counts) == 1000 and sum(counts[10:18]) == 500 and sum(counts[18:]) == 500  # 0.5-0.9, 0.9-1
+    counts = m["confidence_histogram"]["counts"]  # half in (0.5, 0.6], half in (0.9, 0.95]: the buckets as sent
+    assert counts[CONFIDENCE_BOUNDS.index(0.6)] == counts[CONFIDENCE_BOUNDS.index(0.95)] == 500 == sum(counts) / 2
     assert len(to_reference(m).latencies) == 1000  # the detectors can compare against it
+
+
+def test_confidence_with_other_bucket_bounds_counts_nothing_rather_than_guessing():
+    assert bucket_counts({0.5: 10.0, 0.9: 20.0, float("inf"): 30.0}).sum() == 0
 
 
 class _Metrics(BaseHTTPRequestHandler):

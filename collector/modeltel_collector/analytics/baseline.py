@@ -2,26 +2,26 @@
 
 The file records, per model version, the window it covers, request rate, error rate, accuracy (from
 labelled predictions), latency as a mergeable sketch (with its p50/p90/p95/p99 for people), and the
-confidence distribution as a 20-bin histogram. A file that fails validation is reported with every
-reason and never silently replaced. ``to_reference`` turns an entry back into the samples and rates the
-detectors compare against (latency and confidence as 1000 evenly spaced quantiles).
+confidence distribution as counts in the SDK histogram's buckets (the taxonomy's, so a baseline from a
+log, from /metrics or from Prometheus is the same shape, and the live detector compares like with like).
+A file that fails validation is reported with every reason and never silently replaced. ``to_reference``
+turns an entry back into what the detectors compare against (latency as 1000 evenly spaced quantiles).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from .detectors import CONFIDENCE_BINS, CONFIDENCE_BOUNDS, confidence_counts
 from .engine import Reference
 from .logs import BadRow, Row, read_log
 from .sketch import Sketch
 
-SCHEMA = "modeltel.baseline/1"
-CONFIDENCE_EDGES = np.linspace(0.0, 1.0, 21)
+SCHEMA = "modeltel.baseline/2"  # /1 held confidence in 20 fixed bins
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 _POINTS = (np.arange(1000) + 0.5) / 1000
 
@@ -42,7 +42,7 @@ def _entry(model: str, version: str, rows: list[Row]) -> dict:
         version,
         (min(r.time for r in rows), max(r.time for r in rows)),
         np.array([r.latency for r in rows]),
-        np.array([r.confidence for r in rows if not math.isnan(r.confidence)]),
+        confidence_counts(np.array([r.confidence for r in rows])),
         (len(rows), sum(not r.ok for r in rows)),
         (len(labelled), sum(labelled)),
     )
@@ -53,11 +53,12 @@ def make_entry(
     version: str,
     window: tuple[float, float],
     latencies: np.ndarray,
-    confidences: np.ndarray,
+    confidence: np.ndarray,
     requests_errors: tuple[int, int],
     labelled_correct: tuple[int, int],
 ) -> dict:
-    """One model version's entry. ``latencies`` may be a uniform subsample; the counts are the totals."""
+    """One model version's entry. ``latencies`` may be a uniform subsample; ``confidence`` is counts per
+    bucket of ``CONFIDENCE_BOUNDS``; the other counts are the totals."""
     (start, end), (requests, errors), (labelled, correct) = window, requests_errors, labelled_correct
     seconds = max(end - start, 1e-9)
     sketch = Sketch().add(latencies)
@@ -77,8 +78,8 @@ def make_entry(
             "sketch": sketch.to_dict(),
         },
         "confidence_histogram": {
-            "edges": CONFIDENCE_EDGES.tolist(),
-            "counts": np.histogram(confidences, CONFIDENCE_EDGES)[0].tolist(),
+            "bounds": list(CONFIDENCE_BOUNDS),
+            "counts": [int(c) for c in confidence],
         },
     }
 
@@ -116,13 +117,15 @@ def _validate_entry(m: object) -> list[str]:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         errors.append(f"latency_seconds.sketch is invalid ({exc!r})")
     hist = m.get("confidence_histogram")
-    counts = hist.get("counts") if isinstance(hist, dict) else None
+    bounds, counts = (hist.get("bounds"), hist.get("counts")) if isinstance(hist, dict) else (None, None)
+    if bounds != list(CONFIDENCE_BOUNDS):
+        errors.append(f"confidence_histogram.bounds is not the taxonomy's {list(CONFIDENCE_BOUNDS)}")
     if (
         not isinstance(counts, list)
-        or len(counts) != len(CONFIDENCE_EDGES) - 1
+        or len(counts) != CONFIDENCE_BINS
         or not all(isinstance(c, int) and c >= 0 for c in counts)
     ):
-        errors.append(f"confidence_histogram.counts is not {len(CONFIDENCE_EDGES) - 1} non-negative integers")
+        errors.append(f"confidence_histogram.counts is not {CONFIDENCE_BINS} non-negative integers")
     return errors
 
 
@@ -156,14 +159,9 @@ def save(doc: dict, path: str | Path) -> None:
 def to_reference(entry: dict) -> Reference:
     """The detectors' reference from one validated entry."""
     lat = Sketch.from_dict(entry["latency_seconds"]["sketch"]).quantiles(_POINTS)
-    counts = np.asarray(entry["confidence_histogram"]["counts"], float)
-    conf = np.array([])
-    if counts.sum():
-        cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
-        conf = np.interp(_POINTS, cdf, CONFIDENCE_EDGES)  # the histogram's quantile function
     return Reference(
         lat,
-        conf,
+        np.asarray(entry["confidence_histogram"]["counts"], np.int64),
         entry["rate_per_second"] if "rate_per_second" in entry else entry["requests"] / entry["window"]["seconds"],
         entry["errors"],
         entry["requests"],

@@ -16,9 +16,13 @@ from enum import Enum
 
 import numpy as np
 
+from modeltel import taxonomy as tx
 from modeltel.taxonomy import Severity
 
 from .settings import Settings
+
+CONFIDENCE_BOUNDS = tx.CONFIDENCE_BUCKETS  # the SDK histogram's bucket upper bounds
+CONFIDENCE_BINS = len(CONFIDENCE_BOUNDS) + 1
 
 
 class Status(str, Enum):
@@ -123,23 +127,38 @@ def throughput_drop(ref_rate: float, count: int, duration_s: float, settings: Se
     return _verdict(check, settings, p_value, effect, statistic=float(count), details=details)
 
 
+def confidence_counts(values: np.ndarray) -> np.ndarray:
+    """Confidences counted into the taxonomy's buckets, as the SDK's histogram counts them (upper bound
+    inclusive, the last bucket open), so raw samples and histogram increases are tested alike. NaN: none."""
+    values = np.asarray(values, float)
+    values = values[~np.isnan(values)]
+    return np.bincount(np.searchsorted(CONFIDENCE_BOUNDS, values, side="left"), minlength=CONFIDENCE_BINS)
+
+
 def confidence_drift(reference: np.ndarray, current: np.ndarray, settings: Settings) -> Result:
-    """Has the confidence distribution moved? Two-sample KS for significance, PSI as the effect size."""
+    """Has the confidence distribution moved? Two-sample KS on the bucket counts, PSI over the buckets.
+
+    Both arguments are counts per bucket of ``CONFIDENCE_BOUNDS``. The live collector only has the
+    histogram, so replay counts raw confidences into the same buckets and both decide alike. KS on grouped
+    data compares the two distribution functions at the bucket bounds only; its p-value from the continuous
+    null distribution is then conservative, so the false-alarm budget holds.
+    """
     check = "confidence_drift"
-    if len(current) < settings.min_samples or len(reference) < settings.min_samples:
-        return _short(check, current=len(current), reference=len(reference), needed=settings.min_samples)
-    test = _stats().ks_2samp(current, reference, method="asymp")
+    n_cur, n_ref = int(np.sum(current)), int(np.sum(reference))
+    if n_cur < settings.min_samples or n_ref < settings.min_samples:
+        return _short(check, current=n_cur, reference=n_ref, needed=settings.min_samples)
+    gap = np.abs(np.cumsum(current)[:-1] / n_cur - np.cumsum(reference)[:-1] / n_ref)
+    ks_d = float(np.max(gap, initial=0.0))
+    p_value = float(_stats().kstwo.sf(ks_d, round(n_ref * n_cur / (n_ref + n_cur))))
     effect = psi(reference, current)
-    details = {"ks_d": float(test.statistic), "psi": effect, "current": len(current)}
-    return _verdict(check, settings, test.pvalue, effect, statistic=float(test.statistic), details=details)
+    details = {"ks_d": ks_d, "psi": effect, "current": n_cur}
+    return _verdict(check, settings, p_value, effect, statistic=ks_d, details=details)
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """Population stability index over the reference's deciles (empty bins floored at 1e-4)."""
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1) / len(reference)
-    cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1) / len(current)
-    ref, cur = np.maximum(ref, 1e-4), np.maximum(cur, 1e-4)
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index of two count vectors over the same buckets (empty ones floored at 1e-4)."""
+    ref = np.maximum(np.asarray(reference, float) / np.sum(reference), 1e-4)
+    cur = np.maximum(np.asarray(current, float) / np.sum(current), 1e-4)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 

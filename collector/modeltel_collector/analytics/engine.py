@@ -12,6 +12,7 @@ again if its severity rises), one ``resolved`` event after ``clear_after_s`` wit
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ class Bucket:
     count: int = 0
     errors: int = 0
     latencies: list = field(default_factory=list)
-    confidences: list = field(default_factory=list)
+    confidence: np.ndarray = field(default_factory=lambda: np.zeros(d.CONFIDENCE_BINS, np.int64))  # per bucket
     labels: list = field(default_factory=list)
     last_time: float | None = None
     last_line: int | None = None
@@ -38,10 +39,10 @@ class Bucket:
 
 @dataclass(frozen=True)
 class Reference:
-    """What the current window is compared with: samples for the distribution tests, and rates."""
+    """What the current window is compared with: latency samples, confidence bucket counts, and rates."""
 
     latencies: np.ndarray
-    confidences: np.ndarray
+    confidence: np.ndarray  # counts per bucket of detectors.CONFIDENCE_BOUNDS
     rate: float  # requests per second
     errors: int
     total: int
@@ -96,11 +97,10 @@ class ModelWindows:
         b = self.open if self.open is not None and self.open.step == step else self._open(step)
         b.count += 1
         b.errors += not ok
-        if len(b.latencies) < self.settings.current_samples_per_step:
-            if not math.isnan(latency):
-                b.latencies.append(latency)
-            if not math.isnan(confidence):
-                b.confidences.append(confidence)
+        if len(b.latencies) < self.settings.current_samples_per_step and not math.isnan(latency):
+            b.latencies.append(latency)
+        if not math.isnan(confidence):
+            b.confidence[bisect_left(d.CONFIDENCE_BOUNDS, confidence)] += 1
         if correct is not None:
             b.labels.append(1.0 if correct else 0.0)
             self.new_labels.append(1.0 if correct else 0.0)
@@ -111,6 +111,11 @@ class ModelWindows:
         b.labels.append(1.0 if correct else 0.0)
         self.new_labels.append(1.0 if correct else 0.0)
 
+    def add_confidence(self, step: int, counts: np.ndarray) -> None:
+        """Confidences already counted per bucket (the live collector's histogram increases)."""
+        b = self.open if self.open is not None and self.open.step == step else self._open(step)
+        b.confidence += counts
+
     def add_many(self, step: int, t: np.ndarray, latency: np.ndarray, ok: np.ndarray, confidence, correct) -> None:
         """``add`` for a batch of rows within one step (the benchmark's 100 req/s day needs numpy speed)."""
         b = self.open if self.open is not None and self.open.step == step else self._open(step)
@@ -118,7 +123,7 @@ class ModelWindows:
         b.count += len(t)
         b.errors += int(np.sum(~ok))
         b.latencies += latency[~np.isnan(latency)][:room].tolist()
-        b.confidences += confidence[~np.isnan(confidence)][:room].tolist()
+        b.confidence += d.confidence_counts(confidence)
         labels = (correct[~np.isnan(correct)] > 0.5).astype(float).tolist()
         b.labels += labels
         self.new_labels += labels
@@ -157,7 +162,7 @@ class ModelWindows:
         bs = self.reference
         return Reference(
             np.concatenate([b.latencies for b in bs]),
-            np.concatenate([b.confidences for b in bs]),
+            np.sum([b.confidence for b in bs], axis=0),
             sum(b.count for b in bs) / seconds,
             sum(b.errors for b in bs),
             sum(b.count for b in bs),
@@ -176,7 +181,6 @@ class ModelWindows:
             self.new_labels = []
             return []
         lat = np.fromiter((x for b in window for x in b.latencies), float)
-        conf = np.fromiter((x for b in window for x in b.confidences), float)
         count, errors = sum(b.count for b in window), sum(b.errors for b in window)
         labels = np.fromiter((x for b in window for x in b.labels), float)
         accuracy, self.cusum = d.accuracy_drop(
@@ -190,12 +194,23 @@ class ModelWindows:
                 d.error_rate_rise(ref.errors, ref.total, errors, count, s),
                 d.throughput_drop(ref.rate, count, len(window) * s.step_s, s),
                 accuracy,
-                d.confidence_drift(ref.confidences, conf, s),
+                d.confidence_drift(ref.confidence, self._confidence(window), s),
             )
         }
         newest = window[-1]
         time = newest.last_time if newest.last_time is not None else (step + 1) * s.step_s
         return self._episodes(time, newest.last_line)
+
+    def _confidence(self, window: list[Bucket]) -> np.ndarray:
+        """The window's confidence counts, widened back over the recent buckets while short of
+        ``min_samples``. Live, confidence comes from the SDK's metric exports, which may be further apart
+        than the window (OTel's default interval is 60 s): the test then takes the last export whole,
+        rather than swinging between "not enough data" and a verdict."""
+        counts = np.sum([b.confidence for b in window], axis=0)
+        older = list(self.recent)[: len(self.recent) - len(window)]
+        while counts.sum() < self.settings.min_samples and older:
+            counts = counts + older.pop().confidence
+        return counts
 
     def _episodes(self, time: float, line: int | None) -> list[Event]:
         events = []
@@ -221,7 +236,6 @@ class ModelWindows:
             b = self.recent.popleft()
             if not b.tainted:
                 b.latencies = np.asarray(_thin(b.latencies, self.settings.reference_samples_per_step), float)
-                b.confidences = np.asarray(_thin(b.confidences, self.settings.reference_samples_per_step), float)
                 self.reference.append(b)
 
     def worst(self) -> Severity:
@@ -249,9 +263,7 @@ class Engine:
         correct: bool | None = None,
         line: int | None = None,
     ) -> list[Event]:
-        if self.step is not None and self._step(time) < self.step:
-            raise ValueError(f"timestamp {time} is older than the last closed window (rows must come in time order)")
-        events = self.advance(time)
+        events = self._advance_in_order(time)
         self.windows(model, version).add(self._step(time), time, latency, ok, confidence, correct, line)
         return events
 
@@ -273,11 +285,20 @@ class Engine:
 
     def label(self, time: float, model: str, version: str, *, correct: bool) -> list[Event]:
         """A delayed label joined to a prediction of this model version (the accuracy detector's data)."""
-        if self.step is not None and self._step(time) < self.step:
-            raise ValueError(f"timestamp {time} is older than the last closed window (rows must come in time order)")
-        events = self.advance(time)
+        events = self._advance_in_order(time)
         self.windows(model, version).add_label(self._step(time), time, correct)
         return events
+
+    def confidence(self, time: float, model: str, version: str, counts: np.ndarray) -> list[Event]:
+        """Confidences counted per bucket of ``detectors.CONFIDENCE_BOUNDS`` by ``time`` (a histogram's increase)."""
+        events = self._advance_in_order(time)
+        self.windows(model, version).add_confidence(self._step(time), counts)
+        return events
+
+    def _advance_in_order(self, time: float) -> list[Event]:
+        if self.step is not None and self._step(time) < self.step:
+            raise ValueError(f"timestamp {time} is older than the last closed window (rows must come in time order)")
+        return self.advance(time)
 
     def windows(self, model: str, version: str) -> ModelWindows:
         key = (model, version)

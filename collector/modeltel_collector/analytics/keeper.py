@@ -67,5 +67,5 @@ def entry_from_reference(model: str, version: str, ref: Reference, end: float) -
     """A baseline entry from the engine's learned reference (its samples are a thinned, uniform subsample)."""
     window = (end - ref.seconds, end)
     return bl.make_entry(
-        model, version, window, ref.latencies, ref.confidences, (ref.total, ref.errors), (ref.labelled, ref.correct)
+        model, version, window, ref.latencies, ref.confidence, (ref.total, ref.errors), (ref.labelled, ref.correct)
     )

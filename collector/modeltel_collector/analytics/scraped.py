@@ -3,10 +3,10 @@ over a window.
 
 Why two scrapes: /metrics holds cumulative totals since each process started, so what was normal over the
 last ``seconds`` is the difference of two scrapes that far apart; Prometheus has the history, so one
-``increase()`` query per series answers at once (extrapolated, so counts are rounded). Latency and confidence come from
-histogram buckets, not raw samples: each is turned into evenly spaced quantiles, linear within a bucket as
-``histogram_quantile`` does, and those feed the same sketch and 20-bin histogram as ``--log`` (so the
-baseline is only as fine as the buckets).
+``increase()`` query per series answers at once (extrapolated, so counts are rounded). Latency comes from
+histogram buckets, not raw samples: it is turned into evenly spaced quantiles, linear within a bucket as
+``histogram_quantile`` does, and those feed the same sketch as ``--log`` (so the baseline is only as fine
+as the buckets). Confidence is kept as the histogram's own bucket counts, which is what a baseline holds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 
 from modeltel import taxonomy as tx
 
-from .baseline import CONFIDENCE_EDGES, SCHEMA, make_entry
+from .baseline import SCHEMA, make_entry
+from .detectors import CONFIDENCE_BINS, CONFIDENCE_BOUNDS
 from .health import parse_samples
 
 _N = 1000  # pseudo-samples per histogram
@@ -70,6 +71,15 @@ def quantiles(buckets: dict[float, float], n: int = _N) -> np.ndarray:
     return np.interp((np.arange(n) + 0.5) / n, cdf, np.array([0.0, *les]))
 
 
+def bucket_counts(buckets: dict[float, float]) -> np.ndarray:
+    """Counts per confidence bucket from cumulative ``le`` buckets; none (zeros) for other bucket bounds."""
+    les = [*CONFIDENCE_BOUNDS, math.inf]
+    if any(le not in buckets for le in les):
+        return np.zeros(CONFIDENCE_BINS, np.int64)
+    cumulative = np.maximum.accumulate([buckets[le] for le in les])
+    return np.round(np.diff(cumulative, prepend=0.0)).astype(np.int64)
+
+
 def capture_scraped(before: str, after: str, window: tuple[float, float]) -> dict:
     """A baseline document from two scrapes ``window`` (start, end) apart: the increase of every series."""
     first, last = totals(parse_samples(before)), totals(parse_samples(after))
@@ -113,8 +123,7 @@ def document(increase: Totals, window: tuple[float, float]) -> dict:
         counts = {k: round(part["counts"].get(k, 0.0)) for k in ("requests", "errors", "labelled", "correct")}
         if counts["requests"] <= 0:
             continue
-        lat, conf = quantiles(part["latency"]), quantiles(part["confidence"])
-        conf = conf[(conf >= CONFIDENCE_EDGES[0]) & (conf <= CONFIDENCE_EDGES[-1])]
+        lat, conf = quantiles(part["latency"]), bucket_counts(part["confidence"])
         models.append(
             make_entry(
                 *key, window, lat, conf, (counts["requests"], counts["errors"]), (counts["labelled"], counts["correct"])

@@ -39,7 +39,7 @@ def _grades() -> dict[str, Grade]:
         "error_rate_rise": Grade(0.01, 0.05),  # absolute rise of the error ratio
         "throughput_drop": Grade(0.30, 0.50),  # relative fall of the request rate
         "accuracy_drop": Grade(0.03, 0.10),  # absolute fall of accuracy (0.03 = 3 points)
-        "confidence_drift": Grade(0.10, 0.25),  # PSI (the usual 0.1 / 0.25 reading)
+        "confidence_drift": Grade(0.10, 0.25),  # PSI over the confidence buckets (the usual 0.1 / 0.25 reading)
     }
 
 
@@ -52,9 +52,9 @@ class Settings:
     reference_s: float = 1800.0  # the rolling reference (learned baseline)
     reference_gap_s: float = 60.0  # data joins the reference this long after it arrives, if no alarm fired
     min_reference_s: float = 300.0  # below this much reference history: not enough data
-    reference_samples_per_step: int = 25  # latencies/confidences kept per step in the reference
-    current_samples_per_step: int = 1000
-    min_samples: int = 100  # latencies/confidences in the current window
+    reference_samples_per_step: int = 25  # latencies kept per step in the reference
+    current_samples_per_step: int = 1000  # latencies kept per step in the window (confidences are counted)
+    min_samples: int = 100  # latencies, or confidences, in the current window
     min_labels: int = 50  # labelled predictions (accuracy)
     min_expected_requests: float = 30.0  # throughput: expected count in the current window
     false_alarms_per_day: float = 0.1  # chance alarms a healthy model may raise per day, all checks together
