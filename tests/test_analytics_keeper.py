@@ -15,6 +15,7 @@ from modeltel_collector.analytics import baseline as bl
 from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.keeper import BaselineKeeper
 from modeltel_collector.analytics.live import LiveAnalytics
+from modeltel_collector.store.metrics import MetricStore
 
 
 def _feed(engine: Engine, keeper: BaselineKeeper, model: str, start: float, seconds: float, rng, slow=1.0):
@@ -57,21 +58,22 @@ def test_an_alarm_restarts_the_stability_clock(tmp_path):
 
 def test_a_corrupt_baseline_file_is_reported_and_never_overwritten(tmp_path):
     path = tmp_path / "baseline-metrics.json"
-    path.write_text('{"schema": "modeltel.baseline/1", "models": [{"model_name": 3}]}')
+    path.write_text(json.dumps({"schema": bl.SCHEMA, "models": [{"model_name": 3}]}))
     keeper = BaselineKeeper(path, stable_s=0.0)
     assert "invalid baseline" in keeper.error and "models[0]" in keeper.error
     rng, engine = np.random.default_rng(2), Engine()
     assert _feed(engine, keeper, "m", 0, 2400, rng) == []
-    assert json.loads(path.read_text()) == {"schema": "modeltel.baseline/1", "models": [{"model_name": 3}]}
+    assert json.loads(path.read_text()) == {"schema": bl.SCHEMA, "models": [{"model_name": 3}]}
     assert keeper.status("m", "2", 2400.0) == ("corrupt", None)
 
 
 def test_baseline_state_is_exported_with_the_detectors_gauges(tmp_path):
-    class Store:
+    class Store(MetricStore):
         requests: list = []
 
-        def ingest(self, request, now):
+        def ingest(self, request, now=None):
             self.requests.append(request)
+            return super().ingest(request, now)
 
     keeper = BaselineKeeper(tmp_path / "b.json")
     live = LiveAnalytics(str(tmp_path / "none.db"), Store(), keeper=keeper)

@@ -12,12 +12,18 @@ import pytest
 
 pytest.importorskip("scipy")
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+import modeltel
 from modeltel import taxonomy as tx
+from modeltel_collector.analytics.detectors import confidence_counts
+from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.live import LiveAnalytics
 from modeltel_collector.analytics_cli import health
+from modeltel_collector.store.metrics import MetricStore
 from tests.collector_helpers import http_post, running_collector, sample, scrape
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -100,15 +106,81 @@ def test_two_collectors_each_own_the_models_routed_to_them():
 
 
 def test_a_poll_before_the_trace_store_exists_finds_nothing_and_raises_nothing(tmp_path):
-    class Store:
-        ingested: list = []
-
-        def ingest(self, request, now):
-            self.ingested.append(request)
-
-    live = LiveAnalytics(str(tmp_path / "not-yet.db"), Store())
+    store = MetricStore()
+    live = LiveAnalytics(str(tmp_path / "not-yet.db"), store)
     assert live.poll(time.time()) == []
-    assert Store.ingested == []  # no model seen: nothing to publish
+    assert store.families == {}  # no model seen: nothing to publish
+
+
+def test_confidence_drift_is_detected_from_the_sdks_histogram(monkeypatch):
+    # Confidence is only a metric: the SDK's model_prediction_confidence histogram, exported over OTLP.
+    # Every simulated 5 s the app records 100 confidences, exports, and the collector polls.
+    rng, t0 = np.random.default_rng(7), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "3600000")  # exports happen when the test flushes
+        pipeline = modeltel.init(set_global=False, gpu_metrics=False, host_metrics=False)
+        try:
+            drift_at = 80  # 400 s healthy (a reference needs 5 min, joined 1 min late), then beta(6, 2.5)
+            for i in range(drift_at + 12):
+                a, b = (8, 2) if i < drift_at else (6, 2.5)
+                for value in rng.beta(a, b, 100):
+                    modeltel.record_confidence(float(value), "scorer", "4")
+                pipeline.force_flush()
+                c.flush()
+                c.analytics.poll(t0 + 5 * i)
+                if i == drift_at - 1:
+                    result = c.analytics.engine.models[("scorer", "4")].results["confidence_drift"]
+                    assert result.status.value == "ok" and result.details["current"] >= 100  # tested, and healthy
+        finally:
+            modeltel.shutdown()
+        firing = [e for e in c.analytics.events if e.state == "firing"]
+        assert {(e.model, e.version, e.check) for e in firing} == {("scorer", "4", "confidence_drift")}
+        assert firing[0].time - (t0 + 5 * drift_at) <= 30  # within 30 s of simulated time, lag included
+        fams = scrape(c)
+        name = tx.DEGRADATION_DETECTED.prometheus_name
+        labels = {"model_name": "scorer", "model_version": "4", "check": "confidence_drift"}
+        assert sample(fams, name, name, **labels, severity=firing[-1].severity.label) == 1.0
+
+
+def test_confidence_histograms_are_read_as_increases_per_model_version(tmp_path):
+    store, requests = MetricStore(), []
+
+    def export(instance: str, counts: list[int], *, start: int, bounds=tx.CONFIDENCE_BUCKETS) -> None:
+        req = ExportMetricsServiceRequest()
+        rm = req.resource_metrics.add()
+        for key, value in (("service.name", "app"), ("service.instance.id", instance)):
+            rm.resource.attributes.add(key=key).value.string_value = value
+        m = rm.scope_metrics.add().metrics.add(name=tx.PREDICTION_CONFIDENCE.otel_name)
+        m.histogram.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+        p = m.histogram.data_points.add(start_time_unix_nano=start, time_unix_nano=time.time_ns())
+        p.explicit_bounds.extend(bounds)
+        p.bucket_counts.extend(counts)
+        p.count, p.sum = sum(counts), 0.5 * sum(counts)
+        for key, value in ((tx.ATTR_MODEL_NAME, "m"), (tx.ATTR_MODEL_VERSION, "1")):
+            p.attributes.add(key=key).value.string_value = value
+        requests.append(store.ingest(req))
+
+    def one(bucket: int, n: int = 1) -> list[int]:
+        return [n if i == bucket else 0 for i in range(len(tx.CONFIDENCE_BUCKETS) + 1)]
+
+    export("before", one(3, 50), start=1)  # a process that started before the analytics did
+    live = LiveAnalytics(str(tmp_path / "spans.db"), store)
+    started = live.started_ns
+    export("a", one(5, 10), start=started + 1)
+    increases = live._confidence_increases(1.0)
+    assert [(m, v, c.tolist()) for _, _, m, v, c in increases] == [("m", "1", one(5, 10))]  # not "before"'s past
+    export("before", one(3, 52), start=1)
+    export("a", one(5, 13), start=started + 1)
+    ((*_, counts),) = live._confidence_increases(2.0)
+    assert counts.tolist() == [a + b for a, b in zip(one(3, 2), one(5, 3), strict=True)]  # summed over processes
+    export("a", one(7, 4), start=started + 9)  # restarted: its counts fell, so they are new since the reset
+    export("other-bounds", [5, 5], start=started + 1, bounds=(0.5,))  # cannot be compared: left out
+    ((*_, counts),) = live._confidence_increases(3.0)
+    assert counts.tolist() == one(7, 4)
+    assert live._confidence_increases(4.0) == []  # nothing new
 
 
 def _span(ss, t: float, attrs: dict, duration: float = 0.01) -> None:
@@ -159,3 +231,14 @@ def test_without_the_analytics_extra_the_collector_runs_and_says_so_once(monkeyp
     assert [r.getMessage() for r in caplog.records if "detectors off" in r.getMessage()] == [
         "degradation detectors off: install them with pip install 'modeltel[analytics]'"
     ]
+
+
+def test_an_app_exporting_metrics_once_a_minute_still_gets_every_confidence_window_tested():
+    # OTel's default export interval (60 s) is longer than the 30 s window: the window widens to the last export.
+    engine, rng, results = Engine(), np.random.default_rng(3), []
+    for minute in range(15):
+        engine.confidence(60.0 * minute, "m", "1", confidence_counts(rng.beta(8, 2, 1200)))
+        for step in range(1, 12):  # evaluated every 5 s in between
+            engine.advance(60.0 * minute + 5.0 * step)
+            results.append(engine.models[("m", "1")].results["confidence_drift"].status.value)
+    assert set(results[-11 * 7 :]) == {"ok"}  # from when the reference is learned on, never "not enough data"

@@ -1,14 +1,18 @@
-"""The detectors in the running collector: fed from the trace store, published as metrics (and alerts).
+"""The detectors in the running collector: fed from the trace store and the metric store, published as
+metrics (and alerts).
 
 Why poll the trace store rather than hook the ingest worker: the store already holds one row per request
 with its model, status, start and duration, so the analytics read it on their own thread, with their own
-SQLite connection, and never slow ingest. Rows are fed to the engine ``lag_s`` after their timestamp, in
-time order (exports from several processes arrive out of order by up to their batch delay); a row later
-than that is counted and skipped. Results are merged into the metric store as one OTLP gauge request, so
-/metrics serves them with no code of its own. Scale-out: behind the otelcol gateway's load-balancing
-exporter (routing_key: service), all of one service's spans reach one collector, so each collector's
-detector state is complete for the models it owns and no state is shared; a re-balance (a collector
-added or lost) starts the moved models' reference learning afresh on their new owner.
+SQLite connection, and never slow ingest. Confidence is not on spans: each poll takes, per model version,
+what the ``model_prediction_confidence`` histogram in the metric store gained since the last poll (summed
+over the processes that send it), stamped with the poll's time. Rows are fed to the engine ``lag_s`` after
+their timestamp, in time order (exports from several processes arrive out of order by up to their batch
+delay); a row later than that is counted and skipped. Results are merged into the metric store as one
+OTLP gauge request, so /metrics serves them with no code of its own. Scale-out: behind the otelcol
+gateway's load-balancing exporter (routing_key: service), all of one service's spans and metrics reach
+one collector, so each collector's detector state is complete for the models it owns and no state is
+shared; a re-balance (a collector added or lost) starts the moved models' reference learning afresh on
+their new owner.
 """
 
 from __future__ import annotations
@@ -20,13 +24,19 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Status
 
 from modeltel import taxonomy as tx
+from modeltel_collector.store.history import increase
+from modeltel_collector.store.metrics import COUNTER
+from modeltel_collector.store.series import HistogramSeries
+from modeltel_collector.translate import label_name
 
 from .alerting import AlertmanagerPoster
+from .detectors import CONFIDENCE_BOUNDS
 from .engine import Engine, Event
 from .joiner import LabelJoiner
 from .keeper import BaselineKeeper
@@ -34,6 +44,8 @@ from .settings import CHECKS, Settings
 
 log = logging.getLogger(__name__)
 POLL_S, LAG_S = 2.0, 10.0  # LiveAnalytics' defaults: how often it reads the store, how long it waits for stragglers
+_CONFIDENCE = tx.PREDICTION_CONFIDENCE.prometheus_name
+_MODEL, _VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 
 
 def _items(data: bytes) -> list[tuple]:
@@ -78,6 +90,8 @@ class LiveAnalytics:
         self.engine = Engine(settings)
         self.interval_s, self.lag_s, self.on_events, self.keeper = interval_s, lag_s, on_events, keeper
         self.last_rowid = 0
+        self.started_ns = time.time_ns()
+        self.confidence_seen: dict[tuple, tuple[int, ...]] = {}  # histogram series -> its counts at the last poll
         self.pending: list[tuple] = []  # _items() not yet fed: they wait lag_s for stragglers
         self.joiner = LabelJoiner()
         self.late = 0
@@ -118,6 +132,7 @@ class LiveAnalytics:
 
     def _poll(self, now: float) -> list[Event]:
         self._read()
+        self.pending += self._confidence_increases(now)
         horizon = now - self.lag_s
         ready = sorted((r for r in self.pending if r[1] <= horizon), key=lambda r: r[1])
         self.pending = [r for r in self.pending if r[1] > horizon]
@@ -142,6 +157,9 @@ class LiveAnalytics:
             _, t, model, version, latency, ok, pid, value = item
             events = self.engine.observe(t, model, version, latency, ok=ok)
             joined = self.joiner.prediction(pid, model, version, value) if pid else None
+        elif item[0] == "confidence":
+            _, t, model, version, counts = item
+            return self.engine.confidence(t, model, version, counts)
         else:
             _, t, pid, correct, label = item
             events, joined = [], self.joiner.label(pid, t, correct, label)
@@ -149,6 +167,31 @@ class LiveAnalytics:
             _, model, version, correct = joined
             events += self.engine.label(t, model, version, correct=correct)
         return events
+
+    def _confidence_increases(self, now: float) -> list[tuple]:
+        """("confidence", now, model, version, counts per bucket) for each model version whose confidence
+        histogram grew since the last poll. A series first seen counts whole only if it started after the
+        analytics did: a process that outlived a collector restart would pour its whole past into one step.
+        Histograms with other bucket bounds than the taxonomy's cannot be compared and are left out."""
+        with self.metrics.lock:
+            fam = self.metrics.families.get(_CONFIDENCE)
+            series = [] if fam is None else list(fam.series.items())
+            current = {
+                labels: (s.start_ns, tuple(s.counts))
+                for labels, s in series
+                if isinstance(s, HistogramSeries) and s.bounds == CONFIDENCE_BOUNDS
+            }
+        seen, self.confidence_seen = self.confidence_seen, {labels: counts for labels, (_, counts) in current.items()}
+        totals: dict[tuple[str, str], np.ndarray] = {}
+        for labels, (start_ns, counts) in current.items():
+            if labels not in seen and start_ns < self.started_ns:
+                continue
+            grew = np.asarray(increase(COUNTER, seen.get(labels), counts, first_sample=False), np.int64)
+            if grew.any():
+                names = dict(labels)
+                key = (names.get(_MODEL, ""), names.get(_VERSION) or "unknown")
+                totals[key] = totals.get(key, 0) + grew
+        return [("confidence", now, model, version, c) for (model, version), c in totals.items() if model]
 
     def _read(self) -> None:
         try:

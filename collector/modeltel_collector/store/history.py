@@ -178,7 +178,7 @@ class MetricHistory:
         for raw, (kind, bounds, values, exemplars) in current.items():
             prev, seen = prev_all.get(raw, (None, frozenset()))
             self._prev[raw] = (values, frozenset(exemplars))
-            delta = _increase(kind, prev, values, first_sample=not self._sampled)
+            delta = increase(kind, prev, values, first_sample=not self._sampled)
             if delta is None:
                 continue
             key = (raw[0], _track_labels(kind, raw[1]))
@@ -291,7 +291,7 @@ def _track_labels(kind: str, labels: Labels) -> Labels:
     return tuple((k, v) for k, v in labels if k not in drop)
 
 
-def _increase(
+def increase(
     kind: str, prev: tuple[float, ...] | None, values: tuple[float, ...], *, first_sample: bool
 ) -> tuple[float, ...] | None:
     """What happened since the last sample. A series first seen after the first sample is new since then,
