@@ -56,7 +56,9 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
     assert any(line.strip().startswith("inference") and line.strip().endswith("ms") for line in tree[:12])
     assert "Alertmanager notified receiver 'pager'" in proc.stdout  # the alert scene (Prometheus is installed)
     # the degradation scene: the collector's own detectors (scipy is installed) catch the injected latency
+    # (from spans) and the input drift (from the confidence histogram)
     assert "the collector detected latency_shift" in proc.stdout, proc.stdout[-2000:]
+    assert "the collector detected confidence_drift" in proc.stdout, proc.stdout[-2000:]
     assert proc.stdout.index("the collector detected") < proc.stdout.index("open the console at")
 
 

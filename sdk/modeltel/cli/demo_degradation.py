@@ -1,5 +1,6 @@
 """The demo's degradation scene: the collector's own detectors learn a served model's baseline, a latency
-fault is injected, and ``model_degradation_detected`` turns on in the collector's ``/metrics``.
+fault and input drift are injected, and ``model_degradation_detected`` turns on in the collector's
+``/metrics`` for both: latency from the spans, confidence drift from the confidence histogram.
 
 No Prometheus is involved: the detectors run inside ``modeltel collector`` (the analytics extra). The
 demo's collector runs them with ``analytics_time_scale`` 0.05, so the baseline takes 15 s, not 5 minutes.
@@ -21,7 +22,7 @@ from .demo import ANALYTICS_TIME_SCALE, MODEL_NAME, _free_port, _samples, _scrap
 __all__ = ["run_degradation_scene"]
 
 VERSION = "1.0.1"  # its own version: the main run's ending (the load stops) must not read as this one's drop
-CHECK = "latency_shift"
+CHECKS = {"latency_shift": "p95 up {:.0%}", "confidence_drift": "PSI {:.2f}"}  # check -> how its effect reads
 
 
 def detectors_on(listen: str) -> bool:
@@ -33,9 +34,9 @@ def detectors_on(listen: str) -> bool:
         return True
 
 
-def _value(families: dict[str, Any], instrument: tx.Instrument, **labels: str) -> float | None:
+def _value(families: dict[str, Any], instrument: tx.Instrument, check: str, **labels: str) -> float | None:
     """The highest sample of ``instrument`` for this model version and check (with ``labels``), or None."""
-    want = {"model_name": MODEL_NAME, "model_version": VERSION, tx.ATTR_CHECK: CHECK, **labels}  # Prometheus names
+    want = {"model_name": MODEL_NAME, "model_version": VERSION, tx.ATTR_CHECK: check, **labels}  # Prometheus names
     name = instrument.prometheus_name
     values = [s.value for s in _samples(families, name) if want.items() <= s.labels.items()]
     return max(values) if values else None
@@ -51,16 +52,19 @@ def _wait(listen: str, predicate, timeout: float) -> dict[str, Any] | None:
     return None
 
 
-def _set_fault(port: int, latency_s: float) -> None:
-    body = json.dumps({"latency_s": latency_s}).encode()
+def _set_fault(port: int, latency_s: float, noise: float) -> None:
+    body = json.dumps({"latency_s": latency_s, "feature_noise": noise}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/faults", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as response:
         response.read()
 
 
-def run_degradation_scene(urls: dict[str, str], *, rate: float = 150.0, latency_s: float = 0.02) -> int:
+def run_degradation_scene(
+    urls: dict[str, str], *, rate: float = 150.0, latency_s: float = 0.02, noise: float = 0.5
+) -> int:
     """Serve version ``VERSION`` at ``rate`` requests/s until its baseline is learned, add ``latency_s`` to
-    every prediction, and show the collector's detection; 0 when detected (or skipped), 1 when not."""
+    every prediction and ``noise`` to every feature, and show the collector's detections; 0 when both are
+    detected (or the scene is skipped), 1 when not."""
     from ..examples import loadgen
 
     listen = urls["listen"]
@@ -78,29 +82,41 @@ def run_degradation_scene(urls: dict[str, str], *, rate: float = 150.0, latency_
         print(f"  {MODEL_NAME} {VERSION} at {rate:.0f} requests/s while the collector learns its baseline")
         start = time.monotonic()
         load.start()
-        if _wait(listen, lambda f: _value(f, tx.DEGRADATION_P_VALUE) is not None, 60) is None:
+        learned = _wait(listen, lambda f: all(_value(f, tx.DEGRADATION_P_VALUE, c) is not None for c in CHECKS), 60)
+        if learned is None:
             print("  no baseline within 60 s (see the collector's /metrics)")
             return 1
         print(
-            f"  baseline learned after {time.monotonic() - start:.0f} s; injecting a fault: +{latency_s * 1e3:.0f} ms"
+            f"  baseline learned after {time.monotonic() - start:.0f} s; injecting faults:"
+            f" +{latency_s * 1e3:.0f} ms, and noise (sd {noise}) on every input feature"
         )
-        _set_fault(port, latency_s)
-        fault = time.monotonic()
-        found = _wait(listen, lambda f: (_value(f, tx.DEGRADATION_DETECTED) or 0) >= 1, 30)
-        if found is None:
-            print(f"  no {CHECK} detected within 30 s (see model_degradation_* on the collector's /metrics)")
-            return 1
-        effect = _value(found, tx.DEGRADATION_EFFECT_SIZE)
-        severity = next(
-            level for level in ("critical", "warning") if _value(found, tx.DEGRADATION_DETECTED, severity=level)
-        )
-        rise = "" if effect is None else f": p95 up {effect:.0%}"
-        print(f"  {time.monotonic() - fault:.1f} s after the fault, the collector detected {CHECK} ({severity}){rise}")
-        print(f'    {tx.DEGRADATION_DETECTED.prometheus_name}{{check="{CHECK}",severity="{severity}",...}} 1')
-        return 0
+        _set_fault(port, latency_s, noise)
+        return _report_detections(listen, time.monotonic())
     finally:
         stop.set()
         if load.is_alive():
             load.join(timeout=30)
         server.terminate()
         server.wait(timeout=30)
+
+
+def _report_detections(listen: str, fault: float) -> int:
+    """One line per check as the collector detects it, within 30 s of the fault; 1 if one is missed."""
+    pending = dict(CHECKS)
+    deadline = fault + 30
+    while pending and time.monotonic() < deadline:
+        families = _scrape(listen)
+        for check in [c for c in pending if (_value(families, tx.DEGRADATION_DETECTED, c) or 0) >= 1]:
+            effect = _value(families, tx.DEGRADATION_EFFECT_SIZE, check)
+            severity = next(
+                s for s in ("critical", "warning") if _value(families, tx.DEGRADATION_DETECTED, check, severity=s)
+            )
+            how = "" if effect is None else ": " + pending[check].format(effect)
+            after = time.monotonic() - fault
+            print(f"  {after:.1f} s after the faults, the collector detected {check} ({severity}){how}")
+            print(f'    {tx.DEGRADATION_DETECTED.prometheus_name}{{check="{check}",severity="{severity}",...}} 1')
+            del pending[check]
+        time.sleep(0.25)
+    for check in pending:
+        print(f"  no {check} detected within 30 s (see model_degradation_* on the collector's /metrics)")
+    return 1 if pending else 0

@@ -7,9 +7,11 @@ Start it with environment variables alone, e.g.::
 ``POST /predict`` takes ``{"features": [[5.1, 3.5, 1.4, 0.2], ...]}``; rows that are not four finite
 numbers are rejected in preprocessing (a counted ``ValueError``, HTTP 422).
 
-With ``IRIS_FAULTS=1`` it also serves ``POST /faults`` ``{"latency_s": 0.3, "error_fraction": 0.5}``: from
-then on inference sleeps that long and fails that share of requests (HTTP 500), which is how the alerting
-end-to-end test, ``benchmarks/mttd.py`` and the demo inject a latency regression and an error burst.
+With ``IRIS_FAULTS=1`` it also serves ``POST /faults``
+``{"latency_s": 0.3, "error_fraction": 0.5, "feature_noise": 0.5}``: from then on inference sleeps that
+long, fails that share of requests (HTTP 500), and sees every feature plus Gaussian noise of that standard
+deviation (drifted inputs, so the confidence distribution drifts). That is how the alerting end-to-end
+test, ``benchmarks/mttd.py`` and the demo inject a latency regression, an error burst and input drift.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ class PredictRequest(BaseModel):
 class Faults(BaseModel):
     latency_s: float = 0.0
     error_fraction: float = 0.0
+    feature_noise: float = 0.0
 
 
-_faults = {"latency_s": 0.0, "error_fraction": 0.0}
+_faults = {"latency_s": 0.0, "error_fraction": 0.0, "feature_noise": 0.0}
+_noise = np.random.default_rng()
 
 
 def _preprocess(rows: list[list[float]]) -> np.ndarray:
@@ -60,6 +64,8 @@ def predict(rows: list[list[float]]) -> dict:
             time.sleep(_faults["latency_s"])
         if _faults["error_fraction"] and random.random() < _faults["error_fraction"]:
             raise RuntimeError("injected fault")
+        if _faults["feature_noise"]:
+            x = x + _noise.normal(0.0, _faults["feature_noise"], x.shape)
         proba = _model.predict_proba(x)
     with modeltel.stage("postprocess"):
         labels = [str(_iris.target_names[i]) for i in proba.argmax(axis=1)]
