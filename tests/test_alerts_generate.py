@@ -13,7 +13,7 @@ import yaml
 from modeltel import taxonomy as tx
 from modeltel.generators import render_alerts, stale_files
 from modeltel.generators.slo import burn_windows, sli_windows
-from modeltel.generators.sloconfig import SLOConfigError, load_slo_config
+from modeltel.generators.sloconfig import SLOConfigError, default_slo_config, load_slo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "alerts"
@@ -46,6 +46,12 @@ def test_slo_config_declares_the_taxonomy_slos_and_windows() -> None:
         assert by_name[slo.name] == slo
     assert config.windows == tx.BURN_RATE_WINDOWS
     assert config.windows_period == tx.BURN_RATE_PERIOD
+
+
+def test_an_installed_package_renders_the_committed_alert_files_without_a_checkout() -> None:
+    # The demo's alert scene outside a checkout renders from default_slo_config(): the same files.
+    committed = render_alerts(load_slo_config(ALERTS / "slo-config.yaml"))
+    assert render_alerts(default_slo_config()) == committed
 
 
 def test_seed_alerts_keep_names_thresholds_and_for() -> None:

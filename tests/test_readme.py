@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from modeltel import config
+from modeltel.cli.alertstack import missing_binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -169,6 +170,10 @@ echo "$out"
 def test_the_demo_runs_from_an_installed_package(workdir: dict) -> None:
     proc = _sh(workdir, "venv/bin/pip install -q 'modeltel[examples]'")
     assert proc.returncode == 0, proc.stderr
-    proc = _sh(workdir, "venv/bin/modeltel demo --duration 2 --concurrency 2", timeout=180)
+    proc = _sh(workdir, "venv/bin/modeltel demo --duration 2 --concurrency 2", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "prediction (end to end)" in proc.stdout and "slowest request: trace" in proc.stdout
+    # no checkout, yet every scene: the alert rules are rendered from the package, the detectors run
+    if not missing_binaries():
+        assert "Alertmanager notified receiver 'pager'" in proc.stdout, proc.stdout[-3000:]
+    assert "the collector detected confidence_drift" in proc.stdout, proc.stdout[-3000:]

@@ -3,7 +3,9 @@ server under paced load, and a webhook that records what Alertmanager sends to e
 
 The end-to-end test, ``benchmarks/mttd.py`` and the demo's alert scene all run this one launcher, with the
 generated rule files and the generated route tree (receivers swapped for webhooks), so they prove what
-production runs. Prometheus and Alertmanager are Debian's ``prometheus`` and ``prometheus-alertmanager``.
+production runs: a checkout's committed ``alerts/``, or, from an installed package, the same files rendered
+from the taxonomy's default SLOs into the work folder. Prometheus and Alertmanager are Debian's
+``prometheus`` and ``prometheus-alertmanager``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..generators import render_alerts
 from ..generators.alertmanager import alertmanager_config
+from ..generators.files import write_files
 from ..generators.prometheus import prometheus_config
+from ..generators.sloconfig import default_slo_config
 from ..generators.yamlout import dump
 from .demo import MODEL_NAME, MODEL_VERSION, _free_port, _start_collector, _wait_http
 
@@ -106,8 +111,9 @@ class AlertStack:
         threading.Thread(target=self.webhook.serve_forever, daemon=True).start()
         webhook_url = f"http://127.0.0.1:{self.webhook.server_address[1]}"
         am_port, prom_port, server_port = _free_port(), _free_port(), _free_port()
+        alerts = self._alerts_dir()
         am_cfg = self.workdir / "alertmanager.yml"
-        templates = str(ALERTS_DIR / "templates" / "*.tmpl")
+        templates = str(alerts / "templates" / "*.tmpl")
         am_cfg.write_text(dump(alertmanager_config(local_webhook=webhook_url, templates=templates, timing=self.timing)))
         am = self._spawn([
             BINARIES["alertmanager"], f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am'}",
@@ -117,7 +123,7 @@ class AlertStack:
         self.procs.append(collector)
         self.collector_urls = urls
         prom_cfg = self.workdir / "prometheus.yml"
-        rules = sorted((ALERTS_DIR / "rules").glob("*.yml"))
+        rules = sorted((alerts / "rules").glob("*.yml"))
         target = urls["listen"].split("://", 1)[1]
         prom_cfg.write_text(prometheus_config(rules, [target], f"127.0.0.1:{am_port}", self.interval))
         prom = self._spawn([
@@ -128,6 +134,12 @@ class AlertStack:
         _wait_http(self.alertmanager_url + "/-/ready", 30, am)
         _wait_http(self.prometheus_url + "/-/ready", 30, prom)
         self._start_server(urls, server_port)
+
+    def _alerts_dir(self) -> Path:
+        if ALERTS_DIR.is_dir():
+            return ALERTS_DIR
+        write_files(self.workdir / "alerts", render_alerts(default_slo_config()))
+        return self.workdir / "alerts"
 
     def _start_server(self, urls: dict[str, str], port: int) -> None:
         millis = str(int(float(self.interval.rstrip("s")) * 1000))

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .alertstack import ALERTS_DIR, AlertStack, Notification, missing_binaries
+from .alertstack import AlertStack, Notification, missing_binaries
 
 __all__ = ["run_alert_scene"]
 
@@ -27,15 +27,12 @@ def _show(note: Notification, seconds: float) -> None:
 
 def run_alert_scene(duration: float = 20.0, rate: float = 40.0, error_fraction: float = 0.3) -> int:
     """Serve under load for ``duration`` s, inject an error burst near the end, show the page arriving."""
-    if not ALERTS_DIR.is_dir():
-        print("\nAlerts: skipped; the alert scene loads the generated alerts/ folder of a modeltel checkout")
-        return 0
     missing = missing_binaries()
     if missing:
         print(f"\nAlerts: skipped; install {' and '.join(missing)} to see one arrive, e.g.")
         print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
         return 0
-    print("\nAlerts: Prometheus and Alertmanager with the generated rules (alerts/), 1 s intervals")
+    print("\nAlerts: Prometheus and Alertmanager with the generated rules, 1 s intervals")
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-alerts-") as tmp, AlertStack(Path(tmp)) as stack:
         print(f"  Prometheus {stack.prometheus_url}, Alertmanager {stack.alertmanager_url}")
         stack.load(duration + 30, rate=rate)

@@ -35,6 +35,8 @@ class Links:
 
 # The generated dashboards' uids (an alert links to the one that shows what it is about).
 MODELS_UID, SLO_UID, GPU_UID = "modeltel-models", "modeltel-slo", "modeltel-gpu"
+# Where links point until alerts/slo-config.yaml says otherwise (the collector's runbook_base_url default too).
+DEFAULT_LINKS = Links("https://github.com/modeltel/modeltel/blob/main/alerts/runbooks", "http://localhost:3000")
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from .. import taxonomy as tx
-from .alerts import Links
+from .alerts import DEFAULT_LINKS, Links
 from .durations import parse_duration
 
-__all__ = ["SLOConfig", "SLOConfigError", "load_slo_config", "openslo_slos"]
+__all__ = ["SLOConfig", "SLOConfigError", "default_slo_config", "load_slo_config", "openslo_slos"]
 
 _OPS = ("gte", "gt", "lte", "lt")
 
@@ -105,6 +105,12 @@ def _sla(d: dict, where: str) -> SLA:
     )
     slo = str(d.get("availability_slo", "availability_slo"))
     return SLA(name, str(d.get("tier", name)), float(avail) / 100, penalties, objectives, slo)
+
+
+def default_slo_config() -> SLOConfig:
+    """The taxonomy's SLOs and burn-rate windows with the default links: what the shipped
+    ``alerts/slo-config.yaml`` says (a test keeps them equal), for an installed package with no checkout."""
+    return SLOConfig(tx.SLOS, tx.BURN_RATE_WINDOWS, tx.BURN_RATE_PERIOD, DEFAULT_LINKS, ())
 
 
 def load_slo_config(path: str | Path) -> SLOConfig:
