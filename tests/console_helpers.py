@@ -14,7 +14,7 @@ from opentelemetry import trace
 
 import modeltel
 from modeltel import taxonomy as tx
-from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from tests.collector_helpers import tracer_provider
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -21,6 +20,7 @@ import pytest
 
 from modeltel import taxonomy as tx
 from tests.collector_helpers import http_get, meter_provider, metric_exporter, running_collector, tracer_provider
+from tests.instr.servers import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -31,12 +31,6 @@ def _require_prometheus() -> str:
             pytest.fail("prometheus binary missing in CI: apt-get install prometheus")
         pytest.skip("prometheus binary not installed (apt-get install prometheus)")
     return PROMETHEUS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _query(base: str, path: str, **params: str) -> dict:
@@ -61,7 +55,7 @@ def run_prometheus(tmp_path, target_url: str, scrape_extra: str = "") -> Iterato
     ``scrape_extra`` is appended to the scrape job (YAML at 4 spaces: scheme, authorization, tls_config).
     """
     binary = _require_prometheus()
-    port = _free_port()
+    port = free_port()
     target = target_url.split("://", 1)[-1]
     config = tmp_path / "prometheus.yml"
     config.write_text(

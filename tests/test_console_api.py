@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from tests.collector_helpers import http_get, http_post, running_collector
 from tests.console_helpers import HOSTILE, SLOW_S, add_detection, fire_in_alertmanager, send_demo_traffic

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from modeltel import taxonomy as tx
-from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from tests.collector_helpers import running_collector
 from tests.console_helpers import (

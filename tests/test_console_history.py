@@ -8,8 +8,9 @@ import time
 import pytest
 
 from modeltel import taxonomy as tx
+from modeltel.promql import histogram_quantile
 from modeltel_collector.serve.console.views import PREDICTIONS, STAGE_LATENCY, Views
-from modeltel_collector.store.history import MetricHistory, histogram_quantile
+from modeltel_collector.store.history import MetricHistory
 from modeltel_collector.store.metrics import MetricStore
 from tests.collector_helpers import meter_provider, metric_exporter, running_collector
 

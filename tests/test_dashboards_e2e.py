@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("grafana_foundation_sdk")
 
 from modeltel.cli.alertstack import AlertStack, missing_binaries
-from modeltel.cli.demo import MODEL_NAME, MODEL_VERSION
+from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel.cli.panelqueries import load_boards, run_panel_queries
 from modeltel.generators.dashboards import substitute
 

@@ -12,9 +12,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modeltel.cli.demo import histogram_quantile, prediction_counts, resource_lines, stage_table
+from modeltel.cli.demo import prediction_counts, resource_lines, stage_table
 from modeltel.export.readers import prometheus_reader_class
 from modeltel.meters import install_meters
+from modeltel.promql import histogram_quantile
 from tests import meters_helpers
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from modeltel import taxonomy as tx
 from modeltel.testing import OtlpSink, attributes
+from tests.instr.servers import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -102,12 +102,6 @@ WSGI_APP = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _send(url: str, n: int, body: bytes | None = None, timeout: float = 60) -> int:
     """Send ``n`` requests as the server comes up; returns how many got a 200."""
     return len(_responses(url, n, body, timeout))
@@ -130,7 +124,7 @@ def _responses(url: str, n: int, body: bytes | None = None, timeout: float = 60)
 
 def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
     (tmp_path / "wsgi_app.py").write_text(WSGI_APP)
-    port = _free_port()
+    port = free_port()
     with OtlpSink() as sink:
         env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="300", OTEL_BSP_SCHEDULE_DELAY="200", PYTHONPATH=str(tmp_path))
         server = subprocess.Popen(
@@ -165,7 +159,7 @@ def test_gunicorn_workers_keep_exporting_after_fork(tmp_path):
 
 def test_uvicorn_workers_each_export(tmp_path):
     """uvicorn --workers starts workers by spawning, so each one runs the configurator itself."""
-    port = _free_port()
+    port = free_port()
     with OtlpSink() as sink:
         env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="300")
         server = subprocess.Popen(
@@ -190,7 +184,7 @@ def test_uvicorn_workers_each_export(tmp_path):
 def test_sigterm_flushes_the_last_export_interval(tmp_path):
     """uvicorn re-raises SIGTERM with the default action after its graceful shutdown, which skips atexit;
     modeltel's SIGTERM handler flushes first, so every request served is exported."""
-    port = _free_port()
+    port = free_port()
     with OtlpSink() as sink:
         env = _env(sink, OTEL_METRIC_EXPORT_INTERVAL="60000")  # no periodic export
         server = subprocess.Popen(

@@ -73,22 +73,6 @@ class Group:
     exemplars: list[Exemplar]
 
 
-def histogram_quantile(q: float, bounds: tuple[float, ...], counts: list[float]) -> float:
-    """Prometheus' estimate: linear interpolation inside the bucket holding the q-th observation."""
-    total = sum(counts)
-    if total <= 0:
-        return _NAN
-    rank, cumulative = q * total, 0.0
-    for i, count in enumerate(counts):
-        if count and cumulative + count >= rank:
-            if i == len(bounds):  # +Inf bucket: the best bound we have is the last finite one
-                return bounds[-1]
-            lower = bounds[i - 1] if i > 0 else 0.0
-            return lower + (bounds[i] - lower) * (rank - cumulative) / count
-        cumulative += count
-    return bounds[-1] if bounds else _NAN
-
-
 class MetricHistory:
     """The ring. ``sample()`` runs on its own thread (``start``/``close``); queries run on API threads."""
 

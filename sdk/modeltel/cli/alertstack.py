@@ -29,7 +29,7 @@ from ..generators.files import write_files
 from ..generators.prometheus import prometheus_config
 from ..generators.sloconfig import default_slo_config
 from ..generators.yamlout import dump
-from .demo import MODEL_NAME, MODEL_VERSION, _free_port, _start_collector, _wait_http
+from .loopback import MODEL_NAME, MODEL_VERSION, free_port, start_collector, wait_http
 
 __all__ = ["ALERTS_DIR", "AlertStack", "Notification", "missing_binaries"]
 
@@ -110,7 +110,7 @@ class AlertStack:
         self.webhook = _Webhook()
         threading.Thread(target=self.webhook.serve_forever, daemon=True).start()
         webhook_url = f"http://127.0.0.1:{self.webhook.server_address[1]}"
-        am_port, prom_port, server_port = _free_port(), _free_port(), _free_port()
+        am_port, prom_port, server_port = free_port(), free_port(), free_port()
         alerts = self._alerts_dir()
         am_cfg = self.workdir / "alertmanager.yml"
         templates = str(alerts / "templates" / "*.tmpl")
@@ -119,7 +119,7 @@ class AlertStack:
             BINARIES["alertmanager"], f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
         ])  # fmt: skip
-        collector, urls = _start_collector(self.workdir)
+        collector, urls = start_collector(self.workdir)
         self.procs.append(collector)
         self.collector_urls = urls
         prom_cfg = self.workdir / "prometheus.yml"
@@ -131,8 +131,8 @@ class AlertStack:
             f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage",
         ])  # fmt: skip
         self.alertmanager_url, self.prometheus_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
-        _wait_http(self.alertmanager_url + "/-/ready", 30, am)
-        _wait_http(self.prometheus_url + "/-/ready", 30, prom)
+        wait_http(self.alertmanager_url + "/-/ready", 30, am)
+        wait_http(self.prometheus_url + "/-/ready", 30, prom)
         self._start_server(urls, server_port)
 
     def _alerts_dir(self) -> Path:
@@ -159,7 +159,7 @@ class AlertStack:
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ], env)  # fmt: skip
         self.server_url = f"http://127.0.0.1:{port}"
-        _wait_http(self.server_url + "/healthz", 60, server)
+        wait_http(self.server_url + "/healthz", 60, server)
 
     def load(self, duration: float, rate: float, concurrency: int = 16) -> threading.Thread:
         """Paced load on the server in the background (no malformed requests: the faults are injected)."""

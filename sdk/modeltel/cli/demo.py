@@ -11,72 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from .. import taxonomy as tx
-
-MODEL_NAME = "iris-classifier"
-MODEL_VERSION = "1.0.0"
-ANALYTICS_TIME_SCALE = 0.05  # the demo collector's detector windows: a 5-minute baseline is learned in 15 s
-
-
-def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float:
-    """Prometheus' estimate: linear interpolation inside the bucket holding the q-th observation."""
-    total = sum(counts)
-    if total == 0:
-        return float("nan")
-    rank = q * total
-    cumulative = 0
-    for i, count in enumerate(counts):
-        if cumulative + count >= rank and count:
-            if i == len(bounds):  # +Inf bucket: the best bound we have is the last finite one
-                return bounds[-1]
-            lower = bounds[i - 1] if i > 0 else 0.0
-            return lower + (bounds[i] - lower) * (rank - cumulative) / count
-        cumulative += count
-    return bounds[-1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"modeltel demo: the server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"modeltel demo: the server did not answer {url} within {timeout:.0f} s")
-
-
-def _scrape(url: str) -> dict[str, Any]:
-    """Prometheus families on the collector's /metrics, by name."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-def _samples(families: dict[str, Any], family: str, suffix: str = "") -> list[Any]:
-    f = families.get(family)
-    return [s for s in f.samples if s.name == family + suffix] if f is not None else []
+from ..promql import histogram_quantile
+from .demo_degradation import run_degradation_scene
+from .loopback import free_port, samples, scrape, start_collector, start_server, wait_http
 
 
 def stage_table(families: dict[str, Any]) -> list[tuple[str, int, float, float, float]]:
@@ -85,7 +30,7 @@ def stage_table(families: dict[str, Any]) -> list[tuple[str, int, float, float, 
     rows = []
     for family, label in ((tx.STAGE_LATENCY.prometheus_name, None), (tx.PREDICTION_LATENCY.prometheus_name, "")):
         buckets: dict[str, dict[float, float]] = {}
-        for sample in _samples(families, family, "_bucket"):
+        for sample in samples(families, family, "_bucket"):
             stage = sample.labels.get(tx.ATTR_STAGE, "?") if label is None else "prediction (end to end)"
             le = float(sample.labels["le"])
             per_stage = buckets.setdefault(stage, {})
@@ -103,7 +48,7 @@ def stage_table(families: dict[str, Any]) -> list[tuple[str, int, float, float, 
 def prediction_counts(families: dict[str, Any]) -> dict[str, float]:
     """``sum by (status) (model_predictions_total)``."""
     out: dict[str, float] = {}
-    for sample in _samples(families, tx.PREDICTIONS.prometheus_name, "_total"):
+    for sample in samples(families, tx.PREDICTIONS.prometheus_name, "_total"):
         status = sample.labels.get(tx.ATTR_STATUS, "")
         out[status] = out.get(status, 0.0) + sample.value
     return out
@@ -111,9 +56,7 @@ def prediction_counts(families: dict[str, Any]) -> dict[str, float]:
 
 def resource_lines(families: dict[str, Any]) -> list[str]:
     """Host CPU/memory and one row per GPU from the server's exported meters; "no GPU found" once."""
-    usage = {
-        s.labels.get(tx.ATTR_RESOURCE_TYPE): s.value for s in _samples(families, tx.RESOURCE_USAGE.prometheus_name)
-    }
+    usage = {s.labels.get(tx.ATTR_RESOURCE_TYPE): s.value for s in samples(families, tx.RESOURCE_USAGE.prometheus_name)}
     lines = []
     if "cpu" in usage or "memory" in usage:
         lines.append(
@@ -139,31 +82,14 @@ def resource_lines(families: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _settled_scrape(url: str, sent: int, timeout: float = 10.0) -> dict[str, Any]:
+def _settledscrape(url: str, sent: int, timeout: float = 10.0) -> dict[str, Any]:
     """Scrape once the server's final export has been merged (all requests counted), or at the timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        families = _scrape(url)
+        families = scrape(url)
         if sum(prediction_counts(families).values()) >= sent or time.monotonic() > deadline:
             return families
         time.sleep(0.2)
-
-
-def _start_collector(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """The collector, its detectors' windows 20x shorter, so the degradation scene fits in seconds."""
-    ready = workdir / "collector-ready.json"
-    command = [
-        sys.executable, "-m", "modeltel.cli", "collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "",
-        "--listen", "127.0.0.1:0", "--trace-db", str(workdir / "traces.db"), "--ready-file", str(ready),
-    ]  # fmt: skip
-    env = {**os.environ, "MODELTEL_COLLECTOR_ANALYTICS_TIME_SCALE": str(ANALYTICS_TIME_SCALE)}
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 30
-    while not ready.exists() or not ready.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("modeltel demo: the collector did not start (is modeltel installed with its collector?)")
-        time.sleep(0.1)
-    return proc, json.loads(ready.read_text())["urls"]
 
 
 def _get_json(url: str) -> Any:
@@ -202,17 +128,17 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
     except ImportError as missing:  # the examples extra is not installed
         print(f"modeltel demo: {missing}; install it with: pip install 'modeltel[examples]'", file=sys.stderr)
         return 2
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-") as tmp:
-        collector, urls = _start_collector(Path(tmp))
+        collector, urls = start_collector(Path(tmp))
         try:
             print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
             print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")
             server = start_server(urls["otlp_http"], port)
             try:
-                _wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
+                wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
                 print(f"modeltel demo: {concurrency} clients for {duration:.0f} s")
-                before, start = prediction_counts(_scrape(urls["listen"])), time.monotonic()
+                before, start = prediction_counts(scrape(urls["listen"])), time.monotonic()
                 result = loadgen.drive(
                     f"http://127.0.0.1:{port}/predict", duration, concurrency, progress=loadgen.progress_bar
                 )
@@ -221,11 +147,9 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
             finally:
                 server.terminate()  # SIGTERM: the SDK flushes what it has on exit
                 server.wait(timeout=30)
-            families = _settled_scrape(urls["listen"], result.sent)
+            families = _settledscrape(urls["listen"], result.sent)
             _print_report(families, before, elapsed, result, urls["listen"])
             _alert_scene(duration)
-            from .demo_degradation import run_degradation_scene  # late: it imports this module's helpers
-
             run_degradation_scene(urls)
             print(f"\nmodeltel demo: open the console at {urls['listen']}/")
             if keep:
@@ -236,27 +160,6 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
             collector.terminate()
             collector.wait(timeout=30)
     return 0
-
-
-def start_server(otlp_http: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """The iris example under ``modeltel run``, exporting to the demo's collector (``env`` added/overriding)."""
-    env = {
-        **os.environ,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_http,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-        "OTEL_SERVICE_NAME": "iris-demo",
-        "MODELTEL_MODEL_NAME": MODEL_NAME,
-        "MODELTEL_MODEL_VERSION": MODEL_VERSION,
-        **(env or {}),
-    }
-    command = [
-        sys.executable, "-m", "modeltel.cli", "run", "--",
-        sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=env)
 
 
 def _alert_scene(duration: float) -> None:

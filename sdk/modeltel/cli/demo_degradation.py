@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 
 from .. import taxonomy as tx
-from .demo import ANALYTICS_TIME_SCALE, MODEL_NAME, _free_port, _samples, _scrape, _wait_http, start_server
+from .loopback import ANALYTICS_TIME_SCALE, MODEL_NAME, free_port, samples, scrape, start_server, wait_http
 
 __all__ = ["run_degradation_scene"]
 
@@ -38,14 +38,14 @@ def _value(families: dict[str, Any], instrument: tx.Instrument, check: str, **la
     """The highest sample of ``instrument`` for this model version and check (with ``labels``), or None."""
     want = {"model_name": MODEL_NAME, "model_version": VERSION, tx.ATTR_CHECK: check, **labels}  # Prometheus names
     name = instrument.prometheus_name
-    values = [s.value for s in _samples(families, name) if want.items() <= s.labels.items()]
+    values = [s.value for s in samples(families, name) if want.items() <= s.labels.items()]
     return max(values) if values else None
 
 
 def _wait(listen: str, predicate, timeout: float) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        families = _scrape(listen)
+        families = scrape(listen)
         if predicate(families):
             return families
         time.sleep(0.25)
@@ -72,13 +72,13 @@ def run_degradation_scene(
         print("\nDegradation: skipped; the collector runs without its detectors: pip install 'modeltel[analytics]'")
         return 0
     print(f"\nDegradation: the collector's own detectors (analytics_time_scale {ANALYTICS_TIME_SCALE})")
-    port, stop = _free_port(), threading.Event()
+    port, stop = free_port(), threading.Event()
     env = {"IRIS_FAULTS": "1", "MODELTEL_MODEL_VERSION": VERSION, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     server = start_server(urls["otlp_http"], port, env)
     url = f"http://127.0.0.1:{port}/predict"
     load = threading.Thread(target=loadgen.drive, args=(url, 120.0, 8, 0.0), kwargs={"rate": rate, "stop": stop})
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
         print(f"  {MODEL_NAME} {VERSION} at {rate:.0f} requests/s while the collector learns its baseline")
         start = time.monotonic()
         load.start()
@@ -105,7 +105,7 @@ def _report_detections(listen: str, fault: float) -> int:
     pending = dict(CHECKS)
     deadline = fault + 30
     while pending and time.monotonic() < deadline:
-        families = _scrape(listen)
+        families = scrape(listen)
         for check in [c for c in pending if (_value(families, tx.DEGRADATION_DETECTED, c) or 0) >= 1]:
             effect = _value(families, tx.DEGRADATION_EFFECT_SIZE, check)
             severity = next(

@@ -14,7 +14,8 @@ from itertools import pairwise
 from typing import Any
 
 from modeltel import taxonomy as tx
-from modeltel_collector.store.history import Group, MetricHistory, histogram_quantile
+from modeltel.promql import histogram_quantile
+from modeltel_collector.store.history import Group, MetricHistory
 from modeltel_collector.translate import label_name, metric_family_name
 
 
