@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_iris
 from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -127,6 +127,8 @@ def test_training_is_not_a_prediction(monkeypatch: pytest.MonkeyPatch, instrumen
         StandardScaler().fit_transform(X)
         KMeans(n_clusters=2, n_init=1).fit_predict(X)
         SelfScoring().fit(X, Y)
+        gbc.score(X, Y)  # evaluation on labelled data (ClassifierMixin.score predicts): not serving either
+        make_pipeline(StandardScaler(), LinearRegression()).fit(X, Y).score(X, Y)  # Pipeline.score, R^2
         assert c.spans() == []
         assert _model_points(c) == {}  # no series at all, so none with model_name="unknown"
         gbc.predict_proba(X[:2])  # the first real prediction

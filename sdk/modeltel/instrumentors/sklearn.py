@@ -2,7 +2,7 @@
 
 ``fit`` and its kin are wrapped too, as training calls: estimators predict inside ``fit`` (gradient
 boosting's init estimator, early stopping, a grid search's scoring), and none of that is the
-application predicting.
+application predicting. ``score`` is the same: it predicts to evaluate on labelled data, not to serve.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from .base import ModeltelInstrumentor, Patches, patch_hierarchy, top_probabilities
 
-TRAINING_METHODS = ("fit", "partial_fit", "fit_transform", "fit_predict")
+TRAINING_METHODS = ("fit", "partial_fit", "fit_transform", "fit_predict", "score")  # not serving
 
 
 def _confidences(result: Any, args: tuple, kwargs: dict) -> list[float] | None:
