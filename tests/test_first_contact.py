@@ -174,6 +174,28 @@ def test_run_with_a_missing_command_says_so() -> None:
     assert proc.stderr == "modeltel run: command not found: nonexistent-cmd\n"
 
 
+@pytest.mark.parametrize("through", ["interpreter", "script"])
+def test_run_with_another_environments_python_says_so_and_runs_it_uninstrumented(tmp_path, through: str) -> None:
+    # It used to print Python's own "Error in sitecustomize ... No module named 'opentelemetry'".
+    venv = tmp_path / "other"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    command = [str(python), "-c", "print('served')"]
+    if through == "script":  # a console script whose shebang names that environment's Python
+        script = venv / "bin" / "serve"
+        script.write_text(f"#!{python}\nprint('served')\n")
+        script.chmod(0o755)
+        command = [str(script)]
+    proc = subprocess.run(
+        [str(BIN / "modeltel"), "run", "--", *command], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (0, "served\n")
+    assert proc.stderr == (
+        f"modeltel run: {python} is another environment's Python, without modeltel; running the command"
+        " uninstrumented (activate modeltel's environment, or pip install modeltel into that one)\n"
+    )
+
+
 def _options(parser) -> list:
     return [a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")]
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
@@ -47,9 +50,18 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         print("modeltel run: give the command to run, e.g. `modeltel run -- uvicorn app:app`", file=sys.stderr)
         return 2
-    if shutil.which(command[0]) is None:
+    path = shutil.which(command[0])
+    if path is None:
         print(f"modeltel run: command not found: {command[0]}", file=sys.stderr)
         return 127
+    foreign = _foreign_python(path)
+    if foreign is not None:
+        print(
+            f"modeltel run: {foreign} is another environment's Python, without modeltel; running the command"
+            " uninstrumented (activate modeltel's environment, or pip install modeltel into that one)",
+            file=sys.stderr,
+        )
+        os.execv(path, command)
     os.environ["OTEL_PYTHON_DISTRO"] = "modeltel"
     os.environ["OTEL_PYTHON_CONFIGURATOR"] = "modeltel"
     for flag, (var, *_) in _RUN_ENV.items():
@@ -61,6 +73,31 @@ def _run(args: argparse.Namespace) -> int:
     sys.argv = ["opentelemetry-instrument", *command]
     run()  # execs the command; returns only if exec fails, which raises
     return 0
+
+
+def _foreign_python(path: str) -> str | None:
+    """The Python that would run ``path`` (an interpreter, or a script's ``#!`` line) when it belongs to
+    another environment that cannot import modeltel: there the start-up hook would fail with Python's bare
+    "Error in sitecustomize". None when it is this environment's Python, or another that has modeltel."""
+    interpreter = path if re.fullmatch(r"python[\d.]*", Path(path).name) else _shebang_python(path)
+    if interpreter is None or Path(interpreter).parent == Path(sys.executable).parent:
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = [interpreter, "-c", "import modeltel, opentelemetry.instrumentation.auto_instrumentation"]
+    ok = subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
+    return None if ok else interpreter
+
+
+def _shebang_python(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    words = first[2:].decode(errors="replace").split() if first.startswith(b"#!") else []
+    if len(words) > 1 and Path(words[0]).name == "env":  # #!/usr/bin/env python3
+        words = [shutil.which(words[1]) or words[1]]
+    return words[0] if words and "python" in Path(words[0]).name else None
 
 
 def _demo(args: argparse.Namespace) -> int:
