@@ -4,6 +4,7 @@ and model/json that Grafana's Jaeger datasource reads, its search filters, auth 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.parse
 
@@ -12,7 +13,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from modeltel import taxonomy as tx
 from modeltel_collector.serve.jaeger import parse_duration_us
-from tests.collector_helpers import http_get, running_collector, tracer_provider
+from modeltel_collector.store.spans import SpanStore, TraceRow
+from tests.collector_helpers import http_get, http_post, running_collector, trace_request, tracer_provider
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 TAG_TYPES = {"string", "bool", "int64", "float64", "binary"}
 
@@ -104,6 +108,28 @@ def test_services_and_operations(recorded) -> None:
     assert status == 200 and doc["data"] == ["iris-svc", "other-svc"] and doc["total"] == 2
     status, doc = _get(base, "services/iris-svc/operations")
     assert status == 200 and doc["data"] == ["inference", "predict", "preprocess"]
+
+
+def test_a_quiet_service_stays_listed_beside_a_busy_one() -> None:
+    # The list used to come from the 1000 most recent traces: a busy service pushed a quiet one out.
+    with running_collector(otlp_grpc="") as c:
+        for service, n in (("quiet", 1), ("busy", 1200)):
+            body = trace_request(n, service=service).SerializeToString()
+            assert http_post(c.urls["otlp_http"] + "/v1/traces", body, PROTOBUF)[0] == 200
+        c.flush()
+        assert _get(c.urls["listen"], "services")[1]["data"] == ["busy", "quiet"]
+
+
+def test_a_service_silent_for_the_retention_leaves_the_list(tmp_path) -> None:
+    store = SpanStore(str(tmp_path / "t.db"), max_age_s=60)
+    store.start()
+    store.put([TraceRow(os.urandom(16), "old", "m", ",", ",", "x", 0, 1, 1, os.urandom(8), 1, b"")])
+    store.close()
+    store = SpanStore(str(tmp_path / "t.db"), max_age_s=60)  # reopened: the list is on disk
+    assert store.services() == ["old"]
+    store.prune(now_ns=time.time_ns() + 61 * 10**9)
+    assert store.services() == []
+    store.close()
 
 
 def test_search_by_service_operation_tags_and_duration(recorded) -> None:

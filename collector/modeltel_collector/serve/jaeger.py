@@ -125,7 +125,7 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     query = parse_qs(query_string)
     try:
         if rest == "services":
-            _respond(handler, 200, sorted({h["service"] for h in store.search(limit=_SCAN)}))
+            _respond(handler, 200, store.services())
         elif rest.startswith("services/") and rest.endswith("/operations"):
             _respond(handler, 200, _operations(store, unquote(rest[len("services/") : -len("/operations")])))
         elif rest == "traces":

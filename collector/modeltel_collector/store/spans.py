@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS traces (
     start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB);
 CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
 CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
+CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, written_ns INTEGER);
 """
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 # the single MAX() makes SQLite take the other (bare) columns from each trace's longest row
@@ -111,6 +112,8 @@ class SpanStore:
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self.count = self._writer.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
+        if self.count and not self._writer.execute("SELECT 1 FROM services LIMIT 1").fetchone():  # an older store
+            self._writer.execute("INSERT INTO services SELECT DISTINCT service, ? FROM traces", (time.time_ns(),))
         self._reader = self._connect()
         self._batches = BatchWriter(self._write, self._write_rows, self.shed, stats, max_queue_bytes)
         self._last_prune = 0.0
@@ -162,7 +165,7 @@ class SpanStore:
             w.execute("BEGIN")
             # exact tuples: sqlite3 binds a tuple subclass ~0.9 us/row slower, more than this copy costs
             w.executemany(_INSERT, map(tuple, rows))
-            self._commit(spans)
+            self._commit(spans, {r.service for r in rows})
         except BaseException:
             self._rollback()
             raise
@@ -176,25 +179,27 @@ class SpanStore:
 
     def _write_rows(self, rows: list[TraceRow]) -> list[TraceRow]:
         """Insert row by row, skipping rows SQLite cannot bind; returns the skipped rows."""
-        w, bad, spans = self._writer, [], 0
+        w, bad, spans, services = self._writer, [], 0, set()
         w.execute("BEGIN")
         try:
             for r in rows:
                 try:
                     w.execute(_INSERT, tuple(r))
                     spans += r.span_count
+                    services.add(r.service)
                 except (OverflowError, ValueError, TypeError, sqlite3.InterfaceError):
                     bad.append(r)
-            self._commit(spans)
+            self._commit(spans, services)
         except BaseException:
             self._rollback()
             raise
         return bad
 
-    def _commit(self, spans: int) -> None:
-        w = self._writer
+    def _commit(self, spans: int, services: set[str]) -> None:
+        w, now_ns = self._writer, time.time_ns()
         last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
-        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, time.time_ns(), spans))
+        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, now_ns, spans))
+        w.executemany("INSERT OR REPLACE INTO services VALUES (?, ?)", ((s, now_ns) for s in services))
         w.execute("COMMIT")
         self.count += spans
 
@@ -236,6 +241,7 @@ class SpanStore:
         w.execute("BEGIN")
         w.execute("DELETE FROM traces WHERE rowid <= ?", (upto,))
         w.execute("DELETE FROM writes WHERE max_rowid <= ?", (upto,))
+        w.execute("DELETE FROM services WHERE written_ns < ?", (cutoff,))  # silent for max_age: gone
         w.execute("COMMIT")
         self.count -= deleted
         return deleted
@@ -259,6 +265,11 @@ class SpanStore:
                     break
             cursor.close()
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
+
+    def services(self) -> list[str]:
+        """Every service with a trace written within ``max_age_s``, however busy the others are."""
+        with self._read_lock:
+            return [name for (name,) in self._reader.execute("SELECT name FROM services ORDER BY name")]
 
     def trace_span_count(self, trace_id: bytes) -> int:
         """How many spans of the trace are stored (cheap: the span_count column, by the trace_id index)."""
