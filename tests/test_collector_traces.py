@@ -71,6 +71,28 @@ def test_trace_api_get_and_search(protocol: str) -> None:
         tp.shutdown()
 
 
+def test_a_trace_that_arrived_in_two_exports_is_searched_and_shown_whole() -> None:
+    # A stage's span is exported before its prediction ends: the trace is two stored rows.
+    with running_collector(otlp_grpc="") as c:
+        tp = tracer_provider(c, "http")
+        tracer = tp.get_tracer(tx.TRACER_NAME)
+        model = {tx.ATTR_MODEL_NAME: "iris", tx.ATTR_MODEL_VERSION: "v1"}
+        with tracer.start_as_current_span("predict", attributes={tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION, **model}):
+            stage = {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_STAGE, tx.SPAN_ATTR_STAGE: tx.STAGE_INFERENCE, **model}
+            with tracer.start_as_current_span(tx.STAGE_INFERENCE, attributes=stage) as inference:
+                inference.set_status(Status(StatusCode.ERROR, "boom"))
+            assert tp.force_flush()
+            time.sleep(0.03)
+        assert tp.force_flush()
+        c.flush()
+        for query in ("kind=prediction", "stage=inference", "status=error"):
+            (hit,) = json.loads(http_get(f"{c.urls['listen']}/api/traces?{query}")[2])["traces"]
+            assert hit["name"] == "predict" and hit["duration_ms"] >= 30  # the longest span: the root
+            assert hit["stages"] == ["inference"] and hit["kinds"] == ["prediction", "stage"]
+            assert hit["status"] == "error" and hit["model"] == "iris"
+        tp.shutdown()
+
+
 def test_span_derived_metrics_match_sdk_series_with_exemplars() -> None:
     with running_collector() as c:
         tp = tracer_provider(c, "grpc")

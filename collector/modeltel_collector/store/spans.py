@@ -44,33 +44,27 @@ class TraceRow(NamedTuple):
     data: bytes
 
 
-class _Hit(NamedTuple):
-    """One search result row, in ``_HIT_COLUMNS`` order: a trace's longest matching row."""
+_HIT_ROW = "trace_id, span_id, service, model, stages, kinds, name, status, start_ns, duration_ns"
 
-    trace_id: bytes
-    span_id: bytes
-    service: str
-    model: str
-    stages: str
-    kinds: str
-    name: str
-    status: int
-    start_ns: int
-    longest: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "trace_id": self.trace_id.hex(),
-            "span_id": self.span_id.hex(),
-            "service": self.service,
-            "model": self.model,
-            "stages": _csv_values(self.stages),
-            "kinds": _csv_values(self.kinds),
-            "name": self.name,
-            "status": STATUS_NAMES.get(self.status, "unset"),
-            "start_time_unix_nano": self.start_ns,
-            "duration_ms": self.longest / 1e6,
-        }
+def _hit(rows: list[tuple]) -> dict[str, Any]:
+    """One trace's search result from all its stored rows (``_HIT_ROW`` columns). A trace whose spans
+    arrived in several exports is several rows, each holding only its own spans: the longest row gives the
+    span, name, service, model and duration (the root, for a complete trace); stages and kinds are the
+    union, the status the worst, the start the earliest."""
+    longest = max(rows, key=lambda r: r[9])
+    return {
+        "trace_id": longest[0].hex(),
+        "span_id": longest[1].hex(),
+        "service": longest[2],
+        "model": longest[3],
+        "stages": _csv_values("".join(r[4] for r in rows)),
+        "kinds": _csv_values("".join(r[5] for r in rows)),
+        "name": longest[6],
+        "status": STATUS_NAMES.get(max(r[7] for r in rows), "unset"),
+        "start_time_unix_nano": min(r[8] for r in rows),
+        "duration_ms": longest[9] / 1e6,
+    }
 
 
 _SCHEMA = """
@@ -83,7 +77,6 @@ CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, written_ns INTEGER);
 """
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 # the single MAX() makes SQLite take the other (bare) columns from each trace's longest row
-_HIT_COLUMNS = "trace_id, span_id, service, model, stages, kinds, name, status, start_ns, MAX(duration_ns) AS longest"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
@@ -312,23 +305,26 @@ class SpanStore:
         if min_duration_ms is not None:
             where.append("duration_ns >= ?")
             args.append(int(min_duration_ms * 1e6))
-        order = {"duration": "longest DESC", "recent": "start_ns DESC"}.get(sort)
+        order = {"duration": "MAX(duration_ns) DESC", "recent": "MAX(start_ns) DESC"}.get(sort)
         if order is None:
             raise ValueError("sort must be 'duration' or 'recent'")
-        sql = (
-            f"SELECT {_HIT_COLUMNS} FROM traces {'WHERE ' + ' AND '.join(where) if where else ''} "
-            f"GROUP BY trace_id ORDER BY {order} LIMIT ?"
-        )
+        where_sql = "WHERE " + " AND ".join(where) if where else ""
         args.append(max(1, min(int(limit), 1000)))
         with self._read_lock:
-            rows = self._reader.execute(sql, args).fetchall()
-        return [_Hit._make(r).to_json() for r in rows]
+            sql = f"SELECT trace_id FROM traces {where_sql} GROUP BY trace_id ORDER BY {order} LIMIT ?"
+            ids = [i for (i,) in self._reader.execute(sql, args)]
+            rows: dict[bytes, list[tuple]] = {i: [] for i in ids}
+            for chunk in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                part = ids[chunk : chunk + 500]
+                sql = f"SELECT {_HIT_ROW} FROM traces WHERE trace_id IN ({','.join('?' * len(part))})"
+                for row in self._reader.execute(sql, part):
+                    rows[row[0]].append(row)
+        return [_hit(rows[i]) for i in ids]
 
 
 def _csv_values(col: str) -> list[str]:
-    """The values of a ``stages``/``kinds`` column (",a,b," -> ["a", "b"])."""
-    inner = col.strip(",")
-    return inner.split(",") if inner else []
+    """The values of ``stages``/``kinds`` columns, of one row or several concatenated (",a,b,,a," -> ["a", "b"])."""
+    return sorted({v for v in col.split(",") if v})
 
 
 def span_to_dict(span: Span, service: str) -> dict[str, Any]:
