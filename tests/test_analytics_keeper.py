@@ -4,6 +4,7 @@ file, reported missing / stale, and exported as model_baseline_* gauges."""
 from __future__ import annotations
 
 import json
+from collections import deque
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def test_baseline_state_is_exported_with_the_detectors_gauges(tmp_path):
             return super().ingest(request, now)
 
     keeper = BaselineKeeper(tmp_path / "b.json")
-    live = LiveAnalytics(str(tmp_path / "none.db"), Store(), keeper=keeper)
+    live = LiveAnalytics(deque(), Store(), keeper=keeper)
     live.engine.observe(100.0, "m", "2", 0.1, ok=True)
     live.poll(200.0)
     metrics = {m.name: m for m in Store.requests[-1].resource_metrics[0].scope_metrics[0].metrics}

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 
 import numpy as np
 import pytest
@@ -19,12 +20,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 import modeltel
 from modeltel import taxonomy as tx
+from modeltel_collector import analytics
 from modeltel_collector.analytics.detectors import confidence_counts
 from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.live import LiveAnalytics
 from modeltel_collector.analytics_cli import health
 from modeltel_collector.store.metrics import MetricStore
-from tests.collector_helpers import http_post, running_collector, sample, scrape
+from tests.collector_helpers import dropped, http_post, running_collector, sample, scrape
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -105,9 +107,22 @@ def test_two_collectors_each_own_the_models_routed_to_them():
         assert {(e.model, e.check) for e in b.analytics.events if e.state == "firing"} == {("beta", "latency_shift")}
 
 
-def test_a_poll_before_the_trace_store_exists_finds_nothing_and_raises_nothing(tmp_path):
+def test_when_the_detectors_fall_behind_the_oldest_facts_go_and_are_counted(monkeypatch):
+    monkeypatch.setattr(analytics, "BACKLOG", 50)
+    rng, now = np.random.default_rng(2), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()  # nobody drains the hand-over
+        body = _spans("m", now - 10, 4, rng)  # 80 predictions
+        _send(c, body)
+        c.flush()
+        assert len(c.facts) == 50 and dropped(c)["analytics_backlog"] == 30
+        sent = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
+        assert [f[1] for f in c.facts] == [sp.end_time_unix_nano / 1e9 for sp in sent[30:]]  # the newest 50
+
+
+def test_a_poll_with_nothing_received_finds_nothing_and_publishes_nothing():
     store = MetricStore()
-    live = LiveAnalytics(str(tmp_path / "not-yet.db"), store)
+    live = LiveAnalytics(deque(), store)
     assert live.poll(time.time()) == []
     assert store.families == {}  # no model seen: nothing to publish
 
@@ -145,7 +160,7 @@ def test_confidence_drift_is_detected_from_the_sdks_histogram(monkeypatch):
         assert sample(fams, name, name, **labels, severity=firing[-1].severity.label) == 1.0
 
 
-def test_confidence_histograms_are_read_as_increases_per_model_version(tmp_path):
+def test_confidence_histograms_are_read_as_increases_per_model_version():
     store, requests = MetricStore(), []
 
     def export(instance: str, counts: list[int], *, start: int, bounds=tx.CONFIDENCE_BUCKETS) -> None:
@@ -167,7 +182,7 @@ def test_confidence_histograms_are_read_as_increases_per_model_version(tmp_path)
         return [n if i == bucket else 0 for i in range(len(tx.CONFIDENCE_BUCKETS) + 1)]
 
     export("before", one(3, 50), start=1)  # a process that started before the analytics did
-    live = LiveAnalytics(str(tmp_path / "spans.db"), store)
+    live = LiveAnalytics(deque(), store)
     started = live.started_ns
     export("a", one(5, 10), start=started + 1)
     increases = live._confidence_increases(1.0)
@@ -228,6 +243,7 @@ def test_without_the_analytics_extra_the_collector_runs_and_says_so_once(monkeyp
     monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed: importing it raises ImportError
     with caplog.at_level("WARNING", logger="modeltel_collector.analytics"), running_collector(otlp_grpc="") as c:
         assert c.analytics is None and c.healthy()
+        assert c.facts is None  # and ingest collects nothing for them
     assert [r.getMessage() for r in caplog.records if "detectors off" in r.getMessage()] == [
         "degradation detectors off: install them with pip install 'modeltel[analytics]'"
     ]

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from modeltel_collector import analytics
@@ -46,6 +47,8 @@ class Collector:
             if cfg.forward_endpoint
             else None
         )
+        # what ingest hands the detectors; None (nothing collected) without the analytics extra
+        self.facts = deque(maxlen=analytics.BACKLOG) if analytics.available() else None
         self.pipeline = IngestQueue(
             self.metrics,
             self.spans,
@@ -56,6 +59,7 @@ class Collector:
             cfg.retry_after_s,
             cfg.max_inflight_bytes,
             cfg.max_unwritten_s,
+            facts=self.facts,
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)

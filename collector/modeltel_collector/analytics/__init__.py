@@ -13,16 +13,26 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def attach(collector):
-    """Start the detectors on a started ``Collector``; None (and one log line) without the analytics extra.
+BACKLOG = 100_000  # prediction and feedback facts waiting for the detectors' next poll (~25 MB at most)
 
-    Everything numeric is imported here, lazily, so a collector installed without ``modeltel[analytics]``
-    (no numpy, no scipy) imports and runs as before.
+
+def available() -> bool:
+    """Whether the ``analytics`` extra (numpy, scipy) is installed; checked once, when a collector is built.
+
+    Everything numeric is imported lazily, so a collector installed without ``modeltel[analytics]`` imports
+    and runs as before, and its ingest collects nothing for detectors that will not run.
     """
     try:
         import numpy  # noqa: F401
         import scipy  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def attach(collector):
+    """Start the detectors on a started ``Collector``; None (and one log line) without the analytics extra."""
+    if collector.facts is None:
         log.warning("degradation detectors off: install them with pip install 'modeltel[analytics]'")
         return None
     from .live import start_on

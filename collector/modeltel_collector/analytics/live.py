@@ -1,33 +1,33 @@
-"""The detectors in the running collector: fed from the trace store and the metric store, published as
-metrics (and alerts).
+"""The detectors in the running collector: fed by ingest and the metric store, published as metrics (and
+alerts).
 
-Why poll the trace store rather than hook the ingest worker: the store already holds one row per request
-with its model, status, start and duration, so the analytics read it on their own thread, with their own
-SQLite connection, and never slow ingest. Confidence is not on spans: each poll takes, per model version,
-what the ``model_prediction_confidence`` histogram in the metric store gained since the last poll (summed
-over the processes that send it), stamped with the poll's time. Rows are fed to the engine ``lag_s`` after
-their timestamp, in time order (exports from several processes arrive out of order by up to their batch
-delay); a row later than that is counted and skipped. Results are merged into the metric store as one
-OTLP gauge request, so /metrics serves them with no code of its own. Scale-out: behind the otelcol
-gateway's load-balancing exporter (routing_key: service), all of one service's spans and metrics reach
-one collector, so each collector's detector state is complete for the models it owns and no state is
-shared; a re-balance (a collector added or lost) starts the moved models' reference learning afresh on
-their new owner.
+Why a hand-over from ingest: the ingest worker already reads every span's attributes, so it hands over
+what the detectors need of each prediction and feedback span (``process.spanmetrics._add_fact``) in a
+bounded deque; the analytics thread drains it on each poll, never decodes a span again, and never slows
+ingest (when it falls behind, the oldest facts go, counted as ``analytics_backlog`` drops). Confidence is
+not on spans: each poll takes, per model version, what the ``model_prediction_confidence`` histogram in
+the metric store gained since the last poll (summed over the processes that send it), stamped with the
+poll's time. Facts are fed to the engine ``lag_s`` after their timestamp, in time order (exports from
+several processes arrive out of order by up to their batch delay); one later than that is counted and
+skipped. Results are merged into the metric store as one OTLP gauge request, so /metrics serves them
+with no code of its own. Scale-out: behind the otelcol gateway's load-balancing exporter (routing_key:
+service), all of one service's spans and metrics reach one collector, so each collector's detector
+state is complete for the models it owns and no state is shared; a re-balance (a collector added or
+lost) starts the moved models' reference learning afresh on their new owner.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Status
 
 from modeltel import taxonomy as tx
 from modeltel_collector.store.history import increase
@@ -48,36 +48,12 @@ _CONFIDENCE = tx.PREDICTION_CONFIDENCE.prometheus_name
 _MODEL, _VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 
 
-def _items(data: bytes) -> list[tuple]:
-    """What a trace row holds for the analytics: its prediction spans as ("request", end time, model, version,
-    latency, ok, prediction id, predicted value) and its feedback spans as ("label", end time, prediction id,
-    correct, label); stage spans hold nothing for them."""
-    out: list[tuple] = []
-    for span in ScopeSpans.FromString(data).spans:
-        attrs = {kv.key: kv.value for kv in span.attributes}
-        kind = attrs[tx.SPAN_ATTR_KIND].string_value if tx.SPAN_ATTR_KIND in attrs else ""
-        end = span.end_time_unix_nano / 1e9
-        pid = attrs[tx.SPAN_ATTR_PREDICTION_ID].string_value if tx.SPAN_ATTR_PREDICTION_ID in attrs else None
-        if kind == "prediction" and tx.ATTR_MODEL_NAME in attrs:
-            version = attrs[tx.ATTR_MODEL_VERSION].string_value if tx.ATTR_MODEL_VERSION in attrs else ""
-            value = attrs.get(tx.SPAN_ATTR_PREDICTION_VALUE)
-            latency = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
-            ok = span.status.code != Status.STATUS_CODE_ERROR
-            model = attrs[tx.ATTR_MODEL_NAME].string_value
-            out.append(("request", end, model, version or "unknown", latency, ok, pid, value and value.string_value))
-        elif kind == tx.SPAN_KIND_FEEDBACK and pid:
-            correct = attrs.get(tx.SPAN_ATTR_FEEDBACK_CORRECT)
-            label = attrs.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
-            out.append(("label", end, pid, correct and correct.bool_value, label and label.string_value))
-    return out
-
-
 class LiveAnalytics:
-    """Reads new trace rows every ``interval_s``, runs the engine, publishes gauges, hands events on."""
+    """Drains ingest's facts every ``interval_s``, runs the engine, publishes gauges, hands events on."""
 
     def __init__(
         self,
-        spans_path: str,
+        facts: deque,
         metrics,
         settings: Settings | None = None,
         *,
@@ -86,13 +62,12 @@ class LiveAnalytics:
         on_events: Callable[[list[Event]], None] | None = None,
         keeper: BaselineKeeper | None = None,
     ) -> None:
-        self.spans_path, self.metrics = spans_path, metrics
+        self.facts, self.metrics = facts, metrics
         self.engine = Engine(settings)
         self.interval_s, self.lag_s, self.on_events, self.keeper = interval_s, lag_s, on_events, keeper
-        self.last_rowid = 0
         self.started_ns = time.time_ns()
         self.confidence_seen: dict[tuple, tuple[int, ...]] = {}  # histogram series -> its counts at the last poll
-        self.pending: list[tuple] = []  # _items() not yet fed: they wait lag_s for stragglers
+        self.pending: list[tuple] = []  # facts not yet fed: they wait lag_s for stragglers
         self.joiner = LabelJoiner()
         self.late = 0
         self.events: list[Event] = []
@@ -126,12 +101,13 @@ class LiveAnalytics:
                 log.exception("analytics poll failed; will retry")
 
     def poll(self, now: float) -> list[Event]:
-        """Read new rows, feed those older than ``now - lag_s`` in time order, publish; returns new events."""
+        """Take new facts, feed those older than ``now - lag_s`` in time order, publish; returns new events."""
         with self._lock:
             return self._poll(now)
 
     def _poll(self, now: float) -> list[Event]:
-        self._read()
+        facts = self.facts
+        self.pending += [facts.popleft() for _ in range(len(facts))]  # only this thread takes from it
         self.pending += self._confidence_increases(now)
         horizon = now - self.lag_s
         ready = sorted((r for r in self.pending if r[1] <= horizon), key=lambda r: r[1])
@@ -193,24 +169,6 @@ class LiveAnalytics:
                 totals[key] = totals.get(key, 0) + grew
         return [("confidence", now, model, version, c) for (model, version), c in totals.items() if model]
 
-    def _read(self) -> None:
-        try:
-            db = sqlite3.connect(f"file:{self.spans_path}?mode=ro", uri=True)
-        except sqlite3.OperationalError:  # the store has not created its file yet
-            return
-        try:
-            rows = db.execute(
-                "SELECT rowid, data FROM traces WHERE rowid > ? ORDER BY rowid",
-                (self.last_rowid,),
-            ).fetchall()
-        except sqlite3.OperationalError:  # ... or its table
-            rows = []
-        finally:
-            db.close()
-        for rowid, data in rows:
-            self.last_rowid = rowid
-            self.pending += _items(data)
-
     def gauges(self, now: float) -> ExportMetricsServiceRequest:
         """The detectors' state as one OTLP request of gauges (resource service.name=modeltel-analytics)."""
         req = ExportMetricsServiceRequest()
@@ -260,21 +218,22 @@ class LiveAnalytics:
 
 
 def start_on(collector) -> LiveAnalytics:
-    """The detectors on a started ``Collector``'s stores, configured from its config (``analytics.attach``)."""
+    """The detectors on a started ``Collector``'s hand-over and stores, configured from its config
+    (``analytics.attach``)."""
     cfg = collector.config
     url = cfg.alertmanager_url
     keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
     poster = AlertmanagerPoster(url, runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url) if url else None
-    return live_for(cfg, collector.spans.path, collector.metrics, on_events=poster, keeper=keeper).start(
+    return live_for(cfg, collector.facts, collector.metrics, on_events=poster, keeper=keeper).start(
         stopped=collector._stopped
     )
 
 
-def live_for(cfg, spans_path: str, metrics, **kwargs) -> LiveAnalytics:
+def live_for(cfg, facts: deque, metrics, **kwargs) -> LiveAnalytics:
     """A LiveAnalytics whose windows, poll period and lag are scaled by ``cfg.analytics_time_scale``."""
     scale = cfg.analytics_time_scale
     return LiveAnalytics(
-        spans_path, metrics, Settings().scaled(scale), interval_s=POLL_S * scale, lag_s=LAG_S * scale, **kwargs
+        facts, metrics, Settings().scaled(scale), interval_s=POLL_S * scale, lag_s=LAG_S * scale, **kwargs
     )
 
 

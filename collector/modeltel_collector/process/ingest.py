@@ -69,8 +69,10 @@ class IngestQueue:
         retry_after_s: float = 1.0,
         max_inflight_bytes: int = 32 << 20,
         max_unwritten_s: float = 5.0,
+        facts: deque | None = None,
     ) -> None:
         self.metrics = metrics
+        self.facts = facts  # the detectors' input (bounded: when they fall behind, the oldest go, counted)
         self.spans = spans
         self.stats = stats
         self.forwarder = forwarder
@@ -211,10 +213,20 @@ class IngestQueue:
                 last_expire = time.monotonic()
                 self.metrics.expire()
 
+    def _hand_over(self, facts: list) -> None:
+        bound = self.facts.maxlen
+        overflow = 0 if bound is None else len(self.facts) + len(facts) - bound
+        if overflow > 0:
+            self.stats.inc("modeltel_collector_dropped", "analytics_backlog", overflow)
+        self.facts.extend(facts)  # deque.extend: safe against the analytics thread's popleft
+
     def _process(self, signal: str, body: bytes, protocol: str) -> None:
         request = REQUEST_TYPES[signal].FromString(body)
         if signal == TRACES:
-            rows, invalid = process_traces(request, self.metrics, self.derive)
+            facts: list | None = None if self.facts is None else []
+            rows, invalid = process_traces(request, self.metrics, self.derive, facts=facts)
+            if facts:
+                self._hand_over(facts)
             self.spans.put(rows)
             self.stats.inc("modeltel_collector_received_spans", protocol, sum(r.span_count for r in rows))
             if invalid:

@@ -1,8 +1,11 @@
-"""One pass over received spans: rows for the trace store, and span-derived metrics for trace-only apps.
+"""One pass over received spans: rows for the trace store, span-derived metrics for trace-only apps, and
+the facts the degradation detectors need.
 
 Like otelcol's spanmetrics connector, but emitting exactly modeltel's series (names, labels and buckets
 from ``modeltel.taxonomy``), so dashboards work whether an app sends metrics, traces or both. When a
-resource also sends a family itself, the store drops the derived twin (see ``MetricStore``).
+resource also sends a family itself, the store drops the derived twin (see ``MetricStore``). The same
+pass reads what the detectors need of prediction and feedback spans (``_fact``), so the analytics never
+decode a span again.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Ob
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
 _ERROR = Status.STATUS_CODE_ERROR
-_WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION}
+_FACT_ATTRS = (tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_PREDICTION_VALUE, tx.SPAN_ATTR_FEEDBACK_CORRECT,
+               tx.SPAN_ATTR_FEEDBACK_LABEL)  # fmt: skip
+_WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION, *_FACT_ATTRS}
 _PRED, _STAGE, _COUNT = tx.PREDICTION_LATENCY, tx.STAGE_LATENCY, tx.PREDICTIONS
 _MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
 _KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME
-_PREDICTION, _STAGE_KIND = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE
+_VERSION_ATTR = tx.ATTR_MODEL_VERSION
+_PREDICTION, _STAGE_KIND, _FEEDBACK = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE, tx.SPAN_KIND_FEEDBACK
+_FACT_KINDS = frozenset((_PREDICTION, _FEEDBACK))
 # (resource index, scope (name, version), span kind, model, version, stage, failed): one derived series
 _GroupKey = tuple[int, tuple[str, str], str, str, str, str, bool]
 
@@ -69,9 +76,10 @@ class _Trace:
 
 
 def process_traces(
-    request, store: MetricStore, derive: bool = True, now: float | None = None
+    request, store: MetricStore, derive: bool = True, now: float | None = None, *, facts: list | None = None
 ) -> tuple[list[TraceRow], int]:
-    """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics.
+    """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics; with
+    ``facts``, append the detectors' facts of each prediction and feedback span to it (see ``_fact``).
 
     This loop is the collector's hot path: spans are grouped per trace into one store row, and derived
     observations per series, so SQLite and the metric store are touched once per group, not per span.
@@ -84,7 +92,7 @@ def process_traces(
         service, res_model, res_version = _resource_attributes(rs.resource)
         traces: dict[bytes, _Trace] = {}
         for ss in rs.scope_spans:
-            invalid += _scan_scope(ss, ri, res_model, res_version, traces, groups if derive else None)
+            invalid += _scan_scope(ss, ri, res_model, res_version, traces, groups if derive else None, facts)
         rows.extend([t.row(trace_id, service) for trace_id, t in traces.items()])
     if groups:
         _observe(store, request.resource_spans, groups, now)
@@ -104,8 +112,11 @@ def _resource_attributes(resource) -> tuple[str, str, str]:
     return service, model, version
 
 
-def _scan_scope(ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups) -> int:
-    """Fold one scope's spans into ``traces`` and, unless ``groups`` is None, their observations into it.
+def _scan_scope(
+    ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups, facts: list | None
+) -> int:
+    """Fold one scope's spans into ``traces``, their observations into ``groups`` and their detector
+    facts into ``facts`` (each unless None).
 
     Returns the number of spans skipped for invalid ids.
     """
@@ -117,7 +128,7 @@ def _scan_scope(ss, ri: int, res_model: str, res_version: str, traces: dict[byte
             invalid += 1
             continue
         kind = stage = ""
-        model, version, has_model = res_model, res_version, False
+        model, version, has_model, extra = res_model, res_version, False, None
         for kv in sp.attributes:
             key = kv.key
             if key in _WANTED:
@@ -127,8 +138,10 @@ def _scan_scope(ss, ri: int, res_model: str, res_version: str, traces: dict[byte
                     stage = kv.value.string_value
                 elif key == _MODEL_ATTR:
                     model, has_model = kv.value.string_value, True
-                else:
+                elif key == _VERSION_ATTR:
                     version = kv.value.string_value
+                else:  # what only the detectors read
+                    extra = {**extra, key: kv.value} if extra else {key: kv.value}
         start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
         duration = end - start if end > start else 0
         code, parent, data = sp.status.code, sp.parent_span_id, sp.SerializeToString()
@@ -154,9 +167,29 @@ def _scan_scope(ss, ri: int, res_model: str, res_version: str, traces: dict[byte
             derived.append(
                 (kind, stage, model, version, has_model, span_id, parent, code, (duration, trace_id, span_id, end))
             )
+        if facts is not None and kind in _FACT_KINDS:
+            _add_fact(facts, kind, model, version, duration, end, code, extra or {})
     if derived:
         _group(derived, ri, (ss.scope.name, ss.scope.version), groups)
     return invalid
+
+
+def _add_fact(facts: list, kind: str, model: str, version: str, duration: int, end: int, code: int, extra: dict):
+    """Append a prediction span as ("request", end s, model, version, latency s, ok, prediction id, predicted
+    value), a feedback span as ("label", end s, prediction id, correct, label): what the detectors and the
+    label joiner read. A prediction naming no model, or feedback naming no prediction, adds nothing."""
+    pid = extra.get(tx.SPAN_ATTR_PREDICTION_ID)
+    pid = pid.string_value if pid is not None else None
+    if kind == _PREDICTION and model:
+        value = extra.get(tx.SPAN_ATTR_PREDICTION_VALUE)
+        value = value.string_value if value is not None else None
+        facts.append(
+            ("request", end / 1e9, model, version or tx.UNKNOWN_VALUE, duration / 1e9, code != _ERROR, pid, value)
+        )
+    elif kind == _FEEDBACK and pid:
+        correct, label = extra.get(tx.SPAN_ATTR_FEEDBACK_CORRECT), extra.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
+        correct = None if correct is None else correct.bool_value
+        facts.append(("label", end / 1e9, pid, correct, None if label is None else label.string_value))
 
 
 def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_GroupKey, list[Observation]]) -> None:
