@@ -4,7 +4,7 @@ the facts the degradation detectors need.
 Like otelcol's spanmetrics connector, but emitting exactly modeltel's series (names, labels and buckets
 from ``modeltel.taxonomy``), so dashboards work whether an app sends metrics, traces or both. When a
 resource also sends a family itself, the store drops the derived twin (see ``MetricStore``). The same
-pass reads what the detectors need of prediction and feedback spans (``_fact``), so the analytics never
+pass reads what the detectors need of prediction and feedback spans (``_add_fact``), so the analytics never
 decode a span again.
 """
 
@@ -79,7 +79,7 @@ def process_traces(
     request, store: MetricStore, derive: bool = True, now: float | None = None, *, facts: list | None = None
 ) -> tuple[list[TraceRow], int]:
     """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics; with
-    ``facts``, append the detectors' facts of each prediction and feedback span to it (see ``_fact``).
+    ``facts``, append the detectors' facts of each prediction and feedback span to it (see ``_add_fact``).
 
     This loop is the collector's hot path: spans are grouped per trace into one store row, and derived
     observations per series, so SQLite and the metric store are touched once per group, not per span.
