@@ -43,7 +43,7 @@ from .keeper import BaselineKeeper
 from .settings import CHECKS, Settings
 
 log = logging.getLogger(__name__)
-POLL_S, LAG_S = 2.0, 10.0  # LiveAnalytics' defaults: how often it reads the store, how long it waits for stragglers
+POLL_S, LAG_S = 2.0, 10.0  # LiveAnalytics' defaults: how often it polls, how long it waits for stragglers
 _CONFIDENCE = tx.PREDICTION_CONFIDENCE.prometheus_name
 _MODEL, _VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 
@@ -165,7 +165,7 @@ class LiveAnalytics:
             grew = np.asarray(increase(COUNTER, seen.get(labels), counts, first_sample=False), np.int64)
             if grew.any():
                 names = dict(labels)
-                key = (names.get(_MODEL, ""), names.get(_VERSION) or "unknown")
+                key = (names.get(_MODEL, ""), names.get(_VERSION) or tx.UNKNOWN_VALUE)
                 totals[key] = totals.get(key, 0) + grew
         return [("confidence", now, model, version, c) for (model, version), c in totals.items() if model]
 
