@@ -10,6 +10,7 @@ export latency.
     python benchmarks/collector_throughput.py [--seconds 10] [--batch 512] [--clients 1]
     python benchmarks/collector_throughput.py --console compare   # what the web console costs ingest
     python benchmarks/collector_throughput.py --console poll-cost # collector CPU per console document
+    python benchmarks/collector_throughput.py --analytics compare # what the degradation detectors cost
 
 ``--console compare`` runs everything three times, each against a fresh collector: with the console
 off (no metric history), on but unwatched (the history sampler only), and open (the history plus a
@@ -256,30 +257,39 @@ def run_all(args, env: dict[str, str] | None = None, poll_s: float = 0.0, label:
     return results
 
 
-def compare_console(args) -> None:
-    """Console off, on (history only) and open (history + page polling), as ratios of the off run.
-
-    The three run in turn, ``--repeat`` rounds, and each ratio is taken within its round (then the median
-    over rounds), so load from elsewhere on the machine hits all three alike.
-    """
-    configs = (
+COMPARISONS = {  # --compare: (mode, collector environment, console poll interval or None for --poll-s)
+    "console": (
         ("off", {"MODELTEL_COLLECTOR_CONSOLE": "false"}, 0.0),
         ("on", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, 0.0),
-        ("open", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, args.poll_s),
-    )
-    rounds = [{name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in configs} for _ in range(args.repeat)]
-    print(f"\nmedian of {args.repeat} rounds, relative to console off (open: pages polled every {args.poll_s:g} s):")
-    head = ("signal", "proto", "processed/s on", "open", "per CPU-s on", "open", "RSS MB off/on/open")
-    print("  {:10} {:5} {:>14} {:>6} {:>13} {:>6}  {}".format(*head))
+        ("open", {"MODELTEL_COLLECTOR_CONSOLE": "true"}, None),
+    ),
+    "analytics": (
+        ("off", {"MODELTEL_COLLECTOR_ANALYTICS": "false"}, 0.0),
+        ("on", {"MODELTEL_COLLECTOR_ANALYTICS": "true"}, 0.0),
+    ),
+}
+
+
+def compare(args, what: str) -> None:
+    """Each mode of ``COMPARISONS[what]`` in turn, ``--repeat`` rounds, as ratios of the first ("off").
+
+    Each ratio is taken within its round (then the median over rounds), so load from elsewhere on the
+    machine hits every mode alike.
+    """
+    modes = [(name, env, args.poll_s if poll is None else poll) for name, env, poll in COMPARISONS[what]]
+    rounds = [{name: run_all(args, env, poll, f"{name:5} ") for name, env, poll in modes} for _ in range(args.repeat)]
+    others = [name for name, _, _ in modes[1:]]
+    print(f"\nmedian of {args.repeat} rounds, relative to {what} off (open: pages polled every {args.poll_s:g} s):")
+    head = [f"processed/s {m}" for m in others] + [f"per CPU-s {m}" for m in others]
+    print(f"  {'signal':10} {'proto':5} " + " ".join(f"{h:>16}" for h in head) + "  RSS MB " + "/".join(rounds[0]))
     for i, base in enumerate(rounds[0]["off"]):
 
         def ratio(mode: str, key: str, i: int = i) -> float:
             return statistics.median(r[mode][i][key] / r["off"][i][key] for r in rounds)
 
-        rss = "/".join(f"{statistics.median(r[m][i]['rss_mb'] for r in rounds):.0f}" for m in ("off", "on", "open"))
-        print(f"  {base['signal']:10} {base['protocol']:5} {ratio('on', 'processed_per_s'):>14.3f} "
-              f"{ratio('open', 'processed_per_s'):>6.3f} {ratio('on', 'per_cpu_s'):>13.3f} "
-              f"{ratio('open', 'per_cpu_s'):>6.3f}  {rss}")  # fmt: skip
+        cells = [ratio(m, "processed_per_s") for m in others] + [ratio(m, "per_cpu_s") for m in others]
+        rss = "/".join(f"{statistics.median(r[m][i]['rss_mb'] for r in rounds):.0f}" for m in rounds[0])
+        print(f"  {base['signal']:10} {base['protocol']:5} " + " ".join(f"{c:>16.3f}" for c in cells) + f"  {rss}")
 
 
 def poll_cost(args) -> None:
@@ -318,17 +328,20 @@ def main() -> None:
     ap.add_argument("--console", choices=("default", "compare", "poll-cost"), default="default",
                     help="compare: run with the web console off, on, and open (polled); "
                          "poll-cost: collector CPU per console document")  # fmt: skip
+    ap.add_argument("--analytics", choices=("default", "compare"), default="default",
+                    help="compare: run with the degradation detectors off and on")  # fmt: skip
     ap.add_argument("--poll-s", type=float, default=1.0, help="poll interval of the open console (a page polls 5 s)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of the --console compare runs")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the compare runs")
     args = ap.parse_args()
     if args.console == "poll-cost":
         poll_cost(args)
         return
-    label = f"{'mode ':6}" if args.console == "compare" else ""
+    what = "console" if args.console == "compare" else "analytics" if args.analytics == "compare" else ""
+    label = f"{'mode ':6}" if what else ""
     print(f"{label}{'signal':10} {'proto':5} {'per export':>10} {'accepted/s':>11} {'processed/s':>12} "
           f"{'per CPU-s':>10} {'refused':>8} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
-    if args.console == "compare":
-        compare_console(args)
+    if what:
+        compare(args, what)
     else:
         run_all(args)
 

@@ -258,3 +258,14 @@ def test_an_app_exporting_metrics_once_a_minute_still_gets_every_confidence_wind
             engine.advance(60.0 * minute + 5.0 * step)
             results.append(engine.models[("m", "1")].results["confidence_drift"].status.value)
     assert set(results[-11 * 7 :]) == {"ok"}  # from when the reference is learned on, never "not enough data"
+
+
+def test_analytics_false_turns_the_detectors_off_quietly(caplog):
+    with (
+        caplog.at_level("WARNING", logger="modeltel_collector.analytics"),
+        running_collector(otlp_grpc="", analytics=False) as c,
+    ):
+        _send(c, _spans("m", time.time() - 10, 1, np.random.default_rng(4)))
+        c.flush()
+        assert c.analytics is None and c.facts is None and c.healthy()
+    assert caplog.records == []  # asked for: nothing to warn about

@@ -47,8 +47,8 @@ class Collector:
             if cfg.forward_endpoint
             else None
         )
-        # what ingest hands the detectors; None (nothing collected) without the analytics extra
-        self.facts = deque(maxlen=analytics.BACKLOG) if analytics.available() else None
+        # what ingest hands the detectors; None (nothing collected) when they are off or not installed
+        self.facts = deque(maxlen=analytics.BACKLOG) if cfg.analytics and analytics.available() else None
         self.pipeline = IngestQueue(
             self.metrics,
             self.spans,

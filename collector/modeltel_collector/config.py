@@ -45,6 +45,7 @@ class Config:
     baseline_stable_s: float = 3600.0  # a new model version is baselined after this long without an alarm
     runbook_base_url: str = "https://github.com/modeltel/modeltel/blob/main/alerts/runbooks"  # detectors' alerts
     grafana_url: str = ""  # the detectors' alerts link the modeltel-models dashboard there; empty: no link
+    analytics: bool = True  # the degradation detectors, where the analytics extra is installed
     analytics_time_scale: float = 1.0  # multiplies every detector window and poll period (demos and tests)
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set

@@ -31,9 +31,11 @@ def available() -> bool:
 
 
 def attach(collector):
-    """Start the detectors on a started ``Collector``; None (and one log line) without the analytics extra."""
+    """Start the detectors on a started ``Collector``; None when they are off (``analytics = false``), and
+    None with one log line without the analytics extra."""
     if collector.facts is None:
-        log.warning("degradation detectors off: install them with pip install 'modeltel[analytics]'")
+        if collector.config.analytics:
+            log.warning("degradation detectors off: install them with pip install 'modeltel[analytics]'")
         return None
     from .live import start_on
 
