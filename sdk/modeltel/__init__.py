@@ -8,13 +8,12 @@ providers, so a service that sets up OpenTelemetry itself still gets modeltel's 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
 
+from ._version import __version__
 from .export import Pipeline, get_pipeline, init, shutdown
 from .hotpath import (
     Prediction,
@@ -32,6 +31,7 @@ __all__ = [
     "Prediction",
     "Stage",
     "Telemetry",
+    "__version__",
     "current_stage",
     "detach_from_prediction",
     "get_pipeline",
