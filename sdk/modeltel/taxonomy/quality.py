@@ -5,7 +5,7 @@ instrument behind it). It holds no thresholds: the numbers that page, with their
 table (:mod:`.alerting`), and the numbers an objective is measured against are ``SLOS`` here. Both the rule
 generator and the dashboards read those two, so a line drawn on a panel is one that pages or one that spends
 an error budget. The seed's metric table gave every metric a warning / critical band and a target of its own
-that its alert rules and SLOs contradict; ``docs/metrics.md`` lists where each of those numbers went.
+that its alert rules and SLOs contradict; ``docs/alerts.md`` ("Thresholds: one table") lists where each went.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# The seed protocol's metric taxonomy, typed, with thresholds in SI units.
+# The seed protocol's metric taxonomy, typed (its thresholds are the alert table's, in SI units).
 # --------------------------------------------------------------------------------------------------
 class MetricType(str, Enum):
     LATENCY = "latency"
