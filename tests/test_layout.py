@@ -62,6 +62,7 @@ def _within(module: str, *layers: str) -> bool:
 SDK_LAYERS = {
     "modeltel.taxonomy": (),
     "modeltel.promql": (),  # Prometheus' arithmetic, a leaf: the demo and the collector's console share it
+    "modeltel.labeljoin": (),  # the label join, a leaf: the SDK's feedback and the collector's joiner share it
     "modeltel.config": ("modeltel.taxonomy",),
     "modeltel.meters": ("modeltel.taxonomy", "modeltel.config"),
     "modeltel.hotpath": ("modeltel.taxonomy", "modeltel.config"),  # never export plumbing or instrumentors
@@ -78,7 +79,7 @@ COLLECTOR_LAYERS = {
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
     f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.promql"),  # the console charts
-    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy"),
+    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.labeljoin"),
 }
 
 
@@ -89,8 +90,10 @@ def _offenders(top: Path, package: str, layers: dict[str, tuple[str, ...]]) -> l
         layer = next((name for name in layers if _within(module, name)), None)
         if layer is None or not _within(target, "modeltel", _C) or _within(target, layer):
             continue
-        if target == "modeltel" and set(names) <= {"__version__", "config", "taxonomy"}:
-            continue  # `from .. import config, taxonomy, __version__`: the top-level leaves
+        if target == "modeltel" and set(names) <= {"config", "taxonomy"}:
+            continue  # `from .. import config, taxonomy`: the top-level leaves
+        if target == "modeltel._version":
+            continue  # the version, a leaf any layer may name
         if not _within(target, *layers[layer]):
             out.append(f"{module} imports {target} {names}")
     return out
@@ -108,7 +111,7 @@ def test_sdk_imports_point_one_way_from_the_public_api_down_to_taxonomy():
 def test_collector_layers_import_downward_only():
     assert _offenders(ROOT / "collector", _C, COLLECTOR_LAYERS) == []
     sdk_used = {t for _, t, _ in imports(ROOT / "collector", _C) if _within(t, "modeltel")}
-    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql"}  # the SDK's names and leaf arithmetic only
+    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql", "modeltel.labeljoin"}  # names and leaves only
 
 
 def test_instrumentors_use_the_public_api_and_the_bases_public_names_only():

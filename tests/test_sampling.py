@@ -130,7 +130,7 @@ def test_a_kept_prediction_under_an_unsampled_caller_joins_its_trace_and_propaga
 def test_keep_slow_and_failed_reads_the_environment_and_defaults_to_the_latency_warning_threshold() -> None:
     settings = config.load({"MODELTEL_KEEP_SLOW_AND_FAILED": "true"})
     assert settings.keep_slow_and_failed
-    assert settings.keep_slow_threshold_s == tx.CORE_METRICS["prediction_latency"].threshold_warning
+    assert settings.keep_slow_threshold_s == tx.SLO_LATENCY_THRESHOLD_SECONDS
     assert config.load({"MODELTEL_KEEP_SLOW_THRESHOLD": "0.5"}).keep_slow_threshold_s == 0.5
     assert not config.load({}).keep_slow_and_failed
 

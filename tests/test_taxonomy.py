@@ -69,25 +69,24 @@ def test_buckets_tell_the_seed_thresholds_apart():
         assert a < b
 
 
-def test_every_threshold_and_slo_boundary_is_a_bucket_boundary():
-    for d in tx.CORE_METRICS.values():
-        if d.instrument in (tx.PREDICTION_LATENCY, tx.STAGE_LATENCY):
-            for v in (d.threshold_warning, d.threshold_critical, d.slo_target):
-                assert v in tx.LATENCY_BUCKETS_SECONDS, (d.name, v)
+def test_every_latency_threshold_and_slo_boundary_is_a_bucket_boundary():
+    for spec in tx.ALERTS:
+        if spec.family in ("prediction_latency", "stage_latency"):
+            assert spec.threshold in tx.LATENCY_BUCKETS_SECONDS, (spec.alert, spec.stage, spec.threshold)
     assert tx.SLO_LATENCY_THRESHOLD_SECONDS in tx.LATENCY_BUCKETS_SECONDS
 
 
-def test_severity_is_ordered_and_direction_aware():
-    latency = tx.CORE_METRICS["prediction_latency"]
-    accuracy = tx.CORE_METRICS["online_accuracy"]
-    assert latency.severity(0.05) is tx.Severity.OK
-    assert latency.severity(0.15) is tx.Severity.WARNING
-    assert latency.severity(0.25) is tx.Severity.CRITICAL
-    assert accuracy.severity(0.95) is tx.Severity.OK
-    assert accuracy.severity(0.83) is tx.Severity.WARNING
-    assert accuracy.severity(0.5) is tx.Severity.CRITICAL
+def test_severity_is_ordered():
     # the seed's max() over strings picked "medium" over "critical"; ours orders by severity
     assert max([tx.Severity.WARNING, tx.Severity.CRITICAL, tx.Severity.OK]) is tx.Severity.CRITICAL
+
+
+def test_one_threshold_per_alert_and_the_direction_its_rule_compares():
+    seen = [(s.alert, s.stage) for s in tx.ALERTS]
+    assert len(seen) == len(set(seen))
+    lower = {s.alert for s in tx.ALERTS if s.direction is tx.Direction.LOWER_IS_WORSE}
+    assert lower == {"LowThroughput", "AccuracyDegradation", "LowPredictionConfidence"}
+    assert all(s.op == ("<" if s.alert in lower else ">") for s in tx.ALERTS)
 
 
 def test_slo_error_budget():

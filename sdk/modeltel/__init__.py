@@ -8,13 +8,12 @@ providers, so a service that sets up OpenTelemetry itself still gets modeltel's 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
 
+from ._version import __version__
 from .export import Pipeline, get_pipeline, init, shutdown
 from .hotpath import (
     Prediction,
@@ -32,6 +31,7 @@ __all__ = [
     "Prediction",
     "Stage",
     "Telemetry",
+    "__version__",
     "current_stage",
     "detach_from_prediction",
     "get_pipeline",
@@ -180,8 +180,10 @@ def record_feedback(prediction_id: str, *, correct: bool | None = None, label: A
     """Join ground truth that arrived later (seconds to days) to its prediction: ``correct=`` or ``label=``.
 
     Returns 'joined' when this process remembered the prediction; 'duplicate' when its label was already
-    joined (counted, not used); 'forwarded' when this process does not know the id (a labelling job, say):
-    the label then goes out as a feedback span, and the collector joins it to the prediction's span.
+    joined (counted, not used); 'no_value' for a ``label=`` whose prediction was remembered without
+    ``prediction=`` (nothing to compare: counted, not guessed); 'forwarded' when this process does not know
+    the id (a labelling job, say): the label then goes out as a feedback span, and the collector joins it
+    to the prediction's span.
     """
     outcome = _joiner().record(prediction_id, correct=correct, label=label)
     if outcome != "unknown":

@@ -221,7 +221,7 @@ class Settings:
     exit_timeout_s: float = 2.0
     # Keep the spans of every failed or slow prediction whose trace the sampler dropped (docs/performance.md)
     keep_slow_and_failed: bool = False
-    keep_slow_threshold_s: float = taxonomy.CORE_METRICS["prediction_latency"].threshold_warning
+    keep_slow_threshold_s: float = taxonomy.SLO_LATENCY_THRESHOLD_SECONDS  # slow: outside the latency SLO
 
     @property
     def fast_path(self) -> bool:

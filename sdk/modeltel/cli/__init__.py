@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..config import PROTOCOLS
 
 # flag: (variable it sets, metavar, choices, what the variable defaults to when unset)

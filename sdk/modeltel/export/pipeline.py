@@ -20,8 +20,9 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from .. import __version__, config
+from .. import config
 from .. import taxonomy as tx
+from .._version import __version__
 from ..hotpath import Telemetry
 from ..hotpath.fastmetrics import FastMetrics
 from ..hotpath.recorders import FastRecorder, SdkRecorder

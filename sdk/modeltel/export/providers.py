@@ -35,8 +35,9 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from .. import __version__, config
+from .. import config
 from .. import taxonomy as tx
+from .._version import __version__
 from . import otlp
 
 

@@ -28,7 +28,7 @@ __all__ = ["UID", "models_dashboard"]
 
 UID = MODELS_UID
 _BY = "model_name, model_version"
-_CORE = tx.CORE_METRICS
+_ACCURACY_SLO = next(s for s in tx.SLOS if s.name == "accuracy_slo")
 
 
 def _sel(instrument: tx.Instrument, extra: str = "") -> str:
@@ -52,7 +52,9 @@ def latency_panel(links: Links) -> gd.Panel:
     return timeseries(
         "Prediction latency p50 / p95 / p99", "s", targets, description=lat.description,
         links=(runbook_link(links, "HighPredictionLatency"), runbook_link(links, "CriticalPredictionLatency")),
-    ).thresholds(thresholds(_CORE["prediction_latency"]))  # fmt: skip
+    ).thresholds(thresholds(
+        "HighPredictionLatency", "CriticalPredictionLatency", slo=tx.SLO_LATENCY_THRESHOLD_SECONDS
+    ))  # fmt: skip
 
 
 def throughput_panel(links: Links) -> gd.Panel:
@@ -61,18 +63,20 @@ def throughput_panel(links: Links) -> gd.Panel:
         "Predictions / s by model and status", "reqps",
         [query(expr, "{{model_name}} {{model_version}} {{status}}")],
         description=tx.PREDICTIONS.description, links=(runbook_link(links, "LowThroughput"),),
-    ).thresholds(thresholds(_CORE["requests_per_second"]))  # fmt: skip
+    ).thresholds(thresholds("LowThroughput"))  # fmt: skip
 
 
 def error_rate_panel(links: Links) -> gd.Panel:
-    errors = f"sum by ({_BY}) ({_rate(tx.ERRORS)})"
+    is_error = f'{tx.ATTR_STATUS}="{tx.STATUS_ERROR}"'
+    failed = f"sum by ({_BY}) ({_rate(tx.PREDICTIONS, extra=is_error)})"
     total = f"sum by ({_BY}) ({_rate(tx.PREDICTIONS)})"
-    expr = f"({errors} or 0 * {total}) / ({total} > 0)"
+    expr = f"({failed} or 0 * {total}) / ({total} > 0)"
     return timeseries(
         "Error rate", "percentunit", [query(expr, "{{model_name}} {{model_version}}")],
-        description="Errors per prediction.",
+        description="Failed predictions (status=error) per prediction: the ratio HighErrorRate and"
+        " CriticalErrorRate compare (errors by type are counted per exception, which can exceed it).",
         links=(runbook_link(links, "HighErrorRate"), runbook_link(links, "CriticalErrorRate")),
-    ).thresholds(thresholds(_CORE["error_rate"]))  # fmt: skip
+    ).thresholds(thresholds("HighErrorRate", "CriticalErrorRate"))  # fmt: skip
 
 
 def errors_by_type_panel() -> gd.Panel:
@@ -81,7 +85,6 @@ def errors_by_type_panel() -> gd.Panel:
 
 
 def accuracy_panel(links: Links) -> gd.Panel:
-    acc = _CORE["online_accuracy"]
     expr = f"avg by ({_BY}) ({tx.ONLINE_ACCURACY.prometheus_name}{_sel(tx.ONLINE_ACCURACY)})"
     return (
         gg.Panel()
@@ -92,8 +95,8 @@ def accuracy_panel(links: Links) -> gd.Panel:
         .unit("percentunit")
         .min(0)
         .max(1)
-        # red below the warning threshold, orange up to the SLO target, green at or above it
-        .thresholds(thresholds(steps=(acc.slo_target, acc.threshold_warning)))
+        # orange below AccuracyDegradation's threshold, yellow below the accuracy SLO's, green at or above it
+        .thresholds(thresholds("AccuracyDegradation", slo=_ACCURACY_SLO.threshold))
         .show_threshold_markers(True)
         .reduce_options(LAST)
         .links([runbook_link(links, "AccuracyDegradation")])
@@ -108,9 +111,10 @@ def stage_panel(links: Links) -> gd.Panel:
         query(mean, "mean {{stage}}", "B"),
     ]
     return timeseries(
-        "Stage latency (preprocess, inference, postprocess, custom)", "s", targets, description=st.description,
+        "Stage latency (preprocess, inference, postprocess, custom)", "s", targets,
+        description=f"{st.description} The lines are the inference stage's alert thresholds.",
         links=(runbook_link(links, "HighStageLatency"), runbook_link(links, "CriticalStageLatency")),
-    ).thresholds(thresholds(_CORE["inference_latency"]))  # fmt: skip
+    ).thresholds(thresholds("HighStageLatency", "CriticalStageLatency", stage=tx.STAGE_INFERENCE))  # fmt: skip
 
 
 def batch_panel() -> gd.Panel:
@@ -140,9 +144,10 @@ def resources_panel(links: Links) -> gd.Panel:
     expr = f"avg by (model_name, resource_type) ({r.prometheus_name}{_sel(r)})"
     return timeseries(
         "CPU / memory / GPU use", "percent", [query(expr, "{{model_name}} {{resource_type}}")],
-        description=r.description,
+        description=f"{r.description} CPU, memory and GPU page at different levels: the GPU and host dashboard"
+        " draws each alert's threshold on its own panel.",
         links=(runbook_link(links, "HighCPUUsage"), runbook_link(links, "HighMemoryUsage")),
-    ).min(0).max(100).thresholds(thresholds(_CORE["cpu_utilization"]))  # fmt: skip
+    ).min(0).max(100)  # fmt: skip
 
 
 def alerts_panel() -> gd.Panel:

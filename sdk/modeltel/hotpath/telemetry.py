@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from .. import config
 from .. import taxonomy as tx
+from .._version import __version__
 from ..config import Settings
 from .held import SpanHold
 from .recorders import Recorder, SdkRecorder
@@ -184,8 +185,6 @@ def _tracing_mode(provider: trace.TracerProvider | None) -> tuple[trace.Tracer, 
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
-    from .. import __version__
-
     provider = provider or trace.get_tracer_provider()
     tracer = provider.get_tracer(tx.TRACER_NAME, __version__)
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
@@ -209,8 +208,6 @@ def telemetry_for(
     configured yet), and kept once real providers are in place, which OpenTelemetry allows only once.
     ``settings`` default to the environment's.
     """
-    from .. import __version__
-
     settings = settings or config.load()
     recorder = SdkRecorder(meter_provider.get_meter(tx.METER_NAME, __version__), settings.bucket_overrides)
     return Telemetry(settings, recorder, tracer_provider)

@@ -6,9 +6,10 @@ be the alert rules and dashboards, so a rename is a one-line change every consum
 namespace (``from modeltel import taxonomy as tx``); the modules behind it only keep it readable:
 
 * :mod:`.names`: attribute keys, buckets, the per-request instruments;
-* :mod:`.quality`: the seed's metric definitions with thresholds and severity, and the SLOs;
+* :mod:`.quality`: the seed's metric list, severities, and the SLOs (objectives and their thresholds);
 * :mod:`.hardware`: GPU and host meter names;
-* :mod:`.alerting`: alert thresholds, ``for:`` durations and the burn-rate window table;
+* :mod:`.alerting`: the one table of thresholds that page (what the rules and the panels draw), ``for:``
+  durations and the burn-rate window table;
 * :mod:`.analytics`: the collector's degradation-detector gauges.
 """
 
