@@ -51,7 +51,7 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
 
 class BentoMLInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("bentoml >= 1.3, < 2",)
+        return self.extra_requirements("bentoml")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from _bentoml_sdk.method import APIMethod

@@ -63,7 +63,7 @@ class ModeltelFastAPIInstrumentor(HttpServerInstrumentor):
     app_method = "build_middleware_stack"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("fastapi >= 0.100, < 1", "opentelemetry-instrumentation-fastapi >= 0.45b0")
+        return self.extra_requirements("fastapi")
 
     @staticmethod
     def _contrib() -> Any:

@@ -37,7 +37,7 @@ class TransformersInstrumentor(ModeltelInstrumentor):
     patched_module = "transformers.pipelines.base"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("transformers >= 4.40, < 6",)
+        return self.extra_requirements("transformers")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from transformers.pipelines.base import Pipeline

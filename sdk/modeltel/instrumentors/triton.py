@@ -304,7 +304,7 @@ class TritonInstrumentor(ModeltelInstrumentor):
     """Client spans for ``tritonclient`` (HTTP, gRPC, and their asyncio clients)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("tritonclient >= 2.40, < 3",)
+        return self.extra_requirements("triton")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         wrapping = _Wrapping(self)
