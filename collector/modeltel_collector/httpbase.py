@@ -21,9 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from modeltel_collector.otlp import PayloadError
+
+if TYPE_CHECKING:
+    from modeltel_collector.wiring import Deps
 
 _BUSY_BODY = b"too many open connections"
 _BUSY = (
@@ -43,20 +46,15 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type,
-        max_connections: int,
-        ssl_context=None,
-        read_timeout_s: float = 30.0,
-        **ctx: Any,
-    ):
+        self, address: tuple[str, int], handler: type, deps: Deps, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """Caps and timeouts from ``deps.config`` (``max_connections``, ``read_timeout_s``)."""
         super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self.read_timeout_s = read_timeout_s
+        self._slots = threading.BoundedSemaphore(deps.config.max_connections)
+        self.read_timeout_s = deps.config.read_timeout_s
         self._waiting: dict[Any, float] = {}  # connections waiting for a request -> since (monotonic)
         self._waiting_lock = threading.Lock()
-        self.ctx = ctx  # shared objects the handlers need (ingest queue, stores, config)
+        self.deps = deps  # what the handlers serve from (ingest queue, stores, config)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
@@ -132,6 +130,7 @@ def token_ok(header: str | None, token: str) -> bool:
 
 
 class Handler(BaseHTTPRequestHandler):
+    server: BoundedHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "modeltel-collector"
     _deadline = 0.0  # monotonic time by which the current request's body must have arrived

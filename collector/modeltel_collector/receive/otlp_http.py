@@ -25,8 +25,8 @@ _REFUSAL_REASONS = {400: "invalid", 408: "timeout", 411: "invalid", 413: "too_la
 
 class OTLPHandler(Handler):
     def do_POST(self) -> None:
-        ctx = self.server.ctx
-        stats, cfg = ctx["stats"], ctx["config"]
+        deps = self.server.deps
+        stats, cfg = deps.stats, deps.config
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         is_json = content_type == _JSON
         signal = _PATHS.get(urlsplit(self.path).path.rstrip("/"))
@@ -43,7 +43,7 @@ class OTLPHandler(Handler):
             if content_type not in (_PROTOBUF, _JSON):
                 self.read_body(cfg.max_request_bytes)
                 raise otlp.PayloadError(f"Content-Type must be {_PROTOBUF} or {_JSON}, got {content_type!r}", 415)
-            with ctx["ingest"].reserve() as held:
+            with deps.ingest.reserve() as held:
                 response = self._accept(signal, is_json, held)
         except otlp.PayloadError as e:
             stats.inc("modeltel_collector_refused_requests", _REFUSAL_REASONS.get(e.status, "invalid"))
@@ -61,10 +61,9 @@ class OTLPHandler(Handler):
     def _accept(self, signal: str, is_json: bool, held: Reservation) -> Message:
         """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory;
         returns the response (with partial_success for points that will not be exposed)."""
-        ctx = self.server.ctx
-        cfg = ctx["config"]
+        cfg, ingest = self.server.deps.config, self.server.deps.ingest
         body = self.read_body(cfg.max_request_bytes, held.grow)
-        ctx["ingest"].check_room(len(body))
+        ingest.check_room(len(body))
         encoding = self.headers.get("Content-Encoding", "")
         if encoding.strip().lower() not in ("", "identity"):
             body = otlp.decompress(body, encoding, cfg.max_request_bytes)
@@ -76,8 +75,8 @@ class OTLPHandler(Handler):
         else:
             held.grow(len(body) * otlp.PROTOBUF_DECODE_FACTOR)
             request = otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-        ctx["ingest"].submit(signal, body, "http")
-        return response(signal, request, ctx["ingest"].points_over_limit(signal, request))
+        ingest.submit(signal, body, "http")
+        return response(signal, request, ingest.points_over_limit(signal, request))
 
     def do_GET(self) -> None:
         self.send_body(405, b"OTLP receiver: POST /v1/traces or /v1/metrics\n", "text/plain", {"Allow": "POST"})

@@ -117,11 +117,11 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is under ``/jaeger/api/``; False leaves it to the caller."""
     if not path.startswith(PREFIX):
         return False
-    ctx = handler.server.ctx
-    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+    deps = handler.server.deps
+    if not token_ok(handler.headers.get("Authorization"), deps.config.auth_token):
         _respond(handler, 401, error="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return True
-    store, rest = ctx["spans"], path[len(PREFIX) :]
+    store, rest = deps.spans, path[len(PREFIX) :]
     query = parse_qs(query_string)
     try:
         if rest == "services":
