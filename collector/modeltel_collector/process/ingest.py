@@ -230,7 +230,7 @@ class IngestQueue:
             rows, invalid = process_traces(request, self.metrics, self.derive, facts=facts)
             if facts:
                 self._hand_over(facts)
-            self.spans.put(rows)
+            self.spans.put(rows, accepted=self._busy_since)  # still unwritten since it was acknowledged
             self.stats.inc("modeltel_collector_received_spans", protocol, sum(r.span_count for r in rows))
             if invalid:
                 self.stats.inc("modeltel_collector_dropped", "spans_invalid_id", invalid)
