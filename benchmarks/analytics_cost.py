@@ -22,8 +22,8 @@ from collections import deque
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from modeltel import taxonomy as tx
-from modeltel_collector.analytics.facts import Prediction
 from modeltel_collector.analytics.live import LiveAnalytics
+from modeltel_collector.facts import Prediction
 from modeltel_collector.process.spanmetrics import process_traces
 from modeltel_collector.store.metrics import MetricStore
 

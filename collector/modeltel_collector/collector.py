@@ -96,7 +96,14 @@ class Collector:
 
     def _serve_http(self, name: str, address: str, handler: type) -> None:
         ctx = ssl_context(self.config.tls_cert, self.config.tls_key)  # every listener: both take the token
-        server = BoundedHTTPServer(split_address(address), handler, self.deps, ssl_context=ctx)
+        server = BoundedHTTPServer(
+            split_address(address),
+            handler,
+            self.deps,
+            max_connections=self.config.max_connections,
+            read_timeout_s=self.config.read_timeout_s,
+            ssl_context=ctx,
+        )
         self._http[name] = server
         self.ports[name] = server.port
         t = threading.Thread(

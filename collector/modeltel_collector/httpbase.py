@@ -21,12 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from modeltel_collector.otlp import PayloadError
-
-if TYPE_CHECKING:
-    from modeltel_collector.wiring import Deps
 
 _BUSY_BODY = b"too many open connections"
 _BUSY = (
@@ -46,12 +43,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(
-        self, address: tuple[str, int], handler: type, deps: Deps, *, ssl_context: ssl.SSLContext | None = None
+        self,
+        address: tuple[str, int],
+        handler: type,
+        deps: Any,
+        *,
+        max_connections: int,
+        read_timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Caps and timeouts from ``deps.config`` (``max_connections``, ``read_timeout_s``)."""
+        """``deps``: what the handlers serve from, the collector's ``wiring.Deps`` (each handler module names
+        the part it reads as a Protocol: ``receive.otlp_http.IngestDeps``, ``serve.deps.ServeDeps``)."""
         super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(deps.config.max_connections)
-        self.read_timeout_s = deps.config.read_timeout_s
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.read_timeout_s = read_timeout_s
         self._waiting: dict[Any, float] = {}  # connections waiting for a request -> since (monotonic)
         self._waiting_lock = threading.Lock()
         self.deps = deps  # what the handlers serve from (ingest queue, stores, config)

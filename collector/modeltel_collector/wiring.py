@@ -1,8 +1,10 @@
 """``Deps``: what the collector's receivers, handlers and detectors share, as one typed object.
 
 ``Collector.__init__`` builds every part once and hands this object on: the HTTP servers keep it as
-``server.deps`` for their handlers, the gRPC receiver and the detectors take it whole. A reader (or a type
-checker) can follow a request from any handler to the object that serves it.
+``server.deps`` for their handlers, the gRPC receiver and the detectors take it whole. Each layer names
+the part it reads as a Protocol of its own (``receive.otlp_http.IngestDeps``, ``serve.deps.ServeDeps``,
+``analytics.live.AnalyticsDeps``), which ``Deps`` satisfies, so layers never import this module (it
+imports them all) and a reader or a type checker can still follow a request to the object serving it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from modeltel_collector.analytics.facts import Fact
 from modeltel_collector.config import Config
+from modeltel_collector.facts import Fact
 from modeltel_collector.process.ingest import IngestQueue
 from modeltel_collector.stats import Stats
 from modeltel_collector.store.history import MetricHistory
@@ -21,7 +23,7 @@ from modeltel_collector.store.metrics import MetricStore
 from modeltel_collector.store.spans import SpanStore
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class Deps:
     config: Config
     stats: Stats

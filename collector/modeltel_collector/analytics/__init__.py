@@ -12,8 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modeltel_collector.analytics.live import LiveAnalytics
-    from modeltel_collector.wiring import Deps
+    from .live import AnalyticsDeps, LiveAnalytics
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def available() -> bool:
     return True
 
 
-def attach(deps: Deps) -> LiveAnalytics | None:
+def attach(deps: AnalyticsDeps) -> LiveAnalytics | None:
     """Start the detectors on a starting collector's parts; None when they are off (``analytics = false``),
     and None with one log line without the analytics extra."""
     if deps.facts is None:

@@ -27,11 +27,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from modeltel import taxonomy as tx
+from modeltel_collector.config import Config
+from modeltel_collector.facts import Confidence, Fact, Feedback
 from modeltel_collector.store.history import increase
 from modeltel_collector.store.metrics import COUNTER, GaugePoint, MetricStore
 from modeltel_collector.translate import label_name
@@ -39,13 +41,9 @@ from modeltel_collector.translate import label_name
 from .alerting import AlertmanagerPoster
 from .detectors import CONFIDENCE_BOUNDS
 from .engine import Engine, Event
-from .facts import Confidence, Fact, Feedback
 from .joiner import LabelJoiner
 from .keeper import BaselineKeeper
 from .settings import CHECKS, Settings
-
-if TYPE_CHECKING:
-    from modeltel_collector.wiring import Deps
 
 log = logging.getLogger(__name__)
 POLL_S, LAG_S = 2.0, 10.0  # LiveAnalytics' defaults: how often it polls, how long it waits for stragglers
@@ -53,6 +51,15 @@ _CONFIDENCE = tx.PREDICTION_CONFIDENCE.prometheus_name
 _MODEL, _VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 _JOB, _SCOPE = "modeltel-analytics", "modeltel.analytics"  # who the gauges are from, on /metrics
 _BY_TIME = attrgetter("time")
+
+
+class AnalyticsDeps(Protocol):
+    """What the detectors read of the collector's ``wiring.Deps``."""
+
+    config: Config
+    facts: deque[Fact] | None  # None when the detectors are off
+    metrics: MetricStore
+    stopped: threading.Event  # set once the collector begins to stop
 
 
 class LiveAnalytics:
@@ -205,7 +212,7 @@ class LiveAnalytics:
         return points if age is None else [*points, _point(tx.BASELINE_AGE, age, attrs)]
 
 
-def start_on(deps: Deps) -> LiveAnalytics:
+def start_on(deps: AnalyticsDeps) -> LiveAnalytics:
     """The detectors on a collector's hand-over and metric store, configured from its config, polling until
     the collector stops (``analytics.attach``)."""
     cfg = deps.config
@@ -216,7 +223,7 @@ def start_on(deps: Deps) -> LiveAnalytics:
     return live.start(stopped=deps.stopped)
 
 
-def live_for(cfg, facts: deque[Fact], metrics: MetricStore, **kwargs) -> LiveAnalytics:
+def live_for(cfg: Config, facts: deque[Fact], metrics: MetricStore, **kwargs) -> LiveAnalytics:
     """A LiveAnalytics whose windows, poll period and lag are scaled by ``cfg.analytics_time_scale``."""
     scale = cfg.analytics_time_scale
     return LiveAnalytics(

@@ -14,8 +14,8 @@ import threading
 import time
 from collections import deque
 
-from modeltel_collector.analytics.facts import Fact
 from modeltel_collector.config import Config
+from modeltel_collector.facts import Fact
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.otlp import METRICS, REQUEST_TYPES, TRACES
 from modeltel_collector.process.spanmetrics import process_traces

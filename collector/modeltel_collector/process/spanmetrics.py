@@ -15,7 +15,7 @@ import time
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
-from modeltel_collector.analytics.facts import Fact, Feedback, Prediction
+from modeltel_collector.facts import Fact, Feedback, Prediction
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
 

@@ -19,8 +19,8 @@ from modeltel_collector import otlp
 from modeltel_collector.config import split_address
 from modeltel_collector.httpbase import ssl_context, token_ok
 from modeltel_collector.process.ingest import Overloaded
+from modeltel_collector.receive.otlp_http import IngestDeps
 from modeltel_collector.validate import response
-from modeltel_collector.wiring import Deps
 
 _SERVICES = {
     otlp.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
@@ -29,7 +29,7 @@ _SERVICES = {
 
 
 class GrpcReceiver:
-    def __init__(self, deps: Deps, *, workers: int = 8) -> None:
+    def __init__(self, deps: IngestDeps, *, workers: int = 8) -> None:
         """Listens on ``deps.config.otlp_grpc``; submits to ``deps.ingest``."""
         config = deps.config
         address = config.otlp_grpc

@@ -6,14 +6,17 @@ google.rpc.Status for bad payloads (not retryable); 429 + Retry-After when the i
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from modeltel_collector import otlp
+from modeltel_collector.config import Config
 from modeltel_collector.httpbase import Handler, token_ok
-from modeltel_collector.process.ingest import Overloaded, Reservation
+from modeltel_collector.process.ingest import IngestQueue, Overloaded, Reservation
+from modeltel_collector.stats import Stats
 from modeltel_collector.validate import response
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
@@ -23,9 +26,17 @@ _GRPC_CODES = {401: 16, 404: 5, 429: 8}  # UNAUTHENTICATED, NOT_FOUND, RESOURCE_
 _REFUSAL_REASONS = {400: "invalid", 408: "timeout", 411: "invalid", 413: "too_large", 415: "unsupported_media_type"}
 
 
+class IngestDeps(Protocol):
+    """What the receivers read of the collector's ``wiring.Deps``."""
+
+    config: Config
+    stats: Stats
+    ingest: IngestQueue
+
+
 class OTLPHandler(Handler):
     def do_POST(self) -> None:
-        deps = self.server.deps
+        deps: IngestDeps = self.server.deps
         stats, cfg = deps.stats, deps.config
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         is_json = content_type == _JSON
@@ -61,7 +72,8 @@ class OTLPHandler(Handler):
     def _accept(self, signal: str, is_json: bool, held: Reservation) -> Message:
         """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory;
         returns the response (with partial_success for points that will not be exposed)."""
-        cfg, ingest = self.server.deps.config, self.server.deps.ingest
+        deps: IngestDeps = self.server.deps
+        cfg, ingest = deps.config, deps.ingest
         body = self.read_body(cfg.max_request_bytes, held.grow)
         ingest.check_room(len(body))
         encoding = self.headers.get("Content-Encoding", "")

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console import serve_console
+from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
 
@@ -28,7 +29,7 @@ class ApiHandler(Handler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        deps = self.server.deps
+        deps: ServeDeps = self.server.deps
         if serve_console(self, path, url.query) or serve_jaeger(self, path, url.query):
             return
         if path == "/metrics":
@@ -65,7 +66,8 @@ class ApiHandler(Handler):
         except ValueError:
             self.send_json(400, {"error": "trace id must be 32 hex digits"})
             return
-        store, cap = self.server.deps.spans, self.server.deps.config.trace_fetch_max_spans
+        deps: ServeDeps = self.server.deps
+        store, cap = deps.spans, deps.config.trace_fetch_max_spans
         spans = store.get_trace(trace_id, cap)
         if not spans:
             self.send_json(404, {"error": f"trace {trace_hex} not found"})

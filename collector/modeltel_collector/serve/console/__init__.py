@@ -13,14 +13,12 @@ from __future__ import annotations
 import json
 import urllib.request
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console.views import CONSOLE_FAMILIES, Views
-
-if TYPE_CHECKING:
-    from modeltel_collector.wiring import Deps
+from modeltel_collector.serve.deps import ServeDeps
 
 __all__ = ["CONSOLE_FAMILIES", "serve_console"]
 
@@ -56,7 +54,7 @@ def _float(query: dict[str, str], key: str, default: float | None) -> float | No
     return number
 
 
-def _alerts(deps: Deps) -> dict[str, Any]:
+def _alerts(deps: ServeDeps) -> dict[str, Any]:
     """What fires now: the collector's degradation detections (None when the detectors are off) and, when
     ``alertmanager_url`` is set, Alertmanager's active alerts (the rule alerts and the detectors' alike)."""
     detections = deps.detections()
@@ -89,7 +87,7 @@ def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str
 
 def serve_console(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is the console's (a page, an asset or its API); False leaves it to the caller."""
-    deps = handler.server.deps
+    deps: ServeDeps = handler.server.deps
     history = deps.history
     if history is None:
         return False  # console disabled: the listen address serves what it did before

@@ -1,8 +1,9 @@
 """What the detectors are fed: one named type per fact, produced by ingest and the metric store, read by
-``analytics.live``.
+``analytics.live`` (a leaf both layers import).
 
 Ingest builds a ``Prediction`` or a ``Feedback`` per span in its hot loop (``process.spanmetrics``), so
-facts are NamedTuples: as cheap to build as the plain tuples they replace, read by name. ``Confidence``
+facts are NamedTuples: read by name, and built within noise of plain tuples' cost
+(``benchmarks/analytics_cost.py``). ``Confidence``
 is what the metric store's confidence histograms gained between two polls (they are not on spans).
 Every fact has a ``time`` (seconds since the epoch): the engine takes them in that order.
 """
