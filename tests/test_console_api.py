@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -132,6 +133,31 @@ def test_alerts_lists_the_detections_and_what_fires_in_alertmanager(alertmanager
             "firing",
             "critical",
         )
+
+
+def test_alerts_shows_what_the_detection_engine_found_in_received_spans():
+    # end to end: prediction spans over OTLP, ingest's facts, the engine's windows, the console's answer
+    pytest.importorskip("scipy")
+    import numpy as np
+
+    from tests.test_analytics_live import _send, _spans
+
+    rng, now = np.random.default_rng(0), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()  # polled below, at a time of the test's choosing
+        for start in range(-1300, -400, 100):  # 15 healthy minutes, then 5 at twice the latency
+            _send(c, _spans("slow", now + start, 100, rng))
+        for start in range(-400, -100, 100):
+            _send(c, _spans("slow", now + start, 100, rng, slow=2.0))
+        c.flush()
+        c.analytics.poll(now - 90)  # the data end at now - 100
+        status, doc = get_json(c, API + "alerts")
+    assert status == 200 and doc["alertmanager"] is None
+    firing = [d for d in doc["detections"] if d["state"] == "firing"]
+    assert [(d["model"], d["version"], d["check"], d["severity"]) for d in firing] == [
+        ("slow", "3", "latency_shift", "critical")
+    ]
+    assert firing[0]["time"] <= now - 90
 
 
 def test_alerts_says_when_alertmanager_is_not_there():

@@ -46,17 +46,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         handler: type,
+        deps: Any,
+        *,
         max_connections: int,
-        ssl_context=None,
-        read_timeout_s: float = 30.0,
-        **ctx: Any,
-    ):
+        read_timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``deps``: what the handlers serve from, the collector's ``wiring.Deps`` (each handler module names
+        the part it reads as a Protocol: ``receive.otlp_http.IngestDeps``, ``serve.deps.ServeDeps``)."""
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
         self.read_timeout_s = read_timeout_s
         self._waiting: dict[Any, float] = {}  # connections waiting for a request -> since (monotonic)
         self._waiting_lock = threading.Lock()
-        self.ctx = ctx  # shared objects the handlers need (ingest queue, stores, config)
+        self.deps = deps  # what the handlers serve from (ingest queue, stores, config)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
@@ -132,6 +135,7 @@ def token_ok(header: str | None, token: str) -> bool:
 
 
 class Handler(BaseHTTPRequestHandler):
+    server: BoundedHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "modeltel-collector"
     _deadline = 0.0  # monotonic time by which the current request's body must have arrived

@@ -15,6 +15,7 @@ import time
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
+from modeltel_collector.facts import Fact, Feedback, Prediction
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
@@ -76,7 +77,7 @@ class _Trace:
 
 
 def process_traces(
-    request, store: MetricStore, derive: bool = True, now: float | None = None, *, facts: list | None = None
+    request, store: MetricStore, derive: bool = True, now: float | None = None, *, facts: list[Fact] | None = None
 ) -> tuple[list[TraceRow], int]:
     """Return (rows for the span store, spans skipped for invalid ids) and update derived metrics; with
     ``facts``, append the detectors' facts of each prediction and feedback span to it (see ``_add_fact``).
@@ -113,7 +114,7 @@ def _resource_attributes(resource) -> tuple[str, str, str]:
 
 
 def _scan_scope(
-    ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups, facts: list | None
+    ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups, facts: list[Fact] | None
 ) -> int:
     """Fold one scope's spans into ``traces``, their observations into ``groups`` and their detector
     facts into ``facts`` (each unless None).
@@ -174,22 +175,22 @@ def _scan_scope(
     return invalid
 
 
-def _add_fact(facts: list, kind: str, model: str, version: str, duration: int, end: int, code: int, extra: dict):
-    """Append a prediction span as ("request", end s, model, version, latency s, ok, prediction id, predicted
-    value), a feedback span as ("label", end s, prediction id, correct, label): what the detectors and the
-    label joiner read. A prediction naming no model, or feedback naming no prediction, adds nothing."""
+def _add_fact(
+    facts: list[Fact], kind: str, model: str, version: str, duration: int, end: int, code: int, extra: dict
+) -> None:
+    """Append a prediction span as a ``Prediction``, a feedback span as a ``Feedback``: what the detectors
+    and the label joiner read. A prediction naming no model, or feedback naming no prediction, adds nothing."""
     pid = extra.get(tx.SPAN_ATTR_PREDICTION_ID)
     pid = pid.string_value if pid is not None else None
     if kind == _PREDICTION and model:
         value = extra.get(tx.SPAN_ATTR_PREDICTION_VALUE)
         value = value.string_value if value is not None else None
-        facts.append(
-            ("request", end / 1e9, model, version or tx.UNKNOWN_VALUE, duration / 1e9, code != _ERROR, pid, value)
-        )
+        version = version or tx.UNKNOWN_VALUE
+        facts.append(Prediction(end / 1e9, model, version, duration / 1e9, code != _ERROR, pid, value))
     elif kind == _FEEDBACK and pid:
         correct, label = extra.get(tx.SPAN_ATTR_FEEDBACK_CORRECT), extra.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
         correct = None if correct is None else correct.bool_value
-        facts.append(("label", end / 1e9, pid, correct, None if label is None else label.string_value))
+        facts.append(Feedback(end / 1e9, pid, correct, None if label is None else label.string_value))
 
 
 def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_GroupKey, list[Observation]]) -> None:

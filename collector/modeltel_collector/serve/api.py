@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console import serve_console
+from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
 
@@ -28,23 +29,23 @@ class ApiHandler(Handler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        ctx = self.server.ctx
+        deps: ServeDeps = self.server.deps
         if serve_console(self, path, url.query) or serve_jaeger(self, path, url.query):
             return
         if path == "/metrics":
-            cfg = ctx["config"]
+            cfg = deps.config
             if cfg.metrics_auth and not token_ok(self.headers.get("Authorization"), cfg.auth_token):
                 self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
                 return
             om = wants_openmetrics(self.headers.get("Accept", ""))
-            body = render(ctx["metrics"], ctx["stats"], om)
+            body = render(deps.metrics, deps.stats, om)
             self.send_body(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
         elif path == "/healthz":
-            self.send_json(*ctx["health"]())
+            self.send_json(*deps.health())
         elif path.startswith("/api/traces"):
-            if not token_ok(self.headers.get("Authorization"), ctx["config"].auth_token):
+            if not token_ok(self.headers.get("Authorization"), deps.config.auth_token):
                 self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
-            elif not ctx["api_slots"].acquire(blocking=False):  # slow queries must leave room for scrapes
+            elif not deps.api_slots.acquire(blocking=False):  # slow queries must leave room for scrapes
                 self.send_json(429, {"error": "too many trace queries in progress"}, {"Retry-After": "1"})
             else:
                 try:
@@ -53,7 +54,7 @@ class ApiHandler(Handler):
                     else:
                         self._get(path[len("/api/traces/") :])
                 finally:
-                    ctx["api_slots"].release()
+                    deps.api_slots.release()
         else:
             self.send_json(404, {"error": "not found", "endpoints": ["/metrics", "/healthz", "/api/traces"]})
 
@@ -65,7 +66,8 @@ class ApiHandler(Handler):
         except ValueError:
             self.send_json(400, {"error": "trace id must be 32 hex digits"})
             return
-        store, cap = self.server.ctx["spans"], self.server.ctx["config"].trace_fetch_max_spans
+        deps: ServeDeps = self.server.deps
+        store, cap = deps.spans, deps.config.trace_fetch_max_spans
         spans = store.get_trace(trace_id, cap)
         if not spans:
             self.send_json(404, {"error": f"trace {trace_hex} not found"})
@@ -78,7 +80,7 @@ class ApiHandler(Handler):
     def _search(self, query: dict[str, list[str]]) -> None:
         q = {k: v[-1] for k, v in query.items()}
         try:
-            traces = self.server.ctx["spans"].search(
+            traces = self.server.deps.spans.search(
                 **{k: q.get(k) for k in _SEARCH_KEYS},
                 min_duration_ms=_finite(q["min_duration_ms"], "min_duration_ms") if q.get("min_duration_ms") else None,
                 sort=q.get("sort", "recent"),

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.serve.deps import ServeDeps
 
 __all__ = ["PREFIX", "parse_duration_us", "serve_jaeger", "to_jaeger_trace"]
 
@@ -117,11 +118,11 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is under ``/jaeger/api/``; False leaves it to the caller."""
     if not path.startswith(PREFIX):
         return False
-    ctx = handler.server.ctx
-    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+    deps: ServeDeps = handler.server.deps
+    if not token_ok(handler.headers.get("Authorization"), deps.config.auth_token):
         _respond(handler, 401, error="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return True
-    store, rest = ctx["spans"], path[len(PREFIX) :]
+    store, rest = deps.spans, path[len(PREFIX) :]
     query = parse_qs(query_string)
     try:
         if rest == "services":

@@ -13,6 +13,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -58,6 +59,23 @@ class ResourceState:
     info: Labels  # target_info labels (other resource attributes)
     last_seen: float
     keys: set[tuple[str, Labels]] = field(default_factory=set)
+
+
+class HistogramState(NamedTuple):
+    """One histogram series as ``MetricStore.histograms`` copies it out."""
+
+    start_ns: int
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+
+
+class GaugePoint(NamedTuple):
+    """A gauge value an in-process producer sets (``MetricStore.set_gauges``); attributes by OTel name."""
+
+    family: str
+    help: str
+    attributes: dict[str, str]
+    value: float
 
 
 @dataclass
@@ -125,13 +143,16 @@ class MetricStore:
         self._claimed: dict[str, str] = {}  # exposed name (family or sample) -> the family that owns it
 
     # ---------------------------------------------------------------- resources
-    def _touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
-        """The resource's state; None for a new resource while the series limit is reached.
+    def touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
+        """The resource's state; None for a new resource while the series limit is reached. Caller holds
+        ``lock``.
 
         A resource is a series too (its ``target_info`` line, and memory for its attributes), so distinct
         resources cannot grow the store and the scrape past ``max_series`` either.
         """
-        key, info = resource_identity(resource)
+        return self._resource(*resource_identity(resource), now)
+
+    def _resource(self, key: ResourceKey, info: Labels, now: float) -> ResourceState | None:
         state = self.resources.get(key)
         if state is None:
             if self.n_series >= self.max_series:
@@ -180,7 +201,7 @@ class MetricStore:
         result = IngestResult()
         with self.lock:
             for rm in request.resource_metrics:
-                res = self._touch_resource(rm.resource, now)
+                res = self.touch_resource(rm.resource, now)
                 if res is None:
                     result.rejected += _count_points(rm)
                     result.reasons.add(f"series limit {self.max_series} reached (new resource)")
@@ -335,9 +356,39 @@ class MetricStore:
             return len(points)
         return sum(_point_labels(base, p.attributes) not in fam.series for p in points)
 
-    def touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
-        """Register a resource seen in traces (caller holds lock)."""
-        return self._touch_resource(resource, now)
+    # ---------------------------------------------------------------- in-process readers and writers
+    def histograms(self, family: str) -> dict[Labels, HistogramState]:
+        """A copy of each explicit-bucket series of ``family``, taken under the lock (the detectors read
+        the confidence histograms this way)."""
+        with self.lock:
+            fam = self.families.get(family)
+            series = () if fam is None else fam.series.items()
+            return {
+                labels: HistogramState(s.start_ns, s.bounds, tuple(s.counts))
+                for labels, s in series
+                if isinstance(s, HistogramSeries)
+            }
+
+    def set_gauges(self, job: str, scope: str, points: list[GaugePoint], now: float | None = None) -> IngestResult:
+        """Set the gauges of an in-process producer (the detectors) as resource ``job``, scope ``scope``: the
+        same families, series limit and staleness as gauges received over OTLP, with no OTLP round trip."""
+        now = time.time() if now is None else now
+        result = IngestResult()
+        with self.lock:
+            res = self._resource((job, ""), (), now)
+            base = () if res is None else (*res.labels, ("otel_scope_name", scope))
+            for p in points:
+                labels = dict(base)
+                for key, value in p.attributes.items():
+                    _add_label(labels, label_name(key), value)
+                fam = None if res is None else self._family(p.family, GAUGE, "", p.help)
+                s = None if fam is None else self._series(fam, tuple(sorted(labels.items())), res, NumberSeries)
+                if s is None:
+                    result.rejected += 1
+                    continue
+                s.value = p.value
+                result.points += 1
+        return result
 
     # ---------------------------------------------------------------- staleness
     def expire(self, now: float | None = None) -> int:

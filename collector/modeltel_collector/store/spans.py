@@ -122,10 +122,14 @@ class SpanStore:
     def start(self) -> None:
         self._batches.start()
 
-    def put(self, rows: list[TraceRow]) -> None:
-        """Queue a batch for writing; blocks (back-pressure to the ingest queue) when the writer lags."""
+    def put(self, rows: list[TraceRow], *, accepted: float | None = None) -> None:
+        """Queue a batch for writing; blocks (back-pressure to the ingest queue) when the writer lags.
+
+        ``accepted``: when the collector acknowledged these rows (monotonic; now if None), so that
+        ``oldest_pending`` ages them from their acknowledgement, not from when they reached the store.
+        """
         if rows:
-            self._batches.put(rows)
+            self._batches.put(rows, accepted=accepted)
 
     def pending(self) -> int:
         """Batches queued or being written (the count only drops once the write committed or was shed)."""

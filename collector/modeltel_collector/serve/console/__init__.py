@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console.views import CONSOLE_FAMILIES, Views
+from modeltel_collector.serve.deps import ServeDeps
 
 __all__ = ["CONSOLE_FAMILIES", "serve_console"]
 
@@ -53,11 +54,11 @@ def _float(query: dict[str, str], key: str, default: float | None) -> float | No
     return number
 
 
-def _alerts(ctx: dict[str, Any]) -> dict[str, Any]:
+def _alerts(deps: ServeDeps) -> dict[str, Any]:
     """What fires now: the collector's degradation detections (None when the detectors are off) and, when
     ``alertmanager_url`` is set, Alertmanager's active alerts (the rule alerts and the detectors' alike)."""
-    detections = ctx["detections"]() if "detections" in ctx else None
-    url = ctx["config"].alertmanager_url
+    detections = deps.detections()
+    url = deps.config.alertmanager_url
     if not url:
         return {"detections": detections, "alertmanager": None}
     try:
@@ -86,8 +87,8 @@ def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str
 
 def serve_console(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is the console's (a page, an asset or its API); False leaves it to the caller."""
-    ctx = handler.server.ctx
-    history = ctx.get("history")
+    deps: ServeDeps = handler.server.deps
+    history = deps.history
     if history is None:
         return False  # console disabled: the listen address serves what it did before
     if path in _ASSETS:
@@ -96,14 +97,14 @@ def serve_console(handler: Handler, path: str, query_string: str) -> bool:
         return True
     if not path.startswith(API_PREFIX):
         return False
-    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+    if not token_ok(handler.headers.get("Authorization"), deps.config.auth_token):
         handler.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
         return True
     query = {k: v[-1] for k, v in parse_qs(query_string).items()}
     route = path[len(API_PREFIX) :]
     try:
         if route == "alerts":  # not from the history: no need to hold its sampler
-            status, doc = 200, _alerts(ctx)
+            status, doc = 200, _alerts(deps)
         else:
             with history.paused():  # one document, one set of samples
                 status, doc = _api(Views(history), route, query)
