@@ -17,9 +17,9 @@ pytest.importorskip("grafana_foundation_sdk")
 
 from modeltel.cli.alertstack import AlertStack
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
-from modeltel.cli.panelqueries import load_boards, run_panel_queries
 from modeltel.generators.dashboards import substitute
 from tests.binaries import require_alert_stack
+from tests.panelqueries import load_boards, run_panel_queries
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
 CORE = {  # dashboard -> panels that must return at least one series
