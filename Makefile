@@ -19,14 +19,20 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
 	touch $@
 
-# Debian packages the integration tests run for real: Prometheus, Alertmanager, and Chromium with its
-# WebDriver for the console's browser tests.
-SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
+# Debian packages the integration tests run for real: Prometheus (promtool), Alertmanager (amtool), Chromium
+# with its WebDriver for the console's browser tests, openssl for the TLS tests. As root it installs them; as a
+# user through sudo; without sudo it prints the command to run as root (and fails under CI=true, where the
+# tests would fail on the missing programs anyway: tests/binaries.py).
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver openssl
+SYSTEM_PROGRAMS := prometheus promtool prometheus-alertmanager amtool chromium chromedriver openssl
+SYSTEM_INSTALL  := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
 system:
-	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null \
-	    && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
-	else echo "note: install $(SYSTEM_PACKAGES) (Debian packages) to run the integration and browser tests"; fi
+	@missing=; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "make system: missing$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then sh -c '$(SYSTEM_INSTALL)' >/dev/null; \
+	elif command -v sudo >/dev/null; then sudo sh -c '$(SYSTEM_INSTALL)' >/dev/null; \
+	else echo "make system: no sudo; run as root: $(SYSTEM_INSTALL)"; [ "$$CI" != true ]; fi
 
 demo: setup
 	$(BIN)/modeltel demo --keep

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import modeltel
 from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
+from tests.binaries import require_binary
 from tests.collector_helpers import tracer_provider
 
 SLOW_S = 0.03  # every fifth request sleeps this long in inference: the traces the searches must find
@@ -71,9 +71,8 @@ def chromium() -> Iterator[object]:
     """A headless Debian Chromium through Selenium and chromium-driver, with the console log kept."""
     from selenium import webdriver  # in the test extra: missing, it is an error, not a skip
 
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make system installs them)")
+    browser = require_binary("chromium", package="chromium")
+    driver = require_binary("chromedriver", package="chromium-driver")
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):

@@ -14,6 +14,7 @@ from modeltel import taxonomy as tx
 from modeltel.generators import render_alerts, stale_files
 from modeltel.generators.slo import burn_windows, sli_windows
 from modeltel.generators.sloconfig import SLOConfigError, default_slo_config, load_slo_config
+from tests.binaries import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "alerts"
@@ -161,9 +162,9 @@ def test_openslo_ratio_and_threshold_specs_compile_to_rules(tmp_path: Path) -> N
     rules = yaml.safe_load(files["rules/modeltel-slo.yml"])
     checkout = next(g for g in rules["groups"] if g["name"] == "slo-checkout_availability")
     assert {r.get("record") for r in checkout["rules"]} >= {"slo:sli_error:ratio_rate28d"}
-    if shutil.which("promtool"):
-        (tmp_path / "slo.yml").write_text(files["rules/modeltel-slo.yml"])
-        subprocess.run(["promtool", "check", "rules", str(tmp_path / "slo.yml")], check=True, capture_output=True)
+    promtool = require_binary("promtool", package="prometheus")  # the rendered rules load in Prometheus
+    (tmp_path / "slo.yml").write_text(files["rules/modeltel-slo.yml"])
+    subprocess.run([promtool, "check", "rules", str(tmp_path / "slo.yml")], check=True, capture_output=True)
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,13 @@ import pytest
 
 pytest.importorskip("grafana_foundation_sdk")
 
-from modeltel.cli.alertstack import AlertStack, missing_binaries
+from modeltel.cli.alertstack import AlertStack
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
-from modeltel.cli.panelqueries import load_boards, run_panel_queries
 from modeltel.generators.dashboards import substitute
+from tests.binaries import require_alert_stack
+from tests.panelqueries import load_boards, run_panel_queries
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
-pytestmark = pytest.mark.skipif(bool(missing_binaries()), reason=f"install {' '.join(missing_binaries())}")
 CORE = {  # dashboard -> panels that must return at least one series
     "modeltel-models": {
         "Prediction latency p50 / p95 / p99", "Predictions / s by model and status", "Error rate",
@@ -31,6 +31,34 @@ CORE = {  # dashboard -> panels that must return at least one series
     "modeltel-slo": {"SLI against target (over each SLO's window)", "Burn rate per window", "Error budget remaining"},
     "modeltel-gpu": {"Host cpu", "Host memory"},
 }  # fmt: skip
+WAIT_S = 120  # bound on each wait for scraped data (Prometheus and the server share a loaded machine)
+
+
+def _wait_for_series(prometheus: str, expr: str, timeout_s: float = WAIT_S) -> None:
+    """Until the instant query ``expr`` returns a series (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    while True:
+        with urllib.request.urlopen(url) as r:
+            if json.load(r)["data"]["result"]:
+                return
+        assert time.monotonic() < deadline, f"no series for {expr} within {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
+def _wait_for_core_panels(prometheus: str, boards: dict, values: dict[str, str], timeout_s: float = WAIT_S) -> float:
+    """Until every core panel returns a series for the selected model (bounded); returns that moment."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        end = time.time()
+        results = run_panel_queries(prometheus, boards, start=end - 600, end=end, rate_interval="5s", values=values)
+        empty = {(uid, p) for uid, panels in CORE.items() for p in panels} - {
+            (r.dashboard, r.panel) for r in results if r.series
+        }
+        if not empty:
+            return end
+        assert time.monotonic() < deadline, f"core panels without data after {timeout_s:.0f} s: {sorted(empty)}"
+        time.sleep(1)
 
 
 def _variable_values(prometheus: str, board: dict, values: dict[str, str]) -> dict[str, list[str]]:
@@ -48,14 +76,15 @@ def _variable_values(prometheus: str, board: dict, values: dict[str, str]) -> di
 
 
 def test_every_panel_query_runs_on_real_data(tmp_path: Path) -> None:
+    require_alert_stack()
     boards = load_boards(DASHBOARDS)
+    selected = {"model_name": MODEL_NAME, "model_version": MODEL_VERSION}
     with AlertStack(tmp_path, interval="1s") as stack:
-        stack.load(60, rate=40)
-        time.sleep(10)
+        stack.load(600, rate=40)  # stopped when the stack closes
+        # successful requests first (the exemplar check below opens one), scraped at least twice
+        _wait_for_series(stack.prometheus_url, 'rate(model_predictions_total{status="success"}[5s]) > 0')
         stack.inject(error_fraction=0.3)  # errors by type, error rate and the alerts table get data
-        time.sleep(15)
-        end = time.time()
-        selected = {"model_name": MODEL_NAME, "model_version": MODEL_VERSION}
+        end = _wait_for_core_panels(stack.prometheus_url, boards, selected)
         variables = _variable_values(stack.prometheus_url, boards["modeltel-models"], selected)
         assert variables["model_name"] == [MODEL_NAME] and variables["model_version"] == [MODEL_VERSION]
         assert variables["job"] and variables["instance"]
