@@ -23,8 +23,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 # with its WebDriver for the console's browser tests, openssl for the TLS tests. As root it installs them; as a
 # user through sudo; without sudo it prints the command to run as root (and fails under CI=true, where the
 # tests would fail on the missing programs anyway: tests/binaries.py).
-SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver openssl
-SYSTEM_PROGRAMS := prometheus promtool prometheus-alertmanager amtool chromium chromedriver openssl
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver openssl default-jre-headless
+SYSTEM_PROGRAMS := prometheus promtool prometheus-alertmanager amtool chromium chromedriver openssl java
 SYSTEM_INSTALL  := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
 system:
 	@missing=; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
