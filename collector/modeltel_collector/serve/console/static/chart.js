@@ -14,7 +14,7 @@ function svgEl(tag, attrs = {}, text) {
 function niceMax(max) {
   if (!(max > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(max)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= max) return m * p;
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= max) return m * p;
   return 10 * p;
 }
 
@@ -67,12 +67,13 @@ function dataSpan(times, series) {
 const OUTLIER_FACTOR = 2;
 
 // The y scale's top: the lines' maximum, raised to exemplars within OUTLIER_FACTOR of it (all of them
-// when there is no line to protect).
+// when there is no line to protect), with a tenth of headroom so the top line and an outlier's label
+// do not share the edge.
 function scaleMax(series, exemplars) {
   const lineMax = Math.max(0, ...series.flatMap((s) => s.values).filter((v) => !missing(v)));
   const values = exemplars.map((e) => e.value);
   const near = lineMax > 0 ? values.filter((v) => v <= lineMax * OUTLIER_FACTOR) : values;
-  return niceMax(Math.max(lineMax, ...near));
+  return niceMax(1.1 * Math.max(lineMax, ...near));
 }
 
 // A line chart. series: [{name, values}] aligned with times (unix seconds); format(v) labels the y
@@ -107,7 +108,12 @@ export function lineChart({ title, times, series, format = String, exemplars = [
       "data-trace-id": e.traceId, "data-value": e.value });
     link.append(svgEl("title", {}, label));
     const cx = x(Math.min(Math.max(e.t, t0), t1)), cy = y(e.value);
-    if (outlier) link.append(svgEl("path", { d: `M${(cx - 6).toFixed(1)},${(cy + 2).toFixed(1)}l6,-11l6,11z`, class: "arrow" }));
+    if (outlier) {
+      link.append(svgEl("path", { d: `M${(cx - 6).toFixed(1)},${(cy + 2).toFixed(1)}l6,-11l6,11z`, class: "arrow" }));
+      const right = cx > W - M.right - 80;  // near the right edge the value goes on the left
+      link.append(svgEl("text", { x: (right ? cx - 9 : cx + 9).toFixed(1), y: (cy + 4).toFixed(1), class: "outlier-value",
+        "text-anchor": right ? "end" : "start" }, `↑ ${format(e.value)}`));
+    }
     link.append(svgEl("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: 5 }));
     points.append(link);
   }

@@ -6,7 +6,7 @@ import { barChart, clock, lineChart, sparkline } from "./chart.js";
 import { api, el, route } from "./util.js";
 
 const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
-const msAxis = (s) => `${+(s * 1000).toPrecision(2)} ms`;
+const msAxis = (s) => `${+(s * 1000).toPrecision(3)} ms`;
 const perS = (v) => (v === null || v === undefined ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(0)}/s`);
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(v < 0.01 && v > 0 ? 2 : 1)}%`);
 const num = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)}`);
@@ -214,7 +214,7 @@ function untrackedRow(span, children, depth, t0, total) {
   name.style.paddingLeft = `${depth * 1.2}em`;
   const share = span.duration_ms > 0 ? (gapNs / 1e6 / span.duration_ms) * 100 : 0;
   return el("div", { class: "untracked", role: "listitem", "data-untracked-ms": gapNs / 1e6, "data-parent-span-id": span.span_id,
-    title: `time in ${span.name} that no child span covers` }, name, track, el("span", { class: "num" }, `${share.toFixed(0)}% of ${span.name}`));
+    title: `time in ${span.name} that no child span covers` }, name, track, el("span", { class: "num" }, `${share.toFixed(0)}% of span`));
 }
 
 function kvTable(caption, obj) {
