@@ -360,3 +360,13 @@ def test_the_waterfall_shows_time_no_child_span_covers(browser, skewed):
     assert float(gap.get_attribute("data-untracked-ms")) == pytest.approx(GAP_MS, abs=0.01)
     assert f"untracked {GAP_MS:.1f} ms" in gap.text
     assert len(gap.find_elements("css selector", ".bar.gap")) == 2  # 300-1900 ms and 1950-2000 ms
+
+
+def test_a_trace_over_the_fetch_cap_says_it_shows_only_part(browser):
+    with running_collector(trace_fetch_max_spans=2) as c:
+        slow = _slow_trace(c, time.time())
+        c.flush()
+        open_page(browser, c, f"trace/{slow}")
+        (note,) = css(browser, "p.capped")
+        assert "first 2 of the trace's 4 spans" in note.text
+        assert len(css(browser, "details.span")) == 2

@@ -259,6 +259,8 @@ function renderTrace(view, { arg }) {
       if (typeof m === "string") models.set(`${m}\u0000${s.attributes["model.version"] ?? ""}`, [m, String(s.attributes["model.version"] ?? "")]);
     }
     body.replaceChildren(
+      ...(doc.truncated ? [el("p", { class: "capped", role: "note" }, `Showing the first ${spans.length} of the trace's ${doc.span_count} spans `
+        + "(the collector's trace_fetch_max_spans): untracked times count only the spans shown.")] : []),
       el("p", {}, `${spans.length} spans, ${((t1 - t0) / 1e6).toFixed(2)} ms`,
         [...models.values()].map(([m, v]) => [" · model ", el("a", { href: modelLink(m, v) }, `${m} ${v}`.trim())])),
       el("div", { class: "waterfall", role: "list", "aria-label": "Spans" },
