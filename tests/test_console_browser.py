@@ -356,7 +356,7 @@ def test_traces_table_shows_version_status_stage_order_and_the_cap(browser, skew
 def test_the_waterfall_shows_time_no_child_span_covers(browser, skewed):
     c, slow = skewed
     open_page(browser, c, f"trace/{slow}")
-    (gap,) = css(browser, ".waterfall .untracked")  # the stages have no children: only the root has a gap
+    (gap,) = css(browser, ".waterfall .untracked.notable")  # the stages have no children: only the root has one
     assert float(gap.get_attribute("data-untracked-ms")) == pytest.approx(GAP_MS, abs=0.01)
     assert f"untracked {GAP_MS:.1f} ms" in gap.text
     assert len(gap.find_elements("css selector", ".bar.gap")) == 2  # 300-1900 ms and 1950-2000 ms

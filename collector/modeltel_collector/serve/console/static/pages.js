@@ -200,7 +200,9 @@ function untracked(span, children) {
 }
 
 // A row under a span with children: how long, and where, the span ran with no child span running
-// (its own code, a queue, an uninstrumented call): where to look when a request is slow.
+// (its own code, a queue, an uninstrumented call): where to look when a request is slow. From
+// NOTABLE_UNTRACKED_PCT of the span on it is drawn in the error colour; below, muted.
+const NOTABLE_UNTRACKED_PCT = 10;
 function untrackedRow(span, children, depth, t0, total) {
   const gaps = untracked(span, children);
   const gapNs = gaps.reduce((sum, [a, b]) => sum + (b - a), 0);
@@ -213,8 +215,9 @@ function untrackedRow(span, children, depth, t0, total) {
   const name = el("span", { class: "span-name untracked-name" }, `untracked ${ms(gapNs / 1e9)}`);
   name.style.paddingLeft = `${depth * 1.2}em`;
   const share = span.duration_ms > 0 ? (gapNs / 1e6 / span.duration_ms) * 100 : 0;
-  return el("div", { class: "untracked", role: "listitem", "data-untracked-ms": gapNs / 1e6, "data-parent-span-id": span.span_id,
-    title: `time in ${span.name} that no child span covers` }, name, track, el("span", { class: "num" }, `${share.toFixed(0)}% of span`));
+  const shareText = share > 0 && share < 1 ? "<1" : share.toFixed(0);
+  return el("div", { class: `untracked${share >= NOTABLE_UNTRACKED_PCT ? " notable" : ""}`, role: "listitem", "data-untracked-ms": gapNs / 1e6, "data-parent-span-id": span.span_id,
+    title: `time in ${span.name} that no child span covers` }, name, track, el("span", { class: "num" }, `${shareText}% of span`));
 }
 
 function kvTable(caption, obj) {
