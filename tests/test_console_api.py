@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
+from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
+from modeltel_collector.store.spans import MAX_SEARCH_LIMIT, SpanStore, TraceRow
 from tests.collector_helpers import http_get, http_post, running_collector
 from tests.console_helpers import HOSTILE, SLOW_S, add_detection, fire_in_alertmanager, send_demo_traffic
 
@@ -59,6 +63,36 @@ def test_model_has_stage_charts_whose_exemplars_resolve_to_traces(demo: Collecto
     assert doc["errors"] == []
     assert any(v for v in doc["batch_size"]["mean"] if v)
     assert sum(b["count"] for b in doc["confidence_distribution"]) == 30
+
+
+def test_trace_search_gives_version_pipeline_ordered_stages_and_says_when_capped(demo: Collector):
+    status, doc = get_json(demo, "/api/traces?limit=10")
+    assert status == 200 and (doc["limit"], doc["capped"], len(doc["traces"])) == (10, True, 10)
+    for t in doc["traces"]:
+        assert (t["model"], t["version"]) == (MODEL_NAME, MODEL_VERSION)
+        assert t["stages"] == list(tx.CANONICAL_STAGES)  # the order a request runs through them
+    _, doc = get_json(demo, "/api/traces?limit=5000")
+    assert (doc["limit"], doc["capped"]) == (MAX_SEARCH_LIMIT, False)  # 30 traces: all of them
+
+
+def test_a_span_store_from_before_the_version_column_opens_and_gains_it(tmp_path):
+    path = str(tmp_path / "old.db")
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE traces (trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT,"
+            " status INTEGER, start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB)"
+        )
+        db.execute(
+            "INSERT INTO traces VALUES (?, 's', 'old', ',', ',', 'x', 0, 1, 1, ?, 1, x'')", (b"o" * 16, b"o" * 8)
+        )
+        db.commit()
+    store = SpanStore(path)
+    store.start()
+    store.put([TraceRow(b"n" * 16, "s", "new", ",", ",", "x", 0, 2, 1, b"n" * 8, 1, b"", "2.0")])
+    store.close()
+    store = SpanStore(path)
+    assert {(t["model"], t["version"]) for t in store.search()} == {("old", ""), ("new", "2.0")}
+    store.close()
 
 
 def test_model_without_version_covers_every_version(demo: Collector):

@@ -7,14 +7,16 @@ checking the browser's console: the page must log no error.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 
 from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
-from tests.collector_helpers import running_collector
+from tests.collector_helpers import running_collector, tracer_provider
 from tests.console_helpers import (
     HOSTILE,
     SLOW_S,
@@ -235,3 +237,136 @@ def test_with_a_token_the_page_signs_in_and_keeps_it_out_of_the_address_bar(brow
         wait(browser, lambda d: css(d, f'tr[data-model="{MODEL_NAME}"]'), "signing in did not show the models")
         errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors and all("401" in m for m in errors)  # only the refused request before signing in
+
+
+# ---------------------------------------------------------------------------- real data reads well
+SKEW_MODEL, SKEW_VERSION = "skew-model", "2.1.0"
+STEP_S = 10.0  # the synthetic samples' spacing
+GAP_MS = 1650.0  # the slow trace's time that no stage covers: 2000 ms - the union [0, 300] + [1900, 1950]
+PLOT_TOP, PLOT_BOTTOM, PLOT_WIDTH = 10, 174, 640 - 64 - 12  # chart.js's plot area, in viewBox units
+
+
+def _spans_ending_at(c: Collector, end_s: float, durations_ms: list[float], *, error: bool = False) -> None:
+    """Prediction spans (each its own trace) of the given durations, ending at ``end_s``."""
+    tp = tracer_provider(c, "http", service="skew")
+    tracer = tp.get_tracer("skew")
+    attrs = {
+        tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION,
+        tx.ATTR_MODEL_NAME: SKEW_MODEL,
+        tx.ATTR_MODEL_VERSION: SKEW_VERSION,
+    }
+    end = int(end_s * 1e9)
+    for d in durations_ms:
+        span = tracer.start_span("predict", start_time=end - int(d * 1e6), attributes=attrs)
+        if error:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, "boom"))
+        span.end(end_time=end)
+    tp.shutdown()
+
+
+def _slow_trace(c: Collector, end_s: float) -> str:
+    """One 2000 ms prediction whose stages overlap and leave GAP_MS uncovered; returns its trace id."""
+    tp = tracer_provider(c, "http", service="skew")
+    tracer = tp.get_tracer("skew")
+    attrs = {tx.ATTR_MODEL_NAME: SKEW_MODEL, tx.ATTR_MODEL_VERSION: SKEW_VERSION}
+    t0 = int(end_s * 1e9) - 2_000_000_000
+    root = tracer.start_span("predict", start_time=t0, attributes={tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION, **attrs})
+    ctx = trace.set_span_in_context(root)
+    # stages overlap (preprocess 0-100 ms, inference 50-300 ms): the union, not the sum, is covered
+    for stage, start_ms, end_ms in (("postprocess", 1900, 1950), ("inference", 50, 300), ("preprocess", 0, 100)):
+        stage_attrs = {tx.SPAN_ATTR_KIND: tx.SPAN_KIND_STAGE, tx.SPAN_ATTR_STAGE: stage, **attrs}
+        span = tracer.start_span(stage, context=ctx, start_time=t0 + start_ms * 1_000_000, attributes=stage_attrs)
+        span.end(end_time=t0 + end_ms * 1_000_000)
+    root.end(end_time=t0 + 2_000_000_000)
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    tp.shutdown()
+    return trace_id
+
+
+@pytest.fixture(scope="module")
+def skewed() -> Iterator[tuple[Collector, str]]:
+    """A history of 20 samples with traffic in three of them (8, 9, 10): 200 fast predictions each
+    (2, 4, 3 ms), plus, in sample 9, one 2000 ms trace (an outlier exemplar) and, in 10, a failed one.
+    The sampler never runs on its own (a one-hour step); the test takes the samples, at synthetic times."""
+    with running_collector(console_step_s=3600, console_history_s=3600 * 100) as c:
+        base = time.time()
+        slow = ""
+        for i in range(1, 21):
+            at = base + i * STEP_S
+            if i in (8, 9, 10):
+                _spans_ending_at(c, at - 1, [{8: 2.0, 9: 4.0, 10: 3.0}[i]] * 200)
+            if i == 9:
+                slow = _slow_trace(c, at - 1)
+            if i == 10:
+                _spans_ending_at(c, at - 1, [3.0], error=True)
+            c.flush()
+            c.history.sample(now=at)
+        yield c, slow
+
+
+def _box(browser, element) -> dict:
+    return browser.execute_script("const b = arguments[0].getBBox(); return {y: b.y, w: b.width}", element)
+
+
+def test_an_outlier_exemplar_does_not_flatten_the_quantile_lines(browser, skewed):
+    c, slow = skewed
+    open_page(browser, c, f"model?name={SKEW_MODEL}&version={SKEW_VERSION}")
+    (figure,) = css(browser, 'figure[data-stage="prediction"]')
+    p99 = figure.find_element("css selector", 'path.line[data-series="p99"]')
+    top = _box(browser, p99)["y"]  # the line's highest point
+    assert (PLOT_BOTTOM - top) / (PLOT_BOTTOM - PLOT_TOP) > 0.5  # p99 (~5 ms) fills the plot, not 0.25% of it
+    (outlier,) = figure.find_elements("css selector", "a.exemplar.outlier")
+    assert outlier.get_attribute("data-trace-id") == slow
+    assert outlier.get_dom_attribute("href").endswith(f"#/trace/{slow}")  # still a link to its trace
+    label = outlier.find_element("css selector", "title").get_attribute("textContent")
+    assert "outlier" in label and "2000.0 ms" in label
+    assert float(outlier.find_element("css selector", "circle").get_attribute("cy")) <= PLOT_TOP + 1  # on the top edge
+    others = figure.find_elements("css selector", "a.exemplar:not(.outlier) circle")
+    assert len(others) == 2 and all(PLOT_TOP <= float(o.get_attribute("cy")) <= PLOT_BOTTOM for o in others)
+    assert "outlier" in figure.find_element("css selector", ".legend").text
+
+
+def test_the_time_axis_spans_the_data_not_the_empty_history(browser, skewed):
+    c = skewed[0]
+    open_page(browser, c, f"model?name={SKEW_MODEL}&version={SKEW_VERSION}")
+    (figure,) = css(browser, 'figure[data-stage="prediction"]')
+    p50 = _box(browser, figure.find_element("css selector", 'path.line[data-series="p50"]'))
+    assert p50["w"] > 0.95 * PLOT_WIDTH  # 3 of 20 samples hold data: they fill the axis, not 15% of it
+
+
+def field(row, name: str) -> str:
+    return row.find_element("css selector", f'[data-field="{name}"]').text
+
+
+def test_traces_table_shows_version_status_stage_order_and_the_cap(browser, skewed):
+    c, slow = skewed
+    open_page(browser, c, "traces?sort=duration")
+    (row,) = css(browser, f'tr[data-trace-id="{slow}"]')
+    assert field(row, "version") == SKEW_VERSION
+    assert field(row, "stages") == ", ".join(tx.CANONICAL_STAGES)  # pipeline order, not alphabetical
+    assert field(row, "status") == "ok"  # OTel's "unset": no error
+    (note,) = css(browser, "p.capped")  # 602 traces match, the page asks for 100
+    assert "100" in note.text and "more match" in note.text
+    open_page(browser, c, "traces?status=error")
+    rows = css(browser, "tr[data-trace-id]")
+    assert len(rows) == 1 and field(rows[0], "status") == "error"
+    assert not css(browser, "p.capped")
+
+
+def test_the_waterfall_shows_time_no_child_span_covers(browser, skewed):
+    c, slow = skewed
+    open_page(browser, c, f"trace/{slow}")
+    (gap,) = css(browser, ".waterfall .untracked.notable")  # the stages have no children: only the root has one
+    assert float(gap.get_attribute("data-untracked-ms")) == pytest.approx(GAP_MS, abs=0.01)
+    assert f"untracked {GAP_MS:.1f} ms" in gap.text
+    assert len(gap.find_elements("css selector", ".bar.gap")) == 2  # 300-1900 ms and 1950-2000 ms
+
+
+def test_a_trace_over_the_fetch_cap_says_it_shows_only_part(browser):
+    with running_collector(trace_fetch_max_spans=2) as c:
+        slow = _slow_trace(c, time.time())
+        c.flush()
+        open_page(browser, c, f"trace/{slow}")
+        (note,) = css(browser, "p.capped")
+        assert "first 2 of the trace's 4 spans" in note.text
+        assert len(css(browser, "details.span")) == 2

@@ -45,10 +45,14 @@ def _varint(n: int) -> bytes:
 class _Trace:
     """What the spans of one trace in one request add up to; becomes one ``TraceRow``."""
 
-    __slots__ = ("count", "kinds", "longest", "model", "name", "parts", "span_id", "stages", "start", "status")
+    __slots__ = ("count", "kinds", "longest", "model", "name", "parts", "span_id", "stages", "start", "status",
+                 "version")  # fmt: skip
 
-    def __init__(self, model: str, name: str, status: int, start: int, longest: int, span_id: bytes) -> None:
+    def __init__(
+        self, model: str, version: str, name: str, status: int, start: int, longest: int, span_id: bytes
+    ) -> None:
         self.model = model  # the prediction span's model, else the first span's
+        self.version = version  # that span's model version
         self.stages: set[str] = set()
         self.kinds: set[str] = set()
         self.name = name  # of span ``span_id``
@@ -73,6 +77,7 @@ class _Trace:
             self.span_id,
             self.count,
             b"".join(self.parts),
+            self.version,
         )
 
 
@@ -148,12 +153,12 @@ def _scan_scope(
         code, parent, data = sp.status.code, sp.parent_span_id, sp.SerializeToString()
         t = traces.get(trace_id)
         if t is None:
-            t = traces[trace_id] = _Trace(model, sp.name, code, start, duration, span_id)
+            t = traces[trace_id] = _Trace(model, version, sp.name, code, start, duration, span_id)
         else:
             if duration > t.longest or not parent:
                 t.name, t.longest, t.span_id = sp.name, duration, span_id
             if kind == _PREDICTION or not t.model:
-                t.model = model
+                t.model, t.version = model, version
             if code > t.status:
                 t.status = code
             if start < t.start:

@@ -4,7 +4,9 @@ Trace API (JSON):
   GET /api/traces/<trace_id hex>  -> {"trace_id", "spans": [...]} or 404; a trace over trace_fetch_max_spans
                                      gives its first spans and "truncated": true, "span_count": <stored>
   GET /api/traces?service=&model=&stage=&status=ok|error&kind=prediction|stage&name=&min_duration_ms=
-                 &sort=recent|duration&limit=20  -> {"traces": [...]} (one row per trace, its longest match)
+                 &sort=recent|duration&limit=20  -> {"traces": [...], "limit", "capped"} (one row per trace, its
+                                     longest match, stages in pipeline order; "capped": true when the search
+                                     returned "limit" traces, so more may match)
 Jaeger-compatible query API under /jaeger/api/ (serve/jaeger.py), for Grafana's Jaeger datasource.
 """
 
@@ -15,9 +17,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console import serve_console
+from modeltel_collector.serve.console.views import stage_order
 from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
+from modeltel_collector.store.spans import search_limit
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 
@@ -80,16 +84,19 @@ class ApiHandler(Handler):
     def _search(self, query: dict[str, list[str]]) -> None:
         q = {k: v[-1] for k, v in query.items()}
         try:
+            limit = search_limit(int(q.get("limit", 20)))
             traces = self.server.deps.spans.search(
                 **{k: q.get(k) for k in _SEARCH_KEYS},
                 min_duration_ms=_finite(q["min_duration_ms"], "min_duration_ms") if q.get("min_duration_ms") else None,
                 sort=q.get("sort", "recent"),
-                limit=int(q.get("limit", 20)),
+                limit=limit,
             )
         except ValueError as e:
             self.send_json(400, {"error": str(e)})
             return
-        self.send_json(200, {"traces": traces})
+        for t in traces:
+            t["stages"].sort(key=stage_order)
+        self.send_json(200, {"traces": traces, "limit": limit, "capped": len(traces) >= limit})
 
 
 def _finite(text: str, name: str) -> float:

@@ -46,6 +46,15 @@ QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 MAX_POINTS = 240  # per chart: more than a chart's width in pixels would only cost bandwidth
 
 
+_PIPELINE = {stage: i for i, stage in enumerate(tx.CANONICAL_STAGES)}
+
+
+def stage_order(stage: str) -> tuple[int, str]:
+    """Sort key: the taxonomy's pipeline order (preprocess, inference, postprocess), then custom stages by
+    name, so every list of stages the console shows reads in the order a request runs through them."""
+    return (_PIPELINE.get(stage, len(_PIPELINE)), stage)
+
+
 def _num(x: float | None) -> float | None:
     """Six significant digits (float32 rows hold about seven), ``None`` for what JSON cannot carry."""
     return None if x is None or math.isnan(x) or math.isinf(x) else float(f"{x:.6g}")
@@ -152,10 +161,9 @@ class Views:
         times, stage_groups = series(STAGE_LATENCY, (STAGE,))
         seconds = _seconds(times, k * h.step_s)
         _, e2e = series(LATENCY, ())
-        order = {s: i for i, s in enumerate(tx.CANONICAL_STAGES)}
         stages = []
         for label, (g, rows) in [("prediction", p) for p in e2e] + sorted(
-            ((g.labels[STAGE], (g, rows)) for g, rows in stage_groups), key=lambda x: (order.get(x[0], 99), x[0])
+            ((g.labels[STAGE], (g, rows)) for g, rows in stage_groups), key=lambda x: stage_order(x[0])
         ):
             doc = {"stage": label, **_histogram_series(g, rows, seconds)}
             doc["exemplars"] = [

@@ -6,7 +6,7 @@ import { barChart, clock, lineChart, sparkline } from "./chart.js";
 import { api, el, route } from "./util.js";
 
 const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
-const msAxis = (s) => `${+(s * 1000).toPrecision(2)} ms`;
+const msAxis = (s) => `${+(s * 1000).toPrecision(3)} ms`;
 const perS = (v) => (v === null || v === undefined ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(0)}/s`);
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(v < 0.01 && v > 0 ? 2 : 1)}%`);
 const num = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)}`);
@@ -84,7 +84,9 @@ function renderModel(view, { query }) {
       const title = s.stage === "prediction" ? "End to end (prediction)" : `Stage: ${s.stage}`;
       const chart = lineChart({ title: `${title} latency`, times: t, format: msAxis, exemplars: exemplarPoints(s),
         series: [{ name: "p50", values: s.p50 }, { name: "p95", values: s.p95 }, { name: "p99", values: s.p99 }] });
-      const fig = figure(title, chart, ["p50", "p95", "p99", "exemplar: click for its trace"]);
+      const legend = ["p50", "p95", "p99", "exemplar: click for its trace"];
+      if (chart.querySelector(".outlier")) legend.push("outlier: above the scale, at the top edge");
+      const fig = figure(title, chart, legend);
       fig.dataset.stage = s.stage;
       latency.append(fig);
     }
@@ -145,17 +147,24 @@ function renderTraces(view, { query }) {
     const rows = doc.traces.map((tr) => el("tr", { "data-trace-id": tr.trace_id, "data-duration-ms": tr.duration_ms },
       el("td", {}, clock(tr.start_time_unix_nano / 1e9)),
       el("th", { scope: "row" }, el("a", { href: route(`trace/${tr.trace_id}`), class: "mono" }, tr.trace_id.slice(0, 16))),
-      el("td", {}, tr.model ? el("a", { href: modelLink(tr.model, "") }, tr.model) : "–"),
-      el("td", {}, tr.name), el("td", {}, tr.stages.join(", ")),
-      el("td", { class: tr.status === "error" ? "error" : "" }, tr.status),
+      el("td", {}, tr.model ? el("a", { href: modelLink(tr.model, tr.version) }, tr.model) : "–"),
+      el("td", { "data-field": "version" }, tr.version || "–"),
+      el("td", {}, tr.name), el("td", { "data-field": "stages" }, tr.stages.join(", ")),
+      // OTel's unset is no error: the reader wants ok or error
+      el("td", { "data-field": "status", class: tr.status === "error" ? "error" : "" }, tr.status === "error" ? "error" : "ok"),
       el("td", { class: "num" }, `${tr.duration_ms.toFixed(2)} ms`)));
-    results.replaceChildren(rows.length
-      ? table(`${rows.length} traces`, ["Start", "Trace", "Model", "Root span", "Stages", "Status", "Duration"], rows)
-      : el("p", {}, "No trace matches."));
+    const order = q.get("sort") === "duration" ? "slowest" : "most recent";
+    results.replaceChildren(...(rows.length
+      ? [doc.capped ? el("p", { class: "capped", role: "note" },
+        `Showing the ${order} ${doc.limit} traces only: more match. Narrow the search to see the others.`) : null,
+      table(`${rows.length} traces, ${order} first`,
+        ["Start", "Trace", "Model", "Version", "Root span", "Stages", "Status", "Duration"], rows)].filter(Boolean)
+      : [el("p", {}, "No trace matches.")]));
   };
 }
 
 // ------------------------------------------------------------------------------------------ Trace
+// The spans in tree order: {span, depth, children} (children: the span's child spans, in start order).
 function spanTree(spans) {
   const ids = new Set(spans.map((s) => s.span_id));
   const children = new Map();
@@ -166,10 +175,49 @@ function spanTree(spans) {
   }
   const out = [];
   const walk = (parent, depth) => {
-    for (const s of children.get(parent) || []) { out.push([s, depth]); walk(s.span_id, depth + 1); }
+    for (const s of children.get(parent) || []) {
+      out.push({ span: s, depth, children: children.get(s.span_id) || [] });
+      walk(s.span_id, depth + 1);
+    }
   };
   walk(null, 0);
   return out;
+}
+
+// The parts of a span's time that none of its children covers: [[start, end], ...] in ns, from the
+// union of the children's intervals (overlapping children count once, so this is not duration - sum).
+function untracked(span, children) {
+  const gaps = [];
+  let at = span.start_time_unix_nano;
+  const spans = children.map((c) => [Math.max(c.start_time_unix_nano, at), Math.min(c.end_time_unix_nano, span.end_time_unix_nano)])
+    .filter(([a, b]) => a < b).sort((a, b) => a[0] - b[0]);
+  for (const [start, end] of spans) {
+    if (start > at) gaps.push([at, start]);
+    at = Math.max(at, end);
+  }
+  if (span.end_time_unix_nano > at) gaps.push([at, span.end_time_unix_nano]);
+  return gaps;
+}
+
+// A row under a span with children: how long, and where, the span ran with no child span running
+// (its own code, a queue, an uninstrumented call): where to look when a request is slow. From
+// NOTABLE_UNTRACKED_PCT of the span on it is drawn in the error colour; below, muted.
+const NOTABLE_UNTRACKED_PCT = 10;
+function untrackedRow(span, children, depth, t0, total) {
+  const gaps = untracked(span, children);
+  const gapNs = gaps.reduce((sum, [a, b]) => sum + (b - a), 0);
+  const track = el("span", { class: "track" }, gaps.map(([a, b]) => {
+    const bar = el("span", { class: "bar gap" });
+    bar.style.left = `${((a - t0) / total) * 100}%`;
+    bar.style.width = `${Math.max(((b - a) / total) * 100, 0.3)}%`;
+    return bar;
+  }));
+  const name = el("span", { class: "span-name untracked-name" }, `untracked ${ms(gapNs / 1e9)}`);
+  name.style.paddingLeft = `${depth * 1.2}em`;
+  const share = span.duration_ms > 0 ? (gapNs / 1e6 / span.duration_ms) * 100 : 0;
+  const shareText = share > 0 && share < 1 ? "<1" : share.toFixed(0);
+  return el("div", { class: `untracked${share >= NOTABLE_UNTRACKED_PCT ? " notable" : ""}`, role: "listitem", "data-untracked-ms": gapNs / 1e6, "data-parent-span-id": span.span_id,
+    title: `time in ${span.name} that no child span covers` }, name, track, el("span", { class: "num" }, `${shareText}% of span`));
 }
 
 function kvTable(caption, obj) {
@@ -214,10 +262,16 @@ function renderTrace(view, { arg }) {
       if (typeof m === "string") models.set(`${m}\u0000${s.attributes["model.version"] ?? ""}`, [m, String(s.attributes["model.version"] ?? "")]);
     }
     body.replaceChildren(
+      ...(doc.truncated ? [el("p", { class: "capped", role: "note" }, `Showing the first ${spans.length} of the trace's ${doc.span_count} spans `
+        + "(the collector's trace_fetch_max_spans): untracked times count only the spans shown.")] : []),
       el("p", {}, `${spans.length} spans, ${((t1 - t0) / 1e6).toFixed(2)} ms`,
         [...models.values()].map(([m, v]) => [" · model ", el("a", { href: modelLink(m, v) }, `${m} ${v}`.trim())])),
       el("div", { class: "waterfall", role: "list", "aria-label": "Spans" },
-        spanTree(spans).map(([s, depth]) => { const d = spanRow(s, depth, t0, Math.max(t1 - t0, 1)); d.setAttribute("role", "listitem"); return d; })));
+        spanTree(spans).map(({ span, depth, children }) => {
+          const row = spanRow(span, depth, t0, Math.max(t1 - t0, 1));
+          row.setAttribute("role", "listitem");
+          return children.length ? [row, untrackedRow(span, children, depth + 1, t0, Math.max(t1 - t0, 1))] : row;
+        })));
   };
 }
 
