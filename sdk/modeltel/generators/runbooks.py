@@ -47,7 +47,8 @@ _TTFT = (
     " users of a streamed answer wait that long before anything appears.",
     [
         "Open the dashboard link (Generative row): did input tokens per request grow (long prompts prefill longer)?",
-        "Is the server queueing? Compare the request rate (the TTFT panel's count) with the day before.",
+        "Is the server queueing? Compare the request rate"
+        " (`rate(gen_ai_server_time_to_first_token_seconds_count[5m])`) with the day before.",
         "Open an exemplar trace of a slow TTFT bucket: is the time in the queue, in prefill, or before the model?",
         "Check GPU memory (KV cache full means requests wait) and GPU utilisation on the serving instances.",
     ],
