@@ -75,6 +75,30 @@ def test_every_alert_has_labels_annotations_and_a_runbook() -> None:
             assert "model_name, model_version" in rule["expr"] or "slo:sli_error" in rule["expr"], rule["alert"]
 
 
+def test_generative_models_page_on_p95_ttft_and_tpot_and_have_a_ttft_slo() -> None:
+    rules = {(r["alert"], r["labels"]["severity"]): r for r in _rules("modeltel-alerts.yml")}
+    for alert, severity, metric, threshold in (
+        ("HighTimeToFirstToken", "warning", "gen_ai_server_time_to_first_token_seconds", "2"),
+        ("CriticalTimeToFirstToken", "critical", "gen_ai_server_time_to_first_token_seconds", "5"),
+        ("HighTimePerOutputToken", "warning", "gen_ai_server_time_per_output_token_seconds", "0.1"),
+        ("CriticalTimePerOutputToken", "critical", "gen_ai_server_time_per_output_token_seconds", "0.25"),
+    ):
+        by_model = f"sum by (model_name, model_version, le) (rate({metric}_bucket[5m]))"
+        assert rules[(alert, severity)]["expr"] == f"histogram_quantile(0.95, {by_model}) > {threshold}"
+    slo_rules = [r for r in _rules("modeltel-slo.yml") if r.get("labels", {}).get("slo") == "ttft_slo"]
+    assert sum("alert" in r for r in slo_rules) == 4
+    recorded = [r["expr"] for r in slo_rules if r.get("record") == "slo:sli_error:ratio_rate30d"]
+    total = "sum by (model_name, model_version) (rate(gen_ai_server_time_to_first_token_seconds_count[30d]))"
+    good = 'sum by (model_name, model_version) (rate(gen_ai_server_time_to_first_token_seconds_bucket{le="1"}[30d]))'
+    assert recorded == [f"1 - ({good} or 0 * {total}) / ({total} > 0)"]
+
+
+def test_the_detector_runbook_has_a_section_per_check_generative_ones_included() -> None:
+    text = (ALERTS / "runbooks" / f"{tx.DEGRADATION_ALERT}.md").read_text()
+    for check in (*tx.DEGRADATION_CHECKS, "ttft_shift", "tpot_shift", "output_length_drift"):
+        assert f"\n## {check}\n" in text, check
+
+
 def test_error_rate_is_errors_over_all_predictions_of_the_model() -> None:
     rule = next(r for r in _rules("modeltel-alerts.yml") if r["alert"] == "HighErrorRate")
     assert 'model_predictions_total{status="error"}' in rule["expr"]

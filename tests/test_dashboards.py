@@ -66,7 +66,7 @@ def test_dashboard_loads_back_through_the_sdk_types(path: Path) -> None:
 
 def _allowed_metrics() -> set[str]:
     names = {"ALERTS"}
-    for inst in (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS):
+    for inst in (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS, *tx.GENAI_INSTRUMENTS):
         base = inst.prometheus_series
         names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     for rules in (ROOT / "alerts" / "rules").glob("*.yml"):
@@ -112,8 +112,8 @@ def test_shared_rules_hold_on_every_dashboard() -> None:
         runbooks = [lk for p in raw["panels"] for lk in p.get("links") or [] if lk["url"].endswith(".md")]
         assert runbooks, f"{path.name} has no runbook links"
         for panel in raw["panels"]:
-            for t in panel.get("targets") or []:  # latency quantiles carry the exemplars (trace ids)
-                assert t["exemplar"] == ("latency_seconds_bucket" in t["expr"]), (panel["title"], t["expr"])
+            for t in panel.get("targets") or []:  # time quantiles (latency, TTFT, TPOT) carry the exemplars
+                assert t["exemplar"] == ("_seconds_bucket" in t["expr"]), (panel["title"], t["expr"])
 
 
 def _steps(panel: dict) -> list[dict]:
@@ -134,6 +134,26 @@ def test_thresholds_come_from_the_taxonomy() -> None:
     steps = [s["value"] for s in _steps(panels["Prediction latency p50 / p95 / p99"])]
     pages = [_spec("HighPredictionLatency").threshold, _spec("CriticalPredictionLatency").threshold]
     assert steps == [None, tx.SLO_LATENCY_THRESHOLD_SECONDS, *pages]
+    steps = [s["value"] for s in _steps(panels["Time to first token p50 / p95 / p99"])]
+    pages = [_spec("HighTimeToFirstToken").threshold, _spec("CriticalTimeToFirstToken").threshold]
+    assert steps == [None, tx.SLO_TTFT_THRESHOLD_SECONDS, *pages]
+    steps = [s["value"] for s in _steps(panels["Time per output token p50 / p95"])]
+    assert steps == [None, _spec("HighTimePerOutputToken").threshold, _spec("CriticalTimePerOutputToken").threshold]
+
+
+def test_the_generative_row_shows_streams_by_model() -> None:
+    raw = json.loads((DASHBOARDS / "modeltel-models.json").read_text())
+    titles = [p["title"] for p in raw["panels"]]
+    row = titles.index("Generative (token streams)")
+    assert titles[row + 1 : row + 6] == [
+        "Time to first token p50 / p95 / p99", "Time per output token p50 / p95", "Output tokens / s",
+        "Tokens per request (input, output)", "Generative request duration p95",
+    ]  # fmt: skip
+    queries = dict(panel_queries(raw))
+    for title in titles[row + 1 : row + 6]:
+        expr = queries[title]
+        assert "model_name, model_version" in expr and 'model_name=~"$model_name"' in expr, title
+    assert 'gen_ai_token_type="output"' in queries["Output tokens / s"]
 
 
 # What a line's colour says on every panel: the severity of the alert that fires beyond it, or an SLO missed.
@@ -159,7 +179,9 @@ def _used_by_what_the_panel_links_to(panel: dict, config) -> set[tuple[float, st
     if "ErrorBudgetBurn" in linked:  # burn-rate factors, and a budget overspent (the objective missed)
         used |= {(w.factor, _SEVERITY_COLOUR[w.severity.label]) for w in config.windows} | {(0.0, _SLO_COLOUR)}
     used |= {(s.threshold, _SLO_COLOUR) for s in config.slos if s.kind == "threshold"}
-    return used | {(tx.SLO_LATENCY_THRESHOLD_SECONDS, _SLO_COLOUR)}
+    # a ratio SLO over a histogram's bucket (latency, TTFT): its le is the threshold its objective counts
+    used |= {(float(le), _SLO_COLOUR) for s in config.slos for le in re.findall(r'le="([^"]+)"', s.good)}
+    return used
 
 
 def test_every_threshold_drawn_is_one_an_alert_or_an_slo_uses_in_its_severity_colour() -> None:

@@ -82,15 +82,20 @@ def _p95(instrument: tx.Instrument, by: str, selector: str = "") -> str:
     return f"histogram_quantile(0.95, sum by ({by}, le) (rate({instrument.prometheus_name}_bucket{selector}[{_W}])))"
 
 
-def _latency(s: tx.AlertSpec) -> Rule:
-    word = "CRITICAL: p95" if s.severity is tx.Severity.CRITICAL else "High p95"
-    return Rule(
-        s,
-        f"{_p95(tx.PREDICTION_LATENCY, MODEL)} {s.op} {s.threshold:g}",
-        f"{word} prediction latency on {_ON_MODEL}",
-        f"p95 prediction latency of {_ON_MODEL} is {value_template('s')} (threshold {human(s.threshold, 's')}).",
-        "model",
-    )
+def _p95_seconds(instrument: tx.Instrument, what: str) -> Callable[[tx.AlertSpec], Rule]:
+    """A p95-over-threshold rule per model on a histogram in seconds (prediction latency, TTFT, TPOT)."""
+
+    def rule(s: tx.AlertSpec) -> Rule:
+        word = "CRITICAL: p95" if s.severity is tx.Severity.CRITICAL else "High p95"
+        return Rule(
+            s,
+            f"{_p95(instrument, MODEL)} {s.op} {s.threshold:g}",
+            f"{word} {what} on {_ON_MODEL}",
+            f"p95 {what} of {_ON_MODEL} is {value_template('s')} (threshold {human(s.threshold, 's')}).",
+            "model",
+        )
+
+    return rule
 
 
 def _stage_latency(s: tx.AlertSpec) -> Rule:
@@ -228,7 +233,9 @@ def _collector(counter: str, by: str, what: str) -> Callable[[tx.AlertSpec], Rul
 
 
 _BUILDERS: dict[str, Callable[[tx.AlertSpec], Rule | list[Rule]]] = {
-    "prediction_latency": _latency,
+    "prediction_latency": _p95_seconds(tx.PREDICTION_LATENCY, "prediction latency"),
+    "ttft": _p95_seconds(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, "time to first token"),
+    "tpot": _p95_seconds(tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, "time per output token"),
     "stage_latency": _stage_latency,
     "throughput": _throughput,
     "error_rate": _error_rate,

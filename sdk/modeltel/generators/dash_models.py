@@ -1,5 +1,5 @@
 """The model performance dashboard: the seed's six panels, per-stage latency, batch size, errors by type,
-and the alerts firing now for the selected model."""
+the generative models' row (:mod:`.dash_genai`), and the alerts firing now for the selected model."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from grafana_foundation_sdk.models import prometheus as gmp
 
 from .. import taxonomy as tx
 from .alerts import MODELS_UID, Links
+from .dash_genai import ROW_TITLE as GENAI_ROW
+from .dash_genai import genai_panels
 from .grafana import (
     DATASOURCE,
     LAST,
     RATE,
     Layout,
     new_dashboard,
+    quantile,
     query,
+    rate,
     runbook_link,
     selector,
     thresholds,
@@ -35,18 +39,10 @@ def _sel(instrument: tx.Instrument, extra: str = "") -> str:
     return selector(instrument.prometheus_labels, extra=extra)
 
 
-def _rate(instrument: tx.Instrument, suffix: str = "", extra: str = "") -> str:
-    return f"rate({instrument.prometheus_series}{suffix}{_sel(instrument, extra)}[{RATE}])"
-
-
-def _quantile(q: float, instrument: tx.Instrument, by: str) -> str:
-    return f"histogram_quantile({q:g}, sum by (le, {by}) ({_rate(instrument, '_bucket')}))"
-
-
 def latency_panel(links: Links) -> gd.Panel:
     lat = tx.PREDICTION_LATENCY
     targets = [
-        query(_quantile(q, lat, _BY), f"p{round(q * 100)} {{{{model_name}}}} {{{{model_version}}}}", ref, exemplar=True)
+        query(quantile(q, lat, _BY), f"p{round(q * 100)} {{{{model_name}}}} {{{{model_version}}}}", ref, exemplar=True)
         for ref, q in (("A", 0.5), ("B", 0.95), ("C", 0.99))
     ]
     return timeseries(
@@ -58,7 +54,7 @@ def latency_panel(links: Links) -> gd.Panel:
 
 
 def throughput_panel(links: Links) -> gd.Panel:
-    expr = f"sum by ({_BY}, status) ({_rate(tx.PREDICTIONS)})"
+    expr = f"sum by ({_BY}, status) ({rate(tx.PREDICTIONS)})"
     return timeseries(
         "Predictions / s by model and status", "reqps",
         [query(expr, "{{model_name}} {{model_version}} {{status}}")],
@@ -68,8 +64,8 @@ def throughput_panel(links: Links) -> gd.Panel:
 
 def error_rate_panel(links: Links) -> gd.Panel:
     is_error = f'{tx.ATTR_STATUS}="{tx.STATUS_ERROR}"'
-    failed = f"sum by ({_BY}) ({_rate(tx.PREDICTIONS, extra=is_error)})"
-    total = f"sum by ({_BY}) ({_rate(tx.PREDICTIONS)})"
+    failed = f"sum by ({_BY}) ({rate(tx.PREDICTIONS, extra=is_error)})"
+    total = f"sum by ({_BY}) ({rate(tx.PREDICTIONS)})"
     expr = f"({failed} or 0 * {total}) / ({total} > 0)"
     return timeseries(
         "Error rate", "percentunit", [query(expr, "{{model_name}} {{model_version}}")],
@@ -80,7 +76,7 @@ def error_rate_panel(links: Links) -> gd.Panel:
 
 
 def errors_by_type_panel() -> gd.Panel:
-    expr = f"sum by ({_BY}, error_type) ({_rate(tx.ERRORS)})"
+    expr = f"sum by ({_BY}, error_type) ({rate(tx.ERRORS)})"
     return timeseries("Errors / s by type", "short", [query(expr, "{{model_name}} {{error_type}}")])
 
 
@@ -105,9 +101,9 @@ def accuracy_panel(links: Links) -> gd.Panel:
 
 def stage_panel(links: Links) -> gd.Panel:
     st = tx.STAGE_LATENCY
-    mean = f"sum by (stage) ({_rate(st, '_sum')}) / sum by (stage) ({_rate(st, '_count')})"
+    mean = f"sum by (stage) ({rate(st, '_sum')}) / sum by (stage) ({rate(st, '_count')})"
     targets = [
-        query(_quantile(0.95, st, "stage"), "p95 {{stage}}", "A", exemplar=True),
+        query(quantile(0.95, st, "stage"), "p95 {{stage}}", "A", exemplar=True),
         query(mean, "mean {{stage}}", "B"),
     ]
     return timeseries(
@@ -119,8 +115,8 @@ def stage_panel(links: Links) -> gd.Panel:
 
 def batch_panel() -> gd.Panel:
     b = tx.BATCH_SIZE
-    mean = f"sum by ({_BY}) ({_rate(b, '_sum')}) / sum by ({_BY}) ({_rate(b, '_count')})"
-    targets = [query(_quantile(0.95, b, _BY), "p95 {{model_name}}", "A"), query(mean, "mean {{model_name}}", "B")]
+    mean = f"sum by ({_BY}) ({rate(b, '_sum')}) / sum by ({_BY}) ({rate(b, '_count')})"
+    targets = [query(quantile(0.95, b, _BY), "p95 {{model_name}}", "A"), query(mean, "mean {{model_name}}", "B")]
     return timeseries("Batch size", "none", targets, description=b.description)
 
 
@@ -168,7 +164,8 @@ def alerts_panel() -> gd.Panel:
 def models_dashboard(links: Links) -> gd.Dashboard:
     lay = Layout()
     board = new_dashboard(UID, tx.PREDICTIONS.prometheus_series).description(
-        "Latency, throughput, errors, accuracy and resources per model (generated from modeltel.taxonomy)."
+        "Latency, throughput, errors, accuracy, token streams and resources per model (generated from"
+        " modeltel.taxonomy)."
     )
     board = board.with_row(lay.row("Requests"))
     for panel, w in ((latency_panel(links), 12), (throughput_panel(links), 12), (error_rate_panel(links), 8),
@@ -176,6 +173,9 @@ def models_dashboard(links: Links) -> gd.Dashboard:
         board = board.with_panel(lay.place(panel, w))
     board = board.with_row(lay.row("Stages and batches"))
     for panel, w in ((stage_panel(links), 12), (batch_panel(), 12)):
+        board = board.with_panel(lay.place(panel, w))
+    board = board.with_row(lay.row(GENAI_ROW))
+    for panel, w in genai_panels(links):
         board = board.with_panel(lay.place(panel, w))
     board = board.with_row(lay.row("Quality, resources and alerts"))
     for panel, w in ((confidence_panel(links), 12), (resources_panel(links), 12), (alerts_panel(), 24)):

@@ -31,7 +31,9 @@ __all__ = [
     "Layout",
     "dashboard_links",
     "new_dashboard",
+    "quantile",
     "query",
+    "rate",
     "runbook_link",
     "selector",
     "thresholds",
@@ -61,6 +63,16 @@ def selector(labels: tuple[str, ...] = (), *, extra: str = "", resource: bool = 
     parts = [extra] if extra else []
     parts += [f'{n}=~"${n}"' for n in names]
     return "{" + ", ".join(parts) + "}"
+
+
+def rate(instrument: tx.Instrument, suffix: str = "", extra: str = "") -> str:
+    """``rate()`` of an instrument's series (``suffix``: ``_bucket``, ``_sum``, ``_count``) over the variables."""
+    return f"rate({instrument.prometheus_series}{suffix}{selector(instrument.prometheus_labels, extra=extra)}[{RATE}])"
+
+
+def quantile(q: float, instrument: tx.Instrument, by: str) -> str:
+    """The ``q`` quantile of a histogram instrument, per ``by``."""
+    return f"histogram_quantile({q:g}, sum by (le, {by}) ({rate(instrument, '_bucket')}))"
 
 
 def thresholds(

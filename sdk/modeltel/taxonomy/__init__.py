@@ -7,14 +7,17 @@ namespace (``from modeltel import taxonomy as tx``); the modules behind it only 
 
 * :mod:`.names`: attribute keys, buckets, the per-request instruments;
 * :mod:`.quality`: the seed's metric list, severities, and the SLOs (objectives and their thresholds);
+* :mod:`.genai`: generative models' ``gen_ai.*`` metrics (time to first token, time per output token,
+  token usage, durations), their attributes and buckets;
 * :mod:`.hardware`: GPU and host meter names;
 * :mod:`.alerting`: the one table of thresholds that page (what the rules and the panels draw), ``for:``
   durations and the burn-rate window table;
-* :mod:`.analytics`: the collector's degradation-detector gauges.
+* :mod:`.analytics`: the collector's degradation-detector gauges and check names.
 """
 
 from .alerting import *  # noqa: F403
 from .analytics import *  # noqa: F403
+from .genai import *  # noqa: F403
 from .hardware import *  # noqa: F403
 from .names import *  # noqa: F403
 from .quality import *  # noqa: F403

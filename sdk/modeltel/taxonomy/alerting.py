@@ -7,7 +7,9 @@ not page by itself). The seed's nine alerts keep the seed's names, thresholds, s
 durations, so its users' alerts carry over. Where the seed's metric table disagrees with its alert rules
 (p95 latency 100 / 200 ms there, 200 / 500 ms here; CPU critical at 85 % there, a warning here; memory
 warning at 75 % there, no alert here), the alert rules win: they are what the seed pages on. The stage,
-confidence and GPU alerts the seed lacks take the seed's metric-table bands where it has one.
+confidence and GPU alerts the seed lacks take the seed's metric-table bands where it has one. Generative
+models page on p95 time to first token and p95 time per output token (:mod:`.genai`), not on a mean: TTFT
+is how long a user waits before anything appears, TPOT whether the stream keeps up with reading speed.
 ``docs/alerts.md`` has the table, metric by metric.
 """
 
@@ -97,6 +99,11 @@ ALERTS: tuple[AlertSpec, ...] = (
     # beyond the seed
     *_STAGE_ALERTS,
     AlertSpec("LowPredictionConfidence", "confidence", _W, 0.70, "15m", direction=_LOW),  # the seed's warning band
+    # generative models, p95 in seconds (docs/alerts.md: why these numbers)
+    AlertSpec("HighTimeToFirstToken", "ttft", _W, 2.0, "5m"),  # twice the TTFT SLO's 1 s: users notice the wait
+    AlertSpec("CriticalTimeToFirstToken", "ttft", _C, 5.0, "2m"),  # a stream that looks dead; users retry
+    AlertSpec("HighTimePerOutputToken", "tpot", _W, 0.100, "5m"),  # 10 tokens/s: down to reading speed
+    AlertSpec("CriticalTimePerOutputToken", "tpot", _C, 0.250, "2m"),  # 4 tokens/s: slower than people read
     AlertSpec("GPUMemoryNearlyFull", "gpu_memory", _W, 0.95, "5m"),
     AlertSpec("GPUHighTemperature", "gpu_temperature", _W, 85.0, "5m"),
     AlertSpec("GPUCriticalTemperature", "gpu_temperature", _C, 90.0, "2m"),

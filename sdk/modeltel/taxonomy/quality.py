@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .genai import GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
 from .names import (
     ATTR_RESOURCE_TYPE,
     ATTR_STAGE,
@@ -35,6 +36,7 @@ __all__ = [
     "SLO",
     "SLOS",
     "SLO_LATENCY_THRESHOLD_SECONDS",
+    "SLO_TTFT_THRESHOLD_SECONDS",
     "Direction",
     "MetricDefinition",
     "MetricType",
@@ -167,9 +169,15 @@ def _bucket_le(seconds: float) -> str:
 
 
 SLO_LATENCY_THRESHOLD_SECONDS = 0.100
-# The seed's four SLOs. Availability and error rate are request-based (servers push; there is no
-# per-server ``up`` to count), so availability_slo is the strict one (99.9 % succeed) and
-# error_rate_slo the seed's "at most 1 % errors". Accuracy is a gauge: the share of time it holds >= 90 %.
+# Generative models: 95 % of requests get their first token within this (a TTFT bucket boundary). Half the
+# HighTimeToFirstToken threshold, as the latency SLO is half HighPredictionLatency's: the objective is missed
+# (budget spent) well before anyone is paged.
+SLO_TTFT_THRESHOLD_SECONDS = 1.0
+_TTFT = GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name
+# The seed's four SLOs, then the generative models' TTFT SLO. Availability and error rate are request-based
+# (servers push; there is no per-server ``up`` to count), so availability_slo is the strict one (99.9 %
+# succeed) and error_rate_slo the seed's "at most 1 % errors". Accuracy is a gauge: the share of time it
+# holds >= 90 %.
 SLOS: tuple[SLO, ...] = (
     SLO(
         name="prediction_latency_slo",
@@ -203,5 +211,13 @@ SLOS: tuple[SLO, ...] = (
         window="30d",
         bad=f'{_PRED_TOTAL}{{status="{STATUS_ERROR}"}}',
         total=_PRED_TOTAL,
+    ),
+    SLO(
+        name="ttft_slo",
+        description="95% of generative requests get their first token within 1 s",
+        objective=0.95,
+        window="30d",
+        good=f'{_TTFT}_bucket{{le="{_bucket_le(SLO_TTFT_THRESHOLD_SECONDS)}"}}',
+        total=f"{_TTFT}_count",
     ),
 )
