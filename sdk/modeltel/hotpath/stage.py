@@ -142,15 +142,15 @@ class Stage:
         span = self._span
         try:
             if self._root:
-                self._close_prediction(elapsed, exc, span)
+                self._close_prediction(elapsed, exc, span)  # ends its span
             else:
                 if self._record:
                     ctx = span.get_span_context() if span is not None and self._t.exemplars else None
                     self._series.record(elapsed, ctx)
                 if exc is not None:
                     self._on_error(exc, span)
-            if span is not None:
-                span.end()
+                if span is not None:
+                    span.end()
         except Exception as failure:  # a monitoring bug must not reach the model server
             self._t.monitoring_failed(failure)
         try:  # noqa: SIM105 (contextlib.suppress costs a microsecond on this hot path)
@@ -291,10 +291,13 @@ class Prediction(Stage):
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        """Count the prediction and end its span (a held one as soon as its fate is known)."""
         if exc is not None:
             self._on_error(exc, span)
         if self._hold is not None:
             span = self._settle(elapsed, exc, span)
+        elif span is not None:
+            span.end()
         counted = self.superseded
         if counted is None:  # counted itself
             counted = self
@@ -307,7 +310,7 @@ class Prediction(Stage):
                 counted.model.count_error(error)
 
     def _settle(self, elapsed: float, exc: BaseException | None, span: Any) -> Any:
-        """End a held prediction's span and keep its spans if it failed or was slow; the span if kept."""
+        """End a held prediction's span and keep its spans if it failed or was slow; the span's kept copy."""
         hold, self._hold = self._hold, None
         if exc is not None or self.failed or self._errors is not None:
             reason = "error"
@@ -318,8 +321,7 @@ class Prediction(Stage):
         span.end()
         if reason is None:
             return None
-        hold.release(reason)
-        return span
+        return hold.release(reason).get(span)
 
     def _annotate_adopted(self) -> None:
         """Give the adopted span the prediction's model attributes, once, while it is recording."""
