@@ -279,3 +279,33 @@ def test_a_span_ended_by_several_threads_at_once_is_exported_once(monkeypatch, c
     assert [s.name for s in out.get_finished_spans()] == ["contended"]
     assert ending.seen == [("contended", True)]
     assert len([r for r in caplog.records if "ended span" in r.getMessage()]) == 7
+
+
+class _SlowList(list):
+    """An attribute value whose cleaning (iterating it) takes a while, once it has said so."""
+
+    def __init__(self, *args: Any, started: threading.Event) -> None:
+        super().__init__(*args)
+        self.started = started
+
+    def __iter__(self) -> Any:
+        self.started.set()
+        time.sleep(0.05)
+        return super().__iter__()
+
+
+def test_an_attribute_set_while_another_thread_ends_the_span_lands_before_the_export():
+    t, out, _ = _telemetry(light=True)
+    at_end: list[dict[str, Any]] = []
+    ending = types.SimpleNamespace(on_start=lambda *a, **k: None, _on_ending=lambda span: None, shutdown=lambda: None)
+    ending.on_end = lambda span: at_end.append(dict(span.attributes))
+    t._spans.provider.add_span_processor(ending)
+    span = t._spans.start("raced", {"model.name": "m"}, None)
+    started = threading.Event()
+    setter = threading.Thread(target=span.set_attribute, args=("slow", _SlowList([1, 2], started=started)))
+    setter.start()
+    assert started.wait(10)
+    span.end()  # while the setter is inside set_attribute
+    setter.join()
+    assert at_end == [{"model.name": "m", "slow": (1, 2)}]
+    assert dict(out.get_finished_spans()[0].attributes) == at_end[0]

@@ -40,8 +40,8 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
 _fallback_warned = False
-# Held by FastSpan.end and every change for their check-and-set only; re-entrant, as attribute cleaning
-# may log, and a logging handler may write to a span.
+# Held by every change of a FastSpan for its check-and-set, and by the end of a changed one (see
+# FastSpan.end); re-entrant, as attribute cleaning may log, and a logging handler may write to a span.
 _lock = threading.RLock()
 
 
@@ -123,10 +123,13 @@ class FastSpan(trace_api.Span, ReadableSpan):
     the SDK span's rules at less cost: the provider's ``SpanLimits`` (applied to what is added, and to the
     start attributes only when they exceed a limit), events and links in ``BoundedList`` (a deque with a
     ``maxlen`` and a dropped count) made on the first one, one end, and nothing changes after it (a change
-    is ignored with the SDK's warning). Instead of a lock per span, ``end`` and every change take one
-    module-wide lock for the few instructions of their check-and-set: two threads ending a span export it
-    once, and an attribute set while another thread ends the span either lands before the end or not at all.
+    is ignored with the SDK's warning). Instead of a lock per span, every change takes one module-wide
+    lock for its check-and-set, and ``end`` claims the span atomically (see :meth:`end`): two threads
+    ending a span export it once, and an attribute set while another thread ends the span either lands
+    before the end or not at all.
     """
+
+    _changed = False  # set (on the instance) by the first change: see end()
 
     def __init__(
         self, factory: SpanFactory, name: str, context: SpanContext, parent: SpanContext | None, attributes: Mapping
@@ -144,9 +147,11 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._instrumentation_scope = factory.scope
         self._instrumentation_info = None  # deprecated; exporters read the scope
         self._end_time: int | None = None
+        self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
         self._start_time = time_ns()
         if len(attributes) > factory.start_fits:
             self._own_attributes()
+            self._changed = True
 
     def get_span_context(self) -> SpanContext:
         return self._context
@@ -166,14 +171,14 @@ class FastSpan(trace_api.Span, ReadableSpan):
 
     def set_attribute(self, key: str, value: Any) -> None:
         with _lock:
-            if self._end_time is None:
+            if self._changing():
                 self._own_attributes()[key] = value
                 return
         _log.warning("Setting attribute on ended span.")
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         with _lock:
-            if self._end_time is None:
+            if self._changing():
                 attrs = self._own_attributes()
                 for key, value in attributes.items():
                     attrs[key] = value
@@ -187,7 +192,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
         )
         event = Event(name, attrs, timestamp)
         with _lock:
-            if self._end_time is None:
+            if self._changing():
                 if type(self._events) is tuple:
                     self._events = BoundedList(limits.max_events)
                 self._events.append(event)
@@ -202,7 +207,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
             limits.max_link_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
         )
         with _lock:
-            if self._end_time is None:
+            if self._changing():
                 if type(self._links) is tuple:
                     self._links = BoundedList(limits.max_links)
                 self._links.append(Link(context, attrs))
@@ -211,7 +216,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
 
     def update_name(self, name: str) -> None:
         with _lock:
-            if self._end_time is None:
+            if self._changing():
                 self._name = name
                 return
         _ended("update_name")
@@ -224,7 +229,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
         else:
             new = status if given else Status(status, description)
         with _lock:
-            ended = self._end_time is not None
+            ended = not self._changing()
             if ended or new is None or self._status.status_code is StatusCode.OK:
                 new = None
             else:
@@ -252,17 +257,31 @@ class FastSpan(trace_api.Span, ReadableSpan):
         }
         self.add_event("exception", attrs, timestamp)
 
+    def _changing(self) -> bool:
+        """Under ``_lock``: mark the span changed (so that ``end`` waits for this change) and say whether it
+        is still open to changes."""
+        self._changed = True
+        return self._end_time is None
+
     def end(self, end_time: int | None = None) -> None:
-        with _lock:
-            first = self._end_time is None
-            if first:
-                self._end_time = end_time if end_time is not None else time_ns()
+        """End once, whichever threads call it; then nothing changes.
+
+        The claim is one atomic ``list.pop``, not a lock: a span nothing changed (most) ends without one.
+        A change marks the span under ``_lock`` before it checks the end time, and ``end`` reads that mark
+        after it has set the end time, so either the change sees the span ended, or ``end`` sees the mark
+        and waits on the lock for the change to finish before freezing and exporting.
+        """
+        try:
+            self._open.pop()
+        except IndexError:
+            _log.warning("Calling end() on an ended span.")
+            return
+        self._end_time = end_time if end_time is not None else time_ns()
+        if self._changed:
+            with _lock:
                 if type(self._attributes) is BoundedAttributes:
                     self._attributes._immutable = True  # as the SDK's Span.end does
-        if first:
-            self._factory.finish(self)
-        else:
-            _log.warning("Calling end() on an ended span.")
+        self._factory.finish(self)
 
 
 def _ended(method: str) -> None:
