@@ -137,7 +137,6 @@ class Stage:
             else:
                 self._series, span_attrs = model.stages.get(self._name) or model.stage(self._name)
                 self.sampled = False
-                self._held = None
                 if parent is None or parent.sampled:
                     if self._attributes:
                         span_attrs = model.span_attrs_with(span_attrs, self._attributes)
@@ -188,6 +187,7 @@ class Stage:
         """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
         span was made current inside ``parent`` (then a child of that one); outside any stage, of the
         current span."""
+        self._held = None  # the hold its span ends into, if any (its children's spans are held too)
         if parent is None:
             return self._t.start_span(None, self._span_name, attributes)
         if otel_context.get_current() is not parent._otel_ctx:
@@ -301,7 +301,6 @@ class Prediction(Stage):
     def _open_prediction(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
         """Bind the prediction's series and start (or adopt) its span; sets ``sampled``."""
         self._series = model.latency
-        self._held = None  # the hold its span ends into (see _start_span)
         if parent is not None and parent._root and not parent._own_span:  # an adopting prediction
             parent.superseded = self
         if not self._own_span:  # adopts the current span; nested stages ask the tracer about sampling
