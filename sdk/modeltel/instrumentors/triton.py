@@ -305,12 +305,14 @@ def _start(scope: Scope, args: tuple, kwargs: dict, i_headers: int) -> tuple[Cal
     ctx = contextvars.copy_context()
     ctx.run(scope.__enter__)
     args, kwargs = ctx.run(_with_headers, args, kwargs, i_headers)
-    left: list[BaseException | None] = []
+    pending = [scope]  # emptied by the one finish() that exits it (list.pop is atomic: reports may race)
 
     def finish(exc: BaseException | None) -> None:
-        if not left:
-            left.append(exc)
-            ctx.run(scope.__exit__, type(exc) if exc is not None else None, exc, None)
+        try:
+            pending.pop()
+        except IndexError:
+            return
+        ctx.run(scope.__exit__, type(exc) if exc is not None else None, exc, None)
 
     return finish, args, kwargs
 
