@@ -8,8 +8,7 @@ providers, so a service that sets up OpenTelemetry itself still gets modeltel's 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
@@ -25,6 +24,11 @@ from .hotpath import (
     in_prediction,
     telemetry_for,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .hotpath.stage import PredictionOptions, StageOptions
 
 __all__ = [
     "Pipeline",
@@ -73,38 +77,18 @@ def telemetry(
     return telemetry_for(tracer_provider, meter_provider, pipeline.settings)
 
 
-def stage(
-    name: str,
-    *,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    span_name: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
-    record: bool = True,
-) -> Stage:
-    """Time a serving stage: ``with modeltel.stage("preprocess"):`` or ``@modeltel.stage("inference")``."""
-    return telemetry().stage(
-        name,
-        model_name=model_name,
-        model_version=model_version,
-        span_name=span_name,
-        attributes=attributes,
-        record=record,
-    )
+def stage(name: str, **options: Unpack[StageOptions]) -> Stage:
+    """Time a serving stage: ``with modeltel.stage("preprocess"):`` or ``@modeltel.stage("inference")``
+    (options: :meth:`Telemetry.stage`)."""
+    return telemetry().stage(name, **options)
 
 
 def prediction(
-    model_name: str | None = None,
-    model_version: str | None = None,
-    *,
-    span_name: str = "predict",
-    attributes: Mapping[str, Any] | None = None,
-    own_span: bool = True,
+    model_name: str | None = None, model_version: str | None = None, **options: Unpack[PredictionOptions]
 ) -> Prediction:
-    """Time one prediction request: root span, latency histogram, predictions counter by status."""
-    return telemetry().prediction(
-        model_name, model_version, span_name=span_name, attributes=attributes, own_span=own_span
-    )
+    """Time one prediction request: root span, latency histogram, predictions counter by status (options:
+    :meth:`Telemetry.prediction`)."""
+    return telemetry().prediction(model_name, model_version, **options)
 
 
 def monitor_prediction(model_name: str | None = None, model_version: str | None = None) -> Prediction:
