@@ -10,13 +10,13 @@ Jaeger-compatible query API under /jaeger/api/ (serve/jaeger.py), for Grafana's 
 
 from __future__ import annotations
 
-import math
 from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console import serve_console
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
+from modeltel_collector.serve.params import MAX_MS, number
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 
@@ -80,7 +80,9 @@ class ApiHandler(Handler):
         try:
             traces = self.server.ctx["spans"].search(
                 **{k: q.get(k) for k in _SEARCH_KEYS},
-                min_duration_ms=_finite(q["min_duration_ms"], "min_duration_ms") if q.get("min_duration_ms") else None,
+                min_duration_ms=number(q["min_duration_ms"], "min_duration_ms", lo=0, hi=MAX_MS)
+                if q.get("min_duration_ms")
+                else None,
                 sort=q.get("sort", "recent"),
                 limit=int(q.get("limit", 20)),
             )
@@ -88,10 +90,3 @@ class ApiHandler(Handler):
             self.send_json(400, {"error": str(e)})
             return
         self.send_json(200, {"traces": traces})
-
-
-def _finite(text: str, name: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {text!r}")
-    return value

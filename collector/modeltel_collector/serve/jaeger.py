@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.serve.params import MAX_US, integer
 
 __all__ = ["PREFIX", "parse_duration_us", "serve_jaeger", "to_jaeger_trace"]
 
@@ -32,6 +33,7 @@ PREFIX = "/jaeger/api/"
 _SCAN = 1000  # the most traces one search reads from the store (SpanStore.search's own cap)
 _OPERATION_TRACES = 50  # recent traces read in full to list a service's operations (stage spans included)
 _DEFAULT_LIMIT = 20
+_MAX_TAGS_BYTES = 4096  # a 'tags' JSON object longer than this is refused (a search names a few tags)
 _UNITS_US = {"ns": 1e-3, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _SPAN_KINDS = {"SPAN_KIND_SERVER": "server", "SPAN_KIND_CLIENT": "client", "SPAN_KIND_PRODUCER": "producer",
@@ -44,8 +46,11 @@ def parse_duration_us(text: str) -> float:
         return 0.0
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 100ms, 1.5s, 2m")
-    return sum(float(n) * _UNITS_US[u] for n, u in parts)
+        raise ValueError(f"invalid duration {text[:40]!r}: use e.g. 100ms, 1.5s, 2m")
+    us = sum(float(n) * _UNITS_US[u] for n, u in parts)
+    if us > MAX_US:  # past int64 nanoseconds: the store holds no such span
+        raise ValueError(f"duration {text[:40]!r} is out of range (at most {int(MAX_US // 3600e6)}h)")
+    return us
 
 
 def _tag(key: str, value: Any) -> dict[str, Any]:
@@ -170,8 +175,12 @@ def _tags(query: dict[str, list[str]]) -> dict[str, str]:
             raise ValueError(f"malformed 'tag' parameter, expecting key:value, received: {kv}")
         tags[key] = value
     for doc in query.get("tags", []):
+        if len(doc) > _MAX_TAGS_BYTES:
+            raise ValueError(f"malformed 'tags' parameter: longer than {_MAX_TAGS_BYTES} characters")
         try:
             parsed = json.loads(doc)
+        except RecursionError:
+            raise ValueError("malformed 'tags' parameter: nested too deeply") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"malformed 'tags' parameter, cannot unmarshal JSON: {e}") from None
         if not isinstance(parsed, dict):
@@ -192,9 +201,9 @@ def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
     hi = parse_duration_us(q["maxDuration"]) if q.get("maxDuration") else float("inf")
     if hi < lo:
         raise ValueError("'maxDuration' should be greater than 'minDuration'")
-    start = int(q["start"]) * 1000 if q.get("start") else 0
-    end = int(q["end"]) * 1000 if q.get("end") else None
-    limit = max(1, min(int(q.get("limit") or _DEFAULT_LIMIT), _SCAN))
+    start = integer(q["start"], "start", lo=0, hi=int(MAX_US)) * 1000 if q.get("start") else 0
+    end = integer(q["end"], "end", lo=0, hi=int(MAX_US)) * 1000 if q.get("end") else None
+    limit = max(1, min(integer(q.get("limit") or str(_DEFAULT_LIMIT), "limit", lo=-(1 << 63), hi=1 << 63), _SCAN))
     operation, tags = q.get("operation", ""), _tags(query)
 
     def matches(s: dict[str, Any]) -> bool:
