@@ -223,7 +223,13 @@ def start_on(collector) -> LiveAnalytics:
     cfg = collector.config
     url = cfg.alertmanager_url
     keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
-    poster = AlertmanagerPoster(url, runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url) if url else None
+    poster = (
+        AlertmanagerPoster(
+            url, runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url, cap=collector.metrics.label_cap
+        )
+        if url
+        else None
+    )
     return live_for(cfg, collector.facts, collector.metrics, on_events=poster, keeper=keeper).start(
         stopped=collector._stopped
     )
