@@ -101,4 +101,3 @@ def test_alerts_sent_to_alertmanager_carry_capped_values() -> None:
         assert len(value.encode()) <= CUT
     assert doc["labels"]["model_name"].endswith(MARKER)
     assert cuts.count("alert_label") == 2 and "alert_annotation" in cuts
-
