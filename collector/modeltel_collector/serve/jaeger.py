@@ -14,7 +14,9 @@ that Grafana's Jaeger datasource reads (``public/app/plugins/datasource/jaeger``
 It reads spans only through :class:`SpanStore`'s public ``search`` and ``get_trace``. A trace matches a search
 when one of its spans has the operation, every tag (as text), a duration within [min, max] and a start
 within [start, end], as in Jaeger. Services and operations come from the most recent traces (the store's
-search returns at most ``_SCAN`` of them), which is what a trace store bounded by age holds anyway.
+search returns at most ``_SCAN`` of them), which is what a trace store bounded by age holds anyway. Each
+request reads at most ``trace_fetch_max_spans`` spans in all (``_Reader``); a trace cut short says so in
+Jaeger's ``warnings``.
 """
 
 from __future__ import annotations
@@ -80,8 +82,12 @@ def _span_tags(span: dict[str, Any]) -> list[dict[str, Any]]:
     return tags
 
 
-def to_jaeger_trace(spans: list[dict[str, Any]]) -> dict[str, Any]:
-    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds)."""
+def to_jaeger_trace(spans: list[dict[str, Any]], unread: int = 0) -> dict[str, Any]:
+    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds).
+
+    ``unread``: spans of the trace left out by the read bound; the answer says so in Jaeger's
+    ``warnings``, on the trace and on its first span (Grafana's trace view shows a span's warnings).
+    """
     processes: dict[str, str] = {}  # service -> process id
     out = []
     for s in spans:
@@ -103,12 +109,34 @@ def to_jaeger_trace(spans: list[dict[str, Any]]) -> dict[str, Any]:
             "duration": (s["end_time_unix_nano"] - s["start_time_unix_nano"]) // 1000,
             "tags": _span_tags(s), "logs": logs, "processID": pid, "warnings": None,
         })  # fmt: skip
+    warnings = None
+    if unread:
+        warnings = [f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)"]
+        out[0]["warnings"] = warnings
     return {
         "traceID": spans[0]["trace_id"],
         "spans": out,
         "processes": {pid: {"serviceName": svc, "tags": []} for svc, pid in processes.items()},
-        "warnings": None,
+        "warnings": warnings,
     }
+
+
+class _Reader:
+    """Reads the traces one request needs, at most ``max_spans`` spans in all (``trace_fetch_max_spans``):
+    a fetch, a search or an operations list costs what one capped trace fetch costs, however large the
+    stored traces are. A search that spends the bound returns the traces found so far."""
+
+    def __init__(self, store: Any, max_spans: int) -> None:
+        self.store, self.left = store, max_spans
+
+    def trace(self, trace_id: bytes) -> tuple[list[dict[str, Any]], int]:
+        """(the trace's spans read, how many of its stored spans were left unread)."""
+        if self.left <= 0:
+            return [], 0
+        spans = self.store.get_trace(trace_id, self.left)
+        self.left -= len(spans)
+        unread = self.store.trace_span_count(trace_id) - len(spans) if self.left <= 0 else 0
+        return spans, max(unread, 0)
 
 
 def _respond(handler: Handler, status: int, data: Any = None, error: str = "", headers: dict | None = None) -> None:
@@ -127,16 +155,17 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
         _respond(handler, 401, error="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return True
     store, rest = ctx["spans"], path[len(PREFIX) :]
+    reader = _Reader(store, ctx["config"].trace_fetch_max_spans)
     query = parse_qs(query_string)
     try:
         if rest == "services":
             _respond(handler, 200, store.services())
         elif rest.startswith("services/") and rest.endswith("/operations"):
-            _respond(handler, 200, _operations(store, unquote(rest[len("services/") : -len("/operations")])))
+            _respond(handler, 200, _operations(reader, unquote(rest[len("services/") : -len("/operations")])))
         elif rest == "traces":
-            _respond(handler, 200, _search(store, query))
+            _respond(handler, 200, _search(reader, query))
         elif rest.startswith("traces/"):
-            _get(handler, store, rest[len("traces/") :])
+            _get(handler, reader, rest[len("traces/") :])
         else:
             _respond(handler, 404, error=f"no such endpoint: {path}")
     except ValueError as e:
@@ -144,15 +173,15 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     return True
 
 
-def _operations(store: Any, service: str) -> list[str]:
-    hits = store.search(service=service, limit=_SCAN)
+def _operations(reader: _Reader, service: str) -> list[str]:
+    hits = reader.store.search(service=service, limit=_SCAN)
     names = {h["name"] for h in hits}
     for hit in hits[:_OPERATION_TRACES]:
-        names |= {s["name"] for s in store.get_trace(bytes.fromhex(hit["trace_id"])) if s["service"] == service}
+        names |= {s["name"] for s in reader.trace(bytes.fromhex(hit["trace_id"]))[0] if s["service"] == service}
     return sorted(names)
 
 
-def _get(handler: Handler, store: Any, trace_hex: str) -> None:
+def _get(handler: Handler, reader: _Reader, trace_hex: str) -> None:
     try:
         trace_id = bytes.fromhex(trace_hex.rjust(32, "0"))  # Jaeger ids may drop leading zeros
         if len(trace_id) != 16:
@@ -160,11 +189,11 @@ def _get(handler: Handler, store: Any, trace_hex: str) -> None:
     except ValueError:
         _respond(handler, 400, error="trace id must be up to 32 hex digits")
         return
-    spans = store.get_trace(trace_id)
+    spans, unread = reader.trace(trace_id)
     if not spans:
         _respond(handler, 404, error="trace not found")
     else:
-        _respond(handler, 200, [to_jaeger_trace(spans)])
+        _respond(handler, 200, [to_jaeger_trace(spans, unread)])
 
 
 def _tags(query: dict[str, list[str]]) -> dict[str, str]:
@@ -193,7 +222,7 @@ def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _search(reader: _Reader, query: dict[str, list[str]]) -> list[dict[str, Any]]:
     q = {k: v[-1] for k, v in query.items()}
     if not q.get("service"):
         raise ValueError("parameter 'service' is required")
@@ -216,14 +245,16 @@ def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         return all(values.get(k) == v for k, v in tags.items())
 
     # the store's min_duration filters on a trace's longest span, a bound on any of its spans
-    hits = store.search(service=q["service"], min_duration_ms=lo / 1000 or None, limit=_SCAN)
+    hits = reader.store.search(service=q["service"], min_duration_ms=lo / 1000 or None, limit=_SCAN)
     traces = []
     for hit in hits:
         if end is not None and hit["start_time_unix_nano"] > end:
             continue
-        spans = store.get_trace(bytes.fromhex(hit["trace_id"]))
+        spans, unread = reader.trace(bytes.fromhex(hit["trace_id"]))
         if any(s["service"] == q["service"] and matches(s) for s in spans):
-            traces.append(to_jaeger_trace(spans))
+            traces.append(to_jaeger_trace(spans, unread))
             if len(traces) >= limit:
                 break
+        if reader.left <= 0:
+            break
     return traces

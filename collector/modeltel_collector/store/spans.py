@@ -8,6 +8,7 @@ the search API filters on are columns, the spans themselves stay protobuf-encode
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -251,9 +252,10 @@ class SpanStore:
                 "SELECT service, data FROM traces WHERE trace_id = ? ORDER BY rowid", (trace_id,)
             )
             for service, data in cursor:
-                spans.extend(span_to_dict(sp, service) for sp in ScopeSpans.FromString(data).spans)
+                row = ScopeSpans.FromString(data).spans
+                room = len(row) if max_spans is None else max_spans - len(spans)
+                spans.extend(span_to_dict(sp, service) for sp in itertools.islice(row, room))
                 if max_spans is not None and len(spans) >= max_spans:
-                    del spans[max_spans:]
                     break
             cursor.close()
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
