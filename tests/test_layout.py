@@ -71,7 +71,9 @@ SDK_LAYERS = {
     "modeltel.generators": ("modeltel.taxonomy",),  # pure functions: taxonomy (+ SLO config) -> files
 }
 _C = "modeltel_collector"
-_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate"))
+_SHARED = tuple(
+    f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate", "labelcap", "jsonout")
+)
 COLLECTOR_LAYERS = {
     **{shared: _SHARED for shared in _SHARED},
     f"{_C}.store": _SHARED,
