@@ -120,3 +120,11 @@ def test_fuzzed_queries_all_get_answers_and_the_collector_still_ingests() -> Non
                          .SerializeToString(), PB)[0] == 200  # fmt: skip
         c.flush()
         assert http_get(f"{c.urls['listen']}/api/traces/{after.hex()}")[0] == 200
+
+
+def test_otlp_json_answers_are_not_sniffed_either() -> None:
+    with running_collector() as c:
+        status, headers, _ = http_post(c.urls["otlp_http"] + "/v1/traces", b"{}", {"Content-Type": "application/json"})
+        assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
+        status, headers, _ = http_get(c.urls["listen"] + "/metrics")
+        assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"

@@ -35,7 +35,7 @@ _BUSY = (
 
 
 _STREAM_CHUNK = 64 << 10  # bytes of JSON per chunk of a streamed answer
-_JSON_HEADERS = {"X-Content-Type-Options": "nosniff"}  # a JSON answer is never sniffed into HTML
+_HEADERS = {"X-Content-Type-Options": "nosniff"}  # on every answer: JSON or text is never sniffed into HTML
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -182,14 +182,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
+        for k, v in {**_HEADERS, **(headers or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
     def send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
-        self.send_body(status, dumps(doc).encode(), "application/json", {**_JSON_HEADERS, **(headers or {})})
+        self.send_body(status, dumps(doc).encode(), "application/json", headers)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's own refusals (414 URI too long, 400 bad request line, 431 ...) as JSON, like every
@@ -204,7 +204,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
-        for k, v in _JSON_HEADERS.items():
+        for k, v in _HEADERS.items():
             self.send_header(k, v)
         self.end_headers()
         if self.command == "HEAD":
