@@ -33,7 +33,8 @@ def _spans_with_big_names(n: int) -> bytes:
 
 
 def _gauge_with_big_values() -> bytes:
-    point = metrics_pb2.NumberDataPoint(time_unix_nano=time.time_ns(), as_double=1.0, attributes=[_kv("k", BIG)])
+    attrs = [_kv("k", BIG), _kv("key" + "k" * 100_000, "v")]
+    point = metrics_pb2.NumberDataPoint(time_unix_nano=time.time_ns(), as_double=1.0, attributes=attrs)
     metric = metrics_pb2.Metric(name="g", gauge=metrics_pb2.Gauge(data_points=[point]))
     res = Resource(attributes=[_kv("service.name", "s" + BIG), _kv("service.instance.id", "i" + BIG),
                                _kv("host.name", "h" + BIG)])  # fmt: skip
@@ -66,10 +67,10 @@ def test_long_label_values_are_cut_marked_and_counted() -> None:
         cut = [v for v in values if v.endswith(MARKER)]
         assert {v[:2] for v in cut} >= {"0m", "6m", "sm", "im", "hm", "sc", "mm"}  # model, job, instance, info, ...
         assert "target_info{" in text and 'job="s' in text
-        counted = [
-            ln for ln in text.splitlines() if ln.startswith('modeltel_collector_truncated_total{what="label_value"}')
-        ]
-        assert counted and float(counted[0].split()[-1]) >= 6
+        counted = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if "_truncated_total{" in ln}
+        assert counted['modeltel_collector_truncated_total{what="label_value"}'] >= 6
+        assert counted['modeltel_collector_truncated_total{what="label_name"}'] == 1
+        assert f'key{"k" * (CUT - 3 - len("_truncated"))}_truncated="v"' in text
 
 
 def test_the_bound_is_configurable_and_cuts_on_a_character_boundary() -> None:

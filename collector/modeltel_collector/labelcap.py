@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 MARKER = "…[truncated]"
+NAME_MARKER = "_truncated"  # a label name stays a valid name: [a-zA-Z0-9_] only
 _MARKER_BYTES = len(MARKER.encode())
 DEFAULT_MAX_BYTES = 256
 MIN_MAX_BYTES = 32  # room for the marker and a recognisable start
@@ -38,6 +39,15 @@ class LabelCap:
         if self.on_cut is not None:
             self.on_cut(what)
         return raw[: self.max_bytes - _MARKER_BYTES].decode("utf-8", "ignore") + MARKER
+
+    def name(self, label: str) -> str:
+        """A (sanitised, so ASCII) label name cut to the same bound, ending in ``NAME_MARKER``, counted as
+        ``label_name``: an attribute key is as much the client's as its value."""
+        if len(label) <= self.max_bytes:
+            return label
+        if self.on_cut is not None:
+            self.on_cut("label_name")
+        return label[: self.max_bytes - len(NAME_MARKER)] + NAME_MARKER
 
     def silent(self) -> LabelCap:
         """The same bound without counting: for a look-ahead that the real merge will count."""

@@ -85,7 +85,8 @@ def resource_identity(resource: Resource, cap: LabelCap) -> tuple[ResourceKey, L
 
 def _add_label(labels: dict[str, str], key: str, value: str, cap: LabelCap) -> None:
     """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says;
-    the value is cut to the label value bound."""
+    the name and the value are cut to the label value bound."""
+    key = cap.name(key)
     labels[key] = cap(f"{labels[key]};{value}" if key in labels else value)
 
 
