@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
 
@@ -201,24 +201,28 @@ class Handler(BaseHTTPRequestHandler):
     def send_json_stream(self, doc: dict[str, Any], key: str, items: Iterable[Any]) -> None:
         """200 with ``doc`` plus ``items`` as its ``key`` list, serialized item by item and sent in chunks
         (chunked transfer encoding), so a large answer is never built as one string."""
+        self.send_json_parts(json_list_parts(doc, key, ((dumps(item),) for item in items)))
+
+    def send_json_parts(self, parts: Iterable[str], headers: dict[str, str] | None = None) -> None:
+        """200 with a JSON document given as consecutive pieces of its text, sent in chunks of about
+        ``_STREAM_CHUNK`` bytes as the pieces come (chunked transfer encoding)."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
-        for k, v in _HEADERS.items():
+        for k, v in {**_HEADERS, **(headers or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         if self.command == "HEAD":
             return
-        head = dumps(doc)[:-1]
-        parts, size = [f'{head}{", " if doc else ""}"{key}": ['.encode()], 0
-        for i, item in enumerate(items):
-            parts.append((", " if i else "").encode() + dumps(item).encode())
-            size += len(parts[-1])
+        buffered, size = [], 0
+        for part in parts:
+            buffered.append(part.encode())
+            size += len(buffered[-1])
             if size >= _STREAM_CHUNK:
-                self._send_chunk(b"".join(parts))
-                parts, size = [], 0
-        parts.append(b"]}")
-        self._send_chunk(b"".join(parts))
+                self._send_chunk(b"".join(buffered))
+                buffered, size = [], 0
+        if size:
+            self._send_chunk(b"".join(buffered))
         self.wfile.write(b"0\r\n\r\n")
 
     def _send_chunk(self, data: bytes) -> None:
@@ -328,6 +332,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _malformed(self, reason: str) -> NoReturn:
         raise PayloadError(f"malformed chunked body: {reason}")
+
+
+def json_list_parts(doc: dict[str, Any], key: str, items: Iterable[Iterable[str]]) -> Iterator[str]:
+    """The text of ``doc`` with a ``key`` list appended, piece by piece; each item of the list is given as
+    the pieces of its JSON text."""
+    yield f'{dumps(doc)[:-1]}{", " if doc else ""}"{key}": ['
+    for i, pieces in enumerate(items):
+        if i:
+            yield ", "
+        yield from pieces
+    yield "]}"
 
 
 _MAX_TRAILERS = 64

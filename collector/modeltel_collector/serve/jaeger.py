@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.httpbase import Handler, json_list_parts, token_ok
+from modeltel_collector.jsonout import dumps
 from modeltel_collector.serve.params import MAX_US, integer
 
-__all__ = ["PREFIX", "parse_duration_us", "serve_jaeger", "to_jaeger_trace"]
+__all__ = ["PREFIX", "jaeger_trace_json", "parse_duration_us", "serve_jaeger"]
 
 PREFIX = "/jaeger/api/"
 _SCAN = 1000  # the most traces one search reads from the store (SpanStore.search's own cap)
@@ -82,43 +84,47 @@ def _span_tags(span: dict[str, Any]) -> list[dict[str, Any]]:
     return tags
 
 
-def to_jaeger_trace(spans: list[dict[str, Any]], unread: int = 0) -> dict[str, Any]:
-    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds).
+def jaeger_trace_json(spans: list[dict[str, Any]], unread: int = 0) -> Iterator[str]:
+    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds), in
+    pieces of JSON text, a span at a time, so that a large trace is never one string.
 
     ``unread``: spans of the trace left out by the read bound; the answer says so in Jaeger's
     ``warnings``, on the trace and on its first span (Grafana's trace view shows a span's warnings).
     """
     processes: dict[str, str] = {}  # service -> process id
-    out = []
     for s in spans:
-        pid = processes.setdefault(s["service"], f"p{len(processes) + 1}")
-        refs = []
-        if s["parent_span_id"]:
-            refs.append({"refType": "CHILD_OF", "traceID": s["trace_id"], "spanID": s["parent_span_id"]})
-        refs += [{"refType": "FOLLOWS_FROM", "traceID": lk["trace_id"], "spanID": lk["span_id"]} for lk in s["links"]]
-        logs = [
-            {
-                "timestamp": e["time_unix_nano"] // 1000,
-                "fields": [_tag("event", e["name"]), *(_tag(k, v) for k, v in e["attributes"].items())],
-            }
-            for e in s["events"]
-        ]
-        out.append({
-            "traceID": s["trace_id"], "spanID": s["span_id"], "flags": 1, "operationName": s["name"],
-            "references": refs, "startTime": s["start_time_unix_nano"] // 1000,
-            "duration": (s["end_time_unix_nano"] - s["start_time_unix_nano"]) // 1000,
-            "tags": _span_tags(s), "logs": logs, "processID": pid, "warnings": None,
-        })  # fmt: skip
+        processes.setdefault(s["service"], f"p{len(processes) + 1}")
     warnings = None
     if unread:
         warnings = [f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)"]
-        out[0]["warnings"] = warnings
-    return {
+    head = {
         "traceID": spans[0]["trace_id"],
-        "spans": out,
         "processes": {pid: {"serviceName": svc, "tags": []} for svc, pid in processes.items()},
         "warnings": warnings,
     }
+    rows = (_span(s, processes[s["service"]], warnings if i == 0 else None) for i, s in enumerate(spans))
+    return json_list_parts(head, "spans", ((dumps(row),) for row in rows))
+
+
+def _span(s: dict[str, Any], pid: str, warnings: list[str] | None) -> dict[str, Any]:
+    """One span in Jaeger's model/json."""
+    refs = []
+    if s["parent_span_id"]:
+        refs.append({"refType": "CHILD_OF", "traceID": s["trace_id"], "spanID": s["parent_span_id"]})
+    refs += [{"refType": "FOLLOWS_FROM", "traceID": lk["trace_id"], "spanID": lk["span_id"]} for lk in s["links"]]
+    logs = [
+        {
+            "timestamp": e["time_unix_nano"] // 1000,
+            "fields": [_tag("event", e["name"]), *(_tag(k, v) for k, v in e["attributes"].items())],
+        }
+        for e in s["events"]
+    ]
+    return {
+        "traceID": s["trace_id"], "spanID": s["span_id"], "flags": 1, "operationName": s["name"],
+        "references": refs, "startTime": s["start_time_unix_nano"] // 1000,
+        "duration": (s["end_time_unix_nano"] - s["start_time_unix_nano"]) // 1000,
+        "tags": _span_tags(s), "logs": logs, "processID": pid, "warnings": warnings,
+    }  # fmt: skip
 
 
 class _Reader:
@@ -146,6 +152,13 @@ def _respond(handler: Handler, status: int, data: Any = None, error: str = "", h
     handler.send_json(status, doc, {"Cache-Control": "no-store", **(headers or {})})
 
 
+def _respond_traces(handler: Handler, found: list[tuple[list[dict[str, Any]], int]]) -> None:
+    """200 with the traces read, streamed a span at a time (their spans are already bounded by ``_Reader``)."""
+    doc = {"total": len(found), "limit": 0, "offset": 0, "errors": None}
+    traces = (jaeger_trace_json(spans, unread) for spans, unread in found)
+    handler.send_json_parts(json_list_parts(doc, "data", traces), {"Cache-Control": "no-store"})
+
+
 def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is under ``/jaeger/api/``; False leaves it to the caller."""
     if not path.startswith(PREFIX):
@@ -163,7 +176,7 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
         elif rest.startswith("services/") and rest.endswith("/operations"):
             _respond(handler, 200, _operations(reader, unquote(rest[len("services/") : -len("/operations")])))
         elif rest == "traces":
-            _respond(handler, 200, _search(reader, query))
+            _respond_traces(handler, _search(reader, query))
         elif rest.startswith("traces/"):
             _get(handler, reader, rest[len("traces/") :])
         else:
@@ -193,7 +206,7 @@ def _get(handler: Handler, reader: _Reader, trace_hex: str) -> None:
     if not spans:
         _respond(handler, 404, error="trace not found")
     else:
-        _respond(handler, 200, [to_jaeger_trace(spans, unread)])
+        _respond_traces(handler, [(spans, unread)])
 
 
 def _tags(query: dict[str, list[str]]) -> dict[str, str]:
@@ -222,7 +235,8 @@ def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def _search(reader: _Reader, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _search(reader: _Reader, query: dict[str, list[str]]) -> list[tuple[list[dict[str, Any]], int]]:
+    """The matching traces, as (spans read, spans left unread) each."""
     q = {k: v[-1] for k, v in query.items()}
     if not q.get("service"):
         raise ValueError("parameter 'service' is required")
@@ -252,7 +266,7 @@ def _search(reader: _Reader, query: dict[str, list[str]]) -> list[dict[str, Any]
             continue
         spans, unread = reader.trace(bytes.fromhex(hit["trace_id"]))
         if any(s["service"] == q["service"] and matches(s) for s in spans):
-            traces.append(to_jaeger_trace(spans, unread))
+            traces.append((spans, unread))
             if len(traces) >= limit:
                 break
         if reader.left <= 0:
