@@ -27,11 +27,11 @@ class LabelCap:
             raise ValueError(f"label_value_max_bytes must be at least {MIN_MAX_BYTES}, got {max_bytes}")
         self.max_bytes = max_bytes
         self.on_cut = on_cut
-        self._short = max_bytes // 4  # no string of this many characters can exceed max_bytes in UTF-8
+        self.short = max_bytes // 4  # no string of this many characters can exceed max_bytes in UTF-8
 
     def __call__(self, value: str, what: str = "label_value") -> str:
         """``value``, or its first bytes (whole characters) and ``MARKER`` when it is over the bound."""
-        if len(value) <= self._short:
+        if len(value) <= self.short:
             return value
         raw = value.encode("utf-8", "surrogatepass")
         if len(raw) <= self.max_bytes:

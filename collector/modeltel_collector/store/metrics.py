@@ -86,8 +86,11 @@ def resource_identity(resource: Resource, cap: LabelCap) -> tuple[ResourceKey, L
 def _add_label(labels: dict[str, str], key: str, value: str, cap: LabelCap) -> None:
     """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says;
     the name and the value are cut to the label value bound."""
-    key = cap.name(key)
-    labels[key] = cap(f"{labels[key]};{value}" if key in labels else value)
+    if len(key) > cap.short:  # the checks inline: this runs per attribute of every point
+        key = cap.name(key)
+    if key in labels:
+        value = f"{labels[key]};{value}"
+    labels[key] = value if len(value) <= cap.short else cap(value)
 
 
 def _count_points(rm) -> int:
