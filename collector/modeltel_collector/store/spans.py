@@ -240,8 +240,9 @@ class SpanStore:
         return deleted
 
     # ---------------------------------------------------------------- reads (API threads)
-    def get_trace(self, trace_id: bytes, max_spans: int | None = None) -> list[dict[str, Any]]:
-        """The trace's spans by start time; with ``max_spans``, the first that arrived, at most that many.
+    def get_trace(self, trace_id: bytes, max_spans: int) -> list[dict[str, Any]]:
+        """The trace's spans by start time: the first that arrived, at most ``max_spans`` (every read is
+        bounded: callers pass ``trace_fetch_max_spans`` or what is left of it).
 
         Rows are decoded one at a time and reading stops at the cap, so a trace of 300k spans costs what
         ``max_spans`` costs, in time, memory and in how long the read lock is held against other searches.
@@ -253,9 +254,8 @@ class SpanStore:
             )
             for service, data in cursor:
                 row = ScopeSpans.FromString(data).spans
-                room = len(row) if max_spans is None else max_spans - len(spans)
-                spans.extend(span_to_dict(sp, service) for sp in itertools.islice(row, room))
-                if max_spans is not None and len(spans) >= max_spans:
+                spans.extend(span_to_dict(sp, service) for sp in itertools.islice(row, max_spans - len(spans)))
+                if len(spans) >= max_spans:
                     break
             cursor.close()
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
