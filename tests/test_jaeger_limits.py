@@ -35,6 +35,13 @@ def big():
 
         c.spans.get_trace = recording
         yield c.urls["listen"] + "/jaeger/api/", trace_id.hex(), small.hex(), reads
+        c.spans.get_trace = get_trace
+
+
+def _truncated_reads(base: str) -> float:
+    page = http_get(base.replace("/jaeger/api/", "/metrics"))[2].decode()
+    line = [ln for ln in page.splitlines() if ln.startswith('modeltel_collector_truncated_total{what="trace_read"}')]
+    return float(line[0].split()[-1]) if line else 0.0
 
 
 def _get(base: str, path: str, reads: list) -> dict:
@@ -53,6 +60,9 @@ def test_a_huge_trace_fetch_is_capped_and_warns(big) -> None:
     assert len(trace["spans"]) == CAP
     assert trace["warnings"] == [f"trace truncated: {CAP} of 2500 spans shown (trace_fetch_max_spans)"]
     assert trace["spans"][0]["warnings"] == trace["warnings"]
+    before = _truncated_reads(base)
+    _get(base, f"traces/{trace_hex}", reads)
+    assert _truncated_reads(base) == before + 1  # counted on /metrics
     small = _get(base, f"traces/{small_hex}", reads)["data"][0]
     assert len(small["spans"]) == 3 and small["warnings"] is None
     assert all(s["warnings"] is None for s in small["spans"])

@@ -73,6 +73,7 @@ class ApiHandler(Handler):
         doc: dict = {"trace_id": trace_hex.lower()}
         if len(spans) >= cap and (stored := store.trace_span_count(trace_id)) > len(spans):
             doc.update(truncated=True, span_count=stored)
+            self.server.ctx["stats"].inc("modeltel_collector_truncated", "trace_read")
         self.send_json_stream(doc, "spans", spans)
 
     def _search(self, query: dict[str, list[str]]) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote
 from modeltel_collector.httpbase import Handler, json_list_parts, token_ok
 from modeltel_collector.jsonout import dumps
 from modeltel_collector.serve.params import MAX_US, integer
+from modeltel_collector.stats import Stats
 
 __all__ = ["PREFIX", "jaeger_trace_json", "parse_duration_us", "serve_jaeger"]
 
@@ -132,8 +133,8 @@ class _Reader:
     a fetch, a search or an operations list costs what one capped trace fetch costs, however large the
     stored traces are. A search that spends the bound returns the traces found so far."""
 
-    def __init__(self, store: Any, max_spans: int) -> None:
-        self.store, self.left = store, max_spans
+    def __init__(self, store: Any, max_spans: int, stats: Stats) -> None:
+        self.store, self.left, self.stats = store, max_spans, stats
 
     def trace(self, trace_id: bytes) -> tuple[list[dict[str, Any]], int]:
         """(the trace's spans read, how many of its stored spans were left unread)."""
@@ -142,6 +143,8 @@ class _Reader:
         spans = self.store.get_trace(trace_id, self.left)
         self.left -= len(spans)
         unread = self.store.trace_span_count(trace_id) - len(spans) if self.left <= 0 else 0
+        if unread > 0:
+            self.stats.inc("modeltel_collector_truncated", "trace_read")
         return spans, max(unread, 0)
 
 
@@ -168,7 +171,7 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
         _respond(handler, 401, error="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return True
     store, rest = ctx["spans"], path[len(PREFIX) :]
-    reader = _Reader(store, ctx["config"].trace_fetch_max_spans)
+    reader = _Reader(store, ctx["config"].trace_fetch_max_spans, ctx["stats"])
     query = parse_qs(query_string)
     try:
         if rest == "services":
