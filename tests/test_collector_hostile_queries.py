@@ -128,3 +128,16 @@ def test_otlp_json_answers_are_not_sniffed_either() -> None:
         assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
         status, headers, _ = http_get(c.urls["listen"] + "/metrics")
         assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_an_unforeseen_failure_gets_a_logged_json_500(caplog) -> None:
+    with running_collector() as c:
+
+        def broken(**_):
+            raise RuntimeError("a bug")
+
+        c.spans.search = broken
+        status, _, body = http_get(c.urls["listen"] + "/api/traces?service=x")
+        assert status == 500 and json.loads(body)["error"]
+        assert "GET /api/traces?service=x failed" in caplog.text
+        assert http_get(c.urls["listen"] + "/healthz")[0] == 200

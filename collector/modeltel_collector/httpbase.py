@@ -157,7 +157,8 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             raise  # the client is gone (reset, timeout): nobody to answer
         except Exception:
-            _log.exception("modeltel collector: %s %s failed", self.command, (self.path or "")[:200])
+            request = f"{getattr(self, 'command', '')} {getattr(self, 'path', '')[:200]}"  # unset before parsing
+            _log.exception("modeltel collector: %s failed", request)
             self.close_connection = True
             if not self._answered:
                 self.send_json(500, {"error": "internal error (the collector logged it)"})
