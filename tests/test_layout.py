@@ -93,7 +93,10 @@ SDK_LAYERS = {
                      "modeltel.generators", "modeltel.examples"),
 }  # fmt: skip
 _C = "modeltel_collector"
-_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate", "facts"))
+_SHARED = tuple(
+    f"{_C}.{m}"
+    for m in ("config", "stats", "httpbase", "translate", "otlp", "validate", "labelcap", "jsonout", "facts")
+)
 _STAGES = tuple(f"{_C}.{m}" for m in ("store", "forward", "process", "receive", "serve", "analytics"))
 COLLECTOR_LAYERS = {
     **{shared: _SHARED for shared in _SHARED},

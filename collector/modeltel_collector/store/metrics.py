@@ -18,6 +18,7 @@ from typing import NamedTuple
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from modeltel_collector.labelcap import LabelCap
 from modeltel_collector.otlp import any_value_str
 from modeltel_collector.store.series import (
     ExpHistogramSeries,
@@ -85,23 +86,29 @@ class IngestResult:
     reasons: set[str] = field(default_factory=set)
 
 
-def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
-    """(job, instance) and the remaining resource attributes (for ``target_info``), per the compat spec."""
+def resource_identity(resource: Resource, cap: LabelCap) -> tuple[ResourceKey, Labels]:
+    """(job, instance) and the remaining resource attributes (for ``target_info``), per the compat spec;
+    every value cut to the label value bound."""
     attrs = {kv.key: any_value_str(kv.value) for kv in resource.attributes}
     name = attrs.get("service.name", "unknown_service")
     ns = attrs.get("service.namespace")
-    job = f"{ns}/{name}" if ns else name
-    instance = attrs.get("service.instance.id", "")
+    job = cap(f"{ns}/{name}" if ns else name)
+    instance = cap(attrs.get("service.instance.id", ""))
     info: dict[str, str] = {}
     for k, v in attrs.items():
         if k not in _RESOURCE_IDENTITY:
-            _add_label(info, label_name(k), v)
+            _add_label(info, label_name(k), v, cap)
     return (job, instance), tuple(sorted(info.items()))
 
 
-def _add_label(labels: dict[str, str], key: str, value: str) -> None:
-    """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says."""
-    labels[key] = f"{labels[key]};{value}" if key in labels else value
+def _add_label(labels: dict[str, str], key: str, value: str, cap: LabelCap) -> None:
+    """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says;
+    the name and the value are cut to the label value bound."""
+    if len(key) > cap.short:  # the checks inline: this runs per attribute of every point
+        key = cap.name(key)
+    if key in labels:
+        value = f"{labels[key]};{value}"
+    labels[key] = value if len(value) <= cap.short else cap(value)
 
 
 def _count_points(rm) -> int:
@@ -113,29 +120,33 @@ def _count_points(rm) -> int:
     )
 
 
-def _scope_labels(res: ResourceState, sm) -> Labels:
+def _scope_labels(res: ResourceState, sm, cap: LabelCap) -> Labels:
     """The labels every point of one scope's metrics starts from: the resource's, then the scope's."""
     base = list(res.labels)
     if sm.scope.name:
-        base.append(("otel_scope_name", sm.scope.name))
+        base.append(("otel_scope_name", cap(sm.scope.name)))
     if sm.scope.version:
-        base.append(("otel_scope_version", sm.scope.version))
+        base.append(("otel_scope_version", cap(sm.scope.version)))
     return tuple(base)
 
 
-def _point_labels(base: Labels, attributes: Iterable) -> Labels:
+def _point_labels(base: Labels, attributes: Iterable, cap: LabelCap) -> Labels:
     labels = dict(base)
     for kv in attributes:
-        _add_label(labels, label_name(kv.key), any_value_str(kv.value))
+        _add_label(labels, label_name(kv.key), any_value_str(kv.value), cap)
     return tuple(sorted(labels.items()))
 
 
 class MetricStore:
     """Thread-safe merged metric state; ``ingest`` runs on the ingest thread, ``collect`` on scrapes."""
 
-    def __init__(self, staleness_s: float = 300.0, max_series: int = 100_000) -> None:
+    def __init__(
+        self, staleness_s: float = 300.0, max_series: int = 100_000, *, label_cap: LabelCap | None = None
+    ) -> None:
         self.staleness_s = staleness_s
         self.max_series = max_series
+        self.label_cap = label_cap or LabelCap()  # every label value is cut to its byte bound
+        self._lookahead_cap = self.label_cap.silent()  # points_over_limit's: the merge counts the cuts
         self.lock = threading.Lock()
         self.families: dict[str, Family] = {}
         self.resources: dict[ResourceKey, ResourceState] = {}
@@ -150,7 +161,7 @@ class MetricStore:
         A resource is a series too (its ``target_info`` line, and memory for its attributes), so distinct
         resources cannot grow the store and the scrape past ``max_series`` either.
         """
-        return self._resource(*resource_identity(resource), now)
+        return self._resource(*resource_identity(resource, self.label_cap), now)
 
     def _resource(self, key: ResourceKey, info: Labels, now: float) -> ResourceState | None:
         state = self.resources.get(key)
@@ -207,7 +218,7 @@ class MetricStore:
                     result.reasons.add(f"series limit {self.max_series} reached (new resource)")
                     continue
                 for sm in rm.scope_metrics:
-                    base = _scope_labels(res, sm)
+                    base = _scope_labels(res, sm, self.label_cap)
                     for m in sm.metrics:
                         self._ingest_metric(m, base, res, result)
         return result
@@ -236,7 +247,7 @@ class MetricStore:
             self._drop_derived(fam, res.key)
         accepted = invalid = 0
         for p in data.data_points:
-            labels = _point_labels(base, p.attributes)
+            labels = _point_labels(base, p.attributes, self.label_cap)
             if kind in ("sum", "gauge"):
                 s = self._series(fam, labels, res, NumberSeries)
                 if s is None:
@@ -294,6 +305,7 @@ class MetricStore:
         fam = self._family(family, type_, unit, help_)
         if fam is None or resource.key in fam.direct_resources:
             return False
+        labels = tuple((k, self.label_cap(v)) for k, v in labels)  # span attributes: model, version, stage
         if type_ == COUNTER:
             s = self._series(fam, labels, resource, NumberSeries)
             if s is None:
@@ -330,14 +342,18 @@ class MetricStore:
             return 0  # the common case: far from the limit, nothing to look up
         over = 0
         for rm in request.resource_metrics:  # in the order the merge takes them
-            res = self.resources.get(resource_identity(rm.resource)[0])
+            res = self.resources.get(resource_identity(rm.resource, self._lookahead_cap)[0])
             if res is None:
                 if room < 1:  # the merge refuses the whole resource
                     over += _count_points(rm)
                     continue
                 room, fresh = room - 1, _count_points(rm)
             else:
-                fresh = sum(self._new_series(m, _scope_labels(res, sm)) for sm in rm.scope_metrics for m in sm.metrics)
+                fresh = sum(
+                    self._new_series(m, _scope_labels(res, sm, self._lookahead_cap))
+                    for sm in rm.scope_metrics
+                    for m in sm.metrics
+                )
             taken = min(max(room, 0), fresh)
             room, over = room - taken, over + fresh - taken
         return over
@@ -354,7 +370,7 @@ class MetricStore:
         fam = self.families.get(name)
         if fam is None:
             return len(points)
-        return sum(_point_labels(base, p.attributes) not in fam.series for p in points)
+        return sum(_point_labels(base, p.attributes, self._lookahead_cap) not in fam.series for p in points)
 
     # ---------------------------------------------------------------- in-process readers and writers
     def histograms(self, family: str) -> dict[Labels, HistogramState]:
@@ -380,7 +396,7 @@ class MetricStore:
             for p in points:
                 labels = dict(base)
                 for key, value in p.attributes.items():
-                    _add_label(labels, label_name(key), value)
+                    _add_label(labels, label_name(key), value, self.label_cap)
                 fam = None if res is None else self._family(p.family, GAUGE, "", p.help)
                 s = None if fam is None else self._series(fam, tuple(sorted(labels.items())), res, NumberSeries)
                 if s is None:
