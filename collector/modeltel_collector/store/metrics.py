@@ -50,6 +50,18 @@ class Family:
     owner: dict[Labels, ResourceKey] = field(default_factory=dict)
     derived: set[Labels] = field(default_factory=set)  # series computed from spans
     direct_resources: set[ResourceKey] = field(default_factory=set)  # resources sending this family
+    held: dict[Labels, Held] = field(default_factory=dict)  # derived series the app's own have not reached
+
+
+@dataclass
+class Held:
+    """A span-derived series kept on show after the hand-over, until the app's own series for the same
+    labels counts as many (``own``, merged aside meanwhile): a count that went down would read as a
+    counter reset to Prometheus."""
+
+    count: float  # the derived series' count (a counter's value)
+    since: float  # the hand-over time: a held series the app never reaches goes after ``staleness_s``
+    own: Series | None = None
 
 
 @dataclass
@@ -97,6 +109,11 @@ def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
         if k not in _RESOURCE_IDENTITY:
             _add_label(info, label_name(k), v)
     return (job, instance), tuple(sorted(info.items()))
+
+
+def _count(s: Series) -> float:
+    """How many a series has counted: a counter's value, a histogram's observations."""
+    return s.value if isinstance(s, NumberSeries) else s.count
 
 
 def _add_label(labels: dict[str, str], key: str, value: str) -> None:
@@ -233,12 +250,12 @@ class MetricStore:
             result.reasons.add(problem or f"{m.name}: its Prometheus names clash with an existing family's")
             return
         if res.key not in fam.direct_resources:
-            self._drop_derived(fam, res.key)
+            self._hand_over(fam, res.key, res.last_seen)
         accepted = invalid = 0
         for p in data.data_points:
             labels = _point_labels(base, p.attributes)
             if kind in ("sum", "gauge"):
-                s = self._series(fam, labels, res, NumberSeries)
+                s = self._own_series(fam, labels, res, NumberSeries)
                 if s is None:
                     break
                 v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
@@ -249,30 +266,51 @@ class MetricStore:
                     result.reasons.add(f"{m.name}: {problem}")
                     invalid += 1
                     continue
-                s = self._series(fam, labels, res, HistogramSeries)
+                s = self._own_series(fam, labels, res, HistogramSeries)
                 if s is None:
                     break
                 merge_histogram(s, p, delta)
             else:
-                s = self._series(fam, labels, res, ExpHistogramSeries)
+                s = self._own_series(fam, labels, res, ExpHistogramSeries)
                 if s is None:
                     break
                 merge_exp_histogram(s, p, delta)
             s.start_ns = p.start_time_unix_nano or s.start_ns
+            if fam.held and labels in fam.held:
+                self._release(fam, labels)
             accepted += 1
         result.points += accepted
         if capped := len(data.data_points) - accepted - invalid:
             result.rejected += capped
             result.reasons.add(f"series limit {self.max_series} reached")
 
-    def _drop_derived(self, fam: Family, rkey: ResourceKey) -> None:
-        """The app now sends this family itself: retire its span-derived twin so nothing is counted twice."""
+    def _hand_over(self, fam: Family, rkey: ResourceKey, now: float) -> None:
+        """The app now sends this family itself: spans derive no more of it, so nothing is counted twice.
+
+        Its derived series are held (see ``Held``) rather than dropped: derived and own series of one
+        request have the same labels (``process.spanmetrics`` takes the app's scope) and the same status
+        rule, so the app's own series continues each one without a change in what /metrics shows.
+        """
         fam.direct_resources.add(rkey)
         for labels in [lb for lb in fam.derived if fam.owner.get(lb) == rkey]:
             fam.derived.discard(labels)
-            if fam.series.pop(labels, None) is not None:
-                self.n_series -= 1
-            fam.owner.pop(labels, None)
+            fam.held[labels] = Held(_count(fam.series[labels]), now)
+
+    def _own_series(self, fam: Family, labels: Labels, res: ResourceState, factory: type) -> Series | None:
+        """Where a point of the app's own goes: aside while its labels' derived series is held."""
+        held = fam.held.get(labels) if fam.held else None
+        if held is None:
+            return self._series(fam, labels, res, factory)
+        if not isinstance(held.own, factory):
+            held.own = factory()
+        return held.own
+
+    def _release(self, fam: Family, labels: Labels) -> None:
+        """Show the app's own series once it counts at least as many as the held derived one."""
+        held = fam.held[labels]
+        if held.own is not None and _count(held.own) >= held.count:
+            fam.series[labels] = held.own
+            del fam.held[labels]
 
     # ---------------------------------------------------------------- span-derived updates
     def observe_derived(
@@ -405,13 +443,31 @@ class MetricStore:
                         removed += 1
                         fam.owner.pop(labels, None)
                         fam.derived.discard(labels)
+                        fam.held.pop(labels, None)
                 for fam in self.families.values():
                     fam.direct_resources.discard(rkey)
                 del self.resources[rkey]
                 self.n_series -= 1  # the resource's own (target_info)
             self.n_series -= removed
+            removed += self._expire_held(now)
             for name in [n for n, f in self.families.items() if not f.series]:
                 self._forget_family(name)
+        return removed
+
+    def _expire_held(self, now: float) -> int:
+        """Drop held derived series the app's own have not reached in ``staleness_s`` (labels the app does
+        not send, spans its own metrics never counted); the app's own takes their place where it has one."""
+        removed = 0
+        for fam in self.families.values():
+            for labels in [lb for lb, h in fam.held.items() if now - h.since > self.staleness_s]:
+                own = fam.held.pop(labels).own
+                if own is not None:
+                    fam.series[labels] = own
+                else:
+                    del fam.series[labels]
+                    self.resources[fam.owner.pop(labels)].keys.discard((fam.name, labels))
+                    removed += 1
+        self.n_series -= removed
         return removed
 
     def _forget_family(self, name: str) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "CONFIDENCE_BUCKETS",
     "DEFAULT_MAX_ERROR_TYPES",
     "DEFAULT_MAX_STAGES",
+    "DISTRO_NAME",
     "ERRORS",
     "INSTRUMENTS",
     "INSTRUMENTS_BY_OTEL_NAME",
@@ -226,3 +227,6 @@ INSTRUMENTS_BY_OTEL_NAME = {i.otel_name: i for i in INSTRUMENTS}
 
 METER_NAME = "modeltel"
 TRACER_NAME = "modeltel"
+# the resource's telemetry.distro.name: its app records the instruments above with meter METER_NAME at
+# version telemetry.distro.version (the collector labels span-derived series with that scope)
+DISTRO_NAME = "modeltel"
