@@ -71,9 +71,12 @@ SDK_LAYERS = {
     "modeltel.generators": ("modeltel.taxonomy",),  # pure functions: taxonomy (+ SLO config) -> files
 }
 _C = "modeltel_collector"
-_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate", "facts"))
+_SHARED = tuple(
+    f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate", "facts", "latency_bounds")
+)
 COLLECTOR_LAYERS = {
     **{shared: _SHARED for shared in _SHARED},
+    f"{_C}.latency_bounds": (*_SHARED, "modeltel.taxonomy"),  # the taxonomy's latency histograms and SLO
     f"{_C}.store": _SHARED,
     f"{_C}.forward": _SHARED,
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),

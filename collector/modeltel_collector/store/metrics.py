@@ -18,7 +18,10 @@ from typing import NamedTuple
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from modeltel_collector.latency_bounds import LATENCY_FAMILIES, check_bounds
 from modeltel_collector.otlp import any_value_str
+from modeltel_collector.store import handover
+from modeltel_collector.store.handover import Held
 from modeltel_collector.store.series import (
     ExpHistogramSeries,
     HistogramSeries,
@@ -54,23 +57,13 @@ class Family:
 
 
 @dataclass
-class Held:
-    """A span-derived series kept on show after the hand-over, until the app's own series for the same
-    labels counts as many (``own``, merged aside meanwhile): a count that went down would read as a
-    counter reset to Prometheus."""
-
-    count: float  # the derived series' count (a counter's value)
-    since: float  # the hand-over time: a held series the app never reaches goes after ``staleness_s``
-    own: Series | None = None
-
-
-@dataclass
 class ResourceState:
     key: ResourceKey
     labels: Labels  # job, instance
     info: Labels  # target_info labels (other resource attributes)
     last_seen: float
     keys: set[tuple[str, Labels]] = field(default_factory=set)
+    unfit: set[str] = field(default_factory=set)  # latency families it sent with unfit bounds (warned once)
 
 
 class HistogramState(NamedTuple):
@@ -95,6 +88,8 @@ class IngestResult:
     points: int = 0
     rejected: int = 0
     reasons: set[str] = field(default_factory=set)
+    unfit: dict[str, int] = field(default_factory=dict)  # latency family -> points with unfit bounds
+    warnings: list[str] = field(default_factory=list)  # each resource and family's first unfit bounds
 
 
 def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
@@ -109,11 +104,6 @@ def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
         if k not in _RESOURCE_IDENTITY:
             _add_label(info, label_name(k), v)
     return (job, instance), tuple(sorted(info.items()))
-
-
-def _count(s: Series) -> float:
-    """How many a series has counted: a counter's value, a histogram's observations."""
-    return s.value if isinstance(s, NumberSeries) else s.count
 
 
 def _add_label(labels: dict[str, str], key: str, value: str) -> None:
@@ -270,6 +260,8 @@ class MetricStore:
                 if s is None:
                     break
                 merge_histogram(s, p, delta)
+                if fam.name in LATENCY_FAMILIES:
+                    check_bounds(fam.name, p.explicit_bounds, res, result)
             else:
                 s = self._own_series(fam, labels, res, ExpHistogramSeries)
                 if s is None:
@@ -277,7 +269,7 @@ class MetricStore:
                 merge_exp_histogram(s, p, delta)
             s.start_ns = p.start_time_unix_nano or s.start_ns
             if fam.held and labels in fam.held:
-                self._release(fam, labels)
+                handover.release(fam, labels)
             accepted += 1
         result.points += accepted
         if capped := len(data.data_points) - accepted - invalid:
@@ -285,32 +277,15 @@ class MetricStore:
             result.reasons.add(f"series limit {self.max_series} reached")
 
     def _hand_over(self, fam: Family, rkey: ResourceKey, now: float) -> None:
-        """The app now sends this family itself: spans derive no more of it, so nothing is counted twice.
-
-        Its derived series are held (see ``Held``) rather than dropped: derived and own series of one
-        request have the same labels (``process.spanmetrics`` takes the app's scope) and the same status
-        rule, so the app's own series continues each one without a change in what /metrics shows.
-        """
+        """The app now sends this family itself: spans derive no more of it, so nothing is counted twice,
+        and its derived series are held until its own reach them (``store.handover``)."""
         fam.direct_resources.add(rkey)
-        for labels in [lb for lb in fam.derived if fam.owner.get(lb) == rkey]:
-            fam.derived.discard(labels)
-            fam.held[labels] = Held(_count(fam.series[labels]), now)
+        handover.hold_derived(fam, rkey, now)
 
     def _own_series(self, fam: Family, labels: Labels, res: ResourceState, factory: type) -> Series | None:
         """Where a point of the app's own goes: aside while its labels' derived series is held."""
         held = fam.held.get(labels) if fam.held else None
-        if held is None:
-            return self._series(fam, labels, res, factory)
-        if not isinstance(held.own, factory):
-            held.own = factory()
-        return held.own
-
-    def _release(self, fam: Family, labels: Labels) -> None:
-        """Show the app's own series once it counts at least as many as the held derived one."""
-        held = fam.held[labels]
-        if held.own is not None and _count(held.own) >= held.count:
-            fam.series[labels] = held.own
-            del fam.held[labels]
+        return self._series(fam, labels, res, factory) if held is None else held.series_for(factory)
 
     # ---------------------------------------------------------------- span-derived updates
     def observe_derived(
@@ -455,18 +430,11 @@ class MetricStore:
         return removed
 
     def _expire_held(self, now: float) -> int:
-        """Drop held derived series the app's own have not reached in ``staleness_s`` (labels the app does
-        not send, spans its own metrics never counted); the app's own takes their place where it has one."""
         removed = 0
         for fam in self.families.values():
-            for labels in [lb for lb, h in fam.held.items() if now - h.since > self.staleness_s]:
-                own = fam.held.pop(labels).own
-                if own is not None:
-                    fam.series[labels] = own
-                else:
-                    del fam.series[labels]
-                    self.resources[fam.owner.pop(labels)].keys.discard((fam.name, labels))
-                    removed += 1
+            for labels in handover.expire_held(fam, now, self.staleness_s):
+                self.resources[fam.owner.pop(labels)].keys.discard((fam.name, labels))
+                removed += 1
         self.n_series -= removed
         return removed
 

@@ -86,6 +86,7 @@ function renderModel(view, { query }) {
         series: [{ name: "p50", values: s.p50 }, { name: "p95", values: s.p95 }, { name: "p99", values: s.p99 }] });
       const fig = figure(title, chart, ["p50", "p95", "p99", "exemplar: click for its trace"]);
       fig.dataset.stage = s.stage;
+      if (s.bounds_warning) fig.append(el("p", { class: "bounds-warning", role: "note" }, `⚠ ${s.bounds_warning}`));
       latency.append(fig);
     }
     const other = el("section", { class: "grid", "aria-labelledby": "h-traffic" },
