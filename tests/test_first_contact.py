@@ -59,15 +59,16 @@ print("done", flush=True)
 """
 
 
+def _run_script(script: str, endpoint: str, *, timeout: str, exit_timeout: str) -> subprocess.Popen:
+    """``script`` under ``modeltel run``, exporting to ``endpoint``, its output piped."""
+    env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_TIMEOUT=timeout,
+               MODELTEL_EXIT_TIMEOUT=exit_timeout)  # fmt: skip
+    command = [str(BIN / "modeltel"), "run", "--", "python", "-c", script]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_exit_with_the_collector_down_is_bounded_and_says_what_was_lost(blackhole: str) -> None:
-    env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=blackhole, OTEL_EXPORTER_OTLP_TIMEOUT="30", MODELTEL_EXIT_TIMEOUT="1")
-    proc = subprocess.Popen(
-        [str(BIN / "modeltel"), "run", "--", "python", "-c", SHORT_SCRIPT],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _run_script(SHORT_SCRIPT, blackhole, timeout="30", exit_timeout="1")
     assert proc.stdout.readline().strip() == "done"
     done_at = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
@@ -106,14 +107,7 @@ def test_a_collector_that_is_down_is_said_once_at_start_and_the_exit_keeps_its_t
     collector: str, reason: str, request
 ) -> None:
     endpoint = request.getfixturevalue(collector)
-    env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_TIMEOUT="1", MODELTEL_EXIT_TIMEOUT="2")
-    proc = subprocess.Popen(
-        [str(BIN / "modeltel"), "run", "--", "python", "-c", SERVING_SCRIPT],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _run_script(SERVING_SCRIPT, endpoint, timeout="1", exit_timeout="2")
     try:
         first = proc.stderr.readline()  # said while serving, not only at exit
         assert first.startswith("modeltel: ") and f"{endpoint}/v1/" in first and reason in first, first

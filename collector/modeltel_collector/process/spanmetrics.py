@@ -5,9 +5,8 @@ Like otelcol's spanmetrics connector, but emitting exactly modeltel's series (na
 from ``modeltel.taxonomy``), so dashboards work whether an app sends metrics, traces or both. A request
 is counted as the SDK counts it (an HTTP status >= 400 fails it) under the scope the SDK's own series
 carry, so when a resource also sends a family itself, its series continue the derived ones (see
-``store.handover``). The same
-pass reads what the detectors need of prediction and feedback spans (``_add_fact``), so the analytics never
-decode a span again.
+``store.handover``). The same pass reads what the detectors need of prediction and feedback spans
+(``_add_fact``), so the analytics never decode a span again.
 """
 
 from __future__ import annotations
