@@ -3,6 +3,9 @@ both, under the same labels, so what /metrics shows does not change when the app
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -11,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
+import modeltel
 from modeltel import taxonomy as tx
 from tests.collector_helpers import metric_exporter, running_collector, scrape
 
@@ -128,3 +132,95 @@ def test_a_held_series_the_app_never_reaches_goes_after_the_staleness_time() -> 
 def _counts_by_version(c) -> dict[str, float]:
     fam = scrape(c)["model_predictions"]["samples"]
     return {dict(lb)["model_version"]: v for (name, lb), v in fam.items() if name == COUNT}
+
+
+BODIES = ({}, {}, {"status": 422}, {"status": 503}, {"own": True})
+# the SDK counts a 4xx or 5xx as failed, and a request whose application opened its own prediction once,
+# under the application's model
+COUNTED = {
+    ("env-model", "success"): 2,
+    ("env-model", "error"): 2,
+    ("own-model", "success"): 1,
+    ("own-model", "error"): 0,
+}
+
+
+def _agree(tel) -> None:
+    """The SDK's counts are COUNTED, and the collector derives the same from the SDK's spans."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from modeltel_collector.process.spanmetrics import process_traces
+    from modeltel_collector.store.metrics import MetricStore
+
+    sdk = {(m, st): tel.count(tx.PREDICTIONS.otel_name, model_name=m, status=st) for m, st in COUNTED}
+    assert sdk == COUNTED
+    store = MetricStore()
+    process_traces(encode_spans(tel.spans()), store, now=time.time())
+    derived = dict.fromkeys(COUNTED, 0.0)
+    for labels, series in store.families[tx.PREDICTIONS.prometheus_name].series.items():
+        lb = dict(labels)
+        assert (lb["otel_scope_name"], lb["otel_scope_version"]) == (tx.METER_NAME, modeltel.__version__)
+        derived[lb["model_name"], lb[tx.ATTR_STATUS]] += series.value
+    assert derived == COUNTED
+
+
+def _own_prediction() -> None:
+    with modeltel.prediction(model_name="own-model", model_version="1"):
+        pass
+
+
+async def test_from_a_fastapi_apps_spans_the_collector_derives_what_its_sdk_counts(tel) -> None:
+    pytest.importorskip("fastapi")
+    import httpx
+
+    from modeltel.instrumentors.fastapi import ModeltelFastAPIInstrumentor
+
+    ModeltelFastAPIInstrumentor().instrument(
+        tracer_provider=tel.pipeline.tracer_provider, exclude_spans=["receive", "send"]
+    )
+    try:
+        from fastapi import FastAPI, HTTPException
+
+        app = FastAPI()
+
+        @app.post("/predict")
+        async def predict(body: dict):
+            if body.get("status"):
+                raise HTTPException(status_code=body["status"], detail="no")
+            if body.get("own"):
+                _own_prediction()
+            return {"ok": True}
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            for body in BODIES:
+                await client.post("/predict", json=body)
+    finally:
+        ModeltelFastAPIInstrumentor().uninstrument()
+    _agree(tel)
+
+
+def test_from_a_flask_apps_spans_the_collector_derives_what_its_sdk_counts(tel) -> None:
+    pytest.importorskip("flask")
+    from modeltel.instrumentors.flask import ModeltelFlaskInstrumentor
+
+    ModeltelFlaskInstrumentor().instrument(tracer_provider=tel.pipeline.tracer_provider)
+    try:
+        import flask
+
+        app = flask.Flask("t")
+
+        @app.post("/predict")
+        def predict():
+            body = flask.request.get_json()
+            if body.get("status"):
+                flask.abort(body["status"])
+            if body.get("own"):
+                _own_prediction()
+            return {"ok": True}
+
+        client = app.test_client()
+        for body in BODIES:
+            client.post("/predict", json=body)
+    finally:
+        ModeltelFlaskInstrumentor().uninstrument()
+    _agree(tel)
