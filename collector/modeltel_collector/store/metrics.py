@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,7 +18,10 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from modeltel_collector.labelcap import LabelCap
-from modeltel_collector.otlp import any_value_str
+from modeltel_collector.latency_bounds import LATENCY_FAMILIES, check_bounds
+from modeltel_collector.store import handover
+from modeltel_collector.store.handover import Held
+from modeltel_collector.store.labels import Labels, ResourceKey, add_label, point_labels, resource_identity
 from modeltel_collector.store.series import (
     ExpHistogramSeries,
     HistogramSeries,
@@ -34,11 +36,7 @@ from modeltel_collector.validate import histogram_problem, metric_name
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
-Labels = tuple[tuple[str, str], ...]
-ResourceKey = tuple[str, str]  # (job, instance)
 Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (duration_ns, trace_id, span_id, end_ns)
-
-_RESOURCE_IDENTITY = ("service.name", "service.namespace", "service.instance.id")
 
 
 @dataclass
@@ -51,6 +49,7 @@ class Family:
     owner: dict[Labels, ResourceKey] = field(default_factory=dict)
     derived: set[Labels] = field(default_factory=set)  # series computed from spans
     direct_resources: set[ResourceKey] = field(default_factory=set)  # resources sending this family
+    held: dict[Labels, Held] = field(default_factory=dict)  # derived series the app's own have not reached
 
 
 @dataclass
@@ -60,6 +59,7 @@ class ResourceState:
     info: Labels  # target_info labels (other resource attributes)
     last_seen: float
     keys: set[tuple[str, Labels]] = field(default_factory=set)
+    unfit: set[str] = field(default_factory=set)  # latency families it sent with unfit bounds (warned once)
 
 
 class HistogramState(NamedTuple):
@@ -84,31 +84,8 @@ class IngestResult:
     points: int = 0
     rejected: int = 0
     reasons: set[str] = field(default_factory=set)
-
-
-def resource_identity(resource: Resource, cap: LabelCap) -> tuple[ResourceKey, Labels]:
-    """(job, instance) and the remaining resource attributes (for ``target_info``), per the compat spec;
-    every value cut to the label value bound."""
-    attrs = {kv.key: any_value_str(kv.value) for kv in resource.attributes}
-    name = attrs.get("service.name", "unknown_service")
-    ns = attrs.get("service.namespace")
-    job = cap(f"{ns}/{name}" if ns else name)
-    instance = cap(attrs.get("service.instance.id", ""))
-    info: dict[str, str] = {}
-    for k, v in attrs.items():
-        if k not in _RESOURCE_IDENTITY:
-            _add_label(info, label_name(k), v, cap)
-    return (job, instance), tuple(sorted(info.items()))
-
-
-def _add_label(labels: dict[str, str], key: str, value: str, cap: LabelCap) -> None:
-    """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says;
-    the name and the value are cut to the label value bound."""
-    if len(key) > cap.short:  # the checks inline: this runs per attribute of every point
-        key = cap.name(key)
-    if key in labels:
-        value = f"{labels[key]};{value}"
-    labels[key] = value if len(value) <= cap.short else cap(value)
+    unfit: dict[str, int] = field(default_factory=dict)  # latency family -> points with unfit bounds
+    warnings: list[str] = field(default_factory=list)  # each resource and family's first unfit bounds
 
 
 def _count_points(rm) -> int:
@@ -128,13 +105,6 @@ def _scope_labels(res: ResourceState, sm, cap: LabelCap) -> Labels:
     if sm.scope.version:
         base.append(("otel_scope_version", cap(sm.scope.version)))
     return tuple(base)
-
-
-def _point_labels(base: Labels, attributes: Iterable, cap: LabelCap) -> Labels:
-    labels = dict(base)
-    for kv in attributes:
-        _add_label(labels, label_name(kv.key), any_value_str(kv.value), cap)
-    return tuple(sorted(labels.items()))
 
 
 class MetricStore:
@@ -244,12 +214,12 @@ class MetricStore:
             result.reasons.add(problem or f"{m.name}: its Prometheus names clash with an existing family's")
             return
         if res.key not in fam.direct_resources:
-            self._drop_derived(fam, res.key)
+            self._hand_over(fam, res.key, res.last_seen)
         accepted = invalid = 0
         for p in data.data_points:
-            labels = _point_labels(base, p.attributes, self.label_cap)
+            labels = point_labels(base, p.attributes, self.label_cap)
             if kind in ("sum", "gauge"):
-                s = self._series(fam, labels, res, NumberSeries)
+                s = self._own_series(fam, labels, res, NumberSeries)
                 if s is None:
                     break
                 v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
@@ -260,30 +230,36 @@ class MetricStore:
                     result.reasons.add(f"{m.name}: {problem}")
                     invalid += 1
                     continue
-                s = self._series(fam, labels, res, HistogramSeries)
+                s = self._own_series(fam, labels, res, HistogramSeries)
                 if s is None:
                     break
                 merge_histogram(s, p, delta)
+                if fam.name in LATENCY_FAMILIES:
+                    check_bounds(fam.name, p.explicit_bounds, res, result)
             else:
-                s = self._series(fam, labels, res, ExpHistogramSeries)
+                s = self._own_series(fam, labels, res, ExpHistogramSeries)
                 if s is None:
                     break
                 merge_exp_histogram(s, p, delta)
             s.start_ns = p.start_time_unix_nano or s.start_ns
+            if fam.held and labels in fam.held:
+                handover.release(fam, labels)
             accepted += 1
         result.points += accepted
         if capped := len(data.data_points) - accepted - invalid:
             result.rejected += capped
             result.reasons.add(f"series limit {self.max_series} reached")
 
-    def _drop_derived(self, fam: Family, rkey: ResourceKey) -> None:
-        """The app now sends this family itself: retire its span-derived twin so nothing is counted twice."""
+    def _hand_over(self, fam: Family, rkey: ResourceKey, now: float) -> None:
+        """The app now sends this family itself: spans derive no more of it, so nothing is counted twice,
+        and its derived series are held until its own reach them (``store.handover``)."""
         fam.direct_resources.add(rkey)
-        for labels in [lb for lb in fam.derived if fam.owner.get(lb) == rkey]:
-            fam.derived.discard(labels)
-            if fam.series.pop(labels, None) is not None:
-                self.n_series -= 1
-            fam.owner.pop(labels, None)
+        handover.hold_derived(fam, rkey, now)
+
+    def _own_series(self, fam: Family, labels: Labels, res: ResourceState, factory: type) -> Series | None:
+        """Where a point of the app's own goes: aside while its labels' derived series is held."""
+        held = fam.held.get(labels) if fam.held else None
+        return self._series(fam, labels, res, factory) if held is None else held.series_for(factory)
 
     # ---------------------------------------------------------------- span-derived updates
     def observe_derived(
@@ -370,7 +346,7 @@ class MetricStore:
         fam = self.families.get(name)
         if fam is None:
             return len(points)
-        return sum(_point_labels(base, p.attributes, self._lookahead_cap) not in fam.series for p in points)
+        return sum(point_labels(base, p.attributes, self._lookahead_cap) not in fam.series for p in points)
 
     # ---------------------------------------------------------------- in-process readers and writers
     def histograms(self, family: str) -> dict[Labels, HistogramState]:
@@ -396,7 +372,7 @@ class MetricStore:
             for p in points:
                 labels = dict(base)
                 for key, value in p.attributes.items():
-                    _add_label(labels, label_name(key), value, self.label_cap)
+                    add_label(labels, label_name(key), value, self.label_cap)
                 fam = None if res is None else self._family(p.family, GAUGE, "", p.help)
                 s = None if fam is None else self._series(fam, tuple(sorted(labels.items())), res, NumberSeries)
                 if s is None:
@@ -421,13 +397,24 @@ class MetricStore:
                         removed += 1
                         fam.owner.pop(labels, None)
                         fam.derived.discard(labels)
+                        fam.held.pop(labels, None)
                 for fam in self.families.values():
                     fam.direct_resources.discard(rkey)
                 del self.resources[rkey]
                 self.n_series -= 1  # the resource's own (target_info)
             self.n_series -= removed
+            removed += self._expire_held(now)
             for name in [n for n, f in self.families.items() if not f.series]:
                 self._forget_family(name)
+        return removed
+
+    def _expire_held(self, now: float) -> int:
+        removed = 0
+        for fam in self.families.values():
+            for labels in handover.expire_held(fam, now, self.staleness_s):
+                self.resources[fam.owner.pop(labels)].keys.discard((fam.name, labels))
+                removed += 1
+        self.n_series -= removed
         return removed
 
     def _forget_family(self, name: str) -> None:
