@@ -148,9 +148,9 @@ def credential_param(name: str) -> bool:
     return bool(_CREDENTIAL_NAME.search(unquote_plus(name)))
 
 
-def loggable(path: str, limit: int = 200) -> str:
+def loggable(path: str) -> str:
     """``path`` fit for a log line: each credential-like query parameter's value redacted, then cut to
-    ``limit`` characters (a request line can be 64 KiB)."""
+    200 characters (a request line can be 64 KiB)."""
     base, sep, query = path.partition("?")
     if sep:
         parts = (
@@ -158,7 +158,7 @@ def loggable(path: str, limit: int = 200) -> str:
             for p in query.split("&")
         )
         base = f"{base}?{'&'.join(parts)}"
-    return base[:limit]
+    return base[:200]
 
 
 class Handler(BaseHTTPRequestHandler):
