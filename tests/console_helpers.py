@@ -7,6 +7,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -67,8 +68,9 @@ def settle(c: Collector) -> None:
 
 
 @contextmanager
-def chromium() -> Iterator[object]:
-    """A headless Debian Chromium through Selenium and chromium-driver, with the console log kept."""
+def chromium(*, profile: Path | None = None) -> Iterator[object]:
+    """A headless Debian Chromium through Selenium and chromium-driver, with the console log kept; ``profile``
+    is its user data directory (history, caches, storage), to read what the browser wrote after it quits."""
     from selenium import webdriver  # in the test extra: missing, it is an error, not a skip
 
     browser = require_binary("chromium", package="chromium")
@@ -78,6 +80,8 @@ def chromium() -> Iterator[object]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         opts.add_argument(arg)
     opts.add_argument("--window-size=1280,1000")
+    if profile is not None:
+        opts.add_argument(f"--user-data-dir={profile}")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
     drv.implicitly_wait(0)

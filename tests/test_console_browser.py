@@ -16,6 +16,7 @@ from opentelemetry import trace
 from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
+from modeltel_collector.httpbase import Handler
 from tests.collector_helpers import running_collector, tracer_provider
 from tests.console_helpers import (
     HOSTILE,
@@ -222,21 +223,50 @@ def test_accessibility_smoke_labels_contrast_and_keyboard(browser, demo):
     wait(browser, lambda d: "#/trace/" in d.current_url, "Enter on an exemplar did not open its trace")
 
 
-def test_with_a_token_the_page_signs_in_and_keeps_it_out_of_the_address_bar(browser):
-    with running_collector(auth_token="s3cret", console_step_s=0.25, console_history_s=60) as c:
-        send_demo_traffic(c, requests=5, token="s3cret")
-        open_page(browser, c, "models", query="refresh=0&token=s3cret")
-        assert css(browser, f'tr[data-model="{MODEL_NAME}"]')
-        assert "s3cret" not in browser.current_url
-        browser.execute_script("sessionStorage.clear()")
-        browser.get("about:blank")
-        browser.get(f"{c.urls['listen']}/?refresh=0#/models")
-        token = wait(browser, lambda d: css(d, "form.login input#token"), "no sign-in form without a token")[0]
-        token.send_keys("s3cret")
-        browser.find_element("css selector", "form.login button").click()
-        wait(browser, lambda d: css(d, f'tr[data-model="{MODEL_NAME}"]'), "signing in did not show the models")
-        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors and all("401" in m for m in errors)  # only the refused request before signing in
+TOKEN = "s3cret-7f41c9d2-console"  # distinctive: anywhere in a profile file, it is this token
+PROBE = "probe-0b6e5a13-session"  # stored in sessionStorage: shows the scan sees what the tab stores
+
+
+def sign_in(browser, token: str) -> None:
+    field = wait(browser, lambda d: css(d, "form.login input#token"), "no sign-in form without a token")[0]
+    field.send_keys(token)
+    browser.find_element("css selector", "form.login button").click()
+
+
+def test_the_token_is_in_no_url_no_profile_file_and_no_request_line(tmp_path, monkeypatch):
+    """Signed in through the form, the token travels in headers only: the browser's profile (history,
+    favicons, HTTP cache, session and storage files, read after it quits) and every request line the
+    collector answered (what an access log or a TLS proxy's log writes) hold no trace of it."""
+    lines: list[str] = []
+    monkeypatch.setattr(Handler, "log_request", lambda self, *_: lines.append(self.requestline))
+    profile = tmp_path / "profile"
+    with running_collector(auth_token=TOKEN, console_step_s=0.25, console_history_s=60) as c:
+        send_demo_traffic(c, requests=5, token=TOKEN)
+        with chromium(profile=profile) as browser:
+            browser.get(f"{c.urls['listen']}/?refresh=0#/models")
+            sign_in(browser, TOKEN)
+            wait(browser, lambda d: css(d, f'tr[data-model="{MODEL_NAME}"] a'), "signing in did not show the models")
+            css(browser, f'tr[data-model="{MODEL_NAME}"] a')[0].click()
+            wait(browser, lambda d: css(d, 'main[data-ready] figure[data-stage="inference"]'), "no model page")
+            browser.execute_script("sessionStorage.setItem('probe', arguments[0])", PROBE)
+            browser.refresh()  # the token lived in the page only: a reload asks again
+            sign_in(browser, TOKEN)
+            wait(browser, lambda d: css(d, 'main[data-ready] figure[data-stage="inference"]'), "no model page")
+            errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+            assert errors and all("401" in m for m in errors)  # only the refused requests before signing in
+    files = {p: p.read_bytes() for p in profile.rglob("*") if p.is_file()}
+    assert any(PROBE.encode("utf-16-le") in b or PROBE.encode() in b for b in files.values()), "storage not on disk"
+    needles = (TOKEN.encode(), TOKEN.encode("utf-16-le"))
+    assert [str(p.relative_to(profile)) for p, b in files.items() if any(n in b for n in needles)] == []
+    assert any("/api/v1/console/" in line for line in lines)
+    assert [line for line in lines if TOKEN in line or "token=" in line] == []
+
+
+def test_a_malformed_route_says_so_instead_of_loading_forever(browser, demo):
+    browser.get("about:blank")
+    browser.get(f"{demo[0].urls['listen']}/?refresh=0#/trace/%E0%A4%A")
+    alert = wait(browser, lambda d: css(d, 'main [role="alert"]'), "a malformed route stayed on Loading…")[0]
+    assert "malformed" in alert.text and "Loading" not in browser.find_element("tag name", "main").text
 
 
 # ---------------------------------------------------------------------------- real data reads well

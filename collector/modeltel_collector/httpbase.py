@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
+from urllib.parse import unquote_plus
 
 from modeltel_collector.jsonout import dumps
 from modeltel_collector.otlp import PayloadError
@@ -137,6 +138,29 @@ def token_ok(header: str | None, token: str) -> bool:
     return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
+_CREDENTIAL_NAME = re.compile(r"token|secret|passw|auth|credential|key", re.IGNORECASE)
+
+
+def credential_param(name: str) -> bool:
+    """Whether a query parameter's (percent-encoded) name looks like it carries a credential: ``token``,
+    ``access_token``, ``api_key``, ``password``... A URL is kept by browsers and logged by proxies, so the
+    collector logs no such value and the console refuses them (it takes its token from a form)."""
+    return bool(_CREDENTIAL_NAME.search(unquote_plus(name)))
+
+
+def loggable(path: str) -> str:
+    """``path`` fit for a log line: each credential-like query parameter's value redacted, then cut to
+    200 characters (a request line can be 64 KiB)."""
+    base, sep, query = path.partition("?")
+    if sep:
+        parts = (
+            p.partition("=")[0] + "=<redacted>" if credential_param(p.partition("=")[0]) else p
+            for p in query.split("&")
+        )
+        base = f"{base}?{'&'.join(parts)}"
+    return base[:200]
+
+
 class Handler(BaseHTTPRequestHandler):
     server: BoundedHTTPServer
     protocol_version = "HTTP/1.1"
@@ -161,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             raise  # the client is gone (reset, timeout): nobody to answer
         except Exception:
-            request = f"{getattr(self, 'command', '')} {getattr(self, 'path', '')[:200]}"  # unset before parsing
+            request = f"{getattr(self, 'command', '')} {loggable(getattr(self, 'path', ''))}"  # unset before parsing
             _log.exception("modeltel collector: %s failed", request)
             self.close_connection = True
             if not self._answered:

@@ -3,9 +3,11 @@
 The pages are plain files shipped as package data (no build step, no CDN); they fetch the JSON below and
 the trace API, and draw with a small SVG chart module of their own. The static files hold no data, so
 they are served to anyone who can reach ``--listen``; every JSON request needs the bearer token when one
-is set (the page asks for it and keeps it in sessionStorage, see docs/console.md). The Content-Security-
-Policy allows this origin's scripts only, so a value that slipped past the page's escaping still could
-not run. Nothing here writes: every route is a GET.
+is set (the page's sign-in form asks for it and keeps it in the page's memory only: a URL carrying it
+would stay in the browser's history, caches and session files and in a proxy's log, so a credential in
+a console URL gets a 400; see docs/console.md). The Content-Security-Policy allows this origin's scripts
+only, so a value that slipped past the page's escaping still could not run. Nothing here writes: every
+route is a GET.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs
 
-from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.httpbase import Handler, credential_param, token_ok
 from modeltel_collector.serve.console.views import CONSOLE_FAMILIES, Views
 from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.params import number
@@ -40,9 +42,14 @@ _PAGE_HEADERS = {
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a ?token= in the first URL never leaves in a Referer
+    "Referrer-Policy": "no-referrer",  # the page's URL (a model name, a trace id) never leaves in a Referer
     "Cache-Control": "no-cache",
 }
+
+_URL_TOKEN = (
+    "the console takes its token from its sign-in form, never from the URL (browser history, caches and proxy "
+    "logs keep URLs): open this address without the token and sign in; API clients send Authorization: Bearer"
+)
 
 
 def _float(query: dict[str, str], key: str, default: float | None) -> float | None:
@@ -89,12 +96,15 @@ def serve_console(handler: Handler, path: str, query_string: str) -> bool:
     history = deps.history
     if history is None:
         return False  # console disabled: the listen address serves what it did before
+    if path not in _ASSETS and not path.startswith(API_PREFIX):
+        return False
+    if any(credential_param(p.partition("=")[0]) for p in query_string.split("&")):
+        handler.send_json(400, {"error": _URL_TOKEN}, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return True
     if path in _ASSETS:
         name, content_type = _ASSETS[path]
         handler.send_body(200, (_STATIC / name).read_bytes(), content_type, _PAGE_HEADERS)
         return True
-    if not path.startswith(API_PREFIX):
-        return False
     if not token_ok(handler.headers.get("Authorization"), deps.config.auth_token):
         handler.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
         return True
