@@ -201,7 +201,7 @@ def test_trace_store_bounded_by_size_and_age() -> None:
             assert http_post(c.urls["otlp_http"] + "/v1/traces", sent[-1].SerializeToString(), PB)[0] == 200
             assert c.flush() and c.spans.count <= 100
         assert _stored(c) == 100
-        kept = {t for t in _trace_ids(sent) if c.spans.get_trace(t)}
+        kept = {t for t in _trace_ids(sent) if c.spans.get_trace(t, 1)}
         assert kept == set(_trace_ids(sent[-10:]))
     with running_collector(trace_max_age_s=60.0) as c:  # prune "later" by handing it a later clock
         assert http_post(c.urls["otlp_http"] + "/v1/traces", _request(7).SerializeToString(), PB)[0] == 200

@@ -93,10 +93,25 @@ SDK_LAYERS = {
                      "modeltel.generators", "modeltel.examples"),
 }  # fmt: skip
 _C = "modeltel_collector"
-_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate", "facts"))
+_SHARED = tuple(
+    f"{_C}.{m}"
+    for m in (
+        "config",
+        "stats",
+        "httpbase",
+        "translate",
+        "otlp",
+        "validate",
+        "labelcap",
+        "jsonout",
+        "facts",
+        "latency_bounds",
+    )
+)
 _STAGES = tuple(f"{_C}.{m}" for m in ("store", "forward", "process", "receive", "serve", "analytics"))
 COLLECTOR_LAYERS = {
     **{shared: _SHARED for shared in _SHARED},
+    f"{_C}.latency_bounds": (*_SHARED, "modeltel.taxonomy"),  # the taxonomy's latency histograms and SLO
     f"{_C}.store": _SHARED,
     f"{_C}.forward": _SHARED,
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),

@@ -16,6 +16,7 @@ from modeltel_collector import analytics
 from modeltel_collector.config import Config, split_address
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
+from modeltel_collector.labelcap import LabelCap
 from modeltel_collector.process.ingest import IngestQueue
 from modeltel_collector.receive.otlp_grpc import GrpcReceiver
 from modeltel_collector.receive.otlp_http import OTLPHandler
@@ -36,7 +37,8 @@ class Collector:
         self.config.update(overrides, "Collector()")
         cfg = self.config
         self.stats = Stats()
-        self.metrics = MetricStore(cfg.staleness_s, cfg.max_series)
+        cut = LabelCap(cfg.label_value_max_bytes, on_cut=self._truncated)
+        self.metrics = MetricStore(cfg.staleness_s, cfg.max_series, label_cap=cut)
         self._tmpdir = None
         db = cfg.trace_db
         if not db:
@@ -111,6 +113,9 @@ class Collector:
         )
         t.start()
         self._threads.append(t)
+
+    def _truncated(self, what: str) -> None:
+        self.stats.inc("modeltel_collector_truncated", what)
 
     def start(self) -> Collector:
         cfg = self.config

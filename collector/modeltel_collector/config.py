@@ -13,6 +13,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from modeltel_collector.labelcap import MIN_MAX_BYTES as MIN_LABEL_BYTES
+
 ENV_PREFIX = "MODELTEL_COLLECTOR_"
 
 
@@ -29,6 +31,7 @@ class Config:
     trace_fetch_max_spans: int = 10_000  # spans one trace fetch returns at most ("truncated": true beyond)
     staleness_s: float = 300.0
     max_series: int = 100_000
+    label_value_max_bytes: int = 256  # longer label values (and alert labels/annotations) are cut, counted
     max_request_bytes: int = 8 << 20
     max_queue_bytes: int = 64 << 20  # accepted requests waiting for the ingest worker (wire bytes)
     max_inflight_bytes: int = 32 << 20  # requests being read/decoded; beyond it 429 / RESOURCE_EXHAUSTED
@@ -116,6 +119,8 @@ def load(
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
     if not (math.isfinite(cfg.analytics_time_scale) and cfg.analytics_time_scale > 0):
         raise ValueError(f"analytics_time_scale must be a number > 0, got {cfg.analytics_time_scale!r}")
+    if cfg.label_value_max_bytes < MIN_LABEL_BYTES:
+        raise ValueError(f"label_value_max_bytes must be at least {MIN_LABEL_BYTES}, got {cfg.label_value_max_bytes}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ValueError("tls_cert and tls_key must be given together")
     for name in ("otlp_http", "otlp_grpc", "listen"):

@@ -31,8 +31,15 @@ class FeedbackJoiner:
         max_pending: int = 100_000,
         window_s: float = 3600.0,
         publish: Callable[[Model, float, int, bool], None] | None = None,
+        max_pending_bytes: int = 64 << 20,
+        max_window_bytes: int = 16 << 20,
     ) -> None:
-        self.join = LabelJoin(max_pending=max_pending, window_s=window_s)
+        self.join = LabelJoin(
+            max_pending=max_pending,
+            window_s=window_s,
+            max_pending_bytes=max_pending_bytes,
+            max_window_bytes=max_window_bytes,
+        )
         self.publish = publish
         self._lock = threading.Lock()
 

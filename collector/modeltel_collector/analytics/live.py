@@ -218,7 +218,13 @@ def start_on(deps: AnalyticsDeps) -> LiveAnalytics:
     cfg = deps.config
     url = cfg.alertmanager_url
     keeper = BaselineKeeper(cfg.baseline_path, stable_s=cfg.baseline_stable_s) if cfg.baseline_path else None
-    poster = AlertmanagerPoster(url, runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url) if url else None
+    poster = (
+        AlertmanagerPoster(
+            url, runbook_base=cfg.runbook_base_url, grafana_url=cfg.grafana_url, cap=deps.metrics.label_cap
+        )
+        if url
+        else None
+    )
     live = live_for(cfg, deps.facts, deps.metrics, on_events=poster, keeper=keeper)
     return live.start(stopped=deps.stopped)
 

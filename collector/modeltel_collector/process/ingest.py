@@ -239,5 +239,9 @@ class IngestQueue:
             self.stats.inc("modeltel_collector_received_metric_points", protocol, result.points)
             if result.rejected:
                 self.stats.inc("modeltel_collector_dropped", "metric_points", result.rejected)
+            for family, n in result.unfit.items():
+                self.stats.inc("modeltel_collector_unfit_latency_points", family, n)
+            for warning in result.warnings:
+                _log.warning("modeltel collector: %s", warning)
         if self.forwarder is not None:
             self.forwarder.submit(signal, body)

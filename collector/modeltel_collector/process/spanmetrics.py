@@ -2,10 +2,11 @@
 the facts the degradation detectors need.
 
 Like otelcol's spanmetrics connector, but emitting exactly modeltel's series (names, labels and buckets
-from ``modeltel.taxonomy``), so dashboards work whether an app sends metrics, traces or both. When a
-resource also sends a family itself, the store drops the derived twin (see ``MetricStore``). The same
-pass reads what the detectors need of prediction and feedback spans (``_add_fact``), so the analytics never
-decode a span again.
+from ``modeltel.taxonomy``), so dashboards work whether an app sends metrics, traces or both. A request
+is counted as the SDK counts it (an HTTP status >= 400 fails it) under the scope the SDK's own series
+carry, so when a resource also sends a family itself, its series continue the derived ones (see
+``store.handover``). The same pass reads what the detectors need of prediction and feedback spans
+(``_add_fact``), so the analytics never decode a span again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from modeltel_collector.store.spans import MAX_INT64, TraceRow
 _ERROR = Status.STATUS_CODE_ERROR
 _FACT_ATTRS = (tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_PREDICTION_VALUE, tx.SPAN_ATTR_FEEDBACK_CORRECT,
                tx.SPAN_ATTR_FEEDBACK_LABEL)  # fmt: skip
-_WANTED = {tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION, *_FACT_ATTRS}
+# the HTTP response status of a server span (current and pre-1.21 conventions): >= 400 is a failed
+# prediction, as the SDK counts it, though the span's own status stays unset on a 4xx
+_HTTP_STATUS = frozenset(("http.response.status_code", "http.status_code"))
+_WANTED = {
+    tx.SPAN_ATTR_KIND,
+    tx.SPAN_ATTR_STAGE,
+    tx.ATTR_MODEL_NAME,
+    tx.ATTR_MODEL_VERSION,
+    *_FACT_ATTRS,
+    *_HTTP_STATUS,
+}
 _PRED, _STAGE, _COUNT = tx.PREDICTION_LATENCY, tx.STAGE_LATENCY, tx.PREDICTIONS
 _MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
 _KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME
@@ -95,19 +106,25 @@ def process_traces(
     invalid = 0
     groups: dict[_GroupKey, list[Observation]] = {}
     for ri, rs in enumerate(request.resource_spans):
-        service, res_model, res_version = _resource_attributes(rs.resource)
+        service, res_model, res_version, sdk_scope = _resource_attributes(rs.resource)
         traces: dict[bytes, _Trace] = {}
         for ss in rs.scope_spans:
-            invalid += _scan_scope(ss, ri, res_model, res_version, traces, groups if derive else None, facts)
+            scope = sdk_scope or (ss.scope.name, ss.scope.version)
+            invalid += _scan_scope(ss, ri, scope, res_model, res_version, traces, groups if derive else None, facts)
         rows.extend([t.row(trace_id, service) for trace_id, t in traces.items()])
     if groups:
         _observe(store, request.resource_spans, groups, now)
     return rows, invalid
 
 
-def _resource_attributes(resource) -> tuple[str, str, str]:
-    """(service name, model name, model version) of a resource; the model ones are span defaults."""
-    service, model, version = "unknown_service", "", ""
+def _resource_attributes(resource) -> tuple[str, str, str, tuple[str, str] | None]:
+    """(service name, model name, model version, scope) of a resource; the model ones are span defaults.
+
+    The scope is the one the app's own series carry when the app runs modeltel's SDK (its resource names
+    the distro): derived series take it, so that when the app's metrics arrive they continue the same
+    series rather than start others beside them. None otherwise: each span's own scope is used.
+    """
+    service, model, version, distro, distro_version = "unknown_service", "", "", "", ""
     for kv in resource.attributes:
         if kv.key == "service.name":
             service = kv.value.string_value
@@ -115,11 +132,22 @@ def _resource_attributes(resource) -> tuple[str, str, str]:
             model = kv.value.string_value
         elif kv.key == tx.RESOURCE_MODEL_VERSION:
             version = kv.value.string_value
-    return service, model, version
+        elif kv.key == "telemetry.distro.name":
+            distro = kv.value.string_value
+        elif kv.key == "telemetry.distro.version":
+            distro_version = kv.value.string_value
+    return service, model, version, ((tx.METER_NAME, distro_version) if distro == tx.DISTRO_NAME else None)
 
 
 def _scan_scope(
-    ss, ri: int, res_model: str, res_version: str, traces: dict[bytes, _Trace], groups, facts: list[Fact] | None
+    ss,
+    ri: int,
+    scope: tuple[str, str],
+    res_model: str,
+    res_version: str,
+    traces: dict[bytes, _Trace],
+    groups,
+    facts: list[Fact] | None,
 ) -> int:
     """Fold one scope's spans into ``traces``, their observations into ``groups`` and their detector
     facts into ``facts`` (each unless None).
@@ -134,7 +162,7 @@ def _scan_scope(
             invalid += 1
             continue
         kind = stage = ""
-        model, version, has_model, extra = res_model, res_version, False, None
+        model, version, has_model, extra, http_status = res_model, res_version, False, None, 0
         for kv in sp.attributes:
             key = kv.key
             if key in _WANTED:
@@ -146,6 +174,8 @@ def _scan_scope(
                     model, has_model = kv.value.string_value, True
                 elif key == _VERSION_ATTR:
                     version = kv.value.string_value
+                elif key in _HTTP_STATUS:
+                    http_status = kv.value.int_value
                 else:  # what only the detectors read
                     extra = {**extra, key: kv.value} if extra else {key: kv.value}
         start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
@@ -169,19 +199,20 @@ def _scan_scope(
             t.kinds.add(kind)
         t.parts.append(b"\x12" + _varint(len(data)) + data)
         t.count += 1
+        failed = code == _ERROR or http_status >= 400
         if derived is not None and kind:
             derived.append(
-                (kind, stage, model, version, has_model, span_id, parent, code, (duration, trace_id, span_id, end))
+                (kind, stage, model, version, has_model, span_id, parent, failed, (duration, trace_id, span_id, end))
             )
         if facts is not None and kind in _FACT_KINDS:
-            _add_fact(facts, kind, model, version, duration, end, code, extra or {})
+            _add_fact(facts, kind, model, version, duration, end, failed, extra or {})
     if derived:
-        _group(derived, ri, (ss.scope.name, ss.scope.version), groups)
+        _group(derived, ri, scope, groups)
     return invalid
 
 
 def _add_fact(
-    facts: list[Fact], kind: str, model: str, version: str, duration: int, end: int, code: int, extra: dict
+    facts: list[Fact], kind: str, model: str, version: str, duration: int, end: int, failed: bool, extra: dict
 ) -> None:
     """Append a prediction span as a ``Prediction``, a feedback span as a ``Feedback``: what the detectors
     and the label joiner read. A prediction naming no model, or feedback naming no prediction, adds nothing."""
@@ -191,7 +222,7 @@ def _add_fact(
         value = extra.get(tx.SPAN_ATTR_PREDICTION_VALUE)
         value = value.string_value if value is not None else None
         version = version or tx.UNKNOWN_VALUE
-        facts.append(Prediction(end / 1e9, model, version, duration / 1e9, code != _ERROR, pid, value))
+        facts.append(Prediction(end / 1e9, model, version, duration / 1e9, not failed, pid, value))
     elif kind == _FEEDBACK and pid:
         correct, label = extra.get(tx.SPAN_ATTR_FEEDBACK_CORRECT), extra.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
         correct = None if correct is None else correct.bool_value
@@ -204,10 +235,10 @@ def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_Gr
     Stage spans without model attributes inherit them from their prediction span in the same batch.
     """
     parents: dict[bytes, tuple[str, str]] = {}  # prediction span id -> its (model, version)
-    for kind, _, model, version, _, span_id, _, code, obs in spans:
+    for kind, _, model, version, _, span_id, _, failed, obs in spans:
         if kind == _PREDICTION:
             parents[span_id] = (model, version)
-            groups.setdefault((ri, scope, kind, model, version, "", code == _ERROR), []).append(obs)
+            groups.setdefault((ri, scope, kind, model, version, "", failed), []).append(obs)
     for kind, stage, model, version, has_model, _, parent, _, obs in spans:
         if kind == _STAGE_KIND:
             if not has_model and parent in parents:

@@ -12,7 +12,6 @@ Jaeger-compatible query API under /jaeger/api/ (serve/jaeger.py), for Grafana's 
 
 from __future__ import annotations
 
-import math
 from urllib.parse import parse_qs, urlsplit
 
 from modeltel_collector.httpbase import Handler, token_ok
@@ -21,6 +20,7 @@ from modeltel_collector.serve.console.views import stage_order
 from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
+from modeltel_collector.serve.params import MAX_MS, number
 from modeltel_collector.store.spans import search_limit
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
@@ -79,6 +79,7 @@ class ApiHandler(Handler):
         doc: dict = {"trace_id": trace_hex.lower()}
         if len(spans) >= cap and (stored := store.trace_span_count(trace_id)) > len(spans):
             doc.update(truncated=True, span_count=stored)
+            self.server.deps.stats.inc("modeltel_collector_truncated", "trace_read")
         self.send_json_stream(doc, "spans", spans)
 
     def _search(self, query: dict[str, list[str]]) -> None:
@@ -87,7 +88,9 @@ class ApiHandler(Handler):
             limit = search_limit(int(q.get("limit", 20)))
             traces = self.server.deps.spans.search(
                 **{k: q.get(k) for k in _SEARCH_KEYS},
-                min_duration_ms=_finite(q["min_duration_ms"], "min_duration_ms") if q.get("min_duration_ms") else None,
+                min_duration_ms=number(q["min_duration_ms"], "min_duration_ms", lo=0, hi=MAX_MS)
+                if q.get("min_duration_ms")
+                else None,
                 sort=q.get("sort", "recent"),
                 limit=limit,
             )
@@ -97,10 +100,3 @@ class ApiHandler(Handler):
         for t in traces:
             t["stages"].sort(key=stage_order)
         self.send_json(200, {"traces": traces, "limit": limit, "capped": len(traces) >= limit})
-
-
-def _finite(text: str, name: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {text!r}")
-    return value

@@ -8,6 +8,7 @@ the search API filters on are columns, the spans themselves stay protobuf-encode
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -248,8 +249,9 @@ class SpanStore:
         return deleted
 
     # ---------------------------------------------------------------- reads (API threads)
-    def get_trace(self, trace_id: bytes, max_spans: int | None = None) -> list[dict[str, Any]]:
-        """The trace's spans by start time; with ``max_spans``, the first that arrived, at most that many.
+    def get_trace(self, trace_id: bytes, max_spans: int) -> list[dict[str, Any]]:
+        """The trace's spans by start time: the first that arrived, at most ``max_spans`` (every read is
+        bounded: callers pass ``trace_fetch_max_spans`` or what is left of it).
 
         Rows are decoded one at a time and reading stops at the cap, so a trace of 300k spans costs what
         ``max_spans`` costs, in time, memory and in how long the read lock is held against other searches.
@@ -260,9 +262,9 @@ class SpanStore:
                 "SELECT service, data FROM traces WHERE trace_id = ? ORDER BY rowid", (trace_id,)
             )
             for service, data in cursor:
-                spans.extend(span_to_dict(sp, service) for sp in ScopeSpans.FromString(data).spans)
-                if max_spans is not None and len(spans) >= max_spans:
-                    del spans[max_spans:]
+                row = ScopeSpans.FromString(data).spans
+                spans.extend(span_to_dict(sp, service) for sp in itertools.islice(row, max_spans - len(spans)))
+                if len(spans) >= max_spans:
                     break
             cursor.close()
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])

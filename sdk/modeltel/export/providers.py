@@ -60,7 +60,7 @@ def build_resource(settings: config.Settings) -> Resource:
             "service.instance.id": str(uuid.uuid4()),
             tx.RESOURCE_MODEL_NAME: settings.model_name,
             tx.RESOURCE_MODEL_VERSION: settings.model_version,
-            "telemetry.distro.name": "modeltel",
+            "telemetry.distro.name": tx.DISTRO_NAME,
             "telemetry.distro.version": __version__,
         }
     )

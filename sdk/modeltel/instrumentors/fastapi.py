@@ -28,13 +28,14 @@ class ModeltelASGIMiddleware:
             await self.app(scope, receive, send)
             return
         status: list[int] = []
-
-        async def send_status(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-            await send(message)
-
         with self._requests.prediction() as prediction:
+
+            async def send_status(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                    self._requests.taken_over(prediction)  # the server span ends with the response
+                await send(message)
+
             try:
                 await self.app(scope, receive, send_status)
             finally:

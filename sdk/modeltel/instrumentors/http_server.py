@@ -20,7 +20,10 @@ import types
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
+
 import modeltel
+from modeltel import taxonomy as tx
 
 from .base import Make, ModeltelInstrumentor, Patches, patch_hierarchy, telemetry_source
 
@@ -86,6 +89,16 @@ class Requests:
 
     def prediction(self) -> modeltel.Prediction:
         return self.telemetry().prediction(own_span=False)
+
+    @staticmethod
+    def taken_over(prediction: modeltel.Prediction) -> None:
+        """Where the application's own prediction took the request over, the server span (current, and
+        still recording: call before the response ends it) stops calling itself a prediction, so that
+        spans say what the metrics count: the request once, under the application's model."""
+        if prediction.superseded is not None:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute(tx.SPAN_ATTR_KIND, tx.SPAN_KIND_REQUEST)
 
 
 def contrib_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:

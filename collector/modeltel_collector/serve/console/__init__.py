@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from modeltel_collector.httpbase import Handler, token_ok
 from modeltel_collector.serve.console.views import CONSOLE_FAMILIES, Views
 from modeltel_collector.serve.deps import ServeDeps
+from modeltel_collector.serve.params import number
 
 __all__ = ["CONSOLE_FAMILIES", "serve_console"]
 
@@ -48,10 +49,7 @@ def _float(query: dict[str, str], key: str, default: float | None) -> float | No
     value = query.get(key)
     if not value:
         return default
-    number = float(value)  # ValueError -> 400
-    if not number > 0:
-        raise ValueError(f"{key} must be a positive number")
-    return number
+    return number(value, key, lo=1e-3, hi=1e9)  # ValueError -> 400
 
 
 def _alerts(deps: ServeDeps) -> dict[str, Any]:

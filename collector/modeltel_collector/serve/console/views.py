@@ -15,6 +15,7 @@ from typing import Any
 
 from modeltel import taxonomy as tx
 from modeltel.promql import histogram_quantile
+from modeltel_collector.latency_bounds import bounds_problem
 from modeltel_collector.store.history import Group, MetricHistory
 from modeltel_collector.translate import label_name, metric_family_name
 
@@ -142,6 +143,7 @@ class Views:
             row.update(
                 {name_q: _quantile(q, latency[0].bounds, window) if latency else None for name_q, q in QUANTILES}
             )
+            row["bounds_warning"] = bounds_problem(latency[0].bounds) if latency else None
             rows.append(row)
         return {"window_s": window_s, "models": rows, "history": h.describe()}
 
@@ -165,7 +167,7 @@ class Views:
         for label, (g, rows) in [("prediction", p) for p in e2e] + sorted(
             ((g.labels[STAGE], (g, rows)) for g, rows in stage_groups), key=lambda x: stage_order(x[0])
         ):
-            doc = {"stage": label, **_histogram_series(g, rows, seconds)}
+            doc = {"stage": label, **_histogram_series(g, rows, seconds), "bounds_warning": bounds_problem(g.bounds)}
             doc["exemplars"] = [
                 {"t": t, "value": _num(v), "trace_id": tid, "span_id": sid}
                 for t, v, tid, sid in g.exemplars

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 
+from .. import exportlog
 from ..delivery import _points
 from .metrics import MetricEncoder
 from .spans import SpanEncoder
@@ -98,7 +99,8 @@ def _send_http(exporter: Any, upstream: _Upstream, body: Callable[[], bytes], co
             _missing("_client.export() result's success")
             exporter._upstream = None
             return True
-        if not sent.success:
+        if not sent.success:  # upstream's last line may not say why ("due to timeout, max retries or shutdown")
+            exportlog.note_failure(f"{getattr(sent, 'error', None)} (HTTP {getattr(sent, 'status_code', None)})")
             status = getattr(sent, "status_code", None)
             attrs = {HTTP_RESPONSE_STATUS_CODE: status} if status is not None else None
             _set(result, error=getattr(sent, "error", None), error_attrs=attrs)

@@ -88,6 +88,7 @@ function renderModel(view, { query }) {
       if (chart.querySelector(".outlier")) legend.push("outlier: above the scale, at the top edge");
       const fig = figure(title, chart, legend);
       fig.dataset.stage = s.stage;
+      if (s.bounds_warning) fig.append(el("p", { class: "bounds-warning", role: "note" }, `⚠ ${s.bounds_warning}`));
       latency.append(fig);
     }
     const other = el("section", { class: "grid", "aria-labelledby": "h-traffic" },
