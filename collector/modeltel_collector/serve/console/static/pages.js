@@ -14,12 +14,15 @@ const tokens = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision
 const tokensPerS = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(3)} tok/s`);
 const modelLink = (m, v) => route("model", { name: m, version: v });
 
+// legend: the lines' names, keyed by their order (k0, k1...), or [name, key] for a key of its own
 function figure(title, svg, legend = []) {
+  const item = (entry, i) => (Array.isArray(entry) ? el("li", { class: entry[1] }, entry[0]) : el("li", { class: `k${i}` }, entry));
   return el("figure", { class: "panel" },
     el("figcaption", {}, title),
     svg,
-    legend.length ? el("ul", { class: "legend" }, legend.map((name, i) => el("li", { class: `k${i}` }, name))) : null);
+    legend.length ? el("ul", { class: "legend" }, legend.map(item)) : null);
 }
+const EXEMPLAR_KEY = ["exemplar: click for its trace", "k3"], OUTLIER_KEY = ["outlier: above the scale, at the top edge", "k4"];
 
 function table(caption, headers, rows) {
   return el("table", {},
@@ -70,15 +73,15 @@ function exemplarPoints(exemplars, format = ms) {
 // figure whose legend names the lines, the exemplars and, when one is drawn, the outliers.
 function quantileFigure(title, times, lines, exemplars, format, axis) {
   const chart = lineChart({ title, times, format: axis, exemplars: exemplarPoints(exemplars, format), series: lines });
-  const legend = [...lines.map((l) => l.name), "exemplar: click for its trace"];
-  if (chart.querySelector(".outlier")) legend.push("outlier: above the scale, at the top edge");
+  const legend = [...lines.map((l) => l.name), EXEMPLAR_KEY];
+  if (chart.querySelector(".outlier")) legend.push(OUTLIER_KEY);
   return figure(title, chart, legend);
 }
 
 const quantileLines = (doc, names) => names.map((name) => ({ name, values: doc[name] }));
 
 // A generative model's charts: time to first token, time per output token, output tokens per second
-// and tokens per request (output quantiles, input median), exemplars opening their generation's trace.
+// and tokens per request (output and input means), exemplars opening their generation's trace.
 function generationSection(gen, t) {
   const figures = [];
   const add = (key, fig) => { fig.dataset.generation = key; figures.push(fig); };
@@ -87,8 +90,10 @@ function generationSection(gen, t) {
   if (gen.output_tokens) {
     add("tokens_per_s", figure("Output tokens per second", lineChart({ title: "Output tokens per second", times: t, format: tokensPerS,
       series: [{ name: "output tokens/s", values: gen.output_tokens_per_s }] }), ["output tokens/s"]));
-    const lines = [{ name: "output p50", values: gen.output_tokens.p50 }, { name: "output p95", values: gen.output_tokens.p95 }];
-    if (gen.input_tokens) lines.push({ name: "input p50", values: gen.input_tokens.p50 });
+    // the mean, as the Generative dashboard row shows it: the token buckets are powers of 4, too coarse
+    // for a quantile to say 5 from 12
+    const lines = [{ name: "output (mean)", values: gen.output_tokens.mean }];
+    if (gen.input_tokens) lines.push({ name: "input (mean)", values: gen.input_tokens.mean });
     add("tokens_per_request", quantileFigure("Tokens per request", t, lines, gen.output_tokens.exemplars, tokens, num));
   }
   return el("section", { class: "grid", "aria-labelledby": "h-generation" }, figures);
