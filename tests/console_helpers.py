@@ -48,6 +48,38 @@ def send_demo_traffic(c: Collector, requests: int = 30, token: str = "") -> None
     settle(c)
 
 
+GEN_MODEL, GEN_VERSION = "chat-llm", "1"
+GEN_TTFT_S = 0.04  # each generation's first token comes after this long; then GEN_TOKENS - 1 more
+GEN_TOKENS, GEN_GAP_S, GEN_INPUT_TOKENS = 5, 0.005, 12
+
+
+def _token_stream() -> Iterator[str]:
+    time.sleep(GEN_TTFT_S)
+    yield "Hello"
+    for i in range(GEN_TOKENS - 1):
+        time.sleep(GEN_GAP_S)
+        yield f" t{i}"
+
+
+def send_generations(c: Collector, generations: int = 6) -> None:
+    """Streamed generations through the modeltel SDK (``modeltel.stream``), traces and metrics over OTLP."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
+        mp.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        mp.setenv("OTEL_SERVICE_NAME", "chat-demo")
+        mp.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        pipeline = modeltel.init(set_global=False, gpu_metrics=False, host_metrics=False)
+        try:
+            for _ in range(generations):
+                stream = modeltel.stream(_token_stream(), model_name=GEN_MODEL, model_version=GEN_VERSION,
+                                         operation="chat", input_tokens=GEN_INPUT_TOKENS)  # fmt: skip
+                assert "".join(stream).startswith("Hello")
+            pipeline.force_flush()
+        finally:
+            modeltel.shutdown()
+    settle(c)
+
+
 def send_hostile_trace(c: Collector) -> str:
     """One prediction whose span name, model name and attributes carry markup; returns its trace id."""
     tp = tracer_provider(c, "http", service=HOSTILE)

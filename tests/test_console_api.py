@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from itertools import pairwise
 
 import pytest
 
@@ -15,7 +16,18 @@ from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from modeltel_collector.store.spans import MAX_SEARCH_LIMIT, SpanStore, TraceRow
 from tests.collector_helpers import http_get, http_post, running_collector
-from tests.console_helpers import HOSTILE, SLOW_S, add_detection, fire_in_alertmanager, send_demo_traffic
+from tests.console_helpers import (
+    GEN_MODEL,
+    GEN_TOKENS,
+    GEN_TTFT_S,
+    GEN_VERSION,
+    HOSTILE,
+    SLOW_S,
+    add_detection,
+    fire_in_alertmanager,
+    send_demo_traffic,
+    send_generations,
+)
 
 API = "/api/v1/console/"
 
@@ -200,3 +212,46 @@ def test_alerts_says_when_alertmanager_is_not_there():
         assert status == 200 and doc["alertmanager"]["error"]
     with running_collector() as c:
         assert get_json(c, API + "alerts")[1]["alertmanager"] is None
+
+
+@pytest.fixture(scope="module")
+def generative() -> Iterator[Collector]:
+    with running_collector(console_step_s=0.25, console_history_s=120) as c:
+        send_generations(c)
+        yield c
+
+
+def test_a_generative_models_page_has_ttft_tpot_and_token_charts_whose_exemplars_are_its_generations(
+    generative: Collector,
+):
+    status, doc = get_json(generative, f"{API}model?name={GEN_MODEL}&version={GEN_VERSION}")
+    assert status == 200
+    gen = doc["generation"]
+    n = len(doc["times"])
+    for chart, lines in (("ttft", ("p50", "p95", "p99")), ("tpot", ("p50", "p95")), ("output_tokens", ("p50", "p95"))):
+        for line in lines:
+            assert len(gen[chart][line]) == n and any(v is not None for v in gen[chart][line]), (chart, line)
+    ttft = [v for v in gen["ttft"]["p50"] if v is not None]
+    assert all(GEN_TTFT_S * 0.9 <= v <= 0.25 for v in ttft)  # in the bucket above 40 ms (40 .. 60 ms)
+    assert all(0.001 <= v <= 0.05 for v in gen["tpot"]["p50"] if v is not None)
+    # 5 tokens a request: a mean of exactly 5, a median inside its bucket (4 .. 16, the powers of 4)
+    assert all(v == GEN_TOKENS for v in gen["output_tokens"]["mean"] if v is not None)
+    assert all(4 < v <= 16 for v in gen["output_tokens"]["p50"] if v is not None)
+    assert any(v for v in gen["input_tokens"]["p50"] if v)
+    # a rate over each interval between samples: times the interval, every output token, once
+    times = doc["times"]
+    gaps = [doc["step_s"], *(b - a for a, b in pairwise(times))]
+    produced = sum((v or 0) * dt for v, dt in zip(gen["output_tokens_per_s"], gaps, strict=True))
+    assert produced == pytest.approx(6 * GEN_TOKENS, rel=1e-4)
+    for key, attribute, expected in (
+        ("ttft", tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN, None),
+        ("output_tokens", tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, GEN_TOKENS),
+    ):
+        assert gen[key]["exemplars"], key
+        for ex in gen[key]["exemplars"]:
+            status, trace = get_json(generative, f"/api/traces/{ex['trace_id']}")
+            span = next(s for s in trace["spans"] if s["span_id"] == ex["span_id"])
+            assert span["name"] == f"chat {GEN_MODEL}"
+            assert ex["value"] == pytest.approx(expected or span["attributes"][attribute], rel=1e-5)
+    status, other = get_json(generative, f"{API}model?name=nobody&version=1")
+    assert other["generation"] is None

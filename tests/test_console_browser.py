@@ -7,6 +7,7 @@ checking the browser's console: the page must log no error.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -17,14 +18,18 @@ from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
 from modeltel_collector.httpbase import Handler
-from tests.collector_helpers import running_collector, tracer_provider
+from tests.collector_helpers import http_get, running_collector, tracer_provider
 from tests.console_helpers import (
+    GEN_MODEL,
+    GEN_TTFT_S,
+    GEN_VERSION,
     HOSTILE,
     SLOW_S,
     add_detection,
     chromium,
     fire_in_alertmanager,
     send_demo_traffic,
+    send_generations,
     send_hostile_trace,
 )
 
@@ -400,3 +405,43 @@ def test_a_trace_over_the_fetch_cap_says_it_shows_only_part(browser):
         (note,) = css(browser, "p.capped")
         assert "first 2 of the trace's 4 spans" in note.text
         assert len(css(browser, "details.span")) == 2
+
+
+@pytest.fixture(scope="module")
+def generative() -> Iterator[Collector]:
+    with running_collector(console_step_s=0.25, console_history_s=120) as c:
+        send_generations(c)
+        yield c
+
+
+def test_a_generative_model_shows_ttft_tpot_and_token_charts_and_an_exemplar_opens_its_first_token(browser, generative):
+    open_page(browser, generative, f"model?name={GEN_MODEL}&version={GEN_VERSION}")
+    lines = {"ttft": 3, "tpot": 2, "tokens_per_s": 1, "tokens_per_request": 2}
+    for chart, n in lines.items():
+        (figure,) = css(browser, f'figure[data-generation="{chart}"]')
+        paths = [p.get_attribute("d") for p in figure.find_elements("css selector", "path.line")]
+        assert len(paths) == n and all(d.startswith("M") for d in paths), chart
+    tokens = css(browser, 'figure[data-generation="tokens_per_request"] a.exemplar title')
+    assert tokens and all("5 tokens" in t.get_attribute("textContent") for t in tokens)
+    exemplar = browser.execute_script(TOPMOST, css(browser, 'figure[data-generation="ttft"] a.exemplar')[0])
+    trace_id = exemplar.get_attribute("data-trace-id")
+    exemplar.click()
+    wait(browser, lambda d: d.current_url.endswith(f"#/trace/{trace_id}"), "the click did not open the trace")
+    (mark,) = wait(browser, lambda d: css(d, "main[data-ready] .waterfall .first-token"), "no first-token mark")
+    # at the first-token event's time after the span's start, as the trace API gives them
+    _, _, body = http_get(f"{generative.urls['listen']}/api/traces/{trace_id}")
+    (span,) = json.loads(body)["spans"]
+    (event,) = [e for e in span["events"] if e["name"] == tx.SPAN_EVENT_GEN_AI_FIRST_TOKEN]
+    after_ms = (event["time_unix_nano"] - span["start_time_unix_nano"]) / 1e6
+    assert after_ms >= GEN_TTFT_S * 1000
+    # (the page reads nanosecond times as doubles: exact to a microsecond at today's epoch)
+    assert float(mark.get_attribute("data-first-token-ms")) == pytest.approx(after_ms, abs=1e-3)
+    label = mark.get_attribute("title")
+    assert label.startswith("first token ") and label.endswith(" ms") and mark.text == label
+    assert abs(int(label.split()[2]) - after_ms) <= 0.5 + 1e-3  # rounded to the ms from 10 ms on
+    # and where it is drawn: that share of the bar's width from the bar's start
+    bar = css(browser, ".waterfall details.span .track .bar")[0]
+    left, width, tick = browser.execute_script(
+        "const b = arguments[0].getBoundingClientRect(), m = arguments[1].getBoundingClientRect();"
+        "return [b.left, b.width, m.left + m.width / 2];", bar, mark)  # fmt: skip
+    assert tick - left == pytest.approx(width * after_ms / span["duration_ms"], abs=2)

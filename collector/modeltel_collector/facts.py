@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # numpy is the analytics extra's: ingest builds facts without
 
 class Prediction(NamedTuple):
     """A prediction span: when it ended, its model, how long it took, whether it failed, and what a later
-    feedback span joins it by (its prediction id and predicted value, when the app set them)."""
+    feedback span joins it by (its prediction id and predicted value, when the app set them). A generation
+    adds its time to first token, time per output token and output tokens (None where the span has none:
+    not a generation, no token came, or a single one), for the TTFT/TPOT/output-length detectors."""
 
     time: float
     model: str
@@ -27,6 +29,9 @@ class Prediction(NamedTuple):
     ok: bool
     prediction_id: str | None
     value: str | None
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    output_tokens: int | None = None
 
 
 class Feedback(NamedTuple):

@@ -15,9 +15,11 @@ from opentelemetry import metrics, trace
 from ._version import __version__
 from .export import Pipeline, get_pipeline, init, shutdown
 from .hotpath import (
+    Generation,
     Prediction,
     Stage,
     Telemetry,
+    current_generation,
     current_stage,
     detach_from_prediction,
     global_telemetry,
@@ -26,18 +28,24 @@ from .hotpath import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Iterable
+
     from typing_extensions import Unpack
 
+    from .hotpath.generation import GenerationOptions, TokensOf
     from .hotpath.stage import PredictionOptions, StageOptions
 
 __all__ = [
+    "Generation",
     "Pipeline",
     "Prediction",
     "Stage",
     "Telemetry",
     "__version__",
+    "current_generation",
     "current_stage",
     "detach_from_prediction",
+    "generation",
     "get_pipeline",
     "in_prediction",
     "init",
@@ -50,6 +58,7 @@ __all__ = [
     "set_online_accuracy",
     "shutdown",
     "stage",
+    "stream",
     "telemetry",
 ]
 
@@ -89,6 +98,40 @@ def prediction(
     """Time one prediction request: root span, latency histogram, predictions counter by status (options:
     :meth:`Telemetry.prediction`)."""
     return telemetry().prediction(model_name, model_version, **options)
+
+
+def generation(
+    model_name: str | None = None, model_version: str | None = None, **options: Unpack[GenerationOptions]
+) -> Generation:
+    """A prediction whose end is a token stream's end: ``with modeltel.generation("llm", operation="chat") as g:``
+    then ``g.token()``, ``g.usage(...)``, ``g.finish("stop")`` (options: :meth:`Telemetry.generation`;
+    ``docs/generative.md``)."""
+    return telemetry().generation(model_name, model_version, **options)
+
+
+def stream(
+    iterable: Iterable[Any] | AsyncIterable[Any],
+    model_name: str | None = None,
+    model_version: str | None = None,
+    *,
+    tokens_of: TokensOf | None = None,
+    generation: Generation | None = None,
+    **options: Unpack[GenerationOptions],
+) -> Any:
+    """Iterate a token stream as one generation: ``for chunk in modeltel.stream(chunks, "llm"):`` (or
+    ``async for`` over an async iterable).
+
+    The first item marks the first token; each item counts as one token unless ``tokens_of(item)`` says
+    how many it holds (0 for an item with none); the generation ends when the iterable ends (success),
+    raises (error) or is closed early or cancelled (``status="cancelled"``). ``generation`` is one made
+    by :func:`generation` and not yet entered, to call ``usage()`` / ``finish()`` on while it streams;
+    else one is made from the other arguments (options: :meth:`Telemetry.generation`).
+    """
+    from .hotpath.streams import stream as run
+
+    if generation is None:
+        generation = telemetry().generation(model_name, model_version, **options)
+    return run(generation, iterable, tokens_of)
 
 
 def monitor_prediction(model_name: str | None = None, model_version: str | None = None) -> Prediction:

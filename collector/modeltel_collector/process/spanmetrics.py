@@ -17,6 +17,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
 from modeltel_collector.facts import Fact, Feedback, Prediction
+from modeltel_collector.process import genaispans
+from modeltel_collector.process.genaispans import Generation, read_generation
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
@@ -33,6 +35,7 @@ _WANTED = {
     tx.ATTR_MODEL_VERSION,
     *_FACT_ATTRS,
     *_HTTP_STATUS,
+    *genaispans.ATTRS,  # a generation's, read with the facts' (``extra``)
 }
 _PRED, _STAGE, _COUNT = tx.PREDICTION_LATENCY, tx.STAGE_LATENCY, tx.PREDICTIONS
 _MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
@@ -40,8 +43,9 @@ _KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR
 _VERSION_ATTR = tx.ATTR_MODEL_VERSION
 _PREDICTION, _STAGE_KIND, _FEEDBACK = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE, tx.SPAN_KIND_FEEDBACK
 _FACT_KINDS = frozenset((_PREDICTION, _FEEDBACK))
-# (resource index, scope (name, version), span kind, model, version, stage, failed): one derived series
-_GroupKey = tuple[int, tuple[str, str], str, str, str, str, bool]
+_GENERATION = "generation"  # a group of generations (prediction spans with gen_ai.operation.name)
+# (resource index, scope (name, version), span kind, model, version, stage, status): one derived series
+_GroupKey = tuple[int, tuple[str, str], str, str, str, str, str]
 
 
 def _varint(n: int) -> bytes:
@@ -200,29 +204,39 @@ def _scan_scope(
         t.parts.append(b"\x12" + _varint(len(data)) + data)
         t.count += 1
         failed = code == _ERROR or http_status >= 400
+        gen = read_generation(sp, extra, model, failed) if kind == _PREDICTION and extra else None
         if derived is not None and kind:
-            derived.append(
-                (kind, stage, model, version, has_model, span_id, parent, failed, (duration, trace_id, span_id, end))
-            )
+            obs = (duration, trace_id, span_id, end)
+            derived.append((kind, stage, model, version, has_model, span_id, parent, failed, obs, gen))
         if facts is not None and kind in _FACT_KINDS:
-            _add_fact(facts, kind, model, version, duration, end, failed, extra or {})
+            _add_fact(facts, kind, model, version, duration, end, failed, extra or {}, gen)
     if derived:
         _group(derived, ri, scope, groups)
     return invalid
 
 
 def _add_fact(
-    facts: list[Fact], kind: str, model: str, version: str, duration: int, end: int, failed: bool, extra: dict
+    facts: list[Fact],
+    kind: str,
+    model: str,
+    version: str,
+    duration: int,
+    end: int,
+    failed: bool,
+    extra: dict,
+    gen: Generation | None,
 ) -> None:
-    """Append a prediction span as a ``Prediction``, a feedback span as a ``Feedback``: what the detectors
-    and the label joiner read. A prediction naming no model, or feedback naming no prediction, adds nothing."""
+    """Append a prediction span as a ``Prediction`` (with TTFT, TPOT and output tokens for a generation),
+    a feedback span as a ``Feedback``: what the detectors and the label joiner read. A prediction naming no
+    model, or feedback naming no prediction, adds nothing."""
     pid = extra.get(tx.SPAN_ATTR_PREDICTION_ID)
     pid = pid.string_value if pid is not None else None
     if kind == _PREDICTION and model:
         value = extra.get(tx.SPAN_ATTR_PREDICTION_VALUE)
         value = value.string_value if value is not None else None
         version = version or tx.UNKNOWN_VALUE
-        facts.append(Prediction(end / 1e9, model, version, duration / 1e9, not failed, pid, value))
+        ttft, tpot, tokens = (gen.ttft, gen.tpot, gen.output_tokens) if gen is not None else (None, None, None)
+        facts.append(Prediction(end / 1e9, model, version, duration / 1e9, not failed, pid, value, ttft, tpot, tokens))
     elif kind == _FEEDBACK and pid:
         correct, label = extra.get(tx.SPAN_ATTR_FEEDBACK_CORRECT), extra.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
         correct = None if correct is None else correct.bool_value
@@ -232,18 +246,23 @@ def _add_fact(
 def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_GroupKey, list[Observation]]) -> None:
     """Add one scope's prediction and stage spans to their derived series' observations.
 
-    Stage spans without model attributes inherit them from their prediction span in the same batch.
+    Stage spans without model attributes inherit them from their prediction span in the same batch. A
+    generation whose consumer left counts under ``status="cancelled"``, as the SDK counts it.
     """
     parents: dict[bytes, tuple[str, str]] = {}  # prediction span id -> its (model, version)
-    for kind, _, model, version, _, span_id, _, failed, obs in spans:
+    for kind, _, model, version, _, span_id, _, failed, obs, gen in spans:
         if kind == _PREDICTION:
             parents[span_id] = (model, version)
-            groups.setdefault((ri, scope, kind, model, version, "", failed), []).append(obs)
-    for kind, stage, model, version, has_model, _, parent, _, obs in spans:
+            status = tx.STATUS_ERROR if failed else tx.STATUS_SUCCESS
+            if gen is not None:
+                status = tx.STATUS_CANCELLED if gen.cancelled else status
+                groups.setdefault((ri, scope, _GENERATION, model, version, "", ""), []).append(gen)
+            groups.setdefault((ri, scope, kind, model, version, "", status), []).append(obs)
+    for kind, stage, model, version, has_model, _, parent, _, obs, _ in spans:
         if kind == _STAGE_KIND:
             if not has_model and parent in parents:
                 model, version = parents[parent]
-            groups.setdefault((ri, scope, kind, model, version, stage, False), []).append(obs)
+            groups.setdefault((ri, scope, kind, model, version, stage, ""), []).append(obs)
 
 
 def _csv(values: set[str]) -> str:
@@ -254,7 +273,7 @@ def _csv(values: set[str]) -> str:
 def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Observation]], now: float) -> None:
     with store.lock:
         resources: dict[int, ResourceState] = {}
-        for (ri, scope, kind, model, version, stage, failed), obs in groups.items():
+        for (ri, scope, kind, model, version, stage, status), obs in groups.items():
             if ri not in resources:
                 resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
             res = resources[ri]
@@ -269,8 +288,11 @@ def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Ob
                 labels.append((tx.ATTR_STAGE, stage or tx.UNKNOWN_VALUE))
                 _hist(store, res, _STAGE, tuple(sorted(labels)), obs)
                 continue
+            if kind == _GENERATION:
+                genaispans.observe(store, res, labels, obs)
+                continue
             _hist(store, res, _PRED, tuple(sorted(labels)), obs)
-            labels.append((tx.ATTR_STATUS, tx.STATUS_ERROR if failed else tx.STATUS_SUCCESS))
+            labels.append((tx.ATTR_STATUS, status))
             store.observe_derived(
                 res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), len(obs)
             )

@@ -36,7 +36,7 @@ from modeltel_collector.validate import histogram_problem, metric_name
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
-Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (duration_ns, trace_id, span_id, end_ns)
+Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (value, trace_id, span_id, end_ns)
 
 
 @dataclass
@@ -272,10 +272,13 @@ class MetricStore:
         labels: Labels,
         value: float | list[Observation],
         buckets: tuple[float, ...] = (),
+        *,
+        per_unit: float = 1e9,
     ) -> bool:
         """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
 
-        Counters take an increment; histograms take (duration_ns, trace_id, span_id, end_ns) observations,
+        Counters take an increment; histograms take (value, trace_id, span_id, end_ns) observations, the
+        value in ``1 / per_unit`` of the family's unit (ns of a seconds histogram; tokens: ``per_unit=1``),
         and the last observation in each bucket becomes that bucket's exemplar.
         """
         fam = self._family(family, type_, unit, help_)
@@ -296,15 +299,15 @@ class MetricStore:
             bounds, counts, last = s.bounds, s.counts, {}
             total = 0.0
             for obs in value:
-                seconds = obs[0] / 1e9
-                i = bisect_left(bounds, seconds)
+                v = obs[0] / per_unit
+                i = bisect_left(bounds, v)
                 counts[i] += 1
-                total += seconds
+                total += v
                 last[i] = obs
             s.sum += total
             s.count += len(value)
             for i, (d, trace_id, span_id, end) in last.items():
-                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / 1e9, end / 1e9)
+                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / per_unit, end / 1e9)
         fam.derived.add(labels)
         return True
 

@@ -337,13 +337,17 @@ class Prediction(Stage):
         counted = self.superseded
         if counted is None:  # counted itself
             counted = self
-            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
-            (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
-            if not self._own_span:
-                self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
+            self._count(elapsed, exc, span)
         if self._errors is not None:  # a superseded one's go to the prediction that took over
             for error in self._errors:
                 counted.model.count_error(error)
+
+    def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        """Record the latency sample and the predictions count (a generation also counts "cancelled")."""
+        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
+        if not self._own_span:
+            self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
 
     def _settle(self, elapsed: float, exc: BaseException | None, span: Any) -> Any:
         """End a held prediction's span and keep its spans if it failed or was slow; the span's kept copy."""

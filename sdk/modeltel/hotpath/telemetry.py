@@ -21,6 +21,7 @@ from .. import config
 from .. import taxonomy as tx
 from .._version import __version__
 from ..config import Settings
+from .generation import GenAISeriesCache, Generation, GenerationOptions
 from .held import SpanHold
 from .recorders import Recorder, SdkRecorder
 from .series import CardinalityGuard, ModelSeries
@@ -47,8 +48,11 @@ class Telemetry:
         self.settings = settings
         self.recorder = recorder
         self.enabled = not settings.disabled
-        self._stage_guard = CardinalityGuard("stage", settings.max_stages, tx.CANONICAL_STAGES)
+        self._stage_guard = CardinalityGuard(
+            "stage", settings.max_stages, (*tx.CANONICAL_STAGES, *tx.GENERATION_STAGES)
+        )
         self._error_guard = CardinalityGuard("error_type", settings.max_error_types)
+        self.genai = GenAISeriesCache(recorder, self._error_guard)  # generations' gen_ai.* series
         self._models: dict[tuple[str, str], ModelSeries] = {}
         self._models_lock = threading.Lock()
         self._tracer, self.tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
@@ -136,6 +140,18 @@ class Telemetry:
         :meth:`Prediction.set_outcome`.
         """
         return Prediction(self, "predict", model_name, model_version, **options)
+
+    def generation(
+        self, model_name: str | None = None, model_version: str | None = None, **options: Unpack[GenerationOptions]
+    ) -> Generation:
+        """A prediction whose end is a token stream's end, with the GenAI metrics (``docs/generative.md``).
+
+        ``options`` (keywords): ``operation`` (``gen_ai.operation.name``, default ``text_completion``),
+        ``request_model`` / ``response_model`` (``gen_ai.request.model`` / ``response.model``, default the
+        model name), ``input_tokens``, ``client=True`` for a client's view (``gen_ai.client.operation.duration``
+        and no server TTFT/TPOT), ``span_name`` (default ``"{operation} {request_model}"``), ``attributes``.
+        """
+        return Generation(self, model_name, model_version, **options)
 
     def monitor_prediction(self, model_name: str | None = None, model_version: str | None = None) -> Prediction:
         """:meth:`prediction` under the monitoring spec's decorator name: ``@telemetry.monitor_prediction()``."""

@@ -35,8 +35,11 @@ __all__ = [
     "ATTR_GEN_AI_REQUEST_MODEL",
     "ATTR_GEN_AI_RESPONSE_MODEL",
     "ATTR_GEN_AI_TOKEN_TYPE",
+    "ERROR_TYPE_CANCELLED",
+    "FINISH_REASON_CANCELLED",
     "GENAI_INSTRUMENTS",
     "GENAI_INSTRUMENTS_BY_OTEL_NAME",
+    "GENERATION_STAGES",
     "GEN_AI_CLIENT_OPERATION_DURATION",
     "GEN_AI_CLIENT_TOKEN_USAGE",
     "GEN_AI_DURATION_BUCKETS_SECONDS",
@@ -47,9 +50,17 @@ __all__ = [
     "GEN_AI_SERVER_TIME_TO_FIRST_TOKEN",
     "GEN_AI_TOKEN_INPUT",
     "GEN_AI_TOKEN_OUTPUT",
+    "SPAN_ATTR_GEN_AI_MAX_TOKEN_GAP",
     "SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS",
+    "SPAN_ATTR_GEN_AI_TIME_PER_OUTPUT_TOKEN",
+    "SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN",
     "SPAN_ATTR_GEN_AI_USAGE_INPUT_TOKENS",
     "SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS",
+    "SPAN_EVENT_GEN_AI_FIRST_TOKEN",
+    "STAGE_DECODE",
+    "STAGE_PREFILL",
+    "STAGE_QUEUE",
+    "STATUS_CANCELLED",
     "TOKEN_USAGE_BUCKETS",
     "TPOT_BUCKETS_SECONDS",
     "TTFT_BUCKETS_SECONDS",
@@ -72,6 +83,29 @@ GEN_AI_TOKEN_OUTPUT = "output"
 SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 SPAN_ATTR_GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+# modeltel's own span fields of a generation (seconds), so a trace and span-derived metrics read TTFT and
+# TPOT without event arithmetic; the first-token event marks the moment on a waterfall.
+SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN = "modeltel.gen_ai.time_to_first_token"
+SPAN_ATTR_GEN_AI_TIME_PER_OUTPUT_TOKEN = "modeltel.gen_ai.time_per_output_token"
+SPAN_ATTR_GEN_AI_MAX_TOKEN_GAP = "modeltel.gen_ai.max_token_gap"  # the longest stall between two tokens
+SPAN_EVENT_GEN_AI_FIRST_TOKEN = "gen_ai.first_token"
+
+# A generation whose consumer went away (client disconnect, early close, task cancelled) is neither a
+# success nor an error: model_predictions_total counts it under status="cancelled" (so the error rate,
+# status="error" over all, neither rises nor hides it), its finish reason is "cancelled", and the two
+# duration histograms carry error.type="cancelled" (semconv: error.type is set when the request did not
+# complete). TTFT and TPOT count successful responses only.
+STATUS_CANCELLED = "cancelled"
+FINISH_REASON_CANCELLED = "cancelled"
+ERROR_TYPE_CANCELLED = "cancelled"
+
+# The stages of a generative pipeline, where the server can tell them apart: waiting for a slot, the
+# forward pass over the prompt (ends at the first token), and the token-by-token loop. They share
+# model_stage_latency_seconds with preprocess / inference / postprocess and always pass its label cap.
+STAGE_QUEUE = "queue"
+STAGE_PREFILL = "prefill"
+STAGE_DECODE = "decode"
+GENERATION_STAGES = (STAGE_QUEUE, STAGE_PREFILL, STAGE_DECODE)
 
 # --------------------------------------------------------------------------------------------------
 # Bucket boundaries.

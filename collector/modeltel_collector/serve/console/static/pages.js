@@ -10,14 +10,19 @@ const msAxis = (s) => `${+(s * 1000).toPrecision(3)} ms`;
 const perS = (v) => (v === null || v === undefined ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(0)}/s`);
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(v < 0.01 && v > 0 ? 2 : 1)}%`);
 const num = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)}`);
+const tokens = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)} tokens`);
+const tokensPerS = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(3)} tok/s`);
 const modelLink = (m, v) => route("model", { name: m, version: v });
 
+// legend: the lines' names, keyed by their order (k0, k1...), or [name, key] for a key of its own
 function figure(title, svg, legend = []) {
+  const item = (entry, i) => (Array.isArray(entry) ? el("li", { class: entry[1] }, entry[0]) : el("li", { class: `k${i}` }, entry));
   return el("figure", { class: "panel" },
     el("figcaption", {}, title),
     svg,
-    legend.length ? el("ul", { class: "legend" }, legend.map((name, i) => el("li", { class: `k${i}` }, name))) : null);
+    legend.length ? el("ul", { class: "legend" }, legend.map(item)) : null);
 }
+const EXEMPLAR_KEY = ["exemplar: click for its trace", "k3"], OUTLIER_KEY = ["outlier: above the scale, at the top edge", "k4"];
 
 function table(caption, headers, rows) {
   return el("table", {},
@@ -57,11 +62,41 @@ function renderModels(view, { query }) {
 }
 
 // ------------------------------------------------------------------------------------------ Model
-function exemplarPoints(stage) {
-  return stage.exemplars.filter((e) => e.value !== null).map((e) => ({
+function exemplarPoints(exemplars, format = ms) {
+  return exemplars.filter((e) => e.value !== null).map((e) => ({
     t: e.t, value: e.value, traceId: e.trace_id, href: route(`trace/${e.trace_id}`),
-    label: `exemplar ${ms(e.value)}: open trace ${e.trace_id}`,
+    label: `exemplar ${format(e.value)}: open trace ${e.trace_id}`,
   }));
+}
+
+// A chart of quantile lines with exemplar points (a latency, TTFT, TPOT or tokens per request), in a
+// figure whose legend names the lines, the exemplars and, when one is drawn, the outliers.
+function quantileFigure(title, times, lines, exemplars, format, axis) {
+  const chart = lineChart({ title, times, format: axis, exemplars: exemplarPoints(exemplars, format), series: lines });
+  const legend = [...lines.map((l) => l.name), EXEMPLAR_KEY];
+  if (chart.querySelector(".outlier")) legend.push(OUTLIER_KEY);
+  return figure(title, chart, legend);
+}
+
+const quantileLines = (doc, names) => names.map((name) => ({ name, values: doc[name] }));
+
+// A generative model's charts: time to first token, time per output token, output tokens per second
+// and tokens per request (output and input means), exemplars opening their generation's trace.
+function generationSection(gen, t) {
+  const figures = [];
+  const add = (key, fig) => { fig.dataset.generation = key; figures.push(fig); };
+  if (gen.ttft) add("ttft", quantileFigure("Time to first token", t, quantileLines(gen.ttft, ["p50", "p95", "p99"]), gen.ttft.exemplars, ms, msAxis));
+  if (gen.tpot) add("tpot", quantileFigure("Time per output token", t, quantileLines(gen.tpot, ["p50", "p95"]), gen.tpot.exemplars, ms, msAxis));
+  if (gen.output_tokens) {
+    add("tokens_per_s", figure("Output tokens per second", lineChart({ title: "Output tokens per second", times: t, format: tokensPerS,
+      series: [{ name: "output tokens/s", values: gen.output_tokens_per_s }] }), ["output tokens/s"]));
+    // the mean, as the Generative dashboard row shows it: the token buckets are powers of 4, too coarse
+    // for a quantile to say 5 from 12
+    const lines = [{ name: "output (mean)", values: gen.output_tokens.mean }];
+    if (gen.input_tokens) lines.push({ name: "input (mean)", values: gen.input_tokens.mean });
+    add("tokens_per_request", quantileFigure("Tokens per request", t, lines, gen.output_tokens.exemplars, tokens, num));
+  }
+  return el("section", { class: "grid", "aria-labelledby": "h-generation" }, figures);
 }
 
 function counterChart(title, times, groups) {
@@ -82,11 +117,7 @@ function renderModel(view, { query }) {
     const latency = el("section", { class: "grid", "aria-labelledby": "h-latency" });
     for (const s of doc.stages) {
       const title = s.stage === "prediction" ? "End to end (prediction)" : `Stage: ${s.stage}`;
-      const chart = lineChart({ title: `${title} latency`, times: t, format: msAxis, exemplars: exemplarPoints(s),
-        series: [{ name: "p50", values: s.p50 }, { name: "p95", values: s.p95 }, { name: "p99", values: s.p99 }] });
-      const legend = ["p50", "p95", "p99", "exemplar: click for its trace"];
-      if (chart.querySelector(".outlier")) legend.push("outlier: above the scale, at the top edge");
-      const fig = figure(title, chart, legend);
+      const fig = quantileFigure(title, t, quantileLines(s, ["p50", "p95", "p99"]), s.exemplars, ms, msAxis);
       fig.dataset.stage = s.stage;
       if (s.bounds_warning) fig.append(el("p", { class: "bounds-warning", role: "note" }, `⚠ ${s.bounds_warning}`));
       latency.append(fig);
@@ -107,6 +138,7 @@ function renderModel(view, { query }) {
     body.replaceChildren(
       el("h2", { id: "h-latency" }, "Latency"),
       doc.stages.length ? latency : el("p", {}, "No latency recorded for this model in the history yet."),
+      ...(doc.generation ? [el("h2", { id: "h-generation" }, "Generation"), generationSection(doc.generation, t)] : []),
       el("h2", { id: "h-traffic" }, "Traffic, errors, batches and confidence"), other);
   };
 }
@@ -229,6 +261,19 @@ function kvTable(caption, obj) {
       el("td", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v))))));
 }
 
+// A tick on a generation's bar where its first token came (the gen_ai.first_token event), labelled with
+// the time from the span's start; null for any other span.
+const FIRST_TOKEN = "gen_ai.first_token";
+function firstTokenMark(span, t0, total) {
+  const event = span.events.find((e) => e.name === FIRST_TOKEN);
+  if (!event) return null;
+  const afterMs = (event.time_unix_nano - span.start_time_unix_nano) / 1e6;
+  const text = `first token ${afterMs < 10 ? afterMs.toFixed(2) : afterMs.toFixed(0)} ms`;
+  const mark = el("span", { class: "first-token", title: text, "data-first-token-ms": afterMs }, el("span", { class: "label" }, text));
+  mark.style.left = `${((event.time_unix_nano - t0) / total) * 100}%`;
+  return mark;
+}
+
 function spanRow(span, depth, t0, total) {
   const bar = el("span", { class: `bar${span.status.code === "error" ? " error" : ""}` });
   bar.style.marginLeft = `${((span.start_time_unix_nano - t0) / total) * 100}%`;
@@ -236,7 +281,8 @@ function spanRow(span, depth, t0, total) {
   const name = el("span", { class: "span-name" }, span.name);
   name.style.paddingLeft = `${depth * 1.2}em`;
   const details = el("details", { class: "span", "data-span-id": span.span_id },
-    el("summary", {}, name, el("span", { class: "track" }, bar), el("span", { class: "num" }, `${span.duration_ms.toFixed(2)} ms`)),
+    el("summary", {}, name, el("span", { class: "track" }, bar, firstTokenMark(span, t0, total)),
+      el("span", { class: "num" }, `${span.duration_ms.toFixed(2)} ms`)),
     el("dl", {}, el("dt", {}, "Service"), el("dd", {}, span.service), el("dt", {}, "Kind"), el("dd", {}, span.kind),
       el("dt", {}, "Span id"), el("dd", { class: "mono" }, span.span_id)),
     span.status.code === "error" ? el("p", { class: "error", role: "note" }, `Error: ${span.status.message || "(no message)"}`) : null,

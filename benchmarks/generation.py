@@ -1,0 +1,130 @@
+"""Per-token cost of monitoring a token stream, every variant measured in the same run, and its memory.
+
+(a) the bare iterator: ``for tok in source(): pass``; (b) ``modeltel.stream(source())`` with spans not
+sampled (metrics only); (c) the same fully traced (the generation's span, its first-token event and its
+attributes, through a BatchSpanProcessor to a null exporter); (d) the manual API, ``g.token()`` per token
+inside ``with modeltel.generation()``, metrics only. Each generation streams ``--tokens`` tokens, so the
+per-generation work (span, five histogram records, the count) is spread over them as in a real response;
+the figure per token is ``(variant - bare) / tokens``. Goals (issue 25): <= 0.5 µs per token metrics-only,
+<= 2 µs traced.
+
+Memory: tracemalloc's peak while streaming 1,000 and 100,000 tokens through ``modeltel.stream``; the SDK
+keeps no per-token object, so the two peaks match (what ``tests/test_generation.py`` asserts).
+Run: ``python benchmarks/generation.py [--tokens 10000] [--repeats 7]``. Wall-clock, best of the repeats
+(the least noisy estimate on a shared machine); say how loaded the machine was when you quote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+import modeltel
+from modeltel.export.readers import InMemoryReader
+
+TOKEN = "tok"
+
+
+class _NullExporter(SpanExporter):
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        return SpanExportResult.SUCCESS
+
+
+def source(n: int) -> Iterator[str]:
+    for _ in range(n):
+        yield TOKEN
+
+
+def init(sampler: str) -> None:
+    modeltel.shutdown()
+    modeltel.init(
+        set_global=False,
+        metric_readers=[InMemoryReader()],
+        span_processors=[BatchSpanProcessor(_NullExporter())],
+        traces_exporter="none",
+        metrics_exporter="none",
+        host_metrics=False,
+        gpu_metrics=False,
+        sampler=sampler,
+        model_name="bench-llm",
+        model_version="1",
+    )
+
+
+def bare(n: int) -> None:
+    for _ in source(n):
+        pass
+
+
+def streamed(n: int) -> None:
+    for _ in modeltel.stream(source(n), operation="chat"):
+        pass
+
+
+def manual(n: int) -> None:
+    with modeltel.generation(operation="chat") as g:
+        for _ in source(n):
+            g.token()
+
+
+def measure(fn: Callable[[int], None], n: int, repeats: int) -> float:
+    """Best-of-``repeats`` µs per token."""
+    fn(min(n, 1000))
+    runs = []
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()
+        start = time.perf_counter()
+        fn(n)
+        runs.append((time.perf_counter() - start) / n * 1e6)
+        gc.enable()
+    return min(runs)
+
+
+def peak_bytes(n: int) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        streamed(n)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, default=10_000, help="tokens per generation")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    n, r = args.tokens, args.repeats
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {n} tokens per generation, best of {r}")
+    a = measure(bare, n, r)
+    init("always_off")
+    b = measure(streamed, n, r)
+    d = measure(manual, n, r)
+    init("always_on")
+    c = measure(streamed, n, r)
+    print(f"(a) bare iterator                 {a:7.3f} µs/token")
+    for label, v, goal in (
+        ("(b) modeltel.stream, metrics only", b, 0.5),
+        ("(c) modeltel.stream, traced      ", c, 2.0),
+        ("(d) g.token(), metrics only      ", d, 0.5),
+    ):
+        over = v - a
+        verdict = "meets" if over <= goal else "MISSES"
+        print(f"{label} {v:7.3f} µs/token  +{over:.3f} µs over (a), x{v / a:.2f}  ({verdict} the {goal} µs goal)")
+    init("always_off")
+    streamed(100)  # binds the series
+    short, long = peak_bytes(1_000), peak_bytes(100_000)
+    print(f"tracemalloc peak: 1,000 tokens {short} B, 100,000 tokens {long} B (difference {long - short} B)")
+    modeltel.shutdown()
+
+
+if __name__ == "__main__":
+    main()
