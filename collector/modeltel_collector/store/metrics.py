@@ -140,6 +140,7 @@ class MetricStore:
         self.families: dict[str, Family] = {}
         self.resources: dict[ResourceKey, ResourceState] = {}
         self.n_series = 0
+        self.producers: dict[ResourceKey, ResourceState] = {}  # in-process producers: outside max_series
         self._claimed: dict[str, str] = {}  # exposed name (family or sample) -> the family that owns it
 
     # ---------------------------------------------------------------- resources
@@ -369,26 +370,57 @@ class MetricStore:
                 if isinstance(s, HistogramSeries)
             }
 
-    def set_gauges(self, job: str, scope: str, points: list[GaugePoint], now: float | None = None) -> IngestResult:
-        """Set the gauges of an in-process producer (the detectors) as resource ``job``, scope ``scope``: the
-        same families, series limit and staleness as gauges received over OTLP, with no OTLP round trip."""
+    def set_gauges(
+        self, job: str, scope: str, points: list[GaugePoint], now: float | None = None, *, max_series: int
+    ) -> IngestResult:
+        """Replace the gauges of an in-process producer (the detectors), as resource ``job``, scope ``scope``,
+        with ``points``: series it no longer lists go at once (a model version it forgot).
+
+        Its series have a budget of their own, ``max_series`` (points beyond it are refused), and are not
+        counted in the store's: nothing a producer publishes can refuse an application's data. Its
+        families are the applications' (a name another family claims refuses the point)."""
         now = time.time() if now is None else now
         result = IngestResult()
         with self.lock:
-            res = self._resource((job, ""), (), now)
-            base = () if res is None else (*res.labels, ("otel_scope_name", scope))
-            for p in points:
+            res = self.producers.get((job, ""))
+            if res is None:
+                res = self.producers[(job, "")] = ResourceState((job, ""), (("instance", ""), ("job", job)), (), now)
+            res.last_seen = now
+            base = (*res.labels, ("otel_scope_name", scope))
+            wanted: dict[tuple[str, Labels], GaugePoint] = {}
+            for p in points[:max_series]:
                 labels = dict(base)
                 for key, value in p.attributes.items():
                     _add_label(labels, label_name(key), value)
-                fam = None if res is None else self._family(p.family, GAUGE, "", p.help)
-                s = None if fam is None else self._series(fam, tuple(sorted(labels.items())), res, NumberSeries)
-                if s is None:
+                wanted[(p.family, tuple(sorted(labels.items())))] = p
+            result.rejected = len(points) - len(wanted)
+            self._drop_keys(res, res.keys - wanted.keys())
+            for (name, labels), p in wanted.items():
+                fam = self._family(name, GAUGE, "", p.help)
+                if fam is None:
                     result.rejected += 1
                     continue
+                s = fam.series.get(labels)
+                if not isinstance(s, NumberSeries):  # a producer's labels are its own: no app holds them
+                    s = fam.series[labels] = NumberSeries()
+                    fam.owner[labels] = res.key
+                    res.keys.add((name, labels))
                 s.value = p.value
                 result.points += 1
+            self._forget_empty_families()
         return result
+
+    def _drop_keys(self, res: ResourceState, keys: Iterable[tuple[str, Labels]]) -> int:
+        """Remove ``res``'s series ``keys``; returns how many existed. Caller holds ``lock``."""
+        removed = 0
+        for fam_name, labels in list(keys):
+            res.keys.discard((fam_name, labels))
+            fam = self.families.get(fam_name)
+            if fam is not None and fam.series.pop(labels, None) is not None:
+                removed += 1
+                fam.owner.pop(labels, None)
+                fam.derived.discard(labels)
+        return removed
 
     # ---------------------------------------------------------------- staleness
     def expire(self, now: float | None = None) -> int:
@@ -399,20 +431,18 @@ class MetricStore:
             for rkey, state in list(self.resources.items()):
                 if now - state.last_seen <= self.staleness_s:
                     continue
-                for fam_name, labels in state.keys:
-                    fam = self.families.get(fam_name)
-                    if fam is not None and fam.series.pop(labels, None) is not None:
-                        removed += 1
-                        fam.owner.pop(labels, None)
-                        fam.derived.discard(labels)
+                removed += self._drop_keys(state, state.keys)
                 for fam in self.families.values():
                     fam.direct_resources.discard(rkey)
                 del self.resources[rkey]
                 self.n_series -= 1  # the resource's own (target_info)
             self.n_series -= removed
-            for name in [n for n, f in self.families.items() if not f.series]:
-                self._forget_family(name)
+            self._forget_empty_families()
         return removed
+
+    def _forget_empty_families(self) -> None:
+        for name in [n for n, f in self.families.items() if not f.series]:
+            self._forget_family(name)
 
     def _forget_family(self, name: str) -> None:
         fam = self.families.pop(name)
