@@ -96,7 +96,7 @@ class LiveAnalytics:
         self.joiner = LabelJoiner()
         self.late = 0
         self.stats = stats  # where facts dropped here are counted (modeltel_collector_dropped_total)
-        self.budget = budget or ModelBudget(max_models=200, staleness_s=300.0)
+        self.budget = budget or ModelBudget(Config.analytics_max_models, Config.staleness_s)  # the defaults
         self.events: deque[Event] = deque(maxlen=MAX_EVENTS)  # newest last
         self.events_evicted = 0
         self.latest: dict[tuple[str, str, str], Event] = {}  # (model, version, check) -> its latest event
