@@ -143,4 +143,4 @@ def add_detection(c: Collector, model: str = HOSTILE) -> None:
     from modeltel_collector.analytics.engine import Event
 
     result = Result("latency_shift", Status.DEGRADED, tx.Severity.CRITICAL, p_value=1e-9, effect_size=0.8)
-    c.analytics.events.append(Event(time.time(), model, "1", "latency_shift", "firing", tx.Severity.CRITICAL, result))
+    c.analytics.record([Event(time.time(), model, "1", "latency_shift", "firing", tx.Severity.CRITICAL, result)])

@@ -186,6 +186,8 @@ class Collector:
         doc = {"status": "ok", "queue_depth": self.pipeline.depth(), "trace_store": "ok"}
         if self.spans.error:
             doc.update(status="degraded", trace_store=f"degraded: {self.spans.error}")
+        if self.analytics is not None:
+            doc["analytics"] = self.analytics.budget.report()
         if not self.healthy():
             doc["status"] = "unavailable"
             return 503, doc

@@ -50,6 +50,7 @@ class Config:
     grafana_url: str = ""  # the detectors' alerts link the modeltel-models dashboard there; empty: no link
     analytics: bool = True  # the degradation detectors, where the analytics extra is installed
     analytics_time_scale: float = 1.0  # multiplies every detector window and poll period (demos and tests)
+    analytics_max_models: int = 200  # model versions analysed at once; their gauges are outside max_series
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set
     metrics_auth: bool = True  # with auth_token set, /metrics requires it too (it names services, models, traces)

@@ -6,6 +6,12 @@ facts are NamedTuples: read by name, and built within noise of plain tuples' cos
 (``benchmarks/analytics_cost.py``). ``Confidence``
 is what the metric store's confidence histograms gained between two polls (they are not on spans).
 Every fact has a ``time`` (seconds since the epoch): the engine takes them in that order.
+
+Text a client chose (model names, prediction ids, predicted values, labels) is capped at ``MAX_TEXT``
+characters before a fact is handed over (``within_caps``): the hand-over, the detectors' pending facts and
+the label joiner's tables hold facts by the hundred thousand, so their bound in entries is a bound in bytes
+only if each entry is. A longer id is refused rather than cut (two ids cut to one prefix would join the
+wrong label), counted by the caller.
 """
 
 from __future__ import annotations
@@ -55,3 +61,24 @@ class Confidence(NamedTuple):
 
 
 Fact = Prediction | Feedback | Confidence
+MAX_TEXT = 256  # characters of a model name, version, prediction id, predicted value or label in a fact
+
+
+def within_caps(facts: list[Prediction | Feedback]) -> tuple[list[Prediction | Feedback], int]:
+    """``facts`` with no text over ``MAX_TEXT``, and how many were refused or cut: a prediction whose model
+    name or version is longer is left out (not analysed); one whose id or value is longer is kept without
+    them (its latency and status still count; its label cannot join); such feedback is left out."""
+    out, cut = [], 0
+    for f in facts:
+        if isinstance(f, Prediction):
+            if len(f.model) > MAX_TEXT or len(f.version) > MAX_TEXT:
+                cut += 1
+                continue
+            if len(f.prediction_id or "") > MAX_TEXT or len(f.value or "") > MAX_TEXT:
+                cut += 1
+                f = f._replace(prediction_id=None, value=None)
+        elif len(f.prediction_id) > MAX_TEXT or len(f.label or "") > MAX_TEXT:
+            cut += 1
+            continue
+        out.append(f)
+    return out, cut

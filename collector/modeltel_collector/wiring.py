@@ -33,6 +33,6 @@ class Deps:
     facts: deque[Fact] | None  # ingest's hand-over to the detectors; None when they are off
     history: MetricHistory | None  # the console's; None when the console is off
     stopped: threading.Event  # set once the collector begins to stop
-    api_slots: threading.BoundedSemaphore  # trace queries in progress: at most half the connections
+    api_slots: threading.BoundedSemaphore  # queries in progress (trace, Jaeger, console): half the connections
     health: Callable[[], tuple[int, dict]]  # ``Collector.health``: (HTTP status, document) for /healthz
     detections: Callable[[], list[dict] | None]  # ``Collector.detections``: None while the detectors are off

@@ -11,7 +11,11 @@ what the ``model_prediction_confidence`` histogram in the metric store gained si
 (``facts.Confidence``). Facts are fed to the engine ``lag_s`` after their timestamp, in time order
 (exports from several processes arrive out of order by up to their batch delay); one later than that is
 counted and skipped. Results are set in the metric store as gauges (``MetricStore.set_gauges``, no OTLP
-round trip), so /metrics serves them with no code of its own. Scale-out: behind the otelcol gateway's
+round trip), so /metrics serves them with no code of its own; they have a budget of their own
+(``budget.ModelBudget``), outside the applications' ``max_series``, and a model version silent for
+``staleness_s`` is forgotten: its detector state, its join window and its gauges go. Events are kept in a
+bounded list (oldest evicted, counted) beside the latest one per (model, version, check), which the
+console's alerts API reads without walking the list. Scale-out: behind the otelcol gateway's
 load-balancing exporter (routing_key: service), all of one service's spans and metrics reach one
 collector, so each collector's detector state is complete for the models it owns and no state is shared;
 a re-balance (a collector added or lost) starts the moved models' reference learning afresh on their new
@@ -25,7 +29,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Protocol
 
@@ -34,11 +38,13 @@ import numpy as np
 from modeltel import taxonomy as tx
 from modeltel_collector.config import Config
 from modeltel_collector.facts import Confidence, Fact, Feedback
+from modeltel_collector.stats import Stats
 from modeltel_collector.store.history import increase
 from modeltel_collector.store.metrics import COUNTER, GaugePoint, MetricStore
 from modeltel_collector.translate import label_name
 
 from .alerting import AlertmanagerPoster
+from .budget import Key, ModelBudget
 from .detectors import CONFIDENCE_BOUNDS
 from .engine import Engine, Event
 from .joiner import LabelJoiner
@@ -51,6 +57,8 @@ _CONFIDENCE = tx.PREDICTION_CONFIDENCE.prometheus_name
 _MODEL, _VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 _JOB, _SCOPE = "modeltel-analytics", "modeltel.analytics"  # who the gauges are from, on /metrics
 _BY_TIME = attrgetter("time")
+MAX_PENDING = 100_000  # facts waiting lag_s for stragglers; beyond, the oldest go (counted as analytics_backlog)
+MAX_EVENTS = 10_000  # events kept for readers (each ~1 KB); the latest per (model, version, check) is kept apart
 
 
 class AnalyticsDeps(Protocol):
@@ -59,6 +67,7 @@ class AnalyticsDeps(Protocol):
     config: Config
     facts: deque[Fact] | None  # None when the detectors are off
     metrics: MetricStore
+    stats: Stats
     stopped: threading.Event  # set once the collector begins to stop
 
 
@@ -75,6 +84,8 @@ class LiveAnalytics:
         lag_s: float = LAG_S,
         on_events: Callable[[list[Event]], None] | None = None,
         keeper: BaselineKeeper | None = None,
+        budget: ModelBudget | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.facts, self.metrics = facts, metrics
         self.engine = Engine(settings)
@@ -84,7 +95,11 @@ class LiveAnalytics:
         self.pending: list[Fact] = []  # facts not yet fed: they wait lag_s for stragglers
         self.joiner = LabelJoiner()
         self.late = 0
-        self.events: list[Event] = []
+        self.stats = stats  # where facts dropped here are counted (modeltel_collector_dropped_total)
+        self.budget = budget or ModelBudget(Config.analytics_max_models, Config.staleness_s)  # the defaults
+        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)  # newest last
+        self.events_evicted = 0
+        self.latest: dict[tuple[str, str, str], Event] = {}  # (model, version, check) -> its latest event
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the poll thread, and tests or the CLI calling poll() themselves
         self._thread: threading.Thread | None = None
@@ -92,8 +107,20 @@ class LiveAnalytics:
     def current(self) -> list[dict]:
         """The latest event of each (model, version, check): what fires now, and what resolved last."""
         with self._lock:
-            latest = {(e.model, e.version, e.check): e for e in self.events}
-        return [e.as_dict() for e in latest.values()]
+            latest = list(self.latest.values())
+        return [e.as_dict() for e in latest]
+
+    def record(self, events: Iterable[Event]) -> None:
+        """Keep ``events`` (as a poll does; tests hand the console a detection this way)."""
+        with self._lock:
+            self._record(events)
+
+    def _record(self, events: Iterable[Event]) -> None:
+        for e in events:
+            if len(self.events) == self.events.maxlen:
+                self.events_evicted += 1
+            self.events.append(e)
+            self.latest[(e.model, e.version, e.check)] = e
 
     def start(self, stopped: threading.Event | None = None) -> LiveAnalytics:
         """Poll on a daemon thread until ``stop()``, or until ``stopped`` (the collector's own) is set."""
@@ -126,34 +153,60 @@ class LiveAnalytics:
         horizon = now - self.lag_s
         ready = sorted((f for f in self.pending if f.time <= horizon), key=_BY_TIME)
         self.pending = [f for f in self.pending if f.time > horizon]
+        if len(self.pending) > MAX_PENDING:  # ingest outruns lag_s x the hand-over: keep the newest
+            self.pending.sort(key=_BY_TIME)
+            self._count("analytics_backlog", len(self.pending) - MAX_PENDING)
+            del self.pending[:-MAX_PENDING]
+        refused = self.budget.refused_facts
+        for key in self.budget.stale(now):  # before feeding: a silent version's place goes to a new one
+            self._forget(key)
         events: list[Event] = []
         for item in ready:
             try:
-                events += self._feed(item)
+                events += self._feed(item, now)
             except ValueError:
                 self.late += 1
         events += self.engine.advance(horizon)
-        self.events += events
+        self._count("analytics_over_budget", self.budget.refused_facts - refused)
+        self._record(events)
         if self.keeper is not None:
             self.keeper.update(self.engine, horizon)
-        if self.engine.models:
-            self.metrics.set_gauges(_JOB, _SCOPE, self.gauges(now), now)
+        self.metrics.set_gauges(_JOB, _SCOPE, self.gauges(now), now, max_series=self.budget.max_series)
         if self.on_events is not None:  # every poll, so open alerts can be re-sent
             self.on_events(events)
         return events
 
-    def _feed(self, fact: Fact) -> list[Event]:
+    def _count(self, what: str, n: int) -> None:
+        if n and self.stats is not None:
+            self.stats.inc("modeltel_collector_dropped", what, n)
+
+    def _forget(self, key: Key) -> None:
+        """Drop a silent model version's detector state, join window and latest events (its gauges go with
+        the next ``set_gauges``, which no longer lists them)."""
+        self.engine.models.pop(key, None)
+        self.joiner.accuracy.pop(key, None)
+        if self.keeper is not None:
+            self.keeper.stable_since.pop(key, None)
+        for check in CHECKS:
+            self.latest.pop((*key, check), None)
+
+    def _feed(self, fact: Fact, now: float) -> list[Event]:
         if isinstance(fact, Confidence):
+            if not self.budget.admit((fact.model, fact.version), now):
+                return []
             return self.engine.confidence(fact.time, fact.model, fact.version, fact.counts)
         if isinstance(fact, Feedback):
             events, joined = [], self.joiner.label(fact.prediction_id, fact.time, fact.correct, fact.label)
-        else:
+        elif self.budget.admit((fact.model, fact.version), now):
             events = self.engine.observe(fact.time, fact.model, fact.version, fact.latency_s, ok=fact.ok)
             pid = fact.prediction_id
             joined = self.joiner.prediction(pid, fact.model, fact.version, fact.value) if pid else None
+        else:
+            return []
         if joined is not None:
             _, model, version, correct = joined
-            events += self.engine.label(fact.time, model, version, correct=correct)
+            if (model, version) in self.budget.last_seen:  # not one forgotten since its prediction
+                events += self.engine.label(fact.time, model, version, correct=correct)
         return events
 
     def _confidence_increases(self, now: float) -> list[Confidence]:
@@ -183,7 +236,7 @@ class LiveAnalytics:
         severity (one series per severity), p-value, statistic and effect size, and the baseline's state."""
         points: list[GaugePoint] = []
         for (model, version), acc in self.joiner.accuracy.items():
-            if acc.labels:
+            if acc.labels and (model, version) in self.budget.last_seen:
                 attrs = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version}
                 points.append(_point(tx.ONLINE_ACCURACY, acc.right / len(acc.labels), attrs))
         for (model, version), w in self.engine.models.items():
@@ -225,15 +278,33 @@ def start_on(deps: AnalyticsDeps) -> LiveAnalytics:
         if url
         else None
     )
-    live = live_for(cfg, deps.facts, deps.metrics, on_events=poster, keeper=keeper)
+    live = live_for(cfg, deps.facts, deps.metrics, on_events=poster, keeper=keeper, stats=deps.stats)
+    budget = live.budget
+    for name, help_, read in (
+        ("analytics_models", "Model versions the degradation detectors analyse.", lambda: len(budget.last_seen)),
+        (
+            "analytics_refused_models",
+            "Distinct model versions not analysed for analytics_max_models (see /healthz for their names).",
+            lambda: budget.refused_versions,
+        ),
+        ("analytics_events_evicted", "Detector events evicted from the kept list.", lambda: live.events_evicted),
+    ):
+        deps.stats.gauge("modeltel_collector_" + name, help_, read)
     return live.start(stopped=deps.stopped)
 
 
 def live_for(cfg: Config, facts: deque[Fact], metrics: MetricStore, **kwargs) -> LiveAnalytics:
     """A LiveAnalytics whose windows, poll period and lag are scaled by ``cfg.analytics_time_scale``."""
     scale = cfg.analytics_time_scale
+    budget = ModelBudget(cfg.analytics_max_models, cfg.staleness_s)
     return LiveAnalytics(
-        facts, metrics, Settings().scaled(scale), interval_s=POLL_S * scale, lag_s=LAG_S * scale, **kwargs
+        facts,
+        metrics,
+        Settings().scaled(scale),
+        interval_s=POLL_S * scale,
+        lag_s=LAG_S * scale,
+        budget=budget,
+        **kwargs,
     )
 
 

@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 from modeltel_collector.config import Config
-from modeltel_collector.facts import Fact
+from modeltel_collector.facts import Fact, within_caps
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.otlp import METRICS, REQUEST_TYPES, TRACES
 from modeltel_collector.process.spanmetrics import process_traces
@@ -217,6 +217,9 @@ class IngestQueue:
                 self.metrics.expire()
 
     def _hand_over(self, facts: list[Fact]) -> None:
+        facts, cut = within_caps(facts)
+        if cut:
+            self.stats.inc("modeltel_collector_dropped", "analytics_text_too_long", cut)
         bound = self.facts.maxlen
         overflow = 0 if bound is None else len(self.facts) + len(facts) - bound
         if overflow > 0:

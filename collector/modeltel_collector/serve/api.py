@@ -34,8 +34,6 @@ class ApiHandler(Handler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         deps: ServeDeps = self.server.deps
-        if serve_console(self, path, url.query) or serve_jaeger(self, path, url.query):
-            return
         if path == "/metrics":
             cfg = deps.config
             if cfg.metrics_auth and not token_ok(self.headers.get("Authorization"), cfg.auth_token):
@@ -46,19 +44,26 @@ class ApiHandler(Handler):
             self.send_body(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
         elif path == "/healthz":
             self.send_json(*deps.health())
-        elif path.startswith("/api/traces"):
-            if not token_ok(self.headers.get("Authorization"), deps.config.auth_token):
+        elif not deps.api_slots.acquire(blocking=False):
+            # every query (trace API, Jaeger API, console) takes a slot of the query share, so /metrics and
+            # /healthz always have room; the refused connection is closed so it does not hold a slot either
+            self.send_json(429, {"error": "too many queries in progress"}, {"Retry-After": "1", "Connection": "close"})
+        else:
+            try:
+                self._query(path, url.query)
+            finally:
+                deps.api_slots.release()
+
+    def _query(self, path: str, query: str) -> None:
+        if serve_console(self, path, query) or serve_jaeger(self, path, query):
+            return
+        if path.startswith("/api/traces"):
+            if not token_ok(self.headers.get("Authorization"), self.server.deps.config.auth_token):
                 self.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
-            elif not deps.api_slots.acquire(blocking=False):  # slow queries must leave room for scrapes
-                self.send_json(429, {"error": "too many trace queries in progress"}, {"Retry-After": "1"})
+            elif path == "/api/traces":
+                self._search(parse_qs(query))
             else:
-                try:
-                    if path == "/api/traces":
-                        self._search(parse_qs(url.query))
-                    else:
-                        self._get(path[len("/api/traces/") :])
-                finally:
-                    deps.api_slots.release()
+                self._get(path[len("/api/traces/") :])
         else:
             self.send_json(404, {"error": "not found", "endpoints": ["/metrics", "/healthz", "/api/traces"]})
 

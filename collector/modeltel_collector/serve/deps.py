@@ -19,6 +19,6 @@ class ServeDeps(Protocol):
     metrics: MetricStore
     spans: SpanStore
     history: MetricHistory | None  # None when the console is off
-    api_slots: threading.BoundedSemaphore  # trace queries in progress
+    api_slots: threading.BoundedSemaphore  # queries in progress (trace, Jaeger, console APIs)
     health: Callable[[], tuple[int, dict]]  # (HTTP status, document) for /healthz
     detections: Callable[[], list[dict] | None]  # None while the detectors are off

@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Iterable
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -20,7 +19,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from modeltel_collector.labelcap import LabelCap
 from modeltel_collector.latency_bounds import LATENCY_FAMILIES, check_bounds
 from modeltel_collector.store import handover
-from modeltel_collector.store.handover import Held
 from modeltel_collector.store.labels import Labels, ResourceKey, add_label, point_labels, resource_identity
 from modeltel_collector.store.series import (
     ExpHistogramSeries,
@@ -30,6 +28,7 @@ from modeltel_collector.store.series import (
     merge_exp_histogram,
     merge_histogram,
 )
+from modeltel_collector.store.state import Family, GaugePoint, HistogramState, IngestResult, ResourceState
 from modeltel_collector.translate import label_name, sample_names
 from modeltel_collector.validate import histogram_problem, metric_name
 
@@ -37,55 +36,6 @@ DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (value, trace_id, span_id, end_ns)
-
-
-@dataclass
-class Family:
-    name: str
-    type: str
-    unit: str
-    help: str
-    series: dict[Labels, Series] = field(default_factory=dict)
-    owner: dict[Labels, ResourceKey] = field(default_factory=dict)
-    derived: set[Labels] = field(default_factory=set)  # series computed from spans
-    direct_resources: set[ResourceKey] = field(default_factory=set)  # resources sending this family
-    held: dict[Labels, Held] = field(default_factory=dict)  # derived series the app's own have not reached
-
-
-@dataclass
-class ResourceState:
-    key: ResourceKey
-    labels: Labels  # job, instance
-    info: Labels  # target_info labels (other resource attributes)
-    last_seen: float
-    keys: set[tuple[str, Labels]] = field(default_factory=set)
-    unfit: set[str] = field(default_factory=set)  # latency families it sent with unfit bounds (warned once)
-
-
-class HistogramState(NamedTuple):
-    """One histogram series as ``MetricStore.histograms`` copies it out."""
-
-    start_ns: int
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-
-
-class GaugePoint(NamedTuple):
-    """A gauge value an in-process producer sets (``MetricStore.set_gauges``); attributes by OTel name."""
-
-    family: str
-    help: str
-    attributes: dict[str, str]
-    value: float
-
-
-@dataclass
-class IngestResult:
-    points: int = 0
-    rejected: int = 0
-    reasons: set[str] = field(default_factory=set)
-    unfit: dict[str, int] = field(default_factory=dict)  # latency family -> points with unfit bounds
-    warnings: list[str] = field(default_factory=list)  # each resource and family's first unfit bounds
 
 
 def _count_points(rm) -> int:
@@ -121,6 +71,7 @@ class MetricStore:
         self.families: dict[str, Family] = {}
         self.resources: dict[ResourceKey, ResourceState] = {}
         self.n_series = 0
+        self.producers: dict[ResourceKey, ResourceState] = {}  # in-process producers: outside max_series
         self._claimed: dict[str, str] = {}  # exposed name (family or sample) -> the family that owns it
 
     # ---------------------------------------------------------------- resources
@@ -364,26 +315,58 @@ class MetricStore:
                 if isinstance(s, HistogramSeries)
             }
 
-    def set_gauges(self, job: str, scope: str, points: list[GaugePoint], now: float | None = None) -> IngestResult:
-        """Set the gauges of an in-process producer (the detectors) as resource ``job``, scope ``scope``: the
-        same families, series limit and staleness as gauges received over OTLP, with no OTLP round trip."""
+    def set_gauges(
+        self, job: str, scope: str, points: list[GaugePoint], now: float | None = None, *, max_series: int
+    ) -> IngestResult:
+        """Replace the gauges of an in-process producer (the detectors), as resource ``job``, scope ``scope``,
+        with ``points``: series it no longer lists go at once (a model version it forgot).
+
+        Its series have a budget of their own, ``max_series`` (points beyond it are refused), and are not
+        counted in the store's: nothing a producer publishes can refuse an application's data. Its
+        families are the applications' (a name another family claims refuses the point)."""
         now = time.time() if now is None else now
         result = IngestResult()
         with self.lock:
-            res = self._resource((job, ""), (), now)
-            base = () if res is None else (*res.labels, ("otel_scope_name", scope))
-            for p in points:
+            res = self.producers.get((job, ""))
+            if res is None:
+                res = self.producers[(job, "")] = ResourceState((job, ""), (("instance", ""), ("job", job)), (), now)
+            res.last_seen = now
+            base = (*res.labels, ("otel_scope_name", scope))
+            wanted: dict[tuple[str, Labels], GaugePoint] = {}
+            for p in points[:max_series]:
                 labels = dict(base)
                 for key, value in p.attributes.items():
                     add_label(labels, label_name(key), value, self.label_cap)
-                fam = None if res is None else self._family(p.family, GAUGE, "", p.help)
-                s = None if fam is None else self._series(fam, tuple(sorted(labels.items())), res, NumberSeries)
-                if s is None:
+                wanted[(p.family, tuple(sorted(labels.items())))] = p
+            result.rejected = len(points) - len(wanted)
+            self._drop_keys(res, res.keys - wanted.keys())
+            for (name, labels), p in wanted.items():
+                fam = self._family(name, GAUGE, "", p.help)
+                if fam is None:
                     result.rejected += 1
                     continue
+                s = fam.series.get(labels)
+                if not isinstance(s, NumberSeries):  # a producer's labels are its own: no app holds them
+                    s = fam.series[labels] = NumberSeries()
+                    fam.owner[labels] = res.key
+                    res.keys.add((name, labels))
                 s.value = p.value
                 result.points += 1
+            self._forget_empty_families()
         return result
+
+    def _drop_keys(self, res: ResourceState, keys: Iterable[tuple[str, Labels]]) -> int:
+        """Remove ``res``'s series ``keys``; returns how many existed. Caller holds ``lock``."""
+        removed = 0
+        for fam_name, labels in list(keys):
+            res.keys.discard((fam_name, labels))
+            fam = self.families.get(fam_name)
+            if fam is not None and fam.series.pop(labels, None) is not None:
+                removed += 1
+                fam.owner.pop(labels, None)
+                fam.derived.discard(labels)
+                fam.held.pop(labels, None)
+        return removed
 
     # ---------------------------------------------------------------- staleness
     def expire(self, now: float | None = None) -> int:
@@ -394,21 +377,14 @@ class MetricStore:
             for rkey, state in list(self.resources.items()):
                 if now - state.last_seen <= self.staleness_s:
                     continue
-                for fam_name, labels in state.keys:
-                    fam = self.families.get(fam_name)
-                    if fam is not None and fam.series.pop(labels, None) is not None:
-                        removed += 1
-                        fam.owner.pop(labels, None)
-                        fam.derived.discard(labels)
-                        fam.held.pop(labels, None)
+                removed += self._drop_keys(state, state.keys)
                 for fam in self.families.values():
                     fam.direct_resources.discard(rkey)
                 del self.resources[rkey]
                 self.n_series -= 1  # the resource's own (target_info)
             self.n_series -= removed
             removed += self._expire_held(now)
-            for name in [n for n, f in self.families.items() if not f.series]:
-                self._forget_family(name)
+            self._forget_empty_families()
         return removed
 
     def _expire_held(self, now: float) -> int:
@@ -419,6 +395,10 @@ class MetricStore:
                 removed += 1
         self.n_series -= removed
         return removed
+
+    def _forget_empty_families(self) -> None:
+        for name in [n for n, f in self.families.items() if not f.series]:
+            self._forget_family(name)
 
     def _forget_family(self, name: str) -> None:
         fam = self.families.pop(name)
