@@ -1,7 +1,9 @@
 # Everything a fresh machine needs, from the project's own files.
 #   make demo   - run the instrumented model server under load, print its telemetry report, and leave
-#                 the collector's web console running at the printed URL (Ctrl-C stops it)
-#   make test   - lint and run the whole test suite (what .ci/run calls)
+#                 the collector's web console running at the printed URL (Ctrl-C stops it); installs
+#                 only the `examples` extra, into .venv-demo
+#   make test   - lint and run the whole test suite (what .ci/run calls); installs the CI stack into .venv
+#   make dist   - build the sdist and wheel into dist/ and check them with twine
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +11,7 @@ EXTRAS ?= test,frameworks,heavy,serving,serving2
 # One OpenTelemetry release train for the framework extras (pip's resolver gives up without it).
 CONSTRAINTS := tests/instr/constraints.txt
 
-.PHONY: setup system demo test test-mlserver test-ray bench lint
+.PHONY: setup system demo dist test test-mlserver test-ray bench lint
 
 setup: $(VENV)/.installed
 
@@ -28,8 +30,20 @@ system:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	else echo "note: install $(SYSTEM_PACKAGES) (Debian packages) to run the integration and browser tests"; fi
 
-demo: setup
-	$(BIN)/modeltel demo --keep
+# The demo needs only the `examples` extra (FastAPI, scikit-learn, SciPy, uvicorn), not the CI stack.
+DEMO_VENV := .venv-demo
+$(DEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install -q -e '.[examples]'
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/modeltel demo --keep
+
+dist: setup
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 lint: setup
 	$(BIN)/ruff check .
