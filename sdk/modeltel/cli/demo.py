@@ -204,9 +204,12 @@ def _play(resources: contextlib.ExitStack, loadgen: Any, duration: float, concur
         alerts.collector_urls = urls
         _alert_scene(alerts, duration)
     run_degradation_scene(urls)
-    print(f"\nmodeltel demo: open the console at {urls['listen']}/")
+    print(f"\nmodeltel demo: open the console at {urls['listen']}/", flush=True)
     if keep:
-        _keep_alive(resources, loadgen, urls, collector)
+        try:
+            _keep_alive(resources, loadgen, urls, collector)
+        except _Stopped as stop:  # the expected way out of --keep: the ExitStack stops everything, exit 0
+            print(f"\nmodeltel demo: stopped by {signal.Signals(stop.signum).name}; its processes and files are gone")
 
 
 def _alert_stack(resources: contextlib.ExitStack, workdir: Path) -> AlertStack | None:
@@ -235,7 +238,8 @@ def _alert_scene(stack: AlertStack, duration: float) -> None:
 
 
 def _keep_alive(resources: contextlib.ExitStack, loadgen: Any, urls: dict[str, str], collector: Any) -> None:
-    """A trickle of load on the model until Ctrl-C or SIGTERM, so the console's charts stay live."""
+    """A trickle of load on the model until Ctrl-C or SIGTERM (:class:`_Stopped`), so the console's charts
+    stay live."""
     port, stop = free_port(), threading.Event()
     server = start_server(urls["otlp_http"], port)
     resources.callback(stop_process, server)
@@ -245,11 +249,8 @@ def _keep_alive(resources: contextlib.ExitStack, loadgen: Any, urls: dict[str, s
     threading.Thread(target=loadgen.drive, args=args, kwargs={"rate": TRICKLE_RATE, "stop": stop}, daemon=True).start()
     print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces), the model serving a trickle")
     print(f"of {TRICKLE_RATE:.0f} requests/s so its charts stay live; the collector's detectors may read the drop from")
-    print("the full load as throughput_drop on the Alerts page. Ctrl-C (or SIGTERM) stops it all.")
-    try:
-        collector.wait()
-    except _Stopped as stop:  # the expected way out of --keep: the ExitStack stops everything, exit 0
-        print(f"\nmodeltel demo: stopped by {signal.Signals(stop.signum).name}; its processes and files are gone")
+    print("the full load as throughput_drop on the Alerts page. Ctrl-C (or SIGTERM) stops it all.", flush=True)
+    collector.wait()
 
 
 def _print_report(families: dict[str, Any], before: dict[str, float], elapsed: float, result: Any, api: str) -> None:
