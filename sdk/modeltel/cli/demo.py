@@ -169,9 +169,13 @@ def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -
         with _stop_on_signals(), contextlib.ExitStack() as resources:
             _play(resources, loadgen, duration, concurrency, keep=keep)
     except _Stopped as stop:
-        print(f"\nmodeltel demo: stopped by {signal.Signals(stop.signum).name}; its processes and files are gone")
+        _say_stopped(stop)
         return 128 + stop.signum
     return 0
+
+
+def _say_stopped(stop: _Stopped) -> None:
+    print(f"\nmodeltel demo: stopped by {signal.Signals(stop.signum).name}; its processes and files are gone")
 
 
 def _play(resources: contextlib.ExitStack, loadgen: Any, duration: float, concurrency: int, *, keep: bool) -> None:
@@ -209,18 +213,19 @@ def _play(resources: contextlib.ExitStack, loadgen: Any, duration: float, concur
         try:
             _keep_alive(resources, loadgen, urls, collector)
         except _Stopped as stop:  # the expected way out of --keep: the ExitStack stops everything, exit 0
-            print(f"\nmodeltel demo: stopped by {signal.Signals(stop.signum).name}; its processes and files are gone")
+            _say_stopped(stop)
 
 
 def _alert_stack(resources: contextlib.ExitStack, workdir: Path) -> AlertStack | None:
     """Alertmanager, started first so the demo's collector is connected to it (its console's Alerts page
     then lists what paged); None with one line on how to install Prometheus and Alertmanager."""
-    from .alertstack import AlertStack, missing_binaries  # PyYAML: installed with the examples extra
-
-    missing = missing_binaries()
-    if missing:
-        print(f"modeltel demo: no alert scene; install {' and '.join(missing)} to see a page arrive, e.g.")
-        print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
+    try:
+        from .alertstack import AlertStack
+        from .demo_alerts import binaries_found
+    except ImportError as missing:  # PyYAML: installed with the examples extra
+        print(f"\nAlerts: skipped ({missing}); pip install 'modeltel[examples]' to see one arrive")
+        return None
+    if not binaries_found():
         return None
     (workdir / "alerts").mkdir()
     stack = AlertStack(workdir / "alerts")

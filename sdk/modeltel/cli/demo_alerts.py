@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .alertstack import AlertStack, Notification, missing_binaries
 
-__all__ = ["play_alert_scene", "run_alert_scene"]
+__all__ = ["binaries_found", "play_alert_scene", "run_alert_scene"]
 
 
 def _show(note: Notification, seconds: float) -> None:
@@ -33,13 +33,14 @@ def _paged_by_a_rule(note: Notification) -> bool:
 
 def run_alert_scene(duration: float = 20.0, rate: float = 40.0, error_fraction: float = 0.3) -> int:
     """Serve under load for ``duration`` s, inject an error burst near the end, show the page arriving."""
-    if not _binaries_found():
+    if not binaries_found():
         return 0
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-alerts-") as tmp, AlertStack(Path(tmp)) as stack:
         return play_alert_scene(stack, duration, rate, error_fraction)
 
 
-def _binaries_found() -> bool:
+def binaries_found() -> bool:
+    """Whether Prometheus and Alertmanager are installed; if not, how to install them, in two lines."""
     missing = missing_binaries()
     if missing:
         print(f"\nAlerts: skipped; install {' and '.join(missing)} to see one arrive, e.g.")
