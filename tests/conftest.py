@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -14,6 +15,22 @@ import pytest
 from modeltel.testing import Capture, capture
 from tests.binaries import require_binary
 from tests.instr.servers import free_port
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[Any]:
+    """Test modules are imported with pytest's own flags out of ``sys.argv``.
+
+    KServe parses ``sys.argv`` when imported (``kserve.model_server``, ``parse_known_args``): it took
+    ``--co`` as an abbreviation of one of its flags and exited, and ``pytest --co`` ended in INTERNALERROR.
+    In a model server the flags are KServe's, and this changes nothing there.
+    """
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        return (yield)
+    finally:
+        sys.argv = argv
 
 
 @pytest.fixture

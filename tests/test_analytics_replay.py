@@ -129,3 +129,19 @@ def test_without_the_analytics_extra_the_commands_say_what_to_install(monkeypatc
     assert capsys.readouterr().err == "modeltel detect: needs scipy (pip install 'modeltel[analytics]')\n"
     assert analytics_commands.detect(["replay", str(LOG), "--format", "json"]) == 0  # and with it, they run
     assert json.loads(capsys.readouterr().out)["detections"]
+
+
+def test_replay_help_lists_the_columns_a_log_needs_with_an_example_that_parses(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        detect(["replay", "--help"])
+    text = capsys.readouterr().out
+    from modeltel_collector.analytics.logs import REQUIRED
+
+    for column in (*REQUIRED, "correct", "label, prediction"):
+        assert f"\n  {column} " in text, column
+    lines = text.splitlines()
+    example = lines[lines.index("e.g.") + 1 : lines.index("e.g.") + 3]
+    log = tmp_path / "example.csv"
+    log.write_text("\n".join(line.strip() for line in example) + "\n")
+    (row,) = read_log(log)
+    assert isinstance(row, Row) and row.model == "fraud" and row.latency == 0.012

@@ -173,6 +173,13 @@ def test_collector_bad_address_is_one_line(capsys) -> None:
     assert "--listen: expected HOST:PORT with a port 0-65535, got 'localhost:abc'" in err
 
 
+@pytest.mark.parametrize("flag", ["--otlp-http", "--otlp-grpc", "--listen"])
+def test_collector_address_with_a_scheme_says_to_drop_it(capsys, flag: str) -> None:
+    err = _collector(capsys, flag, "http://localhost:4318")
+    assert f"{flag}: expected HOST:PORT without a scheme, got 'http://localhost:4318'" in err
+    assert "drop 'http://', e.g. 'localhost:4318'" in err
+
+
 def test_an_otlp_http_endpoint_without_scheme_is_completed_with_one_warning(caplog) -> None:
     from modeltel import config
 

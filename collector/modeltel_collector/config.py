@@ -136,6 +136,9 @@ def load(
 
 def split_address(address: str) -> tuple[str, int]:
     """'HOST:PORT' (or '[v6]:PORT') -> (host, port); port 0 picks a free port."""
+    scheme, sep, rest = address.partition("://")
+    if sep:  # an endpoint URL, as the SDK's OTEL_EXPORTER_OTLP_ENDPOINT takes: "http" would resolve as a host
+        raise ValueError(f"expected HOST:PORT without a scheme, got {address!r}: drop {scheme + sep!r}, e.g. {rest!r}")
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"expected HOST:PORT with a port 0-65535, got {address!r}")
