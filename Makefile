@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # Debian packages the integration tests run for real: Prometheus (promtool), Alertmanager (amtool), Chromium
-# with its WebDriver for the console's browser tests, openssl for the TLS tests. As root it installs them; as a
+# with its WebDriver for the console's browser tests, openssl for the TLS tests, Java for TorchServe's frontend
+# (the documented TorchServe example is run), Node.js and npm for the other-languages example. As root it installs them; as a
 # user through sudo; without sudo it prints the command to run as root (and fails under CI=true, where the
 # tests would fail on the missing programs anyway: tests/binaries.py).
 SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver openssl default-jre-headless nodejs npm
