@@ -282,3 +282,40 @@ def test_memory_is_constant_in_the_stream_length(tel: Capture) -> None:
     _stream_peak(100)  # first use binds the series
     short, long = _stream_peak(1_000), _stream_peak(100_000)
     assert long - short < 4096, (short, long)  # 99,000 more tokens, no more memory
+
+
+@pytest.mark.parametrize("settings", [{"metrics_temporality": "delta"}, {}], ids=["sdk-instruments", "fast-path"])
+def test_both_recorders_use_the_taxonomy_buckets(clock: Clock, settings: dict) -> None:
+    with capture(model_name="llm", model_version="2", **settings) as c:
+        list(modeltel.stream(tokens(clock, [0.5, 0.1])))
+        assert tuple(c.point(TTFT).explicit_bounds) == tx.TTFT_BUCKETS_SECONDS
+        assert tuple(c.point(TPOT).explicit_bounds) == tx.TPOT_BUCKETS_SECONDS
+        assert c.point(TTFT).sum == pytest.approx(0.5)
+
+
+def test_async_early_close_is_cancelled(tel: Capture, clock: Clock) -> None:
+    closed = []
+
+    async def agen():
+        try:
+            for _ in range(10):
+                yield "x"
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        stream = modeltel.stream(agen())
+        assert await stream.__anext__() == "x"
+        await stream.aclose()
+
+    asyncio.run(main())
+    assert closed == [True]
+    assert tel.count(PREDICTIONS, status=tx.STATUS_CANCELLED) == 1
+
+
+def test_model_names_past_the_cap_collapse(tel: Capture) -> None:
+    for i in range(generation_module._MAX_GENAI_MODELS + 6):
+        list(modeltel.stream(iter("ab"), request_model=f"user-supplied-{i}"))
+    requested = {p.attributes[tx.ATTR_GEN_AI_REQUEST_MODEL] for p in tel.points(DURATION)}
+    assert len(requested) == generation_module._MAX_GENAI_MODELS + 1 and tx.OVERFLOW_VALUE in requested
+    assert tel.count(DURATION) == generation_module._MAX_GENAI_MODELS + 6  # none lost
