@@ -24,17 +24,11 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from overhead import modeltel_variant  # this folder is on sys.path when run as benchmarks/generation.py
 
 import modeltel
-from modeltel.export.readers import InMemoryReader
 
 TOKEN = "tok"
-
-
-class _NullExporter(SpanExporter):
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        return SpanExportResult.SUCCESS
 
 
 def source(n: int) -> Iterator[str]:
@@ -43,19 +37,8 @@ def source(n: int) -> Iterator[str]:
 
 
 def init(sampler: str) -> None:
-    modeltel.shutdown()
-    modeltel.init(
-        set_global=False,
-        metric_readers=[InMemoryReader()],
-        span_processors=[BatchSpanProcessor(_NullExporter())],
-        traces_exporter="none",
-        metrics_exporter="none",
-        host_metrics=False,
-        gpu_metrics=False,
-        sampler=sampler,
-        model_name="bench-llm",
-        model_version="1",
-    )
+    """A modeltel pipeline as ``overhead.py`` builds it (in-memory metrics, spans batched to a null exporter)."""
+    modeltel_variant(sampler)
 
 
 def bare(n: int) -> None:

@@ -14,7 +14,6 @@ import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import generation as generation_module
 from modeltel.hotpath import stage as stage_module
-from modeltel.hotpath import streams as streams_module
 from modeltel.testing import Capture, capture
 from tests.conftest import parent_of
 
@@ -38,7 +37,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    for module in (stage_module, generation_module, streams_module):
+    for module in (stage_module, generation_module):
         monkeypatch.setattr(module, "perf_counter", c)
     return c
 
