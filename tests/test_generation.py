@@ -318,3 +318,28 @@ def test_model_names_past_the_cap_collapse(tel: Capture) -> None:
     requested = {p.attributes[tx.ATTR_GEN_AI_REQUEST_MODEL] for p in tel.points(DURATION)}
     assert len(requested) == generation_module._MAX_GENAI_MODELS + 1 and tx.OVERFLOW_VALUE in requested
     assert tel.count(DURATION) == generation_module._MAX_GENAI_MODELS + 6  # none lost
+
+
+def test_client_side_generation(tel: Capture, clock: Clock) -> None:
+    list(modeltel.stream(tokens(clock, [0.3, 0.1]), client=True))
+    assert value(tel, tx.GEN_AI_CLIENT_OPERATION_DURATION.otel_name) == (1, pytest.approx(0.4))
+    assert tel.points(TTFT) == [] and tel.points(TPOT) == [] and tel.points(DURATION) == []  # server-side names
+    (span,) = tel.spans()
+    assert span.attributes[tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN] == pytest.approx(0.3)  # still on the span
+
+
+def test_disabled_streams_pass_everything_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELTEL_DISABLED", "true")
+    modeltel.shutdown()
+    from modeltel.hotpath.telemetry import telemetry_for
+
+    telemetry_for.cache_clear()
+    try:
+        assert not modeltel.telemetry().enabled
+        g = modeltel.generation()
+        assert list(modeltel.stream(iter("abc"), generation=g)) == ["a", "b", "c"]
+        with modeltel.generation() as manual:
+            manual.token()
+            manual.usage(output_tokens=1)
+    finally:
+        telemetry_for.cache_clear()

@@ -246,7 +246,7 @@ def usage_of(model: Any, result: Any, args: tuple, kwargs: dict) -> tuple[int | 
     if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
         new = sequences[:, 1:]  # after the decoder's start token
     else:
-        new = sequences[:, prompt.shape[-1] :] if hasattr(prompt, "shape") else sequences[:, :0]
+        new = sequences[:, prompt.shape[-1] :] if hasattr(prompt, "shape") else sequences  # inputs_embeds: new only
     eos = kwargs.get("eos_token_id", getattr(config, "eos_token_id", None))
     eos = set(eos if isinstance(eos, list | tuple) else () if eos is None else (eos,))
     max_new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
