@@ -97,7 +97,8 @@ class TransformersInstrumentor(ModeltelInstrumentor):
 
         makers["_forward"] = forward_or_generate
         patch_hierarchy(patches, Pipeline, makers)
-        run_single = pipeline_maker(self.telemetry)(Pipeline.run_single, TextGenerationPipeline)
+        own = TextGenerationPipeline.run_single  # Pipeline's today; its own, should a release define one
+        run_single = pipeline_maker(self.telemetry)(own, TextGenerationPipeline)
         patches.replace(TextGenerationPipeline, "run_single", run_single)
 
 
