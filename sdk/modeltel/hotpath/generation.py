@@ -251,6 +251,16 @@ class Generation(Prediction):
         """Output tokens so far: the reported usage if given, else those counted."""
         return self._output_tokens if self._output_tokens is not None else self._tokens
 
+    @property
+    def reported_output_tokens(self) -> int | None:
+        """Output tokens as reported through :meth:`usage`, or None."""
+        return self._output_tokens
+
+    @property
+    def input_tokens(self) -> int | None:
+        """Input tokens as given or reported, or None."""
+        return self._input_tokens
+
     def stream(self, iterable: Iterable[Any] | AsyncIterable[Any], tokens_of: TokensOf | None = None) -> Any:
         """:func:`.streams.stream` with this (not yet entered) generation."""
         from .streams import stream

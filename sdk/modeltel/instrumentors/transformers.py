@@ -223,9 +223,11 @@ def record_usage(call: GenerateCall | None, result: Any, args: tuple, kwargs: di
         return
     input_tokens, outputs, reasons = found
     g = call.generation
+    # input: unless already known (the application may have counted the prompt itself); output: added up, so
+    # several generate() calls inside one generation report them all
     g.usage(
-        input_tokens=None if input_tokens is None else (g._input_tokens or 0) + input_tokens,
-        output_tokens=(g._output_tokens or 0) + sum(outputs),
+        input_tokens=input_tokens if g.input_tokens is None else None,
+        output_tokens=(g.reported_output_tokens or 0) + sum(outputs),
     )
     g.finish(*reasons)
     g.set_batch_size(len(outputs))
