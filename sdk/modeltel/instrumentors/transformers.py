@@ -269,7 +269,12 @@ def generate_maker(telemetry: Any) -> Any:
         def enter(args: tuple, kwargs: dict) -> GenerateCall | None:
             if not args or _in_generate.get():
                 return None
-            return GenerateCall(telemetry(), args[0], kwargs)
+            t = telemetry()
+            try:
+                return GenerateCall(t, args[0], kwargs)
+            except Exception as failure:  # a monitoring bug must not reach the model server: run it bare
+                t.monitoring_failed(failure)
+                return None
 
         return wrap(func, enter, record_usage)
 
