@@ -14,7 +14,6 @@ import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import generation as generation_module
 from modeltel.hotpath import stage as stage_module
-from modeltel.hotpath import streams as streams_module
 from modeltel.testing import Capture, capture
 from tests.conftest import parent_of
 
@@ -38,7 +37,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    for module in (stage_module, generation_module, streams_module):
+    for module in (stage_module, generation_module):
         monkeypatch.setattr(module, "perf_counter", c)
     return c
 
@@ -282,3 +281,65 @@ def test_memory_is_constant_in_the_stream_length(tel: Capture) -> None:
     _stream_peak(100)  # first use binds the series
     short, long = _stream_peak(1_000), _stream_peak(100_000)
     assert long - short < 4096, (short, long)  # 99,000 more tokens, no more memory
+
+
+@pytest.mark.parametrize("settings", [{"metrics_temporality": "delta"}, {}], ids=["sdk-instruments", "fast-path"])
+def test_both_recorders_use_the_taxonomy_buckets(clock: Clock, settings: dict) -> None:
+    with capture(model_name="llm", model_version="2", **settings) as c:
+        list(modeltel.stream(tokens(clock, [0.5, 0.1])))
+        assert tuple(c.point(TTFT).explicit_bounds) == tx.TTFT_BUCKETS_SECONDS
+        assert tuple(c.point(TPOT).explicit_bounds) == tx.TPOT_BUCKETS_SECONDS
+        assert c.point(TTFT).sum == pytest.approx(0.5)
+
+
+def test_async_early_close_is_cancelled(tel: Capture, clock: Clock) -> None:
+    closed = []
+
+    async def agen():
+        try:
+            for _ in range(10):
+                yield "x"
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        stream = modeltel.stream(agen())
+        assert await stream.__anext__() == "x"
+        await stream.aclose()
+
+    asyncio.run(main())
+    assert closed == [True]
+    assert tel.count(PREDICTIONS, status=tx.STATUS_CANCELLED) == 1
+
+
+def test_model_names_past_the_cap_collapse(tel: Capture) -> None:
+    for i in range(generation_module._MAX_GENAI_MODELS + 6):
+        list(modeltel.stream(iter("ab"), request_model=f"user-supplied-{i}"))
+    requested = {p.attributes[tx.ATTR_GEN_AI_REQUEST_MODEL] for p in tel.points(DURATION)}
+    assert len(requested) == generation_module._MAX_GENAI_MODELS + 1 and tx.OVERFLOW_VALUE in requested
+    assert tel.count(DURATION) == generation_module._MAX_GENAI_MODELS + 6  # none lost
+
+
+def test_client_side_generation(tel: Capture, clock: Clock) -> None:
+    list(modeltel.stream(tokens(clock, [0.3, 0.1]), client=True))
+    assert value(tel, tx.GEN_AI_CLIENT_OPERATION_DURATION.otel_name) == (1, pytest.approx(0.4))
+    assert tel.points(TTFT) == [] and tel.points(TPOT) == [] and tel.points(DURATION) == []  # server-side names
+    (span,) = tel.spans()
+    assert span.attributes[tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN] == pytest.approx(0.3)  # still on the span
+
+
+def test_disabled_streams_pass_everything_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELTEL_DISABLED", "true")
+    modeltel.shutdown()
+    from modeltel.hotpath.telemetry import telemetry_for
+
+    telemetry_for.cache_clear()
+    try:
+        assert not modeltel.telemetry().enabled
+        g = modeltel.generation()
+        assert list(modeltel.stream(iter("abc"), generation=g)) == ["a", "b", "c"]
+        with modeltel.generation() as manual:
+            manual.token()
+            manual.usage(output_tokens=1)
+    finally:
+        telemetry_for.cache_clear()

@@ -237,3 +237,13 @@ def test_zero_code_under_modeltel_run(tmp_path) -> None:
         ops = {attributes(p.attributes)[tx.ATTR_GEN_AI_OPERATION_NAME] for _, _, p in sink.metric_points(USAGE)}
     assert sum(p.count for p in ttft) == 1  # the streamed generate(); the pipeline ran without a streamer
     assert ops == {"text_completion"}
+
+
+def test_generate_keeps_the_applications_input_count_and_adds_outputs(tel: Capture, tiny, instrumented) -> None:
+    model, tok, _ = tiny
+    inputs = tok("hello", return_tensors="pt")
+    with modeltel.generation("agent", input_tokens=100):
+        model.generate(**inputs, max_new_tokens=2, min_new_tokens=2)
+        model.generate(**inputs, max_new_tokens=3, min_new_tokens=3)
+    assert _usage(tel, "input") == 100 and _usage(tel, "output") == 5
+    assert _generation_span(tel).attributes[tx.SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS] == ("length", "length")

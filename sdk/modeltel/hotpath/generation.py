@@ -107,7 +107,20 @@ class GenAISeriesCache:
         self.error_guard = error_guard
         self._models = CardinalityGuard("gen_ai model", _MAX_GENAI_MODELS)
         self._series: dict[tuple, GenAISeries] = {}
+        self._extra: dict[tuple, tuple[Mapping[str, Any], Any]] = {}
         self._lock = threading.Lock()
+
+    def span_extra(self, operation: str, request: str, attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """A generation's start span attributes beyond the prediction's, one dict per (operation, request
+        model, user attributes): the span attribute merge is cached by identity, so it is validated once."""
+        key = (operation, request, id(attributes))
+        hit = self._extra.get(key)
+        if hit is not None:
+            return hit[0]
+        extra = {tx.ATTR_GEN_AI_OPERATION_NAME: operation, tx.ATTR_GEN_AI_REQUEST_MODEL: request, **(attributes or {})}
+        if len(self._extra) < _MAX_GENAI_MODELS * 4:  # beyond, built per call (only when names overflow)
+            self._extra[key] = (extra, attributes)  # holding the attributes keeps their id from being reused
+        return extra
 
     def get(self, model: ModelSeries, operation: str, request: str, response: str, client: bool) -> GenAISeries:
         key = (model.name, model.version, operation, request, response, client)
@@ -238,6 +251,16 @@ class Generation(Prediction):
         """Output tokens so far: the reported usage if given, else those counted."""
         return self._output_tokens if self._output_tokens is not None else self._tokens
 
+    @property
+    def reported_output_tokens(self) -> int | None:
+        """Output tokens as reported through :meth:`usage`, or None."""
+        return self._output_tokens
+
+    @property
+    def input_tokens(self) -> int | None:
+        """Input tokens as given or reported, or None."""
+        return self._input_tokens
+
     def stream(self, iterable: Iterable[Any] | AsyncIterable[Any], tokens_of: TokensOf | None = None) -> Any:
         """:func:`.streams.stream` with this (not yet entered) generation."""
         from .streams import stream
@@ -267,10 +290,7 @@ class Generation(Prediction):
         request = self._request_model or model.name
         if not self._named:
             self._span_name = self._name = f"{self._operation} {request}"
-        extra = {tx.ATTR_GEN_AI_OPERATION_NAME: self._operation, tx.ATTR_GEN_AI_REQUEST_MODEL: request}
-        if self._user_attributes:
-            extra.update(self._user_attributes)
-        self._attributes = extra
+        self._attributes = self._t.genai.span_extra(self._operation, request, self._user_attributes)
         return Prediction._open_prediction(self, model, parent)
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:

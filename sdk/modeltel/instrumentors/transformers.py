@@ -97,7 +97,8 @@ class TransformersInstrumentor(ModeltelInstrumentor):
 
         makers["_forward"] = forward_or_generate
         patch_hierarchy(patches, Pipeline, makers)
-        run_single = pipeline_maker(self.telemetry)(Pipeline.run_single, TextGenerationPipeline)
+        own = TextGenerationPipeline.run_single  # Pipeline's today; its own, should a release define one
+        run_single = pipeline_maker(self.telemetry)(own, TextGenerationPipeline)
         patches.replace(TextGenerationPipeline, "run_single", run_single)
 
 
@@ -222,9 +223,11 @@ def record_usage(call: GenerateCall | None, result: Any, args: tuple, kwargs: di
         return
     input_tokens, outputs, reasons = found
     g = call.generation
+    # input: unless already known (the application may have counted the prompt itself); output: added up, so
+    # several generate() calls inside one generation report them all
     g.usage(
-        input_tokens=None if input_tokens is None else (g._input_tokens or 0) + input_tokens,
-        output_tokens=(g._output_tokens or 0) + sum(outputs),
+        input_tokens=input_tokens if g.input_tokens is None else None,
+        output_tokens=(g.reported_output_tokens or 0) + sum(outputs),
     )
     g.finish(*reasons)
     g.set_batch_size(len(outputs))
@@ -246,7 +249,7 @@ def usage_of(model: Any, result: Any, args: tuple, kwargs: dict) -> tuple[int | 
     if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
         new = sequences[:, 1:]  # after the decoder's start token
     else:
-        new = sequences[:, prompt.shape[-1] :] if hasattr(prompt, "shape") else sequences[:, :0]
+        new = sequences[:, prompt.shape[-1] :] if hasattr(prompt, "shape") else sequences  # inputs_embeds: new only
     eos = kwargs.get("eos_token_id", getattr(config, "eos_token_id", None))
     eos = set(eos if isinstance(eos, list | tuple) else () if eos is None else (eos,))
     max_new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
@@ -266,7 +269,12 @@ def generate_maker(telemetry: Any) -> Any:
         def enter(args: tuple, kwargs: dict) -> GenerateCall | None:
             if not args or _in_generate.get():
                 return None
-            return GenerateCall(telemetry(), args[0], kwargs)
+            t = telemetry()
+            try:
+                return GenerateCall(t, args[0], kwargs)
+            except Exception as failure:  # a monitoring bug must not reach the model server: run it bare
+                t.monitoring_failed(failure)
+                return None
 
         return wrap(func, enter, record_usage)
 
