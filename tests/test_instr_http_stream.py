@@ -225,3 +225,24 @@ async def test_off_after_uninstrument(tel: Capture, clock: Clock) -> None:
     instrumentor.uninstrument()
     await post(app_for(clock, [0.1, 0.1]), {})
     assert tel.points(TTFT) == [] and tel.points(PREDICTIONS) == []
+
+
+async def test_a_prediction_the_app_opened_counts_the_request_once(tel: Capture, clock: Clock, fastapi_on) -> None:
+    import modeltel
+
+    app = FastAPI()
+
+    async def events() -> AsyncIterator[str]:
+        with modeltel.prediction("own-model"):  # as BentoML's streaming API prediction spans its stream
+            for i in range(3):
+                clock.now += 0.1
+                yield chunk(f"t{i}")
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    await post(app, {})
+    assert tel.count(PREDICTIONS) == 1
+    assert tel.count(PREDICTIONS, **{tx.ATTR_MODEL_NAME: "own-model"}) == 1
+    assert tel.points(TTFT) == []

@@ -32,7 +32,7 @@ class ModeltelASGIMiddleware:
             await self.app(scope, receive, send)
             return
         status: list[int] = []
-        response = StreamedResponse(self._requests.telemetry)
+        response: StreamedResponse
 
         async def send_status(message: dict) -> None:
             kind = message["type"]
@@ -45,6 +45,7 @@ class ModeltelASGIMiddleware:
 
         left: BaseException | None = None
         with self._requests.prediction() as prediction:
+            response = StreamedResponse(self._requests.telemetry, prediction)
             try:
                 await self.app(scope, receive, send_status)
             except BaseException as exc:

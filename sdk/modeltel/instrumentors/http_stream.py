@@ -17,7 +17,9 @@ chunk split that way is not read (servers write one event per message).
 A client that leaves before the last chunk (the application returns without it, or sending raises
 ``OSError`` / Starlette's ``ClientDisconnect``, or the task is cancelled) makes the generation
 ``cancelled``, not an error. A body that is sent whole is not a generation: the request stays a plain
-prediction.
+prediction; so does a request whose prediction another one took over before the first chunk (an
+application's own ``modeltel.prediction()`` or ``generation()``, BentoML's API prediction, which spans the
+stream): that one counts the request, once.
 
 The generation is opened at the first chunk, inside the request's prediction, which it takes over (the
 request is counted once, as the generation); its start is moved back to the request's arrival so time
@@ -73,10 +75,11 @@ def _has_text(choice: Any) -> bool:
 class StreamedResponse:
     """What one model request's response body says; a streamed one becomes a generation at its first chunk."""
 
-    __slots__ = ("_arrival", "_ctx", "_done", "_failed", "_g", "_sse", "_telemetry")
+    __slots__ = ("_arrival", "_ctx", "_done", "_failed", "_g", "_request", "_sse", "_telemetry")
 
-    def __init__(self, telemetry: Callable[[], modeltel.Telemetry]) -> None:
+    def __init__(self, telemetry: Callable[[], modeltel.Telemetry], request: modeltel.Prediction) -> None:
         self._telemetry = telemetry
+        self._request = request  # the request's prediction, just entered
         self._arrival = perf_counter()
         self._g: modeltel.Generation | None = None
         self._ctx: Context | None = None
@@ -123,6 +126,9 @@ class StreamedResponse:
         return exc is not None and left
 
     def _open(self, chunk: bytes) -> modeltel.Generation | None:
+        if self._request.superseded is not None:  # the application's or a framework's own prediction counts it
+            self._done = True
+            return None
         first = next(iter(_payloads(chunk)), None) if self._sse else None
         head = _json(first) if first else None
         options: dict[str, Any] = {"attributes": ATTRIBUTES}
