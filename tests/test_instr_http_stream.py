@@ -16,6 +16,7 @@ from modeltel.hotpath import generation as generation_module
 from modeltel.hotpath import stage as stage_module
 from modeltel.instrumentors import http_stream
 from modeltel.testing import Capture
+from tests.test_generation import Clock
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi import FastAPI  # noqa: E402
@@ -29,14 +30,6 @@ DURATION = tx.GEN_AI_SERVER_REQUEST_DURATION.otel_name
 USAGE = tx.GEN_AI_CLIENT_TOKEN_USAGE.otel_name
 PREDICTIONS = tx.PREDICTIONS.otel_name
 ERRORS = tx.ERRORS.otel_name
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .alertstack import AlertStack, Notification, missing_binaries
+from .alertstack import AlertStack, Notification, missing_binaries, print_install_hint
 
-__all__ = ["run_alert_scene"]
+__all__ = ["run_alert_scene", "show_notification"]
 
 
-def _show(note: Notification, seconds: float) -> None:
+def show_notification(note: Notification, seconds: float) -> None:
     print(f"  {seconds:.1f} s after the fault, Alertmanager notified receiver '{note.receiver}':")
     for alert in note.alerts:
         labels, ann = alert["labels"], alert["annotations"]
@@ -29,8 +29,7 @@ def run_alert_scene(duration: float = 20.0, rate: float = 40.0, error_fraction: 
     """Serve under load for ``duration`` s, inject an error burst near the end, show the page arriving."""
     missing = missing_binaries()
     if missing:
-        print(f"\nAlerts: skipped; install {' and '.join(missing)} to see one arrive, e.g.")
-        print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
+        print_install_hint("\nAlerts: skipped; ", missing)
         return 0
     print("\nAlerts: Prometheus and Alertmanager with the generated rules, 1 s intervals")
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-alerts-") as tmp, AlertStack(Path(tmp)) as stack:
@@ -43,5 +42,5 @@ def run_alert_scene(duration: float = 20.0, rate: float = 40.0, error_fraction: 
         if note is None:
             print("  no page within 30 s (see Prometheus' /alerts)")
             return 1
-        _show(note, note.at - start)
+        show_notification(note, note.at - start)
     return 0

@@ -16,20 +16,17 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import taxonomy as tx
-from .alertstack import AlertStack, missing_binaries
-from .demo_alerts import _show
-from .loopback import wait_http
+from .alertstack import AlertStack, missing_binaries, print_install_hint
+from .demo_alerts import show_notification
 
 __all__ = ["GenerativeStack", "run_generative_demo"]
 
@@ -57,26 +54,17 @@ def stream_chat(host: str, port: int) -> int:
 class GenerativeStack(AlertStack):
     """:class:`AlertStack` serving the OpenAI-compatible example server (with its fault knob)."""
 
-    def _start_server(self, urls: dict[str, str], port: int) -> None:
-        millis = str(int(float(self.interval.rstrip("s")) * 1000))
-        env = {
-            **os.environ,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": urls["otlp_http"],
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_METRIC_EXPORT_INTERVAL": millis,
+    app: str = "modeltel.examples.openai_server:app"
+    server_env: dict[str, str] = field(
+        default_factory=lambda: {
             "OTEL_SERVICE_NAME": "tinylm-demo",
             "MODELTEL_MODEL_NAME": MODEL,
             "MODELTEL_MODEL_VERSION": "1",
             "MODELTEL_HOST_METRICS": "false",
             "OPENAI_SERVER_FAULTS": "1",
         }
-        server = self._spawn([
-            sys.executable, "-m", "modeltel.cli", "run", "--",
-            sys.executable, "-m", "uvicorn", "modeltel.examples.openai_server:app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        ], env)  # fmt: skip
-        self.server_url = f"http://127.0.0.1:{port}"
-        wait_http(self.server_url + "/healthz", 120, server)
+    )
+    start_timeout: float = 120.0  # importing transformers and building the model
 
     def load(self, duration: float, rate: float, concurrency: int = 4) -> threading.Thread:
         """``concurrency`` clients streaming chat completions, ``rate`` requests/s in all, until stopped."""
@@ -142,8 +130,7 @@ def run_generative_demo(duration: float = 20.0, concurrency: int = 4, delay_s: f
     threshold); 0 when the page arrives, 1 when not (or 0 with a how-to when Prometheus is missing)."""
     missing = missing_binaries()
     if missing:
-        print(f"modeltel demo --generative: needs {' and '.join(missing)}, e.g.")
-        print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
+        print_install_hint("modeltel demo --generative: ", missing)
         return 0
     print("modeltel demo --generative: the OpenAI-compatible tiny LM under `modeltel run`, Prometheus, Alertmanager")
     with tempfile.TemporaryDirectory(prefix="modeltel-demo-gen-") as tmp, GenerativeStack(Path(tmp)) as stack:
@@ -167,7 +154,7 @@ def run_generative_demo(duration: float = 20.0, concurrency: int = 4, delay_s: f
         if note is None:
             print(f"  no {ALERT} page within 4 minutes{'' if pending else ' (it never went pending)'}")
             return 1
-        _show(note, note.at - start)
+        show_notification(note, note.at - start)
         line = detector_line(stack)
         print(line or "  detector: no TTFT/TPOT detector in the collector yet (its detectors cover latency and "
               "confidence); the alert above is Prometheus'")  # fmt: skip
