@@ -18,7 +18,7 @@ A client that leaves before the last chunk (the application returns without it, 
 ``OSError`` / Starlette's ``ClientDisconnect``, or the task is cancelled) makes the generation
 ``cancelled``, not an error. A body that is sent whole is not a generation: the request stays a plain
 prediction; so does a request whose prediction another one took over before the first chunk (an
-application's own ``modeltel.prediction()`` or ``generation()``, BentoML's API prediction, which spans the
+application's own ``modeltel.prediction()`` or ``generation()``, a BentoML streaming API's generation, which spans the
 stream): that one counts the request, once.
 
 The generation is opened at the first chunk, inside the request's prediction, which it takes over (the
