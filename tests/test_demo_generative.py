@@ -41,3 +41,13 @@ def test_decode_slowdown_puts_the_tpot_alert_pending(tmp_path: Path) -> None:
         assert _wait(lambda: stack.alert_state(demo_generative.ALERT) is not None, 90)
         assert stack.query(tpot) > 0.25
         assert stack.query(ttft) < 0.25  # the first token does not wait: TTFT is not what moved
+
+
+def test_without_transformers_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    hidden = lambda name, *rest: None if name == "transformers" else real(name, *rest)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", hidden)
+    assert main(["demo", "--generative"]) == 2
+    assert "pip install 'modeltel[transformers]'" in capsys.readouterr().out

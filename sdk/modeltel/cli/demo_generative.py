@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json
 import tempfile
 import threading
@@ -128,6 +129,9 @@ def detector_line(stack: GenerativeStack) -> str | None:
 def run_generative_demo(duration: float = 20.0, concurrency: int = 4, delay_s: float = 0.3) -> int:
     """Baseline for ``duration`` s, then every decoding step sleeps ``delay_s`` (above the critical TPOT
     threshold); 0 when the page arrives, 1 when not (or 0 with a how-to when Prometheus is missing)."""
+    if importlib.util.find_spec("transformers") is None:
+        print("modeltel demo --generative: the example server needs transformers: pip install 'modeltel[transformers]'")
+        return 2
     missing = missing_binaries()
     if missing:
         print_install_hint("modeltel demo --generative: ", missing)
