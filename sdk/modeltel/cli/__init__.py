@@ -152,7 +152,7 @@ def build_parser(plugins: dict[str, Any]) -> argparse.ArgumentParser:
         "--generative",
         action="store_true",
         help="the OpenAI-compatible tiny LM streaming under load, a decode slowdown, the TPOT alert arriving "
-        "(needs the transformers extra, Prometheus and Alertmanager)",
+        "(needs the transformers extra, Prometheus and Alertmanager; default: off, the iris demo)",
     )
     demo.set_defaults(func=_demo)
 
