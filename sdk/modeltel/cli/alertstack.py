@@ -31,7 +31,7 @@ from ..generators.sloconfig import default_slo_config
 from ..generators.yamlout import dump
 from .loopback import MODEL_NAME, MODEL_VERSION, free_port, start_collector, stop_process, wait_http
 
-__all__ = ["ALERTS_DIR", "AlertStack", "Notification", "missing_binaries"]
+__all__ = ["ALERTS_DIR", "AlertStack", "Notification", "missing_binaries", "print_install_hint"]
 
 ALERTS_DIR = Path(__file__).resolve().parents[3] / "alerts"
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
@@ -40,6 +40,12 @@ BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager
 def missing_binaries() -> list[str]:
     """The Debian packages to install before the stack can run (empty when both are there)."""
     return [pkg for pkg in ("prometheus", "prometheus-alertmanager") if shutil.which(pkg) is None]
+
+
+def print_install_hint(lead: str, missing: list[str]) -> None:
+    """``lead`` and the packages to install, then how (the demo's scenes never fail for want of them)."""
+    print(f"{lead}install {' and '.join(missing)} to see one arrive, e.g.")
+    print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,18 @@ class AlertStack:
             write_files(rendered, render_alerts(default_slo_config()))
         return rendered
 
+    # the example server it serves under `modeltel run`, the environment that names it, and its start-up time
+    app: str = "modeltel.examples.iris_server:app"
+    server_env: dict[str, str] = field(
+        default_factory=lambda: {
+            "OTEL_SERVICE_NAME": "iris-alerts",
+            "MODELTEL_MODEL_NAME": MODEL_NAME,
+            "MODELTEL_MODEL_VERSION": MODEL_VERSION,
+            "IRIS_FAULTS": "1",
+        }
+    )
+    start_timeout: float = 60.0
+
     def _start_server(self, urls: dict[str, str], port: int) -> None:
         millis = str(int(float(self.interval.rstrip("s")) * 1000))
         env = {
@@ -167,18 +185,15 @@ class AlertStack:
             "OTEL_EXPORTER_OTLP_ENDPOINT": urls["otlp_http"],
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_METRIC_EXPORT_INTERVAL": millis,
-            "OTEL_SERVICE_NAME": "iris-alerts",
-            "MODELTEL_MODEL_NAME": MODEL_NAME,
-            "MODELTEL_MODEL_VERSION": MODEL_VERSION,
-            "IRIS_FAULTS": "1",
+            **self.server_env,
         }
         server = self._spawn([
             sys.executable, "-m", "modeltel.cli", "run", "--",
-            sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
+            sys.executable, "-m", "uvicorn", self.app,
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ], env)  # fmt: skip
         self.server_url = f"http://127.0.0.1:{port}"
-        wait_http(self.server_url + "/healthz", 60, server)
+        wait_http(self.server_url + "/healthz", self.start_timeout, server)
 
     def load(self, duration: float, rate: float, concurrency: int = 16) -> threading.Thread:
         """Paced load on the server in the background (no malformed requests: the faults are injected)."""

@@ -11,12 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .alertstack import AlertStack, Notification, missing_binaries
+from .alertstack import AlertStack, Notification, missing_binaries, print_install_hint
 
-__all__ = ["binaries_found", "play_alert_scene", "run_alert_scene"]
+__all__ = ["binaries_found", "play_alert_scene", "run_alert_scene", "show_notification"]
 
 
-def _show(note: Notification, seconds: float) -> None:
+def show_notification(note: Notification, seconds: float) -> None:
     print(f"  {seconds:.1f} s after the fault, Alertmanager notified receiver '{note.receiver}':")
     for alert in note.alerts:
         labels, ann = alert["labels"], alert["annotations"]
@@ -43,8 +43,7 @@ def binaries_found() -> bool:
     """Whether Prometheus and Alertmanager are installed; if not, how to install them, in two lines."""
     missing = missing_binaries()
     if missing:
-        print(f"\nAlerts: skipped; install {' and '.join(missing)} to see one arrive, e.g.")
-        print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
+        print_install_hint("\nAlerts: skipped; ", missing)
     return not missing
 
 
@@ -61,5 +60,5 @@ def play_alert_scene(stack: AlertStack, duration: float = 20.0, rate: float = 40
     if note is None:
         print("  no page within 30 s (see Prometheus' /alerts)")
         return 1
-    _show(note, note.at - start)
+    show_notification(note, note.at - start)
     return 0

@@ -5,5 +5,7 @@
 generator for it (``python -m modeltel.examples.loadgen --url http://127.0.0.1:8000/predict``). Both
 need the ``examples`` extra: ``pip install 'modeltel[examples]'``. ``tinylm``: a tiny causal language
 model and tokenizer built in code, saved and loaded with ``from_pretrained`` (the ``transformers`` extra),
-for generative tests, examples and benchmarks on machines that cannot download weights.
+for generative tests, examples and benchmarks on machines that cannot download weights. ``openai_server``:
+an OpenAI-compatible streaming server on it (``uvicorn modeltel.examples.openai_server:app``; the
+``examples`` and ``transformers`` extras), which ``modeltel demo --generative`` serves.
 """
