@@ -144,15 +144,8 @@ def _text(extra: dict, key: str) -> str:
 
 
 def _int(extra: dict, key: str) -> int | None:
-    v = extra.get(key)
-    if v is None:
-        return None
-    which = v.WhichOneof("value")
-    if which == "int_value":
-        return v.int_value
-    if which == "double_value":
-        return int(v.double_value)
-    return None
+    n = _number(extra, key)
+    return None if n is None else int(n)
 
 
 def _number(extra: dict, key: str) -> float | None:

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.builders import dashboard as gd
 
 from .. import taxonomy as tx
 from .alerts import Links
-from .grafana import quantile, query, rate, runbook_link, thresholds, timeseries
+from .grafana import quantile, quantile_targets, query, rate, runbook_link, thresholds, timeseries
 
 __all__ = ["ROW_TITLE", "genai_panels"]
 
@@ -25,10 +25,7 @@ _TOKEN_TYPE = tx.ATTR_GEN_AI_TOKEN_TYPE.replace(".", "_")  # its Prometheus labe
 
 def ttft_panel(links: Links) -> gd.Panel:
     ttft = tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
-    targets = [
-        query(quantile(q, ttft, _BY), f"p{round(q * 100)} {_LEGEND}", ref, exemplar=True)
-        for ref, q in (("A", 0.5), ("B", 0.95), ("C", 0.99))
-    ]
+    targets = quantile_targets(ttft, _BY, _LEGEND)
     return timeseries(
         "Time to first token p50 / p95 / p99", "s", targets,
         description=f"{ttft.description} Yellow: the TTFT SLO's threshold; orange and red: the p95 alerts'.",
@@ -40,10 +37,7 @@ def ttft_panel(links: Links) -> gd.Panel:
 
 def tpot_panel(links: Links) -> gd.Panel:
     tpot = tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN
-    targets = [
-        query(quantile(q, tpot, _BY), f"p{round(q * 100)} {_LEGEND}", ref, exemplar=True)
-        for ref, q in (("A", 0.5), ("B", 0.95))
-    ]
+    targets = quantile_targets(tpot, _BY, _LEGEND, (0.5, 0.95))
     return timeseries(
         "Time per output token p50 / p95", "s", targets, description=tpot.description,
         links=(runbook_link(links, "HighTimePerOutputToken"), runbook_link(links, "CriticalTimePerOutputToken")),

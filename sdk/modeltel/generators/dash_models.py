@@ -20,6 +20,7 @@ from .grafana import (
     Layout,
     new_dashboard,
     quantile,
+    quantile_targets,
     query,
     rate,
     runbook_link,
@@ -41,10 +42,7 @@ def _sel(instrument: tx.Instrument, extra: str = "") -> str:
 
 def latency_panel(links: Links) -> gd.Panel:
     lat = tx.PREDICTION_LATENCY
-    targets = [
-        query(quantile(q, lat, _BY), f"p{round(q * 100)} {{{{model_name}}}} {{{{model_version}}}}", ref, exemplar=True)
-        for ref, q in (("A", 0.5), ("B", 0.95), ("C", 0.99))
-    ]
+    targets = quantile_targets(lat, _BY, "{{model_name}} {{model_version}}")
     return timeseries(
         "Prediction latency p50 / p95 / p99", "s", targets, description=lat.description,
         links=(runbook_link(links, "HighPredictionLatency"), runbook_link(links, "CriticalPredictionLatency")),

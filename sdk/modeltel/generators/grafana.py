@@ -75,6 +75,15 @@ def quantile(q: float, instrument: tx.Instrument, by: str) -> str:
     return f"histogram_quantile({q:g}, sum by (le, {by}) ({rate(instrument, '_bucket')}))"
 
 
+def quantile_targets(instrument: tx.Instrument, by: str, legend: str, quantiles=(0.5, 0.95, 0.99)) -> list:
+    """One exemplar-carrying target per quantile of a histogram instrument (refs A, B, C...), legend
+    ``p<q> <legend>``: the latency-style panels all draw their quantiles this way."""
+    return [
+        query(quantile(q, instrument, by), f"p{round(q * 100)} {legend}", chr(ord("A") + i), exemplar=True)
+        for i, q in enumerate(quantiles)
+    ]
+
+
 def thresholds(
     *alerts: str, stage: str = "", slo: float | None = None, direction: tx.Direction | None = None
 ) -> gd.ThresholdsConfig:
