@@ -82,9 +82,12 @@ class Telemetry:
             name = parent.model.name
         return self.model(name, version)
 
-    def start_span(self, parent: SpanContext | None, name: str, attributes: Mapping[str, Any]) -> trace.Span | None:
+    def start_span(
+        self, parent: SpanContext | None, name: str, attributes: Mapping[str, Any], *, outermost: bool = False
+    ) -> trace.Span | None:
         """A span for a prediction or stage under ``parent`` (None: under the current span), or None under a
-        trace that is not sampled (or with no tracing)."""
+        trace that is not sampled (or with no tracing), or for the ``outermost`` modeltel span of a trace
+        while the span buffer sheds traces (:mod:`.admission`)."""
         if parent is None:
             if not self.tracing:
                 return None
@@ -95,7 +98,7 @@ class Telemetry:
         elif self._root_off:
             return None
         if self._spans is not None:
-            return self._spans.start(name, attributes, parent)
+            return self._spans.start(name, attributes, parent, outermost=outermost)
         span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         return span if span.is_recording() else None
 
