@@ -219,31 +219,46 @@ def _kserve_by_hand() -> Callable[[], Any]:
     return lambda: loop.run_until_complete(call())
 
 
+def table(calls: int) -> list[tuple[str, float, dict[str, tuple[float, float]]]]:
+    """(target, bare µs, {mode: (added µs instrumented, added µs by hand)}) for each target and mode."""
+    hand = by_hand()
+    rows = []
+    for name, (instrumentor, fn) in targets().items():
+        call = fn() if name.startswith("litserve") else fn  # LitAPI wrappers apply to classes defined before too
+        init("metrics")
+        bare = per_call_us(call, calls)
+        modes = {}
+        for mode in ("metrics", "traced"):
+            init(mode)
+            manual = per_call_us(hand[name], calls) - bare if name in hand else float("nan")
+            instrumentor.instrument()
+            try:
+                call = fn() if name.startswith("litserve") else fn
+                added = per_call_us(call, calls) - bare
+            finally:
+                instrumentor.uninstrument()
+            modes[mode] = (added, manual)
+        rows.append((name, bare, modes))
+    modeltel.shutdown()
+    return rows
+
+
+def print_table(rows: list[tuple[str, float, dict[str, tuple[float, float]]]]) -> None:
+    print("µs per call; 'wrapper' = instrumented minus the same work by hand (goal <= 2 µs)")
+    cols = ("+metrics", "hand", "wrapper", "+traced", "hand", "wrapper")
+    print(f"{'target':48} {'bare':>7} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (9, 7, 8, 9, 7, 8), strict=True)))
+    for name, bare, modes in rows:
+        cells = [f"{name:48} {bare:7.2f}"]
+        for added, manual in modes.values():
+            cells.append(f"{added:9.2f} {manual:7.2f} {added - manual:8.2f}")
+        print(" ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=5000)
     args = parser.parse_args()
-    hand = by_hand()
-    print("µs per call; 'wrapper' = instrumented minus the same work by hand (goal <= 2 µs)")
-    cols = ("+metrics", "hand", "wrapper", "+traced", "hand", "wrapper")
-    print(f"{'target':48} {'bare':>7} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (9, 7, 8, 9, 7, 8), strict=True)))
-    for name, (instrumentor, fn) in targets().items():
-        call = fn() if name.startswith("litserve") else fn  # LitAPI wrappers apply to classes defined before too
-        init("metrics")
-        bare = per_call_us(call, args.calls)
-        cells = [f"{name:48} {bare:7.2f}"]
-        for mode in ("metrics", "traced"):
-            init(mode)
-            manual = per_call_us(hand[name], args.calls) - bare if name in hand else float("nan")
-            instrumentor.instrument()
-            try:
-                call = fn() if name.startswith("litserve") else fn
-                added = per_call_us(call, args.calls) - bare
-            finally:
-                instrumentor.uninstrument()
-            cells.append(f"{added:9.2f} {manual:7.2f} {added - manual:8.2f}")
-        print(" ".join(cells))
-    modeltel.shutdown()
+    print_table(table(args.calls))
 
 
 if __name__ == "__main__":
