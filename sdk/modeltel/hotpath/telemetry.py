@@ -102,6 +102,13 @@ class Telemetry:
         span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         return span if span.is_recording() else None
 
+    def may_trace(self, parent: Stage | None) -> bool:
+        """Whether a stage opened now under ``parent`` (the innermost active stage) can get a span; False
+        when it surely gets none, so a wrapper can skip work that only feeds span attributes."""
+        if parent is not None:
+            return parent.sampled
+        return self.tracing and not self._root_off
+
     def span_hold(self) -> SpanHold | None:
         """A hold for the spans of a prediction the sampler dropped (``keep_slow_and_failed``), or None
         when spans cannot be held (no light spans, or no tracing)."""
