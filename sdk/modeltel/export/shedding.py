@@ -98,8 +98,10 @@ class SheddingSpanProcessor(SpanProcessor):
             return
         queue = self._queue
         n = len(queue)
-        if n >= self.max_queue_size or self._closed:
+        if n >= self.max_queue_size:
             self.admission.count("buffer_full")
+            return
+        if self._closed:  # ended after shutdown (as upstream, dropped): nothing would export it
             return
         queue.append(span)
         if n >= self._high:
