@@ -9,8 +9,11 @@ shed, and the count must reach the metrics and the exit warning.
 from __future__ import annotations
 
 import logging
+import re
+import socket
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -62,17 +65,15 @@ def overloaded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[
         monkeypatch.setattr(providers, "span_exporter", lambda _: exporter)
         reader = InMemoryReader()
         modeltel.shutdown()
+        defaults = {"metrics_exporter": "none", "sampler": "parentbased_always_on", "model_name": "iris"}
         modeltel.init(
             set_global=False,
             traces_exporter="otlp",
-            metrics_exporter="none",
             metric_readers=[reader],
             host_metrics=False,
             gpu_metrics=False,
-            sampler="parentbased_always_on",
-            model_name="iris",
             model_version="1",
-            **settings,
+            **{**defaults, **settings},
         )
         return exporter, reader
 
@@ -154,6 +155,21 @@ def test_exit_warning_says_how_many_traces_were_shed(overloaded, caplog: pytest.
     with caplog.at_level(logging.WARNING, logger="modeltel"):
         modeltel.shutdown()
     assert any(f"traces shed: {shed} overload" in r.getMessage() for r in caplog.records)
+
+
+def test_the_shed_count_is_on_the_prometheus_endpoint(overloaded) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _, reader = overloaded(prometheus_port=port, prometheus_host="127.0.0.1")
+    _run(N // 3)
+    shed = _shed(reader)["overload"]
+    assert shed > 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    series = rf'^{tx.TRACES_SHED.prometheus_series}\{{[^}}]*{tx.ATTR_SHED_REASON}="overload"[^}}]*\}} (\S+)$'
+    (value,) = re.findall(series, text, re.MULTILINE)
+    assert float(value) == shed
 
 
 def test_the_export_thread_is_woken_at_most_once_per_batch() -> None:
