@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from modeltel.export.otlp.http_exporters import HttpSpanExporter
 from modeltel.export.otlp.transport import KeepAliveTransport
+from tests.collector_helpers import self_signed_cert
 
 
 class _Receiver(ThreadingHTTPServer):
@@ -117,3 +119,17 @@ def test_retry_after_is_read_from_the_response(receiver: _Receiver) -> None:
     receiver.answer = 429
     result = KeepAliveTransport().request("POST", f"http://127.0.0.1:{receiver.server_port}/", data=b"x", timeout=5)
     assert result.status_code == 429 and result.headers()["retry-after"] == "0"
+
+
+def test_https_verifies_with_the_configured_certificate(receiver: _Receiver, tmp_path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    receiver.socket = tls.wrap_socket(receiver.socket, server_side=True)
+    url = f"https://127.0.0.1:{receiver.server_port}/v1/traces"
+    trusted = HttpSpanExporter(endpoint=url, certificate_file=str(cert))
+    assert isinstance(trusted._client._transport, KeepAliveTransport)
+    assert trusted.export(_spans()) is SpanExportResult.SUCCESS
+    untrusted = KeepAliveTransport().request("POST", url, data=b"x", timeout=5)  # certifi's bundle: not ours
+    assert untrusted.status_code is None and isinstance(untrusted.error, ssl.SSLError)
+    assert KeepAliveTransport(verify=False).request("POST", url, data=b"x", timeout=5).status_code == 200
