@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -25,12 +26,14 @@ from .. import config
 from .. import taxonomy as tx
 from .._version import __version__
 from ..hotpath import Telemetry
+from ..hotpath.admission import TraceAdmission
 from ..hotpath.fastmetrics import FastMetrics
 from ..hotpath.recorders import FastRecorder, SdkRecorder
 from ..hotpath.spans import SpanFactory
 from . import exportlog, lifecycle, providers
 from .delivery import CountingMetricExporter, CountingSpanExporter
 from .readers import MergingReader, PeriodicReader, prometheus_reader_class
+from .shedding import SheddingSpanProcessor
 
 _log = logging.getLogger("modeltel")
 _lock = threading.Lock()
@@ -54,7 +57,7 @@ class Pipeline:
         self.fast = FastMetrics(settings.bucket_overrides, __version__) if settings.fast_path else None
         self.prometheus_server: Any = None
         self._closed = False
-        self._span_export: tuple[CountingSpanExporter, BatchSpanProcessor] | None = None
+        self._span_export: tuple[CountingSpanExporter, BatchSpanProcessor | SheddingSpanProcessor] | None = None
         self._metric_export: CountingMetricExporter | None = None
         exportlog.quiet_repeated_export_errors()
         self.tracer_provider = self._tracer_provider(span_processors)
@@ -74,6 +77,10 @@ class Pipeline:
         else:
             recorder = SdkRecorder(self.meter_provider.get_meter(tx.METER_NAME, __version__), settings.bucket_overrides)
         spans = SpanFactory.for_provider(self.tracer_provider, InstrumentationScope(tx.TRACER_NAME, __version__))
+        shedding = self._span_export and getattr(self._span_export[1], "admission", None)
+        if spans is not None and shedding is not None:
+            spans.shed_with(shedding)
+            _count_shed(self.meter_provider, shedding)
         self.telemetry = Telemetry(settings, recorder, self.tracer_provider, spans)
         self.meters = _guarded("host/GPU meters", self._install_meters)
         lifecycle.on_fork_in_child(self._after_fork_in_child)
@@ -93,7 +100,9 @@ class Pipeline:
             exporter = _guarded("the trace exporter", providers.span_exporter, settings)
             if exporter is not None:
                 counted = CountingSpanExporter(exporter)
-                self._span_export = (counted, BatchSpanProcessor(counted))
+                # OTLP: modeltel's processor, which sheds whole traces under overload (see .shedding)
+                batching = SheddingSpanProcessor if settings.traces_exporter == "otlp" else BatchSpanProcessor
+                self._span_export = (counted, batching(counted))
                 provider.add_span_processor(self._span_export[1])
         return provider
 
@@ -186,12 +195,21 @@ class Pipeline:
 
     def _report_undelivered(self, budget: float, *, gave_up: bool) -> None:
         spans = points = 0
+        shed: dict[str, int] = {}
         if self._span_export is not None:
             exporter, processor = self._span_export
-            queue = getattr(getattr(processor, "_batch_processor", None), "_queue", ())  # SDK internals, if there
-            spans = exporter.undelivered() + (len(queue) if gave_up else 0)
+            if isinstance(processor, SheddingSpanProcessor):
+                pending, shed = processor.pending(), processor.admission.counts()
+            else:
+                pending = len(getattr(getattr(processor, "_batch_processor", None), "_queue", ()))  # SDK internals
+            spans = exporter.undelivered() + (pending if gave_up else 0)
         if self._metric_export is not None:
             points = self._metric_export.undelivered()
+        if any(shed.values()):
+            _log.warning(
+                "modeltel: the span buffer was overloaded; traces shed: %s (OTEL_BSP_MAX_QUEUE_SIZE, sampling)",
+                ", ".join(f"{n} {reason}" for reason, n in shed.items()),
+            )
         if not (gave_up or spans or points):
             return
         what = f"gave up flushing after {budget:g} s (MODELTEL_EXIT_TIMEOUT)" if gave_up else "some exports failed"
@@ -201,6 +219,17 @@ class Pipeline:
             spans,
             points,
         )
+
+
+def _count_shed(meter_provider: MeterProvider, admission: TraceAdmission) -> None:
+    """``modeltel_traces_shed_total{reason}``, read from the processor's counts at each collection."""
+    inst = tx.TRACES_SHED
+
+    def observe(options: Any) -> list[Observation]:
+        return [Observation(n, {tx.ATTR_SHED_REASON: reason}) for reason, n in admission.counts().items()]
+
+    meter = meter_provider.get_meter(tx.METER_NAME, __version__)
+    meter.create_observable_counter(inst.otel_name, [observe], unit=inst.unit, description=inst.description)
 
 
 def _guarded(what: str, build: Callable[..., Any], *args: Any) -> Any:

@@ -35,6 +35,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from .admission import TraceAdmission
+
 _log = logging.getLogger("modeltel")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
@@ -84,10 +86,19 @@ class SpanFactory:
         self.start_fits = sys.maxsize if limits.max_span_attributes is None else limits.max_span_attributes
         if limits.max_span_attribute_length is not None:
             self.start_fits = -1
+        # raised by the span processor when its buffer is past its high-water mark (see .admission)
+        self.admission = TraceAdmission()
 
-    def start(self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None) -> FastSpan | None:
+    def shed_with(self, admission: TraceAdmission) -> None:
+        """Shed new traces while ``admission`` says so (the pipeline's span processor owns it)."""
+        self.admission = admission
+
+    def start(
+        self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None, *, outermost: bool = False
+    ) -> FastSpan | None:
         """A recording span, or None when the sampler drops it (or only records it: such a span is never
-        exported, and modeltel's metrics do not need it)."""
+        exported, and modeltel's metrics do not need it), or when it would be the ``outermost`` modeltel
+        span of a trace while the span buffer is overloaded (the trace is shed whole, and counted)."""
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
@@ -106,6 +117,9 @@ class SpanFactory:
             if not result.decision.is_sampled():
                 return None
             attributes, trace_state = result.attributes, result.trace_state
+        if outermost and self.admission.shedding:
+            self.admission.count("overload")
+            return None
         context = SpanContext(trace_id, self._new_span_id(), False, flags, trace_state)
         span = FastSpan(self, name, context, parent, attributes)
         self._processor.on_start(span)

@@ -186,12 +186,14 @@ class Stage:
     def _start_span(self, parent: Stage | None, attributes: Mapping[str, Any]) -> trace.Span | None:
         """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
         span was made current inside ``parent`` (then a child of that one); outside any stage, of the
-        current span."""
+        current span. Outside any stage, or inside an adopting prediction (which has no span of its own),
+        it is the trace's outermost modeltel span: the one that is shed under overload."""
         self._held = None  # the hold its span ends into, if any (its children's spans are held too)
         if parent is None:
-            return self._t.start_span(None, self._span_name, attributes)
+            return self._t.start_span(None, self._span_name, attributes, outermost=True)
         if otel_context.get_current() is not parent._otel_ctx:
-            return self._t.start_span(trace.get_current_span().get_span_context(), self._span_name, attributes)
+            current_span = trace.get_current_span().get_span_context()
+            return self._t.start_span(current_span, self._span_name, attributes, outermost=parent._otel_ctx is None)
         hold = parent._held
         if hold is None:
             return self._t.start_span(parent._span.get_span_context(), self._span_name, attributes)

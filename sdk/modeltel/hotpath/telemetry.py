@@ -86,9 +86,12 @@ class Telemetry:
             name = parent.model.name
         return self.model(name, version)
 
-    def start_span(self, parent: SpanContext | None, name: str, attributes: Mapping[str, Any]) -> trace.Span | None:
+    def start_span(
+        self, parent: SpanContext | None, name: str, attributes: Mapping[str, Any], *, outermost: bool = False
+    ) -> trace.Span | None:
         """A span for a prediction or stage under ``parent`` (None: under the current span), or None under a
-        trace that is not sampled (or with no tracing)."""
+        trace that is not sampled (or with no tracing), or for the ``outermost`` modeltel span of a trace
+        while the span buffer sheds traces (:mod:`.admission`)."""
         if parent is None:
             if not self.tracing:
                 return None
@@ -99,9 +102,16 @@ class Telemetry:
         elif self._root_off:
             return None
         if self._spans is not None:
-            return self._spans.start(name, attributes, parent)
+            return self._spans.start(name, attributes, parent, outermost=outermost)
         span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         return span if span.is_recording() else None
+
+    def may_trace(self, parent: Stage | None) -> bool:
+        """Whether a stage opened now under ``parent`` (the innermost active stage) can get a span; False
+        when it surely gets none, so a wrapper can skip work that only feeds span attributes."""
+        if parent is not None:
+            return parent.sampled
+        return self.tracing and not self._root_off
 
     def span_hold(self) -> SpanHold | None:
         """A hold for the spans of a prediction the sampler dropped (``keep_slow_and_failed``), or None

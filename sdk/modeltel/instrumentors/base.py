@@ -22,7 +22,10 @@ Rules the wrapped calls follow (the README's coverage table relies on them):
 * One re-entrancy rule for all three: a wrapped call made directly inside a wrapped call with the same
   key passes straight through. So an override calling ``super()`` is one stage, an API calling another
   API is one prediction, and library calls nested in a library call (a Pipeline calling its final
-  estimator, a transformers pipeline running a torch module) are one.
+  estimator, a transformers pipeline running a torch module) are one. Library calls keep the key in a
+  ``ContextVar`` (a :class:`Scope`); a framework stage and a one-manager prediction call need no scope of
+  their own (a ContextVar set and reset per wrapped method, four per KServe request): the innermost
+  modeltel frame already says whose it is, by its span-attribute dict (one per wrapped method).
 * Wrappers keep the kind of the callable they wrap (:func:`modeltel.hotpath.wrap`); exceptions go through
   unchanged and are counted once.
 """
@@ -42,11 +45,14 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import wrap
+from modeltel.hotpath.stage import Stage
+from modeltel.hotpath.state import current
 
 from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
 
 __all__ = [
     "ORIGINAL_ATTR",
+    "LibraryScope",
     "Make",
     "ModeltelInstrumentor",
     "Patches",
@@ -71,6 +77,9 @@ Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, a
 _active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
 active_call = _active.get  # the key of the innermost instrumented call in this context (LIBRARY, say), or None
 _keys: dict[tuple[str, str], tuple[str, str]] = {}
+current_frame = current.get  # the innermost active modeltel stage or prediction in this context, or None
+# The span-attribute dicts (by id) of each framework's prediction calls: see the re-entrancy rule.
+_prediction_frames: dict[tuple[str, str], set[int]] = {}
 
 
 def _key(framework: str, name: str) -> tuple[str, str]:
@@ -172,6 +181,29 @@ class Scope:
                 pass
 
 
+class LibraryScope:
+    """A :class:`Scope` of one stage under the ``LIBRARY`` key, without the general one's loop: it runs on
+    every outermost model-library call (a torch module's, say)."""
+
+    __slots__ = ("_token", "stage")
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+
+    def __enter__(self) -> Any:
+        self._token = _active.set(LIBRARY)
+        return self.stage.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self.stage.__exit__(exc_type, exc, tb)
+        finally:
+            try:  # noqa: SIM105 (hot path)
+                _active.reset(self._token)
+            except ValueError:  # a generator finished in another context
+                pass
+
+
 def training_scope(args: tuple = (), kwargs: dict | None = None) -> Scope:
     """The scope of a training call: no stage, and library calls inside it pass through."""
     return Scope(LIBRARY, ())
@@ -262,17 +294,17 @@ class ModeltelInstrumentor(BaseInstrumentor):
     def library_scope(
         self, library: str, method: str, attributes: Mapping[str, Any], *, stage: str = tx.STAGE_INFERENCE,
         model_name: str | None = None,
-    ) -> Scope | None:  # fmt: skip
+    ) -> LibraryScope | None:  # fmt: skip
         """The scope of one model-library call: ``stage``, or a non-recording child span of the active stage;
         None inside another library call (pass through)."""
         if _active.get() is LIBRARY:
             return None
         t = self._telemetry()
-        active = modeltel.current_stage()
-        if active is None:
-            return Scope(LIBRARY, (t.stage(stage, model_name=model_name, attributes=attributes),))
-        child = t.stage(active, span_name=f"{library}.{method}", attributes=attributes, record=False)
-        return Scope(LIBRARY, (child,))
+        frame = current_frame()
+        active = frame.stage if frame is not None else None
+        if active is None:  # Telemetry.stage, positionally: this runs per call
+            return LibraryScope(Stage(t, stage, model_name, None, None, attributes))
+        return LibraryScope(Stage(t, active, None, None, f"{library}.{method}", attributes, record=False))
 
     def library_call(
         self,
@@ -322,12 +354,13 @@ class ModeltelInstrumentor(BaseInstrumentor):
         telemetry = self._telemetry
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
-            def enter(args: tuple, kwargs: dict) -> Scope | None:
-                if _active.get() is key:
+            def enter(args: tuple, kwargs: dict) -> Any:
+                frame = current_frame()
+                if frame is not None and frame._attributes is attributes:
                     return None  # an override calling super(): one stage
                 name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
-                st = telemetry().stage(stage, model_name=name, model_version=version, attributes=attributes)
-                return Scope(key, (st,), batch_of(args, kwargs) if batch_of is not None else None)
+                st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
+                return st if batch_of is None else Scope(key, (st,), batch_of(args, kwargs))
 
             return wrap(func, enter)
 
@@ -354,11 +387,14 @@ class ModeltelInstrumentor(BaseInstrumentor):
         attributes = stage_attributes(framework, method)
         key = _key(framework, _PREDICTION)
         telemetry = self._telemetry
+        ours = _prediction_frames.setdefault(key, set())  # every prediction call of this framework
+        ours.add(id(attributes))  # (the dict lives as long as this closure, so its id stays unique)
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
-            def enter(args: tuple, kwargs: dict) -> Scope | None:
-                if not args or _active.get() is key:
-                    return None
+            def enter(args: tuple, kwargs: dict) -> Any:
+                frame = current_frame()
+                if not args or (frame is not None and id(frame._attributes) in ours):
+                    return None  # directly inside a prediction call of the same framework
                 nested = outermost_only and modeltel.in_prediction()
                 if nested and stage is None:
                     return None
@@ -367,6 +403,8 @@ class ModeltelInstrumentor(BaseInstrumentor):
                 managers: tuple[Any, ...] = () if nested else (t.prediction(name, version, attributes=attributes),)
                 if stage is not None:
                     managers += (t.stage(stage, model_name=name, model_version=version, attributes=attributes),)
+                if batch_of is None and len(managers) == 1:
+                    return managers[0]  # no Scope: the frame's attributes say whose it is
                 return Scope(key, managers, batch_of(args, kwargs) if batch_of is not None else None)
 
             return wrap(func, enter)

@@ -16,6 +16,7 @@ __all__ = [
     "ATTR_MODEL_NAME",
     "ATTR_MODEL_VERSION",
     "ATTR_RESOURCE_TYPE",
+    "ATTR_SHED_REASON",
     "ATTR_STAGE",
     "ATTR_STATUS",
     "BATCH_SIZE",
@@ -38,6 +39,7 @@ __all__ = [
     "RESOURCE_MODEL_NAME",
     "RESOURCE_MODEL_VERSION",
     "RESOURCE_USAGE",
+    "SHED_REASONS",
     "SPAN_ATTR_BATCH_SIZE",
     "SPAN_ATTR_FRAMEWORK",
     "SPAN_ATTR_FRAMEWORK_STAGE",
@@ -53,6 +55,7 @@ __all__ = [
     "STATUS_ERROR",
     "STATUS_SUCCESS",
     "TRACER_NAME",
+    "TRACES_SHED",
     "UNKNOWN_VALUE",
     "Instrument",
     "InstrumentKind",
@@ -67,6 +70,7 @@ ATTR_STATUS = "status"  # status: "success" | "error" | "cancelled" (a generatio
 ATTR_ERROR_TYPE = "error.type"  # error_type
 ATTR_STAGE = "stage"  # stage: preprocess | inference | postprocess | <custom>
 ATTR_RESOURCE_TYPE = "resource_type"  # resource_type: cpu | memory | gpu
+ATTR_SHED_REASON = "reason"  # reason: one of SHED_REASONS
 
 # Span-only attributes: they let any consumer (our collector's span-derived metrics included) tell
 # modeltel's spans apart without parsing span names.
@@ -228,6 +232,20 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     RESOURCE_USAGE,
 )
 INSTRUMENTS_BY_OTEL_NAME = {i.otel_name: i for i in INSTRUMENTS}
+
+# The SDK's own account of what its span buffer left out under overload (modeltel.export.shedding):
+# "overload", a trace not started because the buffer was past its high-water mark (whole, never
+# partial); "buffer_full", a span of a trace under way refused at the buffer's hard bound (that trace is
+# partial: the high-water mark leaves room so that this stays rare).
+SHED_REASONS: tuple[str, ...] = ("overload", "buffer_full")
+TRACES_SHED = Instrument(
+    otel_name="modeltel.traces.shed",
+    prometheus_name="modeltel_traces_shed",
+    kind=InstrumentKind.COUNTER,
+    unit="{trace}",
+    description="Traces this process did not export because its span buffer was overloaded, by reason.",
+    attributes=(ATTR_SHED_REASON,),
+)
 
 METER_NAME = "modeltel"
 TRACER_NAME = "modeltel"

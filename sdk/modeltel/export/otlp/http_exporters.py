@@ -1,7 +1,8 @@
 """OTLP/HTTP: the upstream exporters with modeltel's encoder in place of theirs, and nothing else changed.
 
-Each class subclasses the upstream exporter and replaces only the step that turns SDK data into bytes.
-Endpoint, headers, compression, timeout, certificates, the ``requests`` session, retry with backoff on
+Each class subclasses the upstream exporter and replaces the step that turns SDK data into bytes, and
+(:mod:`.transport`) the ``requests`` transport by a keep-alive ``http.client`` one where that changes
+nothing else. Endpoint, headers, compression, timeout, certificates, retry with backoff on
 429/502/503/504, the size limit and the exporter's self-metrics all stay the upstream code's, reading the
 same ``OTEL_EXPORTER_OTLP_*`` variables.
 
@@ -28,6 +29,7 @@ from .. import exportlog
 from ..delivery import _points
 from .metrics import MetricEncoder
 from .spans import SpanEncoder
+from .transport import use_keep_alive
 
 _log = logging.getLogger(__name__)
 _reported: set[str] = set()  # upstream parts found missing, each warned about once per process
@@ -115,6 +117,7 @@ class HttpSpanExporter(_HttpSpanExporter):
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
         self._upstream = _upstream_parts(self)
+        use_keep_alive(self)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._upstream is None:
@@ -136,6 +139,7 @@ class HttpMetricExporter(_HttpMetricExporter):
         super().__init__(*args, **kwargs)
         self._encoder = MetricEncoder()
         self._upstream = _upstream_parts(self)
+        use_keep_alive(self)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any) -> Any:
         upstream = self._upstream
