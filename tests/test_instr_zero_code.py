@@ -153,6 +153,34 @@ def test_litserve_zero_code() -> None:
     }
 
 
+SERVING_FRAMEWORKS = ("kserve", "litserve", "mlserver", "bentoml", "_bentoml_sdk", "ray")
+
+
+def test_run_imports_no_serving_framework_the_app_does_not() -> None:
+    """Every process ``modeltel run`` starts (each spawned uvicorn worker too) pays the start-up hook's
+    imports before it runs a line of its own; uvicorn kills a worker that has not answered its health
+    check about 5 s after spawning. So the instrumentors of serving frameworks patch when the app imports
+    the framework, not in the hook, as the model libraries' do; the patch still happens on import."""
+    pytest.importorskip("kserve")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        print(sorted(m for m in {SERVING_FRAMEWORKS!r} if m in sys.modules))
+        import kserve
+        print(hasattr(kserve.Model.__dict__["preprocess"], "__modeltel_original__"))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELTEL_"))}
+    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    env.update(MODELTEL_GPU_METRICS="false", MODELTEL_HOST_METRICS="false")
+    proc = subprocess.run(
+        [str(BIN / "modeltel"), "run", "--", str(BIN / "python"), "-c", code],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["[]", "True"], proc.stdout
+
+
 def test_torchserve_handler_as_documented(tmp_path: Path) -> None:
     """The docstring's commands in order: archive the handler, start TorchServe (its Java frontend starts the
     Python worker, which imports the handler), one curl; the worker's stages arrive over OTLP. Changed for

@@ -213,8 +213,10 @@ class ModeltelInstrumentor(BaseInstrumentor):
     """One lifecycle for every modeltel instrumentor.
 
     Set ``patched_module`` to patch when that module is imported (at once if it already is), so that
-    ``opentelemetry-instrument`` does not import torch (seconds, in every worker) for a service that
-    never uses it; leave it None to patch in ``instrument()``. Say what to patch in :meth:`_apply`.
+    ``opentelemetry-instrument`` does not import torch, KServe or BentoML (seconds, in every worker,
+    before it runs a line of its own: uvicorn kills a spawned worker that has not answered its health
+    check 5 s after it started) for a service that never uses them; leave it None to patch in
+    ``instrument()``. Say what to patch in :meth:`_apply`.
     """
 
     patched_module: str | None = None

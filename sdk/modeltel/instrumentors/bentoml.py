@@ -55,6 +55,8 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
 
 
 class BentoMLInstrumentor(ModeltelInstrumentor):
+    patched_module = "_bentoml_sdk.method"
+
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.extra_requirements("bentoml")
 

@@ -28,6 +28,8 @@ def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
 
 
 class KServeInstrumentor(ModeltelInstrumentor):
+    patched_module = "kserve"
+
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.extra_requirements("kserve")
 

@@ -36,6 +36,8 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
 
 
 class LitServeInstrumentor(ModeltelInstrumentor):
+    patched_module = "litserve"
+
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.extra_requirements("litserve")
 

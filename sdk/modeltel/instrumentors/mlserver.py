@@ -44,6 +44,8 @@ def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
 
 
 class MLServerInstrumentor(ModeltelInstrumentor):
+    patched_module = "mlserver"
+
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.extra_requirements("mlserver")
 
