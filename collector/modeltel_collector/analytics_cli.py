@@ -7,13 +7,13 @@ thresholds on their own traffic before trusting the alerts.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from modeltel.plainjson import dumps
 from modeltel_collector.analytics.baseline import capture, load, load_baselines, save
 from modeltel_collector.analytics.engine import Event
 from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
@@ -81,7 +81,7 @@ def detect(argv: list[str] | None = None) -> int:
         print(f"{args.file}:{bad.line}: skipped: {bad.reason}", file=sys.stderr)
     if args.format == "json":
         bad = [{"line": b.line, "reason": b.reason} for b in result.bad]
-        print(json.dumps({"detections": [e.as_dict() for e in result.events], "bad_rows": bad}, indent=2))
+        print(dumps({"detections": [e.as_dict() for e in result.events], "bad_rows": bad}, indent=2))
     else:
         print(_table(result.events) if result.events else "no detections")
     return 0
@@ -106,7 +106,7 @@ def health(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"modeltel health: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if args.format == "json" else render_health(report))
+    print(dumps(report, indent=2) if args.format == "json" else render_health(report))
     return 1 if any(m["overall_health"] == "degraded" for m in report["models"]) else 0
 
 

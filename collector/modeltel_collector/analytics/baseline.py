@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modeltel.plainjson import dumps
+
 from .detectors import CONFIDENCE_BINS, CONFIDENCE_BOUNDS, confidence_counts
 from .engine import Reference
 from .logs import BadRow, Row, read_log
@@ -152,7 +154,7 @@ def save(doc: dict, path: str | Path) -> None:
         raise ValueError("refusing to write an invalid baseline: " + "; ".join(errors))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.write_text(dumps(doc, indent=2) + "\n")
     tmp.replace(path)
 
 
