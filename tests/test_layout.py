@@ -78,7 +78,7 @@ COLLECTOR_LAYERS = {
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
     f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.promql"),  # the console charts
-    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy"),
+    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson"),  # strict JSON out
 }
 
 
@@ -108,7 +108,7 @@ def test_sdk_imports_point_one_way_from_the_public_api_down_to_taxonomy():
 def test_collector_layers_import_downward_only():
     assert _offenders(ROOT / "collector", _C, COLLECTOR_LAYERS) == []
     sdk_used = {t for _, t, _ in imports(ROOT / "collector", _C) if _within(t, "modeltel")}
-    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql"}  # the SDK's names and leaf arithmetic only
+    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql", "modeltel.plainjson"}  # names, leaf arithmetic, JSON
 
 
 def test_instrumentors_use_the_public_api_and_the_bases_public_names_only():

@@ -31,7 +31,14 @@ __all__ = [
 ]
 
 ATTR_CHECK = "check"  # one of DEGRADATION_CHECKS
-DEGRADATION_CHECKS = ("latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift")
+DEGRADATION_CHECKS = (
+    "latency_shift",
+    "error_rate_rise",
+    "throughput_drop",
+    "accuracy_drop",
+    "confidence_drift",
+    "estimated_accuracy_drop",
+)
 DEGRADATION_ALERT = "ModelDegradationDetected"  # the detectors' Alertmanager alert; its runbook is generated
 ATTR_SEVERITY = "severity"  # ok | warning | critical
 ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was right
