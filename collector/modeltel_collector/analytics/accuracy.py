@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -63,9 +64,8 @@ def accuracy_drop(
     ref_correct, ref_total = reference
     if ref_total < settings.min_labels:
         return _short(check, reference=ref_total, needed=settings.min_labels), state
-    p0 = cusum.quantized(_lower(ref_correct, ref_total))
-    inc = cusum.increments(p0, settings.cusum_shift)
-    h = cusum.threshold(p0, settings.cusum_shift, settings.cusum_arl(labels_per_day))
+    target = cusum.rounded_target(settings.cusum_arl(labels_per_day))
+    inc, h, h_back = _setup(ref_correct, ref_total, settings.cusum_shift, target, settings.recover_arl)
     s, n, k, rev, since_alarm = state.s, state.since_n, state.since_correct, state.reverse, state.since_alarm
     for right in np.asarray(new, float) > 0.5:
         x = inc.llr(bool(right))
@@ -77,7 +77,6 @@ def accuracy_drop(
         rev, since_alarm = 0.0, 0
     after = AccuracyState(s, n, k, rev, since_alarm, h)
     details = {"reference_accuracy": ref_correct / ref_total, "cusum_h": h, "labels_per_day": labels_per_day}
-    h_back = cusum.reverse_threshold(p0, settings.cusum_shift, settings.recover_arl)
     if alarm_open and rev > h_back and since_alarm >= settings.min_labels:
         details["recovered"] = True
         return Result(check, Status.OK, Severity.OK, None, 0.0, None, details), AccuracyState(h=h)
@@ -89,6 +88,13 @@ def accuracy_drop(
             return Result(check, Status.DEGRADED, severity, None, s, drop, details), after
         return Result(check, Status.OK, Severity.OK, None, s, drop, details), after
     return Result(check, Status.OK, Severity.OK, None, s, None, details), after
+
+
+@lru_cache(maxsize=256)
+def _setup(correct: int, total: int, shift: float, target: float, recover: float) -> tuple:
+    """(increments, threshold, reverse threshold) for a reference of ``correct`` / ``total`` labels."""
+    p0 = cusum.quantized(_lower(correct, total))
+    return cusum.increments(p0, shift), cusum.threshold(p0, shift, target), cusum.reverse_threshold(p0, shift, recover)
 
 
 def _lower(correct: int, total: int) -> float:

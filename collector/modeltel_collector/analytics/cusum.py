@@ -97,7 +97,7 @@ def _threshold_units(p_down: float, up: int, down: int, target: float) -> int:
     return h1
 
 
-def _rounded_target(target_arl: float) -> float:
+def rounded_target(target_arl: float) -> float:
     """Up to the next step of 1.5x, so a changing label rate reuses the cached solution (each new target costs
     a few sparse solves) and never gets a lower threshold than asked; at most 0.4 nats more than needed."""
     return math.exp(math.ceil(math.log(max(target_arl, 2.0)) / math.log(1.5) - 1e-9) * math.log(1.5))
@@ -108,7 +108,7 @@ def threshold(p0: float, shift: float, target_arl: float) -> float:
     ``increments(quantized(p0), shift)`` (``p0`` on a 0.001 grid: a rolling reference reuses the cache)."""
     p0 = quantized(p0)
     inc = increments(p0, shift)
-    return _threshold_units(p0, inc.wrong, inc.right, _rounded_target(target_arl)) * inc.unit
+    return _threshold_units(p0, inc.wrong, inc.right, rounded_target(target_arl)) * inc.unit
 
 
 def reverse_threshold(p0: float, shift: float, target_arl: float) -> float:
@@ -117,7 +117,7 @@ def reverse_threshold(p0: float, shift: float, target_arl: float) -> float:
     p0 = quantized(p0)
     inc = increments(p0, shift)
     p1 = p0 - shift
-    return _threshold_units(1 - p1, inc.right, inc.wrong, _rounded_target(target_arl)) * inc.unit
+    return _threshold_units(1 - p1, inc.right, inc.wrong, rounded_target(target_arl)) * inc.unit
 
 
 def quantized(p0: float) -> float:

@@ -9,6 +9,7 @@ raise a throughput alarm every night against its average rate.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -48,27 +49,35 @@ class Reference:
         if self.profile is None:
             seconds = min(max(shortest, need / self.rate if self.rate > 0 else longest), longest)
             return seconds, self.rate * seconds
-        key = (now, need, shortest, longest)
-        last = self.__dict__.get("_last_window")
-        if last is not None and last[0] == key:  # the engine asks twice per evaluation: test, then silence
-            return last[1]
-        found = self._profile_window(now, need, shortest, longest)
-        object.__setattr__(self, "_last_window", (key, found))
-        return found
-
-    def _profile_window(self, now: float, need: float, shortest: float, longest: float) -> tuple[float, float]:
-        for horizon in (min(longest, 2 * DAY), longest):  # most windows are found within two days
-            hours = np.floor(now / HOUR) - np.arange(int(horizon / HOUR) + 1)
-            seconds = np.full(len(hours), HOUR)
-            seconds[0] = now - hours[0] * HOUR
-            span = np.concatenate([[0.0], np.cumsum(seconds)])
-            rates = self.profile[hours.astype(np.int64) % len(self.profile)]
-            expected = np.concatenate([[0.0], np.cumsum(rates * seconds)])
-            if need <= expected[-1] or horizon >= longest:
-                break
-        back = float(np.interp(need, expected, span)) if need <= expected[-1] else longest
+        total = self._cumulative()[-1]
+        if total <= 0:
+            return longest, 0.0
+        back = now - self._time_of(self._expected_by(now) - need)
         back = min(max(back, shortest), longest)
-        return back, float(np.interp(back, span, expected))
+        return back, self._expected_by(now) - self._expected_by(now - back)
+
+    def _cumulative(self) -> np.ndarray:
+        """Expected requests from the start of the profile's period to the start of each of its hours."""
+        cached = self.__dict__.get("_cum")
+        if cached is None:
+            cached = np.concatenate([[0.0], np.cumsum(self.profile * HOUR)])
+            object.__setattr__(self, "_cum", cached)
+        return cached
+
+    def _expected_by(self, t: float) -> float:
+        """Expected requests from Unix time 0 to ``t`` under the (periodic) profile."""
+        cum, bins = self._cumulative(), len(self.profile)
+        hour = math.floor(t / HOUR)
+        periods, i = divmod(hour, bins)
+        return periods * cum[-1] + cum[i] + self.profile[i] * (t - hour * HOUR)
+
+    def _time_of(self, expected: float) -> float:
+        """The inverse of ``_expected_by``: when the expected count reaches ``expected``."""
+        cum, bins = self._cumulative(), len(self.profile)
+        periods, rest = divmod(expected, cum[-1])
+        i = min(int(np.searchsorted(cum, rest, side="right")) - 1, bins - 1)
+        into = (rest - cum[i]) / self.profile[i] if self.profile[i] > 0 else 0.0
+        return (periods * bins + i) * HOUR + into
 
 
 def rate_profile(times: np.ndarray, counts: np.ndarray, start: float, end: float) -> np.ndarray | None:

@@ -104,11 +104,14 @@ class ModelWindows:
         self.results: dict[str, d.Result] = {}
         self.tested: dict[str, tuple[float, int]] = {}  # check -> (time, samples seen) at its last test
         self.window_size: dict[str, int] = {}  # check -> samples in its window at its last test
+        self.tests: dict[str, int] = {}  # check -> tests run (each spent a share of the budget)
+        self.window_size["throughput_drop"] = settings.min_expected_requests  # what its window expects
         self.seen = {"requests": 0, "confidences": 0}
         self.labels, self.first_label = 0, None
         self.last_request: float | None = None
         self.first_time = math.inf  # of the first request: no window reaches before it
         self.silence_due: int | None = None  # the step of the one silent instant that counts
+        self.throughput_from = math.inf  # where the last throughput window started: its buckets stay
 
     def bucket(self, step: int) -> Bucket:
         if self.recent and self.recent[-1].step == step:
@@ -193,6 +196,9 @@ class ModelWindows:
         due = not silence and (
             self._due("latency_shift", self.seen["requests"]) or self._due("confidence_drift", self.seen["confidences"])
         )
+        throughput_due = silence or self._due("throughput_drop", self.seen["requests"])
+        if ref is not None and not (due or throughput_due):
+            return []  # a sparse model's row that neither completes a retest nor moves throughput's window
         windows = _windows(self.recent, step, s) if due or ref is None else None
         if ref is None:
             self.results = {c: d.Result(c, d.Status.NOT_ENOUGH_DATA, details={"short": "reference"}) for c in CHECKS}
@@ -200,7 +206,7 @@ class ModelWindows:
             return []
         newest = next((b for b in reversed(self.recent) if b.step <= step and b.count), None)
         now = (step + 1) * s.step_s if silence or newest is None else newest.last_time or (step + 1) * s.step_s
-        results = {"throughput_drop": self._throughput(ref, now)}
+        results = {"throughput_drop": self._throughput(ref, now)} if throughput_due else {}
         if windows is not None:
             results.update(self._tests(ref, windows, now))
         self.results.update(results)
@@ -219,6 +225,7 @@ class ModelWindows:
     def _alpha(self, check: str, now: float, seen: int) -> float:
         last = self.tested.get(check)
         self.tested[check] = (now, seen)
+        self.tests[check] = self.tests.get(check, 0) + 1
         return self.settings.alpha_for(now - last[0] if last else 0.0)
 
     def _tests(self, ref: Reference, windows: tuple[list[Bucket], list[Bucket]], now: float) -> dict[str, d.Result]:
@@ -252,14 +259,17 @@ class ModelWindows:
         model's first request; a recovery test counts only from ``since``), against that expectation."""
         s = self.settings
         back, expected = ref.throughput_window(now, s.min_expected_requests, s.current_s, s.max_window_s)
+        self.throughput_from = min(self.throughput_from, now - back) if since is not None else now - back
+        if now - self.first_time < s.current_s:
+            return d.Result("throughput_drop", d.Status.NOT_ENOUGH_DATA, details={"short": "window"})
         start = max(now - back, self.first_time, -math.inf if since is None else since)
         if start > now - back:
             back, expected = now - start, expected * (now - start) / back
         count = 0
-        for b in reversed(self.recent):
-            if b.step * s.step_s < start:
+        for b in reversed(self.recent):  # buckets that overlap [start, now]
+            if (b.step + 1) * s.step_s <= start:
                 break
-            count += b.count if b.step * s.step_s < now else 0
+            count += b.count if b.step * s.step_s <= now else 0
         a = self._alpha("throughput_drop", now, self.seen["requests"]) if since is None else s.recover_alpha
         return d.throughput_drop(ref.rate, count, max(back, 1e-9), s, alpha=a, expected=expected)
 
@@ -310,14 +320,16 @@ class ModelWindows:
         s = self.settings
         gap = round(max(s.reference_gap_s, s.current_s) / s.step_s)
         sizes = (sum(b.count for b in windows[0]), sum(b.confidences for b in windows[1]))
-        time_window = step - round(s.current_s / s.step_s) + 1  # a window short of samples pins only this
-        oldest_needed = min(
-            [time_window] + [w[0].step for w, n in zip(windows, sizes, strict=True) if w and n >= s.min_samples]
-        )
+        time_window = step - round(s.current_s / s.step_s) + 1
+        if math.isfinite(self.throughput_from):  # and throughput's
+            time_window = min(time_window, math.floor(self.throughput_from / s.step_s))
+        # a widened window pins its buckets (a sparse model's last min_samples); one with no sample at all
+        # (a model that sends no confidence) pins nothing, or it would keep max_window_s of buckets
+        oldest_needed = min([time_window] + [w[0].step for w, n in zip(windows, sizes, strict=True) if w and n])
         open_from = min((ep.clean_from for ep in self.episodes.values()), default=step)
         while self.recent and self.recent[0].step < min(oldest_needed, step - gap + 1, open_from):
             b = self.recent.popleft()
-            if not b.tainted:
+            if not b.tainted and self.baseline is None:  # with a fixed baseline nothing is learned
                 b.latencies = np.asarray(_thin(b.latencies, s.reference_samples_per_step), float)
                 self.reference.append(b)
 
