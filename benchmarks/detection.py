@@ -19,6 +19,7 @@ Goal: each under 10 s, the same whatever the span.
 
     python benchmarks/detection.py [--faults] [--cases] [--speed] [--hours 24] [--seed 1]
     python benchmarks/detection.py --write-log tests/data/prediction_log.csv   # the replay test's log
+    python benchmarks/detection.py --write-case tests/data   # triage_{log,labels,baseline}.csv
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from modeltel_collector.analytics.settings import Settings
 from modeltel_collector.analytics.simulate import CASES, DAY, Case, generate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realistic import TARGETS, run_case
+from realistic import TARGETS, run_case, write_small_case
 from realistic import write_log as write_case_log
 
 STEP = 5.0
@@ -249,9 +250,13 @@ def main() -> None:
     p.add_argument("--hours", type=float, default=24.0, help="healthy simulated hours before the faults (24)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--write-log", metavar="PATH", help="write the replay test's small log and exit")
+    p.add_argument("--write-case", metavar="DIR", help="write the realistic replay test's log, labels, baseline")
     args = p.parse_args()
     if args.write_log:
         write_log(args.write_log)
+        return
+    if args.write_case:
+        write_small_case(args.write_case)
         return
     every = not (args.faults or args.cases or args.speed)
     if args.faults or every:

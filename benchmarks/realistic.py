@@ -11,13 +11,14 @@ drop), and the wall time.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from modeltel_collector.analytics.baseline import capture, to_reference
 from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.logs import Row
-from modeltel_collector.analytics.simulate import DAY, Stream, generate
+from modeltel_collector.analytics.simulate import DAY, Case, Stream, generate
 
 MODEL, VERSION = "model", "1"
 
@@ -43,6 +44,7 @@ def baseline_for(stream: Stream, seed: int) -> dict:
 def drive(engine: Engine, stream: Stream) -> list:
     """Predictions and delayed labels in arrival order through ``engine``; every event it raised."""
     s, events = stream, []
+    engine.traffic_ended(float(s.time[-1]))  # labels go on after the last prediction: that silence is not a drop
     for kind, i, t in s.events():
         if kind == "prediction":
             events += engine.observe(
@@ -121,3 +123,24 @@ def write_log(stream: Stream, path: str, *, labels_path: str | None = None, labe
         ]
         with open(labels_path, "w") as f:
             f.write("\n".join(out) + "\n")
+
+
+SMALL = Case("triage", 14.0, 600.0, accuracy=0.85, classes=5, drop=0.20, covariate=True, label_delay_days=(1.0, 3.0))
+
+
+def write_small_case(directory: str, seed: int = 5) -> None:
+    """The replay test's committed case: a 5-class model, one prediction every 10 minutes for 14 days, its
+    confidence and accuracy falling 20 points on day 7, labels 1-3 days late and out of order; a labelled
+    7-day baseline. Plus two bad inputs: a row 10 minutes back in time (line 1001) and a label naming no
+    prediction (the labels file's last line)."""
+    stream = generate(SMALL, seed)
+    base = generate(SMALL.scaled(days=14.0, drop=0.0, start=SMALL.start - 14 * DAY), seed + 1)
+    log, labels = f"{directory}/triage_log.csv", f"{directory}/triage_labels.csv"
+    write_log(stream, log, labels_path=labels)
+    write_log(base, f"{directory}/triage_baseline.csv", labelled=True)
+    lines = Path(log).read_text().splitlines()
+    t = float(lines[999].split(",")[0]) - 600.0
+    lines[1000] = f"{t:.1f}," + lines[1000].split(",", 1)[1].replace(",p1000", ",late")
+    Path(log).write_text("\n".join(lines) + "\n")
+    with open(labels, "a") as f:
+        f.write(f"{stream.labels[0][-1] + 1:.1f},nosuchid,1\n")

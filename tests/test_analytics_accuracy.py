@@ -141,3 +141,30 @@ def test_without_labelled_calibration_there_is_no_estimate():
     s, rng = Settings(), np.random.default_rng(3)
     counts = confidence_counts(rng.beta(8, 2, 1000))
     assert estimated_accuracy_drop(None, counts, counts, s).details == {"calibration_labels": 0, "needed": 50}
+
+
+@pytest.mark.parametrize(("seconds_between", "days"), [(60.0, 6.0), (0.1, 0.03)])
+def test_a_healthy_model_stays_within_an_inflated_false_alarm_budget(seconds_between, days):
+    # 20 chance alarms a day and no effect-size floor: enough alarms to count, at 1 a minute and 10 a second
+    from modeltel_collector.analytics.settings import CHECKS, Grade
+    from modeltel_collector.analytics.simulate import Case, generate
+
+    settings = Settings(false_alarms_per_day=20.0, cusum_min_arl=10.0,
+                        grades={c: Grade(-math.inf, math.inf) for c in CHECKS})  # fmt: skip
+    case = Case("healthy", days, seconds_between, label_delay_days=(0.0, 0.0), label_fraction=0.5)
+    found = 0
+    for seed in range(2):
+        span = days * 4 * 86400
+        ref, s = generate(case.scaled(days=days * 4, start=case.start - span), seed + 10), generate(case, seed)
+        baseline = Reference(np.sort(ref.latency), confidence_counts(ref.confidence), len(ref.time) / span,
+                             int(np.sum(~ref.ok)), len(ref.time), int(ref.correct.sum()), len(ref.time),
+                             span, calibration(ref.confidence, ref.correct))  # fmt: skip
+        engine = Engine(settings, {("m", "1"): baseline})
+        engine.traffic_ended(float(s.time[-1]))
+        rows = {"time": s.time, "latency": s.latency, "ok": s.ok, "confidence": s.confidence,
+                "correct": np.where(np.isfinite(s.label_time), s.correct, np.nan)}  # fmt: skip
+        open_checks: set[str] = set()
+        for e in engine.observe_batch("m", "1", rows):  # episodes: an escalation is the same one
+            found += e.state == "firing" and e.check not in open_checks
+            (open_checks.add if e.state == "firing" else open_checks.discard)(e.check)
+    assert found <= stats.poisson.ppf(0.999, 20.0 * days * 2), found

@@ -87,7 +87,8 @@ def _threshold_units(p_down: float, up: int, down: int, target: float) -> int:
     for _ in range(8):
         if abs(y1 - goal) < 0.01 or y1 == y0:
             break
-        h0, y0, h1 = h1, y1, max(1, round(h1 + (goal - y1) * (h1 - h0) / (y1 - y0)))
+        guess = h1 + (goal - y1) * (h1 - h0) / (y1 - y0)
+        h0, y0, h1 = h1, y1, min(max(1, round(guess)), 2 * max(h0, h1) + 4 * up)  # never a runaway step
         y1 = _log_arl(p_down, up, down, h1)
     step = max(1, min(up, down) // 4)
     while _log_arl(p_down, up, down, h1) < goal:

@@ -37,6 +37,7 @@ class Engine:
         self.step: int | None = None
         self.due: list[tuple[int, int, tuple[str, str]]] = []  # (step, kind 0 data / 1 silence, model) heap
         self.queued: set[tuple[int, int, tuple[str, str]]] = set()
+        self.traffic_end: int | None = None  # replay: the log's last step; silence after it is not the model's
 
     def observe(
         self,
@@ -129,11 +130,15 @@ class Engine:
             due, kind, key = heapq.heappop(self.due)
             self.queued.discard((due, kind, key))
             w = self.models[key]
-            if kind == 1 and due != w.silence_due:
-                continue  # requests came since: a later silent instant replaced this one
+            if kind == 1 and (due != w.silence_due or (self.traffic_end is not None and due > self.traffic_end)):
+                continue  # requests came since (a later instant replaced it), or the log had ended
             events += w.evaluate(due, silence=kind == 1)
             self._schedule_silence(w, key, due)
         return events
+
+    def traffic_ended(self, time: float) -> None:
+        """The prediction log ends at ``time`` (labels may still come): silence after it is no throughput drop."""
+        self.traffic_end = self._step(time)
 
     def _schedule_silence(self, w: ModelWindows, key: tuple[str, str], after: int) -> None:
         """The instant the last request leaves the throughput window: silence is data for throughput."""

@@ -79,7 +79,7 @@ def replay(
     out = Replay(engine=engine)
     pending: OrderedDict[str, Row] = OrderedDict()
     last = None
-    for item in heapq.merge(rows, labels, key=_key):
+    for item in heapq.merge(_until_end(rows, engine), labels, key=_key):
         if isinstance(item, BadRow):
             out.bad.append(item)
             continue
@@ -103,6 +103,16 @@ def replay(
     if last is not None:
         out.events += engine.advance(last + engine.settings.step_s)  # evaluate the last bucket too
     return out
+
+
+def _until_end(rows: Iterable[Row | BadRow], engine: Engine):
+    """The log's rows; at its end the engine learns that traffic stopped there (labels may go on)."""
+    last = None
+    for row in rows:
+        last = max(row.time, last if last is not None else row.time) if isinstance(row, Row) else last
+        yield row
+    if last is not None:
+        engine.traffic_ended(last)
 
 
 def _join(engine: Engine, out: Replay, pending: OrderedDict, label: Label, labels_file: str) -> list[Event]:

@@ -176,7 +176,9 @@ class ModelWindows:
         ref = self.reference_now()
         if ref is None:
             return []
-        days = max((t - self.first_label) / 86400.0, 1.0)
+        # labels a day so far, over at least a minute: early on this over-states the rate (a higher run length:
+        # safe); flooring the elapsed time at a day would under-state it all through the first day
+        days = max((t - self.first_label) / 86400.0, 60.0 / 86400.0)
         open_ = "accuracy_drop" in self.episodes
         result, self.accuracy = accuracy_drop(
             (ref.correct, ref.labelled), labels, self.accuracy, self.settings,
