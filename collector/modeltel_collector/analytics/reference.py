@@ -106,6 +106,7 @@ class RollingReference:
         self.buckets: deque = deque()
         self.count = self.errors = self.correct = self.labelled = 0
         self.size = 0  # samples: requests, or confidences where those come without requests (live histograms)
+        self.exposure = 0  # steps of traffic the buckets stand for (an alarm's excluded steps are not counted)
         self.confidence = np.zeros(CONFIDENCE_BINS, np.int64)
         self.calibration = np.zeros((2, CONFIDENCE_BINS), np.int64)
         self.version = 0  # bumped on every change; a cached snapshot is rebuilt only then
@@ -114,6 +115,7 @@ class RollingReference:
     def _apply(self, b, sign: int) -> None:
         self.count += sign * b.count
         self.size += sign * max(b.count, b.confidences)
+        self.exposure += sign * b.exposure
         self.errors += sign * b.errors
         self.correct += sign * int(sum(b.labels))
         self.labelled += sign * len(b.labels)
@@ -127,15 +129,14 @@ class RollingReference:
         s = self.settings
         while len(self.buckets) > 1:
             oldest = self.buckets[0]
-            span = (bucket.step - oldest.step + 1) * s.step_s
-            if span <= s.reference_s or self.size - max(oldest.count, oldest.confidences) < s.reference_min_samples:
+            rest = (self.exposure - oldest.exposure) * s.step_s
+            if rest < s.reference_s or self.size - max(oldest.count, oldest.confidences) < s.reference_min_samples:
                 break
             self._apply(self.buckets.popleft(), -1)
 
     def seconds(self) -> float:
-        if not self.buckets:
-            return 0.0
-        return (self.buckets[-1].step - self.buckets[0].step + 1) * self.settings.step_s
+        """The traffic time the reference covers: its buckets' exposure (alarm periods left out)."""
+        return self.exposure * self.settings.step_s if self.buckets else 0.0
 
     def full(self) -> bool:
         """Spans the whole ``reference_s`` and holds the minimum sample (the keeper captures only then)."""

@@ -37,6 +37,7 @@ class Bucket:
     labels: list = field(default_factory=list)
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((2, d.CONFIDENCE_BINS), np.int64))
     confidences: int = 0  # the sum of ``confidence``, kept (a numpy sum per bucket per test is most of a test)
+    exposure: int = 1  # steps of traffic it stands for in the reference (itself and the empty steps before it)
     last_time: float | None = None
     last_line: int | None = None
     tainted: bool = False
@@ -112,6 +113,7 @@ class ModelWindows:
         self.first_time = math.inf  # of the first request: no window reaches before it
         self.silence_due: int | None = None  # the step of the one silent instant that counts
         self.throughput_from = math.inf  # where the last throughput window started: its buckets stay
+        self.last_out: tuple[int, bool] | None = None  # (step, tainted) of the last bucket that left ``recent``
 
     def bucket(self, step: int) -> Bucket:
         if self.recent and self.recent[-1].step == step:
@@ -331,6 +333,9 @@ class ModelWindows:
         open_from = min((ep.clean_from for ep in self.episodes.values()), default=step)
         while self.recent and self.recent[0].step < min(oldest_needed, step - gap + 1, open_from):
             b = self.recent.popleft()
+            last, self.last_out = self.last_out, (b.step, b.tainted)
+            # the empty steps before it count as its exposure, unless they followed an excluded (alarm) bucket
+            b.exposure = b.step - last[0] if last is not None and not last[1] else 1
             if not b.tainted and self.baseline is None:  # with a fixed baseline nothing is learned
                 b.latencies = np.asarray(_thin(b.latencies, s.reference_samples_per_step), float)
                 self.reference.append(b)
