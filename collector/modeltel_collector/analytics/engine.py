@@ -132,8 +132,10 @@ class Engine:
             w = self.models[key]
             if kind == 1 and (due != w.silence_due or (self.traffic_end is not None and due > self.traffic_end)):
                 continue  # requests came since (a later instant replaced it), or the log had ended
+            tested = w.tests.get("throughput_drop", 0)
             events += w.evaluate(due, silence=kind == 1)
-            self._schedule_silence(w, key, due)
+            if w.tests.get("throughput_drop", 0) != tested:  # its window moved: so does the silent instant
+                self._schedule_silence(w, key, due)
         return events
 
     def traffic_ended(self, time: float) -> None:

@@ -106,7 +106,7 @@ class ModelWindows:
         self.tested: dict[str, tuple[float, int]] = {}  # check -> (time, samples seen) at its last test
         self.window_size: dict[str, int] = {}  # check -> samples in its window at its last test
         self.tests: dict[str, int] = {}  # check -> tests run (each spent a share of the budget)
-        self.window_size["throughput_drop"] = settings.min_expected_requests  # what its window expects
+        self.window_size["throughput_drop"] = settings.min_samples  # retested every 10 requests, as the others
         self.seen = {"requests": 0, "confidences": 0}
         self.labels, self.first_label = 0, None
         self.last_request: float | None = None
