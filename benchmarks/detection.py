@@ -1,4 +1,5 @@
-"""Detection delay and false alarms of modeltel's degradation detectors on a simulated 100 req/s workload.
+"""Detection delay, false alarms and cost of modeltel's degradation detectors: a 100 req/s workload with
+injected faults (``--faults``), realistic low-traffic models (``--cases``) and replay speed (``--speed``).
 
 Replays, on an accelerated clock (the data's own timestamps; nothing sleeps), 24 simulated hours of
 healthy traffic with a daily curve (rate +-30 %, latency following load +-15 %) and per-minute noise, then
@@ -10,23 +11,42 @@ during one). The monitoring spec's own detector (its step 4: Mann-Whitney p < 0.
 accuracy below 90 % of baseline; throughput -10 %; against a static first-hour baseline) runs on the
 same stream as a baseline row. Goal: every fault within 60 s, fewer than 1 false alarm per day.
 
-    python benchmarks/detection.py [--hours 24] [--seed 1]
+``--cases``: the realistic models of ``analytics/simulate.py`` (``benchmarks/realistic.py``): per case,
+the labels and predictions from the drop to the first alarm, the episodes, the chance alarms a day and
+the wall time. Goals: a 3-point drop within 2,000 labels at 0 chance alarms, one episode per drop.
+``--speed``: ``modeltel detect replay`` of 100,000 rows with a baseline, spanning one hour and 365 days.
+Goal: each under 10 s, the same whatever the span.
+
+    python benchmarks/detection.py [--faults] [--cases] [--speed] [--hours 24] [--seed 1]
     python benchmarks/detection.py --write-log tests/data/prediction_log.csv   # the replay test's log
+    python benchmarks/detection.py --write-case tests/data   # triage_{log,labels,baseline}.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
+import tempfile
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
+from modeltel_collector.analytics.baseline import load_baselines
 from modeltel_collector.analytics.engine import Engine
+from modeltel_collector.analytics.logs import read_log
+from modeltel_collector.analytics.replay import replay
 from modeltel_collector.analytics.settings import Settings
+from modeltel_collector.analytics.simulate import CASES, DAY, Case, generate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from realistic import TARGETS, run_case, write_small_case
+from realistic import write_log as write_case_log
 
 STEP = 5.0
+SEED_CLEAR_S = 60.0  # the spec's detector: an alarm restarts after this long without the condition
 FAULTS = {  # name -> (the check that should fire, how traffic changes)
     "p95 latency x1.5": ("latency_shift", {"latency": 1.5}),
     "error rate 0 -> 5 %": ("error_rate_rise", {"errors": 0.05}),
@@ -124,7 +144,7 @@ def run(hours: float, seed: int) -> dict[str, list[tuple[float, str]]]:
                 continue
             now = float(t0 + STEP)
             for check in seed_detector.check(list(window), settings.current_s):
-                if now - seed_last.get(check, -math.inf) > settings.clear_after_s:
+                if now - seed_last.get(check, -math.inf) > SEED_CLEAR_S:
                     alarms["monitoring spec"].append((now, check))
                 seed_last[check] = now
     return alarms
@@ -172,29 +192,79 @@ def write_log(path: str, seed: int = 7) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--hours", type=float, default=24.0, help="healthy simulated hours before the faults (24)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--write-log", metavar="PATH", help="write the replay test's small log and exit")
-    args = p.parse_args()
-    if args.write_log:
-        write_log(args.write_log)
-        return
+def cases(seed: int) -> None:
+    print("\n| case | rows / days | check | labels to detect | predictions (days) to detect | episodes "
+          "| chance alarms/day | wall |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for name, case in CASES.items():
+        targets = TARGETS.get(name, ())
+        r = run_case(generate(case, seed), targets, seed)
+        chance = f"{r['chance_per_day']:.3f} {r['chance'] or ''}".strip()
+        head = f"| {name} | {r['rows']} / {r['days']:g} |"
+        for target in targets or ("-",):
+            t = r.get(target, {})
+            found = "labels_to_detect" in t
+            lab = t["labels_to_detect"] if found else ("missed" if target != "-" else "-")
+            pred = f"{t['predictions_to_detect']} ({t['days_to_detect']:.1f} d)" if found else "-"
+            print(f"{head} {target} | {lab} | {pred} | {t.get('episodes', '-')} | {chance} | {r['wall_s']:.1f} s |")
+            head = "| | |"
+
+
+def speed(seed: int, rows: int = 100_000) -> None:
+    """``replay`` (log parsing included) of ``rows`` rows against a captured baseline, over 1 h and 365 d."""
+    print(f"\n| replay of {rows} rows | span | CPU (goal < 10 s) | wall | detections |\n|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for days in (1 / 24, 365.0):
+            case = Case("speed", days, days * DAY / rows, label_delay_days=(0.0, 0.0))
+            log, ref = Path(tmp) / "log.csv", Path(tmp) / "ref.csv"
+            write_case_log(generate(case, seed), str(log), labelled=True)
+            write_case_log(generate(case.scaled(days=days / 5, start=case.start - days / 5 * DAY), seed + 1), str(ref),
+                           labelled=True)  # fmt: skip
+            started, cpu = time.perf_counter(), time.process_time()
+            result = replay(read_log(log), baselines=load_baselines(ref))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+            print(f"| {rows} | {days * 24:g} h | {cpu:.1f} s | {wall:.1f} s | {len(result.events)} |")
+
+
+def faults(hours: float, seed: int) -> None:
     started = time.perf_counter()
-    alarms = run(args.hours, args.seed)
+    alarms = run(hours, seed)
     wall = time.perf_counter() - started
-    healthy_days = (args.hours * 3600 + len(FAULTS) * HEALTHY_BEFORE_S) / 86400
-    print(f"{args.hours:g} h healthy + {len(FAULTS)} faults at 100 req/s, seed {args.seed}, {wall:.0f} s wall")
+    healthy_days = (hours * 3600 + len(FAULTS) * HEALTHY_BEFORE_S) / 86400
+    print(f"{hours:g} h healthy + {len(FAULTS)} faults at 100 req/s, seed {seed}, {wall:.0f} s wall")
     print("detection delay in simulated seconds (goal <= 60 s); false alarms per simulated day (goal < 1)\n")
     print(f"| detector | {' | '.join(FAULTS)} | false alarms/day |")
     print("|---" * (len(FAULTS) + 2) + "|")
     for name, found in alarms.items():
-        delays, fa_day = score(found, args.hours)
+        delays, fa_day = score(found, hours)
         cells = ["missed" if v is None else f"{v:.0f} s" for v in delays.values()]
         print(
             f"| {name} | {' | '.join(cells)} | {fa_day:.2f} ({round(fa_day * healthy_days)} in {healthy_days:.2f} d) |"
         )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--faults", action="store_true", help="the 100 req/s fault injection (default: all three)")
+    p.add_argument("--cases", action="store_true", help="the realistic low-traffic cases")
+    p.add_argument("--speed", action="store_true", help="replay of 100,000 rows over 1 h and 365 d")
+    p.add_argument("--hours", type=float, default=24.0, help="healthy simulated hours before the faults (24)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--write-log", metavar="PATH", help="write the replay test's small log and exit")
+    p.add_argument("--write-case", metavar="DIR", help="write the realistic replay test's log, labels, baseline")
+    args = p.parse_args()
+    if args.write_log:
+        write_log(args.write_log)
+        return
+    if args.write_case:
+        write_small_case(args.write_case)
+        return
+    every = not (args.faults or args.cases or args.speed)
+    if args.faults or every:
+        faults(args.hours, args.seed)
+    if args.cases or every:
+        cases(args.seed)
+    if args.speed or every:
+        speed(args.seed)
 
 
 if __name__ == "__main__":

@@ -122,5 +122,6 @@ def test_health_cli_on_a_log_exits_0_when_healthy(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["models"][0]["overall_health"] == "healthy"
     assert set(report["models"][0]["details"]) == {
-        "latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift"
+        "latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift",
+        "estimated_accuracy_drop",
     }  # fmt: skip

@@ -19,7 +19,7 @@ from tests.collector_helpers import running_collector
 def test_scaled_settings_shorten_every_window_and_keep_the_sample_floors():
     base, fast = Settings(), Settings().scaled(0.05)
     assert fast.step_s == pytest.approx(0.25) and fast.reference_s == pytest.approx(90.0)
-    assert fast.min_reference_s == pytest.approx(15.0) and fast.clear_after_s == pytest.approx(3.0)
+    assert fast.min_reference_s == pytest.approx(15.0) and fast.max_test_gap_s == pytest.approx(180.0)
     assert fast.min_samples == base.min_samples and fast.grades == base.grades
 
 

@@ -32,7 +32,9 @@ def _feed(engine: Engine, keeper: BaselineKeeper, model: str, start: float, seco
 
 
 def test_a_new_version_is_baselined_once_stable_and_not_replaced_afterwards(tmp_path):
-    rng, engine = np.random.default_rng(0), Engine()
+    # seed 3: seed 0's labels hold two minutes at 88 % and 87 % (2,400 labels, -3.8 sigma), which the
+    # calibrated accuracy CUSUM rightly reports as a 3-point drop, restarting the stability clock
+    rng, engine = np.random.default_rng(3), Engine()
     keeper = BaselineKeeper(tmp_path / "baseline-metrics.json", stable_s=2400.0)
     assert keeper.status("m", "2", 0.0) == ("missing", None)
     # 30 minutes fill the reference, 40 minutes of stability are needed: nothing before minute 40

@@ -74,6 +74,7 @@ SDK_LAYERS = {
     "modeltel._version": (),  # the version string, a leaf any layer may read
     "modeltel.taxonomy": (),
     "modeltel.promql": (),  # Prometheus' arithmetic, a leaf: the demo and the collector's console share it
+    "modeltel.plainjson": (),  # strict JSON out of numpy and non-finite numbers, a leaf: every --format json
     "modeltel.labeljoin": (),  # the label join, a leaf: the SDK's feedback and the collector's joiner share it
     "modeltel.feedback": ("modeltel.labeljoin",),  # ground truth joined to predictions
     "modeltel.config": ("modeltel.taxonomy",),
@@ -90,7 +91,7 @@ SDK_LAYERS = {
     "modeltel.testing": (API, "modeltel.taxonomy", "modeltel.export"),
     "modeltel.examples": (API, "modeltel.taxonomy"),
     "modeltel.cli": (API, "modeltel._version", "modeltel.taxonomy", "modeltel.config", "modeltel.promql",
-                     "modeltel.generators", "modeltel.examples"),
+                     "modeltel.plainjson", "modeltel.generators", "modeltel.examples"),
 }  # fmt: skip
 _C = "modeltel_collector"
 _SHARED = tuple(
@@ -117,10 +118,10 @@ COLLECTOR_LAYERS = {
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
     f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.promql"),  # the console charts
-    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.labeljoin"),
+    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson", "modeltel.labeljoin"),
     f"{_C}.wiring": (*_STAGES, *_SHARED),  # the typed dependencies object every stage is handed
     f"{_C}.collector": (f"{_C}.wiring", *_STAGES, *_SHARED),  # builds the stages and connects them
-    f"{_C}.analytics_cli": (f"{_C}.analytics", *_SHARED, "modeltel.taxonomy"),
+    f"{_C}.analytics_cli": (f"{_C}.analytics", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson"),
     f"{_C}.analytics_commands": (f"{_C}.analytics_cli", *_SHARED),
     f"{_C}.cli": (f"{_C}.collector", f"{_C}.analytics_commands", *_SHARED),
     f"{_C}.__main__": (f"{_C}.cli",),
@@ -165,7 +166,7 @@ def test_sdk_imports_point_one_way_from_the_public_api_down_to_taxonomy():
 def test_collector_layers_import_downward_only():
     assert _offenders(ROOT / "collector", _C, COLLECTOR_LAYERS) == []
     sdk_used = {t for _, t, _ in imports(ROOT / "collector", _C) if _within(t, "modeltel")}
-    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql", "modeltel.labeljoin"}  # names and leaves only
+    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql", "modeltel.plainjson", "modeltel.labeljoin"}
 
 
 def test_instrumentors_use_the_public_api_and_the_bases_public_names_only():

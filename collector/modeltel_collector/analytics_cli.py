@@ -7,18 +7,18 @@ thresholds on their own traffic before trusting the alerts.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from modeltel.plainjson import dumps
 from modeltel_collector.analytics.baseline import capture, load, load_baselines, save
 from modeltel_collector.analytics.engine import Event
 from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
 from modeltel_collector.analytics.health import health_report, render_health, report_from_metrics
-from modeltel_collector.analytics.logs import REQUIRED, BadRow, read_log
+from modeltel_collector.analytics.logs import REQUIRED, BadRow, read_labels, read_log
 from modeltel_collector.analytics.replay import replay
 from modeltel_collector.analytics.scraped import capture_prometheus, capture_scraped, scrape
 
@@ -76,6 +76,11 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
         help="a log in the same format, or a baseline-metrics.json (default: learn it from the log's start)",
     )
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="delayed labels: timestamp (arrival), prediction_id, correct or label; joined to the log's prediction_id",
+    )
 
 
 def detect(argv: list[str] | None = None) -> int:
@@ -98,15 +103,22 @@ def detect(argv: list[str] | None = None) -> int:
         print(f"modeltel detect: --baseline {args.baseline}: {exc}", file=sys.stderr)
         return 2
     try:
-        result = replay(read_log(args.file), baselines=baselines)
+        labels = read_labels(args.labels) if args.labels else ()
+        result = replay(read_log(args.file), baselines=baselines, labels=labels, labels_file=args.labels or "")
     except OSError as exc:
-        print(f"modeltel detect: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"modeltel detect: {exc.filename or args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     for bad in result.bad:
-        print(f"{args.file}:{bad.line}: skipped: {bad.reason}", file=sys.stderr)
+        print(f"{bad.file or args.file}:{bad.line}: skipped: {bad.reason}", file=sys.stderr)
+    notes = result.notes()
+    for note in notes:
+        print(f"modeltel detect: {note}", file=sys.stderr)
     if args.format == "json":
-        bad = [{"line": b.line, "reason": b.reason} for b in result.bad]
-        print(json.dumps({"detections": [e.as_dict() for e in result.events], "bad_rows": bad}, indent=2))
+        bad = [{"file": b.file or args.file, "line": b.line, "reason": b.reason} for b in result.bad]
+        labels = {"joined": result.labels_joined, "unknown": result.unknown_labels, "evicted": result.evicted}
+        doc = {"detections": [e.as_dict() for e in result.events], "bad_rows": bad, "notes": notes,
+               "labels": labels, "models": result.models()}  # fmt: skip
+        print(dumps(doc, indent=2))
     else:
         print(_table(result.events) if result.events else "no detections")
     return 0
@@ -131,7 +143,7 @@ def health(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"modeltel health: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if args.format == "json" else render_health(report))
+    print(dumps(report, indent=2) if args.format == "json" else render_health(report))
     return 1 if any(m["overall_health"] == "degraded" for m in report["models"]) else 0
 
 

@@ -32,6 +32,7 @@ _WHAT = {
     "throughput_drop": "request rate is lower than its baseline",
     "accuracy_drop": "online accuracy is lower than its baseline",
     "confidence_drift": "the prediction confidence distribution has drifted from its baseline",
+    "estimated_accuracy_drop": "accuracy estimated from confidence is lower than its baseline's",
 }
 
 

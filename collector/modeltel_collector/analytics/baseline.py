@@ -11,14 +11,18 @@ turns an entry back into what the detectors compare against (latency as 1000 eve
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from modeltel.plainjson import dumps
+
+from .accuracy import calibration
 from .detectors import CONFIDENCE_BINS, CONFIDENCE_BOUNDS, confidence_counts
-from .engine import Reference
 from .logs import BadRow, Row, read_log
+from .reference import Reference, rate_profile
 from .sketch import Sketch
 
 SCHEMA = "modeltel.baseline/2"  # /1 held confidence in 20 fixed bins
@@ -37,15 +41,25 @@ def capture(rows: Iterable[Row | BadRow]) -> dict:
 
 def _entry(model: str, version: str, rows: list[Row]) -> dict:
     labelled = [r.correct for r in rows if r.correct is not None]
-    return make_entry(
+    times = np.array([r.time for r in rows])
+    entry = make_entry(
         model,
         version,
-        (min(r.time for r in rows), max(r.time for r in rows)),
+        (float(times.min()), float(times.max())),
         np.array([r.latency for r in rows]),
         confidence_counts(np.array([r.confidence for r in rows])),
         (len(rows), sum(not r.ok for r in rows)),
         (len(labelled), sum(labelled)),
     )
+    both = [(r.confidence, r.correct) for r in rows if r.correct is not None and not math.isnan(r.confidence)]
+    if both:
+        conf, right = np.array(both, float).T
+        labelled, correct = calibration(conf, right)
+        entry["calibration"] = {"labelled": [int(x) for x in labelled], "correct": [int(x) for x in correct]}
+    profile = rate_profile(times, np.ones(len(times)), float(times.min()), float(times.max()))
+    if profile is not None:
+        entry["rate_profile"] = [float(x) for x in profile]
+    return entry
 
 
 def make_entry(
@@ -126,6 +140,30 @@ def _validate_entry(m: object) -> list[str]:
         or not all(isinstance(c, int) and c >= 0 for c in counts)
     ):
         errors.append(f"confidence_histogram.counts is not {CONFIDENCE_BINS} non-negative integers")
+    errors += _validate_optional(m)
+    return errors
+
+
+def _validate_optional(m: dict) -> list[str]:
+    """``calibration`` (labels per confidence bucket) and ``rate_profile`` (requests/s by hour of the day
+    or week) are optional: older files, and baselines captured without labels or over under two days."""
+    errors = []
+    cal = m.get("calibration")
+    if cal is not None:
+        lab, right = (cal.get("labelled"), cal.get("correct")) if isinstance(cal, dict) else (None, None)
+        ok = all(
+            isinstance(x, list) and len(x) == CONFIDENCE_BINS and all(isinstance(c, int) and c >= 0 for c in x)
+            for x in (lab, right)
+        )
+        if not ok or any(r > n for r, n in zip(right, lab, strict=True)):
+            errors.append(f"calibration is not {CONFIDENCE_BINS} labelled and correct counts (correct <= labelled)")
+    profile = m.get("rate_profile")
+    if profile is not None and (
+        not isinstance(profile, list)
+        or len(profile) not in (24, 168)
+        or not all(isinstance(x, (int, float)) and x >= 0 for x in profile)
+    ):
+        errors.append("rate_profile is not 24 or 168 non-negative rates")
     return errors
 
 
@@ -152,7 +190,7 @@ def save(doc: dict, path: str | Path) -> None:
         raise ValueError("refusing to write an invalid baseline: " + "; ".join(errors))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.write_text(dumps(doc, indent=2) + "\n")
     tmp.replace(path)
 
 
@@ -168,7 +206,14 @@ def to_reference(entry: dict) -> Reference:
         entry["correct"],
         entry["labelled"],
         entry["window"]["seconds"],
+        _calibration(entry),
+        np.asarray(entry["rate_profile"], float) if "rate_profile" in entry else None,
     )
+
+
+def _calibration(entry: dict) -> np.ndarray | None:
+    cal = entry.get("calibration")
+    return None if cal is None else np.array([cal["labelled"], cal["correct"]], np.int64)
 
 
 def load_baselines(path: str | Path) -> dict[tuple[str, str], Reference]:

@@ -3,9 +3,11 @@
 No state, no clock: the engine (``engine.py``) decides which data are in each window, so a detector can
 be replayed on a log and tested against known answers. Every detector follows the same three rules:
 below its minimum sample size it answers ``NOT_ENOUGH_DATA``; it is degraded only when its one-sided test
-is significant at ``settings.alpha`` *and* the effect is at least the warning grade; and the severity
-comes from the effect size. The accuracy detector also carries Page's CUSUM, whose state the caller
-passes in and gets back.
+is significant at ``alpha`` (the engine's share of the false-alarm budget for this test, by default
+``settings.alpha``) *and* the effect is at least the warning grade; and the severity comes from the
+effect size. The tests use scipy's special functions, not ``scipy.stats``' wrappers: a sparse model is
+tested once per few rows, and the wrappers' overhead was most of the replay's time. The accuracy
+detector carries Page's CUSUM (``AccuracyState``), whose state the caller passes in and gets back.
 """
 
 from __future__ import annotations
@@ -57,15 +59,15 @@ class Result:
         }
 
 
-def _stats():
-    from scipy import stats  # the `analytics` extra: only detectors need it
+def _special():
+    from scipy import special  # the `analytics` extra: only detectors need it
 
-    return stats
+    return special
 
 
-def _verdict(check: str, settings: Settings, p_value: float, effect: float, **kw) -> Result:
+def _verdict(check: str, settings: Settings, p_value: float, effect: float, alpha: float | None, **kw) -> Result:
     severity = settings.grades[check].severity(effect)
-    degraded = p_value < settings.alpha and severity > Severity.OK
+    degraded = p_value < (settings.alpha if alpha is None else alpha) and severity > Severity.OK
     return Result(
         check,
         Status.DEGRADED if degraded else Status.OK,
@@ -76,26 +78,53 @@ def _verdict(check: str, settings: Settings, p_value: float, effect: float, **kw
     )
 
 
+def recovered(result: Result, settings: Settings) -> bool:
+    """Whether a verdict on post-alarm data is evidence of recovery: its test not even significant at
+    ``recover_alpha``, or its effect below ``recover_fraction`` of the warning grade."""
+    if result.status is Status.NOT_ENOUGH_DATA:
+        return False
+    small = settings.grades[result.check].warning * settings.recover_fraction
+    return (result.p_value is not None and result.p_value >= settings.recover_alpha) or (
+        result.effect_size is not None and result.effect_size < small
+    )
+
+
 def _short(check: str, **details) -> Result:
     return Result(check, Status.NOT_ENOUGH_DATA, details=details)
 
 
-def latency_shift(reference: np.ndarray, current: np.ndarray, settings: Settings) -> Result:
+def latency_shift(
+    reference: np.ndarray, current: np.ndarray, settings: Settings, *, alpha: float | None = None
+) -> Result:
     """Is the current window slower? One-sided Mann-Whitney U (current stochastically greater), effect on p95.
 
-    The effect is the relative rise of p95, ``p95(current) / p95(reference) - 1``.
+    U from ranks against the sorted reference (``searchsorted``: ties count a half), p-value from the
+    normal approximation with continuity correction and without the tie correction (which only shrinks
+    the variance: without it the test is slightly conservative on tied data such as a baseline's sketch
+    quantiles). The effect is the relative rise of p95, ``p95(current) / p95(reference) - 1``.
     """
     check = "latency_shift"
-    if len(current) < settings.min_samples or len(reference) < settings.min_samples:
-        return _short(check, current=len(current), reference=len(reference), needed=settings.min_samples)
-    test = _stats().mannwhitneyu(current, reference, alternative="greater", method="asymptotic")
-    ref_p95, cur_p95 = float(np.percentile(reference, 95)), float(np.percentile(current, 95))
+    n, m = len(current), len(reference)
+    if n < settings.min_samples or m < settings.min_samples:
+        return _short(check, current=n, reference=m, needed=settings.min_samples)
+    ref = reference if _is_sorted(reference) else np.sort(reference)
+    below, upto = np.searchsorted(ref, current, "left"), np.searchsorted(ref, current, "right")
+    u = float(np.sum(below) + 0.5 * np.sum(upto - below))
+    z = (u - n * m / 2.0 - 0.5) / math.sqrt(n * m * (n + m + 1) / 12.0)
+    p_value = float(0.5 * math.erfc(z / math.sqrt(2.0)))
+    ref_p95, cur_p95 = float(np.percentile(ref, 95)), float(np.percentile(current, 95))
     effect = cur_p95 / ref_p95 - 1.0 if ref_p95 > 0 else math.inf
-    details = {"reference_p95": ref_p95, "current_p95": cur_p95, "current": len(current)}
-    return _verdict(check, settings, test.pvalue, effect, statistic=float(test.statistic), details=details)
+    details = {"reference_p95": ref_p95, "current_p95": cur_p95, "current": n}
+    return _verdict(check, settings, p_value, effect, alpha, statistic=u, details=details)
 
 
-def error_rate_rise(ref_errors: int, ref_total: int, errors: int, total: int, settings: Settings) -> Result:
+def _is_sorted(values: np.ndarray) -> bool:
+    return len(values) < 2 or bool(np.all(values[1:] >= values[:-1]))
+
+
+def error_rate_rise(
+    ref_errors: int, ref_total: int, errors: int, total: int, settings: Settings, *, alpha: float | None = None
+) -> Result:
     """More errors than the reference's rate explains? Exact one-sided binomial test, effect in absolute ratio.
 
     The reference rate is Laplace-smoothed, so a reference with no errors at all is not "rate 0", under
@@ -105,26 +134,35 @@ def error_rate_rise(ref_errors: int, ref_total: int, errors: int, total: int, se
     if total < settings.min_samples or ref_total < settings.min_samples:
         return _short(check, current=total, reference=ref_total, needed=settings.min_samples)
     p_ref = (ref_errors + 1) / (ref_total + 2)
-    p_value = float(_stats().binom.sf(errors - 1, total, p_ref))
+    p_value = 1.0 if errors <= 0 else float(_special().bdtrc(errors - 1, total, p_ref))  # P(X >= errors)
     effect = errors / total - ref_errors / ref_total
     details = {"reference_rate": ref_errors / ref_total, "current_rate": errors / total, "current": total}
-    return _verdict(check, settings, p_value, effect, statistic=float(errors), details=details)
+    return _verdict(check, settings, p_value, effect, alpha, statistic=float(errors), details=details)
 
 
-def throughput_drop(ref_rate: float, count: int, duration_s: float, settings: Settings) -> Result:
-    """Fewer requests than the reference rate? Poisson lower tail, effect is the relative fall of the rate.
+def throughput_drop(
+    ref_rate: float,
+    count: int,
+    duration_s: float,
+    settings: Settings,
+    *,
+    alpha: float | None = None,
+    expected: float | None = None,
+) -> Result:
+    """Fewer requests than the reference expects? Poisson lower tail, effect is the relative fall of the rate.
 
-    Real traffic is over-dispersed, so the p-value alone would fire on every lull; the effect-size floor is
-    what keeps a daily traffic curve from alarming (the reference rolls with it).
+    ``expected`` is the reference's count for the window (by its hourly profile, when it has one);
+    without it, ``ref_rate * duration_s``. Real traffic is over-dispersed, so the p-value alone would fire
+    on every lull; the effect-size floor, and the profile, keep a daily traffic curve from alarming.
     """
     check = "throughput_drop"
-    expected = ref_rate * duration_s
+    expected = ref_rate * duration_s if expected is None else expected
     if expected < settings.min_expected_requests:
         return _short(check, expected=expected, needed=settings.min_expected_requests)
-    p_value = float(_stats().poisson.cdf(count, expected))
+    p_value = float(_special().pdtr(count, expected))
     effect = 1.0 - count / expected
-    details = {"reference_rate": ref_rate, "current_rate": count / duration_s}
-    return _verdict(check, settings, p_value, effect, statistic=float(count), details=details)
+    details = {"expected": expected, "current_rate": count / duration_s, "window_s": duration_s}
+    return _verdict(check, settings, p_value, effect, alpha, statistic=float(count), details=details)
 
 
 def confidence_counts(values: np.ndarray) -> np.ndarray:
@@ -135,7 +173,9 @@ def confidence_counts(values: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(CONFIDENCE_BOUNDS, values, side="left"), minlength=CONFIDENCE_BINS)
 
 
-def confidence_drift(reference: np.ndarray, current: np.ndarray, settings: Settings) -> Result:
+def confidence_drift(
+    reference: np.ndarray, current: np.ndarray, settings: Settings, *, alpha: float | None = None
+) -> Result:
     """Has the confidence distribution moved? Two-sample KS on the bucket counts, PSI over the buckets.
 
     Both arguments are counts per bucket of ``CONFIDENCE_BOUNDS``. The live collector only has the
@@ -149,10 +189,16 @@ def confidence_drift(reference: np.ndarray, current: np.ndarray, settings: Setti
         return _short(check, current=n_cur, reference=n_ref, needed=settings.min_samples)
     gap = np.abs(np.cumsum(current)[:-1] / n_cur - np.cumsum(reference)[:-1] / n_ref)
     ks_d = float(np.max(gap, initial=0.0))
-    p_value = float(_stats().kstwo.sf(ks_d, round(n_ref * n_cur / (n_ref + n_cur))))
+    p_value = float(_kstwo_sf(ks_d, round(n_ref * n_cur / (n_ref + n_cur))))
     effect = psi(reference, current)
     details = {"ks_d": ks_d, "psi": effect, "current": n_cur}
-    return _verdict(check, settings, p_value, effect, statistic=ks_d, details=details)
+    return _verdict(check, settings, p_value, effect, alpha, statistic=ks_d, details=details)
+
+
+def _kstwo_sf(d: float, n: int) -> float:
+    """Kolmogorov's limiting distribution at ``sqrt(n) d``: at or above the exact ``kstwo.sf(d, n)`` for every
+    n (so conservative), and a special function where ``scipy.stats.kstwo`` took milliseconds a call."""
+    return float(_special().kolmogorov(math.sqrt(n) * d))
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
@@ -175,58 +221,3 @@ def page_cusum(increments: np.ndarray, h: float, start: float = 0.0) -> tuple[np
         if first is None and s > h:
             first = i
     return path, first
-
-
-def bernoulli_llr(p0: float, shift: float) -> tuple[float, float]:
-    """Log-likelihood-ratio increments (for a wrong, for a right answer) of accuracy ``p0 - shift`` vs ``p0``."""
-    p0 = min(max(p0, 1e-3), 1 - 1e-3)
-    p1 = min(max(p0 - shift, 1e-4), p0 - 1e-4)
-    return math.log((1 - p1) / (1 - p0)), math.log(p1 / p0)
-
-
-@dataclass(frozen=True)
-class CusumState:
-    """Page's CUSUM and the labels since it last touched zero (the change point's maximum-likelihood estimate)."""
-
-    s: float = 0.0
-    since_n: int = 0
-    since_correct: int = 0
-
-
-def accuracy_drop(
-    reference: tuple[int, int], new: np.ndarray, window: np.ndarray, state: CusumState, settings: Settings
-) -> tuple[Result, CusumState]:
-    """Accuracy fell? Page's CUSUM over the labels (fast) plus an exact binomial test on the window.
-
-    ``reference`` is (right, total) labels of the baseline; ``new`` the labels that arrived since the last
-    call (1 right, 0 wrong, in arrival order), which advance the CUSUM; ``window`` the labels of the current
-    window, for the binomial test. Degraded when either fires and the drop, measured since the CUSUM's
-    estimated change point (or over the window), is at least the warning grade.
-    """
-    check = "accuracy_drop"
-    ref_correct, ref_total = reference
-    if ref_total < settings.min_labels:
-        return _short(check, reference=ref_total, needed=settings.min_labels), state
-    p0 = ref_correct / ref_total
-    new = np.asarray(new, dtype=float) > 0.5
-    wrong, right = bernoulli_llr(p0, settings.cusum_shift)
-    path, _ = page_cusum(np.where(new, right, wrong), settings.cusum_h, state.s)
-    zeros = np.flatnonzero(path == 0.0)
-    if len(zeros):  # the statistic touched zero: the change, if any, started after the last touch
-        since_n, since_correct = len(new) - zeros[-1] - 1, int(np.sum(new[zeros[-1] + 1 :]))
-    else:
-        since_n, since_correct = state.since_n + len(new), state.since_correct + int(np.sum(new))
-    after = CusumState(float(path[-1]) if len(path) else state.s, since_n, since_correct)
-    details = {"reference_accuracy": p0, "window_labels": len(window), "cusum_h": settings.cusum_h}
-    if after.s > settings.cusum_h and since_n:
-        drop = p0 - since_correct / since_n
-        severity = settings.grades[check].severity(drop)
-        if severity > Severity.OK:
-            details["labels_since_change"] = since_n
-            return Result(check, Status.DEGRADED, severity, None, after.s, drop, details), after
-    if len(window) < settings.min_labels:
-        return _short(check, **details, needed=settings.min_labels), after
-    k, n = int(np.sum(np.asarray(window) > 0.5)), len(window)
-    p_value = _stats().binomtest(k, n, p0, alternative="less").pvalue
-    result = _verdict(check, settings, p_value, p0 - k / n, statistic=after.s, details=details)
-    return result, after

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modeltel import taxonomy as tx
+from modeltel.plainjson import dumps
 
 from . import baseline as bl
 from .health import parse_samples
@@ -79,7 +80,7 @@ def build(out: Path, src: Sources) -> list[Gate]:
     gates += _gate3(src, rules)
     (root / "reports").mkdir(exist_ok=True)
     (root / "reports" / "monitoring-coverage.md").write_text(_coverage(src, families))
-    (root / "gates.json").write_text(json.dumps([asdict(g) for g in gates], indent=2) + "\n")
+    (root / "gates.json").write_text(dumps([asdict(g) for g in gates], indent=2) + "\n")
     (root / "gates.md").write_text(_gates_md(gates))
     return gates
 

@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 
 from . import baseline as bl
-from .engine import Engine, Reference
+from .engine import Engine
+from .reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ class BaselineKeeper:
             if w.episodes or key not in self.stable_since:
                 self.stable_since[key] = now  # an alarm (or first sight) restarts the stability clock
                 continue
-            full = len(w.reference) == w.reference.maxlen
+            full = w.reference.full()
             if self.error is None and full and now - self.stable_since[key] >= self.stable_s and not self.entry(*key):
-                ref = w.reference_now()
+                ref = w.reference.now()
                 if ref is not None:
                     self.doc["models"].append(entry_from_reference(*key, ref, now))
                     captured.append(key)

@@ -2,8 +2,10 @@
 
 Columns: timestamp (Unix seconds or ISO 8601; no zone means UTC), model_name, model_version,
 latency_seconds, status (success/ok or error/failure), confidence (empty: none), and optionally correct
-(1/0/true/false) or label plus prediction (correct when equal). A row that breaks any of these comes
-back as a ``BadRow`` with its line number and the reason, and the replay skips it.
+(1/0/true/false) or label plus prediction (correct when equal), and prediction_id (what a later label
+names). A labels file (``read_labels``) has timestamp (when the label arrived), prediction_id, and
+correct or label. A row that breaks any of these comes back as a ``BadRow`` with its line number and the
+reason, and the replay skips it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from modeltel.taxonomy import STATUS_ERROR, STATUS_SUCCESS
 
 REQUIRED = ("timestamp", "model_name", "model_version", "latency_seconds", "status", "confidence")
+LABEL_REQUIRED = ("timestamp", "prediction_id")
 _OK = {STATUS_SUCCESS, "ok", "true", "1"}
 _ERROR = {STATUS_ERROR, "failure", "failed", "false", "0"}
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
@@ -34,42 +37,84 @@ class Row:
     ok: bool
     confidence: float
     correct: bool | None
+    pid: str | None = None  # prediction_id: joins a delayed label
+    prediction: str | None = None  # the predicted value, to compare a label with
 
 
 @dataclass(frozen=True)
 class BadRow:
     line: int
     reason: str
+    file: str | None = None  # None: the prediction log itself
+
+
+@dataclass(frozen=True)
+class Label:
+    line: int
+    time: float  # when the label arrived
+    pid: str
+    correct: bool | None
+    label: str | None
 
 
 def read_log(path: str | Path) -> Iterator[Row | BadRow]:
     """Rows of a CSV or JSON-lines log (JSON when the name ends .jsonl/.ndjson/.json or the text starts '{')."""
-    path = Path(path)
+    return _read(Path(path), REQUIRED, parse)
+
+
+def read_labels(path: str | Path) -> Iterator[Label | BadRow]:
+    """Labels of a CSV or JSON-lines labels file, in the file's order (their arrival order)."""
+    return _read(Path(path), LABEL_REQUIRED, parse_label, str(path))
+
+
+def _read(path: Path, required: tuple[str, ...], parser, name: str | None = None) -> Iterator:
     with path.open(newline="") as f:
         head = f.read(1)
         f.seek(0)
         if path.suffix in (".jsonl", ".ndjson", ".json") or head == "{":
             for number, text in enumerate(f, 1):
                 if text.strip():
-                    yield _json_row(number, text)
+                    yield _json_row(number, text, parser, name)
             return
         reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
+        missing = [c for c in required if c not in (reader.fieldnames or ())]
         if missing:
-            yield BadRow(1, f"header lacks column(s) {', '.join(missing)}; nothing read")
+            yield BadRow(1, f"header lacks column(s) {', '.join(missing)}; nothing read", name)
             return
         for record in reader:
-            yield parse(reader.line_num, record)
+            out = parser(reader.line_num, record)
+            yield BadRow(out.line, out.reason, name) if isinstance(out, BadRow) and name else out
 
 
-def _json_row(number: int, text: str) -> Row | BadRow:
+def _json_row(number: int, text: str, parser, name: str | None):
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
-        return BadRow(number, f"not JSON ({exc.msg})")
+        return BadRow(number, f"not JSON ({exc.msg})", name)
     if not isinstance(record, dict):
-        return BadRow(number, "not a JSON object")
-    return parse(number, {k: "" if v is None else str(v) for k, v in record.items()})
+        return BadRow(number, "not a JSON object", name)
+    out = parser(number, {k: "" if v is None else str(v) for k, v in record.items()})
+    return BadRow(out.line, out.reason, name) if isinstance(out, BadRow) and name else out
+
+
+def parse_label(line: int, record: dict[str, str]) -> Label | BadRow:
+    """One labels-file record to a ``Label``: when it arrived, the prediction it names, right or the label."""
+    missing = [c for c in LABEL_REQUIRED if c not in record or record[c] is None]
+    if missing:
+        return BadRow(line, f"missing {', '.join(missing)}")
+    try:
+        when, pid = _timestamp(record["timestamp"].strip()), record["prediction_id"].strip()
+        if not pid:
+            raise ValueError("empty prediction_id")
+        text = (record.get("correct") or "").strip().lower()
+        if text and text not in _TRUE | _FALSE:
+            raise ValueError(f"correct {text!r} is not 1/0/true/false")
+        label = (record.get("label") or "").strip() or None
+        if not text and label is None:
+            raise ValueError("neither correct nor label")
+    except ValueError as exc:
+        return BadRow(line, str(exc))
+    return Label(line, when, pid, (text in _TRUE) if text else None, label)
 
 
 def parse(line: int, record: dict[str, str]) -> Row | BadRow:
@@ -91,7 +136,8 @@ def parse(line: int, record: dict[str, str]) -> Row | BadRow:
         correct = _correct(record)
     except ValueError as exc:
         return BadRow(line, str(exc))
-    return Row(line, when, model, version, latency, status in _OK, confidence, correct)
+    pid, prediction = (record.get("prediction_id") or "").strip(), (record.get("prediction") or "").strip()
+    return Row(line, when, model, version, latency, status in _OK, confidence, correct, pid or None, prediction or None)
 
 
 def _timestamp(text: str) -> float:

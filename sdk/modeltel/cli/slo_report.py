@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..generators.slo import burn_windows, error_ratio_expr, sli_windows
 from ..generators.sloconfig import SLA, SLOConfig, SLOConfigError, load_slo_config
+from ..plainjson import dumps
 from .slo_budget import Budget, budget, sla_credit
 
 __all__ = ["Report", "collect", "render", "run_report"]
@@ -129,7 +130,7 @@ def _markdown_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[
 def render(report: Report, fmt: str) -> str:
     """``table``, ``json`` or ``markdown`` (the seed's slo-compliance-report.md)."""
     if fmt == "json":
-        return json.dumps(
+        return dumps(
             {
                 "generated": report.generated,
                 "prometheus": report.prometheus,

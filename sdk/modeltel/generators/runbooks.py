@@ -218,6 +218,13 @@ DETECTOR_ADVICE: dict[str, tuple[str, list[str], list[str]]] = {
         ["Compare the confidence histogram with the baseline's.", "Look for new input sources or a schema change."],
         ["Route low-confidence predictions to a fallback; retrain if the inputs changed for good."],
     ),
+    "estimated_accuracy_drop": (
+        "Accuracy estimated from confidence (calibrated on the baseline's labelled predictions) fell below the"
+        " baseline's estimate, before any label arrived; the effect size is the estimated fall. It holds when"
+        " the inputs moved (covariate shift); when what is right changed (concept shift) only labels tell.",
+        ["Did `confidence_drift` fire too: which confidence buckets grew?", "Which inputs or sources are new?"],
+        ["Route low-confidence predictions to review or a fallback; confirm with labels as they arrive."],
+    ),
     "ttft_shift": (
         "A generative model's time to first token in the last window is significantly above the baseline's.",
         ["Did prompts get longer (input tokens per request)?", "Is the server queueing, or its KV cache full?"],

@@ -36,7 +36,14 @@ __all__ = [
 ]
 
 ATTR_CHECK = "check"  # one of DEGRADATION_CHECKS
-DEGRADATION_CHECKS = ("latency_shift", "error_rate_rise", "throughput_drop", "accuracy_drop", "confidence_drift")
+DEGRADATION_CHECKS = (
+    "latency_shift",
+    "error_rate_rise",
+    "throughput_drop",
+    "accuracy_drop",
+    "confidence_drift",
+    "estimated_accuracy_drop",
+)
 # Generative models' checks (taxonomy.genai): a shift of time to first token, of time per output token, and a
 # drift of output length (tokens per response). Named here so their runbook sections exist and every consumer
 # agrees on the spelling; the collector's engine evaluates DEGRADATION_CHECKS only until their detectors land.
