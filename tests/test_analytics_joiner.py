@@ -28,7 +28,7 @@ def test_a_label_without_a_predicted_value_to_compare_is_not_guessed():
     j.prediction("p", "m", "1", None)
     assert j.label("p", 1.0, None, "cat") is None and j.stats.dropped_labels == 1
     j.prediction("q", "m", "1", None)
-    assert j.label("q", 2.0, False, None) == (2.0, "m", "1", False)  # correct= needs no value
+    assert j.label("q", 2.0, False, None) == (2.0, "m", "1", False, None)  # correct= needs no value
 
 
 def test_joined_labels_drive_the_accuracy_detector():

@@ -255,3 +255,26 @@ def test_a_generative_models_page_has_ttft_tpot_and_token_charts_whose_exemplars
             assert ex["value"] == pytest.approx(expected or span["attributes"][attribute], rel=1e-5)
     status, other = get_json(generative, f"{API}model?name=nobody&version=1")
     assert other["generation"] is None
+
+
+def test_a_models_page_has_its_realized_accuracy_next_to_the_estimate_and_its_band():
+    from modeltel_collector.store.metrics import GaugePoint
+
+    labels = {tx.ATTR_MODEL_NAME: "scorer", tx.ATTR_MODEL_VERSION: "4"}
+    with running_collector(console_step_s=0.25, console_history_s=60) as c:
+        for realized, estimate in ((0.9, 0.8), (0.9, 0.6)):  # two samples: the estimate falls, no label came
+            values = (realized, estimate, estimate - 0.05, estimate + 0.05)
+            insts = (tx.ONLINE_ACCURACY, *tx.ESTIMATED_ACCURACY_INSTRUMENTS)
+            points = [
+                GaugePoint(i.prometheus_name, i.description, labels, v) for i, v in zip(insts, values, strict=True)
+            ]
+            # as the detectors publish them (analytics/live.py)
+            c.metrics.set_gauges("modeltel-analytics", "modeltel.analytics", points, max_series=100)
+            c.history.sample()
+        status, doc = get_json(c, f"{API}model?name=scorer&version=4")
+        _, other = get_json(c, f"{API}model?name=nobody&version=1")
+    assert status == 200 and other["accuracy"] is None
+    accuracy = doc["accuracy"]
+    assert all(len(accuracy[k]) == len(doc["times"]) for k in ("realized", "estimated", "low", "high"))
+    latest = {k: next(v for v in reversed(values) if v is not None) for k, values in accuracy.items()}
+    assert latest == {"realized": 0.9, "estimated": 0.6, "low": 0.55, "high": 0.65}

@@ -241,6 +241,21 @@ def test_record_confidence_and_batch_size_use_the_active_model(captured):
     assert captured.point(tx.ONLINE_ACCURACY.otel_name).value == pytest.approx(0.91)
 
 
+def test_a_confidence_goes_on_its_prediction_span_for_the_collectors_calibration(captured):
+    @modeltel.monitor_prediction("fraud_detector", "v1")
+    def predict(x):
+        return {"confidence": x}
+
+    predict(0.42)
+    with modeltel.prediction("ranker", "7"), modeltel.stage("inference"):
+        modeltel.record_confidence(0.3)
+        modeltel.record_confidence(0.8)  # a batch's last stays
+        modeltel.record_confidence(0.1, "other_model")  # another model's: not this prediction's
+    key = tx.SPAN_ATTR_PREDICTION_CONFIDENCE
+    on = sorted(s.attributes[key] for s in captured.spans() if key in s.attributes)
+    assert on == [0.42, 0.8] and len(captured.spans()) == 3  # on the two predictions' spans, not on the stage's
+
+
 def test_cardinality_is_bounded_with_one_warning(make_captured, caplog):
     c = make_captured(max_stages=3, max_error_types=2)
     with caplog.at_level(logging.WARNING, logger="modeltel"):

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # numpy is the analytics extra's: ingest builds facts without
 
 class Prediction(NamedTuple):
     """A prediction span: when it ended, its model, how long it took, whether it failed, and what a later
-    feedback span joins it by (its prediction id and predicted value, when the app set them). A generation
+    feedback span joins it by (its prediction id and predicted value, when the app set them, and the
+    confidence recorded in it, which a joined label calibrates the estimated accuracy with). A generation
     adds its time to first token, time per output token and output tokens (None where the span has none:
     not a generation, no token came, or a single one), for the TTFT/TPOT/output-length detectors."""
 
@@ -38,6 +39,7 @@ class Prediction(NamedTuple):
     ttft_s: float | None = None
     tpot_s: float | None = None
     output_tokens: int | None = None
+    confidence: float | None = None
 
 
 class Feedback(NamedTuple):

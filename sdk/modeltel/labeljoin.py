@@ -93,12 +93,14 @@ class Joined:
     correct: bool
     accuracy: float
     labelled: int
+    confidence: float | None = None  # the prediction's, when remembered with it
 
 
 @dataclass
 class _Waiting:
     model: Model
     value: Any
+    confidence: float | None = None
 
 
 _ENTRY_BYTES = 200  # an entry's own cost besides key and value: dict slot, tuple, its (model, version)
@@ -186,9 +188,10 @@ class LabelJoin:
         self.joined_ids = SizedTable(max_pending, max(max_pending_bytes // 4, 1), self.stats, "forgotten_ids")
         self.windows: dict[Model, AccuracyWindow] = {}
 
-    def remember(self, pid: str, model: Model, value: Any = None) -> None:
-        """Let ``pid``'s label join later; ``value`` is what ``label=`` is compared with (None: ``correct=`` only)."""
-        self.pending.put(pid, _Waiting(model, value), entry_bytes(pid, value))
+    def remember(self, pid: str, model: Model, value: Any = None, *, confidence: float | None = None) -> None:
+        """Let ``pid``'s label join later; ``value`` is what ``label=`` is compared with (None: ``correct=`` only);
+        ``confidence``, the prediction's, comes back with the join."""
+        self.pending.put(pid, _Waiting(model, value, confidence), entry_bytes(pid, value))
 
     def label(self, pid: str, time: float, *, correct: bool | None, label: Any = None) -> tuple[str, Joined | None]:
         """Join a label (``correct``, or ``label`` compared with the prediction) given at ``time``.
@@ -214,4 +217,5 @@ class LabelJoin:
                                                                 stats=self.stats)  # fmt: skip
         window.add(time, correct=bool(correct))
         self.stats.joined += 1
-        return JOINED, Joined(entry.model, bool(correct), window.right / len(window.labels), len(window.labels))
+        accuracy, labelled = window.right / len(window.labels), len(window.labels)
+        return JOINED, Joined(entry.model, bool(correct), accuracy, labelled, entry.confidence)

@@ -20,8 +20,9 @@ from .settings import CHECKS
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (model name, model version)
-# online accuracy, baseline stale and age; per check: detected (x2 severities), p-value, statistic, effect size
-SERIES_PER_VERSION = 3 + 5 * len(CHECKS)
+# online accuracy, estimated accuracy and its band, baseline stale and age; per check: detected (x2 severities),
+# p-value, statistic, effect size
+SERIES_PER_VERSION = 6 + 5 * len(CHECKS)
 _REMEMBERED = 1_000  # refused model versions remembered (so each is logged once), at most 2 x 256 chars each
 _NAMED = 10  # the latest refused model versions /healthz names
 

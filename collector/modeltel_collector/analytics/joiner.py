@@ -40,9 +40,12 @@ class LabelJoiner:
         """Each model version's accuracy window."""
         return self.join.windows
 
-    def prediction(self, pid: str, model: str, version: str, value: str | None) -> tuple | None:
-        """Remember a prediction; returns the join (time, model, version, correct) if its label came first."""
-        self.join.remember(pid, (model, version), value)
+    def prediction(
+        self, pid: str, model: str, version: str, value: str | None, confidence: float | None = None
+    ) -> tuple | None:
+        """Remember a prediction (with its confidence, when its span had one); returns the join (time, model,
+        version, correct, confidence) if its label came first."""
+        self.join.remember(pid, (model, version), value, confidence=confidence)
         early = self.early.pop(pid, None)
         if early is None:
             return None
@@ -50,12 +53,13 @@ class LabelJoiner:
         return self.label(pid, *early)
 
     def label(self, pid: str, time: float, correct: bool | None, label: str | None) -> tuple | None:
-        """A label; returns the join (time, model, version, correct), or None (waiting, a duplicate, or not
-        judged: a ``label`` whose prediction span carried no value to compare it with)."""
+        """A label; returns the join (time, model, version, correct, the prediction's confidence or None), or
+        None (waiting, a duplicate, or not judged: a ``label`` whose prediction span carried no value to compare
+        it with)."""
         outcome, joined = self.join.label(pid, time, correct=correct, label=label)
         if outcome == UNKNOWN:  # its prediction has not come (yet): the label waits for it
             self._wait(pid, (time, correct, label))
-        return None if joined is None else (time, *joined.model, joined.correct)
+        return None if joined is None else (time, *joined.model, joined.correct, joined.confidence)
 
     def _wait(self, pid: str, entry: tuple[float, bool | None, str | None]) -> None:
         """Keep an early label, dropping the oldest (counted) beyond ``max_pending`` or ``max_early_bytes``."""

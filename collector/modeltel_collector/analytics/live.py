@@ -45,7 +45,7 @@ from modeltel_collector.translate import label_name
 
 from .alerting import AlertmanagerPoster
 from .budget import Key, ModelBudget
-from .detectors import CONFIDENCE_BOUNDS
+from .detectors import CONFIDENCE_BOUNDS, Result
 from .engine import Engine, Event
 from .joiner import LabelJoiner
 from .keeper import BaselineKeeper
@@ -200,13 +200,14 @@ class LiveAnalytics:
         elif self.budget.admit((fact.model, fact.version), now):
             events = self.engine.observe(fact.time, fact.model, fact.version, fact.latency_s, ok=fact.ok)
             pid = fact.prediction_id
-            joined = self.joiner.prediction(pid, fact.model, fact.version, fact.value) if pid else None
+            joined = self.joiner.prediction(pid, fact.model, fact.version, fact.value, fact.confidence) if pid else None
         else:
             return []
         if joined is not None:
-            _, model, version, correct = joined
+            _, model, version, correct, confidence = joined
             if (model, version) in self.budget.last_seen:  # not one forgotten since its prediction
-                events += self.engine.label(fact.time, model, version, correct=correct)
+                confidence = math.nan if confidence is None else confidence  # unknown: no calibration
+                events += self.engine.label(fact.time, model, version, correct=correct, confidence=confidence)
         return events
 
     def _confidence_increases(self, now: float) -> list[Confidence]:
@@ -232,8 +233,9 @@ class LiveAnalytics:
         return [Confidence(now, model, version, c) for (model, version), c in totals.items() if model]
 
     def gauges(self, now: float) -> list[GaugePoint]:
-        """The detectors' state as gauges: per model version its online accuracy, per check the open alarm's
-        severity (one series per severity), p-value, statistic and effect size, and the baseline's state."""
+        """The detectors' state as gauges: per model version its online accuracy, its estimated accuracy and
+        band, per check the open alarm's severity (one series per severity), p-value, statistic and effect
+        size, and the baseline's state."""
         points: list[GaugePoint] = []
         for (model, version), acc in self.joiner.accuracy.items():
             if acc.labels and (model, version) in self.budget.last_seen:
@@ -242,6 +244,7 @@ class LiveAnalytics:
         for (model, version), w in self.engine.models.items():
             if self.keeper is not None:
                 points += self._baseline_points(model, version, now)
+            points += _estimate_points(model, version, w.results.get("estimated_accuracy_drop"))
             for check in CHECKS:
                 r = w.results.get(check)
                 ep = w.episodes.get(check)
@@ -306,6 +309,17 @@ def live_for(cfg: Config, facts: deque[Fact], metrics: MetricStore, **kwargs) ->
         budget=budget,
         **kwargs,
     )
+
+
+def _estimate_points(model: str, version: str, result: Result | None) -> list[GaugePoint]:
+    """The latest estimated_accuracy_drop evaluation's estimate and 95 % band (none before one was made:
+    too few calibration labels or confidences)."""
+    details = result.details if result is not None else {}
+    if "estimate" not in details:
+        return []
+    attrs = {tx.ATTR_MODEL_NAME: model, tx.ATTR_MODEL_VERSION: version}
+    values = (details["estimate"], details["low"], details["high"])
+    return [_point(i, float(v), attrs) for i, v in zip(tx.ESTIMATED_ACCURACY_INSTRUMENTS, values, strict=True)]
 
 
 def _point(inst: tx.Instrument, value: float, attrs: dict[str, str]) -> GaugePoint:

@@ -18,13 +18,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from modeltel import taxonomy as tx
 from modeltel_collector.facts import Fact, Feedback, Prediction
 from modeltel_collector.process import genaispans
-from modeltel_collector.process.genaispans import Generation, read_generation
+from modeltel_collector.process.genaispans import Generation, _number, read_generation
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
 _ERROR = Status.STATUS_CODE_ERROR
-_FACT_ATTRS = (tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_PREDICTION_VALUE, tx.SPAN_ATTR_FEEDBACK_CORRECT,
-               tx.SPAN_ATTR_FEEDBACK_LABEL)  # fmt: skip
+_FACT_ATTRS = (tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_PREDICTION_VALUE, tx.SPAN_ATTR_PREDICTION_CONFIDENCE,
+               tx.SPAN_ATTR_FEEDBACK_CORRECT, tx.SPAN_ATTR_FEEDBACK_LABEL)  # fmt: skip
 # the HTTP response status of a server span (current and pre-1.21 conventions): >= 400 is a failed
 # prediction, as the SDK counts it, though the span's own status stays unset on a 4xx
 _HTTP_STATUS = frozenset(("http.response.status_code", "http.status_code"))
@@ -236,7 +236,10 @@ def _add_fact(
         value = value.string_value if value is not None else None
         version = version or tx.UNKNOWN_VALUE
         ttft, tpot, tokens = (gen.ttft, gen.tpot, gen.output_tokens) if gen is not None else (None, None, None)
-        facts.append(Prediction(end / 1e9, model, version, duration / 1e9, not failed, pid, value, ttft, tpot, tokens))
+        conf = _number(extra, tx.SPAN_ATTR_PREDICTION_CONFIDENCE)
+        facts.append(
+            Prediction(end / 1e9, model, version, duration / 1e9, not failed, pid, value, ttft, tpot, tokens, conf)
+        )
     elif kind == _FEEDBACK and pid:
         correct, label = extra.get(tx.SPAN_ATTR_FEEDBACK_CORRECT), extra.get(tx.SPAN_ATTR_FEEDBACK_LABEL)
         correct = None if correct is None else correct.bool_value

@@ -229,6 +229,16 @@ class Stage:
         if self._span is not None:
             self._span.set_attribute(key, value)
 
+    def note_confidence(self, value: float, model: ModelSeries) -> None:
+        """Put a confidence recorded for ``model`` inside this stage on its prediction's span (when that one
+        is recorded and is ``model``'s): a label the collector joins to the span then calibrates the
+        estimated accuracy with it. The latest one recorded stays (a batch's last)."""
+        frame: Stage | None = self
+        while frame is not None and not frame._root:
+            frame = frame._parent
+        if frame is not None and frame._span is not None and frame.model is model:
+            frame._span.set_attribute(tx.SPAN_ATTR_PREDICTION_CONFIDENCE, value)
+
     def set_batch_size(self, size: int) -> None:
         """Record the size of the batch this stage works on: a batch-size sample and a span attribute."""
         if self._live:
@@ -388,6 +398,7 @@ class Prediction(Stage):
             confidence = _confidence_of(result)
             if confidence is not None:
                 self.model.confidence.record(confidence)
+                self.note_confidence(confidence, self.model)
 
     def __call__(self, func: F) -> F:
         return wrap(func, self._copy, Prediction._observe_result)  # type: ignore[return-value]

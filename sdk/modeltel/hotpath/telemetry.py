@@ -169,7 +169,11 @@ class Telemetry:
 
     def record_confidence(self, value: float, model_name: str | None = None, model_version: str | None = None) -> None:
         if self.enabled and self.settings.record_confidence:
-            self.resolve_model(model_name, model_version, current.get()).confidence.record(float(value))
+            frame, value = current.get(), float(value)
+            model = self.resolve_model(model_name, model_version, frame)
+            model.confidence.record(value)
+            if frame is not None:
+                frame.note_confidence(value, model)
 
     def record_batch_size(self, size: int, model_name: str | None = None, model_version: str | None = None) -> None:
         if self.enabled:

@@ -25,10 +25,15 @@ __all__ = [
     "DEGRADATION_INSTRUMENTS",
     "DEGRADATION_P_VALUE",
     "DEGRADATION_STATISTIC",
+    "ESTIMATED_ACCURACY",
+    "ESTIMATED_ACCURACY_HIGH",
+    "ESTIMATED_ACCURACY_INSTRUMENTS",
+    "ESTIMATED_ACCURACY_LOW",
     "GENAI_DEGRADATION_CHECKS",
     "LABELLED_PREDICTIONS",
     "SPAN_ATTR_FEEDBACK_CORRECT",
     "SPAN_ATTR_FEEDBACK_LABEL",
+    "SPAN_ATTR_PREDICTION_CONFIDENCE",
     "SPAN_ATTR_PREDICTION_ID",
     "SPAN_ATTR_PREDICTION_VALUE",
     "SPAN_KIND_FEEDBACK",
@@ -55,6 +60,9 @@ ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was righ
 # in-process or, from another process such as a labelling job, as a feedback span through the collector.
 SPAN_ATTR_PREDICTION_ID = "modeltel.prediction.id"
 SPAN_ATTR_PREDICTION_VALUE = "modeltel.prediction.value"  # what was predicted, as text, to compare labels with
+# the confidence recorded inside the prediction (record_confidence; a batch's last): a joined label calibrates
+# the collector's estimated accuracy with it
+SPAN_ATTR_PREDICTION_CONFIDENCE = "modeltel.prediction.confidence"  # float
 SPAN_KIND_FEEDBACK = "feedback"  # the modeltel.kind of a feedback span
 SPAN_NAME_FEEDBACK = "modeltel.feedback"
 SPAN_ATTR_FEEDBACK_CORRECT = "modeltel.feedback.correct"  # bool
@@ -62,14 +70,14 @@ SPAN_ATTR_FEEDBACK_LABEL = "modeltel.feedback.label"  # the true label, as text
 _ATTRS = (ATTR_MODEL_NAME, ATTR_MODEL_VERSION, ATTR_CHECK)
 
 
-def _gauge(name: str, unit: str, description: str, *extra: str) -> Instrument:
+def _gauge(name: str, unit: str, description: str, *extra: str, base: tuple[str, ...] = _ATTRS) -> Instrument:
     return Instrument(
         otel_name=name.replace("model_", "model.", 1),
         prometheus_name=name,
         kind=InstrumentKind.GAUGE,
         unit=unit,
         description=description,
-        attributes=(*_ATTRS, *extra),
+        attributes=(*base, *extra),
     )
 
 
@@ -98,6 +106,26 @@ BASELINE_AGE = Instrument(
     description="Age of the model version's stored baseline (absent when there is none).",
     attributes=(ATTR_MODEL_NAME, ATTR_MODEL_VERSION),
 )
+
+
+# Confidence-based performance estimation (the estimated_accuracy_drop check): the accuracy expected of the
+# current window's predictions from their confidences, calibrated on the baseline's labelled predictions, and
+# its 95 % band for their realized accuracy. Three gauges with model_online_accuracy's labels rather than one
+# with a bound label, so the estimate and the realized accuracy compare without a label filter.
+_MODEL = (ATTR_MODEL_NAME, ATTR_MODEL_VERSION)
+ESTIMATED_ACCURACY = _gauge(
+    "model_estimated_accuracy",
+    "{fraction}",
+    "Accuracy estimated from the current window's confidences, calibrated on the baseline's labels (0..1).",
+    base=_MODEL,
+)
+ESTIMATED_ACCURACY_LOW = _gauge(
+    "model_estimated_accuracy_low", "{fraction}", "Lower end of the estimated accuracy's 95 % band.", base=_MODEL
+)
+ESTIMATED_ACCURACY_HIGH = _gauge(
+    "model_estimated_accuracy_high", "{fraction}", "Upper end of the estimated accuracy's 95 % band.", base=_MODEL
+)
+ESTIMATED_ACCURACY_INSTRUMENTS = (ESTIMATED_ACCURACY, ESTIMATED_ACCURACY_LOW, ESTIMATED_ACCURACY_HIGH)
 LABELLED_PREDICTIONS = Instrument(
     otel_name="model.labelled_predictions",
     prometheus_name="model_labelled_predictions",

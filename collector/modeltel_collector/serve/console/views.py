@@ -42,8 +42,13 @@ RESOURCE_METERS = (
 TTFT = family(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
 TPOT = family(tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN)
 TOKENS = family(tx.GEN_AI_CLIENT_TOKEN_USAGE)
+# the realized accuracy (the collector's joined labels, and an app's own set_online_accuracy) and the one
+# estimated from confidences with its band, shown side by side on the model page
+ACCURACY = {"realized": family(tx.ONLINE_ACCURACY)} | dict(
+    zip(("estimated", "low", "high"), map(family, tx.ESTIMATED_ACCURACY_INSTRUMENTS), strict=True)
+)
 CONSOLE_FAMILIES = (LATENCY, STAGE_LATENCY, PREDICTIONS, ERRORS, BATCH, CONFIDENCE, TTFT, TPOT, TOKENS,
-                    *map(family, RESOURCE_METERS))  # fmt: skip
+                    *map(family, RESOURCE_METERS), *ACCURACY.values())  # fmt: skip
 
 MODEL, VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 STAGE, STATUS, ERROR_TYPE = label_name(tx.ATTR_STAGE), label_name(tx.ATTR_STATUS), label_name(tx.ATTR_ERROR_TYPE)
@@ -86,6 +91,16 @@ def _downsample(times: list[float], rows: list[list[float] | None], k: int) -> t
         out_t.append(times[i + k - 1])
         out_r.append(_sum_rows(rows[i : i + k]))
     return out_t, out_r
+
+
+def _gauge_mean(times: list[float], groups: list[Group], k: int) -> tuple[list[float], list[float | None]]:
+    """A gauge's mean over ``groups`` (its sources) and over every ``k`` samples: a gauge's row is its value,
+    so values average where counters' increases add up."""
+    rows = [_sum_rows([g.rows[i] for g in groups]) for i in range(len(times))]
+    present = [_sum_rows([[1.0] if g.rows[i] is not None else None for g in groups]) for i in range(len(times))]
+    out_t, sums = _downsample(times, rows, k)
+    counts = _downsample(times, present, k)[1]
+    return out_t, [_num(r[0] / c[0]) if r is not None else None for r, c in zip(sums, counts, strict=True)]
 
 
 def _seconds(times: list[float], first: float) -> list[float]:
@@ -237,7 +252,17 @@ class Views:
             "confidence": _histogram_series(*confidence[0], seconds) if confidence else None,
             "confidence_distribution": distribution,
             "generation": _generation(series, seconds, since),
+            "accuracy": self._accuracy(where, since, k),
         }
+
+    def _accuracy(self, where: dict[str, str], since: float | None, k: int) -> dict[str, list] | None:
+        """Realized and estimated accuracy (with the estimate's 95 % band) over the page's times, each the
+        mean of its sources (and of the versions, for a model page with none); None when there is neither."""
+        doc: dict[str, list] = {}
+        for key, fam in ACCURACY.items():
+            times, groups = self.history.query(fam, where, None, since)
+            doc[key] = _gauge_mean(times, groups, k)[1]
+        return doc if any(v is not None for values in doc.values() for v in values) else None
 
     def resources(self) -> dict[str, Any]:
         """Every host and GPU meter: its source labels, the latest value and the values over time."""
@@ -247,10 +272,7 @@ class Views:
             times, groups = h.query(family(inst), by=None)
             k = max(1, math.ceil(len(times) / MAX_POINTS))
             for g in groups:
-                # a gauge's row is its value, so a downsampled point is the mean of the samples present
-                out_t, rows = _downsample(times, g.rows, k)
-                counts = _downsample(times, [[1.0] if r is not None else None for r in g.rows], k)[1]
-                values = [_num(r[0] / c[0]) if r is not None else None for r, c in zip(rows, counts, strict=True)]
+                out_t, values = _gauge_mean(times, [g], k)
                 latest = next((v for v in reversed(values) if v is not None), None)
                 meters.append(
                     {"name": inst.prometheus_name, "unit": inst.unit, "description": inst.description,

@@ -135,11 +135,16 @@ function renderModel(view, { query }) {
       other.append(figure("Confidence distribution", barChart({ title: "Predictions per confidence bucket", format: num,
         bars: doc.confidence_distribution.map((b) => ({ label: b.le === null ? "+Inf" : `≤${b.le}`, value: b.count })) })));
     }
+    if (doc.accuracy) {  // realized (from labels) next to estimated from confidences, with its 95 % band
+      const lines = [["realized", "realized"], ["estimated", "estimated"], ["low", "estimate low"], ["high", "estimate high"]];
+      other.append(figure("Accuracy: realized and estimated", lineChart({ title: "Accuracy", times: t, format: pct,
+        series: lines.map(([key, name]) => ({ name, values: doc.accuracy[key] })) }), lines.map(([, name]) => name)));
+    }
     body.replaceChildren(
       el("h2", { id: "h-latency" }, "Latency"),
       doc.stages.length ? latency : el("p", {}, "No latency recorded for this model in the history yet."),
       ...(doc.generation ? [el("h2", { id: "h-generation" }, "Generation"), generationSection(doc.generation, t)] : []),
-      el("h2", { id: "h-traffic" }, "Traffic, errors, batches and confidence"), other);
+      el("h2", { id: "h-traffic" }, "Traffic, errors, batches, confidence and accuracy"), other);
   };
 }
 
