@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from modeltel import taxonomy as tx
 from modeltel_collector.labelcap import LabelCap
 from modeltel_collector.latency_bounds import LATENCY_FAMILIES, check_bounds
 from modeltel_collector.store import handover
@@ -39,13 +38,6 @@ DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (value, trace_id, span_id, end_ns)
-# the labels of a derived series whose values come from the client's spans (or their resource's scope)
-SPAN_LABELS = frozenset(
-    label_name(a)
-    for a in (tx.ATTR_MODEL_NAME, tx.ATTR_MODEL_VERSION, tx.ATTR_STAGE, tx.ATTR_ERROR_TYPE, "otel.scope.name",
-              "otel.scope.version", tx.ATTR_GEN_AI_OPERATION_NAME, tx.ATTR_GEN_AI_REQUEST_MODEL,
-              tx.ATTR_GEN_AI_RESPONSE_MODEL)
-)  # fmt: skip
 _log = logging.getLogger("modeltel_collector")
 
 
@@ -243,6 +235,7 @@ class MetricStore:
         value: float | list[Observation],
         buckets: tuple[float, ...] = (),
         *,
+        overflow: Callable[[Labels], Labels],
         per_unit: float = 1e9,
     ) -> bool:
         """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
@@ -250,14 +243,15 @@ class MetricStore:
         Counters take an increment; histograms take (value, trace_id, span_id, end_ns) observations, the
         value in ``1 / per_unit`` of the family's unit (ns of a seconds histogram; tokens: ``per_unit=1``),
         and the last observation in each bucket becomes that bucket's exemplar. A new series of a resource
-        that holds ``derived_max_series`` already goes under ``_other`` span labels (``_overflow``).
+        that holds ``derived_max_series`` already goes under ``overflow(labels)``: its overflow series.
         """
         fam = self._family(family, type_, unit, help_)
         if fam is None or resource.key in fam.direct_resources:
             return False
         labels = tuple((k, self.label_cap(v)) for k, v in labels)  # span attributes: model, version, stage
         if labels not in fam.series and resource.derived >= self.derived_max_series:
-            labels = self._overflow(resource, family, labels, value if type_ == COUNTER else len(value))
+            self._overflow(resource, family, value if type_ == COUNTER else len(value))
+            labels = overflow(labels)
         new = labels not in fam.series
         s = self._series(fam, labels, resource, NumberSeries if type_ == COUNTER else HistogramSeries)
         if s is None:
@@ -270,20 +264,18 @@ class MetricStore:
         fam.derived.add(labels)
         return True
 
-    def _overflow(self, res: ResourceState, family: str, labels: Labels, n: float) -> Labels:
-        """``labels`` with each span label's value ``_other``: the resource's overflow series, one per
-        family and bounded label set (status, token type), so rotating values cannot grow /metrics. The
-        first overflow of a resource logs a warning; every one is counted (``on_overflow``)."""
+    def _overflow(self, res: ResourceState, family: str, n: float) -> None:
+        """Count ``n`` observations of ``family`` going to ``res``'s overflow series (``on_overflow``); the
+        first of a resource logs a warning."""
         if not res.overflowed:
             res.overflowed = True
             _log.warning(
                 "modeltel collector: job=%r instance=%r derives %d series from its spans (derived_max_series); "
-                "the span labels of its new series are recorded as %r from now on",
-                res.key[0], res.key[1], res.derived, tx.OVERFLOW_VALUE,
+                "the span labels of its new series are recorded as _other from now on",
+                res.key[0], res.key[1], res.derived,
             )  # fmt: skip
         if self.on_overflow is not None:
             self.on_overflow(family, n)
-        return tuple((k, tx.OVERFLOW_VALUE if k in SPAN_LABELS else v) for k, v in labels)
 
     def points_over_limit(self, request) -> int:
         """Points of ``request`` the series limit will refuse, for the OTLP partial_success answer: points
