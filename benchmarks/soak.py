@@ -280,7 +280,12 @@ class Soak:
         if final is not None:
             self.dropped[-1] = final
         self.proc.send_signal(signal.SIGTERM)  # a graceful stop writes everything accepted
-        self.proc.wait(120)
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:  # still reported: what was stored by then, the rest counts as lost
+            print("the collector did not stop within 120 s of SIGTERM: killed", flush=True)
+            self.proc.kill()
+            self.proc.wait()
         self.report(faults)
 
     def report(self, faults: list[dict]) -> None:

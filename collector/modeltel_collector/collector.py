@@ -38,7 +38,10 @@ class Collector:
         cfg = self.config
         self.stats = Stats()
         cut = LabelCap(cfg.label_value_max_bytes, on_cut=self._truncated)
-        self.metrics = MetricStore(cfg.staleness_s, cfg.max_series, label_cap=cut)
+        self.metrics = MetricStore(
+            cfg.staleness_s, cfg.max_series, label_cap=cut, derived_max_series=cfg.derived_max_series,
+            on_overflow=lambda family, n: self.stats.inc("modeltel_collector_derived_overflow", family, n),
+        )  # fmt: skip
         self._tmpdir = None
         db = cfg.trace_db
         if not db:

@@ -31,6 +31,7 @@ class Config:
     trace_fetch_max_spans: int = 10_000  # spans one trace fetch returns at most ("truncated": true beyond)
     staleness_s: float = 300.0
     max_series: int = 100_000
+    derived_max_series: int = 1000  # span-derived series per resource; new ones beyond: span labels "_other"
     label_value_max_bytes: int = 256  # longer label values (and alert labels/annotations) are cut, counted
     max_request_bytes: int = 8 << 20
     max_queue_bytes: int = 64 << 20  # accepted requests waiting for the ingest worker (wire bytes)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from modeltel import taxonomy as tx
+from modeltel_collector.process import overflow
 from modeltel_collector.store.metrics import HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.translate import label_name
 
@@ -176,5 +177,5 @@ def observe(store: MetricStore, res: ResourceState, base: list[tuple[str, str]],
     for (inst, labels), obs in series.items():
         store.observe_derived(
             res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, tuple(sorted((*base, *labels))), obs,
-            inst.buckets, per_unit=_NS if inst.unit == "s" else 1,
+            inst.buckets, overflow=overflow.other, per_unit=_NS if inst.unit == "s" else 1,
         )  # fmt: skip

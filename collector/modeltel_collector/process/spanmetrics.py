@@ -17,7 +17,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from modeltel import taxonomy as tx
 from modeltel_collector.facts import Fact, Feedback, Prediction
-from modeltel_collector.process import genaispans
+from modeltel_collector.process import genaispans, overflow
 from modeltel_collector.process.genaispans import Generation, _number, read_generation
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
@@ -297,9 +297,13 @@ def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Ob
             _hist(store, res, _PRED, tuple(sorted(labels)), obs)
             labels.append((tx.ATTR_STATUS, status))
             store.observe_derived(
-                res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), len(obs)
-            )
+                res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), len(obs),
+                overflow=overflow.other,
+            )  # fmt: skip
 
 
 def _hist(store: MetricStore, res: ResourceState, inst: tx.Instrument, labels, obs: list[Observation]) -> None:
-    store.observe_derived(res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, labels, obs, inst.buckets)
+    store.observe_derived(
+        res, inst.prometheus_name, HISTOGRAM, inst.unit, inst.description, labels, obs, inst.buckets,
+        overflow=overflow.other,
+    )  # fmt: skip

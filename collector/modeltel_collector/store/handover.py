@@ -40,11 +40,14 @@ def count(s: Series) -> float:
     return s.value if isinstance(s, NumberSeries) else s.count
 
 
-def hold_derived(fam: Any, rkey: tuple[str, str], now: float) -> None:
-    """Hold the derived series of ``fam`` that resource ``rkey`` owns: it now sends the family itself."""
-    for labels in [lb for lb in fam.derived if fam.owner.get(lb) == rkey]:
+def hold_derived(fam: Any, rkey: tuple[str, str], now: float) -> int:
+    """Hold the derived series of ``fam`` that resource ``rkey`` owns: it now sends the family itself.
+    Returns how many: they are no longer derived."""
+    held = [lb for lb in fam.derived if fam.owner.get(lb) == rkey]
+    for labels in held:
         fam.derived.discard(labels)
         fam.held[labels] = Held(count(fam.series[labels]), now)
+    return len(held)
 
 
 def release(fam: Any, labels: Labels) -> None:

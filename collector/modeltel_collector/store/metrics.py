@@ -3,15 +3,17 @@
 Delta points are accumulated into cumulative state, cumulative points replace it, so Prometheus always
 scrapes cumulative counters and histograms whatever temporality the SDK chose. Series are grouped by
 resource (``job``/``instance``) so workers of one service stay distinct, and a resource that stops sending
-is forgotten after ``staleness_s``. The number of series is capped so memory stays bounded.
+is forgotten after ``staleness_s``. The number of series is capped so memory stays bounded, and so are
+the span-derived series of each resource: labels read from its spans are the client's to rotate (a new
+model name on every span), so past ``derived_max_series`` a new series' span labels become ``_other``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -36,6 +38,7 @@ DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (value, trace_id, span_id, end_ns)
+_log = logging.getLogger("modeltel_collector")
 
 
 def _count_points(rm) -> int:
@@ -61,10 +64,18 @@ class MetricStore:
     """Thread-safe merged metric state; ``ingest`` runs on the ingest thread, ``collect`` on scrapes."""
 
     def __init__(
-        self, staleness_s: float = 300.0, max_series: int = 100_000, *, label_cap: LabelCap | None = None
+        self,
+        staleness_s: float = 300.0,
+        max_series: int = 100_000,
+        *,
+        label_cap: LabelCap | None = None,
+        derived_max_series: int = 1000,
+        on_overflow: Callable[[str, float], None] | None = None,
     ) -> None:
         self.staleness_s = staleness_s
         self.max_series = max_series
+        self.derived_max_series = derived_max_series  # per resource; then span labels become "_other"
+        self.on_overflow = on_overflow  # (family, observations) recorded under "_other": the counter
         self.label_cap = label_cap or LabelCap()  # every label value is cut to its byte bound
         self._lookahead_cap = self.label_cap.silent()  # points_over_limit's: the merge counts the cuts
         self.lock = threading.Lock()
@@ -165,7 +176,7 @@ class MetricStore:
             result.reasons.add(problem or f"{m.name}: its Prometheus names clash with an existing family's")
             return
         if res.key not in fam.direct_resources:
-            self._hand_over(fam, res.key, res.last_seen)
+            self._hand_over(fam, res)
         accepted = invalid = 0
         for p in data.data_points:
             labels = point_labels(base, p.attributes, self.label_cap)
@@ -201,11 +212,11 @@ class MetricStore:
             result.rejected += capped
             result.reasons.add(f"series limit {self.max_series} reached")
 
-    def _hand_over(self, fam: Family, rkey: ResourceKey, now: float) -> None:
+    def _hand_over(self, fam: Family, res: ResourceState) -> None:
         """The app now sends this family itself: spans derive no more of it, so nothing is counted twice,
         and its derived series are held until its own reach them (``store.handover``)."""
-        fam.direct_resources.add(rkey)
-        handover.hold_derived(fam, rkey, now)
+        fam.direct_resources.add(res.key)
+        res.derived -= handover.hold_derived(fam, res.key, res.last_seen)
 
     def _own_series(self, fam: Family, labels: Labels, res: ResourceState, factory: type) -> Series | None:
         """Where a point of the app's own goes: aside while its labels' derived series is held."""
@@ -224,43 +235,47 @@ class MetricStore:
         value: float | list[Observation],
         buckets: tuple[float, ...] = (),
         *,
+        overflow: Callable[[Labels], Labels],
         per_unit: float = 1e9,
     ) -> bool:
         """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
 
         Counters take an increment; histograms take (value, trace_id, span_id, end_ns) observations, the
         value in ``1 / per_unit`` of the family's unit (ns of a seconds histogram; tokens: ``per_unit=1``),
-        and the last observation in each bucket becomes that bucket's exemplar.
+        and the last observation in each bucket becomes that bucket's exemplar. A new series of a resource
+        that holds ``derived_max_series`` already goes under ``overflow(labels)``: its overflow series.
         """
         fam = self._family(family, type_, unit, help_)
         if fam is None or resource.key in fam.direct_resources:
             return False
         labels = tuple((k, self.label_cap(v)) for k, v in labels)  # span attributes: model, version, stage
+        if labels not in fam.series and resource.derived >= self.derived_max_series:
+            self._overflow(resource, family, value if type_ == COUNTER else len(value))
+            labels = overflow(labels)
+        new = labels not in fam.series
+        s = self._series(fam, labels, resource, NumberSeries if type_ == COUNTER else HistogramSeries)
+        if s is None:
+            return False
+        resource.derived += new
         if type_ == COUNTER:
-            s = self._series(fam, labels, resource, NumberSeries)
-            if s is None:
-                return False
             s.value += value
         else:
-            s = self._series(fam, labels, resource, HistogramSeries)
-            if s is None:
-                return False
-            if not s.counts:
-                s.bounds, s.counts = buckets, [0] * (len(buckets) + 1)
-            bounds, counts, last = s.bounds, s.counts, {}
-            total = 0.0
-            for obs in value:
-                v = obs[0] / per_unit
-                i = bisect_left(bounds, v)
-                counts[i] += 1
-                total += v
-                last[i] = obs
-            s.sum += total
-            s.count += len(value)
-            for i, (d, trace_id, span_id, end) in last.items():
-                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / per_unit, end / 1e9)
+            s.observe(buckets, value, per_unit)
         fam.derived.add(labels)
         return True
+
+    def _overflow(self, res: ResourceState, family: str, n: float) -> None:
+        """Count ``n`` observations of ``family`` going to ``res``'s overflow series (``on_overflow``); the
+        first of a resource logs a warning."""
+        if not res.overflowed:
+            res.overflowed = True
+            _log.warning(
+                "modeltel collector: job=%r instance=%r derives %d series from its spans (derived_max_series); "
+                "the span labels of its new series are recorded as _other from now on",
+                res.key[0], res.key[1], res.derived,
+            )  # fmt: skip
+        if self.on_overflow is not None:
+            self.on_overflow(family, n)
 
     def points_over_limit(self, request) -> int:
         """Points of ``request`` the series limit will refuse, for the OTLP partial_success answer: points
@@ -363,6 +378,7 @@ class MetricStore:
             fam = self.families.get(fam_name)
             if fam is not None and fam.series.pop(labels, None) is not None:
                 removed += 1
+                res.derived -= labels in fam.derived
                 fam.owner.pop(labels, None)
                 fam.derived.discard(labels)
                 fam.held.pop(labels, None)

@@ -42,6 +42,24 @@ class HistogramSeries:
             out.append((self.bounds[i] if i < len(self.bounds) else math.inf, running, self.exemplars.get(i)))
         return out
 
+    def observe(self, buckets: tuple[float, ...], observations, per_unit: float) -> None:
+        """Add span-derived (value, trace_id, span_id, end_ns) observations, the value in ``1 / per_unit``
+        of the unit; the last observation in each bucket becomes that bucket's exemplar."""
+        if not self.counts:
+            self.bounds, self.counts = buckets, [0] * (len(buckets) + 1)
+        bounds, counts, last = self.bounds, self.counts, {}
+        total = 0.0
+        for obs in observations:
+            v = obs[0] / per_unit
+            i = bisect_left(bounds, v)
+            counts[i] += 1
+            total += v
+            last[i] = obs
+        self.sum += total
+        self.count += len(observations)
+        for i, (d, trace_id, span_id, end) in last.items():
+            self.exemplars[i] = (trace_id.hex(), span_id.hex(), d / per_unit, end / 1e9)
+
 
 @dataclass
 class ExpHistogramSeries:

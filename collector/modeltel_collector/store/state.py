@@ -35,6 +35,8 @@ class ResourceState:
     last_seen: float
     keys: set[tuple[str, Labels]] = field(default_factory=set)
     unfit: set[str] = field(default_factory=set)  # latency families it sent with unfit bounds (warned once)
+    derived: int = 0  # span-derived series it holds (``MetricStore.derived_max_series`` bounds them)
+    overflowed: bool = False  # its spans passed that bound (warned once)
 
 
 class HistogramState(NamedTuple):
