@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from modeltel import taxonomy as tx
 from modeltel_collector.analytics.live import LiveAnalytics
+from modeltel_collector.facts import Prediction
 from modeltel_collector.process.spanmetrics import process_traces
 from modeltel_collector.store.metrics import MetricStore
 
@@ -65,7 +66,7 @@ def detectors_us_per_prediction(seconds: int = 1200, rate: int = 1000) -> float:
     start, cpu = time.time() - 3600, 0.0
     for second in range(0, seconds, 2):  # one poll every 2 s, as the collector polls
         for i in range(2 * rate):
-            facts.append(("request", start + second + i / rate, "iris", "1", 0.01, True, None, None))
+            facts.append(Prediction(start + second + i / rate, "iris", "1", 0.01, True, None, None))
         t = time.process_time()
         live.poll(start + second + 2 + live.lag_s)
         cpu += time.process_time() - t

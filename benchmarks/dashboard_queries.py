@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "sdk"), str(ROOT / "collector")]
+sys.path[:0] = [str(ROOT / "sdk"), str(ROOT / "collector"), str(ROOT)]
 
 from modeltel import taxonomy as tx  # noqa: E402
 from modeltel.cli.alertstack import AlertStack, missing_binaries  # noqa: E402
-from modeltel.cli.panelqueries import load_boards, run_panel_queries  # noqa: E402
+from tests.panelqueries import load_boards, run_panel_queries  # noqa: E402
 
 HOURS = 6
 SCRAPE_S = 15

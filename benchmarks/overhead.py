@@ -1,9 +1,11 @@
 """Per-prediction cost of monitoring a three-stage handler, every variant measured in the same run.
 
 (a) uninstrumented; (b) the monitoring spec's prometheus_client decorator; (c) plain OpenTelemetry SDK
-calls doing the same job (root + 3 stage spans, 4 histogram records, 1 counter); (d) modeltel with
-spans not sampled (metrics only); (e) modeltel fully traced; (f) (d) with ``keep_slow_and_failed``: every
-prediction's spans are built and held, then dropped (none is slow or fails), the option's cost.
+calls doing the same job (root + 3 stage spans, 4 histogram records, 1 counter), fully traced; (c0) the same
+calls with the trace not sampled (metrics only: the spans are the SDK's non-recording ones); (d) modeltel
+with spans not sampled (metrics only); (e) modeltel fully traced; (f) (d) with ``keep_slow_and_failed``:
+every prediction's spans are built and held, then dropped (none is slow or fails), the option's cost.
+Like compares with like: (d) with (c0), metrics only both; (e) with (c), both fully traced.
 Exporters are in-memory / no-op so the figures are the instrumentation's own cost; spans go through a
 BatchSpanProcessor, as in production.
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 import modeltel
 from modeltel import taxonomy as tx
@@ -90,9 +92,10 @@ def spec_prometheus_client() -> Callable[[], int]:
 
 
 def plain_otel(
-    span_exporter: SpanExporter | None = None, metric_reader: MetricReader | None = None
+    span_exporter: SpanExporter | None = None, metric_reader: MetricReader | None = None, *, sampled: bool = True
 ) -> Callable[[], int]:
-    tp = TracerProvider()
+    """The same job in SDK calls; ``sampled=False`` samples no trace, as (d) does, so only metrics are recorded."""
+    tp = TracerProvider(sampler=ParentBased(ALWAYS_ON if sampled else ALWAYS_OFF))
     tp.add_span_processor(BatchSpanProcessor(span_exporter or _NullExporter()))
     mp = MeterProvider(metric_readers=[metric_reader or InMemoryMetricReader()])
     tracer = tp.get_tracer("bench")
@@ -171,8 +174,8 @@ def _endpoint(protocol: str, port: int, signal: str) -> str:
     return f"http://127.0.0.1:{port}" + ("" if protocol == "grpc" else f"/v1/{signal}")
 
 
-def plain_otel_export(protocol: str, encoder: str, port: int) -> Callable[[], int]:
-    """(c) with its spans and metrics exported over OTLP by the upstream exporter or modeltel's."""
+def plain_otel_export(protocol: str, encoder: str, port: int, *, sampled: bool = True) -> Callable[[], int]:
+    """(c) or (c0) with its spans and metrics exported over OTLP by the upstream exporter or modeltel's."""
     spans = CountingSpanExporter(
         otlp.span_exporter_class(protocol, encoder)(endpoint=_endpoint(protocol, port, "traces"))
     )
@@ -180,7 +183,7 @@ def plain_otel_export(protocol: str, encoder: str, port: int) -> Callable[[], in
         otlp.metric_exporter_class(protocol, encoder)(endpoint=_endpoint(protocol, port, "metrics"))
     )
     reader = PeriodicExportingMetricReader(metrics, export_interval_millis=1000)
-    predict = plain_otel(spans, reader)
+    predict = plain_otel(spans, reader, sampled=sampled)
     predict.undelivered = lambda: spans.undelivered() + metrics.undelivered()  # type: ignore[attr-defined]
     return predict
 
@@ -219,6 +222,7 @@ def export_variants(protocols: list[str], ports: dict[str, int]) -> Iterator[tup
         port = ports[protocol]
         for letter, build in (
             ("(c) plain OTel SDK", lambda p, e, port=port: plain_otel_export(p, e, port)),
+            ("(c0) plain, metrics", lambda p, e, port=port: plain_otel_export(p, e, port, sampled=False)),
             ("(d) metrics only", lambda p, e, port=port: modeltel_export_variant("parentbased_always_off", p, e, port)),
             ("(e) fully traced", lambda p, e, port=port: modeltel_export_variant("parentbased_always_on", p, e, port)),
         ):
@@ -264,7 +268,12 @@ def run_exported(args: argparse.Namespace, clock: Callable[[], float], a: float)
     for tag in ("HTTP" if "http/protobuf" in protocols else None, "gRPC" if "grpc" in protocols else None):
         if tag:
             d, e = results[f"(d) metrics only, {tag}, modeltel"][0], results[f"(e) fully traced, {tag}, modeltel"][0]
+            c0, c = (
+                results[f"(c0) plain, metrics, {tag}, modeltel"][0],
+                results[f"(c) plain OTel SDK, {tag}, modeltel"][0],
+            )
             print(f"goal over {tag}, export included: (d) <= 10 µs: {d:.1f} µs; (e) <= 50 µs (aim 40): {e:.1f} µs")
+            print(f"  like with like over {tag}: (d) / (c0) = {d / c0:.2f}; (e) / (c) = {e / c:.2f}")
 
 
 def main() -> None:
@@ -288,6 +297,7 @@ def main() -> None:
         "(a) uninstrumented": uninstrumented(),
         "(b) spec prometheus_client": spec_prometheus_client(),
         "(c) plain OpenTelemetry SDK": plain_otel(),
+        "(c0) plain OTel, metrics only": plain_otel(sampled=False),
         "(d) modeltel, metrics only": modeltel_variant("parentbased_always_off"),
     }
     results = {name: measure(fn, args.n, args.repeats, clock) for name, fn in variants.items()}
@@ -298,14 +308,14 @@ def main() -> None:
     modeltel.shutdown()
     a = results["(a) uninstrumented"]
     b = results["(b) spec prometheus_client"]
-    c = results["(c) plain OpenTelemetry SDK"]
+    c, c0 = results["(c) plain OpenTelemetry SDK"], results["(c0) plain OTel, metrics only"]
     print(f"clock: {args.clock}; best of {args.repeats} runs of {args.n} predictions")
-    print(f"{'variant':32} {'µs/pred':>9} {'added µs':>9} {'x (a)':>7} {'x (b)':>7} {'x (c)':>7}")
+    print(f"{'variant':32} {'µs/pred':>9} {'added µs':>9} {'x (a)':>7} {'x (b)':>7} {'x (c)':>7} {'x (c0)':>7}")
     for name, us in results.items():
-        print(f"{name:32} {us:9.2f} {us - a:9.2f} {us / a:7.1f} {us / b:7.2f} {us / c:7.2f}")
-    stats = results["(d) modeltel, metrics only"], results["(e) modeltel, fully traced"]
-    print(f"\ngoal (d) <= 10 µs: {stats[0]:.1f} µs; goal (e) <= 50 µs: {stats[1]:.1f} µs")
-    print(f"(d) saves {1 - stats[0] / c:.0%} of (c); median of variants {statistics.median(results.values()):.1f} µs")
+        print(f"{name:32} {us:9.2f} {us - a:9.2f} {us / a:7.1f} {us / b:7.2f} {us / c:7.2f} {us / c0:7.2f}")
+    d, e = results["(d) modeltel, metrics only"], results["(e) modeltel, fully traced"]
+    print(f"\ngoal (d) <= 10 µs: {d:.1f} µs; goal (e) <= 50 µs: {e:.1f} µs")
+    print(f"like with like: metrics only, (d) / (c0) = {d / c0:.2f}; fully traced, (e) / (c) = {e / c:.2f}")
     if args.export:
         run_exported(args, clock, a)
 

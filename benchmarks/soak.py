@@ -7,7 +7,10 @@ end: spans acknowledged (answered 200/OK) vs stored vs dropped by reason (the co
 read every second) vs lost; for each SIGKILL, what it lost against the documented window (acknowledged in
 the last max_unwritten_s, plus the time to write what was queued then); peak RSS; time to recover after
 each fault (a restart: until the first 200; disk space back: until /healthz says ok and a probe trace is
-readable again).
+readable again). Mixed in (``soak_hostile``): a hostile client rotating model names, sending 100 KB ids and
+labels and flooding the Jaeger API; an application's 200 metric series, whose refused points are counted
+(goal 0); a real Prometheus scraping /metrics every second, whose failed scrapes are counted (goal 0
+outside the restarts); and the largest /metrics seen.
 
     sudo python benchmarks/soak.py [--minutes 10] [--fault-every 30] [--full-s 8]
 """
@@ -35,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_memory import big_request, trace_request
+from soak_hostile import AppMetrics, Attacker, Prometheus
 
 PB = {"Content-Type": "application/x-protobuf"}
 MAX_UNWRITTEN_S = 5.0
@@ -78,7 +82,11 @@ class Soak:
         self.acks: list[tuple[float, int]] = []  # (monotonic time, spans) of every 200/OK
         self.dropped: list[dict[str, float]] = [{}]  # per collector lifetime: last scraped drop counters
         self.peak_rss = 0
+        self.max_metrics_bytes = 0
         self.stop = threading.Event()
+        self.attacker = Attacker(self.http, self.listen, self.stop)
+        self.app = AppMetrics(self.http, self.stop)
+        self.prometheus = Prometheus(tmp, f"127.0.0.1:{self.ports['listen']}", free_port())
 
     # ------------------------------------------------------------------ the collector process
     def start(self) -> None:
@@ -174,13 +182,13 @@ class Soak:
 
     # ------------------------------------------------------------------ observation
     def observe(self) -> None:
-        """Peak RSS every 100 ms; the drop counters every second (they restart with the process)."""
+        """Peak RSS every 100 ms; the drop counters every 5 s, and before each kill (they restart with the process)."""
         last_scrape = 0.0
         while not self.stop.wait(0.1):
             proc = self.proc
             with contextlib.suppress(psutil.Error, AttributeError):
                 self.peak_rss = max(self.peak_rss, psutil.Process(proc.pid).memory_info().rss)
-            if time.monotonic() - last_scrape > 1.0:
+            if time.monotonic() - last_scrape > 5.0:
                 last_scrape = time.monotonic()
                 counters = self.scrape_dropped()
                 if counters is not None:
@@ -191,6 +199,7 @@ class Soak:
             text = urllib.request.urlopen(self.listen + "/metrics", timeout=5).read().decode()
         except OSError:
             return None
+        self.max_metrics_bytes = max(self.max_metrics_bytes, len(text))
         out = {}
         for line in text.splitlines():
             if line.startswith("modeltel_collector_dropped_total{"):
@@ -210,12 +219,12 @@ class Soak:
         if final is not None:
             self.dropped[-1] = final
         self.proc.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
+        killed_at, wall = time.monotonic(), time.time()
         self.proc.wait()
         self.dropped.append({})
         self.start()
         recover = self.wait_acked()
-        return {"fault": "SIGKILL", "at": killed_at, "recover_s": recover}
+        return {"fault": "SIGKILL", "at": killed_at, "down": (wall, time.time()), "recover_s": recover}
 
     def disk_full(self) -> dict:
         used = os.statvfs(self.mnt)
@@ -224,7 +233,7 @@ class Soak:
         time.sleep(self.args.full_s)
         degraded = self.health().get("trace_store", "")
         subprocess.run(["mount", "-o", f"remount,size={max(8 << 30, 2 * used_bytes)}", self.mnt], check=True)
-        t0 = time.monotonic()
+        t0, last = time.monotonic(), 0
         probe = trace_request(1)
         trace_hex = _parse(probe).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
         while time.monotonic() - t0 < 120:
@@ -235,22 +244,27 @@ class Soak:
         while time.monotonic() - t0 < 120:
             ok = self.health().get("trace_store") == "ok"
             try:
-                found = urllib.request.urlopen(f"{self.listen}/api/traces/{trace_hex}", timeout=5).status == 200
+                last = urllib.request.urlopen(f"{self.listen}/api/traces/{trace_hex}", timeout=5).status
+            except urllib.error.HTTPError as e:
+                last = e.code  # 404: not written yet; 429: the query share is taken (the Jaeger flood)
             except OSError:
-                found = False
-            if ok and found:
+                last = 0
+            if ok and last == 200:
                 break
             time.sleep(0.1)
-        return {"fault": "disk full", "store_during": degraded[:60], "recover_s": time.monotonic() - t0}
+        during = f"{degraded[:60]}; last probe fetch {last}"
+        return {"fault": "disk full", "store_during": during, "recover_s": time.monotonic() - t0}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
         self.start()
         self.wait_acked()
-        workers = [self.valid_http, self.valid_http, self.valid_grpc, self.hostile, self.oversized]
+        workers = [self.valid_http, self.valid_http, self.valid_grpc, self.hostile, self.oversized, self.app.run]
+        workers += self.attacker.loops(self.args.attack)
         threads = [threading.Thread(target=w, daemon=True) for w in [*workers, self.observe]]
         for t in threads:
             t.start()
+        self.run_wall = (time.time(), 0.0)  # the traffic's span, wall clock (Prometheus' timestamps)
         faults, end, n = [], time.monotonic() + self.args.minutes * 60, 0
         while time.monotonic() + self.args.fault_every < end:
             time.sleep(self.args.fault_every)
@@ -258,6 +272,7 @@ class Soak:
             n += 1
             print(f"  {faults[-1]['fault']}: recovered in {faults[-1]['recover_s']:.2f} s", flush=True)
         time.sleep(max(0.0, end - time.monotonic()))
+        self.run_wall = (self.run_wall[0], time.time())
         self.stop.set()
         for t in threads:
             t.join(90)
@@ -291,12 +306,21 @@ class Soak:
         print("dropped by reason: " + ", ".join(f"{k}={v:.0f}" for k, v in sorted(reasons.items())))
         print(f"lost at SIGKILL: {lost:.0f} spans; acknowledged within the documented windows before the kills: "
               f"{windows} ({'inside' if lost <= windows else 'OUTSIDE'} the window)")  # fmt: skip
-        print(f"peak RSS {self.peak_rss / 2**20:.0f} MB")
+        print(f"peak RSS {self.peak_rss / 2**20:.0f} MB, largest /metrics {self.max_metrics_bytes / 2**20:.2f} MB")
+        down = [f["down"] for f in faults if "down" in f]
+        scrapes, failed = self.prometheus.failed_scrapes(self.run_wall, down)
+        print(f"Prometheus scrapes {scrapes}, failed outside the restarts {len(failed)} (taking {failed} s); "
+              f"last error: {self.prometheus.last_error() or 'none'}")  # fmt: skip
+        app = self.app
+        print(f"application metric points sent {app.sent}, refused {app.refused}, "
+              f"answered 429/503/down (retried by an SDK) {app.retried}")  # fmt: skip
+        print("hostile client: " + ", ".join(f"{k}={v}" for k, v in self.attacker.sent.items()))
         for f in faults:
             extra = f" (store during: {f['store_during']})" if "store_during" in f else ""
             print(f"  {f['fault']:9} recovered in {f['recover_s']:.2f} s{extra}")
 
     def close(self) -> None:
+        self.prometheus.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -333,6 +357,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--fault-every", type=float, default=30.0, help="seconds between faults")
     ap.add_argument("--full-s", type=float, default=8.0, help="seconds each disk-full episode lasts")
+    ap.add_argument("--attack", default="models,ids,queries", help="the hostile client's loops (soak_hostile)")
     ap.add_argument("--oversized-every", type=float, default=10.0, help="seconds between 7 MiB requests")
     args = ap.parse_args()
     if os.geteuid() != 0:

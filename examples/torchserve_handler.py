@@ -4,11 +4,17 @@ TorchServe's Java frontend starts the Python workers itself, so ``opentelemetry-
 them; the handler module turns modeltel on when the worker imports it (workers inherit the frontend's
 environment, so ``OTEL_*`` / ``MODELTEL_*`` variables apply)::
 
+    mkdir -p model_store
     torch-model-archiver --model-name tiny --version 1.0 --handler examples/torchserve_handler.py \
         --export-path model_store
-    OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 torchserve --start --ncs \
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 torchserve --start --ncs --disable-token-auth \
         --model-store model_store --models tiny=tiny.mar
-    curl -d '[1.0, 2.0, 3.0, 4.0]' localhost:8080/predictions/tiny
+    curl -H 'Content-Type: application/json' -d '[1.0, 2.0, 3.0, 4.0]' localhost:8080/predictions/tiny
+
+(``torch-model-archiver`` comes with ``modeltel[torchserve]``; TorchServe's frontend needs Java 11+, e.g.
+Debian's ``default-jre-headless``. Without the JSON content type curl sends a form, which TorchServe hands
+the handler as form fields, not as the body; ``--disable-token-auth`` keeps TorchServe's
+token check (on by default since 0.11) out of a local try.) ``tests/test_instr_zero_code.py`` runs these commands.
 
 ``handle`` becomes the prediction (model name / version from the archive's manifest, batch size =
 requests in the batch); preprocess / inference / postprocess its stages; the torch forward inside

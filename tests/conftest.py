@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,7 +13,24 @@ from typing import Any
 import pytest
 
 from modeltel.testing import Capture, capture
+from tests.binaries import require_binary
 from tests.instr.servers import free_port
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[Any]:
+    """Test modules are imported with pytest's own flags out of ``sys.argv``.
+
+    KServe parses ``sys.argv`` when imported (``kserve.model_server``, ``parse_known_args``): it took
+    ``--co`` as an abbreviation of one of its flags and exited, and ``pytest --co`` ended in INTERNALERROR.
+    In a model server the flags are KServe's, and this changes nothing there.
+    """
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        return (yield)
+    finally:
+        sys.argv = argv
 
 
 @pytest.fixture
@@ -43,21 +60,17 @@ def parent_of(span: Any) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
 
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
 @pytest.fixture
 def alertmanager(tmp_path) -> Iterator[str]:
     """A real Alertmanager (Debian's prometheus-alertmanager) on a free loopback port; yields its URL."""
-    if ALERTMANAGER is None:
-        pytest.skip("prometheus-alertmanager is not installed")
+    binary = require_binary("prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager")
     config = tmp_path / "alertmanager.yml"
     config.write_text(
         "route:\n  receiver: default\n  group_by: [alertname, model_name]\nreceivers:\n  - name: default\n"
     )
     port = free_port()
     proc = subprocess.Popen(
-        [ALERTMANAGER, f"--config.file={config}", f"--storage.path={tmp_path}",
+        [binary, f"--config.file={config}", f"--storage.path={tmp_path}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

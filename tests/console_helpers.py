@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -16,6 +16,7 @@ import modeltel
 from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
+from tests.binaries import require_binary
 from tests.collector_helpers import tracer_provider
 
 SLOW_S = 0.03  # every fifth request sleeps this long in inference: the traces the searches must find
@@ -47,6 +48,38 @@ def send_demo_traffic(c: Collector, requests: int = 30, token: str = "") -> None
     settle(c)
 
 
+GEN_MODEL, GEN_VERSION = "chat-llm", "1"
+GEN_TTFT_S = 0.04  # each generation's first token comes after this long; then GEN_TOKENS - 1 more
+GEN_TOKENS, GEN_GAP_S, GEN_INPUT_TOKENS = 5, 0.005, 12
+
+
+def _token_stream() -> Iterator[str]:
+    time.sleep(GEN_TTFT_S)
+    yield "Hello"
+    for i in range(GEN_TOKENS - 1):
+        time.sleep(GEN_GAP_S)
+        yield f" t{i}"
+
+
+def send_generations(c: Collector, generations: int = 6) -> None:
+    """Streamed generations through the modeltel SDK (``modeltel.stream``), traces and metrics over OTLP."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
+        mp.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        mp.setenv("OTEL_SERVICE_NAME", "chat-demo")
+        mp.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        pipeline = modeltel.init(set_global=False, gpu_metrics=False, host_metrics=False)
+        try:
+            for _ in range(generations):
+                stream = modeltel.stream(_token_stream(), model_name=GEN_MODEL, model_version=GEN_VERSION,
+                                         operation="chat", input_tokens=GEN_INPUT_TOKENS)  # fmt: skip
+                assert "".join(stream).startswith("Hello")
+            pipeline.force_flush()
+        finally:
+            modeltel.shutdown()
+    settle(c)
+
+
 def send_hostile_trace(c: Collector) -> str:
     """One prediction whose span name, model name and attributes carry markup; returns its trace id."""
     tp = tracer_provider(c, "http", service=HOSTILE)
@@ -67,18 +100,20 @@ def settle(c: Collector) -> None:
 
 
 @contextmanager
-def chromium() -> Iterator[object]:
-    """A headless Debian Chromium through Selenium and chromium-driver, with the console log kept."""
+def chromium(*, profile: Path | None = None) -> Iterator[object]:
+    """A headless Debian Chromium through Selenium and chromium-driver, with the console log kept; ``profile``
+    is its user data directory (history, caches, storage), to read what the browser wrote after it quits."""
     from selenium import webdriver  # in the test extra: missing, it is an error, not a skip
 
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make system installs them)")
+    browser = require_binary("chromium", package="chromium")
+    driver = require_binary("chromedriver", package="chromium-driver")
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         opts.add_argument(arg)
     opts.add_argument("--window-size=1280,1000")
+    if profile is not None:
+        opts.add_argument(f"--user-data-dir={profile}")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
     drv.implicitly_wait(0)
@@ -108,4 +143,4 @@ def add_detection(c: Collector, model: str = HOSTILE) -> None:
     from modeltel_collector.analytics.engine import Event
 
     result = Result("latency_shift", Status.DEGRADED, tx.Severity.CRITICAL, p_value=1e-9, effect_size=0.8)
-    c.analytics.events.append(Event(time.time(), model, "1", "latency_shift", "firing", tx.Severity.CRITICAL, result))
+    c.analytics.record([Event(time.time(), model, "1", "latency_shift", "firing", tx.Severity.CRITICAL, result)])

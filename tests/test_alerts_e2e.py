@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from modeltel.cli.alertstack import AlertStack, Notification, missing_binaries
+from modeltel.cli.alertstack import AlertStack, Notification
 from modeltel.cli.slo_report import collect
 from modeltel.generators.sloconfig import load_slo_config
+from tests.binaries import require_alert_stack
 
 ALERTS = Path(__file__).resolve().parents[1] / "alerts"
-pytestmark = pytest.mark.skipif(bool(missing_binaries()), reason=f"install {' '.join(missing_binaries())}")
+
+
+@pytest.fixture(autouse=True)
+def _stack_binaries() -> None:
+    require_alert_stack()
 
 
 def _burn(slo: str, severity: str):

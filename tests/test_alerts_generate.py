@@ -14,6 +14,7 @@ from modeltel import taxonomy as tx
 from modeltel.generators import render_alerts, stale_files
 from modeltel.generators.slo import burn_windows, sli_windows
 from modeltel.generators.sloconfig import SLOConfigError, default_slo_config, load_slo_config
+from tests.binaries import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "alerts"
@@ -72,6 +73,30 @@ def test_every_alert_has_labels_annotations_and_a_runbook() -> None:
         assert "{{ $value }}" not in rule["annotations"]["description"], "values go through a humanize function"
         if "model_name" in rule["annotations"]["summary"]:
             assert "model_name, model_version" in rule["expr"] or "slo:sli_error" in rule["expr"], rule["alert"]
+
+
+def test_generative_models_page_on_p95_ttft_and_tpot_and_have_a_ttft_slo() -> None:
+    rules = {(r["alert"], r["labels"]["severity"]): r for r in _rules("modeltel-alerts.yml")}
+    for alert, severity, metric, threshold in (
+        ("HighTimeToFirstToken", "warning", "gen_ai_server_time_to_first_token_seconds", "2"),
+        ("CriticalTimeToFirstToken", "critical", "gen_ai_server_time_to_first_token_seconds", "5"),
+        ("HighTimePerOutputToken", "warning", "gen_ai_server_time_per_output_token_seconds", "0.1"),
+        ("CriticalTimePerOutputToken", "critical", "gen_ai_server_time_per_output_token_seconds", "0.25"),
+    ):
+        by_model = f"sum by (model_name, model_version, le) (rate({metric}_bucket[5m]))"
+        assert rules[(alert, severity)]["expr"] == f"histogram_quantile(0.95, {by_model}) > {threshold}"
+    slo_rules = [r for r in _rules("modeltel-slo.yml") if r.get("labels", {}).get("slo") == "ttft_slo"]
+    assert sum("alert" in r for r in slo_rules) == 4
+    recorded = [r["expr"] for r in slo_rules if r.get("record") == "slo:sli_error:ratio_rate30d"]
+    total = "sum by (model_name, model_version) (rate(gen_ai_server_time_to_first_token_seconds_count[30d]))"
+    good = 'sum by (model_name, model_version) (rate(gen_ai_server_time_to_first_token_seconds_bucket{le="1"}[30d]))'
+    assert recorded == [f"1 - ({good} or 0 * {total}) / ({total} > 0)"]
+
+
+def test_the_detector_runbook_has_a_section_per_check_generative_ones_included() -> None:
+    text = (ALERTS / "runbooks" / f"{tx.DEGRADATION_ALERT}.md").read_text()
+    for check in (*tx.DEGRADATION_CHECKS, "ttft_shift", "tpot_shift", "output_length_drift"):
+        assert f"\n## {check}\n" in text, check
 
 
 def test_error_rate_is_errors_over_all_predictions_of_the_model() -> None:
@@ -161,9 +186,9 @@ def test_openslo_ratio_and_threshold_specs_compile_to_rules(tmp_path: Path) -> N
     rules = yaml.safe_load(files["rules/modeltel-slo.yml"])
     checkout = next(g for g in rules["groups"] if g["name"] == "slo-checkout_availability")
     assert {r.get("record") for r in checkout["rules"]} >= {"slo:sli_error:ratio_rate28d"}
-    if shutil.which("promtool"):
-        (tmp_path / "slo.yml").write_text(files["rules/modeltel-slo.yml"])
-        subprocess.run(["promtool", "check", "rules", str(tmp_path / "slo.yml")], check=True, capture_output=True)
+    promtool = require_binary("promtool", package="prometheus")  # the rendered rules load in Prometheus
+    (tmp_path / "slo.yml").write_text(files["rules/modeltel-slo.yml"])
+    subprocess.run([promtool, "check", "rules", str(tmp_path / "slo.yml")], check=True, capture_output=True)
 
 
 @pytest.mark.parametrize(

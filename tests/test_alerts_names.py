@@ -16,7 +16,7 @@ from modeltel import taxonomy as tx
 from modeltel.export.readers import prometheus_reader_class
 from modeltel_collector.translate import label_name, metric_family_name
 
-ALL = (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS)
+ALL = (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS, *tx.GENAI_INSTRUMENTS)
 
 
 def _sdk_exposition() -> dict[str, set[str]]:
@@ -89,8 +89,10 @@ def test_rules_query_only_names_the_taxonomy_lists() -> None:
     rules = (Path(__file__).resolve().parents[1] / "alerts" / "rules").glob("*.yml")
     text = "\n".join(p.read_text() for p in rules)
     exprs = "\n".join(re.findall(r"expr: (.*(?:\n\s{6,}.*)*)", text))
-    used = set(re.findall(r"\b((?:model|hw|modeltel)_[a-z_]+)\b", exprs)) | set(
+    used = set(re.findall(r"\b((?:model|hw|modeltel|gen_ai)_[a-z_]+)\b", exprs)) | set(
         re.findall(r"\b(target_info|up)\b", exprs)
     )
     assert used - labels <= series, sorted((used - labels) - series)
     assert {"hw_gpu_memory_utilization_ratio", "model_predictions_total"} <= used
+    assert {"gen_ai_server_time_to_first_token_seconds_bucket", "gen_ai_server_time_per_output_token_seconds_bucket",
+            "gen_ai_server_time_to_first_token_seconds_count"} <= used  # fmt: skip

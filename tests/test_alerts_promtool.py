@@ -14,15 +14,17 @@ import yaml
 from modeltel.generators.alertmanager import alertmanager_config
 from modeltel.generators.prometheus import prometheus_config
 from modeltel.generators.yamlout import dump
+from tests.binaries import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "alerts"
 RULES = sorted((ALERTS / "rules").glob("*.yml"))
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("promtool") and shutil.which("amtool")),
-    reason="promtool and amtool come with Debian's prometheus and prometheus-alertmanager (make system)",
-)
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    require_binary("promtool", package="prometheus")
+    require_binary("amtool", package="prometheus-alertmanager")
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:

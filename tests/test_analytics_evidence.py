@@ -4,7 +4,6 @@ running collector, the real Prometheus and the real Alertmanager."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -18,19 +17,18 @@ from modeltel_collector.analytics import baseline as bl
 from modeltel_collector.analytics.evidence import PACKAGE
 from modeltel_collector.analytics.logs import read_log
 from modeltel_collector.analytics_cli import evidence
+from tests.binaries import require_binary
 from tests.collector_helpers import running_collector
 from tests.instr.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = Path(__file__).parent / "data" / "prediction_log.csv"
-PROMETHEUS = shutil.which("prometheus")
 
 
 @pytest.fixture
 def prometheus(tmp_path):
     def start(target: str) -> str:
-        if PROMETHEUS is None:
-            pytest.skip("prometheus is not installed")
+        binary = require_binary("prometheus", package="prometheus")
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -38,7 +36,7 @@ def prometheus(tmp_path):
             f"    static_configs:\n      - targets: ['{target}']\n"
         )
         proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -16,7 +16,7 @@ def test_tables_are_bounded_and_drops_counted():
     j = LabelJoiner(max_pending=2)
     for i in range(4):
         assert j.prediction(f"p{i}", "m", "1", "a") is None
-    assert list(j.predictions) == ["p2", "p3"] and j.stats.dropped_predictions == 2
+    assert list(j.join.pending) == ["p2", "p3"] and j.stats.dropped_predictions == 2
     for i in range(3):
         assert j.label(f"early{i}", 1.0, True, None) is None
     assert list(j.early) == ["early1", "early2"] and j.stats.dropped_labels == 1

@@ -71,18 +71,11 @@ def test_a_corrupt_baseline_file_is_reported_and_never_overwritten(tmp_path):
 
 
 def test_baseline_state_is_exported_with_the_detectors_gauges(tmp_path):
-    class Store(MetricStore):
-        requests: list = []
-
-        def ingest(self, request, now=None):
-            self.requests.append(request)
-            return super().ingest(request, now)
-
-    keeper = BaselineKeeper(tmp_path / "b.json")
-    live = LiveAnalytics(deque(), Store(), keeper=keeper)
+    keeper, store = BaselineKeeper(tmp_path / "b.json"), MetricStore()
+    live = LiveAnalytics(deque(), store, keeper=keeper)
     live.engine.observe(100.0, "m", "2", 0.1, ok=True)
     live.poll(200.0)
-    metrics = {m.name: m for m in Store.requests[-1].resource_metrics[0].scope_metrics[0].metrics}
-    (point,) = metrics[tx.BASELINE_STALE.prometheus_name].gauge.data_points
-    assert point.as_double == 1.0  # missing
-    assert not metrics[tx.BASELINE_AGE.prometheus_name].gauge.data_points
+    ((labels, series),) = store.families[tx.BASELINE_STALE.prometheus_name].series.items()
+    assert series.value == 1.0  # missing
+    assert {"job": "modeltel-analytics", "model_name": "m", "model_version": "2"}.items() <= dict(labels).items()
+    assert tx.BASELINE_AGE.prometheus_name not in store.families  # no baseline, no age

@@ -117,7 +117,7 @@ def test_when_the_detectors_fall_behind_the_oldest_facts_go_and_are_counted(monk
         c.flush()
         assert len(c.facts) == 50 and dropped(c)["analytics_backlog"] == 30
         sent = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
-        assert [f[1] for f in c.facts] == [sp.end_time_unix_nano / 1e9 for sp in sent[30:]]  # the newest 50
+        assert [f.time for f in c.facts] == [sp.end_time_unix_nano / 1e9 for sp in sent[30:]]  # the newest 50
 
 
 def test_a_poll_with_nothing_received_finds_nothing_and_publishes_nothing():
@@ -186,15 +186,15 @@ def test_confidence_histograms_are_read_as_increases_per_model_version():
     started = live.started_ns
     export("a", one(5, 10), start=started + 1)
     increases = live._confidence_increases(1.0)
-    assert [(m, v, c.tolist()) for _, _, m, v, c in increases] == [("m", "1", one(5, 10))]  # not "before"'s past
+    assert [(f.model, f.version, f.counts.tolist()) for f in increases] == [("m", "1", one(5, 10))]  # not "before"'s
     export("before", one(3, 52), start=1)
     export("a", one(5, 13), start=started + 1)
-    ((*_, counts),) = live._confidence_increases(2.0)
-    assert counts.tolist() == [a + b for a, b in zip(one(3, 2), one(5, 3), strict=True)]  # summed over processes
+    (fact,) = live._confidence_increases(2.0)
+    assert fact.counts.tolist() == [a + b for a, b in zip(one(3, 2), one(5, 3), strict=True)]  # summed over processes
     export("a", one(7, 4), start=started + 9)  # restarted: its counts fell, so they are new since the reset
     export("other-bounds", [5, 5], start=started + 1, bounds=(0.5,))  # cannot be compared: left out
-    ((*_, counts),) = live._confidence_increases(3.0)
-    assert counts.tolist() == one(7, 4)
+    (fact,) = live._confidence_increases(3.0)
+    assert fact.counts.tolist() == one(7, 4)
     assert live._confidence_increases(4.0) == []  # nothing new
 
 

@@ -168,3 +168,19 @@ def test_a_log_without_labels_gives_no_accuracy_verdict_and_says_so_once(tmp_pat
     assert report["notes"] == ["model 1: no labels, so no accuracy verdict (estimated accuracy only)"]
     assert err.count("no labels") == 1 and not [e for e in report["detections"] if e["check"] == "accuracy_drop"]
     assert report["models"][0]["estimated_accuracy"] is not None
+
+
+def test_replay_help_lists_the_columns_a_log_needs_with_an_example_that_parses(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        detect(["replay", "--help"])
+    text = capsys.readouterr().out
+    from modeltel_collector.analytics.logs import REQUIRED
+
+    for column in (*REQUIRED, "correct", "label, prediction"):
+        assert f"\n  {column} " in text, column
+    lines = text.splitlines()
+    example = lines[lines.index("e.g.") + 1 : lines.index("e.g.") + 3]
+    log = tmp_path / "example.csv"
+    log.write_text("\n".join(line.strip() for line in example) + "\n")
+    (row,) = read_log(log)
+    assert isinstance(row, Row) and row.model == "fraud" and row.latency == 0.012

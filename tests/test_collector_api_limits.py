@@ -58,3 +58,30 @@ def test_slow_trace_queries_leave_room_for_scrapes() -> None:
         for t in threads:
             t.join(10)
         assert sorted(results) == [200, 200, 429, 429]
+
+
+def test_jaeger_and_console_queries_count_against_the_query_share_too() -> None:
+    # issue 21 item 5: Jaeger searches were not counted, so 130 of them held every --listen connection and
+    # /healthz and /metrics answered 429; now every query endpoint takes a slot of the same half
+    with running_collector(max_connections=8) as c:
+        gate, spans, detections = threading.Event(), c.spans, c.deps.detections
+        search, services = spans.search, spans.services
+        spans.search = lambda **kw: (gate.wait(20), search(**kw))[1]
+        spans.services = lambda: (gate.wait(20), services())[1]
+        c.deps.detections = lambda: (gate.wait(20), detections())[1]
+        listen = c.urls["listen"]
+        paths = ["/jaeger/api/traces?service=svc", "/jaeger/api/services", "/api/v1/console/alerts"] * 4
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda p=p: results.append(http_get(listen + p)[0])) for p in paths]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10  # 4 queries hold the query half (8 // 2); the 8 others are refused
+        while len(results) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(results) == [429] * 8
+        assert http_get(listen + "/metrics")[0] == 200
+        assert http_get(listen + "/healthz")[0] == 200
+        gate.set()
+        for t in threads:
+            t.join(10)
+        assert sorted(results) == [200] * 4 + [429] * 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import urllib.error
 import urllib.request
@@ -60,3 +61,31 @@ def test_tls_covers_every_listener_and_prometheus_scrapes_with_token(tmp_path) -
         with run_prometheus(tmp_path, c.urls["listen"], job) as base:
             up, error = scrape_health(base, 0)
             assert up == 1, error
+
+
+def test_a_token_in_a_console_url_is_refused_and_never_cached() -> None:
+    """Browsers keep URLs (history, favicons, HTTP cache, sessions) and proxies log them: the console takes
+    its token from the sign-in form only, and an old ``?token=`` link gets a 400 saying so."""
+    with running_collector(auth_token="s3cret") as c:
+        for path in ("/?token=s3cret", "/?refresh=0&token=s3cret", "/api/v1/console/models?token=s3cret"):
+            status, headers, body = http_get(c.urls["listen"] + path)
+            assert status == 400 and headers["Cache-Control"] == "no-store", path
+            error = json.loads(body)["error"]
+            assert "sign in" in error and "s3cret" not in error, error
+        assert http_get(c.urls["listen"] + "/?refresh=0")[0] == 200  # the page itself still loads
+        # API clients keep the header
+        assert http_get(c.urls["listen"] + "/api/v1/console/models", {"Authorization": "Bearer s3cret"})[0] == 200
+
+
+def test_a_failed_request_is_logged_without_credentials_in_its_query(caplog) -> None:
+    with running_collector(auth_token="s3cret") as c:
+
+        def broken(**_):
+            raise RuntimeError("a bug")
+
+        c.spans.search = broken
+        auth = {"Authorization": "Bearer s3cret"}
+        query = "service=x&token=hunter2&Access_Token=hunter3&api%5Fkey=hunter4"
+        assert http_get(c.urls["listen"] + "/api/traces?" + query, auth)[0] == 500
+        assert "GET /api/traces?service=x&token=<redacted>&Access_Token=<redacted>&api%5Fkey=<redacted>" in caplog.text
+        assert "hunter" not in caplog.text

@@ -2,35 +2,22 @@
 
 The test starts ``prometheus`` on a free loopback port with exemplar storage, waits (bounded) for the
 scraped values, and checks that every exemplar's trace id resolves in the collector's trace API.
-In CI (CI=true) a missing binary is a failure, elsewhere a skip.
+In CI (CI=true) a missing binary is a failure, elsewhere a skip (``tests/binaries.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
 from modeltel import taxonomy as tx
+from tests.binaries import require_binary
 from tests.collector_helpers import http_get, meter_provider, metric_exporter, running_collector, tracer_provider
 from tests.instr.servers import free_port
-
-PROMETHEUS = shutil.which("prometheus")
-
-
-def _require_prometheus() -> str:
-    if PROMETHEUS is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("prometheus binary missing in CI: apt-get install prometheus")
-        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
-    return PROMETHEUS
 
 
 def _query(base: str, path: str, **params: str) -> dict:
@@ -54,7 +41,7 @@ def run_prometheus(tmp_path, target_url: str, scrape_extra: str = "") -> Iterato
 
     ``scrape_extra`` is appended to the scrape job (YAML at 4 spaces: scheme, authorization, tls_config).
     """
-    binary = _require_prometheus()
+    binary = require_binary("prometheus", package="prometheus")
     port = free_port()
     target = target_url.split("://", 1)[-1]
     config = tmp_path / "prometheus.yml"

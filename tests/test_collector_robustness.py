@@ -192,18 +192,32 @@ def test_cli_sigterm_drains_and_config_precedence(tmp_path) -> None:
 
 
 def test_trace_store_bounded_by_size_and_age() -> None:
+    # one write per request (flushed each time): past 100 spans the oldest writes go until 10% under the
+    # bound, so the count steps 100 -> 110 -> 90 -> 100 -> ... and ends at 100, the last ten requests
     with running_collector(trace_max_spans=100) as c:
+        sent = []
         for _ in range(30):
-            assert http_post(c.urls["otlp_http"] + "/v1/traces", _request(10).SerializeToString(), PB)[0] == 200
-        assert 0 < _stored(c) <= 110
-    with running_collector(trace_max_age_s=0.3) as c:
+            sent.append(_request(10))
+            assert http_post(c.urls["otlp_http"] + "/v1/traces", sent[-1].SerializeToString(), PB)[0] == 200
+            assert c.flush() and c.spans.count <= 100
+        assert _stored(c) == 100
+        kept = {t for t in _trace_ids(sent) if c.spans.get_trace(t, 1)}
+        assert kept == set(_trace_ids(sent[-10:]))
+    with running_collector(trace_max_age_s=60.0) as c:  # prune "later" by handing it a later clock
         assert http_post(c.urls["otlp_http"] + "/v1/traces", _request(7).SerializeToString(), PB)[0] == 200
         c.flush()
-        time.sleep(0.4)
+        after_first = time.time_ns()
+        while (between := time.time_ns()) == after_first:  # a clock tick later than the first write
+            pass
         assert http_post(c.urls["otlp_http"] + "/v1/traces", _request(3).SerializeToString(), PB)[0] == 200
-        c.flush()
-        assert c.spans.prune() == 7  # writer idle after flush: pruning from here is safe
+        c.flush()  # writer idle after flush: pruning from here is safe
+        assert c.spans.prune() == 0  # nothing is 60 s old yet
+        assert c.spans.prune(now_ns=between + 60 * 10**9) == 7  # 60 s after the first write, before the second
         assert c.spans.count == 3
+
+
+def _trace_ids(requests) -> list[bytes]:
+    return [sp.trace_id for r in requests for sp in r.resource_spans[0].scope_spans[0].spans]
 
 
 def test_tls_on_both_receivers(tmp_path) -> None:

@@ -3,7 +3,6 @@ used not to), the light stack has no gateway and no Tempo, and its Grafana reach
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import tomllib
 import yaml
 
 from modeltel.generators.dashboards import TRACE_DATASOURCE_UID
+from tests.binaries import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 OTELCOL = ROOT / "collector" / "otelcol"
@@ -78,7 +78,7 @@ def test_light_provisioning_points_at_the_light_services() -> None:
     assert destinations == [{"name": "trace_id", "datasourceUid": TRACE_DATASOURCE_UID}]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="install prometheus (promtool)")
 def test_light_prometheus_config_is_valid() -> None:
-    res = subprocess.run(["promtool", "check", "config", str(OTELCOL / "prometheus.light.yml")], capture_output=True)
+    promtool = require_binary("promtool", package="prometheus")
+    res = subprocess.run([promtool, "check", "config", str(OTELCOL / "prometheus.light.yml")], capture_output=True)
     assert res.returncode == 0, res.stderr

@@ -102,6 +102,31 @@ def test_unknown_setting_warns_with_the_closest_name_and_is_ignored(caplog):
     assert "modle_name" in message and "'model_name'" in message
 
 
+@pytest.mark.parametrize(
+    ("typo", "closest"),
+    [
+        ("MODELTEL_MODEL", "MODELTEL_MODEL_NAME"),
+        ("MODELTEL_GPU_METRIC", "MODELTEL_GPU_METRICS"),
+        ("MODELTEL_MODELVERSION", "MODELTEL_MODEL_VERSION"),
+    ],
+)
+def test_an_unknown_modeltel_variable_warns_once_with_the_closest_name(caplog, typo, closest):
+    env = {typo: "iris", "MODELTEL_COLLECTOR_LISTEN": "127.0.0.1:0", "MODELTEL_AUTH_TOKEN": "t"}  # others' own
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        s = config.load(env)
+        config.load(env)  # init() loads again: still one warning
+    assert s == config.load({})
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert typo in message and f"did you mean {closest}?" in message
+
+
+def test_an_unknown_variable_far_from_any_says_where_the_valid_ones_are(caplog):
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        config.load({"MODELTEL_ZZZ_QQQ": "1"})
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "MODELTEL_ZZZ_QQQ" in message and "Configuration table" in message
+
+
 def test_every_setting_has_one_rule_for_both_sources():
     assert set(config.RULES) == {f.name for f in dataclasses.fields(config.Settings)}
 

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
+from contextlib import closing
+from itertools import pairwise
 
 import pytest
 
+from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
+from modeltel_collector.store.spans import MAX_SEARCH_LIMIT, SpanStore, TraceRow
 from tests.collector_helpers import http_get, http_post, running_collector
-from tests.console_helpers import HOSTILE, SLOW_S, add_detection, fire_in_alertmanager, send_demo_traffic
+from tests.console_helpers import (
+    GEN_MODEL,
+    GEN_TOKENS,
+    GEN_TTFT_S,
+    GEN_VERSION,
+    HOSTILE,
+    SLOW_S,
+    add_detection,
+    fire_in_alertmanager,
+    send_demo_traffic,
+    send_generations,
+)
 
 API = "/api/v1/console/"
 
@@ -58,6 +75,36 @@ def test_model_has_stage_charts_whose_exemplars_resolve_to_traces(demo: Collecto
     assert doc["errors"] == []
     assert any(v for v in doc["batch_size"]["mean"] if v)
     assert sum(b["count"] for b in doc["confidence_distribution"]) == 30
+
+
+def test_trace_search_gives_version_pipeline_ordered_stages_and_says_when_capped(demo: Collector):
+    status, doc = get_json(demo, "/api/traces?limit=10")
+    assert status == 200 and (doc["limit"], doc["capped"], len(doc["traces"])) == (10, True, 10)
+    for t in doc["traces"]:
+        assert (t["model"], t["version"]) == (MODEL_NAME, MODEL_VERSION)
+        assert t["stages"] == list(tx.CANONICAL_STAGES)  # the order a request runs through them
+    _, doc = get_json(demo, "/api/traces?limit=5000")
+    assert (doc["limit"], doc["capped"]) == (MAX_SEARCH_LIMIT, False)  # 30 traces: all of them
+
+
+def test_a_span_store_from_before_the_version_column_opens_and_gains_it(tmp_path):
+    path = str(tmp_path / "old.db")
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE traces (trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT,"
+            " status INTEGER, start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB)"
+        )
+        db.execute(
+            "INSERT INTO traces VALUES (?, 's', 'old', ',', ',', 'x', 0, 1, 1, ?, 1, x'')", (b"o" * 16, b"o" * 8)
+        )
+        db.commit()
+    store = SpanStore(path)
+    store.start()
+    store.put([TraceRow(b"n" * 16, "s", "new", ",", ",", "x", 0, 2, 1, b"n" * 8, 1, b"", "2.0")])
+    store.close()
+    store = SpanStore(path)
+    assert {(t["model"], t["version"]) for t in store.search()} == {("old", ""), ("new", "2.0")}
+    store.close()
 
 
 def test_model_without_version_covers_every_version(demo: Collector):
@@ -134,9 +181,77 @@ def test_alerts_lists_the_detections_and_what_fires_in_alertmanager(alertmanager
         )
 
 
+def test_alerts_shows_what_the_detection_engine_found_in_received_spans():
+    # end to end: prediction spans over OTLP, ingest's facts, the engine's windows, the console's answer
+    pytest.importorskip("scipy")
+    import numpy as np
+
+    from tests.test_analytics_live import _send, _spans
+
+    rng, now = np.random.default_rng(0), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()  # polled below, at a time of the test's choosing
+        for start in range(-1300, -400, 100):  # 15 healthy minutes, then 5 at twice the latency
+            _send(c, _spans("slow", now + start, 100, rng))
+        for start in range(-400, -100, 100):
+            _send(c, _spans("slow", now + start, 100, rng, slow=2.0))
+        c.flush()
+        c.analytics.poll(now - 90)  # the data end at now - 100
+        status, doc = get_json(c, API + "alerts")
+    assert status == 200 and doc["alertmanager"] is None
+    firing = [d for d in doc["detections"] if d["state"] == "firing"]
+    assert [(d["model"], d["version"], d["check"], d["severity"]) for d in firing] == [
+        ("slow", "3", "latency_shift", "critical")
+    ]
+    assert firing[0]["time"] <= now - 90
+
+
 def test_alerts_says_when_alertmanager_is_not_there():
     with running_collector(alertmanager_url="http://127.0.0.1:9") as c:
         status, doc = get_json(c, API + "alerts")
         assert status == 200 and doc["alertmanager"]["error"]
     with running_collector() as c:
         assert get_json(c, API + "alerts")[1]["alertmanager"] is None
+
+
+@pytest.fixture(scope="module")
+def generative() -> Iterator[Collector]:
+    with running_collector(console_step_s=0.25, console_history_s=120) as c:
+        send_generations(c)
+        yield c
+
+
+def test_a_generative_models_page_has_ttft_tpot_and_token_charts_whose_exemplars_are_its_generations(
+    generative: Collector,
+):
+    status, doc = get_json(generative, f"{API}model?name={GEN_MODEL}&version={GEN_VERSION}")
+    assert status == 200
+    gen = doc["generation"]
+    n = len(doc["times"])
+    for chart, lines in (("ttft", ("p50", "p95", "p99")), ("tpot", ("p50", "p95")), ("output_tokens", ("p50", "p95"))):
+        for line in lines:
+            assert len(gen[chart][line]) == n and any(v is not None for v in gen[chart][line]), (chart, line)
+    ttft = [v for v in gen["ttft"]["p50"] if v is not None]
+    assert all(GEN_TTFT_S * 0.9 <= v <= 0.25 for v in ttft)  # in the bucket above 40 ms (40 .. 60 ms)
+    assert all(0.001 <= v <= 0.05 for v in gen["tpot"]["p50"] if v is not None)
+    # 5 tokens a request: a mean of exactly 5, a median inside its bucket (4 .. 16, the powers of 4)
+    assert all(v == GEN_TOKENS for v in gen["output_tokens"]["mean"] if v is not None)
+    assert all(4 < v <= 16 for v in gen["output_tokens"]["p50"] if v is not None)
+    assert any(v for v in gen["input_tokens"]["p50"] if v)
+    # a rate over each interval between samples: times the interval, every output token, once
+    times = doc["times"]
+    gaps = [doc["step_s"], *(b - a for a, b in pairwise(times))]
+    produced = sum((v or 0) * dt for v, dt in zip(gen["output_tokens_per_s"], gaps, strict=True))
+    assert produced == pytest.approx(6 * GEN_TOKENS, rel=1e-4)
+    for key, attribute, expected in (
+        ("ttft", tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN, None),
+        ("output_tokens", tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, GEN_TOKENS),
+    ):
+        assert gen[key]["exemplars"], key
+        for ex in gen[key]["exemplars"]:
+            status, trace = get_json(generative, f"/api/traces/{ex['trace_id']}")
+            span = next(s for s in trace["spans"] if s["span_id"] == ex["span_id"])
+            assert span["name"] == f"chat {GEN_MODEL}"
+            assert ex["value"] == pytest.approx(expected or span["attributes"][attribute], rel=1e-5)
+    status, other = get_json(generative, f"{API}model?name=nobody&version=1")
+    assert other["generation"] is None

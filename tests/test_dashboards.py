@@ -3,6 +3,7 @@ naming only metrics that modeltel produces."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -65,7 +66,7 @@ def test_dashboard_loads_back_through_the_sdk_types(path: Path) -> None:
 
 def _allowed_metrics() -> set[str]:
     names = {"ALERTS"}
-    for inst in (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS):
+    for inst in (*tx.INSTRUMENTS, *tx.GPU_INSTRUMENTS, *tx.GENAI_INSTRUMENTS):
         base = inst.prometheus_series
         names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     for rules in (ROOT / "alerts" / "rules").glob("*.yml"):
@@ -111,18 +112,89 @@ def test_shared_rules_hold_on_every_dashboard() -> None:
         runbooks = [lk for p in raw["panels"] for lk in p.get("links") or [] if lk["url"].endswith(".md")]
         assert runbooks, f"{path.name} has no runbook links"
         for panel in raw["panels"]:
-            for t in panel.get("targets") or []:  # latency quantiles carry the exemplars (trace ids)
-                assert t["exemplar"] == ("latency_seconds_bucket" in t["expr"]), (panel["title"], t["expr"])
+            for t in panel.get("targets") or []:  # time quantiles (latency, TTFT, TPOT) carry the exemplars
+                assert t["exemplar"] == ("_seconds_bucket" in t["expr"]), (panel["title"], t["expr"])
+
+
+def _steps(panel: dict) -> list[dict]:
+    return panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps") or []  # rows: none
+
+
+def _spec(alert: str) -> tx.AlertSpec:
+    (spec,) = tx.ALERTS_BY_NAME[alert]
+    return spec
 
 
 def test_thresholds_come_from_the_taxonomy() -> None:
     raw = json.loads((DASHBOARDS / "modeltel-models.json").read_text())
     panels = {p["title"]: p for p in raw["panels"]}
-    steps = [s["value"] for s in panels["Online accuracy"]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
-    assert steps == [None, 0.85, 0.90]
-    lat = tx.CORE_METRICS["prediction_latency"]
-    steps = panels["Prediction latency p50 / p95 / p99"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
-    assert [s["value"] for s in steps] == [None, lat.threshold_warning, lat.threshold_critical]
+    accuracy_slo = next(s for s in tx.SLOS if s.name == "accuracy_slo")
+    steps = [s["value"] for s in _steps(panels["Online accuracy"])]
+    assert steps == [None, _spec("AccuracyDegradation").threshold, accuracy_slo.threshold]
+    steps = [s["value"] for s in _steps(panels["Prediction latency p50 / p95 / p99"])]
+    pages = [_spec("HighPredictionLatency").threshold, _spec("CriticalPredictionLatency").threshold]
+    assert steps == [None, tx.SLO_LATENCY_THRESHOLD_SECONDS, *pages]
+    steps = [s["value"] for s in _steps(panels["Time to first token p50 / p95 / p99"])]
+    pages = [_spec("HighTimeToFirstToken").threshold, _spec("CriticalTimeToFirstToken").threshold]
+    assert steps == [None, tx.SLO_TTFT_THRESHOLD_SECONDS, *pages]
+    steps = [s["value"] for s in _steps(panels["Time per output token p50 / p95"])]
+    assert steps == [None, _spec("HighTimePerOutputToken").threshold, _spec("CriticalTimePerOutputToken").threshold]
+
+
+def test_the_generative_row_shows_streams_by_model() -> None:
+    raw = json.loads((DASHBOARDS / "modeltel-models.json").read_text())
+    titles = [p["title"] for p in raw["panels"]]
+    row = titles.index("Generative (token streams)")
+    assert titles[row + 1 : row + 6] == [
+        "Time to first token p50 / p95 / p99", "Time per output token p50 / p95", "Output tokens / s",
+        "Tokens per request (input, output)", "Generative request duration p95",
+    ]  # fmt: skip
+    queries = dict(panel_queries(raw))
+    for title in titles[row + 1 : row + 6]:
+        expr = queries[title]
+        assert "model_name, model_version" in expr and 'model_name=~"$model_name"' in expr, title
+    assert 'gen_ai_token_type="output"' in queries["Output tokens / s"]
+
+
+# What a line's colour says on every panel: the severity of the alert that fires beyond it, or an SLO missed.
+_SEVERITY_COLOUR = {"warning": "orange", "critical": "red"}
+_SLO_COLOUR, _OK_COLOUR = "yellow", "green"
+
+
+def _drawn(panel: dict) -> list[tuple[float, str]]:
+    """(threshold, colour of the side beyond it) for each line a panel draws, whichever way is worse."""
+    steps = _steps(panel)
+    if len(steps) < 2:
+        return []
+    if steps[0]["color"] == _OK_COLOUR:  # higher is worse: each colour holds from its value up
+        return [(s["value"], s["color"]) for s in steps[1:]]
+    assert steps[-1]["color"] == _OK_COLOUR, (panel["title"], steps)  # lower is worse: green at the top
+    return [(above["value"], below["color"]) for below, above in itertools.pairwise(steps)]
+
+
+def _used_by_what_the_panel_links_to(panel: dict, config) -> set[tuple[float, str]]:
+    """(threshold, colour) of the alerts whose runbooks the panel links to, and of the SLOs."""
+    linked = {lk["url"].rsplit("/", 1)[-1].removesuffix(".md") for lk in panel.get("links") or []}
+    used = {(s.threshold, _SEVERITY_COLOUR[s.severity_label]) for s in tx.ALERTS if s.alert in linked}
+    if "ErrorBudgetBurn" in linked:  # burn-rate factors, and a budget overspent (the objective missed)
+        used |= {(w.factor, _SEVERITY_COLOUR[w.severity.label]) for w in config.windows} | {(0.0, _SLO_COLOUR)}
+    used |= {(s.threshold, _SLO_COLOUR) for s in config.slos if s.kind == "threshold"}
+    # a ratio SLO over a histogram's bucket (latency, TTFT): its le is the threshold its objective counts
+    used |= {(float(le), _SLO_COLOUR) for s in config.slos for le in re.findall(r'le="([^"]+)"', s.good)}
+    return used
+
+
+def test_every_threshold_drawn_is_one_an_alert_or_an_slo_uses_in_its_severity_colour() -> None:
+    config = load_slo_config(CONFIG)
+    drawn_somewhere, strays = 0, []
+    for path in BOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            drawn = _drawn(panel)
+            drawn_somewhere += len(drawn)
+            stray = set(drawn) - _used_by_what_the_panel_links_to(panel, config)
+            strays += [f"{path.name} {panel['title']!r}: {sorted(stray)}"] if stray else []
+    assert strays == [], "lines (value, colour) no alert the panel links to, nor an SLO, uses"
+    assert drawn_somewhere >= 10
 
 
 def test_every_alert_links_to_a_generated_dashboard_with_the_variables_it_sets() -> None:

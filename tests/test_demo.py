@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,6 +22,7 @@ from modeltel.export.readers import prometheus_reader_class
 from modeltel.meters import install_meters
 from modeltel.promql import histogram_quantile
 from tests import meters_helpers
+from tests.binaries import require_alert_stack
 from tests.fakes.nvml import FakeDevice, make_fake_nvml
 
 
@@ -55,12 +61,69 @@ def test_demo_prints_a_stage_table_from_exported_telemetry():
     assert "modeltel demo: open the console at http://127.0.0.1:" in proc.stdout
     tree = lines[lines.index(trace_line) :]
     assert any(line.strip().startswith("inference") and line.strip().endswith("ms") for line in tree[:12])
-    assert "Alertmanager notified receiver 'pager'" in proc.stdout  # the alert scene (Prometheus is installed)
     # the degradation scene: the collector's own detectors (scipy is installed) catch the injected latency
     # (from spans) and the input drift (from the confidence histogram)
     assert "the collector detected latency_shift" in proc.stdout, proc.stdout[-2000:]
     assert "the collector detected confidence_drift" in proc.stdout, proc.stdout[-2000:]
     assert proc.stdout.index("the collector detected") < proc.stdout.index("open the console at")
+    require_alert_stack()  # last: without Prometheus and Alertmanager the demo says how to install them instead
+    assert "Alertmanager notified receiver 'pager'" in proc.stdout  # the alert scene
+
+
+def _lines_until(proc: subprocess.Popen, marker: str, lines: queue.Queue, timeout: float = 240) -> list[str]:
+    seen = []
+    while not seen or marker not in seen[-1]:
+        try:
+            seen.append(lines.get(timeout=timeout))
+        except queue.Empty:
+            pytest.fail(f"no {marker!r} within {timeout} s; output: {seen[-20:]}")
+        assert proc.poll() is None, seen[-20:]
+    return seen
+
+
+def _left_in_session(sid: int) -> list[psutil.Process]:
+    """Processes still alive in the demo's session: its children and theirs, wherever re-parented."""
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return left
+
+
+@pytest.mark.parametrize(
+    ("sig", "marker", "code"),
+    [
+        (signal.SIGTERM, "stops it all", 0),  # in --keep's wait, under the trickle of load
+        (signal.SIGINT, "stops it all", 0),
+        (signal.SIGTERM, "clients for", 128 + signal.SIGTERM),  # in the middle of the load
+    ],
+    ids=["sigterm-keep", "sigint-keep", "sigterm-load"],
+)
+def test_a_signal_stops_every_process_and_removes_every_temporary_directory(tmp_path, sig, marker, code):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "modeltel"), "demo", "--keep", "--duration", "2", "--concurrency", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TMPDIR": str(tmp)},
+        start_new_session=True,  # its own session: every process it starts is found by session id
+    )  # fmt: skip
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        _lines_until(proc, marker, lines)
+        started = _left_in_session(proc.pid)
+        assert len(started) >= 3, started  # the demo, its collector, its model server (and Prometheus ...)
+        assert any(tmp.iterdir())
+        os.kill(proc.pid, sig)  # to the demo alone, not its group: it must stop its children itself
+        assert proc.wait(timeout=120) == code
+        assert _left_in_session(proc.pid) == []
+        assert list(tmp.iterdir()) == []
+    finally:
+        for p in _left_in_session(proc.pid):
+            p.kill()
 
 
 def _families_with(meters_nvml) -> dict:

@@ -25,7 +25,7 @@ def test_out_of_order_duplicate_and_unknown_ids():
 def test_pending_predictions_are_bounded_oldest_dropped_and_counted():
     j = FeedbackJoiner(max_pending=3)
     ids = [j.remember(("m", "1")) for _ in range(5)]
-    assert len(j.pending) == 3 and j.stats.dropped == 2
+    assert len(j.join.pending) == 3 and j.stats.dropped_predictions == 2
     assert j.record(ids[0], correct=True) == "unknown"  # dropped: unknown now, not guessed
     assert j.record(ids[4], correct=True) == "joined"
     assert (j.stats.unknown, j.stats.joined) == (1, 1)
@@ -40,6 +40,28 @@ def test_accuracy_is_over_a_sliding_window(monkeypatch):
     now[0] += 61.0  # the two wrong answers leave the window
     j.record(j.remember(("m", "1")), correct=True)
     assert j.accuracy(("m", "1")) == (1.0, 1)
+
+
+def test_a_label_for_a_prediction_remembered_without_its_value_is_not_guessed():
+    j = FeedbackJoiner()
+    pid = j.remember(("m", "1"))  # no prediction= to compare a label with
+    assert j.record(pid, label="cat") == "no_value"
+    assert j.accuracy(("m", "1")) == (None, 0) and j.stats.dropped_labels == 1
+
+
+def test_the_sdk_and_the_collector_judge_and_window_labels_alike(monkeypatch):
+    from modeltel_collector.analytics.joiner import LabelJoiner
+
+    now = [0.0]
+    monkeypatch.setattr("modeltel.feedback.time.time", lambda: now[0])
+    sdk, collector = FeedbackJoiner(window_s=60.0), LabelJoiner(window_s=60.0)
+    for i, (value, label) in enumerate([("a", "a"), ("a", "b"), ("b", "b"), ("a", "a"), ("b", "a")]):
+        now[0] = i * 25.0
+        sdk.record(sdk.remember(("m", "1"), value, f"p{i}"), label=label)
+        collector.label(f"p{i}", now[0], None, label)  # the label first: it waits for its prediction
+        collector.prediction(f"p{i}", "m", "1", value)
+    window = collector.accuracy[("m", "1")]
+    assert sdk.accuracy(("m", "1")) == (window.accuracy, len(window.labels)) == (pytest.approx(2 / 3), 3)
 
 
 def test_exactly_one_of_correct_or_label():

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -58,15 +59,16 @@ print("done", flush=True)
 """
 
 
+def _run_script(script: str, endpoint: str, *, timeout: str, exit_timeout: str) -> subprocess.Popen:
+    """``script`` under ``modeltel run``, exporting to ``endpoint``, its output piped."""
+    env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_TIMEOUT=timeout,
+               MODELTEL_EXIT_TIMEOUT=exit_timeout)  # fmt: skip
+    command = [str(BIN / "modeltel"), "run", "--", "python", "-c", script]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_exit_with_the_collector_down_is_bounded_and_says_what_was_lost(blackhole: str) -> None:
-    env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=blackhole, OTEL_EXPORTER_OTLP_TIMEOUT="30", MODELTEL_EXIT_TIMEOUT="1")
-    proc = subprocess.Popen(
-        [str(BIN / "modeltel"), "run", "--", "python", "-c", SHORT_SCRIPT],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _run_script(SHORT_SCRIPT, blackhole, timeout="30", exit_timeout="1")
     assert proc.stdout.readline().strip() == "done"
     done_at = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
@@ -75,6 +77,52 @@ def test_exit_with_the_collector_down_is_bounded_and_says_what_was_lost(blackhol
     lines = [line for line in stderr.splitlines() if line.startswith("modeltel:")]
     assert lines == [lines[0]] and "gave up flushing after 1 s" in lines[0], stderr
     assert "not sent: 1 spans" in lines[0]
+
+
+SERVING_SCRIPT = """
+import time, modeltel
+pipeline = modeltel.get_pipeline()
+for _ in range(3):  # three export rounds that fail: the first says so, the others are only counted
+    with modeltel.prediction():
+        pass
+    pipeline.force_flush()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def refused() -> str:
+    """An address nothing listens on: connections are refused at once."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("collector", "reason"), [("refused", "connection refused"), ("blackhole", "no answer within 1 s")]
+)
+def test_a_collector_that_is_down_is_said_once_at_start_and_the_exit_keeps_its_time(
+    collector: str, reason: str, request
+) -> None:
+    endpoint = request.getfixturevalue(collector)
+    proc = _run_script(SERVING_SCRIPT, endpoint, timeout="1", exit_timeout="2")
+    try:
+        first = proc.stderr.readline()  # said while serving, not only at exit
+        assert first.startswith("modeltel: ") and f"{endpoint}/v1/" in first and reason in first, first
+        assert "modeltel collector" in first and "OTEL_EXPORTER_OTLP_ENDPOINT" in first
+        assert proc.stdout.readline().strip() == "ready"
+        signalled = time.monotonic()
+        proc.terminate()
+        _, rest = proc.communicate(timeout=60)
+        exited = time.monotonic() - signalled
+    finally:
+        proc.kill()
+    # Each round failed twice (spans, metrics) and the upstream exporter logged each retry: none of it shows.
+    lines = rest.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modeltel: ") and "not sent" in lines[0], rest
+    assert exited < 2.0, f"exit took {exited:.2f} s after SIGTERM, MODELTEL_EXIT_TIMEOUT is 2 s"
 
 
 class _Instrumentor:
@@ -125,6 +173,13 @@ def test_collector_bad_address_is_one_line(capsys) -> None:
     assert "--listen: expected HOST:PORT with a port 0-65535, got 'localhost:abc'" in err
 
 
+@pytest.mark.parametrize("flag", ["--otlp-http", "--otlp-grpc", "--listen"])
+def test_collector_address_with_a_scheme_says_to_drop_it(capsys, flag: str) -> None:
+    err = _collector(capsys, flag, "http://localhost:4318")
+    assert f"{flag}: expected HOST:PORT without a scheme, got 'http://localhost:4318'" in err
+    assert "drop 'http://', e.g. 'localhost:4318'" in err
+
+
 def test_an_otlp_http_endpoint_without_scheme_is_completed_with_one_warning(caplog) -> None:
     from modeltel import config
 
@@ -141,20 +196,29 @@ def test_an_otlp_http_endpoint_without_scheme_is_completed_with_one_warning(capl
 
 
 def test_repeated_export_failures_log_once_and_http_to_the_grpc_port_gets_a_hint(caplog) -> None:
-    from modeltel.export.exportlog import OncePerReason
+    from modeltel.export import exportlog
 
-    once = OncePerReason()
+    once = exportlog.OncePerReason()
+    exporter = types.SimpleNamespace(_endpoint="http://localhost:4317/v1/traces")
 
     def passes(message: str) -> bool:
         return once.filter(logging.LogRecord("otlp", logging.WARNING, __file__, 1, message, None, None))
 
-    assert passes("Transient error refused encountered while exporting spans batch, retrying in 1.06s.")
-    assert not passes("Transient error refused encountered while exporting spans batch, retrying in 2.35s.")
-    assert passes("Transient error refused encountered while exporting metrics batch, retrying in 1.17s.")
+    def failed_export(*lines: str) -> None:
+        exportlog.export_started()
+        assert not any([passes(line) for line in lines])  # the exporter's failure lines never pass
+        exportlog.export_failed("spans", exporter)
+
     junk = "Transient error ('Connection aborted.', BadStatusLine('\\x00\\x00\\x18\\x04')) encountered while exporting"
-    assert not passes(junk + " spans") and not passes(junk + " metrics")
+    failed_export(junk + " spans batch, retrying in 1.06s.", "Failed to export spans batch due to timeout.")
+    failed_export(junk + " spans batch, retrying in 2.35s.")
     hints = [r.getMessage() for r in caplog.records if r.name == "modeltel"]
-    assert len(hints) == 1 and "collector's gRPC port (4317)" in hints[0]
+    assert len(hints) == 1 and "collector's gRPC port (4317)" in hints[0] and "localhost:4317" in hints[0]
+    # the exporters' other lines pass once each, whatever the numbers and object addresses in them
+    assert passes("Dropping span batch: serialized size 70000001 bytes exceeds max_request_size")
+    assert not passes("Dropping span batch: serialized size 80000002 bytes exceeds max_request_size")
+    assert passes("Exporter <object at 0x7f3a2b1c> already shutdown")
+    assert not passes("Exporter <object at 0x7e00ff> already shutdown")
 
 
 def test_prometheus_port_in_use_names_the_address(caplog, busy_port: int) -> None:

@@ -116,10 +116,42 @@ def test_batchable_records_batch_size(tel: Capture, instrumented) -> None:
     assert points[0].attributes[tx.ATTR_MODEL_NAME] == "iris-bento"
 
 
-def test_stream_spans_the_stream(tel: Capture, instrumented) -> None:
+def test_stream_is_a_generation(tel: Capture, instrumented) -> None:
     assert inspect.isgeneratorfunction(IrisService.apis["stream"].func)
     assert list(IrisService().stream(3)) == ["0", "1", "2"]
-    assert tel.stage_counts() == {("iris-bento", "7", "inference"): 1}
+    assert tel.stage_counts() == {("iris-bento", "7", "inference"): 1}  # the stage spans the stream
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
+    ttft = tel.point(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.otel_name)
+    assert ttft.count == 1 and ttft.attributes[tx.ATTR_MODEL_NAME] == "iris-bento"
+    usage = tel.point(tx.GEN_AI_CLIENT_TOKEN_USAGE.otel_name, **{tx.ATTR_GEN_AI_TOKEN_TYPE: "output"})
+    assert usage.sum == 3  # one token per yielded item
+    (inference,) = tel.stage_spans()
+    (generation,) = tel.spans("text_completion iris-bento")
+    assert parent_of(inference) == generation.context.span_id
+
+
+def test_stream_left_early_is_cancelled(tel: Capture, instrumented) -> None:
+    tokens = IrisService().stream(5)
+    assert next(tokens) == "0"
+    tokens.close()
+    assert tel.count(tx.PREDICTIONS.otel_name, status="cancelled") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name) == 1
+
+
+async def test_async_stream_is_a_generation(tel: Capture, instrumented) -> None:
+    @bentoml.service(name="tokens")
+    class Tokens:
+        @bentoml.api
+        async def generate(self, n: int = 2):
+            for i in range(n):
+                await asyncio.sleep(0)
+                yield str(i)
+
+    assert inspect.isasyncgenfunction(Tokens.apis["generate"].func)
+    assert [t async for t in Tokens().generate(4)] == ["0", "1", "2", "3"]
+    usage = tel.point(tx.GEN_AI_CLIENT_TOKEN_USAGE.otel_name, **{tx.ATTR_GEN_AI_TOKEN_TYPE: "output"})
+    assert usage.sum == 4 and usage.attributes[tx.ATTR_MODEL_NAME] == "tokens"
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
 
 
 def test_api_calling_api_is_one_prediction(tel: Capture, instrumented) -> None:
@@ -159,22 +191,34 @@ def test_service_defined_after_instrument(tel: Capture, instrumented) -> None:
 
 
 def test_through_bentoml_http_app(tel: Capture, instrumented) -> None:
-    """BentoML's own ASGI app (its server's request path, batching dispatcher included), in process."""
+    """BentoML's own ASGI app (its server's request path, batching dispatcher included), in process, with
+    the HTTP instrumentor on too: each request counted once, by the API's prediction (or generation, for
+    the streamed one: the HTTP layer gives way to it). One app per process: BentoML registers its metrics."""
     from _bentoml_impl.server.app import ServiceAppFactory
     from starlette.testclient import TestClient
 
+    from modeltel.instrumentors.fastapi import ModeltelFastAPIInstrumentor
+
     IrisService.inject_config()
-    app = ServiceAppFactory(IrisService, is_main=True)()
-    with TestClient(app) as client:
-        r = client.post("/classify", json={"rows": ROWS})
-        assert r.status_code == 200, r.text
-        r = client.post("/batch", json={"rows": X[:2].tolist()})
-        assert r.status_code == 200, r.text
+    ModeltelFastAPIInstrumentor().instrument(tracer_provider=tel.pipeline.tracer_provider)
+    try:
+        with TestClient(ServiceAppFactory(IrisService, is_main=True)()) as client:
+            r = client.post("/classify", json={"rows": ROWS})
+            assert r.status_code == 200, r.text
+            r = client.post("/batch", json={"rows": X[:2].tolist()})
+            assert r.status_code == 200, r.text
+            r = client.post("/stream", json={"n": 4})
+            assert r.status_code == 200 and r.text == "0123", r.text
+    finally:
+        ModeltelFastAPIInstrumentor().uninstrument()
     counts = tel.stage_counts()
-    assert counts[("iris-bento", "7", "inference")] == 2
-    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 2
+    assert counts[("iris-bento", "7", "inference")] == 3
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 3
+    assert tel.count(tx.PREDICTIONS.otel_name) == 3
     batch = [p for p in tel.points(tx.BATCH_SIZE.otel_name) if p.count]
     assert sum(p.sum for p in batch) == 2
+    ttft = tel.point(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.otel_name)
+    assert ttft.count == 1 and ttft.attributes[tx.ATTR_MODEL_NAME] == "iris-bento"
 
 
 def test_on_then_off_restores_exactly() -> None:

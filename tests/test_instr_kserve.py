@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +156,13 @@ def test_on_then_off_restores_exactly() -> None:
     }
     assert after == before
     assert "__init_subclass__" not in Model.__dict__
+
+
+def test_pytest_collect_only_abbreviated_is_not_taken_for_a_kserve_flag() -> None:
+    """KServe parses sys.argv at import; ``--co`` used to end in INTERNALERROR (``--collect-only`` did not)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", __file__],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "INTERNALERROR" not in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    assert "test_pytest_collect_only_abbreviated_is_not_taken_for_a_kserve_flag" in proc.stdout

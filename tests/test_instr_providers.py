@@ -8,6 +8,7 @@ points, and the pipeline none of them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -159,3 +160,38 @@ def test_flask_instrument_app_instruments_that_app_only(tel: Capture, given: Giv
     assert "full_dispatch_request" not in vars(mine)
     assert mine.test_client().post("/predict").status_code == 200
     assert given.count(tx.PREDICTIONS.otel_name, status="success") == 1
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_instrument_app_options_are_typed_keywords(framework: str) -> None:
+    pytest.importorskip(framework)
+    from modeltel.instrumentors.fastapi import ModeltelFastAPIInstrumentor
+    from modeltel.instrumentors.flask import ModeltelFlaskInstrumentor
+
+    cls = ModeltelFastAPIInstrumentor if framework == "fastapi" else ModeltelFlaskInstrumentor
+    params = inspect.signature(cls.instrument_app).parameters
+    for name in ("prediction_methods", "excluded_paths", "tracer_provider", "meter_provider"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].annotation != "Any", name
+
+
+def test_instrument_app_honours_prediction_methods_and_excluded_paths(tel: Capture, given: Given) -> None:
+    flask = pytest.importorskip("flask")
+    from modeltel.instrumentors.flask import ModeltelFlaskInstrumentor
+
+    app = flask.Flask("t")
+    app.add_url_rule("/predict", "predict", lambda: "ok", methods=["GET", "POST"])
+    app.add_url_rule("/internal/predict", "internal", lambda: "ok")
+    options = {"prediction_methods": ["GET"], "excluded_paths": "^/internal/"}
+    ModeltelFlaskInstrumentor.instrument_app(app, **options, **given.kwargs())
+    try:
+        client = app.test_client()
+        assert client.get("/predict").status_code == 200  # a prediction: GET is one here
+        assert client.post("/predict").status_code == 200  # not one: POST is not
+        assert client.get("/internal/predict").status_code == 200  # not one: excluded
+        with pytest.raises(TypeError, match="list of HTTP methods"):
+            ModeltelFlaskInstrumentor.instrument_app(flask.Flask("u"), prediction_methods="GET")
+    finally:
+        ModeltelFlaskInstrumentor.uninstrument_app(app)
+    assert given.count(tx.PREDICTIONS.otel_name, status="success") == 1
+    assert _server_models(given) == ["env-model", "None", "None"]  # three server spans, one prediction's
+    assert tel.count(tx.PREDICTIONS.otel_name) == 0

@@ -284,6 +284,17 @@ def test_inside_active_stage_only_client_span(tel: Capture, http_server: Any, in
     _assert_propagated(client_span, http_server.seen[-1])
 
 
+def test_a_client_subclass_calling_super_is_one_call(tel: Capture, http_server: Any, instrumented: None) -> None:
+    class Client(httpclient.InferenceServerClient):  # defined after instrument(): wrapped too
+        def infer(self, model_name: str, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            return super().infer(model_name, inputs, *args, **kwargs)
+
+    inputs, outputs = _http_inputs()
+    Client(_http_url(http_server)).infer("iris", inputs, model_version="2", outputs=outputs)
+    assert getattr(Client.__dict__["infer"], "__modeltel_original__", None) is not None
+    _assert_inference_call(tel, http_server.seen[-1], "http")  # one client span, one stage sample
+
+
 def test_not_sampled_propagates_no_span(http_server: Any, instrumented: None, make_captured: Any) -> None:
     c = make_captured(sampler="always_off")
     inputs, outputs = _http_inputs()

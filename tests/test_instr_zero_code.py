@@ -3,8 +3,12 @@ spans (under the request's server span) and stage / prediction metrics over OTLP
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +16,8 @@ import pytest
 
 from modeltel import taxonomy as tx
 from modeltel.testing import OtlpSink, attributes
-from tests.instr.servers import ROOT, documented_commands, instrumented_server
+from tests.binaries import require_binary
+from tests.instr.servers import BIN, ROOT, documented_commands, free_port, instrumented_server
 
 BODY = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
 N = 5
@@ -148,14 +153,83 @@ def test_litserve_zero_code() -> None:
     }
 
 
-# Examples whose documented commands cannot run here, and what tests them instead.
-NOT_RUN_AS_DOCUMENTED = {
-    "torchserve_handler.py": "needs TorchServe's Java frontend; tests/test_instr_torchserve.py imports it in-process",
-}
+def test_torchserve_handler_as_documented(tmp_path: Path) -> None:
+    """The docstring's commands in order: archive the handler, start TorchServe (its Java frontend starts the
+    Python worker, which imports the handler), one curl; the worker's stages arrive over OTLP. Changed for
+    the test: the OTLP endpoint, the ports (a config file), and the frontend in the foreground, so the test
+    owns its process group (``--start`` daemonizes behind a machine-wide pid file)."""
+    pytest.importorskip("ts")
+    pytest.importorskip("model_archiver")
+    require_binary("java", package="default-jre-headless")
+    mkdir, archive, start, curl = documented_commands(ROOT / "examples" / "torchserve_handler.py")
+    ports = {name: free_port() for name in ("inference", "management", "metrics")}
+    config = tmp_path / "config.properties"
+    config.write_text(
+        "".join(f"{k}_address=http://127.0.0.1:{p}\n" for k, p in ports.items()) + "default_workers_per_model=1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELTEL_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # torchserve, torch-model-archiver, the worker's python
+    env.update(OTEL_METRIC_EXPORT_INTERVAL="300", OTEL_BSP_SCHEDULE_DELAY="100")
+    env.update(MODELTEL_HOST_METRICS="false", MODELTEL_GPU_METRICS="false")
+    for command in (mkdir, archive.replace(" examples/", f" {ROOT}/examples/")):
+        proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, (command, proc.stderr)
+    with OtlpSink() as sink:
+        start = start.replace("http://localhost:4318", sink.endpoint).replace("--start", "--foreground")
+        with (tmp_path / "torchserve.log").open("w") as log:
+            server = subprocess.Popen(["bash", "-c", f"{start} --ts-config {config}"], cwd=tmp_path, env=env,
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            _wait_for_worker(f"http://127.0.0.1:{ports['management']}/models/tiny", server, tmp_path)
+            curl = curl.replace("localhost:8080", f"127.0.0.1:{ports['inference']}")
+            proc = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+            assert set(json.loads(proc.stdout)) == {"class", "confidence"}, (proc.stdout, proc.stderr)
+            want = {s: 1 for s in (tx.STAGE_PREPROCESS, tx.STAGE_INFERENCE, tx.STAGE_POSTPROCESS)}
+            assert sink.wait_for(lambda s: _model_stage_counts(s, ("tiny", "1.0")) == want, timeout=30)
+        finally:
+            _kill_group(server)
+        spans = {span.name: span for _, span in sink.spans()}
+    assert spans["torch.forward"].parent_span_id == spans["inference"].span_id
+
+
+def _wait_for_worker(model_url: str, server: subprocess.Popen, tmp_path: Path) -> None:
+    """Until TorchServe's management API reports the model's worker READY (bounded: a JVM and torch start)."""
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, (tmp_path / "torchserve.log").read_text()[-3000:]
+        try:
+            workers = httpx.get(model_url, timeout=5).json()[0]["workers"]
+            if any(w["status"] == "READY" for w in workers):
+                return
+        except (httpx.HTTPError, ValueError, KeyError, IndexError):
+            pass
+        assert time.monotonic() < deadline, (tmp_path / "torchserve.log").read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def _model_stage_counts(sink: OtlpSink, model: tuple[str, str]) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for key, value in _latest(sink, tx.STAGE_LATENCY.otel_name).items():
+        attrs = dict(key)
+        if (attrs[tx.ATTR_MODEL_NAME], attrs[tx.ATTR_MODEL_VERSION]) == model:
+            counts[attrs[tx.ATTR_STAGE]] = counts.get(attrs[tx.ATTR_STAGE], 0) + value
+    return counts
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(20)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_every_example_is_run_as_documented() -> None:
-    run_here = {"flask_server.py", "kserve_server.py", "litserve_server.py"}  # by the tests above, via _run
-    assert {p.name for p in (ROOT / "examples").glob("*.py")} == run_here | set(NOT_RUN_AS_DOCUMENTED)
-    for name in run_here:
+    examples = {"flask_server.py", "kserve_server.py", "litserve_server.py", "torchserve_handler.py"}
+    assert {p.name for p in (ROOT / "examples").glob("*.py")} == examples  # a new one gets a test above
+    for name in examples:
         assert documented_commands(ROOT / "examples" / name)[1:], f"{name} documents no curl"

@@ -1,7 +1,7 @@
 """Architecture rules that code review alone would let slip (``docs/architecture.md`` explains them).
 
-Every module's imports are read with ``ast`` (relative ones resolved), and each layer may import only
-the layers below it.
+Every module's imports are read with ``ast`` (relative ones resolved). Every module belongs to a layer of
+the lists below, and each layer may import only the layers its entry names (all below it).
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ def _module_name(path: Path, top: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def modules(top: Path, package: str) -> Iterator[tuple[str, Path]]:
+    """(dotted name, path) of every module under ``top/package``."""
+    for path in sorted((top / package).rglob("*.py")):
+        yield _module_name(path, top), path
+
+
 def imports(top: Path, package: str) -> Iterator[tuple[str, str, tuple[str, ...]]]:
     """(importing module, imported module, names imported from it) for every import under ``top/package``."""
-    for path in sorted((top / package).rglob("*.py")):
-        module = _module_name(path, top)
+    for module, path in modules(top, package):
         is_package = path.name == "__init__.py"
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
@@ -53,52 +58,105 @@ def _is_module(dotted: str) -> bool:
     return False
 
 
-def _within(module: str, *layers: str) -> bool:
-    return any(module == layer or module.startswith(layer + ".") for layer in layers)
+def _within(module: str, *packages: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
 
 
-# layer -> the layers (besides itself) it may import; a module in no layer (the public API, the CLI, the
-# wiring) may import anything.
+def _in_layer(module: str, layer: str) -> bool:
+    """A layer is a module or a package with everything under it; a top-level package (``modeltel``, the
+    public API) is its ``__init__`` alone, or every module would sit in it."""
+    return module == layer or ("." in layer and module.startswith(layer + "."))
+
+
+API = "modeltel"  # `import modeltel`: the public API, which imports the layers that implement it
+# layer -> the layers (besides itself) it may import, lowest layers first. Every module is in one.
 SDK_LAYERS = {
+    "modeltel._version": (),  # the version string, a leaf any layer may read
     "modeltel.taxonomy": (),
     "modeltel.promql": (),  # Prometheus' arithmetic, a leaf: the demo and the collector's console share it
+    "modeltel.plainjson": (),  # strict JSON out of numpy and non-finite numbers, a leaf: every --format json
+    "modeltel.labeljoin": (),  # the label join, a leaf: the SDK's feedback and the collector's joiner share it
+    "modeltel.feedback": ("modeltel.labeljoin",),  # ground truth joined to predictions
     "modeltel.config": ("modeltel.taxonomy",),
     "modeltel.meters": ("modeltel.taxonomy", "modeltel.config"),
-    "modeltel.hotpath": ("modeltel.taxonomy", "modeltel.config"),  # never export plumbing or instrumentors
-    "modeltel.export": ("modeltel.taxonomy", "modeltel.config", "modeltel.hotpath", "modeltel.meters"),
-    "modeltel.instrumentors": ("modeltel.taxonomy", "modeltel.hotpath"),
+    # never export plumbing or instrumentors
+    "modeltel.hotpath": ("modeltel._version", "modeltel.taxonomy", "modeltel.config"),
+    "modeltel.export": (
+        "modeltel._version", "modeltel.taxonomy", "modeltel.config", "modeltel.hotpath", "modeltel.meters",
+    ),
     "modeltel.generators": ("modeltel.taxonomy",),  # pure functions: taxonomy (+ SLO config) -> files
-}
+    API: ("modeltel._version", "modeltel.taxonomy", "modeltel.feedback", "modeltel.hotpath", "modeltel.export"),
+    # above the public API: what users write, written the way users write it
+    "modeltel.instrumentors": (API, "modeltel.taxonomy", "modeltel.hotpath"),
+    "modeltel.testing": (API, "modeltel.taxonomy", "modeltel.export"),
+    "modeltel.examples": (API, "modeltel.taxonomy"),
+    "modeltel.cli": (API, "modeltel._version", "modeltel.taxonomy", "modeltel.config", "modeltel.promql",
+                     "modeltel.plainjson", "modeltel.generators", "modeltel.examples"),
+}  # fmt: skip
 _C = "modeltel_collector"
-_SHARED = tuple(f"{_C}.{m}" for m in ("config", "stats", "httpbase", "translate", "otlp", "validate"))
+_SHARED = tuple(
+    f"{_C}.{m}"
+    for m in (
+        "config",
+        "stats",
+        "httpbase",
+        "translate",
+        "otlp",
+        "validate",
+        "labelcap",
+        "jsonout",
+        "facts",
+        "latency_bounds",
+    )
+)
+_STAGES = tuple(f"{_C}.{m}" for m in ("store", "forward", "process", "receive", "serve", "analytics"))
 COLLECTOR_LAYERS = {
     **{shared: _SHARED for shared in _SHARED},
+    f"{_C}.latency_bounds": (*_SHARED, "modeltel.taxonomy"),  # the taxonomy's latency histograms and SLO
     f"{_C}.store": _SHARED,
     f"{_C}.forward": _SHARED,
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
     f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.promql"),  # the console charts
-    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson"),  # strict JSON out
+    f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson", "modeltel.labeljoin"),
+    f"{_C}.wiring": (*_STAGES, *_SHARED),  # the typed dependencies object every stage is handed
+    f"{_C}.collector": (f"{_C}.wiring", *_STAGES, *_SHARED),  # builds the stages and connects them
+    f"{_C}.analytics_cli": (f"{_C}.analytics", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson"),
+    f"{_C}.analytics_commands": (f"{_C}.analytics_cli", *_SHARED),
+    f"{_C}.cli": (f"{_C}.collector", f"{_C}.analytics_commands", *_SHARED),
+    f"{_C}.__main__": (f"{_C}.cli",),
+    _C: (f"{_C}.collector", *_SHARED),  # the package's __init__: `from modeltel_collector import Collector`
 }
+
+
+def _layer(module: str, layers: dict[str, tuple[str, ...]]) -> str | None:
+    return next((name for name in layers if _in_layer(module, name)), None)
 
 
 def _offenders(top: Path, package: str, layers: dict[str, tuple[str, ...]]) -> list[str]:
     """Imports of this project's modules by a layer outside what ``layers`` allows for it."""
     out = []
     for module, target, names in imports(top, package):
-        layer = next((name for name in layers if _within(module, name)), None)
-        if layer is None or not _within(target, "modeltel", _C) or _within(target, layer):
+        layer = _layer(module, layers)  # None: test_every_module_is_in_a_layer reports it
+        if layer is None or not _within(target, "modeltel", _C) or _in_layer(target, layer):
             continue
-        if target == "modeltel" and set(names) <= {"__version__", "config", "taxonomy"}:
-            continue  # `from .. import config, taxonomy, __version__`: the top-level leaves
-        if not _within(target, *layers[layer]):
+        if not any(_in_layer(target, allowed) for allowed in layers[layer]):
             out.append(f"{module} imports {target} {names}")
     return out
+
+
+def _unlayered(top: Path, package: str, layers: dict[str, tuple[str, ...]]) -> list[str]:
+    return [module for module, _ in modules(top, package) if _layer(module, layers) is None]
 
 
 def test_the_sdk_never_imports_the_collector():
     offenders = [f"{m}: {t}" for m, t, _ in imports(SDK, "modeltel") if _within(t, "modeltel_collector")]
     assert offenders == []
+
+
+def test_every_module_is_in_a_layer():
+    assert _unlayered(SDK, "modeltel", SDK_LAYERS) == []
+    assert _unlayered(ROOT / "collector", _C, COLLECTOR_LAYERS) == []
 
 
 def test_sdk_imports_point_one_way_from_the_public_api_down_to_taxonomy():
@@ -108,11 +166,16 @@ def test_sdk_imports_point_one_way_from_the_public_api_down_to_taxonomy():
 def test_collector_layers_import_downward_only():
     assert _offenders(ROOT / "collector", _C, COLLECTOR_LAYERS) == []
     sdk_used = {t for _, t, _ in imports(ROOT / "collector", _C) if _within(t, "modeltel")}
-    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql", "modeltel.plainjson"}  # names, leaf arithmetic, JSON
+    assert sdk_used <= {"modeltel.taxonomy", "modeltel.promql", "modeltel.plainjson", "modeltel.labeljoin"}
 
 
 def test_instrumentors_use_the_public_api_and_the_bases_public_names_only():
-    shared = {"modeltel.instrumentors.base", "modeltel.instrumentors.patching", "modeltel.instrumentors.http_server"}
+    shared = {
+        "modeltel.instrumentors.base",
+        "modeltel.instrumentors.patching",
+        "modeltel.instrumentors.http_server",
+        "modeltel.instrumentors.http_stream",  # streamed bodies as generations: HTTP servers' shared part
+    }
     offenders = []
     for module, target, names in imports(SDK, "modeltel"):
         if not _within(module, "modeltel.instrumentors") or module in shared:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +19,9 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as UpstreamGrpcSpans
+from opentelemetry.exporter.otlp.proto.http import _common as http_common
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as UpstreamHttpMetrics
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as UpstreamHttpSpans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -29,6 +33,7 @@ import modeltel
 from modeltel import config
 from modeltel import taxonomy as tx
 from modeltel.export import otlp
+from modeltel.export.otlp import http_exporters
 from modeltel.export.otlp.grpc_exporters import GrpcMetricExporter, GrpcSpanExporter
 from modeltel.export.otlp.http_exporters import HttpMetricExporter, HttpSpanExporter
 from modeltel.testing import OtlpSink, capture
@@ -68,6 +73,10 @@ def _predict_and_flush(**settings: Any) -> modeltel.Pipeline:
     return pipeline
 
 
+def _metric_names(sink: OtlpSink) -> list[str]:
+    return [m.name for r in sink.metrics for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+
+
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 @pytest.mark.parametrize("encoder", ["modeltel", "upstream"])
 def test_the_pipeline_exports_through_the_chosen_encoder(
@@ -88,10 +97,7 @@ def test_the_pipeline_exports_through_the_chosen_encoder(
         assert isinstance(metric_exporter, (HttpMetricExporter, GrpcMetricExporter)) is ours
         names = sorted(span.name for _, span in sink.spans())
         assert len(names) == 2 and any("inference" in name for name in names)
-        metrics = [
-            m.name for r in sink.metrics for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-        ]
-        assert tx.PREDICTION_LATENCY.otel_name in metrics
+        assert tx.PREDICTION_LATENCY.otel_name in _metric_names(sink)
 
 
 def test_a_bad_encoder_setting_warns_once_and_keeps_modeltels(caplog: pytest.LogCaptureFixture) -> None:
@@ -201,3 +207,105 @@ def test_an_unreachable_receiver_fails_the_batch_without_raising(monkeypatch: py
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0.5")
     exporter = HttpSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
     assert exporter.export(_spans(1)) is SpanExportResult.FAILURE
+
+
+# --- an upstream release that renamed a private part the HTTP fast path uses ------------------------------
+_UPSTREAM_HTTP = (UpstreamHttpSpans, UpstreamHttpMetrics)
+
+
+# (what owns the part: a module, or a function of an upstream exporter; the part's name)
+_PRIVATE_PARTS = {
+    "_common._is_request_too_large": (http_common, "_is_request_too_large"),
+    "_common.RequestPayloadTooLargeError": (http_common, "RequestPayloadTooLargeError"),
+    "exporter._metrics": (lambda e: e, "_metrics"),
+    "exporter._client": (lambda e: e, "_client"),
+    "exporter._max_request_size": (lambda e: e, "_max_request_size"),
+    "exporter._shutdown": (lambda e: e, "_shutdown"),
+    "_metrics.export_operation": (lambda e: type(e._metrics), "export_operation"),
+    "_client.export": (lambda e: type(e._client), "export"),
+    "_client._kind": (lambda e: e._client, "_kind"),
+}
+
+
+class _Renamed:
+    """Simulates an upstream release that renamed one private part: the old name is gone (a module's at once,
+    an exporter's from the end of upstream's ``__init__``), except while upstream's own ``export`` /
+    ``shutdown`` run (upstream knows the part under its new name)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner_of: Any, name: str) -> None:
+        self.name = name
+        self.hidden: dict[int, tuple[Any, Any]] = {}
+        self.lock = threading.Lock()
+        self.running = 0  # upstream methods running now (the span and metric exporters have threads of their own)
+        if isinstance(owner_of, types.ModuleType):
+            self._hide(owner_of)
+            owner_of = None
+        self.owner_of = owner_of
+        for cls in _UPSTREAM_HTTP:
+            monkeypatch.setattr(cls, "__init__", self._after(cls.__init__))
+            for method in ("export", "shutdown"):
+                monkeypatch.setattr(cls, method, self._showing(getattr(cls, method)))
+
+    def _hide(self, owner: Any) -> None:
+        if self.name in vars(owner):
+            self.hidden[id(owner)] = (owner, vars(owner)[self.name])
+            delattr(owner, self.name)
+
+    def restore(self) -> None:
+        for owner, value in self.hidden.values():
+            setattr(owner, self.name, value)
+
+    def _after(self, init: Any) -> Any:
+        def __init__(exporter: Any, *args: Any, **kwargs: Any) -> None:
+            init(exporter, *args, **kwargs)
+            if self.owner_of is None:
+                return
+            with self.lock:
+                self._hide(self.owner_of(exporter))
+
+        return __init__
+
+    def _showing(self, method: Any) -> Any:
+        def upstream_method(exporter: Any, *args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                self.running += 1
+                if self.running == 1:
+                    self.restore()
+            try:
+                return method(exporter, *args, **kwargs)
+            finally:
+                with self.lock:
+                    self.running -= 1
+                    if self.running == 0:
+                        for owner, _ in list(self.hidden.values()):
+                            self._hide(owner)
+
+        return upstream_method
+
+
+@pytest.mark.parametrize("part", list(_PRIVATE_PARTS))
+def test_a_renamed_upstream_part_falls_back_to_upstreams_export(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, part: str
+) -> None:
+    renamed = _Renamed(monkeypatch, *_PRIVATE_PARTS[part])
+    monkeypatch.setattr(http_exporters, "_reported", set(), raising=False)
+    # imported anew, as in a process that starts with that upstream release
+    monkeypatch.delitem(sys.modules, http_exporters.__name__)
+    monkeypatch.delattr(otlp, "http_exporters")
+    try:
+        with OtlpSink() as sink, caplog.at_level(logging.WARNING, logger="modeltel"):
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
+            try:
+                _predict_and_flush()
+            finally:
+                modeltel.shutdown()
+            names = sorted(span.name for _, span in sink.spans())
+            metrics = _metric_names(sink)
+    finally:
+        renamed.restore()
+    assert renamed.hidden  # the part was there to rename
+    assert len(names) == 2 and any("inference" in name for name in names)  # spans still arrive
+    assert tx.PREDICTION_LATENCY.otel_name in metrics
+    warnings = [r.getMessage() for r in caplog.records if "exporter-otlp-proto-http has no" in r.getMessage()]
+    if part != "_client._kind":  # modeltel no longer reads it
+        assert len(warnings) == 1 and part in warnings[0]  # said once, for both exporters

@@ -7,9 +7,11 @@ must come from the few that do. Across services, the parent's decision wins in b
 
 from __future__ import annotations
 
+import logging
 import time
 
 from opentelemetry import context, trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -130,7 +132,7 @@ def test_a_kept_prediction_under_an_unsampled_caller_joins_its_trace_and_propaga
 def test_keep_slow_and_failed_reads_the_environment_and_defaults_to_the_latency_warning_threshold() -> None:
     settings = config.load({"MODELTEL_KEEP_SLOW_AND_FAILED": "true"})
     assert settings.keep_slow_and_failed
-    assert settings.keep_slow_threshold_s == tx.CORE_METRICS["prediction_latency"].threshold_warning
+    assert settings.keep_slow_threshold_s == tx.SLO_LATENCY_THRESHOLD_SECONDS
     assert config.load({"MODELTEL_KEEP_SLOW_THRESHOLD": "0.5"}).keep_slow_threshold_s == 0.5
     assert not config.load({}).keep_slow_and_failed
 
@@ -142,3 +144,29 @@ def test_a_prediction_inside_a_frameworks_adopted_span_is_held_too() -> None:
             p.set_outcome(False)
         assert sorted(s.name for s in c.spans()) == ["inference", "predict"]
         _kept_spans_form_one_trace(c.spans(), "error")
+
+
+class _Starts(SpanProcessor):
+    """What a processor sees in ``on_start``: the span's name, whether it is recording, its context's flags."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool, bool]] = []
+
+    def on_start(self, span, parent_context=None) -> None:
+        self.seen.append((span.name, span.is_recording(), span.context.trace_flags.sampled))
+
+
+def test_a_kept_prediction_is_started_in_the_processors_as_live_spans_and_leaves_the_held_ones_alone(caplog) -> None:
+    with capture(model_name="iris", keep_slow_and_failed=True, sampler="parentbased_always_off") as c:
+        starts = _Starts()
+        c.pipeline.tracer_provider.add_span_processor(starts)
+        with caplog.at_level(logging.WARNING, logger="modeltel"):
+            with c.pipeline.telemetry.prediction() as p, c.pipeline.telemetry.stage("inference"):
+                held = trace.get_current_span()
+                p.set_outcome(False)
+        assert starts.seen == [("predict", True, True), ("inference", True, True)]  # live, like any span started
+        assert not caplog.records  # every span ended once
+        assert not held.get_span_context().trace_flags.sampled  # the context it may have propagated is unchanged
+        (kept,) = [s for s in c.spans() if s.name == "inference"]
+        assert kept.context.span_id == held.get_span_context().span_id and kept.context.trace_flags.sampled
+        assert (kept.start_time, kept.end_time) == (held.start_time, held.end_time)

@@ -4,6 +4,8 @@ Span must export the same spans, field by field (ids and times aside)."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import types
 from typing import Any
 
@@ -177,3 +179,133 @@ def test_without_the_private_processor_chain_spans_use_the_sdk_with_one_warning(
         assert SpanFactory.for_provider(renamed, scope) is None
         assert SpanFactory.for_provider(renamed, scope) is None
     assert len([r for r in caplog.records if "_active_span_processor" in r.getMessage()]) == 1
+
+
+LIMITS = {  # read by the SDK's SpanLimits when a TracerProvider is made
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "3",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT": "2",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "2",
+}
+
+
+def _limits_scenario(t: Telemetry) -> None:
+    """Start attributes over the count limit, long values, more attributes and events than allowed."""
+    with t.prediction(attributes={"request": "a-long-request-id", "tenant": "t" * 20}), t.stage("inference") as st:
+        for i in range(6):
+            st.set_attribute(f"extra.{i}", f"value-{i}")
+        span = trace.get_current_span()
+        span.set_attributes({"late": "x" * 10, "extra.5": "again"})
+        for i in range(5):
+            span.add_event(f"event-{i}", {"dropped": 1, "a": "long-event-value", "b": 2})
+        span.record_exception(ValueError("a long exception message"))
+
+
+def test_light_spans_keep_the_span_limits_of_the_environment(monkeypatch):
+    for name, value in LIMITS.items():
+        monkeypatch.setenv(name, value)
+    (light, light_out, _), (sdk, sdk_out, _) = _telemetry(light=True), _telemetry(light=False)
+    _limits_scenario(light)
+    _limits_scenario(sdk)
+    fast, reference = light_out.get_finished_spans(), sdk_out.get_finished_spans()
+    assert _normalise(fast) == _normalise(reference)
+    assert _otlp(fast) == _otlp(reference)
+    inference, predict = fast
+    assert len(predict.attributes) == 3 and predict.dropped_attributes > 0
+    assert all(len(v) <= 5 for v in predict.attributes.values() if isinstance(v, str))
+    assert len(inference.attributes) == 3 and inference.dropped_attributes > 0
+    assert [e.name for e in inference.events] == ["event-4", "exception"] and inference.dropped_events == 4
+    assert all(len(e.attributes) == 2 for e in inference.events)
+    assert inference.events[0].attributes["a"] == "long"  # the general length limit applies to events
+
+
+def _each_ended_span(t: Telemetry) -> Any:
+    with t.prediction(), t.stage("inference"):
+        span = trace.get_current_span()
+        span.set_attribute("before", 1)
+        span.add_event("before")
+    return span
+
+
+def test_an_ended_span_does_not_change_and_says_so(caplog):
+    ended = []
+    for light in (True, False):
+        t, out, _ = _telemetry(light=light)
+        span = _each_ended_span(t)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            span.set_attribute("after", 1)
+            span.set_attributes({"after": 2})
+            span.add_event("after")
+            span.update_name("after")
+            span.set_status(StatusCode.ERROR)
+            span.end()
+        ended.append((_normalise(out.get_finished_spans()), len(caplog.records)))
+    assert ended[0] == ended[1]
+    (inference, _), warnings = ended[0][0], ended[0][1]
+    assert inference["attributes"]["before"] == 1 and "after" not in inference["attributes"]
+    assert [e[0] for e in inference["events"]] == ["before"] and inference["name"] == "inference"
+    assert warnings == 6
+
+
+def test_a_span_ended_by_several_threads_at_once_is_exported_once(monkeypatch, caplog):
+    """Every thread reads the clock between the check and the set (a slow clock widens that window)."""
+    t, out, ending = _telemetry(light=True)
+    with t.prediction():
+        span = trace.get_current_span()
+    out.clear()
+    ending.seen.clear()
+    span = t._spans.start("contended", {}, None)
+    clock = spans_module.time_ns
+
+    def slow_clock() -> int:
+        time.sleep(0.01)
+        return clock()
+
+    monkeypatch.setattr(spans_module, "time_ns", slow_clock)
+    barrier = threading.Barrier(8)
+
+    def end() -> None:
+        barrier.wait()
+        span.end()
+
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        threads = [threading.Thread(target=end) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [s.name for s in out.get_finished_spans()] == ["contended"]
+    assert ending.seen == [("contended", True)]
+    assert len([r for r in caplog.records if "ended span" in r.getMessage()]) == 7
+
+
+class _SlowList(list):
+    """An attribute value whose cleaning (iterating it) takes a while, once it has said so."""
+
+    def __init__(self, *args: Any, started: threading.Event) -> None:
+        super().__init__(*args)
+        self.started = started
+
+    def __iter__(self) -> Any:
+        self.started.set()
+        time.sleep(0.05)
+        return super().__iter__()
+
+
+def test_an_attribute_set_while_another_thread_ends_the_span_lands_before_the_export():
+    t, out, _ = _telemetry(light=True)
+    at_end: list[dict[str, Any]] = []
+    ending = types.SimpleNamespace(on_start=lambda *a, **k: None, _on_ending=lambda span: None, shutdown=lambda: None)
+    ending.on_end = lambda span: at_end.append(dict(span.attributes))
+    t._spans.provider.add_span_processor(ending)
+    span = t._spans.start("raced", {"model.name": "m"}, None)
+    started = threading.Event()
+    setter = threading.Thread(target=span.set_attribute, args=("slow", _SlowList([1, 2], started=started)))
+    setter.start()
+    assert started.wait(10)
+    span.end()  # while the setter is inside set_attribute
+    setter.join()
+    assert at_end == [{"model.name": "m", "slow": (1, 2)}]
+    assert dict(out.get_finished_spans()[0].attributes) == at_end[0]

@@ -18,7 +18,7 @@ from modeltel_collector.analytics.baseline import capture, load, load_baselines,
 from modeltel_collector.analytics.engine import Event
 from modeltel_collector.analytics.evidence import PACKAGE, Sources, build
 from modeltel_collector.analytics.health import health_report, render_health, report_from_metrics
-from modeltel_collector.analytics.logs import BadRow, read_labels, read_log
+from modeltel_collector.analytics.logs import REQUIRED, BadRow, read_labels, read_log
 from modeltel_collector.analytics.replay import replay
 from modeltel_collector.analytics.scraped import capture_prometheus, capture_scraped, scrape
 
@@ -51,6 +51,23 @@ def _table(events: list[Event]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows])
 
 
+_LOG_COLUMNS = f"""\
+the log: CSV with a header row, or JSON lines (one object per line); one row per prediction, columns:
+  timestamp         Unix seconds or ISO 8601 (no zone means UTC)
+  model_name        the model
+  model_version     its version
+  latency_seconds   end-to-end latency, seconds
+  status            success (or ok) / error (or failure)
+  confidence        top-class probability, 0-1; empty when there is none
+optional, for accuracy_drop:
+  correct           1/0 (or true/false): whether the prediction was right
+  label, prediction the true label and the predicted one (right when equal)
+e.g.
+  {",".join(REQUIRED)}
+  2026-12-01T10:00:00Z,fraud,v2,0.012,success,0.93
+A row that breaks any of these is reported with its line number and skipped."""
+
+
 def _replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="prediction log: CSV or JSON lines")
     p.add_argument(
@@ -70,7 +87,15 @@ def detect(argv: list[str] | None = None) -> int:
     """Backtest the degradation detectors on a prediction log: every detection, with the row that raised it."""
     p = argparse.ArgumentParser(prog="modeltel detect", description=detect.__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    _replay_args(sub.add_parser("replay", help="replay a prediction log through the collector's detectors"))
+    _replay_args(
+        sub.add_parser(
+            "replay",
+            help="replay a prediction log through the collector's detectors",
+            description="Replay a prediction log through the collector's detectors and print every detection.",
+            epilog=_LOG_COLUMNS,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     args = p.parse_args(argv)
     try:
         baselines = load_baselines(args.baseline) if args.baseline else None

@@ -16,6 +16,7 @@ from modeltel_collector import analytics
 from modeltel_collector.config import Config, split_address
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.httpbase import BoundedHTTPServer, ssl_context
+from modeltel_collector.labelcap import LabelCap
 from modeltel_collector.process.ingest import IngestQueue
 from modeltel_collector.receive.otlp_grpc import GrpcReceiver
 from modeltel_collector.receive.otlp_http import OTLPHandler
@@ -25,6 +26,7 @@ from modeltel_collector.stats import Stats
 from modeltel_collector.store.history import MetricHistory
 from modeltel_collector.store.metrics import MetricStore
 from modeltel_collector.store.spans import SpanStore
+from modeltel_collector.wiring import Deps
 
 
 class Collector:
@@ -35,7 +37,8 @@ class Collector:
         self.config.update(overrides, "Collector()")
         cfg = self.config
         self.stats = Stats()
-        self.metrics = MetricStore(cfg.staleness_s, cfg.max_series)
+        cut = LabelCap(cfg.label_value_max_bytes, on_cut=self._truncated)
+        self.metrics = MetricStore(cfg.staleness_s, cfg.max_series, label_cap=cut)
         self._tmpdir = None
         db = cfg.trace_db
         if not db:
@@ -50,16 +53,7 @@ class Collector:
         # what ingest hands the detectors; None (nothing collected) when they are off or not installed
         self.facts = deque(maxlen=analytics.BACKLOG) if cfg.analytics and analytics.available() else None
         self.pipeline = IngestQueue(
-            self.metrics,
-            self.spans,
-            self.stats,
-            self.forwarder,
-            cfg.max_queue_bytes,
-            cfg.derive_span_metrics,
-            cfg.retry_after_s,
-            cfg.max_inflight_bytes,
-            cfg.max_unwritten_s,
-            facts=self.facts,
+            cfg, self.metrics, self.spans, self.stats, forwarder=self.forwarder, facts=self.facts
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
@@ -87,27 +81,30 @@ class Collector:
         self._grpc: GrpcReceiver | None = None
         self.analytics = None  # the degradation detectors, once started (None without the analytics extra)
         self._threads: list[threading.Thread] = []
-        self._stopped = threading.Event()
         self.ports: dict[str, int] = {}
+        self.deps = Deps(
+            config=cfg,
+            stats=self.stats,
+            metrics=self.metrics,
+            spans=self.spans,
+            ingest=self.pipeline,
+            facts=self.facts,
+            history=self.history,
+            stopped=threading.Event(),
+            api_slots=threading.BoundedSemaphore(max(1, cfg.max_connections // 2)),
+            health=self.health,
+            detections=self.detections,
+        )
 
     def _serve_http(self, name: str, address: str, handler: type) -> None:
         ctx = ssl_context(self.config.tls_cert, self.config.tls_key)  # every listener: both take the token
         server = BoundedHTTPServer(
             split_address(address),
             handler,
-            self.config.max_connections,
-            ctx,
-            self.config.read_timeout_s,
-            ingest=self.pipeline,
-            metrics=self.metrics,
-            spans=self.spans,
-            stats=self.stats,
-            config=self.config,
-            health=self.health,
-            history=self.history,
-            detections=self.detections,
-            # trace queries may hold at most half the connections: /metrics and /healthz keep the rest
-            api_slots=threading.BoundedSemaphore(max(1, self.config.max_connections // 2)),
+            self.deps,
+            max_connections=self.config.max_connections,
+            read_timeout_s=self.config.read_timeout_s,
+            ssl_context=ctx,
         )
         self._http[name] = server
         self.ports[name] = server.port
@@ -117,6 +114,9 @@ class Collector:
         t.start()
         self._threads.append(t)
 
+    def _truncated(self, what: str) -> None:
+        self.stats.inc("modeltel_collector_truncated", what)
+
     def start(self) -> Collector:
         cfg = self.config
         self.spans.start()
@@ -125,7 +125,7 @@ class Collector:
         self.pipeline.start()
         if self.history is not None:
             self.history.start()
-        self.analytics = analytics.attach(self)
+        self.analytics = analytics.attach(self.deps)
         try:
             if cfg.listen:
                 self._bind("listen", lambda: self._serve_http("listen", cfg.listen, ApiHandler))
@@ -148,7 +148,7 @@ class Collector:
             raise OSError(f"cannot listen on {address} (--{name.replace('_', '-')}): {reason}") from None
 
     def _serve_grpc(self) -> None:
-        self._grpc = GrpcReceiver(self.config.otlp_grpc, self.config, self.pipeline, self.stats)
+        self._grpc = GrpcReceiver(self.deps)
         self._grpc.start()
         self.ports["otlp_grpc"] = self._grpc.port
 
@@ -175,7 +175,7 @@ class Collector:
         return None if self.analytics is None else self.analytics.current()
 
     def healthy(self) -> bool:
-        return not self._stopped.is_set()
+        return not self.deps.stopped.is_set()
 
     def health(self) -> tuple[int, dict]:
         """(HTTP status, document) for /healthz: 503 once stopping; 200 but "degraded" while the store fails.
@@ -186,6 +186,8 @@ class Collector:
         doc = {"status": "ok", "queue_depth": self.pipeline.depth(), "trace_store": "ok"}
         if self.spans.error:
             doc.update(status="degraded", trace_store=f"degraded: {self.spans.error}")
+        if self.analytics is not None:
+            doc["analytics"] = self.analytics.budget.report()
         if not self.healthy():
             doc["status"] = "unavailable"
             return 503, doc
@@ -197,9 +199,9 @@ class Collector:
 
     def stop(self) -> None:
         """Drain: stop accepting, process everything accepted, flush the stores and the forwarder."""
-        if self._stopped.is_set():
+        if self.deps.stopped.is_set():
             return
-        self._stopped.set()
+        self.deps.stopped.set()
         grace = self.config.shutdown_timeout_s
         otlp_http = self._http.pop("otlp_http", None)
         if otlp_http is not None:

@@ -13,6 +13,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from modeltel_collector.labelcap import MIN_MAX_BYTES as MIN_LABEL_BYTES
+
 ENV_PREFIX = "MODELTEL_COLLECTOR_"
 
 
@@ -29,6 +31,7 @@ class Config:
     trace_fetch_max_spans: int = 10_000  # spans one trace fetch returns at most ("truncated": true beyond)
     staleness_s: float = 300.0
     max_series: int = 100_000
+    label_value_max_bytes: int = 256  # longer label values (and alert labels/annotations) are cut, counted
     max_request_bytes: int = 8 << 20
     max_queue_bytes: int = 64 << 20  # accepted requests waiting for the ingest worker (wire bytes)
     max_inflight_bytes: int = 32 << 20  # requests being read/decoded; beyond it 429 / RESOURCE_EXHAUSTED
@@ -47,6 +50,7 @@ class Config:
     grafana_url: str = ""  # the detectors' alerts link the modeltel-models dashboard there; empty: no link
     analytics: bool = True  # the degradation detectors, where the analytics extra is installed
     analytics_time_scale: float = 1.0  # multiplies every detector window and poll period (demos and tests)
+    analytics_max_models: int = 200  # model versions analysed at once; their gauges are outside max_series
     forward_queue_bytes: int = 64 << 20
     auth_token: str = ""  # bearer token required on receivers and the trace API when set
     metrics_auth: bool = True  # with auth_token set, /metrics requires it too (it names services, models, traces)
@@ -116,6 +120,8 @@ def load(
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
     if not (math.isfinite(cfg.analytics_time_scale) and cfg.analytics_time_scale > 0):
         raise ValueError(f"analytics_time_scale must be a number > 0, got {cfg.analytics_time_scale!r}")
+    if cfg.label_value_max_bytes < MIN_LABEL_BYTES:
+        raise ValueError(f"label_value_max_bytes must be at least {MIN_LABEL_BYTES}, got {cfg.label_value_max_bytes}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ValueError("tls_cert and tls_key must be given together")
     for name in ("otlp_http", "otlp_grpc", "listen"):
@@ -130,6 +136,9 @@ def load(
 
 def split_address(address: str) -> tuple[str, int]:
     """'HOST:PORT' (or '[v6]:PORT') -> (host, port); port 0 picks a free port."""
+    scheme, sep, rest = address.partition("://")
+    if sep:  # an endpoint URL, as the SDK's OTEL_EXPORTER_OTLP_ENDPOINT takes: "http" would resolve as a host
+        raise ValueError(f"expected HOST:PORT without a scheme, got {address!r}: drop {scheme + sep!r}, e.g. {rest!r}")
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"expected HOST:PORT with a port 0-65535, got {address!r}")

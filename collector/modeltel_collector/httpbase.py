@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
+import logging
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
+from urllib.parse import unquote_plus
 
+from modeltel_collector.jsonout import dumps
 from modeltel_collector.otlp import PayloadError
 
+_log = logging.getLogger("modeltel_collector")
 _BUSY_BODY = b"too many open connections"
 _BUSY = (
     b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
@@ -33,6 +36,7 @@ _BUSY = (
 
 
 _STREAM_CHUNK = 64 << 10  # bytes of JSON per chunk of a streamed answer
+_HEADERS = {"X-Content-Type-Options": "nosniff"}  # on every answer: JSON or text is never sniffed into HTML
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -46,17 +50,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         handler: type,
+        deps: Any,
+        *,
         max_connections: int,
-        ssl_context=None,
-        read_timeout_s: float = 30.0,
-        **ctx: Any,
-    ):
+        read_timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``deps``: what the handlers serve from, the collector's ``wiring.Deps`` (each handler module names
+        the part it reads as a Protocol: ``receive.otlp_http.IngestDeps``, ``serve.deps.ServeDeps``)."""
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
         self.read_timeout_s = read_timeout_s
         self._waiting: dict[Any, float] = {}  # connections waiting for a request -> since (monotonic)
         self._waiting_lock = threading.Lock()
-        self.ctx = ctx  # shared objects the handlers need (ingest queue, stores, config)
+        self.deps = deps  # what the handlers serve from (ingest queue, stores, config)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
@@ -131,18 +138,62 @@ def token_ok(header: str | None, token: str) -> bool:
     return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
+_CREDENTIAL_NAME = re.compile(r"token|secret|passw|auth|credential|key", re.IGNORECASE)
+
+
+def credential_param(name: str) -> bool:
+    """Whether a query parameter's (percent-encoded) name looks like it carries a credential: ``token``,
+    ``access_token``, ``api_key``, ``password``... A URL is kept by browsers and logged by proxies, so the
+    collector logs no such value and the console refuses them (it takes its token from a form)."""
+    return bool(_CREDENTIAL_NAME.search(unquote_plus(name)))
+
+
+def loggable(path: str) -> str:
+    """``path`` fit for a log line: each credential-like query parameter's value redacted, then cut to
+    200 characters (a request line can be 64 KiB)."""
+    base, sep, query = path.partition("?")
+    if sep:
+        parts = (
+            p.partition("=")[0] + "=<redacted>" if credential_param(p.partition("=")[0]) else p
+            for p in query.split("&")
+        )
+        base = f"{base}?{'&'.join(parts)}"
+    return base[:200]
+
+
 class Handler(BaseHTTPRequestHandler):
+    server: BoundedHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "modeltel-collector"
+    # headers and body are separate writes: with Nagle's algorithm the body of a small answer waited for
+    # the client's delayed ACK of the headers, 40 ms per request on a kept-alive connection
+    disable_nagle_algorithm = True
     _deadline = 0.0  # monotonic time by which the current request's body must have arrived
 
     def setup(self) -> None:
         self.timeout = self.server.read_timeout_s
         super().setup()
 
+    _answered = False  # a status line was sent for the current request
+
     def handle_one_request(self) -> None:
+        """One request; a failure nobody foresaw still gets an answer (500, logged), never a silent close."""
         self.server.waiting(self.connection, since=time.monotonic())
-        super().handle_one_request()
+        self._answered = False
+        try:
+            super().handle_one_request()
+        except OSError:
+            raise  # the client is gone (reset, timeout): nobody to answer
+        except Exception:
+            request = f"{getattr(self, 'command', '')} {loggable(getattr(self, 'path', ''))}"  # unset before parsing
+            _log.exception("modeltel collector: %s failed", request)
+            self.close_connection = True
+            if not self._answered:
+                self.send_json(500, {"error": "internal error (the collector logged it)"})
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._answered = True
+        super().send_response(code, message)
 
     def parse_request(self) -> bool:
         self.server.waiting(self.connection, since=None)
@@ -160,34 +211,47 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
+        for k, v in {**_HEADERS, **(headers or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
     def send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
-        self.send_body(status, json.dumps(doc).encode(), "application/json", headers)
+        self.send_body(status, dumps(doc).encode(), "application/json", headers)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (414 URI too long, 400 bad request line, 431 ...) as JSON, like every
+        other answer, instead of its HTML page; the connection closes, as the stdlib's does."""
+        self.close_connection = True
+        reason = message or self.responses.get(code, ("error",))[0]
+        self.send_json(code, {"error": reason}, {"Connection": "close"})
 
     def send_json_stream(self, doc: dict[str, Any], key: str, items: Iterable[Any]) -> None:
         """200 with ``doc`` plus ``items`` as its ``key`` list, serialized item by item and sent in chunks
         (chunked transfer encoding), so a large answer is never built as one string."""
+        self.send_json_parts(json_list_parts(doc, key, ((dumps(item),) for item in items)))
+
+    def send_json_parts(self, parts: Iterable[str], headers: dict[str, str] | None = None) -> None:
+        """200 with a JSON document given as consecutive pieces of its text, sent in chunks of about
+        ``_STREAM_CHUNK`` bytes as the pieces come (chunked transfer encoding)."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
+        for k, v in {**_HEADERS, **(headers or {})}.items():
+            self.send_header(k, v)
         self.end_headers()
         if self.command == "HEAD":
             return
-        head = json.dumps(doc)[:-1]
-        parts, size = [f'{head}{", " if doc else ""}"{key}": ['.encode()], 0
-        for i, item in enumerate(items):
-            parts.append((", " if i else "").encode() + json.dumps(item).encode())
-            size += len(parts[-1])
+        buffered, size = [], 0
+        for part in parts:
+            buffered.append(part.encode())
+            size += len(buffered[-1])
             if size >= _STREAM_CHUNK:
-                self._send_chunk(b"".join(parts))
-                parts, size = [], 0
-        parts.append(b"]}")
-        self._send_chunk(b"".join(parts))
+                self._send_chunk(b"".join(buffered))
+                buffered, size = [], 0
+        if size:
+            self._send_chunk(b"".join(buffered))
         self.wfile.write(b"0\r\n\r\n")
 
     def _send_chunk(self, data: bytes) -> None:
@@ -297,6 +361,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _malformed(self, reason: str) -> NoReturn:
         raise PayloadError(f"malformed chunked body: {reason}")
+
+
+def json_list_parts(doc: dict[str, Any], key: str, items: Iterable[Iterable[str]]) -> Iterator[str]:
+    """The text of ``doc`` with a ``key`` list appended, piece by piece; each item of the list is given as
+    the pieces of its JSON text."""
+    yield f'{dumps(doc)[:-1]}{", " if doc else ""}"{key}": ['
+    for i, pieces in enumerate(items):
+        if i:
+            yield ", "
+        yield from pieces
+    yield "]}"
 
 
 _MAX_TRAILERS = 64

@@ -15,7 +15,12 @@ class Stats:
         "modeltel_collector_received_metric_points": ("Metric data points accepted, by protocol.", "protocol"),
         "modeltel_collector_refused_requests": ("Export requests refused, by reason.", "reason"),
         "modeltel_collector_dropped": ("Items dropped after acceptance, by what and why.", "what"),
+        "modeltel_collector_truncated": ("Values cut to their byte bound (label_value_max_bytes), by what.", "what"),
         "modeltel_collector_forwarded_requests": ("Requests forwarded downstream, by signal.", "signal"),
+        "modeltel_collector_unfit_latency_points": (
+            "Latency histogram points whose bucket bounds cannot hold the taxonomy's range, by metric.",
+            "metric",
+        ),
     }
 
     def __init__(self) -> None:

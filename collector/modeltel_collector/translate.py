@@ -90,6 +90,10 @@ _SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", 
 # family names the collector's own exposition uses: a client family of that name would duplicate them
 _RESERVED_FAMILY_PREFIX = "modeltel_collector_"
 _RESERVED_FAMILIES = frozenset({"target", "target_info"})
+# names Prometheus gives a meaning: a client's `up` = 0 (with honor_labels: true) is a false "target down"
+# for whatever job/instance it names; scrape_* are the scrape's own series; ALERTS* the rule engine's
+_PROMETHEUS_FAMILIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+_PROMETHEUS_PREFIX = "scrape_"
 _VALID_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -123,6 +127,10 @@ def family_name_problem(family: str) -> str:
         return f"metric name {family!r} is not a valid Prometheus name"
     if family in _RESERVED_FAMILIES or family.startswith(_RESERVED_FAMILY_PREFIX):
         return f"metric name {family!r} is reserved for the collector's own series"
+    if family in _PROMETHEUS_FAMILIES or family.startswith(_PROMETHEUS_PREFIX):
+        return f"metric name {family!r} is reserved: Prometheus writes it itself"
+    if ":" in family:  # OTel names have no ':'; Prometheus reserves it for recording rules (ours: slo:...)
+        return f"metric name {family!r} is reserved: names with ':' are written by recording rules"
     return ""
 
 

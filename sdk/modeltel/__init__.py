@@ -8,18 +8,18 @@ providers, so a service that sets up OpenTelemetry itself still gets modeltel's 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
+from ._version import __version__
 from .export import Pipeline, get_pipeline, init, shutdown
 from .hotpath import (
+    Generation,
     Prediction,
     Stage,
     Telemetry,
+    current_generation,
     current_stage,
     detach_from_prediction,
     global_telemetry,
@@ -27,13 +27,25 @@ from .hotpath import (
     telemetry_for,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Iterable
+
+    from typing_extensions import Unpack
+
+    from .hotpath.generation import GenerationOptions, TokensOf
+    from .hotpath.stage import PredictionOptions, StageOptions
+
 __all__ = [
+    "Generation",
     "Pipeline",
     "Prediction",
     "Stage",
     "Telemetry",
+    "__version__",
+    "current_generation",
     "current_stage",
     "detach_from_prediction",
+    "generation",
     "get_pipeline",
     "in_prediction",
     "init",
@@ -46,6 +58,7 @@ __all__ = [
     "set_online_accuracy",
     "shutdown",
     "stage",
+    "stream",
     "telemetry",
 ]
 
@@ -73,38 +86,52 @@ def telemetry(
     return telemetry_for(tracer_provider, meter_provider, pipeline.settings)
 
 
-def stage(
-    name: str,
-    *,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    span_name: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
-    record: bool = True,
-) -> Stage:
-    """Time a serving stage: ``with modeltel.stage("preprocess"):`` or ``@modeltel.stage("inference")``."""
-    return telemetry().stage(
-        name,
-        model_name=model_name,
-        model_version=model_version,
-        span_name=span_name,
-        attributes=attributes,
-        record=record,
-    )
+def stage(name: str, **options: Unpack[StageOptions]) -> Stage:
+    """Time a serving stage: ``with modeltel.stage("preprocess"):`` or ``@modeltel.stage("inference")``
+    (options: :meth:`Telemetry.stage`)."""
+    return telemetry().stage(name, **options)
 
 
 def prediction(
+    model_name: str | None = None, model_version: str | None = None, **options: Unpack[PredictionOptions]
+) -> Prediction:
+    """Time one prediction request: root span, latency histogram, predictions counter by status (options:
+    :meth:`Telemetry.prediction`)."""
+    return telemetry().prediction(model_name, model_version, **options)
+
+
+def generation(
+    model_name: str | None = None, model_version: str | None = None, **options: Unpack[GenerationOptions]
+) -> Generation:
+    """A prediction whose end is a token stream's end: ``with modeltel.generation("llm", operation="chat") as g:``
+    then ``g.token()``, ``g.usage(...)``, ``g.finish("stop")`` (options: :meth:`Telemetry.generation`;
+    ``docs/generative.md``)."""
+    return telemetry().generation(model_name, model_version, **options)
+
+
+def stream(
+    iterable: Iterable[Any] | AsyncIterable[Any],
     model_name: str | None = None,
     model_version: str | None = None,
     *,
-    span_name: str = "predict",
-    attributes: Mapping[str, Any] | None = None,
-    own_span: bool = True,
-) -> Prediction:
-    """Time one prediction request: root span, latency histogram, predictions counter by status."""
-    return telemetry().prediction(
-        model_name, model_version, span_name=span_name, attributes=attributes, own_span=own_span
-    )
+    tokens_of: TokensOf | None = None,
+    generation: Generation | None = None,
+    **options: Unpack[GenerationOptions],
+) -> Any:
+    """Iterate a token stream as one generation: ``for chunk in modeltel.stream(chunks, "llm"):`` (or
+    ``async for`` over an async iterable).
+
+    The first item marks the first token; each item counts as one token unless ``tokens_of(item)`` says
+    how many it holds (0 for an item with none); the generation ends when the iterable ends (success),
+    raises (error) or is closed early or cancelled (``status="cancelled"``). ``generation`` is one made
+    by :func:`generation` and not yet entered, to call ``usage()`` / ``finish()`` on while it streams;
+    else one is made from the other arguments (options: :meth:`Telemetry.generation`).
+    """
+    from .hotpath.streams import stream as run
+
+    if generation is None:
+        generation = telemetry().generation(model_name, model_version, **options)
+    return run(generation, iterable, tokens_of)
 
 
 def monitor_prediction(model_name: str | None = None, model_version: str | None = None) -> Prediction:
@@ -180,8 +207,10 @@ def record_feedback(prediction_id: str, *, correct: bool | None = None, label: A
     """Join ground truth that arrived later (seconds to days) to its prediction: ``correct=`` or ``label=``.
 
     Returns 'joined' when this process remembered the prediction; 'duplicate' when its label was already
-    joined (counted, not used); 'forwarded' when this process does not know the id (a labelling job, say):
-    the label then goes out as a feedback span, and the collector joins it to the prediction's span.
+    joined (counted, not used); 'no_value' for a ``label=`` whose prediction was remembered without
+    ``prediction=`` (nothing to compare: counted, not guessed); 'forwarded' when this process does not know
+    the id (a labelling job, say): the label then goes out as a feedback span, and the collector joins it
+    to the prediction's span.
     """
     outcome = _joiner().record(prediction_id, correct=correct, label=label)
     if outcome != "unknown":

@@ -146,11 +146,17 @@ def _warn(source: str, raw: Any, why: str, used: Any) -> None:
 
 
 class _Reader:
-    """Reads one environment mapping through :data:`RULES`, warning once per bad variable."""
+    """Reads one environment mapping through :data:`RULES`, warning once per bad variable; ``read`` keeps
+    every name asked for, so what is left under ``MODELTEL_`` is a typo (:func:`_warn_unknown`)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self._warned: set[str] = set()
+        self.read: set[str] = set()
+
+    def get(self, name: str) -> str:
+        self.read.add(name)
+        return self.env.get(name, "").strip()
 
     def _warn(self, name: str, raw: str, why: str, used: object) -> None:
         if name not in self._warned:
@@ -159,7 +165,7 @@ class _Reader:
 
     def __call__(self, name: str, field: str, default: T) -> T:
         """Variable ``name`` as setting ``field``: ``default`` when unset or bad (with a warning)."""
-        raw = self.env.get(name, "").strip()
+        raw = self.get(name)
         if not raw:
             return default
         rule = RULES[field]
@@ -178,7 +184,7 @@ class _Reader:
             (f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT", ""),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", f"/v1/{signal.lower()}"),
         ):
-            raw = self.env.get(name, "").strip()
+            raw = self.get(name)
             if raw:
                 if "://" in raw:
                     return None
@@ -221,7 +227,7 @@ class Settings:
     exit_timeout_s: float = 2.0
     # Keep the spans of every failed or slow prediction whose trace the sampler dropped (docs/performance.md)
     keep_slow_and_failed: bool = False
-    keep_slow_threshold_s: float = taxonomy.CORE_METRICS["prediction_latency"].threshold_warning
+    keep_slow_threshold_s: float = taxonomy.SLO_LATENCY_THRESHOLD_SECONDS  # slow: outside the latency SLO
 
     @property
     def fast_path(self) -> bool:
@@ -251,11 +257,51 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings`: explicit ``overrides`` beat ``env`` (default ``os.environ``), which beats defaults.
 
     A bad value from either source logs one warning and falls back (an override to what the environment
-    or the defaults give); an unknown override is ignored with a warning. It never raises.
+    or the defaults give); an unknown override, or an unknown ``MODELTEL_*`` variable, is ignored with a
+    warning naming the closest valid name. It never raises.
     """
     r = _Reader(os.environ if env is None else env)
+    settings = _from_env(r)
+    _warn_unknown(r)
+    explicit = _explicit(settings, overrides)
+    if "model_name" in explicit and "service_name" not in explicit and "OTEL_SERVICE_NAME" not in r.env:
+        explicit["service_name"] = explicit["model_name"]
+    return replace(settings, **explicit)
+
+
+def variables_read() -> frozenset[str]:
+    """The environment variables :func:`load` reads (with none set): what the README's table must list."""
+    r = _Reader({})
+    _from_env(r)
+    return frozenset(r.read)
+
+
+# MODELTEL_ names that are not the SDK's: the collector's options (it validates them itself), and variables
+# that the deployment files (Grafana's datasource, docker compose) and the test suite read.
+_OTHER_READERS = ("MODELTEL_COLLECTOR_", "MODELTEL_AUTH_TOKEN", "MODELTEL_ALERTMANAGER_SECRETS", "MODELTEL_TEST_")
+_unknown_warned: set[str] = set()  # once per process: load() runs again for each init()
+
+
+def _warn_unknown(r: _Reader) -> None:
+    """One warning per ``MODELTEL_*`` variable that nothing reads: a typo such as ``MODELTEL_MODEL`` would
+    otherwise show only as ``model_name="unknown"`` series."""
+    prefix = "MODELTEL_"
+    valid = sorted(n.removeprefix(prefix) for n in r.read if n.startswith(prefix))  # the prefix would match all
+    for name in sorted(r.env):
+        if not name.startswith(prefix) or name in r.read or name.startswith(_OTHER_READERS):
+            continue
+        if name in _unknown_warned:
+            continue
+        _unknown_warned.add(name)
+        close = difflib.get_close_matches(name.removeprefix(prefix), valid, n=1)
+        hint = f"did you mean {prefix}{close[0]}?" if close else "the README's Configuration table lists the valid ones"
+        _log.warning("modeltel: ignoring unknown variable %s (%s)", name, hint)
+
+
+def _from_env(r: _Reader) -> Settings:
+    """:class:`Settings` from the environment ``r`` reads (bad values warned about and defaulted)."""
     d = Settings()
-    resource_attrs = _parse_resource_attributes(r.env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    resource_attrs = _parse_resource_attributes(r.get("OTEL_RESOURCE_ATTRIBUTES"))
     model_env = r("MODELTEL_MODEL_NAME", "model_name", resource_attrs.get(taxonomy.RESOURCE_MODEL_NAME))
     protocol = r("OTEL_EXPORTER_OTLP_PROTOCOL", "traces_protocol", d.traces_protocol)
     traces_protocol = r("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "traces_protocol", protocol)
@@ -264,7 +310,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     sampler_arg = d.sampler_arg
     if sampler.endswith("traceidratio"):
         sampler_arg = r("OTEL_TRACES_SAMPLER_ARG", "sampler_arg", 1.0)
-    settings = Settings(
+    return Settings(
         service_name=r(
             "OTEL_SERVICE_NAME", "service_name", resource_attrs.get("service.name", model_env or d.service_name)
         ),
@@ -304,10 +350,6 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         keep_slow_and_failed=r("MODELTEL_KEEP_SLOW_AND_FAILED", "keep_slow_and_failed", d.keep_slow_and_failed),
         keep_slow_threshold_s=r("MODELTEL_KEEP_SLOW_THRESHOLD", "keep_slow_threshold_s", d.keep_slow_threshold_s),
     )
-    explicit = _explicit(settings, overrides)
-    if "model_name" in explicit and "service_name" not in explicit and "OTEL_SERVICE_NAME" not in r.env:
-        explicit["service_name"] = explicit["model_name"]
-    return replace(settings, **explicit)
 
 
 def _explicit(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, Any]:

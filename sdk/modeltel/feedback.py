@@ -1,11 +1,12 @@
 """Online accuracy from delayed ground truth: remember a prediction, join its label when it arrives.
 
-Labels come seconds to days after the prediction, so each remembered prediction waits in a bounded table
-(oldest dropped first, drops counted), keyed by a prediction id that is also put on the prediction's span
-(``modeltel.prediction.id``), so a labelling job can find it in the trace store. A label joins at most
-once: a repeated id is counted as a duplicate, an id never remembered (or already dropped) as unknown;
-neither changes the accuracy. Accuracy is over a sliding window of the last ``window_s`` seconds of
-labels per model version, published with ``set_online_accuracy`` as model_online_accuracy.
+Labels come seconds to days after the prediction, so each remembered prediction waits in a bounded table,
+keyed by a prediction id that is also put on the prediction's span (``modeltel.prediction.id``), so a
+labelling job elsewhere can send its label to the collector instead. The join itself (bounded tables, at
+most one label per id, no guessing, the sliding accuracy window per model version) is
+:class:`modeltel.labeljoin.LabelJoin`, the same one the collector joins with; this adds the process's lock,
+generated ids, the wall clock, and publishing each new accuracy (``set_online_accuracy``, as
+model_online_accuracy).
 """
 
 from __future__ import annotations
@@ -13,83 +14,58 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
+from .labeljoin import JOINED, JoinStats, LabelJoin, Model
 
-@dataclass
-class FeedbackStats:
-    joined: int = 0
-    unknown: int = 0
-    duplicate: int = 0
-    dropped: int = 0  # pending predictions evicted to keep memory bounded
-
-
-@dataclass
-class _Pending:
-    model: tuple[str, str]
-    prediction: Any
-    at: float
-
-
-@dataclass
-class _Window:
-    labels: deque = field(default_factory=deque)  # (time, 1.0 | 0.0)
-    right: float = 0.0
+__all__ = ["FeedbackJoiner"]
 
 
 class FeedbackJoiner:
-    """The pending-prediction table and per-model accuracy windows; thread-safe."""
+    """The process's pending predictions and per-model accuracy windows; thread-safe."""
 
-    def __init__(self, *, max_pending: int = 100_000, window_s: float = 3600.0, publish=None) -> None:
-        self.max_pending, self.window_s, self.publish = max_pending, window_s, publish
-        self.pending: OrderedDict[str, _Pending] = OrderedDict()
-        self.joined_ids: OrderedDict[str, None] = OrderedDict()  # to tell duplicates from unknown ids
-        self.windows: dict[tuple[str, str], _Window] = {}
-        self.stats = FeedbackStats()
+    def __init__(
+        self,
+        *,
+        max_pending: int = 100_000,
+        window_s: float = 3600.0,
+        publish: Callable[[Model, float, int, bool], None] | None = None,
+        max_pending_bytes: int = 64 << 20,
+        max_window_bytes: int = 16 << 20,
+    ) -> None:
+        self.join = LabelJoin(
+            max_pending=max_pending,
+            window_s=window_s,
+            max_pending_bytes=max_pending_bytes,
+            max_window_bytes=max_window_bytes,
+        )
+        self.publish = publish
         self._lock = threading.Lock()
 
-    def remember(self, model: tuple[str, str], prediction: Any = None, prediction_id: str | None = None) -> str:
+    @property
+    def stats(self) -> JoinStats:
+        return self.join.stats
+
+    def remember(self, model: Model, prediction: Any = None, prediction_id: str | None = None) -> str:
         pid = prediction_id or uuid.uuid4().hex
         with self._lock:
-            self.pending[pid] = _Pending(model, prediction, time.time())
-            self.pending.move_to_end(pid)
-            while len(self.pending) > self.max_pending:
-                self.pending.popitem(last=False)
-                self.stats.dropped += 1
+            self.join.remember(pid, model, prediction)
         return pid
 
     def record(self, prediction_id: str, *, correct: bool | None = None, label: Any = None) -> str:
-        """Join a label (``correct``, or ``label`` compared with the prediction): 'joined', 'duplicate', 'unknown'."""
+        """Join a label (``correct``, or ``label`` compared with the prediction): 'joined', 'duplicate',
+        'unknown', or 'no_value' (a ``label`` for a prediction remembered without its value: not guessed)."""
         if (correct is None) == (label is None):
             raise TypeError("record_feedback takes exactly one of correct= or label=")
-        now = time.time()
         with self._lock:
-            entry = self.pending.pop(prediction_id, None)
-            if entry is None:
-                if prediction_id in self.joined_ids:
-                    self.stats.duplicate += 1
-                    return "duplicate"
-                self.stats.unknown += 1
-                return "unknown"
-            self.joined_ids[prediction_id] = None
-            while len(self.joined_ids) > self.max_pending:
-                self.joined_ids.popitem(last=False)
-            ok = bool(correct) if correct is not None else label == entry.prediction
-            w = self.windows.setdefault(entry.model, _Window())
-            w.labels.append((now, 1.0 if ok else 0.0))
-            w.right += 1.0 if ok else 0.0
-            while w.labels and w.labels[0][0] < now - self.window_s:
-                w.right -= w.labels.popleft()[1]
-            self.stats.joined += 1
-            accuracy, n = w.right / len(w.labels), len(w.labels)
-        if self.publish is not None:
-            self.publish(entry.model, accuracy, n, ok)
-        return "joined"
+            outcome, joined = self.join.label(prediction_id, time.time(), correct=correct, label=label)
+        if outcome == JOINED and joined is not None and self.publish is not None:
+            self.publish(joined.model, joined.accuracy, joined.labelled, joined.correct)
+        return outcome
 
-    def accuracy(self, model: tuple[str, str]) -> tuple[float | None, int]:
+    def accuracy(self, model: Model) -> tuple[float | None, int]:
         """(accuracy over the window, labelled predictions in it)."""
         with self._lock:
-            w = self.windows.get(model)
-            return (w.right / len(w.labels), len(w.labels)) if w and w.labels else (None, 0)
+            w = self.join.windows.get(model)
+            return (w.accuracy, len(w.labels)) if w is not None else (None, 0)

@@ -9,6 +9,10 @@ runs a detector does not need it.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .live import AnalyticsDeps, LiveAnalytics
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,13 @@ def available() -> bool:
     return True
 
 
-def attach(collector):
-    """Start the detectors on a started ``Collector``; None when they are off (``analytics = false``), and
-    None with one log line without the analytics extra."""
-    if collector.facts is None:
-        if collector.config.analytics:
+def attach(deps: AnalyticsDeps) -> LiveAnalytics | None:
+    """Start the detectors on a starting collector's parts; None when they are off (``analytics = false``),
+    and None with one log line without the analytics extra."""
+    if deps.facts is None:
+        if deps.config.analytics:
             log.warning("degradation detectors off: install them with pip install 'modeltel[analytics]'")
         return None
     from .live import start_on
 
-    return start_on(collector)
+    return start_on(deps)

@@ -17,6 +17,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 from modeltel import taxonomy as tx
+from modeltel_collector.labelcap import LabelCap
 
 from .engine import Event
 
@@ -52,26 +53,32 @@ def dashboard_url(grafana_url: str, model: str, version: str) -> str:
     return f"{grafana_url.rstrip('/')}/d/{MODELS_DASHBOARD_UID}/{MODELS_DASHBOARD_UID}?{query}"
 
 
-def alert(event: Event, *, runbook_base: str, grafana_url: str, ends_at: float | None = None) -> dict:
-    """One Alertmanager v2 ``postableAlert`` for a detector event."""
+def alert(
+    event: Event, *, runbook_base: str, grafana_url: str, ends_at: float | None = None, cap: LabelCap | None = None
+) -> dict:
+    """One Alertmanager v2 ``postableAlert`` for a detector event; every label and annotation value is cut
+    to ``cap``'s byte bound (a model name is whatever a client sent), counted by ``cap``."""
+    cap = cap or LabelCap()
     r = event.result
+    model, version = cap(event.model, "alert_label"), cap(event.version, "alert_label")
     labels = {
         "alertname": ALERTNAME,
         "severity": event.severity.label,
-        "model_name": event.model,
-        "model_version": event.version,
+        "model_name": model,
+        "model_version": version,
         "check": event.check,
     }
     effect = "n/a" if r.effect_size is None else f"{r.effect_size:.3g}"
     p = "n/a" if r.p_value is None else f"{r.p_value:.2g}"
     annotations = {
-        "summary": f"{event.model} {event.version}: {_WHAT[event.check]}",
+        "summary": f"{model} {version}: {_WHAT[event.check]}",
         "description": f"{event.check}: effect size {effect}, p-value {p}, statistic {r.statistic}.",
         "runbook_url": runbook_url(runbook_base, event.check),
     }
-    link = dashboard_url(grafana_url, event.model, event.version)
+    link = dashboard_url(grafana_url, model, version)
     if link:
         annotations["dashboard_url"] = link
+    annotations = {k: cap(v, "alert_annotation") for k, v in annotations.items()}
     out = {"labels": labels, "annotations": annotations, "startsAt": _iso(event.time)}
     if ends_at is not None:
         out["endsAt"] = _iso(ends_at)
@@ -82,10 +89,17 @@ class AlertmanagerPoster:
     """Keeps the open alerts and posts them to ``url``/api/v2/alerts."""
 
     def __init__(
-        self, url: str, *, runbook_base: str = "alerts/runbooks", grafana_url: str = "", repeat_s: float = 60.0
+        self,
+        url: str,
+        *,
+        runbook_base: str = "alerts/runbooks",
+        grafana_url: str = "",
+        repeat_s: float = 60.0,
+        cap: LabelCap | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.runbook_base, self.grafana_url, self.repeat_s = runbook_base, grafana_url, repeat_s
+        self.cap = cap or LabelCap()  # the collector's: the same bound as its label values, and its counter
         self.open: dict[tuple[str, str, str], dict] = {}
         self.outbox: list[dict] = []
         self.last_post = 0.0
@@ -102,7 +116,7 @@ class AlertmanagerPoster:
                 previous = self.open.get(key)
                 if previous is not None and previous["labels"]["severity"] != e.severity.label:
                     self.outbox.append({**previous, "endsAt": _iso(e.time)})  # the escalated alert replaces it
-                self.open[key] = alert(e, runbook_base=self.runbook_base, grafana_url=self.grafana_url)
+                self.open[key] = alert(e, runbook_base=self.runbook_base, grafana_url=self.grafana_url, cap=self.cap)
             elif key in self.open:
                 self.outbox.append({**self.open.pop(key), "endsAt": _iso(e.time)})
         due = now - self.last_post >= self.repeat_s

@@ -2,81 +2,74 @@
 
 The prediction span carries ``modeltel.prediction.id`` (and the predicted value); the feedback span, sent
 later by any process, carries the same id and ``correct`` or the true ``label``. Either may arrive first
-(exports from two processes are not ordered), so an early label waits for its prediction. Both tables are
-bounded: the oldest entries are dropped and counted. A label joins at most once; a repeat is counted as a
-duplicate. The SDK joins in-process the same way (``modeltel/feedback.py``); this is its collector side.
+(exports from two processes are not ordered), so an early label waits for its prediction in a table of its
+own, bounded in entries and in bytes (oldest dropped first, counted in ``stats.dropped_labels``; the text
+in it is capped at ingest, ``facts.MAX_TEXT``). The join itself (bounded tables with counted drops, at most
+one label per id, no guessing, the sliding accuracy window) is :class:`modeltel.labeljoin.LabelJoin`, the
+one the SDK joins with in-process.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+import sys
+from collections import OrderedDict
 
+from modeltel.labeljoin import UNKNOWN, AccuracyWindow, JoinStats, LabelJoin
 
-@dataclass
-class JoinStats:
-    joined: int = 0
-    duplicate: int = 0
-    dropped_predictions: int = 0
-    dropped_labels: int = 0  # labels whose prediction never came before they were pushed out
-
-
-@dataclass
-class _Accuracy:
-    labels: deque = field(default_factory=deque)  # (time, 1.0 | 0.0)
-    right: float = 0.0
+__all__ = ["LabelJoiner"]
 
 
 class LabelJoiner:
-    def __init__(self, *, max_pending: int = 100_000, window_s: float = 3600.0) -> None:
-        self.max_pending, self.window_s = max_pending, window_s
-        self.predictions: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
+    """Prediction spans and feedback spans, joined whichever comes first; not thread-safe (the analytics
+    thread owns it)."""
+
+    def __init__(
+        self, *, max_pending: int = 100_000, max_early_bytes: int = 16 << 20, window_s: float = 3600.0
+    ) -> None:
+        self.max_pending, self.max_early_bytes = max_pending, max_early_bytes
+        self.join = LabelJoin(max_pending=max_pending, window_s=window_s)
         self.early: OrderedDict[str, tuple[float, bool | None, str | None]] = OrderedDict()
-        self.joined_ids: OrderedDict[str, None] = OrderedDict()
-        self.accuracy: dict[tuple[str, str], _Accuracy] = {}
-        self.stats = JoinStats()
+        self.early_bytes = 0  # what ``early`` holds, by ``_size``
+
+    @property
+    def stats(self) -> JoinStats:
+        return self.join.stats
+
+    @property
+    def accuracy(self) -> dict[tuple[str, str], AccuracyWindow]:
+        """Each model version's accuracy window."""
+        return self.join.windows
 
     def prediction(self, pid: str, model: str, version: str, value: str | None) -> tuple | None:
         """Remember a prediction; returns the join (time, model, version, correct) if its label came first."""
+        self.join.remember(pid, (model, version), value)
         early = self.early.pop(pid, None)
-        if early is not None:
-            return self._join(pid, (model, version, value), *early)
-        self.predictions[pid] = (model, version, value)
-        _bound(self.predictions, self.max_pending, self.stats, "dropped_predictions")
-        return None
+        if early is None:
+            return None
+        self.early_bytes -= _size(pid, early[2])
+        return self.label(pid, *early)
 
     def label(self, pid: str, time: float, correct: bool | None, label: str | None) -> tuple | None:
-        """A label; returns the join (time, model, version, correct), or None (waiting, or a duplicate)."""
-        if pid in self.joined_ids:
-            self.stats.duplicate += 1
-            return None
-        entry = self.predictions.pop(pid, None)
-        if entry is None:
-            self.early[pid] = (time, correct, label)
-            _bound(self.early, self.max_pending, self.stats, "dropped_labels")
-            return None
-        return self._join(pid, entry, time, correct, label)
+        """A label; returns the join (time, model, version, correct), or None (waiting, a duplicate, or not
+        judged: a ``label`` whose prediction span carried no value to compare it with)."""
+        outcome, joined = self.join.label(pid, time, correct=correct, label=label)
+        if outcome == UNKNOWN:  # its prediction has not come (yet): the label waits for it
+            self._wait(pid, (time, correct, label))
+        return None if joined is None else (time, *joined.model, joined.correct)
 
-    def _join(self, pid: str, entry: tuple, time: float, correct: bool | None, label: str | None) -> tuple | None:
-        model, version, value = entry
-        if correct is None:
-            if value is None:  # a label, but no predicted value to compare it with: not guessed
-                self.stats.dropped_labels += 1
-                return None
-            correct = label == value
-        self.joined_ids[pid] = None
-        _bound(self.joined_ids, self.max_pending, None, "")
-        acc = self.accuracy.setdefault((model, version), _Accuracy())
-        acc.labels.append((time, 1.0 if correct else 0.0))
-        acc.right += 1.0 if correct else 0.0
-        while acc.labels and acc.labels[0][0] < time - self.window_s:
-            acc.right -= acc.labels.popleft()[1]
-        self.stats.joined += 1
-        return time, model, version, correct
+    def _wait(self, pid: str, entry: tuple[float, bool | None, str | None]) -> None:
+        """Keep an early label, dropping the oldest (counted) beyond ``max_pending`` or ``max_early_bytes``."""
+        old = self.early.pop(pid, None)
+        if old is not None:
+            self.early_bytes -= _size(pid, old[2])
+        self.early[pid] = entry
+        self.early_bytes += _size(pid, entry[2])
+        while self.early and (len(self.early) > self.max_pending or self.early_bytes > self.max_early_bytes):
+            gone, (_, _, label) = self.early.popitem(last=False)
+            self.early_bytes -= _size(gone, label)
+            self.stats.dropped_labels += 1
 
 
-def _bound(table: OrderedDict, size: int, stats: JoinStats | None, counter: str) -> None:
-    while len(table) > size:
-        table.popitem(last=False)
-        if stats is not None:
-            setattr(stats, counter, getattr(stats, counter) + 1)
+def _size(pid: str, label: str | None) -> int:
+    """An early label's bytes: its id and label strings, its tuple, float and its slot in the table."""
+    return sys.getsizeof(pid) + (0 if label is None else sys.getsizeof(label)) + 200

@@ -14,6 +14,8 @@ import threading
 import time
 from collections import deque
 
+from modeltel_collector.config import Config
+from modeltel_collector.facts import Fact, within_caps
 from modeltel_collector.forward.forwarder import Forwarder
 from modeltel_collector.otlp import METRICS, REQUEST_TYPES, TRACES
 from modeltel_collector.process.spanmetrics import process_traces
@@ -60,27 +62,26 @@ class IngestQueue:
 
     def __init__(
         self,
+        config: Config,
         metrics: MetricStore,
         spans: SpanStore,
         stats: Stats,
+        *,
         forwarder: Forwarder | None = None,
-        max_queue_bytes: int = 64 << 20,
-        derive_span_metrics: bool = True,
-        retry_after_s: float = 1.0,
-        max_inflight_bytes: int = 32 << 20,
-        max_unwritten_s: float = 5.0,
-        facts: deque | None = None,
+        facts: deque[Fact] | None = None,
     ) -> None:
+        """Bounds and retry hint from ``config`` (``max_queue_bytes``, ``max_inflight_bytes``,
+        ``max_unwritten_s``, ``retry_after_s``); span metrics derived when ``derive_span_metrics``."""
         self.metrics = metrics
         self.facts = facts  # the detectors' input (bounded: when they fall behind, the oldest go, counted)
         self.spans = spans
         self.stats = stats
         self.forwarder = forwarder
-        self.max_queue_bytes = max_queue_bytes
-        self.derive = derive_span_metrics
-        self.retry_after_s = retry_after_s
-        self.max_inflight_bytes = max_inflight_bytes
-        self.max_unwritten_s = max_unwritten_s
+        self.max_queue_bytes = config.max_queue_bytes
+        self.derive = config.derive_span_metrics
+        self.retry_after_s = config.retry_after_s
+        self.max_inflight_bytes = config.max_inflight_bytes
+        self.max_unwritten_s = config.max_unwritten_s
         self._since: deque[float] = deque()  # when each queued request was accepted (monotonic)
         self._busy_since = 0.0
         self.inflight_bytes = 0
@@ -146,10 +147,12 @@ class IngestQueue:
         Besides the byte bound, data accepted more than ``max_unwritten_s`` ago and still not written
         refuses new data: that bounds, in seconds, what acknowledged data a SIGKILL can lose.
         """
-        if self._closed or (self._queue and self.queued_bytes + size > self.max_queue_bytes):
+        if self._full(size) or self.unwritten_s() > self.max_unwritten_s:
             raise Overloaded(self.retry_after_s)
-        if self.unwritten_s() > self.max_unwritten_s:
-            raise Overloaded(self.retry_after_s)
+
+    def _full(self, size: int) -> bool:
+        """Whether ``size`` more bytes would go past the queue's bound (a request alone always fits)."""
+        return self._closed or (bool(self._queue) and self.queued_bytes + size > self.max_queue_bytes)
 
     def points_over_limit(self, signal: str, request) -> int:
         """Metric points of ``request`` the store's series limit will refuse (for partial_success)."""
@@ -158,7 +161,7 @@ class IngestQueue:
     def submit(self, signal: str, body: bytes, protocol: str) -> None:
         """Accept a validated, protobuf-encoded request or raise ``Overloaded``; accepted data is processed."""
         with self._cond:
-            if self._closed or (self._queue and self.queued_bytes + len(body) > self.max_queue_bytes):
+            if self._full(len(body)):
                 raise Overloaded(self.retry_after_s)
             self._queue.append((signal, body, protocol))
             self._since.append(time.monotonic())
@@ -213,7 +216,10 @@ class IngestQueue:
                 last_expire = time.monotonic()
                 self.metrics.expire()
 
-    def _hand_over(self, facts: list) -> None:
+    def _hand_over(self, facts: list[Fact]) -> None:
+        facts, cut = within_caps(facts)
+        if cut:
+            self.stats.inc("modeltel_collector_dropped", "analytics_text_too_long", cut)
         bound = self.facts.maxlen
         overflow = 0 if bound is None else len(self.facts) + len(facts) - bound
         if overflow > 0:
@@ -223,11 +229,11 @@ class IngestQueue:
     def _process(self, signal: str, body: bytes, protocol: str) -> None:
         request = REQUEST_TYPES[signal].FromString(body)
         if signal == TRACES:
-            facts: list | None = None if self.facts is None else []
+            facts: list[Fact] | None = None if self.facts is None else []
             rows, invalid = process_traces(request, self.metrics, self.derive, facts=facts)
             if facts:
                 self._hand_over(facts)
-            self.spans.put(rows)
+            self.spans.put(rows, accepted=self._busy_since)  # still unwritten since it was acknowledged
             self.stats.inc("modeltel_collector_received_spans", protocol, sum(r.span_count for r in rows))
             if invalid:
                 self.stats.inc("modeltel_collector_dropped", "spans_invalid_id", invalid)
@@ -236,5 +242,9 @@ class IngestQueue:
             self.stats.inc("modeltel_collector_received_metric_points", protocol, result.points)
             if result.rejected:
                 self.stats.inc("modeltel_collector_dropped", "metric_points", result.rejected)
+            for family, n in result.unfit.items():
+                self.stats.inc("modeltel_collector_unfit_latency_points", family, n)
+            for warning in result.warnings:
+                _log.warning("modeltel collector: %s", warning)
         if self.forwarder is not None:
             self.forwarder.submit(signal, body)

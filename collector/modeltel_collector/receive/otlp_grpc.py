@@ -16,10 +16,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 
 from modeltel_collector import otlp
-from modeltel_collector.config import Config, split_address
+from modeltel_collector.config import split_address
 from modeltel_collector.httpbase import ssl_context, token_ok
-from modeltel_collector.process.ingest import IngestQueue, Overloaded
-from modeltel_collector.stats import Stats
+from modeltel_collector.process.ingest import Overloaded
+from modeltel_collector.receive.otlp_http import IngestDeps
 from modeltel_collector.validate import response
 
 _SERVICES = {
@@ -29,10 +29,13 @@ _SERVICES = {
 
 
 class GrpcReceiver:
-    def __init__(self, address: str, config: Config, ingest: IngestQueue, stats: Stats, workers: int = 8) -> None:
+    def __init__(self, deps: IngestDeps, *, workers: int = 8) -> None:
+        """Listens on ``deps.config.otlp_grpc``; submits to ``deps.ingest``."""
+        config = deps.config
+        address = config.otlp_grpc
         self.config = config
-        self.ingest = ingest
-        self.stats = stats
+        self.ingest = deps.ingest
+        self.stats = deps.stats
         options = [
             ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.so_reuseport", 0),

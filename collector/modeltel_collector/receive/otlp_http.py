@@ -6,14 +6,17 @@ google.rpc.Status for bad payloads (not retryable); 429 + Retry-After when the i
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from modeltel_collector import otlp
+from modeltel_collector.config import Config
 from modeltel_collector.httpbase import Handler, token_ok
-from modeltel_collector.process.ingest import Overloaded, Reservation
+from modeltel_collector.process.ingest import IngestQueue, Overloaded, Reservation
+from modeltel_collector.stats import Stats
 from modeltel_collector.validate import response
 
 _PATHS = {"/v1/traces": otlp.TRACES, "/v1/metrics": otlp.METRICS}
@@ -23,10 +26,18 @@ _GRPC_CODES = {401: 16, 404: 5, 429: 8}  # UNAUTHENTICATED, NOT_FOUND, RESOURCE_
 _REFUSAL_REASONS = {400: "invalid", 408: "timeout", 411: "invalid", 413: "too_large", 415: "unsupported_media_type"}
 
 
+class IngestDeps(Protocol):
+    """What the receivers read of the collector's ``wiring.Deps``."""
+
+    config: Config
+    stats: Stats
+    ingest: IngestQueue
+
+
 class OTLPHandler(Handler):
     def do_POST(self) -> None:
-        ctx = self.server.ctx
-        stats, cfg = ctx["stats"], ctx["config"]
+        deps: IngestDeps = self.server.deps
+        stats, cfg = deps.stats, deps.config
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         is_json = content_type == _JSON
         signal = _PATHS.get(urlsplit(self.path).path.rstrip("/"))
@@ -43,7 +54,7 @@ class OTLPHandler(Handler):
             if content_type not in (_PROTOBUF, _JSON):
                 self.read_body(cfg.max_request_bytes)
                 raise otlp.PayloadError(f"Content-Type must be {_PROTOBUF} or {_JSON}, got {content_type!r}", 415)
-            with ctx["ingest"].reserve() as held:
+            with deps.ingest.reserve() as held:
                 response = self._accept(signal, is_json, held)
         except otlp.PayloadError as e:
             stats.inc("modeltel_collector_refused_requests", _REFUSAL_REASONS.get(e.status, "invalid"))
@@ -61,10 +72,10 @@ class OTLPHandler(Handler):
     def _accept(self, signal: str, is_json: bool, held: Reservation) -> Message:
         """Read, decompress, validate and queue the body, holding its bytes in ``held`` while in memory;
         returns the response (with partial_success for points that will not be exposed)."""
-        ctx = self.server.ctx
-        cfg = ctx["config"]
+        deps: IngestDeps = self.server.deps
+        cfg, ingest = deps.config, deps.ingest
         body = self.read_body(cfg.max_request_bytes, held.grow)
-        ctx["ingest"].check_room(len(body))
+        ingest.check_room(len(body))
         encoding = self.headers.get("Content-Encoding", "")
         if encoding.strip().lower() not in ("", "identity"):
             body = otlp.decompress(body, encoding, cfg.max_request_bytes)
@@ -76,8 +87,8 @@ class OTLPHandler(Handler):
         else:
             held.grow(len(body) * otlp.PROTOBUF_DECODE_FACTOR)
             request = otlp.parse_protobuf(signal, body)  # validate: bad payloads are refused here, with the reason
-        ctx["ingest"].submit(signal, body, "http")
-        return response(signal, request, ctx["ingest"].points_over_limit(signal, request))
+        ingest.submit(signal, body, "http")
+        return response(signal, request, ingest.points_over_limit(signal, request))
 
     def do_GET(self) -> None:
         self.send_body(405, b"OTLP receiver: POST /v1/traces or /v1/metrics\n", "text/plain", {"Allow": "POST"})

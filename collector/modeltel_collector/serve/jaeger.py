@@ -14,24 +14,32 @@ that Grafana's Jaeger datasource reads (``public/app/plugins/datasource/jaeger``
 It reads spans only through :class:`SpanStore`'s public ``search`` and ``get_trace``. A trace matches a search
 when one of its spans has the operation, every tag (as text), a duration within [min, max] and a start
 within [start, end], as in Jaeger. Services and operations come from the most recent traces (the store's
-search returns at most ``_SCAN`` of them), which is what a trace store bounded by age holds anyway.
+search returns at most ``_SCAN`` of them), which is what a trace store bounded by age holds anyway. Each
+request reads at most ``trace_fetch_max_spans`` spans in all (``_Reader``); a trace cut short says so in
+Jaeger's ``warnings``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.httpbase import Handler, json_list_parts, token_ok
+from modeltel_collector.jsonout import dumps
+from modeltel_collector.serve.deps import ServeDeps
+from modeltel_collector.serve.params import MAX_US, integer
+from modeltel_collector.stats import Stats
 
-__all__ = ["PREFIX", "parse_duration_us", "serve_jaeger", "to_jaeger_trace"]
+__all__ = ["PREFIX", "jaeger_trace_json", "parse_duration_us", "serve_jaeger"]
 
 PREFIX = "/jaeger/api/"
 _SCAN = 1000  # the most traces one search reads from the store (SpanStore.search's own cap)
 _OPERATION_TRACES = 50  # recent traces read in full to list a service's operations (stage spans included)
 _DEFAULT_LIMIT = 20
+_MAX_TAGS_BYTES = 4096  # a 'tags' JSON object longer than this is refused (a search names a few tags)
 _UNITS_US = {"ns": 1e-3, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _SPAN_KINDS = {"SPAN_KIND_SERVER": "server", "SPAN_KIND_CLIENT": "client", "SPAN_KIND_PRODUCER": "producer",
@@ -44,8 +52,11 @@ def parse_duration_us(text: str) -> float:
         return 0.0
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 100ms, 1.5s, 2m")
-    return sum(float(n) * _UNITS_US[u] for n, u in parts)
+        raise ValueError(f"invalid duration {text[:40]!r}: use e.g. 100ms, 1.5s, 2m")
+    us = sum(float(n) * _UNITS_US[u] for n, u in parts)
+    if us > MAX_US:  # past int64 nanoseconds: the store holds no such span
+        raise ValueError(f"duration {text[:40]!r} is out of range (at most {int(MAX_US // 3600e6)}h)")
+    return us
 
 
 def _tag(key: str, value: Any) -> dict[str, Any]:
@@ -75,35 +86,67 @@ def _span_tags(span: dict[str, Any]) -> list[dict[str, Any]]:
     return tags
 
 
-def to_jaeger_trace(spans: list[dict[str, Any]]) -> dict[str, Any]:
-    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds)."""
+def jaeger_trace_json(spans: list[dict[str, Any]], unread: int = 0) -> Iterator[str]:
+    """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds), in
+    pieces of JSON text, a span at a time, so that a large trace is never one string.
+
+    ``unread``: spans of the trace left out by the read bound; the answer says so in Jaeger's
+    ``warnings``, on the trace and on its first span (Grafana's trace view shows a span's warnings).
+    """
     processes: dict[str, str] = {}  # service -> process id
-    out = []
     for s in spans:
-        pid = processes.setdefault(s["service"], f"p{len(processes) + 1}")
-        refs = []
-        if s["parent_span_id"]:
-            refs.append({"refType": "CHILD_OF", "traceID": s["trace_id"], "spanID": s["parent_span_id"]})
-        refs += [{"refType": "FOLLOWS_FROM", "traceID": lk["trace_id"], "spanID": lk["span_id"]} for lk in s["links"]]
-        logs = [
-            {
-                "timestamp": e["time_unix_nano"] // 1000,
-                "fields": [_tag("event", e["name"]), *(_tag(k, v) for k, v in e["attributes"].items())],
-            }
-            for e in s["events"]
-        ]
-        out.append({
-            "traceID": s["trace_id"], "spanID": s["span_id"], "flags": 1, "operationName": s["name"],
-            "references": refs, "startTime": s["start_time_unix_nano"] // 1000,
-            "duration": (s["end_time_unix_nano"] - s["start_time_unix_nano"]) // 1000,
-            "tags": _span_tags(s), "logs": logs, "processID": pid, "warnings": None,
-        })  # fmt: skip
-    return {
+        processes.setdefault(s["service"], f"p{len(processes) + 1}")
+    warnings = None
+    if unread:
+        warnings = [f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)"]
+    head = {
         "traceID": spans[0]["trace_id"],
-        "spans": out,
         "processes": {pid: {"serviceName": svc, "tags": []} for svc, pid in processes.items()},
-        "warnings": None,
+        "warnings": warnings,
     }
+    rows = (_span(s, processes[s["service"]], warnings if i == 0 else None) for i, s in enumerate(spans))
+    return json_list_parts(head, "spans", ((dumps(row),) for row in rows))
+
+
+def _span(s: dict[str, Any], pid: str, warnings: list[str] | None) -> dict[str, Any]:
+    """One span in Jaeger's model/json."""
+    refs = []
+    if s["parent_span_id"]:
+        refs.append({"refType": "CHILD_OF", "traceID": s["trace_id"], "spanID": s["parent_span_id"]})
+    refs += [{"refType": "FOLLOWS_FROM", "traceID": lk["trace_id"], "spanID": lk["span_id"]} for lk in s["links"]]
+    logs = [
+        {
+            "timestamp": e["time_unix_nano"] // 1000,
+            "fields": [_tag("event", e["name"]), *(_tag(k, v) for k, v in e["attributes"].items())],
+        }
+        for e in s["events"]
+    ]
+    return {
+        "traceID": s["trace_id"], "spanID": s["span_id"], "flags": 1, "operationName": s["name"],
+        "references": refs, "startTime": s["start_time_unix_nano"] // 1000,
+        "duration": (s["end_time_unix_nano"] - s["start_time_unix_nano"]) // 1000,
+        "tags": _span_tags(s), "logs": logs, "processID": pid, "warnings": warnings,
+    }  # fmt: skip
+
+
+class _Reader:
+    """Reads the traces one request needs, at most ``max_spans`` spans in all (``trace_fetch_max_spans``):
+    a fetch, a search or an operations list costs what one capped trace fetch costs, however large the
+    stored traces are. A search that spends the bound returns the traces found so far."""
+
+    def __init__(self, store: Any, max_spans: int, stats: Stats) -> None:
+        self.store, self.left, self.stats = store, max_spans, stats
+
+    def trace(self, trace_id: bytes) -> tuple[list[dict[str, Any]], int]:
+        """(the trace's spans read, how many of its stored spans were left unread)."""
+        if self.left <= 0:
+            return [], 0
+        spans = self.store.get_trace(trace_id, self.left)
+        self.left -= len(spans)
+        unread = self.store.trace_span_count(trace_id) - len(spans) if self.left <= 0 else 0
+        if unread > 0:
+            self.stats.inc("modeltel_collector_truncated", "trace_read")
+        return spans, max(unread, 0)
 
 
 def _respond(handler: Handler, status: int, data: Any = None, error: str = "", headers: dict | None = None) -> None:
@@ -113,25 +156,33 @@ def _respond(handler: Handler, status: int, data: Any = None, error: str = "", h
     handler.send_json(status, doc, {"Cache-Control": "no-store", **(headers or {})})
 
 
+def _respond_traces(handler: Handler, found: list[tuple[list[dict[str, Any]], int]]) -> None:
+    """200 with the traces read, streamed a span at a time (their spans are already bounded by ``_Reader``)."""
+    doc = {"total": len(found), "limit": 0, "offset": 0, "errors": None}
+    traces = (jaeger_trace_json(spans, unread) for spans, unread in found)
+    handler.send_json_parts(json_list_parts(doc, "data", traces), {"Cache-Control": "no-store"})
+
+
 def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is under ``/jaeger/api/``; False leaves it to the caller."""
     if not path.startswith(PREFIX):
         return False
-    ctx = handler.server.ctx
-    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+    deps: ServeDeps = handler.server.deps
+    if not token_ok(handler.headers.get("Authorization"), deps.config.auth_token):
         _respond(handler, 401, error="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return True
-    store, rest = ctx["spans"], path[len(PREFIX) :]
+    store, rest = deps.spans, path[len(PREFIX) :]
+    reader = _Reader(store, deps.config.trace_fetch_max_spans, deps.stats)
     query = parse_qs(query_string)
     try:
         if rest == "services":
             _respond(handler, 200, store.services())
         elif rest.startswith("services/") and rest.endswith("/operations"):
-            _respond(handler, 200, _operations(store, unquote(rest[len("services/") : -len("/operations")])))
+            _respond(handler, 200, _operations(reader, unquote(rest[len("services/") : -len("/operations")])))
         elif rest == "traces":
-            _respond(handler, 200, _search(store, query))
+            _respond_traces(handler, _search(reader, query))
         elif rest.startswith("traces/"):
-            _get(handler, store, rest[len("traces/") :])
+            _get(handler, reader, rest[len("traces/") :])
         else:
             _respond(handler, 404, error=f"no such endpoint: {path}")
     except ValueError as e:
@@ -139,15 +190,15 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
     return True
 
 
-def _operations(store: Any, service: str) -> list[str]:
-    hits = store.search(service=service, limit=_SCAN)
+def _operations(reader: _Reader, service: str) -> list[str]:
+    hits = reader.store.search(service=service, limit=_SCAN)
     names = {h["name"] for h in hits}
     for hit in hits[:_OPERATION_TRACES]:
-        names |= {s["name"] for s in store.get_trace(bytes.fromhex(hit["trace_id"])) if s["service"] == service}
+        names |= {s["name"] for s in reader.trace(bytes.fromhex(hit["trace_id"]))[0] if s["service"] == service}
     return sorted(names)
 
 
-def _get(handler: Handler, store: Any, trace_hex: str) -> None:
+def _get(handler: Handler, reader: _Reader, trace_hex: str) -> None:
     try:
         trace_id = bytes.fromhex(trace_hex.rjust(32, "0"))  # Jaeger ids may drop leading zeros
         if len(trace_id) != 16:
@@ -155,11 +206,11 @@ def _get(handler: Handler, store: Any, trace_hex: str) -> None:
     except ValueError:
         _respond(handler, 400, error="trace id must be up to 32 hex digits")
         return
-    spans = store.get_trace(trace_id)
+    spans, unread = reader.trace(trace_id)
     if not spans:
         _respond(handler, 404, error="trace not found")
     else:
-        _respond(handler, 200, [to_jaeger_trace(spans)])
+        _respond_traces(handler, [(spans, unread)])
 
 
 def _tags(query: dict[str, list[str]]) -> dict[str, str]:
@@ -170,8 +221,12 @@ def _tags(query: dict[str, list[str]]) -> dict[str, str]:
             raise ValueError(f"malformed 'tag' parameter, expecting key:value, received: {kv}")
         tags[key] = value
     for doc in query.get("tags", []):
+        if len(doc) > _MAX_TAGS_BYTES:
+            raise ValueError(f"malformed 'tags' parameter: longer than {_MAX_TAGS_BYTES} characters")
         try:
             parsed = json.loads(doc)
+        except RecursionError:
+            raise ValueError("malformed 'tags' parameter: nested too deeply") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"malformed 'tags' parameter, cannot unmarshal JSON: {e}") from None
         if not isinstance(parsed, dict):
@@ -184,7 +239,8 @@ def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _search(reader: _Reader, query: dict[str, list[str]]) -> list[tuple[list[dict[str, Any]], int]]:
+    """The matching traces, as (spans read, spans left unread) each."""
     q = {k: v[-1] for k, v in query.items()}
     if not q.get("service"):
         raise ValueError("parameter 'service' is required")
@@ -192,9 +248,9 @@ def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
     hi = parse_duration_us(q["maxDuration"]) if q.get("maxDuration") else float("inf")
     if hi < lo:
         raise ValueError("'maxDuration' should be greater than 'minDuration'")
-    start = int(q["start"]) * 1000 if q.get("start") else 0
-    end = int(q["end"]) * 1000 if q.get("end") else None
-    limit = max(1, min(int(q.get("limit") or _DEFAULT_LIMIT), _SCAN))
+    start = integer(q["start"], "start", lo=0, hi=int(MAX_US)) * 1000 if q.get("start") else 0
+    end = integer(q["end"], "end", lo=0, hi=int(MAX_US)) * 1000 if q.get("end") else None
+    limit = max(1, min(integer(q.get("limit") or str(_DEFAULT_LIMIT), "limit", lo=-(1 << 63), hi=1 << 63), _SCAN))
     operation, tags = q.get("operation", ""), _tags(query)
 
     def matches(s: dict[str, Any]) -> bool:
@@ -207,14 +263,16 @@ def _search(store: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         return all(values.get(k) == v for k, v in tags.items())
 
     # the store's min_duration filters on a trace's longest span, a bound on any of its spans
-    hits = store.search(service=q["service"], min_duration_ms=lo / 1000 or None, limit=_SCAN)
+    hits = reader.store.search(service=q["service"], min_duration_ms=lo / 1000 or None, limit=_SCAN)
     traces = []
     for hit in hits:
         if end is not None and hit["start_time_unix_nano"] > end:
             continue
-        spans = store.get_trace(bytes.fromhex(hit["trace_id"]))
+        spans, unread = reader.trace(bytes.fromhex(hit["trace_id"]))
         if any(s["service"] == q["service"] and matches(s) for s in spans):
-            traces.append(to_jaeger_trace(spans))
+            traces.append((spans, unread))
             if len(traces) >= limit:
                 break
+        if reader.left <= 0:
+            break
     return traces

@@ -12,12 +12,14 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from modeltel_collector.otlp import any_value_str
+from modeltel_collector.labelcap import LabelCap
+from modeltel_collector.latency_bounds import LATENCY_FAMILIES, check_bounds
+from modeltel_collector.store import handover
+from modeltel_collector.store.labels import Labels, ResourceKey, add_label, point_labels, resource_identity
 from modeltel_collector.store.series import (
     ExpHistogramSeries,
     HistogramSeries,
@@ -26,64 +28,14 @@ from modeltel_collector.store.series import (
     merge_exp_histogram,
     merge_histogram,
 )
+from modeltel_collector.store.state import Family, GaugePoint, HistogramState, IngestResult, ResourceState
 from modeltel_collector.translate import label_name, sample_names
 from modeltel_collector.validate import histogram_problem, metric_name
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
-Labels = tuple[tuple[str, str], ...]
-ResourceKey = tuple[str, str]  # (job, instance)
-Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (duration_ns, trace_id, span_id, end_ns)
-
-_RESOURCE_IDENTITY = ("service.name", "service.namespace", "service.instance.id")
-
-
-@dataclass
-class Family:
-    name: str
-    type: str
-    unit: str
-    help: str
-    series: dict[Labels, Series] = field(default_factory=dict)
-    owner: dict[Labels, ResourceKey] = field(default_factory=dict)
-    derived: set[Labels] = field(default_factory=set)  # series computed from spans
-    direct_resources: set[ResourceKey] = field(default_factory=set)  # resources sending this family
-
-
-@dataclass
-class ResourceState:
-    key: ResourceKey
-    labels: Labels  # job, instance
-    info: Labels  # target_info labels (other resource attributes)
-    last_seen: float
-    keys: set[tuple[str, Labels]] = field(default_factory=set)
-
-
-@dataclass
-class IngestResult:
-    points: int = 0
-    rejected: int = 0
-    reasons: set[str] = field(default_factory=set)
-
-
-def resource_identity(resource: Resource) -> tuple[ResourceKey, Labels]:
-    """(job, instance) and the remaining resource attributes (for ``target_info``), per the compat spec."""
-    attrs = {kv.key: any_value_str(kv.value) for kv in resource.attributes}
-    name = attrs.get("service.name", "unknown_service")
-    ns = attrs.get("service.namespace")
-    job = f"{ns}/{name}" if ns else name
-    instance = attrs.get("service.instance.id", "")
-    info: dict[str, str] = {}
-    for k, v in attrs.items():
-        if k not in _RESOURCE_IDENTITY:
-            _add_label(info, label_name(k), v)
-    return (job, instance), tuple(sorted(info.items()))
-
-
-def _add_label(labels: dict[str, str], key: str, value: str) -> None:
-    """Keys that sanitise to the same label name ('a.b', 'a_b') are joined with ';', as the compat spec says."""
-    labels[key] = f"{labels[key]};{value}" if key in labels else value
+Observation = tuple[int, bytes, bytes, int]  # a span-derived histogram value: (value, trace_id, span_id, end_ns)
 
 
 def _count_points(rm) -> int:
@@ -95,43 +47,44 @@ def _count_points(rm) -> int:
     )
 
 
-def _scope_labels(res: ResourceState, sm) -> Labels:
+def _scope_labels(res: ResourceState, sm, cap: LabelCap) -> Labels:
     """The labels every point of one scope's metrics starts from: the resource's, then the scope's."""
     base = list(res.labels)
     if sm.scope.name:
-        base.append(("otel_scope_name", sm.scope.name))
+        base.append(("otel_scope_name", cap(sm.scope.name)))
     if sm.scope.version:
-        base.append(("otel_scope_version", sm.scope.version))
+        base.append(("otel_scope_version", cap(sm.scope.version)))
     return tuple(base)
-
-
-def _point_labels(base: Labels, attributes: Iterable) -> Labels:
-    labels = dict(base)
-    for kv in attributes:
-        _add_label(labels, label_name(kv.key), any_value_str(kv.value))
-    return tuple(sorted(labels.items()))
 
 
 class MetricStore:
     """Thread-safe merged metric state; ``ingest`` runs on the ingest thread, ``collect`` on scrapes."""
 
-    def __init__(self, staleness_s: float = 300.0, max_series: int = 100_000) -> None:
+    def __init__(
+        self, staleness_s: float = 300.0, max_series: int = 100_000, *, label_cap: LabelCap | None = None
+    ) -> None:
         self.staleness_s = staleness_s
         self.max_series = max_series
+        self.label_cap = label_cap or LabelCap()  # every label value is cut to its byte bound
+        self._lookahead_cap = self.label_cap.silent()  # points_over_limit's: the merge counts the cuts
         self.lock = threading.Lock()
         self.families: dict[str, Family] = {}
         self.resources: dict[ResourceKey, ResourceState] = {}
         self.n_series = 0
+        self.producers: dict[ResourceKey, ResourceState] = {}  # in-process producers: outside max_series
         self._claimed: dict[str, str] = {}  # exposed name (family or sample) -> the family that owns it
 
     # ---------------------------------------------------------------- resources
-    def _touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
-        """The resource's state; None for a new resource while the series limit is reached.
+    def touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
+        """The resource's state; None for a new resource while the series limit is reached. Caller holds
+        ``lock``.
 
         A resource is a series too (its ``target_info`` line, and memory for its attributes), so distinct
         resources cannot grow the store and the scrape past ``max_series`` either.
         """
-        key, info = resource_identity(resource)
+        return self._resource(*resource_identity(resource, self.label_cap), now)
+
+    def _resource(self, key: ResourceKey, info: Labels, now: float) -> ResourceState | None:
         state = self.resources.get(key)
         if state is None:
             if self.n_series >= self.max_series:
@@ -180,13 +133,13 @@ class MetricStore:
         result = IngestResult()
         with self.lock:
             for rm in request.resource_metrics:
-                res = self._touch_resource(rm.resource, now)
+                res = self.touch_resource(rm.resource, now)
                 if res is None:
                     result.rejected += _count_points(rm)
                     result.reasons.add(f"series limit {self.max_series} reached (new resource)")
                     continue
                 for sm in rm.scope_metrics:
-                    base = _scope_labels(res, sm)
+                    base = _scope_labels(res, sm, self.label_cap)
                     for m in sm.metrics:
                         self._ingest_metric(m, base, res, result)
         return result
@@ -212,12 +165,12 @@ class MetricStore:
             result.reasons.add(problem or f"{m.name}: its Prometheus names clash with an existing family's")
             return
         if res.key not in fam.direct_resources:
-            self._drop_derived(fam, res.key)
+            self._hand_over(fam, res.key, res.last_seen)
         accepted = invalid = 0
         for p in data.data_points:
-            labels = _point_labels(base, p.attributes)
+            labels = point_labels(base, p.attributes, self.label_cap)
             if kind in ("sum", "gauge"):
-                s = self._series(fam, labels, res, NumberSeries)
+                s = self._own_series(fam, labels, res, NumberSeries)
                 if s is None:
                     break
                 v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
@@ -228,30 +181,36 @@ class MetricStore:
                     result.reasons.add(f"{m.name}: {problem}")
                     invalid += 1
                     continue
-                s = self._series(fam, labels, res, HistogramSeries)
+                s = self._own_series(fam, labels, res, HistogramSeries)
                 if s is None:
                     break
                 merge_histogram(s, p, delta)
+                if fam.name in LATENCY_FAMILIES:
+                    check_bounds(fam.name, p.explicit_bounds, res, result)
             else:
-                s = self._series(fam, labels, res, ExpHistogramSeries)
+                s = self._own_series(fam, labels, res, ExpHistogramSeries)
                 if s is None:
                     break
                 merge_exp_histogram(s, p, delta)
             s.start_ns = p.start_time_unix_nano or s.start_ns
+            if fam.held and labels in fam.held:
+                handover.release(fam, labels)
             accepted += 1
         result.points += accepted
         if capped := len(data.data_points) - accepted - invalid:
             result.rejected += capped
             result.reasons.add(f"series limit {self.max_series} reached")
 
-    def _drop_derived(self, fam: Family, rkey: ResourceKey) -> None:
-        """The app now sends this family itself: retire its span-derived twin so nothing is counted twice."""
+    def _hand_over(self, fam: Family, rkey: ResourceKey, now: float) -> None:
+        """The app now sends this family itself: spans derive no more of it, so nothing is counted twice,
+        and its derived series are held until its own reach them (``store.handover``)."""
         fam.direct_resources.add(rkey)
-        for labels in [lb for lb in fam.derived if fam.owner.get(lb) == rkey]:
-            fam.derived.discard(labels)
-            if fam.series.pop(labels, None) is not None:
-                self.n_series -= 1
-            fam.owner.pop(labels, None)
+        handover.hold_derived(fam, rkey, now)
+
+    def _own_series(self, fam: Family, labels: Labels, res: ResourceState, factory: type) -> Series | None:
+        """Where a point of the app's own goes: aside while its labels' derived series is held."""
+        held = fam.held.get(labels) if fam.held else None
+        return self._series(fam, labels, res, factory) if held is None else held.series_for(factory)
 
     # ---------------------------------------------------------------- span-derived updates
     def observe_derived(
@@ -264,15 +223,19 @@ class MetricStore:
         labels: Labels,
         value: float | list[Observation],
         buckets: tuple[float, ...] = (),
+        *,
+        per_unit: float = 1e9,
     ) -> bool:
         """Add span-derived data unless the resource sends the family itself. Caller holds ``lock``.
 
-        Counters take an increment; histograms take (duration_ns, trace_id, span_id, end_ns) observations,
+        Counters take an increment; histograms take (value, trace_id, span_id, end_ns) observations, the
+        value in ``1 / per_unit`` of the family's unit (ns of a seconds histogram; tokens: ``per_unit=1``),
         and the last observation in each bucket becomes that bucket's exemplar.
         """
         fam = self._family(family, type_, unit, help_)
         if fam is None or resource.key in fam.direct_resources:
             return False
+        labels = tuple((k, self.label_cap(v)) for k, v in labels)  # span attributes: model, version, stage
         if type_ == COUNTER:
             s = self._series(fam, labels, resource, NumberSeries)
             if s is None:
@@ -287,15 +250,15 @@ class MetricStore:
             bounds, counts, last = s.bounds, s.counts, {}
             total = 0.0
             for obs in value:
-                seconds = obs[0] / 1e9
-                i = bisect_left(bounds, seconds)
+                v = obs[0] / per_unit
+                i = bisect_left(bounds, v)
                 counts[i] += 1
-                total += seconds
+                total += v
                 last[i] = obs
             s.sum += total
             s.count += len(value)
             for i, (d, trace_id, span_id, end) in last.items():
-                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / 1e9, end / 1e9)
+                s.exemplars[i] = (trace_id.hex(), span_id.hex(), d / per_unit, end / 1e9)
         fam.derived.add(labels)
         return True
 
@@ -309,14 +272,18 @@ class MetricStore:
             return 0  # the common case: far from the limit, nothing to look up
         over = 0
         for rm in request.resource_metrics:  # in the order the merge takes them
-            res = self.resources.get(resource_identity(rm.resource)[0])
+            res = self.resources.get(resource_identity(rm.resource, self._lookahead_cap)[0])
             if res is None:
                 if room < 1:  # the merge refuses the whole resource
                     over += _count_points(rm)
                     continue
                 room, fresh = room - 1, _count_points(rm)
             else:
-                fresh = sum(self._new_series(m, _scope_labels(res, sm)) for sm in rm.scope_metrics for m in sm.metrics)
+                fresh = sum(
+                    self._new_series(m, _scope_labels(res, sm, self._lookahead_cap))
+                    for sm in rm.scope_metrics
+                    for m in sm.metrics
+                )
             taken = min(max(room, 0), fresh)
             room, over = room - taken, over + fresh - taken
         return over
@@ -333,11 +300,73 @@ class MetricStore:
         fam = self.families.get(name)
         if fam is None:
             return len(points)
-        return sum(_point_labels(base, p.attributes) not in fam.series for p in points)
+        return sum(point_labels(base, p.attributes, self._lookahead_cap) not in fam.series for p in points)
 
-    def touch_resource(self, resource: Resource, now: float) -> ResourceState | None:
-        """Register a resource seen in traces (caller holds lock)."""
-        return self._touch_resource(resource, now)
+    # ---------------------------------------------------------------- in-process readers and writers
+    def histograms(self, family: str) -> dict[Labels, HistogramState]:
+        """A copy of each explicit-bucket series of ``family``, taken under the lock (the detectors read
+        the confidence histograms this way)."""
+        with self.lock:
+            fam = self.families.get(family)
+            series = () if fam is None else fam.series.items()
+            return {
+                labels: HistogramState(s.start_ns, s.bounds, tuple(s.counts))
+                for labels, s in series
+                if isinstance(s, HistogramSeries)
+            }
+
+    def set_gauges(
+        self, job: str, scope: str, points: list[GaugePoint], now: float | None = None, *, max_series: int
+    ) -> IngestResult:
+        """Replace the gauges of an in-process producer (the detectors), as resource ``job``, scope ``scope``,
+        with ``points``: series it no longer lists go at once (a model version it forgot).
+
+        Its series have a budget of their own, ``max_series`` (points beyond it are refused), and are not
+        counted in the store's: nothing a producer publishes can refuse an application's data. Its
+        families are the applications' (a name another family claims refuses the point)."""
+        now = time.time() if now is None else now
+        result = IngestResult()
+        with self.lock:
+            res = self.producers.get((job, ""))
+            if res is None:
+                res = self.producers[(job, "")] = ResourceState((job, ""), (("instance", ""), ("job", job)), (), now)
+            res.last_seen = now
+            base = (*res.labels, ("otel_scope_name", scope))
+            wanted: dict[tuple[str, Labels], GaugePoint] = {}
+            for p in points[:max_series]:
+                labels = dict(base)
+                for key, value in p.attributes.items():
+                    add_label(labels, label_name(key), value, self.label_cap)
+                wanted[(p.family, tuple(sorted(labels.items())))] = p
+            result.rejected = len(points) - len(wanted)
+            self._drop_keys(res, res.keys - wanted.keys())
+            for (name, labels), p in wanted.items():
+                fam = self._family(name, GAUGE, "", p.help)
+                if fam is None:
+                    result.rejected += 1
+                    continue
+                s = fam.series.get(labels)
+                if not isinstance(s, NumberSeries):  # a producer's labels are its own: no app holds them
+                    s = fam.series[labels] = NumberSeries()
+                    fam.owner[labels] = res.key
+                    res.keys.add((name, labels))
+                s.value = p.value
+                result.points += 1
+            self._forget_empty_families()
+        return result
+
+    def _drop_keys(self, res: ResourceState, keys: Iterable[tuple[str, Labels]]) -> int:
+        """Remove ``res``'s series ``keys``; returns how many existed. Caller holds ``lock``."""
+        removed = 0
+        for fam_name, labels in list(keys):
+            res.keys.discard((fam_name, labels))
+            fam = self.families.get(fam_name)
+            if fam is not None and fam.series.pop(labels, None) is not None:
+                removed += 1
+                fam.owner.pop(labels, None)
+                fam.derived.discard(labels)
+                fam.held.pop(labels, None)
+        return removed
 
     # ---------------------------------------------------------------- staleness
     def expire(self, now: float | None = None) -> int:
@@ -348,20 +377,28 @@ class MetricStore:
             for rkey, state in list(self.resources.items()):
                 if now - state.last_seen <= self.staleness_s:
                     continue
-                for fam_name, labels in state.keys:
-                    fam = self.families.get(fam_name)
-                    if fam is not None and fam.series.pop(labels, None) is not None:
-                        removed += 1
-                        fam.owner.pop(labels, None)
-                        fam.derived.discard(labels)
+                removed += self._drop_keys(state, state.keys)
                 for fam in self.families.values():
                     fam.direct_resources.discard(rkey)
                 del self.resources[rkey]
                 self.n_series -= 1  # the resource's own (target_info)
             self.n_series -= removed
-            for name in [n for n, f in self.families.items() if not f.series]:
-                self._forget_family(name)
+            removed += self._expire_held(now)
+            self._forget_empty_families()
         return removed
+
+    def _expire_held(self, now: float) -> int:
+        removed = 0
+        for fam in self.families.values():
+            for labels in handover.expire_held(fam, now, self.staleness_s):
+                self.resources[fam.owner.pop(labels)].keys.discard((fam.name, labels))
+                removed += 1
+        self.n_series -= removed
+        return removed
+
+    def _forget_empty_families(self) -> None:
+        for name in [n for n, f in self.families.items() if not f.series]:
+            self._forget_family(name)
 
     def _forget_family(self, name: str) -> None:
         fam = self.families.pop(name)

@@ -8,6 +8,7 @@ the search API filters on are columns, the spans themselves stay protobuf-encode
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -42,9 +43,10 @@ class TraceRow(NamedTuple):
     span_id: bytes  # the longest span's id
     span_count: int
     data: bytes
+    version: str = ""  # the model version of the span that gave ``model``
 
 
-_HIT_ROW = "trace_id, span_id, service, model, stages, kinds, name, status, start_ns, duration_ns"
+_HIT_ROW = "trace_id, span_id, service, model, stages, kinds, name, status, start_ns, duration_ns, version"
 
 
 def _hit(rows: list[tuple]) -> dict[str, Any]:
@@ -58,6 +60,7 @@ def _hit(rows: list[tuple]) -> dict[str, Any]:
         "span_id": longest[1].hex(),
         "service": longest[2],
         "model": longest[3],
+        "version": longest[10] or "",
         "stages": _csv_values("".join(r[4] for r in rows)),
         "kinds": _csv_values("".join(r[5] for r in rows)),
         "name": longest[6],
@@ -70,13 +73,14 @@ def _hit(rows: list[tuple]) -> dict[str, Any]:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
     trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
-    start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB);
+    start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB, version TEXT);
 CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
 CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
 CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, written_ns INTEGER);
 """
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
+MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
 
@@ -103,6 +107,8 @@ class SpanStore:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        if "version" not in {col[1] for col in self._writer.execute("PRAGMA table_info(traces)")}:  # an older store
+            self._writer.execute("ALTER TABLE traces ADD COLUMN version TEXT")
         self.count = self._writer.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
         if self.count and not self._writer.execute("SELECT 1 FROM services LIMIT 1").fetchone():  # an older store
             self._writer.execute("INSERT INTO services SELECT DISTINCT service, ? FROM traces", (time.time_ns(),))
@@ -122,10 +128,14 @@ class SpanStore:
     def start(self) -> None:
         self._batches.start()
 
-    def put(self, rows: list[TraceRow]) -> None:
-        """Queue a batch for writing; blocks (back-pressure to the ingest queue) when the writer lags."""
+    def put(self, rows: list[TraceRow], *, accepted: float | None = None) -> None:
+        """Queue a batch for writing; blocks (back-pressure to the ingest queue) when the writer lags.
+
+        ``accepted``: when the collector acknowledged these rows (monotonic; now if None), so that
+        ``oldest_pending`` ages them from their acknowledgement, not from when they reached the store.
+        """
         if rows:
-            self._batches.put(rows)
+            self._batches.put(rows, accepted=accepted)
 
     def pending(self) -> int:
         """Batches queued or being written (the count only drops once the write committed or was shed)."""
@@ -239,8 +249,9 @@ class SpanStore:
         return deleted
 
     # ---------------------------------------------------------------- reads (API threads)
-    def get_trace(self, trace_id: bytes, max_spans: int | None = None) -> list[dict[str, Any]]:
-        """The trace's spans by start time; with ``max_spans``, the first that arrived, at most that many.
+    def get_trace(self, trace_id: bytes, max_spans: int) -> list[dict[str, Any]]:
+        """The trace's spans by start time: the first that arrived, at most ``max_spans`` (every read is
+        bounded: callers pass ``trace_fetch_max_spans`` or what is left of it).
 
         Rows are decoded one at a time and reading stops at the cap, so a trace of 300k spans costs what
         ``max_spans`` costs, in time, memory and in how long the read lock is held against other searches.
@@ -251,9 +262,9 @@ class SpanStore:
                 "SELECT service, data FROM traces WHERE trace_id = ? ORDER BY rowid", (trace_id,)
             )
             for service, data in cursor:
-                spans.extend(span_to_dict(sp, service) for sp in ScopeSpans.FromString(data).spans)
-                if max_spans is not None and len(spans) >= max_spans:
-                    del spans[max_spans:]
+                row = ScopeSpans.FromString(data).spans
+                spans.extend(span_to_dict(sp, service) for sp in itertools.islice(row, max_spans - len(spans)))
+                if len(spans) >= max_spans:
                     break
             cursor.close()
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
@@ -308,7 +319,7 @@ class SpanStore:
         if order is None:
             raise ValueError("sort must be 'duration' or 'recent'")
         where_sql = "WHERE " + " AND ".join(where) if where else ""
-        args.append(max(1, min(int(limit), 1000)))
+        args.append(search_limit(limit))
         with self._read_lock:
             sql = f"SELECT trace_id FROM traces {where_sql} GROUP BY trace_id ORDER BY {order} LIMIT ?"
             ids = [i for (i,) in self._reader.execute(sql, args)]
@@ -319,6 +330,11 @@ class SpanStore:
                 for row in self._reader.execute(sql, part):
                     rows[row[0]].append(row)
         return [_hit(rows[i]) for i in ids]
+
+
+def search_limit(limit: int) -> int:
+    """The number of traces a search returns at most: ``limit`` within 1..MAX_SEARCH_LIMIT."""
+    return max(1, min(int(limit), MAX_SEARCH_LIMIT))
 
 
 def _csv_values(col: str) -> list[str]:

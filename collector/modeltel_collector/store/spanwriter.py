@@ -69,19 +69,20 @@ class BatchWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, rows: list[Any]) -> None:
-        """Queue a batch; blocks while the queue is full (back-pressure: the ingest queue fills, clients get 429)."""
+    def put(self, rows: list[Any], *, accepted: float | None = None) -> None:
+        """Queue a batch accepted at ``accepted`` (monotonic; now if None); blocks while the queue is full
+        (back-pressure: the ingest queue fills, clients get 429)."""
         size = batch_bytes(rows)
         with self._cond:
             while self._queue and self.queued_bytes + size > self.max_queue_bytes and self._thread.is_alive():
                 self._cond.wait(0.5)
-            self._queue.append((rows, size, time.monotonic()))
+            self._queue.append((rows, size, time.monotonic() if accepted is None else accepted))
             self.queued_bytes += size
             self._unfinished += 1
             self._cond.notify_all()
 
     def oldest_pending(self) -> float:
-        """When the oldest batch queued or being written was queued (monotonic); 0.0 when none."""
+        """When the oldest batch queued or being written was accepted (monotonic); 0.0 when none."""
         with self._cond:
             return self._writing_since or (self._queue[0][2] if self._queue else 0.0)
 

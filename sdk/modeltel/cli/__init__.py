@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..config import PROTOCOLS
 
 # flag: (variable it sets, metavar, choices, what the variable defaults to when unset)
@@ -101,6 +101,10 @@ def _shebang_python(path: str) -> str | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.generative:
+        from .demo_generative import run_generative_demo
+
+        return run_generative_demo(duration=args.duration, concurrency=min(args.concurrency, 4))
     from .demo import run_demo
 
     return run_demo(duration=args.duration, concurrency=args.concurrency, keep=args.keep)
@@ -143,6 +147,12 @@ def build_parser(plugins: dict[str, Any]) -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
     demo.add_argument(
         "--keep", action="store_true", help="leave the collector running afterwards, Ctrl-C stops it (default: off)"
+    )
+    demo.add_argument(
+        "--generative",
+        action="store_true",
+        help="the OpenAI-compatible tiny LM streaming under load, a decode slowdown, the TPOT alert arriving "
+        "(needs the transformers extra, Prometheus and Alertmanager; default: off, the iris demo)",
     )
     demo.set_defaults(func=_demo)
 

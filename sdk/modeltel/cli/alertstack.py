@@ -29,9 +29,9 @@ from ..generators.files import write_files
 from ..generators.prometheus import prometheus_config
 from ..generators.sloconfig import default_slo_config
 from ..generators.yamlout import dump
-from .loopback import MODEL_NAME, MODEL_VERSION, free_port, start_collector, wait_http
+from .loopback import MODEL_NAME, MODEL_VERSION, free_port, start_collector, stop_process, wait_http
 
-__all__ = ["ALERTS_DIR", "AlertStack", "Notification", "missing_binaries"]
+__all__ = ["ALERTS_DIR", "AlertStack", "Notification", "missing_binaries", "print_install_hint"]
 
 ALERTS_DIR = Path(__file__).resolve().parents[3] / "alerts"
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
@@ -40,6 +40,12 @@ BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager
 def missing_binaries() -> list[str]:
     """The Debian packages to install before the stack can run (empty when both are there)."""
     return [pkg for pkg in ("prometheus", "prometheus-alertmanager") if shutil.which(pkg) is None]
+
+
+def print_install_hint(lead: str, missing: list[str]) -> None:
+    """``lead`` and the packages to install, then how (the demo's scenes never fail for want of them)."""
+    print(f"{lead}install {' and '.join(missing)} to see one arrive, e.g.")
+    print(f"  sudo apt-get install {' '.join(missing)}   (Debian/Ubuntu; or `make system`)")
 
 
 @dataclass(frozen=True)
@@ -77,11 +83,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 @dataclass
 class AlertStack:
-    """Start with ``with AlertStack(workdir, interval="1s") as stack:``; everything stops on exit."""
+    """Start with ``with AlertStack(workdir, interval="1s") as stack:``; everything stops on exit.
+
+    ``modeltel demo`` starts it in two steps instead, so its one collector can list this Alertmanager's
+    alerts on the console: :meth:`start_alertmanager`, then its collector (given the Alertmanager's URL)
+    as ``collector_urls``, then :meth:`start`; it calls :meth:`close` itself.
+    """
 
     workdir: Path
     interval: str = "1s"  # scrape, rule evaluation and SDK export interval
     timing: dict[str, str] | None = None  # Alertmanager group waits (default: fast, for a local webhook)
+    collector_urls: dict[str, str] | None = None  # a running collector to use; None: start one
     server_url: str = ""
     prometheus_url: str = ""
     alertmanager_url: str = ""
@@ -91,7 +103,7 @@ class AlertStack:
 
     def __enter__(self) -> AlertStack:
         try:
-            self._start()
+            self.start()
         except BaseException:
             self.close()
             raise
@@ -106,40 +118,65 @@ class AlertStack:
         self.procs.append(proc)
         return proc
 
-    def _start(self) -> None:
+    def start_alertmanager(self) -> str:
+        """The webhook and Alertmanager routing to it (once); returns Alertmanager's URL."""
+        if self.webhook is not None:
+            return self.alertmanager_url
         self.webhook = _Webhook()
         threading.Thread(target=self.webhook.serve_forever, daemon=True).start()
         webhook_url = f"http://127.0.0.1:{self.webhook.server_address[1]}"
-        am_port, prom_port, server_port = free_port(), free_port(), free_port()
-        alerts = self._alerts_dir()
+        am_port = free_port()
         am_cfg = self.workdir / "alertmanager.yml"
-        templates = str(alerts / "templates" / "*.tmpl")
+        templates = str(self._alerts_dir() / "templates" / "*.tmpl")
         am_cfg.write_text(dump(alertmanager_config(local_webhook=webhook_url, templates=templates, timing=self.timing)))
         am = self._spawn([
             BINARIES["alertmanager"], f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
         ])  # fmt: skip
-        collector, urls = start_collector(self.workdir)
-        self.procs.append(collector)
-        self.collector_urls = urls
+        self.alertmanager_url = f"http://127.0.0.1:{am_port}"
+        wait_http(self.alertmanager_url + "/-/ready", 30, am)
+        return self.alertmanager_url
+
+    def start(self) -> None:
+        """Alertmanager (unless started), the collector (unless given), Prometheus and the served model."""
+        self.start_alertmanager()
+        if self.collector_urls is None:
+            collector, self.collector_urls = start_collector(self.workdir)
+            self.procs.append(collector)
+        urls = self.collector_urls
+        prom_port, server_port = free_port(), free_port()
         prom_cfg = self.workdir / "prometheus.yml"
-        rules = sorted((alerts / "rules").glob("*.yml"))
+        rules = sorted((self._alerts_dir() / "rules").glob("*.yml"))
         target = urls["listen"].split("://", 1)[1]
-        prom_cfg.write_text(prometheus_config(rules, [target], f"127.0.0.1:{am_port}", self.interval))
+        am_address = self.alertmanager_url.split("://", 1)[1]
+        prom_cfg.write_text(prometheus_config(rules, [target], am_address, self.interval))
         prom = self._spawn([
             BINARIES["prometheus"], f"--config.file={prom_cfg}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage",
         ])  # fmt: skip
-        self.alertmanager_url, self.prometheus_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
-        wait_http(self.alertmanager_url + "/-/ready", 30, am)
+        self.prometheus_url = f"http://127.0.0.1:{prom_port}"
         wait_http(self.prometheus_url + "/-/ready", 30, prom)
         self._start_server(urls, server_port)
 
     def _alerts_dir(self) -> Path:
         if ALERTS_DIR.is_dir():
             return ALERTS_DIR
-        write_files(self.workdir / "alerts", render_alerts(default_slo_config()))
-        return self.workdir / "alerts"
+        rendered = self.workdir / "alerts"
+        if not rendered.is_dir():
+            write_files(rendered, render_alerts(default_slo_config()))
+        return rendered
+
+    # the example server it serves under `modeltel run`, the environment that names it, and its start-up time
+    app: str = "modeltel.examples.iris_server:app"
+    server_env: dict[str, str] = field(
+        default_factory=lambda: {
+            "OTEL_SERVICE_NAME": "iris-alerts",
+            "MODELTEL_MODEL_NAME": MODEL_NAME,
+            "MODELTEL_MODEL_VERSION": MODEL_VERSION,
+            "IRIS_FAULTS": "1",
+        }
+    )
+    start_timeout: float = 60.0
 
     def _start_server(self, urls: dict[str, str], port: int) -> None:
         millis = str(int(float(self.interval.rstrip("s")) * 1000))
@@ -148,18 +185,15 @@ class AlertStack:
             "OTEL_EXPORTER_OTLP_ENDPOINT": urls["otlp_http"],
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_METRIC_EXPORT_INTERVAL": millis,
-            "OTEL_SERVICE_NAME": "iris-alerts",
-            "MODELTEL_MODEL_NAME": MODEL_NAME,
-            "MODELTEL_MODEL_VERSION": MODEL_VERSION,
-            "IRIS_FAULTS": "1",
+            **self.server_env,
         }
         server = self._spawn([
             sys.executable, "-m", "modeltel.cli", "run", "--",
-            sys.executable, "-m", "uvicorn", "modeltel.examples.iris_server:app",
+            sys.executable, "-m", "uvicorn", self.app,
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ], env)  # fmt: skip
         self.server_url = f"http://127.0.0.1:{port}"
-        wait_http(self.server_url + "/healthz", 60, server)
+        wait_http(self.server_url + "/healthz", self.start_timeout, server)
 
     def load(self, duration: float, rate: float, concurrency: int = 16) -> threading.Thread:
         """Paced load on the server in the background (no malformed requests: the faults are injected)."""
@@ -197,10 +231,7 @@ class AlertStack:
             if proc.poll() is None:
                 proc.terminate()
         for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         self.procs.clear()
         if self.webhook is not None:
             self.webhook.shutdown()

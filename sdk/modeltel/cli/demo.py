@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import taxonomy as tx
 from ..promql import histogram_quantile
 from .demo_degradation import run_degradation_scene
-from .loopback import free_port, samples, scrape, start_collector, start_server, wait_http
+from .loopback import free_port, samples, scrape, start_collector, start_server, stop_process, wait_http
+
+if TYPE_CHECKING:
+    from .alertstack import AlertStack
+
+TRICKLE_RATE = 5.0  # requests/s under --keep: enough for live charts, little CPU
 
 
 def stage_table(families: dict[str, Any]) -> list[tuple[str, int, float, float, float]]:
@@ -122,54 +131,131 @@ def trace_lines(api: str) -> list[str]:
     return lines
 
 
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds the demo so every ``finally`` stops its processes and files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`_Stopped` once; later ones are ignored so the clean-up runs whole
+    (each child gets SIGTERM, then SIGKILL after a bound, so it cannot hang)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_demo(duration: float = 20.0, concurrency: int = 8, keep: bool = False) -> int:
+    """The demo's scenes; Ctrl-C or SIGTERM at any point stops every process it started and removes its
+    temporary files (exit 0 when that ends ``keep``'s wait, 128 + the signal's number before it)."""
     try:
         from ..examples import loadgen
     except ImportError as missing:  # the examples extra is not installed
         print(f"modeltel demo: {missing}; install it with: pip install 'modeltel[examples]'", file=sys.stderr)
         return 2
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="modeltel-demo-") as tmp:
-        collector, urls = start_collector(Path(tmp))
-        try:
-            print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
-            print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")
-            server = start_server(urls["otlp_http"], port)
-            try:
-                wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
-                print(f"modeltel demo: {concurrency} clients for {duration:.0f} s")
-                before, start = prediction_counts(scrape(urls["listen"])), time.monotonic()
-                result = loadgen.drive(
-                    f"http://127.0.0.1:{port}/predict", duration, concurrency, progress=loadgen.progress_bar
-                )
-                elapsed = time.monotonic() - start
-                sys.stderr.write("\n")
-            finally:
-                server.terminate()  # SIGTERM: the SDK flushes what it has on exit
-                server.wait(timeout=30)
-            families = _settledscrape(urls["listen"], result.sent)
-            _print_report(families, before, elapsed, result, urls["listen"])
-            _alert_scene(duration)
-            run_degradation_scene(urls)
-            print(f"\nmodeltel demo: open the console at {urls['listen']}/")
-            if keep:
-                print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces); Ctrl-C stops it.")
-                with contextlib.suppress(KeyboardInterrupt):
-                    collector.wait()
-        finally:
-            collector.terminate()
-            collector.wait(timeout=30)
+    try:
+        with _stop_on_signals(), contextlib.ExitStack() as resources:
+            _play(resources, loadgen, duration, concurrency, keep=keep)
+    except _Stopped as stop:
+        _say_stopped(stop)
+        return 128 + stop.signum
     return 0
 
 
-def _alert_scene(duration: float) -> None:
-    """The same model behind real Prometheus and Alertmanager, one fault, the page arriving (when installed)."""
+def _say_stopped(stop: _Stopped) -> None:
+    print(f"\nmodeltel demo: stopped by {signal.Signals(stop.signum).name}; its processes and files are gone")
+
+
+def _play(resources: contextlib.ExitStack, loadgen: Any, duration: float, concurrency: int, *, keep: bool) -> None:
+    workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="modeltel-demo-")))
+    alerts = _alert_stack(resources, workdir)
+    collector, urls = start_collector(workdir, alerts.alertmanager_url if alerts else "")
+    resources.callback(stop_process, collector)
+    print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
+    print(f"modeltel demo: its web console is live at {urls['listen']}/ while the demo runs")
+    port = free_port()
+    print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")
+    server = start_server(urls["otlp_http"], port)
+    resources.callback(stop_process, server)
+    stop_load = threading.Event()
+    resources.callback(stop_load.set)  # before the server stops: the clients end instead of retrying
+    wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
+    print(f"modeltel demo: {concurrency} clients for {duration:.0f} s")
+    print(f"  ({loadgen.ERROR_FRACTION:.0%} of requests carry a malformed row on purpose: the server rejects them in")
+    print("  preprocessing, so the error counters and the error rate below have something to count)")
+    before, start = prediction_counts(scrape(urls["listen"])), time.monotonic()
+    result = loadgen.drive(
+        f"http://127.0.0.1:{port}/predict", duration, concurrency, progress=loadgen.progress_bar, stop=stop_load
+    )
+    elapsed = time.monotonic() - start
+    sys.stderr.write("\n")
+    stop_process(server, timeout=30)  # SIGTERM: the SDK flushes what it has on exit
+    families = _settledscrape(urls["listen"], result.sent)
+    _print_report(families, before, elapsed, result, urls["listen"])
+    if alerts is not None:
+        alerts.collector_urls = urls
+        _alert_scene(alerts, duration)
+    run_degradation_scene(urls)
+    print(f"\nmodeltel demo: open the console at {urls['listen']}/", flush=True)
+    if keep:
+        try:
+            _keep_alive(resources, loadgen, urls, collector)
+        except _Stopped as stop:  # the expected way out of --keep: the ExitStack stops everything, exit 0
+            _say_stopped(stop)
+
+
+def _alert_stack(resources: contextlib.ExitStack, workdir: Path) -> AlertStack | None:
+    """Alertmanager, started first so the demo's collector is connected to it (its console's Alerts page
+    then lists what paged); None with one line on how to install Prometheus and Alertmanager."""
     try:
-        from .demo_alerts import run_alert_scene
-    except ImportError as missing:  # PyYAML: the ops extra
-        print(f"\nAlerts: skipped ({missing}); pip install 'modeltel[ops]' to see one arrive")
-        return
-    run_alert_scene(duration=min(duration, 20.0))
+        from .alertstack import AlertStack
+        from .demo_alerts import binaries_found
+    except ImportError as missing:  # PyYAML: installed with the examples extra
+        print(f"\nAlerts: skipped ({missing}); pip install 'modeltel[examples]' to see one arrive")
+        return None
+    if not binaries_found():
+        return None
+    (workdir / "alerts").mkdir()
+    stack = AlertStack(workdir / "alerts")
+    resources.callback(stack.close)
+    stack.start_alertmanager()
+    return stack
+
+
+def _alert_scene(stack: AlertStack, duration: float) -> None:
+    """The same model behind real Prometheus and Alertmanager, one fault, the page arriving."""
+    from .demo_alerts import play_alert_scene
+
+    stack.start()
+    play_alert_scene(stack, duration=min(duration, 20.0))
+
+
+def _keep_alive(resources: contextlib.ExitStack, loadgen: Any, urls: dict[str, str], collector: Any) -> None:
+    """A trickle of load on the model until Ctrl-C or SIGTERM (:class:`_Stopped`), so the console's charts
+    stay live."""
+    port, stop = free_port(), threading.Event()
+    server = start_server(urls["otlp_http"], port)
+    resources.callback(stop_process, server)
+    resources.callback(stop.set)
+    wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
+    args = (f"http://127.0.0.1:{port}/predict", math.inf, 2, loadgen.ERROR_FRACTION)
+    threading.Thread(target=loadgen.drive, args=args, kwargs={"rate": TRICKLE_RATE, "stop": stop}, daemon=True).start()
+    print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces), the model serving a trickle")
+    print(f"of {TRICKLE_RATE:.0f} requests/s so its charts stay live; the collector's detectors may read the drop from")
+    print("the full load as throughput_drop on the Alerts page. Ctrl-C (or SIGTERM) stops it all.", flush=True)
+    collector.wait()
 
 
 def _print_report(families: dict[str, Any], before: dict[str, float], elapsed: float, result: Any, api: str) -> None:
@@ -181,7 +267,10 @@ def _print_report(families: dict[str, Any], before: dict[str, float], elapsed: f
     for stage, count, p50, p95, p99 in stage_table(families):
         print(f"  {stage:26} {count:8d} {p50 * 1e3:9.2f} {p95 * 1e3:9.2f} {p99 * 1e3:9.2f}")
     errors = counts.get(tx.STATUS_ERROR, 0.0)
-    print(f"  throughput: {rate:.1f} predictions/s; error rate: {errors / total if total else 0:.2%} of {int(total)}")
+    print(
+        f"  throughput: {rate:.1f} predictions/s; error rate: {errors / total if total else 0:.2%} of {int(total)}"
+        " (the malformed rows)"
+    )
     print(f"  (the load generator saw {result.sent} requests, {result.failed} failed)")
     for line in resource_lines(families):
         print(line)

@@ -17,7 +17,16 @@ import urllib.request
 from typing import Any
 
 from .. import taxonomy as tx
-from .loopback import ANALYTICS_TIME_SCALE, MODEL_NAME, free_port, samples, scrape, start_server, wait_http
+from .loopback import (
+    ANALYTICS_TIME_SCALE,
+    MODEL_NAME,
+    free_port,
+    samples,
+    scrape,
+    start_server,
+    stop_process,
+    wait_http,
+)
 
 __all__ = ["run_degradation_scene"]
 
@@ -96,8 +105,7 @@ def run_degradation_scene(
         stop.set()
         if load.is_alive():
             load.join(timeout=30)
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process(server, timeout=30)
 
 
 def _report_detections(listen: str, fault: float) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "scrape",
     "start_collector",
     "start_server",
+    "stop_process",
     "wait_http",
 ]
 
@@ -65,18 +66,33 @@ def samples(families: dict[str, Any], family: str, suffix: str = "") -> list[Any
     return [s for s in f.samples if s.name == family + suffix] if f is not None else []
 
 
-def start_collector(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """The collector, its detectors' windows 20x shorter, so the degradation scene fits in seconds."""
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM (each process here drains and exits on it), SIGKILL if it is still there after ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_collector(workdir: Path, alertmanager_url: str = "") -> tuple[subprocess.Popen, dict[str, str]]:
+    """The collector, its detectors' windows 20x shorter, so the degradation scene fits in seconds; with
+    ``alertmanager_url``, its detectors post there and its console lists that Alertmanager's alerts."""
     ready = workdir / "collector-ready.json"
     command = [
         sys.executable, "-m", "modeltel.cli", "collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "",
         "--listen", "127.0.0.1:0", "--trace-db", str(workdir / "traces.db"), "--ready-file", str(ready),
     ]  # fmt: skip
     env = {**os.environ, "MODELTEL_COLLECTOR_ANALYTICS_TIME_SCALE": str(ANALYTICS_TIME_SCALE)}
+    if alertmanager_url:
+        env["MODELTEL_COLLECTOR_ALERTMANAGER_URL"] = alertmanager_url
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 30
     while not ready.exists() or not ready.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
             raise SystemExit("modeltel demo: the collector did not start (is modeltel installed with its collector?)")
         time.sleep(0.1)
     return proc, json.loads(ready.read_text())["urls"]

@@ -1,7 +1,8 @@
 """A closed-loop load generator for the example servers: N clients, each with a keep-alive connection.
 
 ``python -m modeltel.examples.loadgen --url http://127.0.0.1:8000/predict --duration 20 --concurrency 8``.
-A small share of requests carry an invalid row so the error counters have something to count.
+A small share of requests (``ERROR_FRACTION``) carry an invalid row so the error counters have something
+to count.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+ERROR_FRACTION = 0.02  # share of requests with a malformed row, rejected by the server's preprocessing
 GOOD_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.8, 5.1, 1.5]]
 
 
@@ -78,7 +80,7 @@ def drive(
     url: str,
     duration: float = 20.0,
     concurrency: int = 8,
-    error_fraction: float = 0.02,
+    error_fraction: float = ERROR_FRACTION,
     progress: Callable[[float, LoadResult], None] | None = None,
     rate: float = 0.0,
     stop: threading.Event | None = None,
@@ -117,7 +119,7 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000/predict")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--error-fraction", type=float, default=0.02)
+    parser.add_argument("--error-fraction", type=float, default=ERROR_FRACTION)
     args = parser.parse_args()
     result = drive(args.url, args.duration, args.concurrency, args.error_fraction, progress_bar)
     sys.stderr.write("\n")

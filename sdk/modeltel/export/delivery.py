@@ -3,8 +3,9 @@
 A process with a dead collector would otherwise wait out every retry of every exporter at exit (the
 OTLP exporters retry for up to ``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s, per export): a 0.8 s script took
 15 s to end. :meth:`modeltel.export.pipeline.Pipeline.shutdown` bounds the flush instead, and these
-wrappers supply the count for its one log line. They add one integer update per exported batch, on the
-export thread, never on the request path.
+wrappers supply the count for its one log line, and say why the first failed export failed
+(:func:`.exportlog.export_failed`). They add one integer update per exported batch, on the export thread,
+never on the request path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from . import exportlog
 
 
 class CountingSpanExporter(SpanExporter):
@@ -29,12 +32,14 @@ class CountingSpanExporter(SpanExporter):
         n = len(spans)
         self.in_flight = n  # the batch processor exports one batch at a time
         result = SpanExportResult.FAILURE
+        exportlog.export_started()
         try:
             result = self.inner.export(spans)
         finally:
             self.in_flight = 0
             if result is not SpanExportResult.SUCCESS:
                 self.failed += n
+                exportlog.export_failed("spans", self.inner)
         return result
 
     def undelivered(self) -> int:
@@ -69,12 +74,14 @@ class CountingMetricExporter(MetricExporter):
         n = _points(metrics_data)
         self.in_flight = n
         result = MetricExportResult.FAILURE
+        exportlog.export_started()
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
             self.in_flight = 0
             if result is not MetricExportResult.SUCCESS:
                 self.failed += n
+                exportlog.export_failed("metrics", self.inner)
         return result
 
     def undelivered(self) -> int:

@@ -50,7 +50,10 @@ class ModeltelDistro(BaseDistro):
 def requirements_met(name: str, instrumentor: Any) -> bool:
     """Whether a modeltel instrumentor can run; if its framework (the first requirement) is installed but
     something else is missing or out of range, log one line that says what to install."""
-    framework, *others = instrumentor.instrumentation_dependencies()
+    requirements = tuple(instrumentor.instrumentation_dependencies())
+    if not requirements:  # modeltel run from a source tree: no installed metadata to check against
+        return True
+    framework, *others = requirements
     conflict = get_dependency_conflicts([framework])
     if conflict is not None:
         if conflict.found:  # installed, at a version we do not support

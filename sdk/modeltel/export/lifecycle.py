@@ -57,12 +57,12 @@ def on_exit(shutdown: Callable[[], None]) -> None:
     atexit.register(lambda: (method := weak()) and method())
 
 
-def flush_on_sigterm(shutdown: Callable[[], None]) -> None:
+def flush_on_sigterm(shutdown: Callable[..., None]) -> None:
     """Flush on SIGTERM where nothing else handles it, then die by the signal as before.
 
     uvicorn, for one, restores the handler it found and re-raises SIGTERM after its graceful shutdown.
-    ``shutdown`` bounds the flush itself (see :func:`within`). The handler is only installed over the
-    default action, never over an application's own handler.
+    ``shutdown(since=...)`` bounds the flush itself (see :func:`within`), counted from when the handler
+    was called. The handler is only installed over the default action, never over an application's own.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -71,9 +71,10 @@ def flush_on_sigterm(shutdown: Callable[[], None]) -> None:
     weak = weakref.WeakMethod(shutdown)  # type: ignore[arg-type]
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        since = time.monotonic()
         method = weak()
         if method is not None:
-            method()
+            method(since=since)
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 

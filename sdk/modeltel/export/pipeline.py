@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,8 +21,9 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from .. import __version__, config
+from .. import config
 from .. import taxonomy as tx
+from .._version import __version__
 from ..hotpath import Telemetry
 from ..hotpath.fastmetrics import FastMetrics
 from ..hotpath.recorders import FastRecorder, SdkRecorder
@@ -32,6 +34,7 @@ from .readers import MergingReader, PeriodicReader, prometheus_reader_class
 
 _log = logging.getLogger("modeltel")
 _lock = threading.Lock()
+EXIT_RESERVE_S = 0.1  # of the exit budget, kept for what follows the flush: the warning, dying by the signal
 _pipeline: Pipeline | None = None
 
 
@@ -158,21 +161,27 @@ class Pipeline:
         self.tracer_provider.force_flush(timeout_millis)
         self.meter_provider.force_flush(timeout_millis)
 
-    def shutdown(self, timeout_s: float | None = None) -> None:
-        """Flush and stop, waiting at most ``timeout_s`` (default: the ``exit_timeout_s`` setting).
+    def shutdown(self, timeout_s: float | None = None, *, since: float | None = None) -> None:
+        """Flush and stop within ``timeout_s`` (default: the ``exit_timeout_s`` setting) of ``since`` (a
+        ``time.monotonic()`` reading, such as when SIGTERM came; default now).
 
-        At exit this decides how long a process lingers when the collector is down; when it gives up, or
-        when exports failed earlier, one warning says how many spans and metric points were not sent.
+        At exit this decides how long a process lingers when the collector is down: everything that may
+        wait on it (exporters, meters, the Prometheus endpoint) shares the one budget, less
+        ``EXIT_RESERVE_S`` for the warning and the exit itself. When it gives up, or when exports failed
+        earlier, one warning says how many spans and metric points were not sent.
         """
         if self._closed:
             return
         self._closed = True
         budget = self.settings.exit_timeout_s if timeout_s is None else timeout_s
+        now = time.monotonic()
+        left = budget - (now - (now if since is None else since)) - min(EXIT_RESERVE_S, budget / 10)
+        calls = [self.tracer_provider.shutdown, self.meter_provider.shutdown]
         if self.meters is not None:
-            self.meters.shutdown()
-        finished = lifecycle.within(budget, self.tracer_provider.shutdown, self.meter_provider.shutdown)
+            calls.append(self.meters.shutdown)
         if self.prometheus_server is not None:
-            self.prometheus_server.shutdown()
+            calls.append(self.prometheus_server.shutdown)
+        finished = lifecycle.within(max(0.0, left), *calls)
         self._report_undelivered(budget, gave_up=not finished)
 
     def _report_undelivered(self, budget: float, *, gave_up: bool) -> None:

@@ -35,8 +35,9 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from .. import __version__, config
+from .. import config
 from .. import taxonomy as tx
+from .._version import __version__
 from . import otlp
 
 
@@ -59,7 +60,7 @@ def build_resource(settings: config.Settings) -> Resource:
             "service.instance.id": str(uuid.uuid4()),
             tx.RESOURCE_MODEL_NAME: settings.model_name,
             tx.RESOURCE_MODEL_VERSION: settings.model_version,
-            "telemetry.distro.name": "modeltel",
+            "telemetry.distro.name": tx.DISTRO_NAME,
             "telemetry.distro.version": __version__,
         }
     )

@@ -82,15 +82,20 @@ def _p95(instrument: tx.Instrument, by: str, selector: str = "") -> str:
     return f"histogram_quantile(0.95, sum by ({by}, le) (rate({instrument.prometheus_name}_bucket{selector}[{_W}])))"
 
 
-def _latency(s: tx.AlertSpec) -> Rule:
-    word = "CRITICAL: p95" if s.severity is tx.Severity.CRITICAL else "High p95"
-    return Rule(
-        s,
-        f"{_p95(tx.PREDICTION_LATENCY, MODEL)} > {s.threshold:g}",
-        f"{word} prediction latency on {_ON_MODEL}",
-        f"p95 prediction latency of {_ON_MODEL} is {value_template('s')} (threshold {human(s.threshold, 's')}).",
-        "model",
-    )
+def _p95_seconds(instrument: tx.Instrument, what: str) -> Callable[[tx.AlertSpec], Rule]:
+    """A p95-over-threshold rule per model on a histogram in seconds (prediction latency, TTFT, TPOT)."""
+
+    def rule(s: tx.AlertSpec) -> Rule:
+        word = "CRITICAL: p95" if s.severity is tx.Severity.CRITICAL else "High p95"
+        return Rule(
+            s,
+            f"{_p95(instrument, MODEL)} {s.op} {s.threshold:g}",
+            f"{word} {what} on {_ON_MODEL}",
+            f"p95 {what} of {_ON_MODEL} is {value_template('s')} (threshold {human(s.threshold, 's')}).",
+            "model",
+        )
+
+    return rule
 
 
 def _stage_latency(s: tx.AlertSpec) -> Rule:
@@ -98,7 +103,7 @@ def _stage_latency(s: tx.AlertSpec) -> Rule:
     selector = f'{{{tx.ATTR_STAGE}="{s.stage}"}}'
     return Rule(
         s,
-        f"{_p95(tx.STAGE_LATENCY, f'{MODEL}, stage', selector)} > {s.threshold:g}",
+        f"{_p95(tx.STAGE_LATENCY, f'{MODEL}, stage', selector)} {s.op} {s.threshold:g}",
         f"{word} {s.stage} latency on {_ON_MODEL}",
         f"p95 {s.stage} latency of {_ON_MODEL} is {value_template('s')} (threshold {human(s.threshold, 's')}).",
         "model",
@@ -115,7 +120,7 @@ _PRED = tx.PREDICTIONS.prometheus_series
 def _throughput(s: tx.AlertSpec) -> Rule:
     return Rule(
         s,
-        f"{_rate(_PRED)} < {s.threshold:g} > 0",
+        f"{_rate(_PRED)} {s.op} {s.threshold:g} > 0",
         f"Low prediction throughput on {_ON_MODEL}",
         f"{_ON_MODEL} serves {value_template('/s')} (threshold {human(s.threshold, '/s')}).",
         "model",
@@ -127,7 +132,7 @@ def _error_rate(s: tx.AlertSpec) -> Rule:
     errors = _rate(f'{_PRED}{{{tx.ATTR_STATUS}="{tx.STATUS_ERROR}"}}')
     return Rule(
         s,
-        f"{errors} / ({_rate(_PRED)} > 0) > {s.threshold:g}",
+        f"{errors} / ({_rate(_PRED)} > 0) {s.op} {s.threshold:g}",
         f"{word} on {_ON_MODEL}",
         f"{value_template('ratio')} of predictions of {_ON_MODEL} fail (threshold {human(s.threshold, 'ratio')}).",
         "model",
@@ -137,7 +142,7 @@ def _error_rate(s: tx.AlertSpec) -> Rule:
 def _accuracy(s: tx.AlertSpec) -> Rule:
     return Rule(
         s,
-        f"avg by ({MODEL}) ({tx.ONLINE_ACCURACY.prometheus_name}) < {s.threshold:g}",
+        f"avg by ({MODEL}) ({tx.ONLINE_ACCURACY.prometheus_name}) {s.op} {s.threshold:g}",
         f"Model accuracy degradation on {_ON_MODEL}",
         f"Online accuracy of {_ON_MODEL} is {value_template('ratio')} (threshold {human(s.threshold, 'ratio')}).",
         "model",
@@ -148,7 +153,7 @@ def _confidence(s: tx.AlertSpec) -> Rule:
     name = tx.PREDICTION_CONFIDENCE.prometheus_name
     return Rule(
         s,
-        f"{_rate(name + '_sum')} / ({_rate(name + '_count')} > 0) < {s.threshold:g}",
+        f"{_rate(name + '_sum')} / ({_rate(name + '_count')} > 0) {s.op} {s.threshold:g}",
         f"Low prediction confidence on {_ON_MODEL}",
         f"Mean confidence of {_ON_MODEL} is {value_template('ratio')} (threshold {human(s.threshold, 'ratio')}).",
         "model",
@@ -161,7 +166,7 @@ def _resource(resource: str) -> Callable[[tx.AlertSpec], Rule]:
         word = "CRITICAL: high" if s.severity is tx.Severity.CRITICAL else "High"
         return Rule(
             s,
-            f"max by ({INSTANCE}, model_name) ({selector}) > {s.threshold:g}",
+            f"max by ({INSTANCE}, model_name) ({selector}) {s.op} {s.threshold:g}",
             f"{word} {resource} utilisation on {_ON_INSTANCE}",
             f"{resource.upper()} usage of {{{{ $labels.model_name }}}} on {_ON_INSTANCE} is {value_template('%')}"
             f" (threshold {human(s.threshold, '%')}).",
@@ -228,7 +233,9 @@ def _collector(counter: str, by: str, what: str) -> Callable[[tx.AlertSpec], Rul
 
 
 _BUILDERS: dict[str, Callable[[tx.AlertSpec], Rule | list[Rule]]] = {
-    "prediction_latency": _latency,
+    "prediction_latency": _p95_seconds(tx.PREDICTION_LATENCY, "prediction latency"),
+    "ttft": _p95_seconds(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, "time to first token"),
+    "tpot": _p95_seconds(tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, "time per output token"),
     "stage_latency": _stage_latency,
     "throughput": _throughput,
     "error_rate": _error_rate,

@@ -14,14 +14,6 @@ __all__ = ["UID", "gpu_dashboard"]
 UID = GPU_UID
 _GPU_SEL = '{hw_id=~"$gpu", job=~"$job", instance=~"$instance"}'
 _GPU_LEGEND = "{{instance}} GPU {{modeltel_gpu_index}} {{hw_name}}"
-_CORE = tx.CORE_METRICS
-
-
-def _alert_steps(alert: str) -> tuple[float, float]:
-    """(warning, critical) thresholds of a warning/critical alert pair, from the taxonomy's alert table."""
-    specs = sorted(tx.ALERTS_BY_NAME[alert] + tx.ALERTS_BY_NAME.get(alert.replace("High", "Critical"), []),
-                   key=lambda s: s.severity)  # fmt: skip
-    return specs[0].threshold, specs[-1].threshold
 
 
 def _gauge(instrument: tx.Instrument) -> str:
@@ -29,12 +21,10 @@ def _gauge(instrument: tx.Instrument) -> str:
 
 
 def utilization_panel() -> gd.Panel:
-    gpu = _CORE["gpu_utilization"]  # percent in the taxonomy; the NVML gauge is a ratio
-    steps = (gpu.threshold_warning / 100, gpu.threshold_critical / 100)
-    return timeseries(
+    return timeseries(  # no thresholds: a busy GPU is not an alert
         "GPU utilization", "percentunit", [query(_gauge(tx.GPU_UTILIZATION), _GPU_LEGEND)],
         description=tx.GPU_UTILIZATION.description,
-    ).min(0).max(1).thresholds(thresholds(steps=steps))  # fmt: skip
+    ).min(0).max(1)  # fmt: skip
 
 
 def memory_panel(links: Links) -> gd.Panel:
@@ -55,7 +45,7 @@ def temperature_panel(links: Links) -> gd.Panel:
         "GPU temperature", "celsius", [query(_gauge(tx.GPU_TEMPERATURE), _GPU_LEGEND)],
         description=tx.GPU_TEMPERATURE.description,
         links=(runbook_link(links, "GPUHighTemperature"), runbook_link(links, "GPUCriticalTemperature")),
-    ).thresholds(thresholds(steps=_alert_steps("GPUHighTemperature")))  # fmt: skip
+    ).thresholds(thresholds("GPUHighTemperature", "GPUCriticalTemperature"))  # fmt: skip
 
 
 def power_panel() -> gd.Panel:
@@ -85,13 +75,12 @@ def process_memory_panel() -> gd.Panel:
 def host_panel(links: Links, resource: str) -> gd.Panel:
     r = tx.RESOURCE_USAGE
     sel = f'{{resource_type="{resource}", job=~"$job", instance=~"$instance"}}'
-    metric = _CORE[f"{resource}_utilization"]
     alert = {"cpu": "HighCPUUsage", "memory": "HighMemoryUsage"}[resource]
     expr = f"avg by (job, instance) ({r.prometheus_name}{sel})"
     return timeseries(
         f"Host {resource}", "percent", [query(expr, "{{job}} {{instance}}")],
         description=r.description, links=(runbook_link(links, alert),),
-    ).min(0).max(100).thresholds(thresholds(metric))  # fmt: skip
+    ).min(0).max(100).thresholds(thresholds(alert))  # fmt: skip
 
 
 def gpu_dashboard(links: Links) -> gd.Dashboard:

@@ -1,5 +1,5 @@
 """The model performance dashboard: the seed's six panels, per-stage latency, batch size, errors by type,
-and the alerts firing now for the selected model."""
+the generative models' row (:mod:`.dash_genai`), and the alerts firing now for the selected model."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from grafana_foundation_sdk.models import prometheus as gmp
 
 from .. import taxonomy as tx
 from .alerts import MODELS_UID, Links
+from .dash_genai import ROW_TITLE as GENAI_ROW
+from .dash_genai import genai_panels
 from .grafana import (
     DATASOURCE,
     LAST,
     RATE,
     Layout,
     new_dashboard,
+    quantile,
     query,
+    rate,
     runbook_link,
     selector,
     thresholds,
@@ -28,60 +32,55 @@ __all__ = ["UID", "models_dashboard"]
 
 UID = MODELS_UID
 _BY = "model_name, model_version"
-_CORE = tx.CORE_METRICS
+_ACCURACY_SLO = next(s for s in tx.SLOS if s.name == "accuracy_slo")
 
 
 def _sel(instrument: tx.Instrument, extra: str = "") -> str:
     return selector(instrument.prometheus_labels, extra=extra)
 
 
-def _rate(instrument: tx.Instrument, suffix: str = "", extra: str = "") -> str:
-    return f"rate({instrument.prometheus_series}{suffix}{_sel(instrument, extra)}[{RATE}])"
-
-
-def _quantile(q: float, instrument: tx.Instrument, by: str) -> str:
-    return f"histogram_quantile({q:g}, sum by (le, {by}) ({_rate(instrument, '_bucket')}))"
-
-
 def latency_panel(links: Links) -> gd.Panel:
     lat = tx.PREDICTION_LATENCY
     targets = [
-        query(_quantile(q, lat, _BY), f"p{round(q * 100)} {{{{model_name}}}} {{{{model_version}}}}", ref, exemplar=True)
+        query(quantile(q, lat, _BY), f"p{round(q * 100)} {{{{model_name}}}} {{{{model_version}}}}", ref, exemplar=True)
         for ref, q in (("A", 0.5), ("B", 0.95), ("C", 0.99))
     ]
     return timeseries(
         "Prediction latency p50 / p95 / p99", "s", targets, description=lat.description,
         links=(runbook_link(links, "HighPredictionLatency"), runbook_link(links, "CriticalPredictionLatency")),
-    ).thresholds(thresholds(_CORE["prediction_latency"]))  # fmt: skip
+    ).thresholds(thresholds(
+        "HighPredictionLatency", "CriticalPredictionLatency", slo=tx.SLO_LATENCY_THRESHOLD_SECONDS
+    ))  # fmt: skip
 
 
 def throughput_panel(links: Links) -> gd.Panel:
-    expr = f"sum by ({_BY}, status) ({_rate(tx.PREDICTIONS)})"
+    expr = f"sum by ({_BY}, status) ({rate(tx.PREDICTIONS)})"
     return timeseries(
         "Predictions / s by model and status", "reqps",
         [query(expr, "{{model_name}} {{model_version}} {{status}}")],
         description=tx.PREDICTIONS.description, links=(runbook_link(links, "LowThroughput"),),
-    ).thresholds(thresholds(_CORE["requests_per_second"]))  # fmt: skip
+    ).thresholds(thresholds("LowThroughput"))  # fmt: skip
 
 
 def error_rate_panel(links: Links) -> gd.Panel:
-    errors = f"sum by ({_BY}) ({_rate(tx.ERRORS)})"
-    total = f"sum by ({_BY}) ({_rate(tx.PREDICTIONS)})"
-    expr = f"({errors} or 0 * {total}) / ({total} > 0)"
+    is_error = f'{tx.ATTR_STATUS}="{tx.STATUS_ERROR}"'
+    failed = f"sum by ({_BY}) ({rate(tx.PREDICTIONS, extra=is_error)})"
+    total = f"sum by ({_BY}) ({rate(tx.PREDICTIONS)})"
+    expr = f"({failed} or 0 * {total}) / ({total} > 0)"
     return timeseries(
         "Error rate", "percentunit", [query(expr, "{{model_name}} {{model_version}}")],
-        description="Errors per prediction.",
+        description="Failed predictions (status=error) per prediction: the ratio HighErrorRate and"
+        " CriticalErrorRate compare (errors by type are counted per exception, which can exceed it).",
         links=(runbook_link(links, "HighErrorRate"), runbook_link(links, "CriticalErrorRate")),
-    ).thresholds(thresholds(_CORE["error_rate"]))  # fmt: skip
+    ).thresholds(thresholds("HighErrorRate", "CriticalErrorRate"))  # fmt: skip
 
 
 def errors_by_type_panel() -> gd.Panel:
-    expr = f"sum by ({_BY}, error_type) ({_rate(tx.ERRORS)})"
+    expr = f"sum by ({_BY}, error_type) ({rate(tx.ERRORS)})"
     return timeseries("Errors / s by type", "short", [query(expr, "{{model_name}} {{error_type}}")])
 
 
 def accuracy_panel(links: Links) -> gd.Panel:
-    acc = _CORE["online_accuracy"]
     expr = f"avg by ({_BY}) ({tx.ONLINE_ACCURACY.prometheus_name}{_sel(tx.ONLINE_ACCURACY)})"
     return (
         gg.Panel()
@@ -92,8 +91,8 @@ def accuracy_panel(links: Links) -> gd.Panel:
         .unit("percentunit")
         .min(0)
         .max(1)
-        # red below the warning threshold, orange up to the SLO target, green at or above it
-        .thresholds(thresholds(steps=(acc.slo_target, acc.threshold_warning)))
+        # orange below AccuracyDegradation's threshold, yellow below the accuracy SLO's, green at or above it
+        .thresholds(thresholds("AccuracyDegradation", slo=_ACCURACY_SLO.threshold))
         .show_threshold_markers(True)
         .reduce_options(LAST)
         .links([runbook_link(links, "AccuracyDegradation")])
@@ -102,21 +101,22 @@ def accuracy_panel(links: Links) -> gd.Panel:
 
 def stage_panel(links: Links) -> gd.Panel:
     st = tx.STAGE_LATENCY
-    mean = f"sum by (stage) ({_rate(st, '_sum')}) / sum by (stage) ({_rate(st, '_count')})"
+    mean = f"sum by (stage) ({rate(st, '_sum')}) / sum by (stage) ({rate(st, '_count')})"
     targets = [
-        query(_quantile(0.95, st, "stage"), "p95 {{stage}}", "A", exemplar=True),
+        query(quantile(0.95, st, "stage"), "p95 {{stage}}", "A", exemplar=True),
         query(mean, "mean {{stage}}", "B"),
     ]
     return timeseries(
-        "Stage latency (preprocess, inference, postprocess, custom)", "s", targets, description=st.description,
+        "Stage latency (preprocess, inference, postprocess, custom)", "s", targets,
+        description=f"{st.description} The lines are the inference stage's alert thresholds.",
         links=(runbook_link(links, "HighStageLatency"), runbook_link(links, "CriticalStageLatency")),
-    ).thresholds(thresholds(_CORE["inference_latency"]))  # fmt: skip
+    ).thresholds(thresholds("HighStageLatency", "CriticalStageLatency", stage=tx.STAGE_INFERENCE))  # fmt: skip
 
 
 def batch_panel() -> gd.Panel:
     b = tx.BATCH_SIZE
-    mean = f"sum by ({_BY}) ({_rate(b, '_sum')}) / sum by ({_BY}) ({_rate(b, '_count')})"
-    targets = [query(_quantile(0.95, b, _BY), "p95 {{model_name}}", "A"), query(mean, "mean {{model_name}}", "B")]
+    mean = f"sum by ({_BY}) ({rate(b, '_sum')}) / sum by ({_BY}) ({rate(b, '_count')})"
+    targets = [query(quantile(0.95, b, _BY), "p95 {{model_name}}", "A"), query(mean, "mean {{model_name}}", "B")]
     return timeseries("Batch size", "none", targets, description=b.description)
 
 
@@ -140,9 +140,10 @@ def resources_panel(links: Links) -> gd.Panel:
     expr = f"avg by (model_name, resource_type) ({r.prometheus_name}{_sel(r)})"
     return timeseries(
         "CPU / memory / GPU use", "percent", [query(expr, "{{model_name}} {{resource_type}}")],
-        description=r.description,
+        description=f"{r.description} CPU, memory and GPU page at different levels: the GPU and host dashboard"
+        " draws each alert's threshold on its own panel.",
         links=(runbook_link(links, "HighCPUUsage"), runbook_link(links, "HighMemoryUsage")),
-    ).min(0).max(100).thresholds(thresholds(_CORE["cpu_utilization"]))  # fmt: skip
+    ).min(0).max(100)  # fmt: skip
 
 
 def alerts_panel() -> gd.Panel:
@@ -163,7 +164,8 @@ def alerts_panel() -> gd.Panel:
 def models_dashboard(links: Links) -> gd.Dashboard:
     lay = Layout()
     board = new_dashboard(UID, tx.PREDICTIONS.prometheus_series).description(
-        "Latency, throughput, errors, accuracy and resources per model (generated from modeltel.taxonomy)."
+        "Latency, throughput, errors, accuracy, token streams and resources per model (generated from"
+        " modeltel.taxonomy)."
     )
     board = board.with_row(lay.row("Requests"))
     for panel, w in ((latency_panel(links), 12), (throughput_panel(links), 12), (error_rate_panel(links), 8),
@@ -171,6 +173,9 @@ def models_dashboard(links: Links) -> gd.Dashboard:
         board = board.with_panel(lay.place(panel, w))
     board = board.with_row(lay.row("Stages and batches"))
     for panel, w in ((stage_panel(links), 12), (batch_panel(), 12)):
+        board = board.with_panel(lay.place(panel, w))
+    board = board.with_row(lay.row(GENAI_ROW))
+    for panel, w in genai_panels(links):
         board = board.with_panel(lay.place(panel, w))
     board = board.with_row(lay.row("Quality, resources and alerts"))
     for panel, w in ((confidence_panel(links), 12), (resources_panel(links), 12), (alerts_panel(), 24)):

@@ -8,9 +8,21 @@ from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.models import common as gmc
 from grafana_foundation_sdk.models import dashboard as gm
 
+from .. import taxonomy as tx
 from .alerts import SLO_UID
 from .durations import parse_duration
-from .grafana import DATASOURCE, LAST, Layout, new_dashboard, query, runbook_link, timeseries
+from .grafana import (
+    DATASOURCE,
+    LAST,
+    OK_COLOUR,
+    SEVERITY_COLOUR,
+    Layout,
+    new_dashboard,
+    query,
+    runbook_link,
+    thresholds,
+    timeseries,
+)
 from .slo import ALERT_NAME, burn_windows, error_ratio_name
 from .sloconfig import SLOConfig
 
@@ -55,19 +67,18 @@ def burn_panel(config: SLOConfig) -> gd.Panel:
         " when a long window and its short window both exceed it.",
         links=(runbook_link(config.links, ALERT_NAME),),
     )  # fmt: skip
-    return panel.thresholds(_factor_steps(factors))
+    return panel.thresholds(_factor_steps(config.windows))
 
 
-def _factor_steps(factors: list[float]) -> gd.ThresholdsConfig:
-    colors = ["green", "yellow", "orange", "red", "dark-red"]
-    steps = [gm.Threshold(value=None, color=colors[0])]
-    steps += [gm.Threshold(f, colors[min(i + 1, len(colors) - 1)]) for i, f in enumerate(factors)]
+def _factor_steps(windows: tuple[tx.BurnRateWindow, ...]) -> gd.ThresholdsConfig:
+    """A line at each burn-rate factor, coloured by the severity ErrorBudgetBurn fires with there."""
+    steps = [gm.Threshold(value=None, color=OK_COLOUR)]
+    steps += [gm.Threshold(w.factor, SEVERITY_COLOUR[w.severity]) for w in sorted(windows, key=lambda w: w.factor)]
     return gd.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps)
 
 
 def budget_panel(config: SLOConfig) -> gd.Panel:
     expr = f'slo:period_error_budget_remaining:ratio{{slo=~"$slo", {_MODEL_SEL}}}'
-    steps = [gm.Threshold(value=None, color="red"), gm.Threshold(0, "orange"), gm.Threshold(0.5, "green")]
     return (
         gb.Panel()
         .title("Error budget remaining")
@@ -79,7 +90,7 @@ def budget_panel(config: SLOConfig) -> gd.Panel:
         .display_mode(gmc.BarGaugeDisplayMode.GRADIENT)
         .show_unfilled(True)
         .reduce_options(LAST)
-        .thresholds(gd.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps))
+        .thresholds(thresholds(slo=0.0, direction=tx.Direction.LOWER_IS_WORSE))  # overspent: the objective missed
         .links([runbook_link(config.links, ALERT_NAME)])
     )
 

@@ -2,7 +2,7 @@
 
 Selectors, template variables, thresholds and links are made here once, so the three dashboards agree:
 a panel filters only on the labels its instrument carries (``model_resource_usage`` has no version),
-thresholds come from ``modeltel.taxonomy``, and every rate uses ``$__rate_interval``.
+thresholds are the alert table's and the SLOs' (:func:`thresholds`), and every rate uses ``$__rate_interval``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ __all__ = [
     "DASHBOARDS",
     "DATASOURCE",
     "LAST",
+    "OK_COLOUR",
     "RATE",
+    "SEVERITY_COLOUR",
+    "SLO_COLOUR",
     "Layout",
     "dashboard_links",
     "new_dashboard",
+    "quantile",
     "query",
+    "rate",
     "runbook_link",
     "selector",
     "thresholds",
@@ -47,7 +52,9 @@ DASHBOARDS = {
 }
 # template variable -> the Prometheus label it filters
 VARIABLES = {"model_name": "model", "model_version": "version", "job": "job", "instance": "instance"}
-_GREEN, _ORANGE, _RED = "green", "orange", "red"
+# What a threshold's colour means, on every panel: the severity of the alert that fires there, or an SLO's.
+OK_COLOUR, SLO_COLOUR = "green", "yellow"
+SEVERITY_COLOUR = {tx.Severity.WARNING: "orange", tx.Severity.CRITICAL: "red"}
 
 
 def selector(labels: tuple[str, ...] = (), *, extra: str = "", resource: bool = True) -> str:
@@ -58,20 +65,40 @@ def selector(labels: tuple[str, ...] = (), *, extra: str = "", resource: bool = 
     return "{" + ", ".join(parts) + "}"
 
 
+def rate(instrument: tx.Instrument, suffix: str = "", extra: str = "") -> str:
+    """``rate()`` of an instrument's series (``suffix``: ``_bucket``, ``_sum``, ``_count``) over the variables."""
+    return f"rate({instrument.prometheus_series}{suffix}{selector(instrument.prometheus_labels, extra=extra)}[{RATE}])"
+
+
+def quantile(q: float, instrument: tx.Instrument, by: str) -> str:
+    """The ``q`` quantile of a histogram instrument, per ``by``."""
+    return f"histogram_quantile({q:g}, sum by (le, {by}) ({rate(instrument, '_bucket')}))"
+
+
 def thresholds(
-    metric: tx.MetricDefinition | None = None, steps: tuple[float, float] | None = None
+    *alerts: str, stage: str = "", slo: float | None = None, direction: tx.Direction | None = None
 ) -> gd.ThresholdsConfig:
-    """Green / orange / red bands at the warning and critical thresholds, in the metric's direction."""
-    if metric is not None:
-        warn, crit = metric.threshold_warning, metric.threshold_critical
-        lower_is_worse = metric.direction is tx.Direction.LOWER_IS_WORSE
-    else:
-        assert steps is not None
-        (warn, crit), lower_is_worse = steps, steps[0] > steps[1]
-    if lower_is_worse:
-        bands = [gm.Threshold(value=None, color=_RED), gm.Threshold(crit, _ORANGE), gm.Threshold(warn, _GREEN)]
-    else:
-        bands = [gm.Threshold(value=None, color=_GREEN), gm.Threshold(warn, _ORANGE), gm.Threshold(crit, _RED)]
+    """Bands at the thresholds of ``alerts`` (those of one ``stage`` if given), coloured by the severity that
+    pages there, and at the threshold of an SLO (``slo``, yellow: budget spent, nothing paged by it alone).
+
+    Nothing else is drawn, so a line on a panel is one that pages or that an objective is measured against.
+    ``direction`` is the alerts' own (``AlertSpec.direction``) unless only an SLO is drawn.
+    """
+    specs = [s for name in alerts for s in tx.ALERTS_BY_NAME[name] if not stage or s.stage == stage]
+    marks = sorted(
+        [(s.threshold, SEVERITY_COLOUR[s.severity]) for s in specs] + ([(slo, SLO_COLOUR)] if slo is not None else [])
+    )
+    ways = {s.direction for s in specs} | ({direction} if direction is not None else set())
+    if len(ways) != 1 or not marks:
+        raise ValueError(f"thresholds({alerts}, stage={stage!r}, slo={slo}): need marks that agree on a direction")
+    if ways == {tx.Direction.HIGHER_IS_WORSE}:  # each colour holds from its mark up
+        bands = [gm.Threshold(value=None, color=OK_COLOUR), *(gm.Threshold(v, c) for v, c in marks)]
+    else:  # each colour holds below its mark: a step takes the colour of the next mark up
+        colours = [c for _, c in marks[1:]] + [OK_COLOUR]
+        bands = [
+            gm.Threshold(value=None, color=marks[0][1]),
+            *(gm.Threshold(v, c) for (v, _), c in zip(marks, colours, strict=True)),
+        ]
     return gd.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(bands)
 
 

@@ -86,9 +86,19 @@ def _gauge(v: float) -> str:
 
 
 # ------------------------------------------------------------------ cases per rule: (bad, healthy, idle)
+# the histogram a p95 rule reads, by alert family; its threshold is one of the histogram's bucket boundaries
+_P95_OF = {
+    "prediction_latency": tx.PREDICTION_LATENCY,
+    "stage_latency": tx.STAGE_LATENCY,
+    "ttft": tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+    "tpot": tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
+}
+
+
 def _latency_case(rule: Rule) -> dict:
-    s, inst = rule.spec, tx.STAGE_LATENCY if rule.spec.stage else tx.PREDICTION_LATENCY
-    upper = next(b for b in tx.LATENCY_BUCKETS_SECONDS if b > s.threshold)
+    """All of the faulty model's requests in the bucket just above the threshold, all of the healthy's below."""
+    s, inst = rule.spec, _P95_OF[rule.spec.family]
+    upper = next(b for b in inst.buckets if b > s.threshold)
     extra = {"stage": s.stage} if s.stage else {}
 
     def hist(labels: dict, below: float, above: float) -> Series:
@@ -228,8 +238,7 @@ def _collector_case(counter: str, key: str, value: str) -> Callable[[Rule], dict
 
 
 _CASES: dict[str, Callable[[Rule], dict]] = {
-    "prediction_latency": _latency_case,
-    "stage_latency": _latency_case,
+    **dict.fromkeys(_P95_OF, _latency_case),
     "error_rate": _error_rate_case,
     "throughput": _throughput_case,
     "accuracy": lambda r: _gauge_case(

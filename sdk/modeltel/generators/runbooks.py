@@ -42,6 +42,32 @@ _STAGE = (
     ],
     ["Roll back the change to that stage; scale the resource it waits on."],
 )
+_TTFT = (
+    "The 95th percentile of time to first token (TTFT) of one generative model version is above the threshold:"
+    " users of a streamed answer wait that long before anything appears.",
+    [
+        "Open the dashboard link (Generative row): did input tokens per request grow (long prompts prefill longer)?",
+        "Is the server queueing? Compare the request rate"
+        " (`rate(gen_ai_server_time_to_first_token_seconds_count[5m])`) with the day before.",
+        "Open an exemplar trace of a slow TTFT bucket: is the time in the queue, in prefill, or before the model?",
+        "Check GPU memory (KV cache full means requests wait) and GPU utilisation on the serving instances.",
+    ],
+    [
+        "Scale out replicas; cap concurrent sequences or maximum prompt length per replica.",
+        "Roll back a model version, quantisation or serving config deployed just before the rise.",
+    ],
+)
+_TPOT = (
+    "The 95th percentile of time per output token (TPOT, the gap between streamed tokens) of one generative"
+    " model version is above the threshold: the stream falls behind reading speed.",
+    [
+        "Open the dashboard link (Generative row): did output tokens per second fall while requests grew"
+        " (larger decode batches are slower per token)?",
+        "Check GPU utilisation, clocks and throttling (`modeltel_gpu_throttle`) and GPU memory.",
+        "Did the model, its precision or its maximum batch size change?",
+    ],
+    ["Scale out replicas or lower the maximum decode batch per replica.", "Roll back the last model or config."],
+)
 _GPU_TEMP = (
     "A GPU runs hot; above about 90 °C the driver throttles clocks and latency rises.",
     ['Check fans, airflow and `modeltel_gpu_throttle{modeltel_gpu_throttle_reason=~"hw.*"}`.'],
@@ -51,6 +77,10 @@ _GPU_TEMP = (
 ADVICE: dict[str, tuple[str, list[str], list[str]]] = {
     "HighPredictionLatency": _LATENCY,
     "CriticalPredictionLatency": _LATENCY,
+    "HighTimeToFirstToken": _TTFT,
+    "CriticalTimeToFirstToken": _TTFT,
+    "HighTimePerOutputToken": _TPOT,
+    "CriticalTimePerOutputToken": _TPOT,
     "HighStageLatency": _STAGE,
     "CriticalStageLatency": _STAGE,
     "LowThroughput": (
@@ -195,6 +225,26 @@ DETECTOR_ADVICE: dict[str, tuple[str, list[str], list[str]]] = {
         ["Did `confidence_drift` fire too: which confidence buckets grew?", "Which inputs or sources are new?"],
         ["Route low-confidence predictions to review or a fallback; confirm with labels as they arrive."],
     ),
+    "ttft_shift": (
+        "A generative model's time to first token in the last window is significantly above the baseline's.",
+        ["Did prompts get longer (input tokens per request)?", "Is the server queueing, or its KV cache full?"],
+        ["Scale out replicas; roll back the change deployed before the shift."],
+    ),
+    "tpot_shift": (
+        "A generative model's time per output token in the last window is significantly above the baseline's.",
+        ["Did concurrency (decode batch size) grow?", "Check GPU clocks, throttling and memory."],
+        ["Scale out replicas or lower the decode batch; roll back the last model or config change."],
+    ),
+    "output_length_drift": (
+        "The distribution of output tokens per response moved away from the baseline's: the model answers"
+        " much longer or shorter than it did (a prompt template, sampling setting or model change).",
+        [
+            "Compare the output-token histogram with the baseline's; read `gen_ai.response.finish_reasons` on"
+            " recent traces (`length` means answers are cut at the maximum).",
+            "Did the system prompt, max_tokens or stop sequences change?",
+        ],
+        ["Roll back the prompt or sampling change; retest the model on its evaluation set."],
+    ),
 }
 
 
@@ -209,7 +259,7 @@ def detector_runbook() -> str:
         " /metrics has the latest values.",
         "",
     ]
-    for check in tx.DEGRADATION_CHECKS:
+    for check in (*tx.DEGRADATION_CHECKS, *tx.GENAI_DEGRADATION_CHECKS):
         meaning, checks, mitigations = DETECTOR_ADVICE[check]
         lines += [f"## {check}", "", meaning, "", "First checks:", "", *(f"1. {c}" for c in checks), ""]
         lines += ["Mitigation:", "", *(f"- {m}" for m in mitigations), ""]

@@ -6,15 +6,18 @@ objects handed to it (a recorder, a span factory), never through an import. ``be
 prints what it costs.
 """
 
+from .generation import Generation, current_generation
 from .stage import Prediction, Stage
 from .state import current_stage, detach_from_prediction, in_prediction
 from .telemetry import Telemetry, global_telemetry, telemetry_for
 from .wrapping import wrap
 
 __all__ = [
+    "Generation",
     "Prediction",
     "Stage",
     "Telemetry",
+    "current_generation",
     "current_stage",
     "detach_from_prediction",
     "global_telemetry",

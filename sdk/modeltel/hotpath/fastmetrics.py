@@ -190,7 +190,10 @@ class FastMetrics:
     def __init__(self, buckets: Mapping[str, Sequence[float]] | None = None, scope_version: str = "") -> None:
         buckets = buckets or {}
         self.scope = InstrumentationScope(taxonomy.METER_NAME, scope_version)
-        self.instruments = {d.otel_name: FastInstrument(d, buckets.get(d.otel_name, ())) for d in taxonomy.INSTRUMENTS}
+        self.instruments = {
+            d.otel_name: FastInstrument(d, buckets.get(d.otel_name, ()))
+            for d in (*taxonomy.INSTRUMENTS, *taxonomy.GENAI_INSTRUMENTS)  # GenAI: recorded by generations only
+        }
         self.start_ns = time.time_ns()
 
     def __getitem__(self, otel_name: str) -> FastInstrument:

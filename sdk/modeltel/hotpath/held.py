@@ -8,8 +8,9 @@ which is what the option costs (``benchmarks/overhead.py``, variant (f)).
 
 While held, their span context says *not sampled*: context propagated to other services from inside the
 prediction stays unsampled, so downstream services keep their own decision, and no exemplar names a
-trace that may never be exported. Released spans get the sampled flag (their parent links too) and the
-``modeltel.sampling.kept`` attribute (``error`` or ``slow``).
+trace that may never be exported. A released prediction's spans reach the processors as sampled copies
+(same ids, times and content; parent links sampled too) with the ``modeltel.sampling.kept`` attribute
+(``error`` or ``slow``); the held spans themselves stay as they ended.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from .spans import FastSpan
@@ -31,12 +33,14 @@ _NOT_SAMPLED = ~TraceFlags.SAMPLED & 0xFF
 class SpanHold:
     """The spans of one held prediction, in the order they ended. It is a ``FastSpan``'s factory."""
 
-    __slots__ = ("_factory", "provider", "scope", "spans")
+    __slots__ = ("_factory", "limits", "provider", "scope", "spans", "start_fits")
 
     def __init__(self, factory: SpanFactory) -> None:
         self._factory = factory
         self.provider = factory.provider
         self.scope = factory.scope
+        self.limits = factory.limits
+        self.start_fits = factory.start_fits
         self.spans: list[FastSpan] = []
 
     def start(self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None) -> FastSpan:
@@ -54,29 +58,46 @@ class SpanHold:
     def finish(self, span: FastSpan) -> None:
         self.spans.append(span)
 
-    def release(self, reason: str) -> None:
-        """Hand the ended spans to the provider's processors as sampled spans marked with ``reason``.
+    def release(self, reason: str) -> dict[FastSpan, FastSpan]:
+        """Start and end, in the provider's processors, a sampled copy of each ended span, marked with
+        ``reason``; each held span's copy.
 
-        A span still open now (a stage that outlives its prediction) ends later into a hold that nobody
-        reads: it is lost, as its prediction has been decided without it."""
+        Copies, because the held spans have ended (their attributes are frozen) and their unsampled
+        context may have been propagated already; each copy is started (``on_start`` sees a recording span,
+        as for any span) in start order, and ended at its original's end time in end order. A span still
+        open now (a stage that outlives its prediction) ends later into a hold that nobody reads: it is
+        lost, as its prediction has been decided without it."""
         spans, self.spans = self.spans, []
-        sampled = {
-            s._context.span_id: SpanContext(
-                s._context.trace_id,
-                s._context.span_id,
-                False,
-                TraceFlags(s._context.trace_flags | TraceFlags.SAMPLED),
-                s._context.trace_state,
-            )
-            for s in spans
-        }
-        processor = self._factory._processor
+        contexts = {s._context.span_id: _sampled(s._context) for s in spans}
+        copies: dict[FastSpan, FastSpan] = {}
         for span in sorted(spans, key=lambda s: s._start_time):
-            span._context = sampled[span._context.span_id]
-            if span._parent is not None and span._parent.span_id in sampled:
-                span._parent = sampled[span._parent.span_id]
-            span._own_attributes()[KEPT_ATTRIBUTE] = reason
-            processor.on_start(span)
+            parent = span._parent
+            if parent is not None:
+                parent = contexts.get(parent.span_id, parent)
+            copies[span] = copy = _copy(span, self._factory, contexts[span._context.span_id], parent)
+            copy.set_attribute(KEPT_ATTRIBUTE, reason)
+            self._factory._processor.on_start(copy)
         for span in spans:
-            processor._on_ending(span)
-            processor.on_end(span)
+            copies[span].end(span._end_time)
+        return copies
+
+
+def _sampled(context: SpanContext) -> SpanContext:
+    flags = TraceFlags(context.trace_flags | TraceFlags.SAMPLED)
+    return SpanContext(context.trace_id, context.span_id, False, flags, context.trace_state)
+
+
+def _copy(span: FastSpan, factory: SpanFactory, context: SpanContext, parent: SpanContext | None) -> FastSpan:
+    """A recording span of ``factory`` with ``span``'s name, start time, attributes, events, links and status.
+
+    The ended original's events and links (no longer appended to) are shared; its attributes are copied,
+    with their dropped count."""
+    limits = factory.limits
+    attributes = BoundedAttributes(
+        limits.max_span_attributes, span._attributes, immutable=False, max_value_len=limits.max_span_attribute_length
+    )
+    attributes.dropped += getattr(span._attributes, "dropped", 0)
+    copy = FastSpan(factory, span._name, context, parent, attributes)
+    copy._events, copy._links, copy._status = span._events, span._links, span._status
+    copy._start_time = span._start_time
+    return copy

@@ -78,7 +78,7 @@ class SdkRecorder:
     def __init__(self, meter: metrics.Meter, buckets: Mapping[str, Sequence[float]] | None = None) -> None:
         buckets = buckets or {}
         self._instruments: dict[str, Any] = {}
-        for d in tx.INSTRUMENTS:
+        for d in (*tx.INSTRUMENTS, *tx.GENAI_INSTRUMENTS):  # GenAI: recorded by generations only
             if d.kind is tx.InstrumentKind.HISTOGRAM:
                 inst = meter.create_histogram(
                     d.otel_name,

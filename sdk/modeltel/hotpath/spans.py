@@ -2,15 +2,17 @@
 
 An SDK span costs 25-45 µs here (sampler, attribute validation, limits, locks, self-metrics), so four
 of them per prediction are most of a small model's budget. modeltel's spans carry a handful of
-pre-validated attributes, so this span keeps only what a span needs. It is a ``ReadableSpan`` and
-ends into the tracer provider's span processors: batching, exporters and every backend see exactly
-what an SDK span would produce. Attributes set later by user code are cleaned
-with OpenTelemetry's own validator. Spans of other instrumentations keep using the SDK.
+pre-validated attributes, shared between spans until one is changed, so this span pays for the SDK's
+machinery only when it is used. It is a ``ReadableSpan`` and ends into the tracer provider's span
+processors: batching, exporters and every backend see exactly what an SDK span would produce. What user
+code adds is cleaned and bounded as the SDK does (``BoundedAttributes``, ``BoundedList``, the provider's
+``SpanLimits``). Spans of other instrumentations keep using the SDK.
 
 What it must not drop is the SDK's span model (``Tracer.start_span`` and ``Span.end``): the new context
 copies the parent's (or the sampler's) ``tracestate`` and the W3C random flag, an explicit OK status is
-final, and processors see ``_on_ending`` before ``on_end``. ``tests/test_spans.py`` runs one scenario
-through both span types and compares what they export, field by field. The processor chain is a private
+final, processors see ``_on_ending`` before ``on_end``, a span ends once (whichever thread ends it) and
+nothing changes after. ``tests/test_spans.py`` runs scenarios (limits from ``OTEL_SPAN_*_LIMIT``
+included) through both span types and compares what they export, field by field. The processor chain is a private
 attribute of the SDK's provider: where it is missing, :meth:`SpanFactory.for_provider` says so once and
 modeltel starts SDK spans instead.
 """
@@ -18,6 +20,8 @@ modeltel starts SDK spans instead.
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns
@@ -25,8 +29,9 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -35,6 +40,9 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
 _fallback_warned = False
+# Held by every change of a FastSpan for its check-and-set, and by the end of a changed one (see
+# FastSpan.end); re-entrant, as attribute cleaning may log, and a logging handler may write to a span.
+_lock = threading.RLock()
 
 
 class SpanFactory:
@@ -70,6 +78,12 @@ class SpanFactory:
         )
         self._sampler = sampler
         self._processor = processor  # the provider's own multi-processor: it sees processors added later
+        # the provider's limits (OTEL_SPAN_*_LIMIT); its attribute is private, so else read from the environment
+        limits = self.limits = getattr(provider, "_span_limits", None) or SpanLimits()
+        # how many start attributes a span shares as they are (more, or a length limit: it bounds a copy)
+        self.start_fits = sys.maxsize if limits.max_span_attributes is None else limits.max_span_attributes
+        if limits.max_span_attribute_length is not None:
+            self.start_fits = -1
 
     def start(self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None) -> FastSpan | None:
         """A recording span, or None when the sampler drops it (or only records it: such a span is never
@@ -103,10 +117,19 @@ class SpanFactory:
 
 
 class FastSpan(trace_api.Span, ReadableSpan):
-    """A recording span with no limits machinery that is its own ``ReadableSpan`` once ended.
+    """A recording span that is its own ``ReadableSpan`` once ended.
 
-    It fills the same fields ``ReadableSpan`` reads, so processors and exporters take it as it is.
+    It fills the same fields ``ReadableSpan`` reads, so processors and exporters take it as it is. It keeps
+    the SDK span's rules at less cost: the provider's ``SpanLimits`` (applied to what is added, and to the
+    start attributes only when they exceed a limit), events and links in ``BoundedList`` (a deque with a
+    ``maxlen`` and a dropped count) made on the first one, one end, and nothing changes after it (a change
+    is ignored with the SDK's warning). Instead of a lock per span, every change takes one module-wide
+    lock for its check-and-set, and ``end`` claims the span atomically (see :meth:`end`): two threads
+    ending a span export it once, and an attribute set while another thread ends the span either lands
+    before the end or not at all.
     """
+
+    _changed = False  # set (on the instance) by the first change: see end()
 
     def __init__(
         self, factory: SpanFactory, name: str, context: SpanContext, parent: SpanContext | None, attributes: Mapping
@@ -117,14 +140,18 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._parent = parent
         self._kind = SpanKind.INTERNAL
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
-        self._events: Sequence[Event] = ()
+        self._events: Sequence[Event] = ()  # a BoundedList from the first event on
         self._links: Sequence[Link] = ()
         self._status = _UNSET
         self._resource = factory.provider.resource
         self._instrumentation_scope = factory.scope
         self._instrumentation_info = None  # deprecated; exporters read the scope
         self._end_time: int | None = None
+        self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
         self._start_time = time_ns()
+        if len(attributes) > factory.start_fits:
+            self._own_attributes()
+            self._changed = True
 
     def get_span_context(self) -> SpanContext:
         return self._context
@@ -133,45 +160,84 @@ class FastSpan(trace_api.Span, ReadableSpan):
         return self._end_time is None
 
     def _own_attributes(self) -> BoundedAttributes:
-        if not isinstance(self._attributes, BoundedAttributes):
-            self._attributes = BoundedAttributes(attributes=self._attributes, immutable=False)
-        return self._attributes
+        """The span's attributes as its own ``BoundedAttributes`` (the shared start dict is copied once)."""
+        attrs = self._attributes
+        if type(attrs) is not BoundedAttributes:
+            limits = self._factory.limits
+            attrs = self._attributes = BoundedAttributes(
+                limits.max_span_attributes, attrs, immutable=False, max_value_len=limits.max_span_attribute_length
+            )
+        return attrs
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if self._end_time is None:
-            self._own_attributes()[key] = value
+        with _lock:
+            if self._changing():
+                self._own_attributes()[key] = value
+                return
+        _log.warning("Setting attribute on ended span.")
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        if self._end_time is None:
-            attrs = self._own_attributes()
-            for key, value in attributes.items():
-                attrs[key] = value
+        with _lock:
+            if self._changing():
+                attrs = self._own_attributes()
+                for key, value in attributes.items():
+                    attrs[key] = value
+                return
+        _log.warning("Setting attribute on ended span.")
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
-        if self._end_time is None:
-            event = Event(name, BoundedAttributes(attributes=attributes), timestamp or time_ns())
-            self._events = (*self._events, event)
+        limits = self._factory.limits
+        attrs = BoundedAttributes(
+            limits.max_event_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
+        )
+        event = Event(name, attrs, timestamp)
+        with _lock:
+            if self._changing():
+                if type(self._events) is tuple:
+                    self._events = BoundedList(limits.max_events)
+                self._events.append(event)
+                return
+        _ended("add_event")
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        if self._end_time is None and context.is_valid:
-            self._links = (*self._links, Link(context, BoundedAttributes(attributes=attributes)))
+        if not (context and (context.is_valid or attributes or context.trace_state)):  # the SDK's rule
+            return
+        limits = self._factory.limits
+        attrs = BoundedAttributes(
+            limits.max_link_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
+        )
+        with _lock:
+            if self._changing():
+                if type(self._links) is tuple:
+                    self._links = BoundedList(limits.max_links)
+                self._links.append(Link(context, attrs))
+                return
+        _ended("add_link")
 
     def update_name(self, name: str) -> None:
-        if self._end_time is None:
-            self._name = name
+        with _lock:
+            if self._changing():
+                self._name = name
+                return
+        _ended("update_name")
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         """The SDK's rule: OK is final, UNSET is ignored, and a description goes with a StatusCode only."""
-        if self._end_time is not None or self._status.status_code is StatusCode.OK:
-            return
-        if isinstance(status, Status):
-            if status.status_code is StatusCode.UNSET:
-                return
-            if description is not None:
-                _log.warning("Description %s ignored. Use either `Status` or `(StatusCode, Description)`", description)
-            self._status = status
-        elif status is not StatusCode.UNSET:
-            self._status = Status(status, description)
+        given = isinstance(status, Status)
+        if (status.status_code if given else status) is StatusCode.UNSET:
+            new = None
+        else:
+            new = status if given else Status(status, description)
+        with _lock:
+            ended = not self._changing()
+            if ended or new is None or self._status.status_code is StatusCode.OK:
+                new = None
+            else:
+                self._status = new
+        if ended:
+            _ended("set_status")
+        elif new is not None and given and description is not None:
+            _log.warning("Description %s ignored. Use either `Status` or `(StatusCode, Description)`", description)
 
     def record_exception(
         self,
@@ -191,8 +257,32 @@ class FastSpan(trace_api.Span, ReadableSpan):
         }
         self.add_event("exception", attrs, timestamp)
 
+    def _changing(self) -> bool:
+        """Under ``_lock``: mark the span changed (so that ``end`` waits for this change) and say whether it
+        is still open to changes."""
+        self._changed = True
+        return self._end_time is None
+
     def end(self, end_time: int | None = None) -> None:
-        if self._end_time is not None:
+        """End once, whichever threads call it; then nothing changes.
+
+        The claim is one atomic ``list.pop``, not a lock: a span nothing changed (most) ends without one.
+        A change marks the span under ``_lock`` before it checks the end time, and ``end`` reads that mark
+        after it has set the end time, so either the change sees the span ended, or ``end`` sees the mark
+        and waits on the lock for the change to finish before freezing and exporting.
+        """
+        try:
+            self._open.pop()
+        except IndexError:
+            _log.warning("Calling end() on an ended span.")
             return
         self._end_time = end_time if end_time is not None else time_ns()
+        if self._changed:
+            with _lock:
+                if type(self._attributes) is BoundedAttributes:
+                    self._attributes._immutable = True  # as the SDK's Span.end does
         self._factory.finish(self)
+
+
+def _ended(method: str) -> None:
+    _log.warning("Tried calling %s on an ended span.", method)

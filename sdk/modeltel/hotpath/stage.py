@@ -18,7 +18,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -36,6 +36,24 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class StageOptions(TypedDict, total=False):
+    """The keywords of ``stage()`` after its name (:meth:`Telemetry.stage` says what each does)."""
+
+    model_name: str | None
+    model_version: str | None
+    span_name: str | None
+    attributes: Mapping[str, Any] | None
+    record: bool
+
+
+class PredictionOptions(TypedDict, total=False):
+    """The keywords of ``prediction()`` (:meth:`Telemetry.prediction` says what each does)."""
+
+    span_name: str | None
+    attributes: Mapping[str, Any] | None
+    own_span: bool
+
+
 class Stage:
     """One use of a stage. As a decorator, each call gets its own copy.
 
@@ -48,11 +66,13 @@ class Stage:
         "_attributes",
         "_ctx_token",
         "_frame_token",
+        "_held",
         "_live",
         "_model_name",
         "_model_version",
         "_name",
         "_otel_ctx",
+        "_own_span",
         "_parent",
         "_record",
         "_root",
@@ -85,14 +105,17 @@ class Stage:
         self._span_name = span_name or name
         self._attributes = attributes
         self._record = record
+        self._own_span = True  # a stage always starts its own span; a prediction may adopt one
         self._root = False  # a Prediction (a slot, not a class attribute: read twice per request)
         self.stage: str | None = name
         self.counted: BaseException | None = None  # the exception a nested stage already counted
 
     def _copy(self, args: tuple = (), kwargs: dict | None = None) -> Stage:
-        """A fresh use of this stage (as a decorator's ``enter``, it ignores the call's arguments)."""
-        copy = Stage(self._t, self._name, self._model_name, self._model_version, self._span_name, self._attributes)
-        copy._record = self._record
+        """A fresh use of this stage or prediction (a decorator's ``enter``: it ignores the call's arguments)."""
+        copy = self.__class__(
+            self._t, self._name, self._model_name, self._model_version, self._span_name, self._attributes
+        )
+        copy._record, copy._own_span = self._record, self._own_span
         return copy
 
     # -- context manager ------------------------------------------------------------------------------
@@ -117,7 +140,7 @@ class Stage:
                 if parent is None or parent.sampled:
                     if self._attributes:
                         span_attrs = model.span_attrs_with(span_attrs, self._attributes)
-                    span = self._span = t.start_span(parent, self._span_name, span_attrs)
+                    span = self._span = self._start_span(parent, span_attrs)
                 else:
                     span = None  # the common unsampled case, without a call
         except Exception as failure:  # a monitoring bug must not reach the model server
@@ -142,15 +165,15 @@ class Stage:
         span = self._span
         try:
             if self._root:
-                self._close_prediction(elapsed, exc, span)
+                self._close_prediction(elapsed, exc, span)  # ends its span
             else:
                 if self._record:
                     ctx = span.get_span_context() if span is not None and self._t.exemplars else None
                     self._series.record(elapsed, ctx)
                 if exc is not None:
                     self._on_error(exc, span)
-            if span is not None:
-                span.end()
+                if span is not None:
+                    span.end()
         except Exception as failure:  # a monitoring bug must not reach the model server
             self._t.monitoring_failed(failure)
         try:  # noqa: SIM105 (contextlib.suppress costs a microsecond on this hot path)
@@ -159,6 +182,21 @@ class Stage:
             pass
         if span is not None:
             otel_context.detach(self._ctx_token)
+
+    def _start_span(self, parent: Stage | None, attributes: Mapping[str, Any]) -> trace.Span | None:
+        """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
+        span was made current inside ``parent`` (then a child of that one); outside any stage, of the
+        current span."""
+        self._held = None  # the hold its span ends into, if any (its children's spans are held too)
+        if parent is None:
+            return self._t.start_span(None, self._span_name, attributes)
+        if otel_context.get_current() is not parent._otel_ctx:
+            return self._t.start_span(trace.get_current_span().get_span_context(), self._span_name, attributes)
+        hold = parent._held
+        if hold is None:
+            return self._t.start_span(parent._span.get_span_context(), self._span_name, attributes)
+        self._held = hold  # inside a held prediction: held too
+        return hold.start(self._span_name, attributes, parent._span.get_span_context())
 
     def _on_error(self, exc: BaseException, span: trace.Span | None) -> None:
         """Mark the span, and hand the error to the enclosing prediction, which counts it if it is counted
@@ -214,7 +252,7 @@ def _own_code(func: Callable[..., Any]) -> Callable[..., Any]:
     """A copy of ``func`` with a code object of its own.
 
     CPython specialises each attribute access in a code object for one type. ``__enter__``/``__exit__``
-    shared by Stage and Prediction would see both types at every site and miss their caches on each call
+    (and ``_copy``) shared by Stage and Prediction would see both types at every site and miss their caches on each call
     (0.8 µs more per prediction with three stages, ``benchmarks/overhead.py``); a copy per class keeps
     each site to one type.
     """
@@ -226,21 +264,23 @@ class Prediction(Stage):
     the predictions counter by status. Decorating a function also records a ``confidence`` found in its
     result."""
 
-    __slots__ = ("_adopted", "_errors", "_hold", "_own_span", "failed", "superseded")
+    __slots__ = ("_adopted", "_errors", "_hold", "failed", "superseded")
 
     def __init__(
         self,
         telemetry: Telemetry,
+        name: str = "predict",
         model_name: str | None = None,
         model_version: str | None = None,
-        span_name: str = "predict",
+        span_name: str | None = None,
         attributes: Mapping[str, Any] | None = None,
         *,
         own_span: bool = True,
     ) -> None:
-        # Stage.__init__'s fields, set here rather than through super(): one call less per request
+        """Stage's parameters (``name`` is its span's name); Stage's fields, set here rather than through
+        super(): one call less per request."""
         self._t = telemetry
-        self._name = self._span_name = span_name
+        self._name = self._span_name = span_name or name
         self._model_name = model_name
         self._model_version = model_version
         self._attributes = attributes
@@ -252,15 +292,11 @@ class Prediction(Stage):
         self.superseded: Prediction | None = None  # (adopting) the application's own prediction inside it
         self.failed = False
         self._errors: list[BaseException] | None = None  # raised inside it, counted when it is
-        self._hold: SpanHold | None = None  # its spans, held until it ends (keep_slow_and_failed)
+        self._hold: SpanHold | None = None  # the hold it decides, when it is held (keep_slow_and_failed)
 
     __enter__ = _own_code(Stage.__enter__)
     __exit__ = _own_code(Stage.__exit__)
-
-    def _copy(self, args: tuple = (), kwargs: dict | None = None) -> Prediction:
-        copy = Prediction(self._t, self._model_name, self._model_version, self._span_name, self._attributes)
-        copy._own_span = self._own_span
-        return copy
+    _copy = _own_code(Stage._copy)
 
     def _open_prediction(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
         """Bind the prediction's series and start (or adopt) its span; sets ``sampled``."""
@@ -278,36 +314,43 @@ class Prediction(Stage):
         attrs = model.prediction_span_attrs
         if self._attributes:
             attrs = model.span_attrs_with(attrs, self._attributes)
-        span = self._span = self._t.start_span(parent, self._span_name, attrs)
+        span = self._span = self._start_span(parent, attrs)
         # held when it is the outermost modeltel span: a root, or inside a framework's adopted server span
         if (
             span is None
             and self._t.keep_threshold is not None
             and (parent is None or (parent._root and not parent._own_span))
         ):
-            span = self._span = self._t.hold_span(self._span_name, attrs)
-            if span is not None:
-                self._hold = span._factory
+            hold = self._hold = self._held = self._t.span_hold()
+            if hold is not None:
+                span = self._span = hold.start(self._span_name, attrs, trace.get_current_span().get_span_context())
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        """Count the prediction and end its span (a held one as soon as its fate is known)."""
         if exc is not None:
             self._on_error(exc, span)
         if self._hold is not None:
             span = self._settle(elapsed, exc, span)
+        elif span is not None:
+            span.end()
         counted = self.superseded
         if counted is None:  # counted itself
             counted = self
-            self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
-            (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
-            if not self._own_span:
-                self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
+            self._count(elapsed, exc, span)
         if self._errors is not None:  # a superseded one's go to the prediction that took over
             for error in self._errors:
                 counted.model.count_error(error)
 
+    def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        """Record the latency sample and the predictions count (a generation also counts "cancelled")."""
+        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
+        if not self._own_span:
+            self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
+
     def _settle(self, elapsed: float, exc: BaseException | None, span: Any) -> Any:
-        """End a held prediction's span and keep its spans if it failed or was slow; the span if kept."""
+        """End a held prediction's span and keep its spans if it failed or was slow; the span's kept copy."""
         hold, self._hold = self._hold, None
         if exc is not None or self.failed or self._errors is not None:
             reason = "error"
@@ -318,8 +361,7 @@ class Prediction(Stage):
         span.end()
         if reason is None:
             return None
-        hold.release(reason)
-        return span
+        return hold.release(reason).get(span)
 
     def _annotate_adopted(self) -> None:
         """Give the adopted span the prediction's model attributes, once, while it is recording."""

@@ -12,21 +12,25 @@ import functools
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanContext, SpanKind
 
 from .. import config
 from .. import taxonomy as tx
+from .._version import __version__
 from ..config import Settings
+from .generation import GenAISeriesCache, Generation, GenerationOptions
 from .held import SpanHold
 from .recorders import Recorder, SdkRecorder
 from .series import CardinalityGuard, ModelSeries
-from .spans import FastSpan, SpanFactory
-from .stage import Prediction, Stage
+from .spans import SpanFactory
+from .stage import Prediction, PredictionOptions, Stage, StageOptions
 from .state import current
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _log = logging.getLogger("modeltel")
 
@@ -44,8 +48,11 @@ class Telemetry:
         self.settings = settings
         self.recorder = recorder
         self.enabled = not settings.disabled
-        self._stage_guard = CardinalityGuard("stage", settings.max_stages, tx.CANONICAL_STAGES)
+        self._stage_guard = CardinalityGuard(
+            "stage", settings.max_stages, (*tx.CANONICAL_STAGES, *tx.GENERATION_STAGES)
+        )
         self._error_guard = CardinalityGuard("error_type", settings.max_error_types)
+        self.genai = GenAISeriesCache(recorder, self._error_guard)  # generations' gen_ai.* series
         self._models: dict[tuple[str, str], ModelSeries] = {}
         self._models_lock = threading.Lock()
         self._tracer, self.tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
@@ -79,39 +86,29 @@ class Telemetry:
             name = parent.model.name
         return self.model(name, version)
 
-    def start_span(self, parent: Stage | None, name: str, attributes: Mapping[str, Any]) -> trace.Span | None:
-        """A span for a prediction or stage, or None under a trace that is not sampled (or no tracing)."""
-        if parent is not None:
-            if not parent.sampled:
+    def start_span(self, parent: SpanContext | None, name: str, attributes: Mapping[str, Any]) -> trace.Span | None:
+        """A span for a prediction or stage under ``parent`` (None: under the current span), or None under a
+        trace that is not sampled (or with no tracing)."""
+        if parent is None:
+            if not self.tracing:
                 return None
-            if otel_context.get_current() is parent._otel_ctx:  # nothing was started in between
-                ctx = parent._span.get_span_context()
-            else:
-                ctx = trace.get_current_span().get_span_context()
-        elif not self.tracing:
-            return None
-        else:
-            ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            if not ctx.trace_flags.sampled:
-                if parent is not None and type(parent._span) is FastSpan and ctx is parent._span._context:
-                    hold = parent._span._factory
-                    if type(hold) is SpanHold:  # inside a held prediction: held too
-                        return hold.start(name, attributes, ctx)
-                if self._parent_based:
-                    return None
+            parent = trace.get_current_span().get_span_context()
+        if parent.is_valid:
+            if not parent.trace_flags.sampled and self._parent_based:
+                return None
         elif self._root_off:
             return None
         if self._spans is not None:
-            return self._spans.start(name, attributes, ctx)
+            return self._spans.start(name, attributes, parent)
         span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         return span if span.is_recording() else None
 
-    def hold_span(self, name: str, attributes: Mapping[str, Any]) -> FastSpan | None:
-        """A held span for a prediction the sampler dropped (``keep_slow_and_failed``), in a hold of its own."""
+    def span_hold(self) -> SpanHold | None:
+        """A hold for the spans of a prediction the sampler dropped (``keep_slow_and_failed``), or None
+        when spans cannot be held (no light spans, or no tracing)."""
         if self._spans is None or not self.tracing:
             return None
-        return SpanHold(self._spans).start(name, attributes, trace.get_current_span().get_span_context())
+        return SpanHold(self._spans)
 
     def monitoring_failed(self, failure: Exception) -> None:
         """Log a failure inside modeltel once (with its traceback), then quietly; the request goes on."""
@@ -120,44 +117,41 @@ class Telemetry:
             _log.error("modeltel: recording failed; the request continues unmonitored", exc_info=failure)
 
     # -- API ----------------------------------------------------------------------------------------
-    def stage(
-        self,
-        name: str,
-        *,
-        model_name: str | None = None,
-        model_version: str | None = None,
-        span_name: str | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        record: bool = True,
-    ) -> Stage:
+    def stage(self, name: str, **options: Unpack[StageOptions]) -> Stage:
         """A stage span and ``model_stage_latency_seconds`` sample; context manager or decorator.
 
-        ``record=False`` makes only the span (model libraries nested in a framework's stage use it, so
-        the stage is not counted twice). ``attributes`` are added to the span only.
+        ``options`` (keywords, :class:`StageOptions`): ``model_name`` / ``model_version`` (default: the
+        enclosing stage's model, else the configured one), ``span_name`` (default: ``name``),
+        ``attributes`` (added to the span only), ``record=False`` to make only the span (model libraries
+        nested in a framework's stage use it, so the stage is not counted twice).
         """
-        if record:
-            return Stage(self, name, model_name, model_version, span_name, attributes)
-        return Stage(self, name, model_name, model_version, span_name, attributes, record=False)
+        return Stage(self, name, **options)
 
     def prediction(
-        self,
-        model_name: str | None = None,
-        model_version: str | None = None,
-        *,
-        span_name: str = "predict",
-        attributes: Mapping[str, Any] | None = None,
-        own_span: bool = True,
+        self, model_name: str | None = None, model_version: str | None = None, **options: Unpack[PredictionOptions]
     ) -> Prediction:
         """A prediction root span, latency sample and ``model_predictions_total`` count.
 
-        ``own_span=False`` adopts the current span (an HTTP server span, say) instead of starting one:
-        nested stages become its children and it gets the model attributes. Such a prediction gives
-        way to a prediction the application opens inside it, so a request is counted once. Its outcome
-        can be set from what the framework answered with :meth:`Prediction.set_outcome`.
+        ``options`` (keywords, :class:`PredictionOptions`): ``span_name`` (default ``predict``),
+        ``attributes`` (added to the span only), and ``own_span=False`` to adopt the current span (an HTTP
+        server span, say) instead of starting one: nested stages become its children and it gets the
+        model attributes. Such a prediction gives way to a prediction the application opens inside it,
+        so a request is counted once. Its outcome can be set from what the framework answered with
+        :meth:`Prediction.set_outcome`.
         """
-        if own_span:
-            return Prediction(self, model_name, model_version, span_name, attributes)
-        return Prediction(self, model_name, model_version, span_name, attributes, own_span=False)
+        return Prediction(self, "predict", model_name, model_version, **options)
+
+    def generation(
+        self, model_name: str | None = None, model_version: str | None = None, **options: Unpack[GenerationOptions]
+    ) -> Generation:
+        """A prediction whose end is a token stream's end, with the GenAI metrics (``docs/generative.md``).
+
+        ``options`` (keywords): ``operation`` (``gen_ai.operation.name``, default ``text_completion``),
+        ``request_model`` / ``response_model`` (``gen_ai.request.model`` / ``response.model``, default the
+        model name), ``input_tokens``, ``client=True`` for a client's view (``gen_ai.client.operation.duration``
+        and no server TTFT/TPOT), ``span_name`` (default ``"{operation} {request_model}"``), ``attributes``.
+        """
+        return Generation(self, model_name, model_version, **options)
 
     def monitor_prediction(self, model_name: str | None = None, model_version: str | None = None) -> Prediction:
         """:meth:`prediction` under the monitoring spec's decorator name: ``@telemetry.monitor_prediction()``."""
@@ -184,8 +178,6 @@ def _tracing_mode(provider: trace.TracerProvider | None) -> tuple[trace.Tracer, 
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
-    from .. import __version__
-
     provider = provider or trace.get_tracer_provider()
     tracer = provider.get_tracer(tx.TRACER_NAME, __version__)
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
@@ -209,8 +201,6 @@ def telemetry_for(
     configured yet), and kept once real providers are in place, which OpenTelemetry allows only once.
     ``settings`` default to the environment's.
     """
-    from .. import __version__
-
     settings = settings or config.load()
     recorder = SdkRecorder(meter_provider.get_meter(tx.METER_NAME, __version__), settings.bucket_overrides)
     return Telemetry(settings, recorder, tracer_provider)

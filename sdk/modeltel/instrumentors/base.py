@@ -30,8 +30,9 @@ Rules the wrapped calls follow (the README's coverage table relies on them):
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -105,6 +106,29 @@ def top_probabilities(probs: Any) -> list[float] | None:
     return None
 
 
+@functools.cache
+def extra_requirements(extra: str) -> tuple[str, ...]:
+    """What modeltel's pip extra ``extra`` requires (``modeltel[kserve]``: the framework's range...), read
+    from the installed distribution: pyproject.toml is the one place supported versions are stated, and an
+    instrumentor's ``instrumentation_dependencies`` is its extra's list. Empty when modeltel runs from a
+    source tree that pip never installed (nothing to check against)."""
+    from packaging.requirements import Requirement
+
+    try:
+        lines = importlib.metadata.requires("modeltel") or []
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    found = []
+    for line in lines:
+        req = Requirement(line)
+        marker = req.marker
+        if marker is None or not marker.evaluate({"extra": extra}) or marker.evaluate({"extra": ""}):
+            continue  # not this extra's (a base dependency, or another extra's)
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        found.append(f"{req.name}{extras} {req.specifier}".rstrip())
+    return tuple(found)
+
+
 def telemetry_source(kwargs: Mapping[str, Any]) -> Callable[[], modeltel.Telemetry]:
     """What an instrumentation records with, from its ``tracer_provider`` / ``meter_provider`` arguments."""
     tracer_provider, meter_provider = kwargs.get("tracer_provider"), kwargs.get("meter_provider")
@@ -165,6 +189,12 @@ class ModeltelInstrumentor(BaseInstrumentor):
     _patches: Patches | None = None
     _tracer_provider: trace.TracerProvider | None = None
     _telemetry: Callable[[], modeltel.Telemetry] = staticmethod(modeltel.telemetry)
+
+    @staticmethod
+    def extra_requirements(extra: str) -> Collection[str]:
+        """An instrumentor's ``instrumentation_dependencies``: its pip extra's requirements (the framework
+        first), as pyproject.toml states them."""
+        return extra_requirements(extra)
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         """Patch the library, recording every change in ``patches``; ``kwargs`` are ``instrument()``'s."""

@@ -14,18 +14,23 @@ does; an API calling another API of the same process is one prediction) with the
 inside it. Model name: the service's name
 (``@bentoml.service(name=...)``, default the class name); version: the environment's. Adaptive
 batching: for ``batchable=True`` APIs the batch that BentoML's dispatcher formed (the first argument) is
-measured and recorded (``model.batch_size`` + span attribute). Streaming (generator) APIs span the
-stream.
+measured and recorded (``model.batch_size`` + span attribute). A streaming (generator or async
+generator) API is a generation (``docs/generative-serving.md``): each yielded item counts as a token, the
+first one is time to first token, the inference stage spans the stream inside it, and a consumer that
+stops early (BentoML closing the stream when the client leaves) makes it ``cancelled``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Collection
 from typing import Any
 
+import modeltel
 from modeltel import taxonomy as tx
 
-from .base import ORIGINAL_ATTR, ModeltelInstrumentor, Patches, batch_len
+from .base import ORIGINAL_ATTR, ModeltelInstrumentor, Patches, batch_len, stage_attributes
 
 
 def _service_name(instance: Any) -> str | None:
@@ -51,7 +56,7 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
 
 class BentoMLInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("bentoml >= 1.3, < 2",)
+        return self.extra_requirements("bentoml")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from _bentoml_sdk.method import APIMethod
@@ -77,6 +82,33 @@ class BentoMLInstrumentor(ModeltelInstrumentor):
         make = self.prediction_call(
             "bentoml", name, model_of=_model_of, batch_of=_batch_of if batched else None, stage=tx.STAGE_INFERENCE
         )
-        wrapper = make(func, None)
+        streaming = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+        wrapper = self._stream_wrapper(func, name) if streaming else make(func, None)
         setattr(wrapper, ORIGINAL_ATTR, func)
         return wrapper
+
+    def _stream_wrapper(self, func: Any, name: str) -> Any:
+        """A streaming API as a generation (each yielded item a token, the first one TTFT) with the inference
+        stage inside it; a consumer that stops early makes it ``cancelled``."""
+        stage = self.framework_stage("bentoml", name, tx.STAGE_INFERENCE)(func, None)
+        telemetry, attributes = self._telemetry, stage_attributes("bentoml", name)
+
+        def generation(args: tuple) -> modeltel.Generation:
+            return telemetry().generation(_service_name(args[0]) if args else None, attributes=attributes)
+
+        if inspect.isasyncgenfunction(func):
+
+            async def astream(*args: Any, **kwargs: Any) -> Any:
+                tokens = generation(args).stream(stage(*args, **kwargs))
+                try:
+                    async for item in tokens:
+                        yield item
+                finally:
+                    await tokens.aclose()
+
+            return functools.wraps(func)(astream)
+
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            yield from generation(args).stream(stage(*args, **kwargs))
+
+        return functools.wraps(func)(stream)

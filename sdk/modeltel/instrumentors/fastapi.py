@@ -4,7 +4,9 @@
 ``tracer_provider`` go to it, and modeltel records with the same providers) unless it is on already,
 and wraps ``build_middleware_stack`` of Starlette and FastAPI (and subclasses) so every app gets
 modeltel's ASGI middleware just inside the server span. ``instrument_app(app)`` does the same for one
-app, as contrib's ``FastAPIInstrumentor.instrument_app`` does.
+app, as contrib's ``FastAPIInstrumentor.instrument_app`` does. A model request whose response body streams
+(``StreamingResponse``, server-sent events) is a generation, from its first body chunk to its last
+(:mod:`.http_stream`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import Collection
 from typing import Any
 
 from .http_server import HttpServerInstrumentor, Requests, status_ok
+from .http_stream import StreamedResponse
 
 
 class ModeltelASGIMiddleware:
-    """A prediction frame around each model request; passes everything through when turned off."""
+    """A prediction frame around each model request, a generation when its body streams
+    (:mod:`.http_stream`); passes everything through when turned off."""
 
     def __init__(self, app: Any, requests: Requests) -> None:
         self.app = app
@@ -28,17 +32,34 @@ class ModeltelASGIMiddleware:
             await self.app(scope, receive, send)
             return
         status: list[int] = []
+        response: StreamedResponse
 
         async def send_status(message: dict) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.body":
+                response.body(message.get("body", b""), more=message.get("more_body", False))
+            elif kind == "http.response.start":
                 status.append(message["status"])
+                response.start(message["status"], message.get("headers", ()))
+                self._requests.taken_over(prediction)  # the server span ends with the response
             await send(message)
 
+        left: BaseException | None = None
         with self._requests.prediction() as prediction:
+            response = StreamedResponse(self._requests.telemetry, prediction)
             try:
                 await self.app(scope, receive, send_status)
+            except BaseException as exc:
+                if not response.close(exc):
+                    raise
+                left = exc  # the client left a stream: re-raised outside the prediction, not an error
+            else:
+                response.close(None)
             finally:
+                self._requests.taken_over(prediction)  # a generation the stream opened counts it too
                 prediction.set_outcome(status_ok(status[0] if status else None))
+        if left is not None:
+            raise left
 
 
 def _build_wrapper(requests: Requests) -> Any:
@@ -63,7 +84,7 @@ class ModeltelFastAPIInstrumentor(HttpServerInstrumentor):
     app_method = "build_middleware_stack"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("fastapi >= 0.100, < 1", "opentelemetry-instrumentation-fastapi >= 0.45b0")
+        return self.extra_requirements("fastapi")
 
     @staticmethod
     def _contrib() -> Any:

@@ -41,7 +41,7 @@ class ModeltelFlaskInstrumentor(HttpServerInstrumentor):
     app_method = "full_dispatch_request"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("flask >= 2.2, < 4", "opentelemetry-instrumentation-flask >= 0.45b0")
+        return self.extra_requirements("flask")
 
     @staticmethod
     def _contrib() -> Any:

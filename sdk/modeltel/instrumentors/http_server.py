@@ -18,11 +18,18 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
 
 import modeltel
+from modeltel import taxonomy as tx
 
 from .base import Make, ModeltelInstrumentor, Patches, patch_hierarchy, telemetry_source
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 DEFAULT_METHODS = ("POST", "PUT", "PATCH")
 DEFAULT_EXCLUDED = (
@@ -34,6 +41,8 @@ class RequestFilter:
     __slots__ = ("_cache", "_excluded", "_methods")
 
     def __init__(self, methods: Collection[str] | None = None, excluded_paths: str | None = None) -> None:
+        if isinstance(methods, str):  # "POST" would become the methods P, O, S and T
+            raise TypeError(f"prediction_methods takes a list of HTTP methods, e.g. [{methods!r}], not a string")
         self._methods = frozenset(m.upper() for m in (methods or DEFAULT_METHODS))
         self._excluded = re.compile(excluded_paths if excluded_paths is not None else DEFAULT_EXCLUDED)
         self._cache: dict[tuple[str, str], bool] = {}
@@ -64,8 +73,14 @@ class Requests:
 
     __slots__ = ("_filter", "on", "telemetry")
 
-    def __init__(self, kwargs: Mapping[str, Any], telemetry: Callable[[], modeltel.Telemetry]) -> None:
-        self._filter = RequestFilter(kwargs.get("prediction_methods"), kwargs.get("excluded_paths"))
+    def __init__(
+        self,
+        telemetry: Callable[[], modeltel.Telemetry],
+        *,
+        prediction_methods: Collection[str] | None = None,
+        excluded_paths: str | None = None,
+    ) -> None:
+        self._filter = RequestFilter(prediction_methods, excluded_paths)
         self.telemetry = telemetry
         self.on = True
 
@@ -74,6 +89,16 @@ class Requests:
 
     def prediction(self) -> modeltel.Prediction:
         return self.telemetry().prediction(own_span=False)
+
+    @staticmethod
+    def taken_over(prediction: modeltel.Prediction) -> None:
+        """Where the application's own prediction took the request over, the server span (current, and
+        still recording: call before the response ends it) stops calling itself a prediction, so that
+        spans say what the metrics count: the request once, under the application's model."""
+        if prediction.superseded is not None:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute(tx.SPAN_ATTR_KIND, tx.SPAN_KIND_REQUEST)
 
 
 def contrib_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,21 +142,41 @@ class HttpServerInstrumentor(ModeltelInstrumentor):
         if not contrib.is_instrumented_by_opentelemetry:
             contrib.instrument(**contrib_kwargs(kwargs))
             patches.defer(contrib.uninstrument)
-        requests = Requests(kwargs, self._telemetry)
+        requests = Requests(self._telemetry, **{k: kwargs[k] for k in _OWN_KWARGS if k in kwargs})
         patches.defer(lambda: setattr(requests, "on", False))
         patch_hierarchy(patches, self._app_class(), {self.app_method: self._wrapper(requests)})
 
     @classmethod
-    def instrument_app(cls, app: Any, **kwargs: Any) -> None:
-        """Instrument one app: the contrib's server span (``tracer_provider``, ``meter_provider`` and its
-        other options) and modeltel's predictions, recorded with the same providers."""
+    def instrument_app(
+        cls,
+        app: Any,
+        *,
+        prediction_methods: Collection[str] | None = None,
+        excluded_paths: str | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        **contrib_options: Any,
+    ) -> None:
+        """Instrument one app (again: nothing happens) as the contrib's ``instrument_app`` does, plus
+        modeltel's predictions.
+
+        ``prediction_methods`` (default POST, PUT, PATCH) and ``excluded_paths`` (a regex searched in the
+        path; default health, metrics and docs endpoints) choose which requests are predictions. The
+        app's server spans and modeltel's spans and metrics go to ``tracer_provider`` / ``meter_provider``
+        when given (else the pipeline's). ``contrib_options`` go to the contrib's ``instrument_app`` as
+        they are (FastAPI's ``server_request_hook``, ``excluded_urls``, ``exclude_spans``...; Flask's
+        ``request_hook``, ``excluded_urls``...).
+        """
         if getattr(app, _APP_ATTR, None) is not None:
             return
-        requests = Requests(kwargs, telemetry_source(kwargs))
+        providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+        requests = Requests(
+            telemetry_source(providers), prediction_methods=prediction_methods, excluded_paths=excluded_paths
+        )
         wrapped = cls._wrapper(requests)(getattr(type(app), cls.app_method), None)
         setattr(app, cls.app_method, types.MethodType(wrapped, app))  # before the contrib's, which may wrap it
         setattr(app, _APP_ATTR, requests)
-        cls._contrib().instrument_app(app, **contrib_kwargs(kwargs))
+        cls._contrib().instrument_app(app, **providers, **contrib_options)
         cls._rebuild(app)
 
     @classmethod

@@ -29,7 +29,7 @@ def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
 
 class KServeInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("kserve >= 0.11, < 1",)
+        return self.extra_requirements("kserve")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from kserve import Model

@@ -37,7 +37,7 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
 
 class LitServeInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("litserve >= 0.2.10, < 1",)
+        return self.extra_requirements("litserve")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from litserve import LitAPI

@@ -45,7 +45,7 @@ def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
 
 class MLServerInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("mlserver >= 1.3, < 2",)
+        return self.extra_requirements("mlserver")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from mlserver import MLModel

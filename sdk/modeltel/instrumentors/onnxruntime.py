@@ -50,7 +50,7 @@ class OnnxRuntimeInstrumentor(ModeltelInstrumentor):
     patched_module = "onnxruntime"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("onnxruntime >= 1.16",)
+        return self.extra_requirements("onnxruntime")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from onnxruntime.capi.onnxruntime_inference_collection import Session

@@ -161,7 +161,7 @@ def _inject_into(metadata: Any) -> None:
 
 class RayServeInstrumentor(ModeltelInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("ray[serve] >= 2.40, < 3",)
+        return self.extra_requirements("rayserve")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         try:

@@ -29,7 +29,7 @@ class SklearnInstrumentor(ModeltelInstrumentor):
     patched_module = "sklearn.base"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("scikit-learn >= 1.3, < 2",)
+        return self.extra_requirements("sklearn")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from sklearn.base import BaseEstimator

@@ -28,7 +28,7 @@ class TorchInstrumentor(ModeltelInstrumentor):
     patched_module = "torch"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("torch >= 2.0",)
+        return self.extra_requirements("torch")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         import torch

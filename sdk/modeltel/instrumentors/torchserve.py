@@ -75,7 +75,7 @@ class TorchServeInstrumentor(ModeltelInstrumentor):
     patched_module = "ts.torch_handler.base_handler"
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("torchserve >= 0.10, < 1",)
+        return self.extra_requirements("torchserve")
 
     def _apply(self, patches: Patches, **kwargs: Any) -> None:
         from ts.torch_handler.base_handler import BaseHandler

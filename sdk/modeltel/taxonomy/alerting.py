@@ -1,9 +1,16 @@
-"""When to alert: the thresholds, ``for:`` durations and burn-rate windows the rule generator reads.
+"""When to alert: the one table of thresholds that page, with their severity and ``for:`` durations,
+and the burn-rate windows. The rule generator and the dashboards both read it.
 
-The seed's nine alerts keep the seed's thresholds and ``for:`` durations (its alert rules page at a p95
-of 200 / 500 ms, above the 100 / 200 ms warning / critical bands of ``CORE_METRICS``, which dashboards
-colour by). Alerts the seed lacks take their thresholds from ``CORE_METRICS`` where one exists. Dashboards
-read the same table, so a threshold drawn on a panel is the one that pages.
+Each number here pages, at the severity beside it; panels draw exactly these (warning orange, critical
+red), plus the SLO thresholds of :mod:`.quality` (yellow: an objective missed, which spends budget but does
+not page by itself). The seed's nine alerts keep the seed's names, thresholds, severities and ``for:``
+durations, so its users' alerts carry over. Where the seed's metric table disagrees with its alert rules
+(p95 latency 100 / 200 ms there, 200 / 500 ms here; CPU critical at 85 % there, a warning here; memory
+warning at 75 % there, no alert here), the alert rules win: they are what the seed pages on. The stage,
+confidence and GPU alerts the seed lacks take the seed's metric-table bands where it has one. Generative
+models page on p95 time to first token and p95 time per output token (:mod:`.genai`), not on a mean: TTFT
+is how long a user waits before anything appears, TPOT whether the stream keeps up with reading speed.
+``docs/alerts.md`` has the table, metric by metric.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .names import STAGE_INFERENCE, STAGE_POSTPROCESS, STAGE_PREPROCESS
-from .quality import CORE_METRICS, Severity
+from .quality import Direction, Severity
 
 __all__ = [
     "ALERTS",
@@ -39,7 +46,10 @@ LABEL_FAMILY = "family"
 
 @dataclass(frozen=True)
 class AlertSpec:
-    """One alert: its name, severity, threshold (in Prometheus units: s, ratio, percent) and ``for:``."""
+    """One alert: its name, severity, threshold (in Prometheus units: s, ratio, percent) and ``for:``.
+
+    ``direction`` says which side of the threshold fires (and which side a panel colours).
+    """
 
     alert: str
     family: str
@@ -47,42 +57,53 @@ class AlertSpec:
     threshold: float
     for_: str
     stage: str = ""  # per-stage latency alerts: which stage
+    direction: Direction = Direction.HIGHER_IS_WORSE
 
     @property
     def severity_label(self) -> str:
         return self.severity.label
 
+    @property
+    def op(self) -> str:
+        """The PromQL comparison that fires: ``>`` or ``<``."""
+        return "<" if self.direction is Direction.LOWER_IS_WORSE else ">"
 
-_W, _C = Severity.WARNING, Severity.CRITICAL
-_CONFIDENCE = CORE_METRICS["prediction_confidence"]
-_STAGE_METRIC = {
-    STAGE_PREPROCESS: CORE_METRICS["preprocessing_latency"],
-    STAGE_INFERENCE: CORE_METRICS["inference_latency"],
-    STAGE_POSTPROCESS: CORE_METRICS["postprocessing_latency"],
+
+_W, _C, _LOW = Severity.WARNING, Severity.CRITICAL, Direction.LOWER_IS_WORSE
+# p95 seconds (warning, critical) per stage: the seed's metric-table bands (it has no stage alerts)
+_STAGE_THRESHOLDS = {
+    STAGE_PREPROCESS: (0.030, 0.050),
+    STAGE_INFERENCE: (0.050, 0.100),
+    STAGE_POSTPROCESS: (0.030, 0.050),
 }
 _STAGE_ALERTS = tuple(
     spec
-    for stage, m in _STAGE_METRIC.items()
+    for stage, (warning, critical) in _STAGE_THRESHOLDS.items()
     for spec in (
-        AlertSpec("HighStageLatency", "stage_latency", _W, m.threshold_warning, "5m", stage),
-        AlertSpec("CriticalStageLatency", "stage_latency", _C, m.threshold_critical, "2m", stage),
+        AlertSpec("HighStageLatency", "stage_latency", _W, warning, "5m", stage),
+        AlertSpec("CriticalStageLatency", "stage_latency", _C, critical, "2m", stage),
     )
 )
 
 ALERTS: tuple[AlertSpec, ...] = (
-    # the seed's nine
+    # the seed's nine: its alert rules' thresholds, severities and for: durations
     AlertSpec("HighPredictionLatency", "prediction_latency", _W, 0.200, "5m"),
     AlertSpec("CriticalPredictionLatency", "prediction_latency", _C, 0.500, "2m"),
-    AlertSpec("LowThroughput", "throughput", _W, 50.0, "10m"),
+    AlertSpec("LowThroughput", "throughput", _W, 50.0, "10m", direction=_LOW),
     AlertSpec("HighErrorRate", "error_rate", _W, 0.05, "5m"),
     AlertSpec("CriticalErrorRate", "error_rate", _C, 0.10, "2m"),
-    AlertSpec("AccuracyDegradation", "accuracy", _W, CORE_METRICS["online_accuracy"].threshold_warning, "15m"),
-    AlertSpec("HighCPUUsage", "cpu", _W, CORE_METRICS["cpu_utilization"].threshold_critical, "10m"),
-    AlertSpec("HighMemoryUsage", "memory", _C, CORE_METRICS["memory_utilization"].threshold_critical, "5m"),
+    AlertSpec("AccuracyDegradation", "accuracy", _W, 0.85, "15m", direction=_LOW),
+    AlertSpec("HighCPUUsage", "cpu", _W, 85.0, "10m"),
+    AlertSpec("HighMemoryUsage", "memory", _C, 90.0, "5m"),
     AlertSpec("ModelServerDown", "availability", _C, 0.0, "1m"),
     # beyond the seed
     *_STAGE_ALERTS,
-    AlertSpec("LowPredictionConfidence", "confidence", _W, _CONFIDENCE.threshold_warning, "15m"),
+    AlertSpec("LowPredictionConfidence", "confidence", _W, 0.70, "15m", direction=_LOW),  # the seed's warning band
+    # generative models, p95 in seconds (docs/alerts.md: why these numbers)
+    AlertSpec("HighTimeToFirstToken", "ttft", _W, 2.0, "5m"),  # twice the TTFT SLO's 1 s: users notice the wait
+    AlertSpec("CriticalTimeToFirstToken", "ttft", _C, 5.0, "2m"),  # a stream that looks dead; users retry
+    AlertSpec("HighTimePerOutputToken", "tpot", _W, 0.100, "5m"),  # 10 tokens/s: down to reading speed
+    AlertSpec("CriticalTimePerOutputToken", "tpot", _C, 0.250, "2m"),  # 4 tokens/s: slower than people read
     AlertSpec("GPUMemoryNearlyFull", "gpu_memory", _W, 0.95, "5m"),
     AlertSpec("GPUHighTemperature", "gpu_temperature", _W, 85.0, "5m"),
     AlertSpec("GPUCriticalTemperature", "gpu_temperature", _C, 90.0, "2m"),

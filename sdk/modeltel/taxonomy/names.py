@@ -24,6 +24,7 @@ __all__ = [
     "CONFIDENCE_BUCKETS",
     "DEFAULT_MAX_ERROR_TYPES",
     "DEFAULT_MAX_STAGES",
+    "DISTRO_NAME",
     "ERRORS",
     "INSTRUMENTS",
     "INSTRUMENTS_BY_OTEL_NAME",
@@ -43,6 +44,7 @@ __all__ = [
     "SPAN_ATTR_KIND",
     "SPAN_ATTR_STAGE",
     "SPAN_KIND_PREDICTION",
+    "SPAN_KIND_REQUEST",
     "SPAN_KIND_STAGE",
     "STAGE_INFERENCE",
     "STAGE_LATENCY",
@@ -61,20 +63,23 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 ATTR_MODEL_NAME = "model.name"  # model_name
 ATTR_MODEL_VERSION = "model.version"  # model_version
-ATTR_STATUS = "status"  # status: "success" | "error"
+ATTR_STATUS = "status"  # status: "success" | "error" | "cancelled" (a generation whose consumer left: genai.py)
 ATTR_ERROR_TYPE = "error.type"  # error_type
 ATTR_STAGE = "stage"  # stage: preprocess | inference | postprocess | <custom>
 ATTR_RESOURCE_TYPE = "resource_type"  # resource_type: cpu | memory | gpu
 
 # Span-only attributes: they let any consumer (our collector's span-derived metrics included) tell
 # modeltel's spans apart without parsing span names.
-SPAN_ATTR_KIND = "modeltel.kind"  # "prediction" | "stage"
+SPAN_ATTR_KIND = "modeltel.kind"  # "prediction" | "stage" | "request" (see SPAN_KIND_REQUEST)
 SPAN_ATTR_STAGE = "modeltel.stage"  # canonical stage name, as in the ATTR_STAGE metric label
 SPAN_ATTR_FRAMEWORK_STAGE = "modeltel.framework.stage"  # the framework's own name, e.g. "decode_request"
 SPAN_ATTR_FRAMEWORK = "modeltel.framework"  # e.g. "kserve", "sklearn"
 SPAN_ATTR_BATCH_SIZE = "modeltel.batch.size"
 SPAN_KIND_PREDICTION = "prediction"
 SPAN_KIND_STAGE = "stage"
+# an HTTP server span adopted as the request's prediction whose application then opened its own inside:
+# the request is counted once, under the application's, so the server span is no prediction either
+SPAN_KIND_REQUEST = "request"
 
 # Resource attributes describing the served model (in addition to service.name / service.instance.id).
 RESOURCE_MODEL_NAME = "model.name"
@@ -226,3 +231,6 @@ INSTRUMENTS_BY_OTEL_NAME = {i.otel_name: i for i in INSTRUMENTS}
 
 METER_NAME = "modeltel"
 TRACER_NAME = "modeltel"
+# the resource's telemetry.distro.name: its app records the instruments above with meter METER_NAME at
+# version telemetry.distro.version (the collector labels span-derived series with that scope)
+DISTRO_NAME = "modeltel"

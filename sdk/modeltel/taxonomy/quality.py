@@ -1,9 +1,11 @@
-"""Thresholds, severities and service level objectives: what "good" means for each signal.
+"""What is monitored and what "good" means: the seed's core metrics, and the service level objectives.
 
-The seed protocol's metric taxonomy, typed, with thresholds in SI units and a direction, so that
-severity is computed rather than compared as strings; and the SLO targets that alert rules, burn-rate
-rules and dashboards are derived from (:mod:`modeltel.generators`; alert thresholds and ``for:``
-durations are in :mod:`.alerting`).
+``CORE_METRICS`` is the seed protocol's metric taxonomy, typed (name, kind, unit, which way is worse, the
+instrument behind it). It holds no thresholds: the numbers that page, with their severity, are the alert
+table (:mod:`.alerting`), and the numbers an objective is measured against are ``SLOS`` here. Both the rule
+generator and the dashboards read those two, so a line drawn on a panel is one that pages or one that spends
+an error budget. The seed's metric table gave every metric a warning / critical band and a target of its own
+that its alert rules and SLOs contradict; ``docs/alerts.md`` ("Thresholds: one table") lists where each went.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .genai import GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
 from .names import (
     ATTR_RESOURCE_TYPE,
     ATTR_STAGE,
-    ERRORS,
     ONLINE_ACCURACY,
     PREDICTION_CONFIDENCE,
     PREDICTION_LATENCY,
@@ -34,6 +36,7 @@ __all__ = [
     "SLO",
     "SLOS",
     "SLO_LATENCY_THRESHOLD_SECONDS",
+    "SLO_TTFT_THRESHOLD_SECONDS",
     "Direction",
     "MetricDefinition",
     "MetricType",
@@ -42,7 +45,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# The seed protocol's metric taxonomy, typed, with thresholds in SI units.
+# The seed protocol's metric taxonomy, typed (its thresholds are the alert table's, in SI units).
 # --------------------------------------------------------------------------------------------------
 class MetricType(str, Enum):
     LATENCY = "latency"
@@ -61,33 +64,15 @@ class Direction(str, Enum):
 
 @dataclass(frozen=True)
 class MetricDefinition:
-    """A monitored quantity: how it is aggregated, where it warns, where it is critical, its target.
-
-    Thresholds are in the unit of ``unit`` (seconds, not the seed's milliseconds), so they can be
-    compared with Prometheus values directly. ``promql`` is the expression that yields the quantity.
-    """
+    """A monitored quantity of the seed's taxonomy: its kind, unit, which way is worse, its instrument."""
 
     name: str
     type: MetricType
     unit: str
-    aggregation: str  # sum | avg | p50 | p95 | p99
-    threshold_warning: float
-    threshold_critical: float
-    slo_target: float
     direction: Direction
-    promql: str
     instrument: Instrument | None = None
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
-
-    def severity(self, value: float) -> Severity:
-        """Classify a reading against this definition's thresholds."""
-        worse = (lambda a, b: a >= b) if self.direction is Direction.HIGHER_IS_WORSE else (lambda a, b: a <= b)
-        if worse(value, self.threshold_critical):
-            return Severity.CRITICAL
-        if worse(value, self.threshold_warning):
-            return Severity.WARNING
-        return Severity.OK
 
 
 class Severity(int, Enum):
@@ -103,176 +88,47 @@ class Severity(int, Enum):
         return self.name.lower()
 
 
-def _p95(instrument: Instrument, by: str = "", window: str = "5m", selector: str = "") -> str:
-    group = ", ".join(["le", *filter(None, [by])])
-    return f"histogram_quantile(0.95, sum by ({group}) (rate({instrument.prometheus_name}_bucket{selector}[{window}])))"
-
-
-def _stage_latency(name: str, stage: str, warning: float, critical: float, slo: float) -> MetricDefinition:
-    """A stage's p95 latency definition (thresholds and SLO target in seconds)."""
+def _stage_latency(name: str, stage: str) -> MetricDefinition:
     return MetricDefinition(
-        name=name,
-        type=MetricType.LATENCY,
-        unit="seconds",
-        aggregation="p95",
-        threshold_warning=warning,
-        threshold_critical=critical,
-        slo_target=slo,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=_p95(STAGE_LATENCY, "model_name", selector=f'{{stage="{stage}"}}'),
-        instrument=STAGE_LATENCY,
-        description=f"p95 {name.removesuffix('_latency')} stage latency",
-        labels={ATTR_STAGE: stage},
-    )
+        name, MetricType.LATENCY, "seconds", Direction.HIGHER_IS_WORSE, STAGE_LATENCY,
+        f"p95 {name.removesuffix('_latency')} stage latency", {ATTR_STAGE: stage},
+    )  # fmt: skip
 
 
+def _resource(name: str, resource: str, description: str) -> MetricDefinition:
+    return MetricDefinition(
+        name, MetricType.RESOURCE, "percent", Direction.HIGHER_IS_WORSE, RESOURCE_USAGE, description,
+        {ATTR_RESOURCE_TYPE: resource},
+    )  # fmt: skip
+
+
+_HIGHER, _LOWER = Direction.HIGHER_IS_WORSE, Direction.LOWER_IS_WORSE
 _PRED_TOTAL = PREDICTIONS.prometheus_series
-_ERR_TOTAL = ERRORS.prometheus_series
 
 CORE_METRICS: dict[str, MetricDefinition] = {
-    "prediction_latency": MetricDefinition(
-        name="prediction_latency",
-        type=MetricType.LATENCY,
-        unit="seconds",
-        aggregation="p95",
-        threshold_warning=0.100,
-        threshold_critical=0.200,
-        slo_target=0.050,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=_p95(PREDICTION_LATENCY, "model_name"),
-        instrument=PREDICTION_LATENCY,
-        description="p95 end-to-end prediction latency",
-    ),
-    "preprocessing_latency": _stage_latency("preprocessing_latency", STAGE_PREPROCESS, 0.030, 0.050, 0.020),
-    "inference_latency": _stage_latency("inference_latency", STAGE_INFERENCE, 0.050, 0.100, 0.030),
-    "postprocessing_latency": _stage_latency("postprocessing_latency", STAGE_POSTPROCESS, 0.030, 0.050, 0.020),
-    "requests_per_second": MetricDefinition(
-        name="requests_per_second",
-        type=MetricType.THROUGHPUT,
-        unit="requests/second",
-        aggregation="avg",
-        threshold_warning=50,
-        threshold_critical=20,
-        slo_target=100,
-        direction=Direction.LOWER_IS_WORSE,
-        promql=f"sum by (model_name) (rate({_PRED_TOTAL}[5m]))",
-        instrument=PREDICTIONS,
-        description="prediction requests per second",
-    ),
-    "predictions_per_minute": MetricDefinition(
-        name="predictions_per_minute",
-        type=MetricType.THROUGHPUT,
-        unit="predictions/minute",
-        aggregation="sum",
-        threshold_warning=1000,
-        threshold_critical=500,
-        slo_target=5000,
-        direction=Direction.LOWER_IS_WORSE,
-        promql=f"sum by (model_name) (increase({_PRED_TOTAL}[1m]))",
-        instrument=PREDICTIONS,
-        description="predictions per minute",
-    ),
-    "online_accuracy": MetricDefinition(
-        name="online_accuracy",
-        type=MetricType.ACCURACY,
-        unit="ratio",
-        aggregation="avg",
-        threshold_warning=0.85,
-        threshold_critical=0.80,
-        slo_target=0.90,
-        direction=Direction.LOWER_IS_WORSE,
-        promql=f"avg by (model_name) ({ONLINE_ACCURACY.prometheus_name})",
-        instrument=ONLINE_ACCURACY,
-        description="online accuracy",
-    ),
-    "prediction_confidence": MetricDefinition(
-        name="prediction_confidence",
-        type=MetricType.ACCURACY,
-        unit="score",
-        aggregation="avg",
-        threshold_warning=0.70,
-        threshold_critical=0.60,
-        slo_target=0.80,
-        direction=Direction.LOWER_IS_WORSE,
-        promql=(
-            f"sum by (model_name) (rate({PREDICTION_CONFIDENCE.prometheus_name}_sum[5m]))"
-            f" / sum by (model_name) (rate({PREDICTION_CONFIDENCE.prometheus_name}_count[5m]))"
-        ),
-        instrument=PREDICTION_CONFIDENCE,
-        description="mean prediction confidence",
-    ),
-    "cpu_utilization": MetricDefinition(
-        name="cpu_utilization",
-        type=MetricType.RESOURCE,
-        unit="percent",
-        aggregation="avg",
-        threshold_warning=70,
-        threshold_critical=85,
-        slo_target=50,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=f'{RESOURCE_USAGE.prometheus_name}{{resource_type="cpu"}}',
-        instrument=RESOURCE_USAGE,
-        description="CPU utilisation",
-        labels={ATTR_RESOURCE_TYPE: "cpu"},
-    ),
-    "memory_utilization": MetricDefinition(
-        name="memory_utilization",
-        type=MetricType.RESOURCE,
-        unit="percent",
-        aggregation="avg",
-        threshold_warning=75,
-        threshold_critical=90,
-        slo_target=60,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=f'{RESOURCE_USAGE.prometheus_name}{{resource_type="memory"}}',
-        instrument=RESOURCE_USAGE,
-        description="memory utilisation",
-        labels={ATTR_RESOURCE_TYPE: "memory"},
-    ),
-    "gpu_utilization": MetricDefinition(
-        name="gpu_utilization",
-        type=MetricType.RESOURCE,
-        unit="percent",
-        aggregation="avg",
-        threshold_warning=80,
-        threshold_critical=95,
-        slo_target=70,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=f'{RESOURCE_USAGE.prometheus_name}{{resource_type="gpu"}}',
-        instrument=RESOURCE_USAGE,
-        description="GPU utilisation",
-        labels={ATTR_RESOURCE_TYPE: "gpu"},
-    ),
-    "error_rate": MetricDefinition(
-        name="error_rate",
-        type=MetricType.BUSINESS,
-        unit="ratio",
-        aggregation="avg",
-        threshold_warning=0.05,
-        threshold_critical=0.10,
-        slo_target=0.01,
-        direction=Direction.HIGHER_IS_WORSE,
-        promql=(f"sum by (model_name) (rate({_ERR_TOTAL}[5m])) / sum by (model_name) (rate({_PRED_TOTAL}[5m]))"),
-        instrument=ERRORS,
-        description="errors per prediction",
-    ),
-    "availability": MetricDefinition(
-        name="availability",
-        type=MetricType.BUSINESS,
-        unit="ratio",
-        aggregation="avg",
-        threshold_warning=0.995,
-        threshold_critical=0.99,
-        slo_target=0.999,
-        direction=Direction.LOWER_IS_WORSE,
-        promql=(
-            f'sum by (model_name) (rate({_PRED_TOTAL}{{status="{STATUS_SUCCESS}"}}[5m]))'
-            f" / sum by (model_name) (rate({_PRED_TOTAL}[5m]))"
-        ),
-        instrument=PREDICTIONS,
-        description="fraction of predictions served successfully",
-    ),
-}
+    m.name: m
+    for m in (
+        MetricDefinition("prediction_latency", MetricType.LATENCY, "seconds", _HIGHER, PREDICTION_LATENCY,
+                         "p95 end-to-end prediction latency"),
+        _stage_latency("preprocessing_latency", STAGE_PREPROCESS),
+        _stage_latency("inference_latency", STAGE_INFERENCE),
+        _stage_latency("postprocessing_latency", STAGE_POSTPROCESS),
+        MetricDefinition("requests_per_second", MetricType.THROUGHPUT, "requests/second", _LOWER, PREDICTIONS,
+                         "prediction requests per second"),
+        MetricDefinition("predictions_per_minute", MetricType.THROUGHPUT, "predictions/minute", _LOWER, PREDICTIONS,
+                         "predictions per minute"),
+        MetricDefinition("online_accuracy", MetricType.ACCURACY, "ratio", _LOWER, ONLINE_ACCURACY, "online accuracy"),
+        MetricDefinition("prediction_confidence", MetricType.ACCURACY, "score", _LOWER, PREDICTION_CONFIDENCE,
+                         "mean prediction confidence"),
+        _resource("cpu_utilization", "cpu", "CPU utilisation"),
+        _resource("memory_utilization", "memory", "memory utilisation"),
+        _resource("gpu_utilization", "gpu", "GPU utilisation"),
+        MetricDefinition("error_rate", MetricType.BUSINESS, "ratio", _HIGHER, PREDICTIONS,
+                         "failed predictions (status=error) per prediction"),
+        MetricDefinition("availability", MetricType.BUSINESS, "ratio", _LOWER, PREDICTIONS,
+                         "fraction of predictions served successfully"),
+    )
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,9 +169,15 @@ def _bucket_le(seconds: float) -> str:
 
 
 SLO_LATENCY_THRESHOLD_SECONDS = 0.100
-# The seed's four SLOs. Availability and error rate are request-based (servers push; there is no
-# per-server ``up`` to count), so availability_slo is the strict one (99.9 % succeed) and
-# error_rate_slo the seed's "at most 1 % errors". Accuracy is a gauge: the share of time it holds >= 90 %.
+# Generative models: 95 % of requests get their first token within this (a TTFT bucket boundary). Half the
+# HighTimeToFirstToken threshold, as the latency SLO is half HighPredictionLatency's: the objective is missed
+# (budget spent) well before anyone is paged.
+SLO_TTFT_THRESHOLD_SECONDS = 1.0
+_TTFT = GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name
+# The seed's four SLOs, then the generative models' TTFT SLO. Availability and error rate are request-based
+# (servers push; there is no per-server ``up`` to count), so availability_slo is the strict one (99.9 %
+# succeed) and error_rate_slo the seed's "at most 1 % errors". Accuracy is a gauge: the share of time it
+# holds >= 90 %.
 SLOS: tuple[SLO, ...] = (
     SLO(
         name="prediction_latency_slo",
@@ -349,5 +211,13 @@ SLOS: tuple[SLO, ...] = (
         window="30d",
         bad=f'{_PRED_TOTAL}{{status="{STATUS_ERROR}"}}',
         total=_PRED_TOTAL,
+    ),
+    SLO(
+        name="ttft_slo",
+        description="95% of generative requests get their first token within 1 s",
+        objective=0.95,
+        window="30d",
+        good=f'{_TTFT}_bucket{{le="{_bucket_le(SLO_TTFT_THRESHOLD_SECONDS)}"}}',
+        total=f"{_TTFT}_count",
     ),
 )

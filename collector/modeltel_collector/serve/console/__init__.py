@@ -3,9 +3,11 @@
 The pages are plain files shipped as package data (no build step, no CDN); they fetch the JSON below and
 the trace API, and draw with a small SVG chart module of their own. The static files hold no data, so
 they are served to anyone who can reach ``--listen``; every JSON request needs the bearer token when one
-is set (the page asks for it and keeps it in sessionStorage, see docs/console.md). The Content-Security-
-Policy allows this origin's scripts only, so a value that slipped past the page's escaping still could
-not run. Nothing here writes: every route is a GET.
+is set (the page's sign-in form asks for it and keeps it in the page's memory only: a URL carrying it
+would stay in the browser's history, caches and session files and in a proxy's log, so a credential in
+a console URL gets a 400; see docs/console.md). The Content-Security-Policy allows this origin's scripts
+only, so a value that slipped past the page's escaping still could not run. Nothing here writes: every
+route is a GET.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs
 
-from modeltel_collector.httpbase import Handler, token_ok
+from modeltel_collector.httpbase import Handler, credential_param, token_ok
 from modeltel_collector.serve.console.views import CONSOLE_FAMILIES, Views
+from modeltel_collector.serve.deps import ServeDeps
+from modeltel_collector.serve.params import number
 
 __all__ = ["CONSOLE_FAMILIES", "serve_console"]
 
@@ -38,26 +42,28 @@ _PAGE_HEADERS = {
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a ?token= in the first URL never leaves in a Referer
+    "Referrer-Policy": "no-referrer",  # the page's URL (a model name, a trace id) never leaves in a Referer
     "Cache-Control": "no-cache",
 }
+
+_URL_TOKEN = (
+    "the console takes its token from its sign-in form, never from the URL (browser history, caches and proxy "
+    "logs keep URLs): open this address without the token and sign in; API clients send Authorization: Bearer"
+)
 
 
 def _float(query: dict[str, str], key: str, default: float | None) -> float | None:
     value = query.get(key)
     if not value:
         return default
-    number = float(value)  # ValueError -> 400
-    if not number > 0:
-        raise ValueError(f"{key} must be a positive number")
-    return number
+    return number(value, key, lo=1e-3, hi=1e9)  # ValueError -> 400
 
 
-def _alerts(ctx: dict[str, Any]) -> dict[str, Any]:
+def _alerts(deps: ServeDeps) -> dict[str, Any]:
     """What fires now: the collector's degradation detections (None when the detectors are off) and, when
     ``alertmanager_url`` is set, Alertmanager's active alerts (the rule alerts and the detectors' alike)."""
-    detections = ctx["detections"]() if "detections" in ctx else None
-    url = ctx["config"].alertmanager_url
+    detections = deps.detections()
+    url = deps.config.alertmanager_url
     if not url:
         return {"detections": detections, "alertmanager": None}
     try:
@@ -86,24 +92,27 @@ def _api(views: Views, route: str, query: dict[str, str]) -> tuple[int, dict[str
 
 def serve_console(handler: Handler, path: str, query_string: str) -> bool:
     """Answer ``path`` if it is the console's (a page, an asset or its API); False leaves it to the caller."""
-    ctx = handler.server.ctx
-    history = ctx.get("history")
+    deps: ServeDeps = handler.server.deps
+    history = deps.history
     if history is None:
         return False  # console disabled: the listen address serves what it did before
+    if path not in _ASSETS and not path.startswith(API_PREFIX):
+        return False
+    if any(credential_param(p.partition("=")[0]) for p in query_string.split("&")):
+        handler.send_json(400, {"error": _URL_TOKEN}, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return True
     if path in _ASSETS:
         name, content_type = _ASSETS[path]
         handler.send_body(200, (_STATIC / name).read_bytes(), content_type, _PAGE_HEADERS)
         return True
-    if not path.startswith(API_PREFIX):
-        return False
-    if not token_ok(handler.headers.get("Authorization"), ctx["config"].auth_token):
+    if not token_ok(handler.headers.get("Authorization"), deps.config.auth_token):
         handler.send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
         return True
     query = {k: v[-1] for k, v in parse_qs(query_string).items()}
     route = path[len(API_PREFIX) :]
     try:
         if route == "alerts":  # not from the history: no need to hold its sampler
-            status, doc = 200, _alerts(ctx)
+            status, doc = 200, _alerts(deps)
         else:
             with history.paused():  # one document, one set of samples
                 status, doc = _api(Views(history), route, query)

@@ -15,6 +15,7 @@ from typing import Any
 
 from modeltel import taxonomy as tx
 from modeltel.promql import histogram_quantile
+from modeltel_collector.latency_bounds import bounds_problem
 from modeltel_collector.store.history import Group, MetricHistory
 from modeltel_collector.translate import label_name, metric_family_name
 
@@ -38,12 +39,26 @@ RESOURCE_METERS = (
     tx.GPU_TEMPERATURE,
     tx.GPU_POWER,
 )
-CONSOLE_FAMILIES = (LATENCY, STAGE_LATENCY, PREDICTIONS, ERRORS, BATCH, CONFIDENCE, *map(family, RESOURCE_METERS))
+TTFT = family(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
+TPOT = family(tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN)
+TOKENS = family(tx.GEN_AI_CLIENT_TOKEN_USAGE)
+CONSOLE_FAMILIES = (LATENCY, STAGE_LATENCY, PREDICTIONS, ERRORS, BATCH, CONFIDENCE, TTFT, TPOT, TOKENS,
+                    *map(family, RESOURCE_METERS))  # fmt: skip
 
 MODEL, VERSION = label_name(tx.ATTR_MODEL_NAME), label_name(tx.ATTR_MODEL_VERSION)
 STAGE, STATUS, ERROR_TYPE = label_name(tx.ATTR_STAGE), label_name(tx.ATTR_STATUS), label_name(tx.ATTR_ERROR_TYPE)
+TOKEN_TYPE = label_name(tx.ATTR_GEN_AI_TOKEN_TYPE)
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 MAX_POINTS = 240  # per chart: more than a chart's width in pixels would only cost bandwidth
+
+
+_PIPELINE = {stage: i for i, stage in enumerate(tx.CANONICAL_STAGES)}
+
+
+def stage_order(stage: str) -> tuple[int, str]:
+    """Sort key: the taxonomy's pipeline order (preprocess, inference, postprocess), then custom stages by
+    name, so every list of stages the console shows reads in the order a request runs through them."""
+    return (_PIPELINE.get(stage, len(_PIPELINE)), stage)
 
 
 def _num(x: float | None) -> float | None:
@@ -86,11 +101,46 @@ def _quantile(q: float, bounds: tuple[float, ...], row: list[float] | None) -> f
     return None if row is None else _num(histogram_quantile(q, bounds, row[:-1]))
 
 
+def _exemplars(group: Group, since: float | None) -> list[dict[str, Any]]:
+    return [
+        {"t": t, "value": _num(v), "trace_id": tid, "span_id": sid}
+        for t, v, tid, sid in group.exemplars
+        if since is None or t >= since
+    ]
+
+
 def _histogram_series(group: Group, rows: list, seconds: list[float]) -> dict[str, Any]:
     out: dict[str, Any] = {name: [_quantile(q, group.bounds, r) for r in rows] for name, q in QUANTILES}
     out["rate"] = [_rate(r, s) for r, s in zip(rows, seconds, strict=True)]
     out["mean"] = [_num(r[-1] / sum(r[:-1])) if r is not None and sum(r[:-1]) else None for r in rows]
     return out
+
+
+def _generation(series: Any, seconds: list[float], since: float | None) -> dict[str, Any] | None:
+    """A generative model's charts (None for any other model): TTFT and TPOT quantiles, output tokens per
+    second and tokens per request, summed over operations and gen_ai models, each with its exemplars."""
+    _, ttft = series(TTFT, ())
+    _, tpot = series(TPOT, ())
+    _, tokens = series(TOKENS, (TOKEN_TYPE,))
+    if not (ttft or tpot or tokens):
+        return None
+    doc: dict[str, Any] = {}
+    for key, found in (("ttft", ttft), ("tpot", tpot)):
+        doc[key] = (
+            {**_histogram_series(*found[0], seconds), "exemplars": _exemplars(found[0][0], since)} if found else None
+        )
+    by_type = {g.labels[TOKEN_TYPE]: (g, rows) for g, rows in tokens}
+    for token_type in (tx.GEN_AI_TOKEN_OUTPUT, tx.GEN_AI_TOKEN_INPUT):
+        found = by_type.get(token_type)
+        doc[f"{token_type}_tokens"] = (
+            {**_histogram_series(*found, seconds), "exemplars": _exemplars(found[0], since)} if found else None
+        )
+    output = by_type.get(tx.GEN_AI_TOKEN_OUTPUT)
+    # a token usage row ends with the increase of its sum: the tokens that came out in that interval
+    doc["output_tokens_per_s"] = (
+        [None if r is None else _num(r[-1] / dt) for r, dt in zip(output[1], seconds, strict=True)] if output else []
+    )
+    return doc
 
 
 class Views:
@@ -133,6 +183,7 @@ class Views:
             row.update(
                 {name_q: _quantile(q, latency[0].bounds, window) if latency else None for name_q, q in QUANTILES}
             )
+            row["bounds_warning"] = bounds_problem(latency[0].bounds) if latency else None
             rows.append(row)
         return {"window_s": window_s, "models": rows, "history": h.describe()}
 
@@ -152,17 +203,12 @@ class Views:
         times, stage_groups = series(STAGE_LATENCY, (STAGE,))
         seconds = _seconds(times, k * h.step_s)
         _, e2e = series(LATENCY, ())
-        order = {s: i for i, s in enumerate(tx.CANONICAL_STAGES)}
         stages = []
         for label, (g, rows) in [("prediction", p) for p in e2e] + sorted(
-            ((g.labels[STAGE], (g, rows)) for g, rows in stage_groups), key=lambda x: (order.get(x[0], 99), x[0])
+            ((g.labels[STAGE], (g, rows)) for g, rows in stage_groups), key=lambda x: stage_order(x[0])
         ):
-            doc = {"stage": label, **_histogram_series(g, rows, seconds)}
-            doc["exemplars"] = [
-                {"t": t, "value": _num(v), "trace_id": tid, "span_id": sid}
-                for t, v, tid, sid in g.exemplars
-                if since is None or t >= since
-            ]
+            doc = {"stage": label, **_histogram_series(g, rows, seconds), "bounds_warning": bounds_problem(g.bounds)}
+            doc["exemplars"] = _exemplars(g, since)
             stages.append(doc)
         counters = {}
         for key, fam, by in (("throughput", PREDICTIONS, STATUS), ("errors", ERRORS, ERROR_TYPE)):
@@ -190,6 +236,7 @@ class Views:
             "batch_size": _histogram_series(*batch[0], seconds) if batch else None,
             "confidence": _histogram_series(*confidence[0], seconds) if confidence else None,
             "confidence_distribution": distribution,
+            "generation": _generation(series, seconds, since),
         }
 
     def resources(self) -> dict[str, Any]:

@@ -4,26 +4,28 @@
 
 import { clock } from "./chart.js";
 import { PAGES } from "./pages.js";
-import { AuthError, TOKEN_KEY, el } from "./util.js";
+import { AuthError, el, signIn } from "./util.js";
 
 const REFRESH_S = Number(new URLSearchParams(location.search).get("refresh") ?? 5); // ?refresh=0: no polling
 
 function loginForm(main, onDone) {
   const input = el("input", { id: "token", name: "token", type: "password", autocomplete: "current-password", required: true });
-  const form = el("form", { class: "login", "aria-labelledby": "login-title" },
+  // method=post: were the submit handler ever skipped, the token would go in a body, never in a URL
+  const form = el("form", { class: "login", method: "post", "aria-labelledby": "login-title" },
     el("h1", { id: "login-title" }, "Sign in"),
-    el("p", {}, "This collector requires its bearer token (auth_token, or MODELTEL_COLLECTOR_AUTH_TOKEN). It is kept in this tab only."),
+    el("p", {}, "This collector requires its bearer token (auth_token, or MODELTEL_COLLECTOR_AUTH_TOKEN). It is kept in this page's memory only: a reload asks again."),
     el("label", { for: "token" }, "Bearer token"), input,
     el("button", { type: "submit" }, "Sign in"));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, input.value);
+    signIn(input.value);
     onDone();
   });
   main.replaceChildren(form);
   input.focus();
 }
 
+// Throws URIError on a malformed escape (#/trace/%E0%A4%A): show() says so.
 function parseHash() {
   const hash = location.hash.startsWith("#/") ? location.hash.slice(2) : "models";
   const [path, query = ""] = hash.split("?", 2);
@@ -38,7 +40,16 @@ async function show() {
   clearTimeout(timer);
   const mine = ++generation;
   const main = document.getElementById("main");
-  const { name, arg, query } = parseHash();
+  let route;
+  try {
+    route = parseHash();
+  } catch (e) {
+    document.title = "Malformed address · modeltel";
+    main.replaceChildren(el("p", { role: "alert" }, `This console address is malformed (${e.message}): ${location.hash}`),
+      el("p", {}, el("a", { href: "#/models" }, "All models")));
+    return;
+  }
+  const { name, arg, query } = route;
   const page = PAGES[name];
   document.title = `${page.title} · modeltel`;
   for (const link of document.querySelectorAll("#nav a")) {

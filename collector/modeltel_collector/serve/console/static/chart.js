@@ -14,7 +14,7 @@ function svgEl(tag, attrs = {}, text) {
 function niceMax(max) {
   if (!(max > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(max)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= max) return m * p;
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= max) return m * p;
   return 10 * p;
 }
 
@@ -49,18 +49,46 @@ function yAxis(ymax, y, format) {
   return axis;
 }
 
+// The time span a chart draws: from the first to the last time any series has a value, not the
+// whole history (a ring that has sampled for an hour holds a minute of traffic as 1/60 of its width).
+// A single point gets a step either side, so it sits in the middle.
+function dataSpan(times, series) {
+  const present = times.filter((_, i) => series.some((s) => !missing(s.values[i])));
+  const used = present.length ? present : times;
+  if (!used.length) return [0, 1];
+  const t0 = used[0], t1 = used[used.length - 1];
+  if (t1 > t0) return [t0, t1];
+  const step = times.length > 1 ? times[1] - times[0] : 1;
+  return [t0 - step, t1 + step];
+}
+
+// How far exemplars may reach above the highest line and still set the scale: further up, one slow
+// request would flatten every quantile line against the axis, so it is drawn as an outlier instead.
+const OUTLIER_FACTOR = 2;
+
+// The y scale's top: the lines' maximum, raised to exemplars within OUTLIER_FACTOR of it (all of them
+// when there is no line to protect), with a tenth of headroom so the top line and an outlier's label
+// do not share the edge.
+function scaleMax(series, exemplars) {
+  const lineMax = Math.max(0, ...series.flatMap((s) => s.values).filter((v) => !missing(v)));
+  const values = exemplars.map((e) => e.value);
+  const near = lineMax > 0 ? values.filter((v) => v <= lineMax * OUTLIER_FACTOR) : values;
+  return niceMax(1.1 * Math.max(lineMax, ...near));
+}
+
 // A line chart. series: [{name, values}] aligned with times (unix seconds); format(v) labels the y
-// axis; exemplars: [{t, value, href, label}] drawn as points that link to their trace.
+// axis; exemplars: [{t, value, href, label}] drawn as points that link to their trace, their time
+// clamped into the span drawn (an exemplar carries its request's end, up to a step before the sample
+// that holds it). An exemplar above the scale is drawn on the top edge as an outlier (class "outlier"), its value in its title.
+// The svg carries data-ymax and data-t0/data-t1: the scale and the time span drawn.
 export function lineChart({ title, times, series, format = String, exemplars = [] }) {
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart" });
   svg.append(svgEl("title", {}, title));
-  const t0 = times.length ? times[0] : 0, t1 = times.length ? times[times.length - 1] : 1;
-  const inRange = exemplars.filter((e) => e.t >= t0 - 1e-6 && e.t <= t1 + 1e-6 || times.length < 2);
-  const all = series.flatMap((s) => s.values).concat(inRange.map((e) => e.value)).filter((v) => v !== null);
-  const ymax = niceMax(Math.max(0, ...all));
-  const span = Math.max(t1 - t0, 1e-9);
-  const x = (t) => M.left + ((t - t0) / span) * (W - M.left - M.right);
-  const y = (v) => H - M.bottom - (v / ymax) * (H - M.top - M.bottom);
+  const [t0, t1] = dataSpan(times, series);
+  const ymax = scaleMax(series, exemplars);
+  Object.assign(svg.dataset, { ymax, t0, t1 });
+  const x = (t) => M.left + ((t - t0) / (t1 - t0)) * (W - M.left - M.right);
+  const y = (v) => H - M.bottom - (Math.min(v, ymax) / ymax) * (H - M.top - M.bottom);
   const axis = yAxis(ymax, y, format);
   if (times.length) {
     for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
@@ -73,10 +101,20 @@ export function lineChart({ title, times, series, format = String, exemplars = [
     svg.append(svgEl("path", { d: pathData(xs, s.values, y), class: `line s${i}`, "data-series": s.name }));
   });
   const points = svgEl("g", { class: "exemplars" });
-  for (const e of inRange) {
-    const link = svgEl("a", { href: e.href, class: "exemplar", "aria-label": e.label, "data-trace-id": e.traceId });
-    link.append(svgEl("title", {}, e.label));
-    link.append(svgEl("circle", { cx: x(Math.min(Math.max(e.t, t0), t1)).toFixed(1), cy: y(e.value).toFixed(1), r: 5 }));
+  for (const e of exemplars) {
+    const outlier = e.value > ymax;
+    const label = outlier ? `outlier above the ${format(ymax)} scale: ${e.label}` : e.label;
+    const link = svgEl("a", { href: e.href, class: outlier ? "exemplar outlier" : "exemplar", "aria-label": label,
+      "data-trace-id": e.traceId, "data-value": e.value });
+    link.append(svgEl("title", {}, label));
+    const cx = x(Math.min(Math.max(e.t, t0), t1)), cy = y(e.value);
+    if (outlier) {
+      link.append(svgEl("path", { d: `M${(cx - 6).toFixed(1)},${(cy + 2).toFixed(1)}l6,-11l6,11z`, class: "arrow" }));
+      const right = cx > W - M.right - 80;  // near the right edge the value goes on the left
+      link.append(svgEl("text", { x: (right ? cx - 9 : cx + 9).toFixed(1), y: (cy + 4).toFixed(1), class: "outlier-value",
+        "text-anchor": right ? "end" : "start" }, `↑ ${format(e.value)}`));
+    }
+    link.append(svgEl("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: 5 }));
     points.append(link);
   }
   svg.append(points);

@@ -6,18 +6,23 @@ import { barChart, clock, lineChart, sparkline } from "./chart.js";
 import { api, el, route } from "./util.js";
 
 const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
-const msAxis = (s) => `${+(s * 1000).toPrecision(2)} ms`;
+const msAxis = (s) => `${+(s * 1000).toPrecision(3)} ms`;
 const perS = (v) => (v === null || v === undefined ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(0)}/s`);
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(v < 0.01 && v > 0 ? 2 : 1)}%`);
 const num = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)}`);
+const tokens = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(4)} tokens`);
+const tokensPerS = (v) => (v === null || v === undefined ? "–" : `${+v.toPrecision(3)} tok/s`);
 const modelLink = (m, v) => route("model", { name: m, version: v });
 
+// legend: the lines' names, keyed by their order (k0, k1...), or [name, key] for a key of its own
 function figure(title, svg, legend = []) {
+  const item = (entry, i) => (Array.isArray(entry) ? el("li", { class: entry[1] }, entry[0]) : el("li", { class: `k${i}` }, entry));
   return el("figure", { class: "panel" },
     el("figcaption", {}, title),
     svg,
-    legend.length ? el("ul", { class: "legend" }, legend.map((name, i) => el("li", { class: `k${i}` }, name))) : null);
+    legend.length ? el("ul", { class: "legend" }, legend.map(item)) : null);
 }
+const EXEMPLAR_KEY = ["exemplar: click for its trace", "k3"], OUTLIER_KEY = ["outlier: above the scale, at the top edge", "k4"];
 
 function table(caption, headers, rows) {
   return el("table", {},
@@ -57,11 +62,41 @@ function renderModels(view, { query }) {
 }
 
 // ------------------------------------------------------------------------------------------ Model
-function exemplarPoints(stage) {
-  return stage.exemplars.filter((e) => e.value !== null).map((e) => ({
+function exemplarPoints(exemplars, format = ms) {
+  return exemplars.filter((e) => e.value !== null).map((e) => ({
     t: e.t, value: e.value, traceId: e.trace_id, href: route(`trace/${e.trace_id}`),
-    label: `exemplar ${ms(e.value)}: open trace ${e.trace_id}`,
+    label: `exemplar ${format(e.value)}: open trace ${e.trace_id}`,
   }));
+}
+
+// A chart of quantile lines with exemplar points (a latency, TTFT, TPOT or tokens per request), in a
+// figure whose legend names the lines, the exemplars and, when one is drawn, the outliers.
+function quantileFigure(title, times, lines, exemplars, format, axis) {
+  const chart = lineChart({ title, times, format: axis, exemplars: exemplarPoints(exemplars, format), series: lines });
+  const legend = [...lines.map((l) => l.name), EXEMPLAR_KEY];
+  if (chart.querySelector(".outlier")) legend.push(OUTLIER_KEY);
+  return figure(title, chart, legend);
+}
+
+const quantileLines = (doc, names) => names.map((name) => ({ name, values: doc[name] }));
+
+// A generative model's charts: time to first token, time per output token, output tokens per second
+// and tokens per request (output and input means), exemplars opening their generation's trace.
+function generationSection(gen, t) {
+  const figures = [];
+  const add = (key, fig) => { fig.dataset.generation = key; figures.push(fig); };
+  if (gen.ttft) add("ttft", quantileFigure("Time to first token", t, quantileLines(gen.ttft, ["p50", "p95", "p99"]), gen.ttft.exemplars, ms, msAxis));
+  if (gen.tpot) add("tpot", quantileFigure("Time per output token", t, quantileLines(gen.tpot, ["p50", "p95"]), gen.tpot.exemplars, ms, msAxis));
+  if (gen.output_tokens) {
+    add("tokens_per_s", figure("Output tokens per second", lineChart({ title: "Output tokens per second", times: t, format: tokensPerS,
+      series: [{ name: "output tokens/s", values: gen.output_tokens_per_s }] }), ["output tokens/s"]));
+    // the mean, as the Generative dashboard row shows it: the token buckets are powers of 4, too coarse
+    // for a quantile to say 5 from 12
+    const lines = [{ name: "output (mean)", values: gen.output_tokens.mean }];
+    if (gen.input_tokens) lines.push({ name: "input (mean)", values: gen.input_tokens.mean });
+    add("tokens_per_request", quantileFigure("Tokens per request", t, lines, gen.output_tokens.exemplars, tokens, num));
+  }
+  return el("section", { class: "grid", "aria-labelledby": "h-generation" }, figures);
 }
 
 function counterChart(title, times, groups) {
@@ -82,10 +117,9 @@ function renderModel(view, { query }) {
     const latency = el("section", { class: "grid", "aria-labelledby": "h-latency" });
     for (const s of doc.stages) {
       const title = s.stage === "prediction" ? "End to end (prediction)" : `Stage: ${s.stage}`;
-      const chart = lineChart({ title: `${title} latency`, times: t, format: msAxis, exemplars: exemplarPoints(s),
-        series: [{ name: "p50", values: s.p50 }, { name: "p95", values: s.p95 }, { name: "p99", values: s.p99 }] });
-      const fig = figure(title, chart, ["p50", "p95", "p99", "exemplar: click for its trace"]);
+      const fig = quantileFigure(title, t, quantileLines(s, ["p50", "p95", "p99"]), s.exemplars, ms, msAxis);
       fig.dataset.stage = s.stage;
+      if (s.bounds_warning) fig.append(el("p", { class: "bounds-warning", role: "note" }, `⚠ ${s.bounds_warning}`));
       latency.append(fig);
     }
     const other = el("section", { class: "grid", "aria-labelledby": "h-traffic" },
@@ -104,6 +138,7 @@ function renderModel(view, { query }) {
     body.replaceChildren(
       el("h2", { id: "h-latency" }, "Latency"),
       doc.stages.length ? latency : el("p", {}, "No latency recorded for this model in the history yet."),
+      ...(doc.generation ? [el("h2", { id: "h-generation" }, "Generation"), generationSection(doc.generation, t)] : []),
       el("h2", { id: "h-traffic" }, "Traffic, errors, batches and confidence"), other);
   };
 }
@@ -145,17 +180,24 @@ function renderTraces(view, { query }) {
     const rows = doc.traces.map((tr) => el("tr", { "data-trace-id": tr.trace_id, "data-duration-ms": tr.duration_ms },
       el("td", {}, clock(tr.start_time_unix_nano / 1e9)),
       el("th", { scope: "row" }, el("a", { href: route(`trace/${tr.trace_id}`), class: "mono" }, tr.trace_id.slice(0, 16))),
-      el("td", {}, tr.model ? el("a", { href: modelLink(tr.model, "") }, tr.model) : "–"),
-      el("td", {}, tr.name), el("td", {}, tr.stages.join(", ")),
-      el("td", { class: tr.status === "error" ? "error" : "" }, tr.status),
+      el("td", {}, tr.model ? el("a", { href: modelLink(tr.model, tr.version) }, tr.model) : "–"),
+      el("td", { "data-field": "version" }, tr.version || "–"),
+      el("td", {}, tr.name), el("td", { "data-field": "stages" }, tr.stages.join(", ")),
+      // OTel's unset is no error: the reader wants ok or error
+      el("td", { "data-field": "status", class: tr.status === "error" ? "error" : "" }, tr.status === "error" ? "error" : "ok"),
       el("td", { class: "num" }, `${tr.duration_ms.toFixed(2)} ms`)));
-    results.replaceChildren(rows.length
-      ? table(`${rows.length} traces`, ["Start", "Trace", "Model", "Root span", "Stages", "Status", "Duration"], rows)
-      : el("p", {}, "No trace matches."));
+    const order = q.get("sort") === "duration" ? "slowest" : "most recent";
+    results.replaceChildren(...(rows.length
+      ? [doc.capped ? el("p", { class: "capped", role: "note" },
+        `Showing the ${order} ${doc.limit} traces only: more match. Narrow the search to see the others.`) : null,
+      table(`${rows.length} traces, ${order} first`,
+        ["Start", "Trace", "Model", "Version", "Root span", "Stages", "Status", "Duration"], rows)].filter(Boolean)
+      : [el("p", {}, "No trace matches.")]));
   };
 }
 
 // ------------------------------------------------------------------------------------------ Trace
+// The spans in tree order: {span, depth, children} (children: the span's child spans, in start order).
 function spanTree(spans) {
   const ids = new Set(spans.map((s) => s.span_id));
   const children = new Map();
@@ -166,10 +208,49 @@ function spanTree(spans) {
   }
   const out = [];
   const walk = (parent, depth) => {
-    for (const s of children.get(parent) || []) { out.push([s, depth]); walk(s.span_id, depth + 1); }
+    for (const s of children.get(parent) || []) {
+      out.push({ span: s, depth, children: children.get(s.span_id) || [] });
+      walk(s.span_id, depth + 1);
+    }
   };
   walk(null, 0);
   return out;
+}
+
+// The parts of a span's time that none of its children covers: [[start, end], ...] in ns, from the
+// union of the children's intervals (overlapping children count once, so this is not duration - sum).
+function untracked(span, children) {
+  const gaps = [];
+  let at = span.start_time_unix_nano;
+  const spans = children.map((c) => [Math.max(c.start_time_unix_nano, at), Math.min(c.end_time_unix_nano, span.end_time_unix_nano)])
+    .filter(([a, b]) => a < b).sort((a, b) => a[0] - b[0]);
+  for (const [start, end] of spans) {
+    if (start > at) gaps.push([at, start]);
+    at = Math.max(at, end);
+  }
+  if (span.end_time_unix_nano > at) gaps.push([at, span.end_time_unix_nano]);
+  return gaps;
+}
+
+// A row under a span with children: how long, and where, the span ran with no child span running
+// (its own code, a queue, an uninstrumented call): where to look when a request is slow. From
+// NOTABLE_UNTRACKED_PCT of the span on it is drawn in the error colour; below, muted.
+const NOTABLE_UNTRACKED_PCT = 10;
+function untrackedRow(span, children, depth, t0, total) {
+  const gaps = untracked(span, children);
+  const gapNs = gaps.reduce((sum, [a, b]) => sum + (b - a), 0);
+  const track = el("span", { class: "track" }, gaps.map(([a, b]) => {
+    const bar = el("span", { class: "bar gap" });
+    bar.style.left = `${((a - t0) / total) * 100}%`;
+    bar.style.width = `${Math.max(((b - a) / total) * 100, 0.3)}%`;
+    return bar;
+  }));
+  const name = el("span", { class: "span-name untracked-name" }, `untracked ${ms(gapNs / 1e9)}`);
+  name.style.paddingLeft = `${depth * 1.2}em`;
+  const share = span.duration_ms > 0 ? (gapNs / 1e6 / span.duration_ms) * 100 : 0;
+  const shareText = share > 0 && share < 1 ? "<1" : share.toFixed(0);
+  return el("div", { class: `untracked${share >= NOTABLE_UNTRACKED_PCT ? " notable" : ""}`, role: "listitem", "data-untracked-ms": gapNs / 1e6, "data-parent-span-id": span.span_id,
+    title: `time in ${span.name} that no child span covers` }, name, track, el("span", { class: "num" }, `${shareText}% of span`));
 }
 
 function kvTable(caption, obj) {
@@ -180,6 +261,19 @@ function kvTable(caption, obj) {
       el("td", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v))))));
 }
 
+// A tick on a generation's bar where its first token came (the gen_ai.first_token event), labelled with
+// the time from the span's start; null for any other span.
+const FIRST_TOKEN = "gen_ai.first_token";
+function firstTokenMark(span, t0, total) {
+  const event = span.events.find((e) => e.name === FIRST_TOKEN);
+  if (!event) return null;
+  const afterMs = (event.time_unix_nano - span.start_time_unix_nano) / 1e6;
+  const text = `first token ${afterMs < 10 ? afterMs.toFixed(2) : afterMs.toFixed(0)} ms`;
+  const mark = el("span", { class: "first-token", title: text, "data-first-token-ms": afterMs }, el("span", { class: "label" }, text));
+  mark.style.left = `${((event.time_unix_nano - t0) / total) * 100}%`;
+  return mark;
+}
+
 function spanRow(span, depth, t0, total) {
   const bar = el("span", { class: `bar${span.status.code === "error" ? " error" : ""}` });
   bar.style.marginLeft = `${((span.start_time_unix_nano - t0) / total) * 100}%`;
@@ -187,7 +281,8 @@ function spanRow(span, depth, t0, total) {
   const name = el("span", { class: "span-name" }, span.name);
   name.style.paddingLeft = `${depth * 1.2}em`;
   const details = el("details", { class: "span", "data-span-id": span.span_id },
-    el("summary", {}, name, el("span", { class: "track" }, bar), el("span", { class: "num" }, `${span.duration_ms.toFixed(2)} ms`)),
+    el("summary", {}, name, el("span", { class: "track" }, bar, firstTokenMark(span, t0, total)),
+      el("span", { class: "num" }, `${span.duration_ms.toFixed(2)} ms`)),
     el("dl", {}, el("dt", {}, "Service"), el("dd", {}, span.service), el("dt", {}, "Kind"), el("dd", {}, span.kind),
       el("dt", {}, "Span id"), el("dd", { class: "mono" }, span.span_id)),
     span.status.code === "error" ? el("p", { class: "error", role: "note" }, `Error: ${span.status.message || "(no message)"}`) : null,
@@ -214,10 +309,16 @@ function renderTrace(view, { arg }) {
       if (typeof m === "string") models.set(`${m}\u0000${s.attributes["model.version"] ?? ""}`, [m, String(s.attributes["model.version"] ?? "")]);
     }
     body.replaceChildren(
+      ...(doc.truncated ? [el("p", { class: "capped", role: "note" }, `Showing the first ${spans.length} of the trace's ${doc.span_count} spans `
+        + "(the collector's trace_fetch_max_spans): untracked times count only the spans shown.")] : []),
       el("p", {}, `${spans.length} spans, ${((t1 - t0) / 1e6).toFixed(2)} ms`,
         [...models.values()].map(([m, v]) => [" · model ", el("a", { href: modelLink(m, v) }, `${m} ${v}`.trim())])),
       el("div", { class: "waterfall", role: "list", "aria-label": "Spans" },
-        spanTree(spans).map(([s, depth]) => { const d = spanRow(s, depth, t0, Math.max(t1 - t0, 1)); d.setAttribute("role", "listitem"); return d; })));
+        spanTree(spans).map(({ span, depth, children }) => {
+          const row = spanRow(span, depth, t0, Math.max(t1 - t0, 1));
+          row.setAttribute("role", "listitem");
+          return children.length ? [row, untrackedRow(span, children, depth + 1, t0, Math.max(t1 - t0, 1))] : row;
+        })));
   };
 }
 

@@ -1,15 +1,12 @@
-// Shared by the console's modules: the bearer token (from ?token= or the sign-in form, kept in
-// sessionStorage), the JSON fetcher, and a DOM builder that only ever sets text, never markup.
+// Shared by the console's modules: the bearer token (typed into the sign-in form, held in this page's
+// memory only), the JSON fetcher, and a DOM builder that only ever sets text, never markup.
 
-export const TOKEN_KEY = "modeltel.console.token";
-const params = new URLSearchParams(location.search);
+// Never in a URL, sessionStorage or a cookie: Chromium writes history, caches and sessionStorage to the
+// profile on disk, and a proxy logs URLs. The price: a reload or a new tab asks for the token again.
+let token = "";
 
-// A ?token= on the first load goes to sessionStorage (this tab only) and out of the address bar.
-if (params.has("token")) {
-  sessionStorage.setItem(TOKEN_KEY, params.get("token"));
-  params.delete("token");
-  const rest = params.toString();
-  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+export function signIn(value) {
+  token = value;
 }
 
 export class AuthError extends Error {}
@@ -17,7 +14,6 @@ export class AuthError extends Error {}
 // GET a collector JSON endpoint with the bearer token, if the user gave one.
 export async function api(path) {
   const headers = { Accept: "application/json" };
-  const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(path, { headers, cache: "no-store" });
   if (response.status === 401) throw new AuthError("the collector wants a bearer token");

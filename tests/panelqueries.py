@@ -2,7 +2,8 @@
 
 Grafana sends each target to ``/api/v1/query_range`` (or ``/api/v1/query`` for instant targets) with its
 template variables and ``$__rate_interval`` substituted; this does the same, and times each request. The
-panel-query test and ``benchmarks/dashboard_queries.py`` both use it.
+panel-query test (tests/test_dashboards_e2e.py) and ``benchmarks/dashboard_queries.py`` both use it; it lives
+with the tests, not in the package, because no command of modeltel runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..generators.dashboards import panel_targets, substitute
+from modeltel.generators.dashboards import panel_targets, substitute
 
 __all__ = ["PanelResult", "load_boards", "run_panel_queries"]
 

@@ -1,0 +1,165 @@
+"""``modeltel demo --generative``: the OpenAI-compatible example server on the tiny language model under
+``modeltel run``, streaming chat clients, a decode slowdown, and the time-per-output-token alert arriving.
+
+The same loopback stack as the alert scene (:mod:`.alertstack`: a collector, real Prometheus and
+Alertmanager with the generated rules, a webhook standing in for the pager) serves
+:mod:`modeltel.examples.openai_server` instead of the iris model. The FastAPI instrumentor turns every
+streamed answer into a generation (time to first token, time per output token), the clients stream
+``/v1/chat/completions``, and after a baseline every decoding step is made to sleep: p95 TPOT crosses the
+``CriticalTimePerOutputToken`` threshold while TTFT stays where it was, Prometheus holds the alert
+pending for its ``for:`` window (two minutes, as in production: the rules are not shortened for the
+demo), then Alertmanager pages. Figures printed come from Prometheus, as a dashboard's would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import json
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import taxonomy as tx
+from .alertstack import AlertStack, missing_binaries, print_install_hint
+from .demo_alerts import show_notification
+
+__all__ = ["GenerativeStack", "run_generative_demo"]
+
+MODEL = "tinylm"
+ALERT = "CriticalTimePerOutputToken"
+CHAT = {
+    "model": MODEL, "messages": [{"role": "user", "content": "tell me about tokens"}], "max_tokens": 12,
+    "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True,
+}  # fmt: skip
+
+
+def stream_chat(host: str, port: int) -> int:
+    """One streamed chat completion read to its end; the HTTP status."""
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        conn.request("POST", "/v1/chat/completions", json.dumps(CHAT), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@dataclass
+class GenerativeStack(AlertStack):
+    """:class:`AlertStack` serving the OpenAI-compatible example server (with its fault knob)."""
+
+    app: str = "modeltel.examples.openai_server:app"
+    server_env: dict[str, str] = field(
+        default_factory=lambda: {
+            "OTEL_SERVICE_NAME": "tinylm-demo",
+            "MODELTEL_MODEL_NAME": MODEL,
+            "MODELTEL_MODEL_VERSION": "1",
+            "MODELTEL_HOST_METRICS": "false",
+            "OPENAI_SERVER_FAULTS": "1",
+        }
+    )
+    start_timeout: float = 120.0  # importing transformers and building the model
+
+    def load(self, duration: float, rate: float, concurrency: int = 4) -> threading.Thread:
+        """``concurrency`` clients streaming chat completions, ``rate`` requests/s in all, until stopped."""
+        parts = urllib.parse.urlsplit(self.server_url)
+
+        def client() -> None:
+            period, deadline = concurrency / rate, time.monotonic() + duration
+            while not self.stop_load.is_set() and time.monotonic() < deadline:
+                started = time.monotonic()
+                with contextlib.suppress(OSError):  # the server is going away at the end
+                    stream_chat(parts.hostname or "127.0.0.1", parts.port or 80)
+                self.stop_load.wait(max(0.0, period - (time.monotonic() - started)))
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        return threads[0]
+
+    def slow_decode(self, delay_s: float) -> float:
+        """Make every decoding step sleep ``delay_s``; returns the monotonic time it took effect."""
+        body = json.dumps({"decode_delay_s": delay_s}).encode()
+        request = urllib.request.Request(self.server_url + "/faults", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10):
+            return time.monotonic()
+
+    def query(self, promql: str) -> float | None:
+        """One instant value from Prometheus, or None when the result is empty."""
+        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result = json.load(response)["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    def alert_state(self, name: str) -> str | None:
+        """``pending`` / ``firing`` for alert ``name`` in Prometheus, or None."""
+        with urllib.request.urlopen(self.prometheus_url + "/api/v1/alerts", timeout=10) as response:
+            alerts = json.load(response)["data"]["alerts"]
+        states = {a["state"] for a in alerts if a["labels"].get("alertname") == name}
+        return "firing" if "firing" in states else "pending" if "pending" in states else None
+
+
+def p95(instrument: tx.Instrument, window: str = "30s") -> str:
+    """PromQL for an instrument's p95 over ``window``, as the dashboards compute it."""
+    return f"histogram_quantile(0.95, sum by (le) (rate({instrument.prometheus_name}_bucket[{window}])))"
+
+
+def _figures(stack: GenerativeStack) -> str:
+    values = [
+        stack.query(p95(i)) for i in (tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, tx.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN)
+    ]
+    ttft, tpot = (f"{v * 1e3:.1f} ms" if v is not None and v == v else "n/a" for v in values)
+    return f"p95 time to first token {ttft}, p95 time per output token {tpot}"
+
+
+def detector_line(stack: GenerativeStack) -> str | None:
+    """DETECTOR HOOK: the collector's TTFT/TPOT detector, once it exists, reports here (a line such as
+    ``model_degradation_detected{check="tpot_shift",...} 1`` from the collector's ``/metrics``). Until then
+    None, and the scene says why it shows no detector line."""
+    return None
+
+
+def run_generative_demo(duration: float = 20.0, concurrency: int = 4, delay_s: float = 0.3) -> int:
+    """Baseline for ``duration`` s, then every decoding step sleeps ``delay_s`` (above the critical TPOT
+    threshold); 0 when the page arrives, 1 when not (or 0 with a how-to when Prometheus is missing)."""
+    if importlib.util.find_spec("transformers") is None:
+        print("modeltel demo --generative: the example server needs transformers: pip install 'modeltel[transformers]'")
+        return 2
+    missing = missing_binaries()
+    if missing:
+        print_install_hint("modeltel demo --generative: ", missing)
+        return 0
+    print("modeltel demo --generative: the OpenAI-compatible tiny LM under `modeltel run`, Prometheus, Alertmanager")
+    with tempfile.TemporaryDirectory(prefix="modeltel-demo-gen-") as tmp, GenerativeStack(Path(tmp)) as stack:
+        print(
+            f"  server {stack.server_url}/v1, Prometheus {stack.prometheus_url}, Alertmanager {stack.alertmanager_url}"
+        )
+        print(f"  {concurrency} clients streaming /v1/chat/completions for a {duration:.0f} s baseline")
+        stack.load(duration + 300, rate=4.0 * concurrency, concurrency=concurrency)
+        time.sleep(duration)
+        print(f"  baseline: {_figures(stack)}")
+        print(f"  injecting a decode slowdown: every token after the first waits {delay_s * 1e3:.0f} ms")
+        start = stack.slow_decode(delay_s)
+        deadline, pending = start + 240, False
+        while time.monotonic() < deadline and stack.alert_state(ALERT) is None:
+            time.sleep(1)
+        if stack.alert_state(ALERT) is not None:
+            pending = True
+            print(f"  {time.monotonic() - start:.0f} s later Prometheus has {ALERT} pending: {_figures(stack)}")
+            print("  (its rule holds it pending for `for: 2m` before it fires: the rules are production's)")
+        note = stack.wait_for(lambda n: any(a["labels"]["alertname"] == ALERT for a in n.alerts), 240, since=start)
+        if note is None:
+            print(f"  no {ALERT} page within 4 minutes{'' if pending else ' (it never went pending)'}")
+            return 1
+        show_notification(note, note.at - start)
+        line = detector_line(stack)
+        print(line or "  detector: no TTFT/TPOT detector in the collector yet (its detectors cover latency and "
+              "confidence); the alert above is Prometheus'")  # fmt: skip
+    return 0
