@@ -19,6 +19,7 @@ import numpy as np
 from modeltel.taxonomy import Severity
 
 from . import detectors as d
+from . import genai
 from .accuracy import AccuracyState, accuracy_drop, estimated_accuracy_drop
 from .reference import Reference, RollingReference
 from .settings import CHECKS, Settings
@@ -36,6 +37,7 @@ class Bucket:
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(d.CONFIDENCE_BINS, np.int64))
     labels: list = field(default_factory=list)
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((2, d.CONFIDENCE_BINS), np.int64))
+    genai: dict = field(default_factory=dict)  # ttft / tpot / output_tokens -> samples (generative models only)
     confidences: int = 0  # the sum of ``confidence``, kept (a numpy sum per bucket per test is most of a test)
     last_time: float | None = None
     last_line: int | None = None
@@ -119,13 +121,20 @@ class ModelWindows:
         self.recent.append(Bucket(step))
         return self.recent[-1]
 
-    def add(self, step: int, t: float, latency: float, ok: bool, confidence: float, line: int | None) -> None:
+    def add(
+        self, step: int, t: float, latency: float, ok: bool, confidence: float, line: int | None, genai=None
+    ) -> None:
+        """One request; ``genai`` maps ``genai.FIELDS``' values to a generation's numbers (None: not one)."""
         b = self.bucket(step)
         b.count += 1
         b.errors += not ok
         self.seen["requests"] += 1
         if len(b.latencies) < self.settings.current_samples_per_step and not math.isnan(latency):
             b.latencies.append(latency)
+        for name, value in (genai or {}).items():
+            kept = b.genai.setdefault(name, [])
+            if len(kept) < self.settings.current_samples_per_step and not math.isnan(value):
+                kept.append(value)
         if not math.isnan(confidence):
             b.confidence[bisect_left(d.CONFIDENCE_BOUNDS, confidence)] += 1
             b.confidences += 1
@@ -140,6 +149,10 @@ class ModelWindows:
         b.count += n
         b.errors += int(np.sum(~rows["ok"]))
         b.latencies += rows["latency"][~np.isnan(rows["latency"])][:room].tolist()
+        for name in genai.FIELDS.values():  # optional columns, NaN where a row is no generation
+            if name in rows and (values := rows[name][~np.isnan(rows[name])]).size:
+                kept = b.genai.setdefault(name, [])
+                kept += values[: self.settings.current_samples_per_step - len(kept)].tolist()
         counts = d.confidence_counts(rows["confidence"])
         b.confidence += counts
         b.confidences += int(counts.sum())
@@ -244,6 +257,7 @@ class ModelWindows:
                     if check == "latency_shift"
                     else d.error_rate_rise(ref.errors, ref.total, sum(b.errors for b in win), count, s, alpha=a)
                 )
+            out.update(genai.tests(ref.genai, win, s, lambda c: self._alpha(c, now, self.seen["requests"])))
         if self._due("confidence_drift", self.seen["confidences"]):
             self.window_size["confidence_drift"] = sum(b.confidences for b in conf)
             counts = np.sum([b.confidence for b in conf], axis=0) if conf else np.zeros(d.CONFIDENCE_BINS, np.int64)
@@ -281,7 +295,9 @@ class ModelWindows:
         if check == "throughput_drop":
             return d.recovered(self._throughput(ref, now, since=ep.clean_from * s.step_s), s)
         clean = [b for b in self.recent if ep.clean_from <= b.step <= step]
-        if check in _REQUESTS:
+        if check in genai.FIELDS:
+            result = genai.test(check, ref.genai, clean, s, s.recover_alpha)
+        elif check in _REQUESTS:
             lat = np.fromiter((x for b in clean for x in b.latencies), float)
             errors, count = sum(b.errors for b in clean), sum(b.count for b in clean)
             result = (
@@ -333,6 +349,7 @@ class ModelWindows:
             b = self.recent.popleft()
             if not b.tainted and self.baseline is None:  # with a fixed baseline nothing is learned
                 b.latencies = np.asarray(_thin(b.latencies, s.reference_samples_per_step), float)
+                b.genai = {k: _thin(v, s.reference_samples_per_step) for k, v in b.genai.items()}
                 self.reference.append(b)
 
     def worst(self) -> Severity:
