@@ -26,6 +26,7 @@ from .settings import CHECKS, Settings
 
 _REQUESTS = ("latency_shift", "error_rate_rise")  # checks whose samples are requests
 _CONFIDENCES = ("confidence_drift", "estimated_accuracy_drop")  # checks whose samples are confidences
+_LEARNING = tuple(c for c in CHECKS if c not in genai.FIELDS)  # "not enough data" while the reference is learned
 
 
 @dataclass
@@ -216,7 +217,8 @@ class ModelWindows:
             return []  # a sparse model's row that neither completes a retest nor moves throughput's window
         windows = _windows(self.recent, step, s) if due or ref is None else None
         if ref is None:
-            self.results = {c: d.Result(c, d.Status.NOT_ENOUGH_DATA, details={"short": "reference"}) for c in CHECKS}
+            short = {"short": "reference"}  # the generative checks report only once a model sends their data
+            self.results = {c: d.Result(c, d.Status.NOT_ENOUGH_DATA, details=short) for c in _LEARNING}
             self._promote(step, windows)
             return []
         newest = next((b for b in reversed(self.recent) if b.step <= step and b.count), None)
