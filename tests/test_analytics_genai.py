@@ -14,6 +14,7 @@ pytest.importorskip("scipy")
 
 from modeltel.taxonomy import GENAI_DEGRADATION_CHECKS
 from modeltel_collector.analytics.engine import Engine
+from modeltel_collector.analytics.settings import Settings
 from modeltel_collector.analytics_cli import detect
 
 RATE, SPAN, CHANGE = 10.0, 1500.0, 900.0  # requests a second, seconds generated, when the fault starts
@@ -31,12 +32,16 @@ def stream(seed: int, *, ttft: float = 1.0, tpot: float = 1.0, tokens: float = 1
     return times, first, per_token, out
 
 
-def firing(seed: int, **shift) -> dict[str, float]:
-    """The first firing time of every check the engine raised on ``stream(seed, **shift)``."""
-    engine, events = Engine(), []
+def firing(seed: int, *, plain: bool = False, scale: float = 1.0, **shift) -> dict[str, float]:
+    """The first firing time of every check the engine raised on ``stream(seed, **shift)`` (windows scaled
+    by ``scale``); with ``plain``, each generation comes with a second prediction that is none (the
+    server's request span, live)."""
+    engine, events = Engine(Settings().scaled(scale)), []
     for t, first, per_token, out in zip(*stream(seed, **shift), strict=True):
         latency = first + per_token * (out - 1)
         events += engine.observe(t, "chat", "v1", latency, ok=True, ttft=first, tpot=per_token, output_tokens=out)
+        if plain:
+            events += engine.observe(t, "chat", "v1", latency * 1.2, ok=True)
     engine.traffic_ended(SPAN)  # the stream's end is not the model going quiet
     events += engine.advance(SPAN + 60)
     found: dict[str, float] = {}
@@ -56,6 +61,14 @@ def test_a_generative_fault_is_found_by_its_check_within_a_window_of_its_start(s
     others = set(GENAI_DEGRADATION_CHECKS) - {check}
     if check != "output_length_drift":  # fewer tokens also make requests faster: latency may move, TTFT not
         assert not others & set(found)
+
+
+def test_a_tpot_shift_is_found_when_half_the_predictions_are_not_generations():
+    # the requests' window widens until it holds min_samples generations, not min_samples predictions (the
+    # demo's windows, 20x shorter: 1.5 s holds 30 predictions, widened to 100 held only 50 generations)
+    found = firing(1, plain=True, scale=0.05, tpot=2.0)
+    assert "tpot_shift" in found and CHANGE <= found["tpot_shift"] <= CHANGE + 60
+    assert not set(firing(1, plain=True, scale=0.05)) & set(GENAI_DEGRADATION_CHECKS)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -51,7 +51,6 @@ def test_decode_slowdown_puts_the_tpot_alert_pending(tmp_path: Path) -> None:
 
 
 def test_without_transformers_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import importlib.util
 
     real = importlib.util.find_spec
     hidden = lambda name, *rest: None if name == "transformers" else real(name, *rest)  # noqa: E731

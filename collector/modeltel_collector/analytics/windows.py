@@ -39,6 +39,7 @@ class Bucket:
     labels: list = field(default_factory=list)
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((2, d.CONFIDENCE_BINS), np.int64))
     genai: dict = field(default_factory=dict)  # ttft / tpot / output_tokens -> samples (generative models only)
+    generations: int = 0  # requests that were generations (a generative model's other predictions are not)
     confidences: int = 0  # the sum of ``confidence``, kept (a numpy sum per bucket per test is most of a test)
     last_time: float | None = None
     last_line: int | None = None
@@ -68,13 +69,18 @@ class _Episode:
     clean_from: int = 0  # the first step whose data came after the last degraded verdict
 
 
-def _windows(recent: deque[Bucket], newest: int, settings: Settings) -> tuple[list[Bucket], list[Bucket]]:
+def _windows(
+    recent: deque[Bucket], newest: int, settings: Settings, *, generative: bool = False
+) -> tuple[list[Bucket], list[Bucket]]:
     """(requests' window, confidences' window): the buckets of the last ``current_s`` up to step ``newest``,
     each widened back over older ones while its samples are short of ``min_samples`` (never further back
-    than ``max_window_s``). One pass from the newest bucket, stopping as soon as both are complete."""
+    than ``max_window_s``); a ``generative`` model's requests' window also until it holds ``min_samples``
+    generations (some of its predictions may be other spans). One pass from the newest bucket, stopping as
+    soon as both are complete."""
     s = settings
     first, oldest = newest - round(s.current_s / s.step_s) + 1, newest - s.max_window_s / s.step_s
     requests, confidences, n_req, n_conf = [], [], 0, 0
+    n_gen = 0 if generative else s.min_samples
     req_open = conf_open = True
     for b in reversed(recent):
         if b.step > newest:
@@ -82,13 +88,14 @@ def _windows(recent: deque[Bucket], newest: int, settings: Settings) -> tuple[li
         if b.step < oldest:
             break
         old = b.step < first
-        req_open = req_open and not (old and n_req >= s.min_samples)
+        req_open = req_open and not (old and n_req >= s.min_samples and n_gen >= s.min_samples)
         conf_open = conf_open and not (old and n_conf >= s.min_samples)
         if not (req_open or conf_open):
             break
         if req_open:
             requests.append(b)
             n_req += b.count
+            n_gen += b.generations
         if conf_open:
             confidences.append(b)
             n_conf += b.confidences
@@ -132,6 +139,7 @@ class ModelWindows:
         self.seen["requests"] += 1
         if len(b.latencies) < self.settings.current_samples_per_step and not math.isnan(latency):
             b.latencies.append(latency)
+        b.generations += bool(genai)
         for name, value in (genai or {}).items():
             kept = b.genai.setdefault(name, [])
             if len(kept) < self.settings.current_samples_per_step and not math.isnan(value):
@@ -150,6 +158,8 @@ class ModelWindows:
         b.count += n
         b.errors += int(np.sum(~rows["ok"]))
         b.latencies += rows["latency"][~np.isnan(rows["latency"])][:room].tolist()
+        given = [~np.isnan(rows[name]) for name in genai.FIELDS.values() if name in rows]
+        b.generations += int(np.sum(np.any(given, axis=0))) if given else 0
         for name in genai.FIELDS.values():  # optional columns, NaN where a row is no generation
             if name in rows and (values := rows[name][~np.isnan(rows[name])]).size:
                 kept = b.genai.setdefault(name, [])
@@ -215,7 +225,8 @@ class ModelWindows:
         throughput_due = silence or self._due("throughput_drop", self.seen["requests"])
         if ref is not None and not (due or throughput_due):
             return []  # a sparse model's row that neither completes a retest nor moves throughput's window
-        windows = _windows(self.recent, step, s) if due or ref is None else None
+        generative = ref is not None and ref.genai is not None
+        windows = _windows(self.recent, step, s, generative=generative) if due or ref is None else None
         if ref is None:
             short = {"short": "reference"}  # the generative checks report only once a model sends their data
             self.results = {c: d.Result(c, d.Status.NOT_ENOUGH_DATA, details=short) for c in _LEARNING}

@@ -129,7 +129,7 @@ def _detector(families: dict, instrument: tx.Instrument, **labels: str) -> float
     return detector_value(families, instrument, CHECK, model_name=MODEL, model_version="1", **labels)
 
 
-def detectors_learned(stack: GenerativeStack, timeout: float = 60.0) -> bool:
+def detectors_learned(stack: GenerativeStack, timeout: float = 90.0) -> bool:
     """Whether the collector's detectors run and have learned the model's baseline (they report a
     ``tpot_shift`` p-value) within ``timeout`` s; says which on one line."""
     listen = (stack.collector_urls or {})["listen"]
