@@ -14,10 +14,12 @@ same stream as a baseline row. Goal: every fault within 60 s, fewer than 1 false
 ``--cases``: the realistic models of ``analytics/simulate.py`` (``benchmarks/realistic.py``): per case,
 the labels and predictions from the drop to the first alarm, the episodes, the chance alarms a day and
 the wall time. Goals: a 3-point drop within 2,000 labels at 0 chance alarms, one episode per drop.
+For a covariate drop (triage), the estimated accuracy and its 95 % band next to the realized accuracy
+of the same window, every whole hour from the drop (a few shown, and how often realized was inside).
 ``--speed``: ``modeltel detect replay`` of 100,000 rows with a baseline, spanning one hour and 365 days.
 Goal: each under 10 s, the same whatever the span.
 
-    python benchmarks/detection.py [--faults] [--cases] [--speed] [--hours 24] [--seed 1]
+    python benchmarks/detection.py [--faults] [--cases [--case triage]] [--speed] [--hours 24] [--seed 1]
     python benchmarks/detection.py --write-log tests/data/prediction_log.csv   # the replay test's log
     python benchmarks/detection.py --write-case tests/data   # triage_{log,labels,baseline}.csv
 """
@@ -39,7 +41,7 @@ from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.logs import read_log
 from modeltel_collector.analytics.replay import replay
 from modeltel_collector.analytics.settings import Settings
-from modeltel_collector.analytics.simulate import CASES, DAY, Case, generate
+from modeltel_collector.analytics.simulate import CASES, DAY, Case, Stream, generate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from realistic import TARGETS, run_case, write_small_case
@@ -55,6 +57,7 @@ FAULTS = {  # name -> (the check that should fire, how traffic changes)
     "throughput halved": ("throughput_drop", {"rate": 0.5}),
 }
 HEALTHY_BEFORE_S, FAULT_S = 900.0, 600.0
+TRACK_HOURS = (-24, -1, 1, 6, 24, 72, 168, 336)  # the instants, around a covariate drop, in the tracking table
 
 
 class Traffic:
@@ -192,12 +195,18 @@ def write_log(path: str, seed: int = 7) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def cases(seed: int) -> None:
+def cases(seed: int, only: str | None = None) -> None:
     print("\n| case | rows / days | check | labels to detect | predictions (days) to detect | episodes "
           "| chance alarms/day | wall |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    tracked = []
     for name, case in CASES.items():
-        targets = TARGETS.get(name, ())
-        r = run_case(generate(case, seed), targets, seed)
+        if only and only not in name:
+            continue
+        targets, stream = TARGETS.get(name, ()), generate(case, seed)
+        hourly = hours_around(stream) if case.covariate else []
+        r = run_case(stream, targets, seed, probes=[t for _, t in hourly])
+        if hourly:
+            tracked.append((name, [h for h, _ in hourly], r["probes"]))
         chance = f"{r['chance_per_day']:.3f} {r['chance'] or ''}".strip()
         head = f"| {name} | {r['rows']} / {r['days']:g} |"
         for target in targets or ("-",):
@@ -207,6 +216,37 @@ def cases(seed: int) -> None:
             pred = f"{t['predictions_to_detect']} ({t['days_to_detect']:.1f} d)" if found else "-"
             print(f"{head} {target} | {lab} | {pred} | {t.get('episodes', '-')} | {chance} | {r['wall_s']:.1f} s |")
             head = "| | |"
+    for name, hours, seen in tracked:
+        tracking(name, hours, seen)
+
+
+def hours_around(stream: Stream) -> list[tuple[int, float]]:
+    """(hours from the drop, instant) for every whole hour of the stream, counted from its drop."""
+    first, last, drop = float(stream.time[0]), float(stream.time[-1]), stream.drop_time
+    return [(h, drop + h * 3600.0) for h in range(math.ceil((first - drop) / 3600), int((last - drop) / 3600) + 1)]
+
+
+def tracking(name: str, hours: list[int], seen: list[dict]) -> None:
+    """The confidence-based estimate and its 95 % band next to the realized accuracy of the same predictions,
+    at a few instants around the drop, and how often realized fell within the band at every whole hour."""
+    print(f"\n{name}: estimated accuracy (95 % band) against the realized accuracy of the same window")
+    print("\n| hours from the drop | window (predictions) | estimated | band | realized | within |")
+    print("|---|---|---|---|---|---|")
+    by_hour = dict(zip(hours, seen, strict=True))
+    for h in TRACK_HOURS:
+        p = by_hour.get(h, {})
+        if "estimate" not in p:
+            print(f"| {h:+d} | - | no estimate yet | | | |")
+            continue
+        inside = p["low"] <= p["realized"] <= p["high"]
+        print(f"| {h:+d} | {p['n']} | {p['estimate']:.3f} | {p['low']:.3f}-{p['high']:.3f} | {p['realized']:.3f} "
+              f"| {'yes' if inside else 'no'} |")  # fmt: skip
+    for label, keep in (("before the drop", lambda h: h < 0), ("after it", lambda h: h >= 0)):
+        got = [p for h, p in by_hour.items() if keep(h) and "estimate" in p]
+        inside = sum(p["low"] <= p["realized"] <= p["high"] for p in got)
+        print(f"\nrealized within the band {label}: {inside} of {len(got)} hourly instants", end="")
+        print(f" ({inside / len(got):.0%})" if got else "", end="")
+    print()
 
 
 def speed(seed: int, rows: int = 100_000) -> None:
@@ -246,6 +286,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--faults", action="store_true", help="the 100 req/s fault injection (default: all three)")
     p.add_argument("--cases", action="store_true", help="the realistic low-traffic cases")
+    p.add_argument("--case", metavar="TEXT", help="with --cases: only the cases whose name contains TEXT")
     p.add_argument("--speed", action="store_true", help="replay of 100,000 rows over 1 h and 365 d")
     p.add_argument("--hours", type=float, default=24.0, help="healthy simulated hours before the faults (24)")
     p.add_argument("--seed", type=int, default=1)
@@ -262,7 +303,7 @@ def main() -> None:
     if args.faults or every:
         faults(args.hours, args.seed)
     if args.cases or every:
-        cases(args.seed)
+        cases(args.seed, args.case)
     if args.speed or every:
         speed(args.seed)
 

@@ -11,6 +11,8 @@ drop), and the wall time.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +43,16 @@ def baseline_for(stream: Stream, seed: int) -> dict:
     return {(MODEL, VERSION): to_reference(capture(rows(generate(healthy, seed + 1000), labelled=True))["models"][0])}
 
 
-def drive(engine: Engine, stream: Stream) -> list:
-    """Predictions and delayed labels in arrival order through ``engine``; every event it raised."""
-    s, events = stream, []
+def drive(engine: Engine, stream: Stream, *, probes: Sequence[float] = (), seen: list | None = None) -> list:
+    """Predictions and delayed labels in arrival order through ``engine``; every event it raised. At each of
+    the sorted ``probes`` instants the clock is moved there and ``probe``'s reading appended to ``seen``."""
+    s, events, waiting = stream, [], deque(probes)
     engine.traffic_ended(float(s.time[-1]))  # labels go on after the last prediction: that silence is not a drop
     for kind, i, t in s.events():
+        while waiting and waiting[0] <= t:
+            at = waiting.popleft()
+            events += engine.advance(at)
+            seen.append(probe(engine, stream, at))
         if kind == "prediction":
             events += engine.observe(
                 t, MODEL, VERSION, float(s.latency[i]), ok=bool(s.ok[i]), confidence=float(s.confidence[i]), line=i + 2
@@ -53,6 +60,21 @@ def drive(engine: Engine, stream: Stream) -> list:
         else:
             events += engine.label(t, MODEL, VERSION, correct=bool(s.correct[i]))
     return events + engine.advance(float(max(s.time[-1], s.labels[0][-1])) + 3600.0)
+
+
+def probe(engine: Engine, stream: Stream, at: float) -> dict:
+    """At ``at``: the last confidence-based estimate (with its band) and the realized accuracy of the same
+    predictions, the last ``current`` up to the instant it was computed (the simulation knows every answer,
+    labelled or not)."""
+    w = engine.models.get((MODEL, VERSION))
+    est = w.results.get("estimated_accuracy_drop") if w else None
+    if est is None or "estimate" not in est.details:
+        return {"at": at}
+    tested, n = w.tested["estimated_accuracy_drop"][0], est.details["current"]
+    end = int(np.searchsorted(stream.time, tested, side="right"))
+    realized = float(np.mean(stream.correct[max(0, end - n) : end]))
+    return {"at": at, "tested": tested, "n": n, "realized": realized,
+            **{k: est.details[k] for k in ("estimate", "low", "high")}}  # fmt: skip
 
 
 def episodes(events: list) -> list[tuple[float, str]]:
@@ -89,12 +111,15 @@ def score(stream: Stream, events: list, targets: tuple[str, ...]) -> dict:
     return out
 
 
-def run_case(stream: Stream, targets: tuple[str, ...], seed: int, settings=None) -> dict:
-    """The case replayed against its baseline; wall time includes capturing the baseline."""
+def run_case(
+    stream: Stream, targets: tuple[str, ...], seed: int, settings=None, *, probes: Sequence[float] = ()
+) -> dict:
+    """The case replayed against its baseline; wall time includes capturing the baseline. ``probes``: the
+    instants (sorted) whose estimated and realized accuracy are returned under ``"probes"``."""
     started = time.perf_counter()
-    engine = Engine(settings, baseline_for(stream, seed))
-    events = drive(engine, stream)
-    return {**score(stream, events, targets), "wall_s": time.perf_counter() - started}
+    engine, seen = Engine(settings, baseline_for(stream, seed)), []
+    events = drive(engine, stream, probes=probes, seen=seen)
+    return {**score(stream, events, targets), "wall_s": time.perf_counter() - started, "probes": seen}
 
 
 TARGETS = {  # case -> the checks that should fire on its drop

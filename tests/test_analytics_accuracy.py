@@ -25,7 +25,7 @@ from modeltel_collector.analytics.accuracy import (
 from modeltel_collector.analytics.detectors import confidence_counts
 from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.reference import Reference
-from modeltel_collector.analytics.settings import Settings
+from modeltel_collector.analytics.settings import CHECKS, Settings
 
 
 def run_lengths(p: float, inc: cusum.Increments, h: float, paths: int, limit: int, rng) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_the_threshold_gives_the_promised_run_length_and_ln_arl_does_not():
 
 def test_the_run_length_follows_the_label_rate_with_a_floor():
     s = Settings(false_alarms_per_day=0.1)
-    assert s.cusum_arl(160.0) == pytest.approx(160 / (0.1 / 6))  # the accuracy check's share of the budget
+    assert s.cusum_arl(160.0) == pytest.approx(160 / (0.1 / len(CHECKS)))  # the accuracy check's share
     assert s.cusum_arl(1.0) == s.cusum_min_arl  # a trickle of labels cannot lower it below the floor
     assert cusum.threshold(0.93, 0.03, s.cusum_arl(10_000)) > cusum.threshold(0.93, 0.03, s.cusum_arl(160))
 

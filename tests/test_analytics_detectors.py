@@ -35,6 +35,21 @@ def latency(shift: float):
     return lambda rng, s: d.latency_shift(rng.lognormal(-3, 0.35, 2000), rng.lognormal(-3, 0.35, 300) * shift, s)
 
 
+def ttft(shift: float):
+    return lambda rng, s: d.ttft_shift(rng.lognormal(-1.5, 0.4, 2000), rng.lognormal(-1.5, 0.4, 300) * shift, s)
+
+
+def tpot(shift: float):
+    return lambda rng, s: d.tpot_shift(rng.lognormal(-4, 0.3, 2000), rng.lognormal(-4, 0.3, 300) * shift, s)
+
+
+def output_length(scale: float):
+    """Output tokens per response (integers, so tied), the current window's scaled by ``scale``."""
+    return lambda rng, s: d.output_length_drift(
+        np.round(rng.lognormal(5, 0.5, 2000)), np.round(rng.lognormal(5, 0.5, 300) * scale), s
+    )
+
+
 def errors(rate: float):
     return lambda rng, s: d.error_rate_rise(rng.binomial(20000, 0.01), 20000, rng.binomial(3000, rate), 3000, s)
 
@@ -66,9 +81,12 @@ def estimated(a: float, b: float):
 
 
 NULL = {"latency": latency(1.0), "errors": errors(0.01), "throughput": throughput(1.0),
-        "confidence": confidence(8, 2), "estimated": estimated(8, 2)}  # fmt: skip
+        "confidence": confidence(8, 2), "estimated": estimated(8, 2),
+        "ttft": ttft(1.0), "tpot": tpot(1.0), "output_length": output_length(1.0)}  # fmt: skip
 SHIFTED = {"latency": latency(1.5), "errors": errors(0.05), "throughput": throughput(0.5),
-           "confidence": confidence(6, 2.5), "estimated": estimated(5, 2.5)}  # fmt: skip
+           "confidence": confidence(6, 2.5), "estimated": estimated(5, 2.5),
+           "ttft": ttft(1.5), "tpot": tpot(1.5), "output_length": output_length(1.6),
+           "shorter_output": output_length(0.6)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NULL)
@@ -77,7 +95,7 @@ def test_no_change_alarms_at_most_at_the_configured_rate(name):
     found = alarms(NULL[name], at_alpha(0.05, any_effect=True))
     assert found <= stats.binom.ppf(0.999, SEEDS, 0.05)
     # The continuous test is calibrated, not merely conservative (KS on bucket counts is conservative by design).
-    if name == "latency":
+    if name in ("latency", "ttft", "tpot"):
         assert found >= stats.binom.ppf(0.001, SEEDS, 0.05)
     # With the defaults (daily budget, effect floor), no seed alarms.
     assert alarms(NULL[name], Settings()) == 0
@@ -90,12 +108,13 @@ def test_a_shift_of_the_given_size_alarms_in_every_seed(name):
 
 def test_alpha_is_each_checks_share_of_the_daily_budget_spread_over_the_tests_run():
     s = Settings(step_s=5.0, false_alarms_per_day=0.1)
-    assert s.alpha == pytest.approx(0.1 / (6 * 17280))  # tested every step: 17,280 tests a day
-    assert s.alpha_for(3600.0) == pytest.approx(0.1 / (6 * 24))  # tested once an hour: 24 a day
+    checks = len(CHECKS)
+    assert s.alpha == pytest.approx(0.1 / (checks * 17280))  # tested every step: 17,280 tests a day
+    assert s.alpha_for(3600.0) == pytest.approx(0.1 / (checks * 24))  # tested once an hour: 24 a day
     assert s.alpha_for(86400.0) == s.alpha_for(3600.0)  # a long silence buys no more than an hour's share
     gaps = np.random.default_rng(0).exponential(600.0, 10_000)  # tests at irregular instants
     spent_per_day = sum(s.alpha_for(g) for g in gaps) / (gaps.sum() / 86400.0)
-    assert spent_per_day <= s.false_alarms_per_day / 6
+    assert spent_per_day <= s.false_alarms_per_day / checks
 
 
 def test_below_the_minimum_sample_size_says_not_enough_data():
@@ -107,6 +126,8 @@ def test_below_the_minimum_sample_size_says_not_enough_data():
     conf_few, conf_many = d.confidence_counts(rng.random(s.min_samples - 1)), d.confidence_counts(rng.random(1000))
     assert d.confidence_drift(conf_many, conf_few, s).status is d.Status.NOT_ENOUGH_DATA
     assert d.confidence_drift(conf_few, conf_many, s).status is d.Status.NOT_ENOUGH_DATA
+    for check in (d.ttft_shift, d.tpot_shift, d.output_length_drift):
+        assert check(many, few * 10, s).status is d.Status.NOT_ENOUGH_DATA
     assert d.error_rate_rise(0, 1000, 50, 50, s).status is d.Status.NOT_ENOUGH_DATA
     assert d.throughput_drop(0.5, 0, 30.0, s).status is d.Status.NOT_ENOUGH_DATA  # 15 expected < 30
     result, _ = accuracy_drop((9, 10), np.zeros(5), AccuracyState(), s)

@@ -1,8 +1,10 @@
 """``modeltel demo --generative``: the OpenAI-compatible tiny LM behind real Prometheus; a decode slowdown
-raises p95 TPOT past the critical threshold (the alert goes pending) and leaves TTFT where it was."""
+raises p95 TPOT past the critical threshold (the alert goes pending) and leaves TTFT where it was; the
+collector's own detectors grade tpot_shift on the generations (a p-value once they learned the baseline)."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -37,6 +39,10 @@ def test_decode_slowdown_puts_the_tpot_alert_pending(tmp_path: Path) -> None:
         ttft = demo_generative.p95(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
         assert _wait(lambda: (stack.query(tpot) or 0) > 0, 60), "no TPOT reached Prometheus"
         assert stack.query(tpot) < 0.25 and stack.alert_state(demo_generative.ALERT) is None
+        detecting = importlib.util.find_spec("scipy") is not None  # the collector's detectors need it
+        assert demo_generative.detectors_learned(stack, timeout=150) == detecting  # 100 generations each side
+        # (that it fires is tests/test_analytics_genai.py's: here the model's slow first answers join the
+        # learned baseline on a loaded machine, and the slowed window takes minutes to outweigh them)
         stack.slow_decode(0.3)
         assert _wait(lambda: stack.alert_state(demo_generative.ALERT) is not None, 90)
         assert stack.query(tpot) > 0.25
@@ -44,7 +50,6 @@ def test_decode_slowdown_puts_the_tpot_alert_pending(tmp_path: Path) -> None:
 
 
 def test_without_transformers_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import importlib.util
 
     real = importlib.util.find_spec
     hidden = lambda name, *rest: None if name == "transformers" else real(name, *rest)  # noqa: E731

@@ -202,7 +202,7 @@ def test_genai_thresholds_and_the_ttft_slo_are_bucket_boundaries():
     assert tx.SLO_TTFT_THRESHOLD_SECONDS < warning.threshold < critical.threshold
 
 
-def test_genai_check_names_are_new_and_distinct():
-    checks = (*tx.DEGRADATION_CHECKS, *tx.GENAI_DEGRADATION_CHECKS)
-    assert len(set(checks)) == len(checks)
+def test_genai_check_names_are_distinct_and_among_the_checks_the_engine_grades():
+    checks = tx.DEGRADATION_CHECKS
+    assert len(set(checks)) == len(checks) and checks[-3:] == tx.GENAI_DEGRADATION_CHECKS
     assert tx.GENAI_DEGRADATION_CHECKS == ("ttft_shift", "tpot_shift", "output_length_drift")

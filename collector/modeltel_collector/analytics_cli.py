@@ -62,6 +62,11 @@ the log: CSV with a header row, or JSON lines (one object per line); one row per
 optional, for accuracy_drop:
   correct           1/0 (or true/false): whether the prediction was right
   label, prediction the true label and the predicted one (right when equal)
+  prediction_id     what a --labels file's label names
+optional, for a generative model's ttft_shift, tpot_shift, output_length_drift (empty: not a generation):
+  ttft_s            time to first token, seconds
+  tpot_s            time per output token, seconds
+  output_tokens     output tokens of the response
 e.g.
   {",".join(REQUIRED)}
   2026-12-01T10:00:00Z,fraud,v2,0.012,success,0.93

@@ -103,7 +103,20 @@ def latency_shift(
     the variance: without it the test is slightly conservative on tied data such as a baseline's sketch
     quantiles). The effect is the relative rise of p95, ``p95(current) / p95(reference) - 1``.
     """
-    check = "latency_shift"
+    return _shift("latency_shift", reference, current, settings, alpha)
+
+
+def ttft_shift(reference: np.ndarray, current: np.ndarray, settings: Settings, *, alpha: float | None = None) -> Result:
+    """Is a generative model's time to first token slower? ``latency_shift``'s test on TTFT samples."""
+    return _shift("ttft_shift", reference, current, settings, alpha)
+
+
+def tpot_shift(reference: np.ndarray, current: np.ndarray, settings: Settings, *, alpha: float | None = None) -> Result:
+    """Is a generative model's time per output token slower? ``latency_shift``'s test on TPOT samples."""
+    return _shift("tpot_shift", reference, current, settings, alpha)
+
+
+def _shift(check: str, reference: np.ndarray, current: np.ndarray, settings: Settings, alpha: float | None) -> Result:
     n, m = len(current), len(reference)
     if n < settings.min_samples or m < settings.min_samples:
         return _short(check, current=n, reference=m, needed=settings.min_samples)
@@ -116,6 +129,28 @@ def latency_shift(
     effect = cur_p95 / ref_p95 - 1.0 if ref_p95 > 0 else math.inf
     details = {"reference_p95": ref_p95, "current_p95": cur_p95, "current": n}
     return _verdict(check, settings, p_value, effect, alpha, statistic=u, details=details)
+
+
+def output_length_drift(
+    reference: np.ndarray, current: np.ndarray, settings: Settings, *, alpha: float | None = None
+) -> Result:
+    """Has the distribution of output tokens per response moved, either way? Two-sample KS on the counts.
+
+    Answers that grew longer and answers cut short both matter, so the test is two-sided, and the effect is
+    the KS distance itself (the largest gap between the two distribution functions). Token counts are
+    integers: KS with ties, and Kolmogorov's limiting p-value, are both conservative, so the budget holds.
+    """
+    check = "output_length_drift"
+    n, m = len(current), len(reference)
+    if n < settings.min_samples or m < settings.min_samples:
+        return _short(check, current=n, reference=m, needed=settings.min_samples)
+    ref, cur = (v if _is_sorted(v) else np.sort(v) for v in (np.asarray(reference, float), np.asarray(current, float)))
+    points = np.concatenate([ref, cur])
+    gap = np.abs(np.searchsorted(ref, points, "right") / m - np.searchsorted(cur, points, "right") / n)
+    ks_d = float(np.max(gap))
+    p_value = _kstwo_sf(ks_d, round(n * m / (n + m)))
+    details = {"reference_median": float(np.median(ref)), "current_median": float(np.median(cur)), "current": n}
+    return _verdict(check, settings, p_value, ks_d, alpha, statistic=ks_d, details=details)
 
 
 def _is_sorted(values: np.ndarray) -> bool:

@@ -50,17 +50,24 @@ class Engine:
         confidence: float = math.nan,
         correct: bool | None = None,
         line: int | None = None,
+        ttft: float | None = None,
+        tpot: float | None = None,
+        output_tokens: float | None = None,
     ) -> list[Event]:
+        """One prediction; a generation's time to first token, time per output token and output tokens
+        (None: not a generation, or not known) feed the generative checks (``genai.py``)."""
         events = self._advance_in_order(time)
         step, w = self._step(time), self.windows(model, version)
-        w.add(step, time, latency, ok, confidence, line)
+        gen = {"ttft": ttft, "tpot": tpot, "output_tokens": output_tokens}
+        w.add(step, time, latency, ok, confidence, line, {k: float(v) for k, v in gen.items() if v is not None})
         self._schedule(step, 0, (model, version))
         if correct is not None:
             events += w.add_labels(step, time, np.array([1.0 if correct else 0.0]), np.array([confidence]), line)
         return events
 
     def observe_batch(self, model: str, version: str, rows: dict[str, np.ndarray]) -> list[Event]:
-        """Time-ordered rows of one model: ``time``, ``latency``, ``ok``, ``confidence``, ``correct`` (NaN: none)."""
+        """Time-ordered rows of one model: ``time``, ``latency``, ``ok``, ``confidence``, ``correct`` (NaN: none),
+        and optionally ``ttft``, ``tpot``, ``output_tokens`` (NaN: not a generation)."""
         w = self.windows(model, version)
         steps = np.floor(rows["time"] / self.settings.step_s).astype(np.int64)
         cuts = np.flatnonzero(np.diff(steps)) + 1

@@ -198,7 +198,10 @@ class LiveAnalytics:
         if isinstance(fact, Feedback):
             events, joined = [], self.joiner.label(fact.prediction_id, fact.time, fact.correct, fact.label)
         elif self.budget.admit((fact.model, fact.version), now):
-            events = self.engine.observe(fact.time, fact.model, fact.version, fact.latency_s, ok=fact.ok)
+            events = self.engine.observe(
+                fact.time, fact.model, fact.version, fact.latency_s, ok=fact.ok,
+                ttft=fact.ttft_s, tpot=fact.tpot_s, output_tokens=fact.output_tokens,
+            )  # fmt: skip
             pid = fact.prediction_id
             joined = self.joiner.prediction(pid, fact.model, fact.version, fact.value, fact.confidence) if pid else None
         else:

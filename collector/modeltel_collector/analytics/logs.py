@@ -2,10 +2,11 @@
 
 Columns: timestamp (Unix seconds or ISO 8601; no zone means UTC), model_name, model_version,
 latency_seconds, status (success/ok or error/failure), confidence (empty: none), and optionally correct
-(1/0/true/false) or label plus prediction (correct when equal), and prediction_id (what a later label
-names). A labels file (``read_labels``) has timestamp (when the label arrived), prediction_id, and
-correct or label. A row that breaks any of these comes back as a ``BadRow`` with its line number and the
-reason, and the replay skips it.
+(1/0/true/false) or label plus prediction (correct when equal), prediction_id (what a later label
+names), and a generation's ttft_s, tpot_s (seconds) and output_tokens (empty: not a generation). A
+labels file (``read_labels``) has timestamp (when the label arrived), prediction_id, and correct or
+label. A row that breaks any of these comes back as a ``BadRow`` with its line number and the reason,
+and the replay skips it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from modeltel.taxonomy import STATUS_ERROR, STATUS_SUCCESS
 
 REQUIRED = ("timestamp", "model_name", "model_version", "latency_seconds", "status", "confidence")
+GENAI = ("ttft_s", "tpot_s", "output_tokens")  # optional: a generation's time to first token, per token, length
 LABEL_REQUIRED = ("timestamp", "prediction_id")
 _OK = {STATUS_SUCCESS, "ok", "true", "1"}
 _ERROR = {STATUS_ERROR, "failure", "failed", "false", "0"}
@@ -39,6 +41,9 @@ class Row:
     correct: bool | None
     pid: str | None = None  # prediction_id: joins a delayed label
     prediction: str | None = None  # the predicted value, to compare a label with
+    ttft: float | None = None  # a generation's time to first token, seconds
+    tpot: float | None = None  # its time per output token, seconds
+    output_tokens: float | None = None  # its output token count
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,12 @@ def parse(line: int, record: dict[str, str]) -> Row | BadRow:
         conf_text = record["confidence"].strip()
         confidence = _number(conf_text, "confidence", low=0.0, high=1.0) if conf_text else math.nan
         correct = _correct(record)
+        gen = [_number(text, c, low=0.0) if (text := (record.get(c) or "").strip()) else None for c in GENAI]
     except ValueError as exc:
         return BadRow(line, str(exc))
     pid, prediction = (record.get("prediction_id") or "").strip(), (record.get("prediction") or "").strip()
-    return Row(line, when, model, version, latency, status in _OK, confidence, correct, pid or None, prediction or None)
+    ok = status in _OK
+    return Row(line, when, model, version, latency, ok, confidence, correct, pid or None, prediction or None, *gen)
 
 
 def _timestamp(text: str) -> float:

@@ -35,6 +35,7 @@ class Reference:
     seconds: float
     calibration: np.ndarray | None = None  # (2, CONFIDENCE_BINS): labelled, correct per confidence bucket
     profile: np.ndarray | None = None  # requests per second by hour of the day (24) or of the week (168)
+    genai: dict[str, np.ndarray] | None = None  # genai.FIELDS' values -> sorted samples (generative models)
 
     def sorted_latencies(self) -> np.ndarray:
         cached = self.__dict__.get("_sorted")
@@ -153,9 +154,11 @@ class RollingReference:
         latencies = np.concatenate([b.latencies for b in bs]) if bs else np.zeros(0)
         times = np.array([b.step * step for b in bs])
         profile = rate_profile(times, np.array([b.count for b in bs]), times[0], times[-1] + step)
+        names = {name for b in bs for name in b.genai}
+        genai = {name: np.sort(np.concatenate([b.genai.get(name, ()) for b in bs])) for name in names}
         ref = Reference(
             latencies, self.confidence.copy(), self.count / seconds, self.errors, self.count, self.correct,
-            self.labelled, seconds, self.calibration.copy(), profile,
+            self.labelled, seconds, self.calibration.copy(), profile, genai or None,
         )  # fmt: skip
         self._snapshot = (self.version, ref)
         return ref

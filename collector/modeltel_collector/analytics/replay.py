@@ -90,6 +90,7 @@ def replay(
                 out.events += engine.observe(
                     item.time, item.model, item.version, item.latency, ok=item.ok,
                     confidence=item.confidence, correct=item.correct, line=item.line,
+                    ttft=item.ttft, tpot=item.tpot, output_tokens=item.output_tokens,
                 )  # fmt: skip
                 if item.pid:
                     pending[item.pid] = item

@@ -44,6 +44,9 @@ def _grades() -> dict[str, Grade]:
         "accuracy_drop": Grade(0.03, 0.10),  # absolute fall of accuracy (0.03 = 3 points)
         "confidence_drift": Grade(0.10, 0.25),  # PSI over the confidence buckets (the usual 0.1 / 0.25 reading)
         "estimated_accuracy_drop": Grade(0.03, 0.10),  # absolute fall of the confidence-based estimate
+        "ttft_shift": Grade(0.20, 0.50),  # relative rise of p95 time to first token, as latency
+        "tpot_shift": Grade(0.20, 0.50),  # relative rise of p95 time per output token
+        "output_length_drift": Grade(0.15, 0.30),  # KS distance between output-token distributions
     }
 
 

@@ -19,12 +19,14 @@ import numpy as np
 from modeltel.taxonomy import Severity
 
 from . import detectors as d
+from . import genai
 from .accuracy import AccuracyState, accuracy_drop, estimated_accuracy_drop
 from .reference import Reference, RollingReference
 from .settings import CHECKS, Settings
 
 _REQUESTS = ("latency_shift", "error_rate_rise")  # checks whose samples are requests
 _CONFIDENCES = ("confidence_drift", "estimated_accuracy_drop")  # checks whose samples are confidences
+_LEARNING = tuple(c for c in CHECKS if c not in genai.FIELDS)  # "not enough data" while the reference is learned
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Bucket:
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(d.CONFIDENCE_BINS, np.int64))
     labels: list = field(default_factory=list)
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((2, d.CONFIDENCE_BINS), np.int64))
+    genai: dict = field(default_factory=dict)  # ttft / tpot / output_tokens -> samples (generative models only)
+    generations: int = 0  # requests that were generations (a generative model's other predictions are not)
     confidences: int = 0  # the sum of ``confidence``, kept (a numpy sum per bucket per test is most of a test)
     exposure: int = 1  # steps of traffic it stands for in the reference (itself and the empty steps before it)
     last_time: float | None = None
@@ -66,13 +70,18 @@ class _Episode:
     clean_from: int = 0  # the first step whose data came after the last degraded verdict
 
 
-def _windows(recent: deque[Bucket], newest: int, settings: Settings) -> tuple[list[Bucket], list[Bucket]]:
+def _windows(
+    recent: deque[Bucket], newest: int, settings: Settings, *, generative: bool = False
+) -> tuple[list[Bucket], list[Bucket]]:
     """(requests' window, confidences' window): the buckets of the last ``current_s`` up to step ``newest``,
     each widened back over older ones while its samples are short of ``min_samples`` (never further back
-    than ``max_window_s``). One pass from the newest bucket, stopping as soon as both are complete."""
+    than ``max_window_s``); a ``generative`` model's requests' window also until it holds ``min_samples``
+    generations (some of its predictions may be other spans). One pass from the newest bucket, stopping as
+    soon as both are complete."""
     s = settings
     first, oldest = newest - round(s.current_s / s.step_s) + 1, newest - s.max_window_s / s.step_s
     requests, confidences, n_req, n_conf = [], [], 0, 0
+    n_gen = 0 if generative else s.min_samples
     req_open = conf_open = True
     for b in reversed(recent):
         if b.step > newest:
@@ -80,13 +89,14 @@ def _windows(recent: deque[Bucket], newest: int, settings: Settings) -> tuple[li
         if b.step < oldest:
             break
         old = b.step < first
-        req_open = req_open and not (old and n_req >= s.min_samples)
+        req_open = req_open and not (old and n_req >= s.min_samples and n_gen >= s.min_samples)
         conf_open = conf_open and not (old and n_conf >= s.min_samples)
         if not (req_open or conf_open):
             break
         if req_open:
             requests.append(b)
             n_req += b.count
+            n_gen += b.generations
         if conf_open:
             confidences.append(b)
             n_conf += b.confidences
@@ -121,13 +131,21 @@ class ModelWindows:
         self.recent.append(Bucket(step))
         return self.recent[-1]
 
-    def add(self, step: int, t: float, latency: float, ok: bool, confidence: float, line: int | None) -> None:
+    def add(
+        self, step: int, t: float, latency: float, ok: bool, confidence: float, line: int | None, genai=None
+    ) -> None:
+        """One request; ``genai`` maps ``genai.FIELDS``' values to a generation's numbers (None: not one)."""
         b = self.bucket(step)
         b.count += 1
         b.errors += not ok
         self.seen["requests"] += 1
         if len(b.latencies) < self.settings.current_samples_per_step and not math.isnan(latency):
             b.latencies.append(latency)
+        b.generations += bool(genai)
+        for name, value in (genai or {}).items():
+            kept = b.genai.setdefault(name, [])
+            if len(kept) < self.settings.current_samples_per_step and not math.isnan(value):
+                kept.append(value)
         if not math.isnan(confidence):
             b.confidence[bisect_left(d.CONFIDENCE_BOUNDS, confidence)] += 1
             b.confidences += 1
@@ -142,6 +160,12 @@ class ModelWindows:
         b.count += n
         b.errors += int(np.sum(~rows["ok"]))
         b.latencies += rows["latency"][~np.isnan(rows["latency"])][:room].tolist()
+        given = [~np.isnan(rows[name]) for name in genai.FIELDS.values() if name in rows]
+        b.generations += int(np.sum(np.any(given, axis=0))) if given else 0
+        for name in genai.FIELDS.values():  # optional columns, NaN where a row is no generation
+            if name in rows and (values := rows[name][~np.isnan(rows[name])]).size:
+                kept = b.genai.setdefault(name, [])
+                kept += values[: self.settings.current_samples_per_step - len(kept)].tolist()
         counts = d.confidence_counts(rows["confidence"])
         b.confidence += counts
         b.confidences += int(counts.sum())
@@ -203,9 +227,11 @@ class ModelWindows:
         throughput_due = silence or self._due("throughput_drop", self.seen["requests"])
         if ref is not None and not (due or throughput_due):
             return []  # a sparse model's row that neither completes a retest nor moves throughput's window
-        windows = _windows(self.recent, step, s) if due or ref is None else None
+        generative = ref is not None and ref.genai is not None
+        windows = _windows(self.recent, step, s, generative=generative) if due or ref is None else None
         if ref is None:
-            self.results = {c: d.Result(c, d.Status.NOT_ENOUGH_DATA, details={"short": "reference"}) for c in CHECKS}
+            short = {"short": "reference"}  # the generative checks report only once a model sends their data
+            self.results = {c: d.Result(c, d.Status.NOT_ENOUGH_DATA, details=short) for c in _LEARNING}
             self._promote(step, windows)
             return []
         newest = next((b for b in reversed(self.recent) if b.step <= step and b.count), None)
@@ -246,6 +272,7 @@ class ModelWindows:
                     if check == "latency_shift"
                     else d.error_rate_rise(ref.errors, ref.total, sum(b.errors for b in win), count, s, alpha=a)
                 )
+            out.update(genai.tests(ref.genai, win, s, lambda c: self._alpha(c, now, self.seen["requests"])))
         if self._due("confidence_drift", self.seen["confidences"]):
             self.window_size["confidence_drift"] = sum(b.confidences for b in conf)
             counts = np.sum([b.confidence for b in conf], axis=0) if conf else np.zeros(d.CONFIDENCE_BINS, np.int64)
@@ -283,7 +310,9 @@ class ModelWindows:
         if check == "throughput_drop":
             return d.recovered(self._throughput(ref, now, since=ep.clean_from * s.step_s), s)
         clean = [b for b in self.recent if ep.clean_from <= b.step <= step]
-        if check in _REQUESTS:
+        if check in genai.FIELDS:
+            result = genai.test(check, ref.genai, clean, s, s.recover_alpha)
+        elif check in _REQUESTS:
             lat = np.fromiter((x for b in clean for x in b.latencies), float)
             errors, count = sum(b.errors for b in clean), sum(b.count for b in clean)
             result = (
@@ -338,6 +367,7 @@ class ModelWindows:
             b.exposure = b.step - last[0] if last is not None and not last[1] else 1
             if not b.tainted and self.baseline is None:  # with a fixed baseline nothing is learned
                 b.latencies = np.asarray(_thin(b.latencies, s.reference_samples_per_step), float)
+                b.genai = {k: _thin(v, s.reference_samples_per_step) for k, v in b.genai.items()}
                 self.reference.append(b)
 
     def worst(self) -> Severity:

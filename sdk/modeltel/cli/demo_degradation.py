@@ -28,7 +28,7 @@ from .loopback import (
     wait_http,
 )
 
-__all__ = ["run_degradation_scene"]
+__all__ = ["detector_value", "detectors_on", "run_degradation_scene", "wait_metrics"]
 
 VERSION = "1.0.1"  # its own version: the main run's ending (the load stops) must not read as this one's drop
 CHECKS = {"latency_shift": "p95 up {:.0%}", "confidence_drift": "PSI {:.2f}"}  # check -> how its effect reads
@@ -43,15 +43,17 @@ def detectors_on(listen: str) -> bool:
         return True
 
 
-def _value(families: dict[str, Any], instrument: tx.Instrument, check: str, **labels: str) -> float | None:
-    """The highest sample of ``instrument`` for this model version and check (with ``labels``), or None."""
+def detector_value(families: dict[str, Any], instrument: tx.Instrument, check: str, **labels: str) -> float | None:
+    """The highest sample of ``instrument`` for this scene's model version and ``check`` (``labels`` add to
+    the match, or name another model: ``model_name=``, ``model_version=``), or None."""
     want = {"model_name": MODEL_NAME, "model_version": VERSION, tx.ATTR_CHECK: check, **labels}  # Prometheus names
     name = instrument.prometheus_name
     values = [s.value for s in samples(families, name) if want.items() <= s.labels.items()]
     return max(values) if values else None
 
 
-def _wait(listen: str, predicate, timeout: float) -> dict[str, Any] | None:
+def wait_metrics(listen: str, predicate, timeout: float) -> dict[str, Any] | None:
+    """The collector's /metrics families once ``predicate`` holds for them, or None after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         families = scrape(listen)
@@ -91,7 +93,9 @@ def run_degradation_scene(
         print(f"  {MODEL_NAME} {VERSION} at {rate:.0f} requests/s while the collector learns its baseline")
         start = time.monotonic()
         load.start()
-        learned = _wait(listen, lambda f: all(_value(f, tx.DEGRADATION_P_VALUE, c) is not None for c in CHECKS), 60)
+        learned = wait_metrics(
+            listen, lambda f: all(detector_value(f, tx.DEGRADATION_P_VALUE, c) is not None for c in CHECKS), 60
+        )
         if learned is None:
             print("  no baseline within 60 s (see the collector's /metrics)")
             return 1
@@ -114,10 +118,12 @@ def _report_detections(listen: str, fault: float) -> int:
     deadline = fault + 30
     while pending and time.monotonic() < deadline:
         families = scrape(listen)
-        for check in [c for c in pending if (_value(families, tx.DEGRADATION_DETECTED, c) or 0) >= 1]:
-            effect = _value(families, tx.DEGRADATION_EFFECT_SIZE, check)
+        for check in [c for c in pending if (detector_value(families, tx.DEGRADATION_DETECTED, c) or 0) >= 1]:
+            effect = detector_value(families, tx.DEGRADATION_EFFECT_SIZE, check)
             severity = next(
-                s for s in ("critical", "warning") if _value(families, tx.DEGRADATION_DETECTED, check, severity=s)
+                s
+                for s in ("critical", "warning")
+                if detector_value(families, tx.DEGRADATION_DETECTED, check, severity=s)
             )
             how = "" if effect is None else ": " + pending[check].format(effect)
             after = time.monotonic() - fault

@@ -259,7 +259,7 @@ def detector_runbook() -> str:
         " /metrics has the latest values.",
         "",
     ]
-    for check in (*tx.DEGRADATION_CHECKS, *tx.GENAI_DEGRADATION_CHECKS):
+    for check in tx.DEGRADATION_CHECKS:
         meaning, checks, mitigations = DETECTOR_ADVICE[check]
         lines += [f"## {check}", "", meaning, "", "First checks:", "", *(f"1. {c}" for c in checks), ""]
         lines += ["Mitigation:", "", *(f"- {m}" for m in mitigations), ""]

@@ -1,8 +1,7 @@
 """The collector's degradation-detector metrics: one gauge family per quantity, labelled by model and check.
 
-The ``check`` label takes the names in ``DEGRADATION_CHECKS`` (request/response models) and
-``GENAI_DEGRADATION_CHECKS`` (generative models); ``alerts/runbooks/ModelDegradationDetected.md`` has a
-section for each.
+The ``check`` label takes the names in ``DEGRADATION_CHECKS``, which ends with ``GENAI_DEGRADATION_CHECKS``
+(generative models' only); ``alerts/runbooks/ModelDegradationDetected.md`` has a section for each.
 
 ``model_degradation_detected`` is 1 while a check's alarm is open (``severity`` is the alarm's), else 0
 with ``severity="ok"``; the p-value, statistic and effect size are the latest evaluation's.
@@ -41,6 +40,9 @@ __all__ = [
 ]
 
 ATTR_CHECK = "check"  # one of DEGRADATION_CHECKS
+# Generative models' checks (taxonomy.genai): a shift of time to first token, of time per output token, and a
+# drift of output length (tokens per response). A model that sends no generation data never runs them.
+GENAI_DEGRADATION_CHECKS = ("ttft_shift", "tpot_shift", "output_length_drift")
 DEGRADATION_CHECKS = (
     "latency_shift",
     "error_rate_rise",
@@ -48,11 +50,8 @@ DEGRADATION_CHECKS = (
     "accuracy_drop",
     "confidence_drift",
     "estimated_accuracy_drop",
+    *GENAI_DEGRADATION_CHECKS,
 )
-# Generative models' checks (taxonomy.genai): a shift of time to first token, of time per output token, and a
-# drift of output length (tokens per response). Named here so their runbook sections exist and every consumer
-# agrees on the spelling; the collector's engine evaluates DEGRADATION_CHECKS only until their detectors land.
-GENAI_DEGRADATION_CHECKS = ("ttft_shift", "tpot_shift", "output_length_drift")
 DEGRADATION_ALERT = "ModelDegradationDetected"  # the detectors' Alertmanager alert; its runbook is generated
 ATTR_SEVERITY = "severity"  # ok | warning | critical
 ATTR_CORRECT = "correct"  # true | false: whether a labelled prediction was right
