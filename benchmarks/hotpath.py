@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import instrumentors
-from overhead import _endpoint, null_receiver, plain_otel_export, uninstrumented
+from overhead import export_pipeline, null_receiver, plain_otel_export, uninstrumented
 
 import modeltel
 
@@ -45,23 +45,7 @@ def _public_api(sampler: str, queue: str | None, port: int) -> Callable[[], int]
     os.environ.pop("OTEL_BSP_MAX_QUEUE_SIZE", None)
     if queue is not None:
         os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = queue
-    modeltel.shutdown()
-    pipeline = modeltel.init(
-        set_global=False,
-        traces_exporter="otlp",
-        metrics_exporter="otlp",
-        traces_protocol="http/protobuf",
-        metrics_protocol="http/protobuf",
-        traces_endpoint=_endpoint("http", port, "traces"),
-        metrics_endpoint=_endpoint("http", port, "metrics"),
-        metric_export_interval_ms=1000,
-        host_metrics=False,
-        gpu_metrics=False,
-        sampler=sampler,
-        model_name="bench",
-        model_version="1",
-    )
-    assert pipeline is not None
+    pipeline = export_pipeline(sampler, "http/protobuf", port)
 
     @modeltel.monitor_prediction()
     def predict() -> int:

@@ -188,8 +188,8 @@ def plain_otel_export(protocol: str, encoder: str, port: int, *, sampled: bool =
     return predict
 
 
-def modeltel_export_variant(sampler: str, protocol: str, encoder: str, port: int) -> Callable[[], int]:
-    """(d)/(e) exporting over OTLP: the pipeline modeltel builds by default, pointed at the null receiver."""
+def export_pipeline(sampler: str, protocol: str, port: int, **options: Any) -> Any:
+    """The pipeline modeltel builds by default, exporting over OTLP to the null receiver on ``port``."""
     modeltel.shutdown()
     pipeline = modeltel.init(
         set_global=False,
@@ -200,14 +200,20 @@ def modeltel_export_variant(sampler: str, protocol: str, encoder: str, port: int
         traces_endpoint=_endpoint(protocol, port, "traces"),
         metrics_endpoint=_endpoint(protocol, port, "metrics"),
         metric_export_interval_ms=1000,
-        otlp_encoder=encoder,
         host_metrics=False,
         gpu_metrics=False,
         sampler=sampler,
         model_name="bench",
         model_version="1",
+        **options,
     )
     assert pipeline is not None
+    return pipeline
+
+
+def modeltel_export_variant(sampler: str, protocol: str, encoder: str, port: int) -> Callable[[], int]:
+    """(d)/(e) exporting over OTLP: the pipeline modeltel builds by default, pointed at the null receiver."""
+    pipeline = export_pipeline(sampler, protocol, port, otlp_encoder=encoder)
     predict = modeltel_variant_predict(pipeline.telemetry)
     predict.flush = pipeline.tracer_provider.force_flush  # type: ignore[attr-defined]
     exports = [e for e in (pipeline._span_export and pipeline._span_export[0], pipeline._metric_export) if e]
