@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+import modeltel
 from modeltel_collector import Collector
 from tests.binaries import require_binary
 
@@ -153,3 +155,16 @@ def self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+@contextmanager
+def sdk_exporting_to(c: Collector, monkeypatch) -> Iterator[Any]:
+    """The modeltel SDK exporting OTLP/HTTP to collector ``c``; its metrics go only when the test flushes."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "3600000")
+    pipeline = modeltel.init(set_global=False, gpu_metrics=False, host_metrics=False)
+    try:
+        yield pipeline
+    finally:
+        modeltel.shutdown()

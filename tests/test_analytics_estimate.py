@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 import modeltel
 from modeltel import taxonomy as tx
-from tests.collector_helpers import http_post, running_collector, sample, scrape
+from tests.collector_helpers import http_post, running_collector, sample, scrape, sdk_exporting_to
 
 STEP_S, PER_STEP = 5.0, 50  # every simulated 5 s: 50 predictions, an export, a poll
 LABELLED_STEPS, DRIFT_AT = 80, 90  # labels for the first 400 s only; confidence falls at 450 s
@@ -53,11 +53,7 @@ def test_a_fall_of_confidence_alarms_before_any_label_with_a_calibration_from_jo
         monkeypatch.setattr(f"{module}.time_ns", lambda: clock[0])
     with running_collector(otlp_grpc="") as c:
         c.analytics.stop()
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "3600000")  # exports happen when the test flushes
-        pipeline = modeltel.init(set_global=False, gpu_metrics=False, host_metrics=False)
-        try:
+        with sdk_exporting_to(c, monkeypatch) as pipeline:
             for i in range(DRIFT_AT + 12):
                 t = t0 + STEP_S * i
                 pids, correct = _predict(rng, *((8, 2) if i < DRIFT_AT else (3, 3)), clock, t)
@@ -74,8 +70,6 @@ def test_a_fall_of_confidence_alarms_before_any_label_with_a_calibration_from_jo
                 if i == DRIFT_AT - 1:
                     before = c.analytics.engine.models[("scorer", "4")].results["estimated_accuracy_drop"]
                     fams = scrape(c)
-        finally:
-            modeltel.shutdown()
     assert c.analytics.joiner.stats.joined == LABELLED_STEPS * PER_STEP
     assert before.status.value == "ok"  # evaluated (calibrated from the joined labels), and healthy
     assert before.details["low"] < before.details["estimate"] < before.details["high"]

@@ -26,7 +26,7 @@ from modeltel_collector.analytics.engine import Engine
 from modeltel_collector.analytics.live import LiveAnalytics
 from modeltel_collector.analytics_cli import health
 from modeltel_collector.store.metrics import MetricStore
-from tests.collector_helpers import dropped, http_post, running_collector, sample, scrape
+from tests.collector_helpers import dropped, http_post, running_collector, sample, scrape, sdk_exporting_to
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -133,11 +133,7 @@ def test_confidence_drift_is_detected_from_the_sdks_histogram(monkeypatch):
     rng, t0 = np.random.default_rng(7), time.time()
     with running_collector(otlp_grpc="") as c:
         c.analytics.stop()
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.urls["otlp_http"])
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "3600000")  # exports happen when the test flushes
-        pipeline = modeltel.init(set_global=False, gpu_metrics=False, host_metrics=False)
-        try:
+        with sdk_exporting_to(c, monkeypatch) as pipeline:
             drift_at = 80  # 400 s healthy (a reference needs 5 min, joined 1 min late), then beta(6, 2.5)
             for i in range(drift_at + 12):
                 a, b = (8, 2) if i < drift_at else (6, 2.5)
@@ -149,8 +145,6 @@ def test_confidence_drift_is_detected_from_the_sdks_histogram(monkeypatch):
                 if i == drift_at - 1:
                     result = c.analytics.engine.models[("scorer", "4")].results["confidence_drift"]
                     assert result.status.value == "ok" and result.details["current"] >= 100  # tested, and healthy
-        finally:
-            modeltel.shutdown()
         firing = [e for e in c.analytics.events if e.state == "firing"]
         assert {(e.model, e.version, e.check) for e in firing} == {("scorer", "4", "confidence_drift")}
         assert firing[0].time - (t0 + 5 * drift_at) <= 30  # within 30 s of simulated time, lag included
