@@ -128,11 +128,12 @@ def test_overload_answers_429_and_resource_exhausted_then_recovers() -> None:
 
 def test_exporter_retries_through_overload() -> None:
     with running_collector(max_queue_bytes=1) as c:
-        gate = threading.Event()
+        gate, blocked = threading.Event(), threading.Event()
         process = c.pipeline._process
-        c.pipeline._process = lambda *a: (gate.wait(10), process(*a))
+        c.pipeline._process = lambda *a: (blocked.set(), gate.wait(10), process(*a))
         url = c.urls["otlp_http"] + "/v1/traces"
-        assert http_post(url, _request(1).SerializeToString(), PB)[0] == 200  # worker now blocked
+        assert http_post(url, _request(1).SerializeToString(), PB)[0] == 200
+        assert blocked.wait(10)  # the worker took the first request off the queue and now waits
         assert http_post(url, _request(1).SerializeToString(), PB)[0] == 200  # queue holds one
         tp = tracer_provider(c, "grpc")
         tp.get_tracer("t").start_span("retried").end()

@@ -219,7 +219,8 @@ def test_accessibility_smoke_labels_contrast_and_keyboard(browser, demo):
     nav = browser.find_element("css selector", '#nav a[data-page="traces"]')
     nav.send_keys(Keys.ENTER)
     wait(browser, lambda d: d.current_url.endswith("#/traces"), "Enter on a nav link did not navigate")
-    assert nav.get_attribute("aria-current") == "page"
+    # The address changes before the hashchange handler runs: wait for the handler, not the address.
+    wait(browser, lambda d: nav.get_attribute("aria-current") == "page", "the nav link was not marked current")
     open_page(browser, c, f"model?name={MODEL_NAME}&version={MODEL_VERSION}")
     exemplar = css(browser, "a.exemplar")[0]
     assert exemplar.get_attribute("aria-label").startswith("exemplar")
