@@ -70,6 +70,7 @@ async function show() {
     if (mine !== generation) return;
     try {
       await refresh();
+      if (mine !== generation) return; // a newer page took over while this one was fetching
       status.textContent = `Updated ${clock(Date.now() / 1000)}`;
       main.dataset.ready = "1";
     } catch (e) {
