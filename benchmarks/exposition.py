@@ -3,8 +3,9 @@ at whatever ``max_series`` lets clients grow, and the render holds the store's l
 
 Fills a store with span-derived series (a prediction latency histogram and a prediction counter per model
 name, ``--per-resource`` model names per resource, so the per-resource bound stays out of the way) and
-times renders in text and OpenMetrics. Prints seconds per render, microseconds and bytes per series, and
-what a full ``max_series`` store would take at that rate.
+times renders in text and OpenMetrics. Prints seconds per render, microseconds and bytes per series, what
+a full ``max_series`` store would take at that rate, and the longest wait for the store's lock seen by a
+thread that takes it as ingest does (every millisecond) during the renders: what a scrape stalls ingest.
 
     python benchmarks/exposition.py [--series 20000] [--per-resource 400] [--repeat 3]
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -51,14 +53,38 @@ def main() -> None:
     print(f"{n} series (resources included), max_series {store.max_series}")
     for openmetrics in (False, True):
         best, size = float("inf"), 0
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            size = len(render(store, None, openmetrics))
-            best = min(best, time.perf_counter() - t0)
+        with _LockWatch(store.lock) as watch:
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                size = len(render(store, None, openmetrics))
+                best = min(best, time.perf_counter() - t0)
         fmt = "openmetrics" if openmetrics else "text 0.0.4"
         print(f"{fmt:12} {best:.3f} s per render, {best / n * 1e6:.1f} us and {size / n:.0f} B per series, "
               f"{size / 2**20:.1f} MiB; at max_series: {best / n * store.max_series:.1f} s, "
-              f"{size / n * store.max_series / 2**20:.0f} MiB")  # fmt: skip
+              f"{size / n * store.max_series / 2**20:.0f} MiB;"
+              f" longest lock wait {watch.longest * 1e3:.0f} ms")  # fmt: skip
+
+
+class _LockWatch:
+    """A thread that takes ``lock`` every millisecond, as the ingest worker would, and keeps the longest wait."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock, self.longest, self.done = lock, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(0.001):
+            t0 = time.perf_counter()
+            with self.lock:
+                self.longest = max(self.longest, time.perf_counter() - t0)
+
+    def __enter__(self) -> _LockWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 if __name__ == "__main__":

@@ -207,3 +207,41 @@ def test_extreme_exponential_histogram_scale_renders() -> None:
             fams = scrape(c, openmetrics=om)
             assert sample(fams, "huge", "huge_bucket", le="+Inf") == 3
             assert sample(fams, "huge", "huge_bucket", le="0") == 1
+
+
+def test_a_scrape_formats_a_copy_after_letting_go_of_the_store_lock(monkeypatch) -> None:
+    """Formatting is most of a render's time: holding the lock through it stalled ingest for seconds on a
+    full store. What ingest merges while a scrape formats shows in the next scrape, not half in this one."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    from modeltel_collector.process.spanmetrics import process_traces
+    from modeltel_collector.serve import exposition
+    from modeltel_collector.store.metrics import MetricStore
+    from tests.collector_helpers import trace_request
+
+    def prediction():
+        req = trace_request(1)
+        req.resource_spans[0].scope_spans[0].spans[0].attributes.extend([
+            KeyValue(key=tx.SPAN_ATTR_KIND, value=AnyValue(string_value=tx.SPAN_KIND_PREDICTION)),
+            KeyValue(key=tx.ATTR_MODEL_NAME, value=AnyValue(string_value="m")),
+        ])  # fmt: skip
+        return req
+
+    store = MetricStore()
+    process_traces(prediction(), store)
+    held_while_formatting = []
+    histograms = exposition._histograms
+
+    def formatting(*args) -> None:
+        held_while_formatting.append(store.lock.locked())
+        if not store.lock.locked():  # (under the lock this would wait for ever)
+            process_traces(prediction(), store)
+        histograms(*args)
+
+    monkeypatch.setattr(exposition, "_histograms", formatting)
+    count = f'{tx.PREDICTION_LATENCY.prometheus_name}_count{{instance="",job="raw",model_name="m"'
+    first = exposition.render(store, None, False).decode()
+    assert held_while_formatting and not any(held_while_formatting)
+    assert [line.rsplit(" ", 1)[1] for line in first.splitlines() if line.startswith(count)] == ["1"]
+    second = exposition.render(store, None, False).decode()
+    assert [line.rsplit(" ", 1)[1] for line in second.splitlines() if line.startswith(count)] == ["2"]

@@ -76,33 +76,40 @@ def _histograms(w, name: str, series, openmetrics: bool) -> None:
 
 
 def render(store: MetricStore, stats: Stats | None, openmetrics: bool) -> bytes:
-    """The full scrape body: target_info, every merged family, then the collector's self-metrics."""
-    out: list[str] = []
-    w = out.append
+    """The full scrape body: target_info, every merged family, then the collector's self-metrics.
+
+    The store's lock is held only to copy the series (``frozen``); formatting, most of the time, runs
+    after it is let go, so a large scrape does not stall ingest."""
     with store.lock:
         infos = [(s.labels + s.info) for s in store.resources.values() if s.info]
-        if infos:
-            w("# TYPE target info\n" if openmetrics else "# TYPE target_info gauge\n")
-            w("# HELP target Target metadata\n" if openmetrics else "# HELP target_info Target metadata\n")
-            for lb in infos:
-                w(f"target_info{_labels(tuple(sorted(lb)))} 1\n")
-        for fam in sorted(store.families.values(), key=lambda f: f.name):
-            if not fam.series:
-                continue
-            name = fam.name
-            type_name = name + "_total" if fam.type == COUNTER and not openmetrics else name
-            w(f"# TYPE {type_name} {fam.type}\n")
-            suffix = unit_suffix(fam.unit, fam.type == GAUGE)
-            if openmetrics and suffix and name.endswith("_" + suffix):
-                w(f"# UNIT {name} {suffix}\n")
-            if fam.help:
-                w(f"# HELP {type_name} {escape_help(fam.help, openmetrics=openmetrics)}\n")
-            if fam.type == HISTOGRAM:
-                _histograms(w, name, fam.series.items(), openmetrics)
-            else:
-                sample = name + "_total" if fam.type == COUNTER else name
-                for labels, s in fam.series.items():
-                    w(f"{sample}{_labels(labels)} {fmt(s.value)}\n")
+        families = [
+            (fam.name, fam.type, fam.unit, fam.help, [
+                (labels, s.frozen() if fam.type == HISTOGRAM else s.value) for labels, s in fam.series.items()
+            ])
+            for fam in sorted(store.families.values(), key=lambda f: f.name)
+            if fam.series
+        ]  # fmt: skip
+    out: list[str] = []
+    w = out.append
+    if infos:
+        w("# TYPE target info\n" if openmetrics else "# TYPE target_info gauge\n")
+        w("# HELP target Target metadata\n" if openmetrics else "# HELP target_info Target metadata\n")
+        for lb in infos:
+            w(f"target_info{_labels(tuple(sorted(lb)))} 1\n")
+    for name, type_, unit, help_, series in families:
+        type_name = name + "_total" if type_ == COUNTER and not openmetrics else name
+        w(f"# TYPE {type_name} {type_}\n")
+        suffix = unit_suffix(unit, type_ == GAUGE)
+        if openmetrics and suffix and name.endswith("_" + suffix):
+            w(f"# UNIT {name} {suffix}\n")
+        if help_:
+            w(f"# HELP {type_name} {escape_help(help_, openmetrics=openmetrics)}\n")
+        if type_ == HISTOGRAM:
+            _histograms(w, name, series, openmetrics)
+        else:
+            sample = name + "_total" if type_ == COUNTER else name
+            for labels, value in series:
+                w(f"{sample}{_labels(labels)} {fmt(value)}\n")
     if stats is not None:
         counters, gauges = stats.snapshot()
         for name, help_, key, values in counters:

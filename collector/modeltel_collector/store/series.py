@@ -34,6 +34,11 @@ class HistogramSeries:
     def add_exemplar(self, ex: Exemplar) -> None:
         self.exemplars[bisect_left(self.bounds, ex[2])] = ex
 
+    def frozen(self) -> HistogramSeries:
+        """A copy that later merges do not change: taken under the store's lock so that a scrape can
+        format it after letting go (formatting is most of a render's time)."""
+        return HistogramSeries(self.bounds, self.counts[:], self.sum, self.count, self.start_ns, self.exemplars.copy())
+
     def buckets(self) -> list[tuple[float, int, Exemplar | None]]:
         """Cumulative (upper bound, count, exemplar) rows ending with +Inf."""
         out, running = [], 0
@@ -74,6 +79,13 @@ class ExpHistogramSeries:
     count: int = 0
     start_ns: int = 0
     exemplars: list[Exemplar] = field(default_factory=list)
+
+    def frozen(self) -> ExpHistogramSeries:
+        """A copy that later merges do not change (see ``HistogramSeries.frozen``)."""
+        return ExpHistogramSeries(
+            self.scale, self.zero_count, self.zero_threshold, self.positive.copy(), self.negative.copy(),
+            self.sum, self.count, self.start_ns, self.exemplars[:],
+        )  # fmt: skip
 
     def downscale(self, scale: int) -> None:
         if scale >= self.scale:
