@@ -39,6 +39,31 @@ class Batcher:
         return [x + 1 for x in xs]
 
 
+@serve.deployment(name="tokens")
+class Tokens:
+    def count(self, n: int):
+        yield from (f"t{i}" for i in range(n))
+
+    async def acount(self, n: int):
+        for i in range(n):
+            await asyncio.sleep(0.001)
+            yield f"a{i}"
+
+
+def _replica_stream(handle, method: str, n: int, carrier: dict[str, str] | None = None):
+    """The replica's own ``call_user_generator`` (what a real replica iterates for ``stream=True``), run
+    in process on the local replica's wrapper: local testing mode sends streams down another path. The
+    wrapper is switched to a real replica's futures (asyncio ones) for it; the handle is not used again."""
+    meta = RequestMetadata(request_id="r", internal_request_id="i", call_method=method, is_streaming=True)
+    if carrier:
+        setattr(meta, CARRIER_ATTR, carrier)
+    if not handle.is_initialized:
+        handle._init()
+    wrapper = handle._router._user_callable_wrapper
+    wrapper._local_testing_mode = False
+    return wrapper.call_user_generator(meta, (n,), {})
+
+
 def _dicts():
     return {
         "call": UserCallableWrapper.__dict__["call_user_method"],
@@ -129,6 +154,82 @@ def test_serve_batch_records_batch_size(tel: Capture, instrumented, monkeypatch:
     assert stages[("batcher", "7", "inference")] == 4
 
 
+async def test_generator_methods_stream_as_generations(tel: Capture, instrumented) -> None:
+    h = _run(Tokens.bind())
+    parent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    assert [t async for t in _replica_stream(h, "count", 3, {"traceparent": parent})] == ["t0", "t1", "t2"]
+    assert [t async for t in _replica_stream(h, "acount", 4)] == ["a0", "a1", "a2", "a3"]
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 2
+    assert tel.point(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.otel_name).count == 2
+    usage = tel.point(tx.GEN_AI_CLIENT_TOKEN_USAGE.otel_name, **{tx.ATTR_GEN_AI_TOKEN_TYPE: "output"})
+    assert usage.sum == 7 and usage.attributes[tx.ATTR_MODEL_NAME] == "tokens"  # one token per item
+    assert tel.stage_counts() == {("tokens", "7", "inference"): 2}  # the stage spans each stream
+    generations = tel.spans("text_completion tokens")
+    assert sorted(g.attributes[tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] for g in generations) == [3, 4]
+    assert all(g.attributes[tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN] > 0 for g in generations)
+    (carried,) = [g for g in generations if g.context.trace_id == int("ab" * 16, 16)]
+    assert parent_of(carried) == int("cd" * 8, 16)  # the caller's context
+    assert {parent_of(s) for s in tel.stage_spans()} == {g.context.span_id for g in generations}
+
+
+async def test_stream_left_early_is_cancelled(tel: Capture, instrumented) -> None:
+    h = _run(Tokens.bind())
+    tokens = _replica_stream(h, "acount", 50)
+    assert await tokens.__anext__() == "a0"
+    await tokens.aclose()  # what the replica does when the caller cancels or goes away
+    assert tel.count(tx.PREDICTIONS.otel_name, status="cancelled") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name) == 1
+    (generation,) = tel.spans("text_completion tokens")
+    assert tx.FINISH_REASON_CANCELLED in generation.attributes[tx.SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS]
+
+
+async def test_fastapi_ingress_stream_is_a_generation(tel: Capture, instrumented) -> None:
+    """An HTTP request reaches the replica through ``call_http_entrypoint`` (not wrapped): a ``@serve.ingress``
+    FastAPI app's StreamingResponse is a generation through the FastAPI instrumentor, in the replica."""
+    import fastapi
+    from fastapi.responses import StreamingResponse
+
+    from modeltel.instrumentors.fastapi import ModeltelFastAPIInstrumentor
+
+    ModeltelFastAPIInstrumentor().instrument(tracer_provider=tel.pipeline.tracer_provider)
+    try:
+        app = fastapi.FastAPI()
+
+        @app.post("/generate")
+        def generate() -> StreamingResponse:
+            return StreamingResponse(f"t{i} " for i in range(3))
+
+        @serve.deployment(name="ingress")
+        @serve.ingress(app)
+        class Ingress:
+            pass
+
+        h = _run(Ingress.bind())
+        h._init()
+        wrapper = h._router._user_callable_wrapper
+        wrapper._local_testing_mode = False  # a real replica's asyncio futures (see _replica_stream)
+        meta = RequestMetadata(request_id="r", internal_request_id="i", is_streaming=True)
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST"}
+        scope |= {"scheme": "http", "path": "/generate", "raw_path": b"/generate", "query_string": b""}
+        scope |= {"root_path": "", "headers": [], "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1)}
+
+        requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict:  # the body, then nothing until the response ends (no disconnect)
+            if requests:
+                return requests.pop()
+            await asyncio.Event().wait()
+
+        sent = [m async for batch in wrapper.call_http_entrypoint(meta, str, scope, receive) for m in batch]
+    finally:
+        ModeltelFastAPIInstrumentor().uninstrument()
+    assert b"".join(m.get("body", b"") for m in sent) == b"t0 t1 t2 "
+    assert tel.point(tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.otel_name).count == 1
+    usage = tel.point(tx.GEN_AI_CLIENT_TOKEN_USAGE.otel_name, **{tx.ATTR_GEN_AI_TOKEN_TYPE: "output"})
+    assert usage.sum == 3  # one token per body chunk
+    assert tel.count(tx.PREDICTIONS.otel_name, status="success") == 1
+
+
 def test_on_then_off_restores_exactly() -> None:
     before = _dicts()
     RayServeInstrumentor().instrument()
@@ -173,9 +274,9 @@ def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None
         def count(self, n: int):
             yield from range(n)
 
-        def spans(self) -> list[tuple[str, int, int | None, str | None]]:
+        def spans(self) -> list[tuple[str, int, int | None, dict]]:
             return [
-                (s.name, s.context.trace_id, s.parent.span_id if s.parent else None, s.attributes.get("model.name"))
+                (s.name, s.context.trace_id, s.parent.span_id if s.parent else None, dict(s.attributes))
                 for s in self.exporter.get_finished_spans()
             ]
 
@@ -185,7 +286,8 @@ def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None
         tracer = tel.pipeline.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("client") as client:
             assert h.remote(4).result(timeout_s=30) == 8
-        assert list(h.options(stream=True).count.remote(3)) == [0, 1, 2]
+        with tracer.start_as_current_span("streaming client") as streaming:
+            assert list(h.options(stream=True).count.remote(3)) == [0, 1, 2]
         seen = h.spans.remote().result(timeout_s=30)
     finally:
         serve.shutdown()
@@ -194,6 +296,12 @@ def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None
     predict = [s for s in seen if s[0] == "predict" and s[1] == ctx.trace_id]
     assert len(predict) == 1, seen
     assert predict[0][2] == ctx.span_id
-    assert predict[0][3] == "remote-doubler"
-    streamed = [s for s in seen if s[0] == "predict" and s[1] != ctx.trace_id]
-    assert len(streamed) == 1 and streamed[0][3] == "remote-doubler"
+    assert predict[0][3]["model.name"] == "remote-doubler"
+    # The generator method called with stream=True: one generation in the streaming client's trace.
+    stream_ctx = streaming.get_span_context()
+    in_stream = sorted(s[0] for s in seen if s[1] == stream_ctx.trace_id)
+    assert in_stream == ["inference", "text_completion remote-doubler"], seen
+    (generation,) = [s for s in seen if s[0] == "text_completion remote-doubler"]
+    assert generation[2] == stream_ctx.span_id
+    assert generation[3][tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert generation[3][tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN] > 0

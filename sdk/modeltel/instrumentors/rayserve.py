@@ -1,9 +1,10 @@
-"""Ray Serve: each request a replica runs as a prediction, ``@serve.batch`` batches as a ``batch`` stage.
+"""Ray Serve: each handle request a replica runs as a prediction (a streamed one as a generation),
+``@serve.batch`` batches as a ``batch`` stage.
 
 Where (Ray Serve's own seams, not the user's class, which Ray pickles into replica processes):
 
 * Replica side: ``UserCallableWrapper.call_user_method`` (the one path through which a replica runs a
-  deployment's ``__call__`` or any other method for a unary request, HTTP or handle). Its coroutine is
+  deployment's ``__call__`` or any other method for a unary handle or gRPC request). Its coroutine is
   wrapped *before* Ray's ``_run_user_code`` decorator, so the wrapper runs on the user-code event loop
   with the user method inside it: a prediction root (unless one is active) named by the deployment,
   with the ``inference`` stage (``modeltel.framework.stage`` = the method called).
@@ -15,11 +16,18 @@ Where (Ray Serve's own seams, not the user's class, which Ray pickles into repli
   ``DeploymentHandle`` builds it, and extracted in the replica around the prediction. Ray's own
   ``tracing_context`` field is left alone (Ray overwrites it unless Ray's tracing is configured).
 
-Streaming calls (``handle.options(stream=True)``, generator methods) go through the replica's
-``call_user_generator``, wrapped the same way; the prediction spans the stream (Serve's local testing
-mode runs them through another path, not wrapped). The replica process must itself
-be instrumented (``opentelemetry-instrument`` passes its environment to Ray's workers through the
-raylet; otherwise instrument in the deployment's ``__init__``).
+Streaming calls (``handle.options(stream=True)`` on a generator or async generator method) go through
+the replica's ``call_user_generator``, the async generator whose items the replica sends back one by
+one. Each such call is a generation (``docs/generative-serving.md``, through the one stream wrapper,
+:meth:`modeltel.Generation.stream`): each item counts as a token, the first one is time to first token
+(as the item leaves the user's generator for the caller, on the replica), the inference stage spans the
+stream inside it, in the caller's trace context; a caller that stops early or cancels (Ray closes the
+stream) makes it ``cancelled``. Serve's local testing mode runs streams through another path
+(``_call_user_generator`` with a queue), not wrapped. HTTP requests reach a replica through
+``call_http_entrypoint``, not wrapped here: a ``@serve.ingress`` FastAPI app is covered by the FastAPI
+instrumentor (its middleware, a streamed body as a generation) when the replica instruments FastAPI.
+The replica process must itself be instrumented (``opentelemetry-instrument`` passes its environment
+to Ray's workers through the raylet; otherwise instrument in the deployment's ``__init__``).
 """
 
 from __future__ import annotations
@@ -180,8 +188,8 @@ class RayServeInstrumentor(ModeltelInstrumentor):
         else:  # a Ray without the decorator: the method itself is the coroutine function
             replacement = wrap(decorated, self._request_scope)
         patches.replace(UserCallableWrapper, "call_user_method", replacement)
-        # Streaming calls: the async generator the replica iterates; the prediction spans the stream.
-        patches.wrap(UserCallableWrapper, "call_user_generator", lambda func, owner: wrap(func, self._request_scope))
+        # Streaming calls: the async generator the replica iterates, as a generation.
+        patches.wrap(UserCallableWrapper, "call_user_generator", self._generator_call)
 
         # @serve.batch: one "batch" stage per batch the queue runs.
         batch = self.framework_stage(
@@ -206,18 +214,59 @@ class RayServeInstrumentor(ModeltelInstrumentor):
     def _request_scope(self, args: tuple, kwargs: dict) -> Scope | None:
         """``call_user_method(self, request_metadata, ...)``: the caller's context, the prediction (unless
         one is active) and the inference stage, named by the deployment."""
-        if len(args) < 2 and "request_metadata" not in kwargs:
+        request = _request_of(args, kwargs)
+        if request is None:
             return None
-        meta = args[1] if len(args) > 1 else kwargs["request_metadata"]
-        method = getattr(meta, "call_method", "__call__") or "__call__"
-        attributes = _method_attributes(method)
-        name = _deployment_of(args[0])
-        carrier = getattr(meta, CARRIER_ATTR, None)
+        meta, name, attributes = request
         t = self.telemetry()
-        managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
-        if name is not None:
-            managers += (_InDeployment(name),)
+        managers = _carried(meta, name)
         if not modeltel.in_prediction():
             managers += (t.prediction(name, attributes=attributes),)
         managers += (t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes),)
         return Scope(_REQUEST_KEY, managers)
+
+    def _generator_call(self, func: Any, owner: Any) -> Any:
+        """``call_user_generator(self, request_metadata, ...)``, the async generator whose items the replica
+        sends back one by one, as a generation (each item a token, the first one time to first token) with
+        the inference stage inside it, in the caller's trace context. A consumer that stops early (the
+        caller cancelled or went away: Ray closes this generator) makes it ``cancelled``."""
+        telemetry = self.telemetry
+
+        async def call_user_generator(*args: Any, **kwargs: Any) -> Any:
+            items = func(*args, **kwargs)
+            request = _request_of(args, kwargs)
+            if request is not None:
+                _, name, attributes = request
+                t = telemetry()
+                stage = t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes)
+                items = t.generation(name, attributes=attributes).stream(stage.stream_async(items))
+            try:
+                async for item in items:
+                    yield item
+            finally:
+                await items.aclose()
+
+        return wrap(functools.wraps(func)(call_user_generator), _carried_scope)
+
+
+def _request_of(args: tuple, kwargs: dict) -> tuple[Any, str | None, dict[str, Any]] | None:
+    """(request metadata, deployment name, span attributes of the method called) of a replica call
+    ``(self, request_metadata, ...)``, or None when it is not one."""
+    if len(args) < 2 and "request_metadata" not in kwargs:
+        return None
+    meta = args[1] if len(args) > 1 else kwargs["request_metadata"]
+    method = getattr(meta, "call_method", "__call__") or "__call__"
+    return meta, _deployment_of(args[0]), _method_attributes(method)
+
+
+def _carried(meta: Any, name: str | None) -> tuple[Any, ...]:
+    """The caller's trace context from the request's carrier, and the deployment, for one request."""
+    carrier = getattr(meta, CARRIER_ATTR, None)
+    managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
+    return (*managers, _InDeployment(name)) if name is not None else managers
+
+
+def _carried_scope(args: tuple, kwargs: dict) -> Scope | None:
+    """:func:`_carried` as the scope of a streaming call (the generation is opened inside it)."""
+    request = _request_of(args, kwargs)
+    return None if request is None else Scope(_REQUEST_KEY, _carried(request[0], request[1]))
