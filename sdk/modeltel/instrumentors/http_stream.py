@@ -21,11 +21,12 @@ prediction; so does a request whose prediction another one took over before the 
 application's own ``modeltel.prediction()`` or ``generation()``, a BentoML streaming API's generation, which spans the
 stream): that one counts the request, once.
 
-The generation is opened at the first chunk, inside the request's prediction, which it takes over (the
-request is counted once, as the generation); its start is moved back to the request's arrival so time
-to first token and the duration cover the handler's work before the body started. It runs in a context
-of its own, as :func:`modeltel.stream` does, because its first and last chunk may be sent from
-different tasks.
+The generation is opened at the first chunk, inside the request's prediction, which it takes over: the
+request is counted once, as the generation, and the server span, which the middleware marks before the
+last chunk ends it, says ``modeltel.kind=request`` (span-derived series count the request once too). Its
+start is moved back to the request's arrival so time to first token and the duration cover the
+handler's work before the body started. It runs in a context of its own, as :func:`modeltel.stream`
+does, because its first and last chunk may be sent from different tasks.
 """
 
 from __future__ import annotations
