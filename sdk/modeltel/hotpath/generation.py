@@ -15,6 +15,12 @@ generated after the first token" of a response, which is ``(last token - first t
 a sample per gap would weight long responses by their length and cost a histogram record per token. The
 longest single gap (a stall) goes on the span instead.
 
+A client's generation (``client=True``: an LLM call) is a CLIENT span, as the semantic conventions say of
+an inference client. Opened inside a prediction it is a call of that prediction, not a prediction: a child
+span with ``modeltel.kind=client`` and its client-side GenAI series, no prediction count, and its errors
+counted by the prediction, so a request that calls an LLM twice is still one prediction (why: the
+request is what the server answered; the calls are work it did, like its stages).
+
 A consumer that goes away (``GeneratorExit`` from an early ``close()``, ``asyncio.CancelledError``, or
 :meth:`Generation.cancel`) is neither a success nor an error: ``status="cancelled"`` (see
 ``docs/generative.md``).

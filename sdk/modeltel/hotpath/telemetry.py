@@ -166,8 +166,10 @@ class Telemetry:
 
         ``options`` (keywords): ``operation`` (``gen_ai.operation.name``, default ``text_completion``),
         ``request_model`` / ``response_model`` (``gen_ai.request.model`` / ``response.model``, default the
-        model name), ``input_tokens``, ``client=True`` for a client's view (``gen_ai.client.operation.duration``
-        and no server TTFT/TPOT), ``span_name`` (default ``"{operation} {request_model}"``), ``attributes``.
+        model name), ``input_tokens``, ``client=True`` for a client's view (``gen_ai.client.operation.duration``,
+        no server TTFT/TPOT, a CLIENT span; inside a prediction, a call of that prediction that counts no
+        prediction of its own), ``span_name`` (default ``"{operation} {request_model}"``), ``attributes``,
+        ``start_time_ns`` (unix ns: a start before the generation was opened, e.g. the request's arrival).
         """
         return Generation(self, model_name, model_version, **options)
 
