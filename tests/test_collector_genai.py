@@ -89,7 +89,8 @@ def _derived_series(store: MetricStore) -> dict[tuple, tuple]:
 def _without_durations(series: dict[tuple, tuple]) -> dict[tuple, tuple]:
     """The request duration's buckets: the SDK times the generation on perf_counter, the span on the wall
     clock, so a value on a bucket edge may fall either side; its counts must agree."""
-    durations = (tx.GEN_AI_SERVER_REQUEST_DURATION.prometheus_name, tx.PREDICTIONS.prometheus_name)
+    durations = (tx.GEN_AI_SERVER_REQUEST_DURATION.prometheus_name, tx.GEN_AI_CLIENT_OPERATION_DURATION.prometheus_name,
+                 tx.PREDICTIONS.prometheus_name)  # fmt: skip
     return {k: (v[0], ()) if k[0] in durations else v for k, v in series.items()}
 
 
@@ -109,6 +110,23 @@ def test_from_an_sdk_apps_generation_spans_the_collector_derives_its_genai_serie
     fact = next(f for f in facts if isinstance(f, Prediction) and f.output_tokens == 6)
     assert fact.ttft_s == chat.attributes[tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN]
     assert fact.tpot_s == chat.attributes[tx.SPAN_ATTR_GEN_AI_TIME_PER_OUTPUT_TOKEN]
+
+
+def test_client_calls_inside_a_prediction_derive_their_client_series_and_no_prediction(tel: Capture) -> None:
+    with modeltel.prediction("app", "1"):  # a request that calls an upstream model twice
+        for _ in range(2):
+            list(modeltel.stream(_tokens([0.005, 0.005]), operation="chat", request_model="gpt-x", client=True))
+    list(modeltel.stream(_tokens([0.005]), operation="chat", request_model="gpt-x", client=True))  # on its own
+    store = MetricStore()
+    process_traces(encode_spans(tel.spans()), store, now=time.time())
+    sdk, derived = _sdk_series(tel), _derived_series(store)
+    assert _without_durations(derived) == _without_durations(sdk)
+    predictions = {dict(k[1])["model_name"]: v[0] for k, v in derived.items() if k[0] == tx.PREDICTIONS.prometheus_name}
+    assert predictions == {"app": 1, "llm": 1}  # the request once; a client call on its own is the app's prediction
+    client = {dict(k[1])["model_name"]: v[0] for k, v in derived.items()
+              if k[0] == tx.GEN_AI_CLIENT_OPERATION_DURATION.prometheus_name}  # fmt: skip
+    assert client == {"app": 2, "llm": 1}
+    assert tx.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name not in {k[0] for k in derived}  # CLIENT spans
 
 
 def test_derived_genai_samples_carry_their_span_as_exemplar(tel: Capture) -> None:

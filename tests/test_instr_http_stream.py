@@ -35,8 +35,10 @@ ERRORS = tx.ERRORS.otel_name
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    for module in (stage_module, generation_module, http_stream):
+    for module in (stage_module, generation_module):
         monkeypatch.setattr(module, "perf_counter", c)
+    for module in (generation_module, http_stream):  # the request's arrival, the generation's start_time_ns
+        monkeypatch.setattr(module, "time_ns", lambda: int(c.now * 1e9))
     return c
 
 
@@ -110,6 +112,7 @@ async def test_sse_stream_is_a_generation(tel: Capture, clock: Clock, fastapi_on
     assert tel.count(PREDICTIONS, status="success") == 1  # the request, counted once: as the generation
     assert tel.count(PREDICTIONS) == 1
     (span,) = tel.spans("chat env-model")
+    assert span.start_time == 100 * 10**9  # the request's arrival on the clock (start_time_ns), not its first chunk
     assert span.attributes[tx.SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert span.attributes[tx.SPAN_ATTR_GEN_AI_USAGE_INPUT_TOKENS] == 7
     assert [e.name for e in span.events] == [tx.SPAN_EVENT_GEN_AI_FIRST_TOKEN]

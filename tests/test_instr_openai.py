@@ -149,3 +149,48 @@ def test_uninstrument_restores_exactly(tel: Capture, client: openai.OpenAI) -> N
     assert Completions.__dict__["create"] is original
     client.chat.completions.create(model="tinylm", messages=MESSAGES, max_tokens=2)
     assert tel.points(DURATION) == []
+
+
+def test_two_calls_in_one_request_are_children_of_its_one_prediction(tel: Capture, on, base_url: str) -> None:
+    # A FastAPI app whose handler calls the upstream model twice (whole, then streamed): the request is one
+    # prediction, the server's; each call is its CLIENT child with its own client-side GenAI series.
+    fastapi = pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.trace import SpanKind
+
+    from modeltel.instrumentors.fastapi import ModeltelFastAPIInstrumentor
+    from modeltel_collector.process.spanmetrics import process_traces
+    from modeltel_collector.store.metrics import MetricStore
+
+    app = fastapi.FastAPI()
+
+    @app.post("/answer")
+    def answer() -> dict:
+        with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as upstream:
+            create = upstream.chat.completions.create
+            whole = create(model="tinylm", messages=MESSAGES, max_tokens=2, extra_body=EXTRA)
+            chunks = create(model="tinylm", messages=MESSAGES, max_tokens=3, stream=True, extra_body=EXTRA)
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        return {"text": whole.choices[0].message.content + streamed}
+
+    ModeltelFastAPIInstrumentor.instrument_app(app, tracer_provider=tel.pipeline.tracer_provider)
+    try:
+        with TestClient(app) as c:
+            assert c.post("/answer").status_code == 200
+    finally:
+        ModeltelFastAPIInstrumentor.uninstrument_app(app)
+    assert tel.count(PREDICTIONS) == 1
+    assert tel.count(PREDICTIONS, model_name="env-model", status="success") == 1
+    assert tel.point(DURATION, model_name="env-model", **{tx.ATTR_GEN_AI_REQUEST_MODEL: "tinylm"}).count == 2
+    (server,) = tel.spans("POST /answer")
+    assert server.attributes[tx.SPAN_ATTR_KIND] == tx.SPAN_KIND_PREDICTION  # not replaced by a call
+    calls = tel.spans("chat tinylm")
+    assert len(calls) == 2
+    assert all(s.kind == SpanKind.CLIENT and s.parent.span_id == server.context.span_id for s in calls)
+    assert all(s.attributes[tx.SPAN_ATTR_KIND] == tx.SPAN_KIND_CLIENT for s in calls)
+    store = MetricStore()
+    process_traces(encode_spans(tel.spans()), store)  # a trace-only app: the collector counts the same
+    assert sum(s.value for s in store.families[tx.PREDICTIONS.prometheus_name].series.values()) == 1
+    client = store.families[tx.GEN_AI_CLIENT_OPERATION_DURATION.prometheus_name].series.values()
+    assert sum(s.count for s in client) == 2

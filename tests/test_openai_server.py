@@ -123,3 +123,32 @@ def test_fault_knobs_slow_decode_and_prefill(tel: Capture, instrumented: TestCli
     instrumented.post("/v1/completions", json={**COMPLETION, "stream": True})
     ttft = tel.point(TTFT)
     assert ttft.count == 2 and ttft.sum >= 0.2  # the second waited 200 ms before its first token
+
+
+def test_a_streamed_request_is_one_prediction_in_the_sdk_and_in_the_collectors_span_derived_series(
+    tel: Capture, folder: Path
+) -> None:
+    # With the server span (instrument_app adds it): the generation the stream opens is the request's
+    # prediction, and the server span around it says it is none, so a trace-only app is counted once too.
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from modeltel_collector.process.spanmetrics import process_traces
+    from modeltel_collector.store.metrics import MetricStore
+
+    app = openai_server.create_app(str(folder))
+    ModeltelFastAPIInstrumentor.instrument_app(app, tracer_provider=tel.pipeline.tracer_provider)
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    with TestClient(app) as c:
+        assert c.post("/v1/chat/completions", json=request).status_code == 200
+        assert c.post("/v1/chat/completions", json=CHAT).status_code == 200  # whole: the server span counts
+    ModeltelFastAPIInstrumentor.uninstrument_app(app)
+    assert tel.count(tx.PREDICTIONS.otel_name) == 2
+    (server, whole) = [s for s in tel.spans() if s.name == "POST /v1/chat/completions"]
+    assert server.attributes[tx.SPAN_ATTR_KIND] == tx.SPAN_KIND_REQUEST
+    assert whole.attributes[tx.SPAN_ATTR_KIND] == tx.SPAN_KIND_PREDICTION
+    (generation,) = tel.spans("chat env-model")
+    assert generation.parent.span_id == server.context.span_id
+    store = MetricStore()
+    process_traces(encode_spans(tel.spans()), store)
+    derived = store.families[tx.PREDICTIONS.prometheus_name].series.values()
+    assert sum(s.value for s in derived) == 2

@@ -42,7 +42,9 @@ _MODEL_LABEL, _VERSION_LABEL = "model_name", "model_version"
 _KIND, _STAGE_ATTR, _MODEL_ATTR = tx.SPAN_ATTR_KIND, tx.SPAN_ATTR_STAGE, tx.ATTR_MODEL_NAME
 _VERSION_ATTR = tx.ATTR_MODEL_VERSION
 _PREDICTION, _STAGE_KIND, _FEEDBACK = tx.SPAN_KIND_PREDICTION, tx.SPAN_KIND_STAGE, tx.SPAN_KIND_FEEDBACK
+_CALL = tx.SPAN_KIND_CLIENT  # a client generation inside a prediction: GenAI series, no prediction count
 _FACT_KINDS = frozenset((_PREDICTION, _FEEDBACK))
+_GENERATION_KINDS = frozenset((_PREDICTION, _CALL))
 _GENERATION = "generation"  # a group of generations (prediction spans with gen_ai.operation.name)
 # (resource index, scope (name, version), span kind, model, version, stage, status): one derived series
 _GroupKey = tuple[int, tuple[str, str], str, str, str, str, str]
@@ -204,7 +206,7 @@ def _scan_scope(
         t.parts.append(b"\x12" + _varint(len(data)) + data)
         t.count += 1
         failed = code == _ERROR or http_status >= 400
-        gen = read_generation(sp, extra, model, failed) if kind == _PREDICTION and extra else None
+        gen = read_generation(sp, extra, model, failed) if kind in _GENERATION_KINDS and extra else None
         if derived is not None and kind:
             obs = (duration, trace_id, span_id, end)
             derived.append((kind, stage, model, version, has_model, span_id, parent, failed, obs, gen))
@@ -250,16 +252,20 @@ def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_Gr
     """Add one scope's prediction and stage spans to their derived series' observations.
 
     Stage spans without model attributes inherit them from their prediction span in the same batch. A
-    generation whose consumer left counts under ``status="cancelled"``, as the SDK counts it.
+    generation whose consumer left counts under ``status="cancelled"``, as the SDK counts it. A client
+    call inside a prediction (``modeltel.kind=client``) adds its GenAI series only: its prediction counts
+    the request.
     """
-    parents: dict[bytes, tuple[str, str]] = {}  # prediction span id -> its (model, version)
+    parents: dict[bytes, tuple[str, str]] = {}  # prediction (or call) span id -> its (model, version)
     for kind, _, model, version, _, span_id, _, failed, obs, gen in spans:
+        if kind not in _GENERATION_KINDS:
+            continue
+        parents[span_id] = (model, version)
+        if gen is not None:
+            groups.setdefault((ri, scope, _GENERATION, model, version, "", ""), []).append(gen)
         if kind == _PREDICTION:
-            parents[span_id] = (model, version)
             status = tx.STATUS_ERROR if failed else tx.STATUS_SUCCESS
-            if gen is not None:
-                status = tx.STATUS_CANCELLED if gen.cancelled else status
-                groups.setdefault((ri, scope, _GENERATION, model, version, "", ""), []).append(gen)
+            status = tx.STATUS_CANCELLED if gen is not None and gen.cancelled else status
             groups.setdefault((ri, scope, kind, model, version, "", status), []).append(obs)
     for kind, stage, model, version, has_model, _, parent, _, obs, _ in spans:
         if kind == _STAGE_KIND:

@@ -15,6 +15,12 @@ generated after the first token" of a response, which is ``(last token - first t
 a sample per gap would weight long responses by their length and cost a histogram record per token. The
 longest single gap (a stall) goes on the span instead.
 
+A client's generation (``client=True``: an LLM call) is a CLIENT span, as the semantic conventions say of
+an inference client. Opened inside a prediction it is a call of that prediction, not a prediction: a child
+span with ``modeltel.kind=client`` and its client-side GenAI series, no prediction count, and its errors
+counted by the prediction, so a request that calls an LLM twice is still one prediction (why: the
+request is what the server answered; the calls are work it did, like its stages).
+
 A consumer that goes away (``GeneratorExit`` from an early ``close()``, ``asyncio.CancelledError``, or
 :meth:`Generation.cancel`) is neither a success nor an error: ``status="cancelled"`` (see
 ``docs/generative.md``).
@@ -27,6 +33,8 @@ import threading
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any, TypedDict
+
+from opentelemetry.trace import SpanKind
 
 from .. import taxonomy as tx
 from .series import CardinalityGuard, ModelSeries
@@ -55,6 +63,7 @@ class GenerationOptions(TypedDict, total=False):
     client: bool
     span_name: str | None
     attributes: Mapping[str, Any] | None
+    start_time_ns: int | None
 
 
 class GenAISeries:
@@ -164,8 +173,11 @@ class Generation(Prediction):
         "_operation",
         "_output_tokens",
         "_request_model",
+        "_span_kind",
+        "_start_ns",
         "_tokens",
         "_user_attributes",
+        "_within",
         "response_model",
     )
 
@@ -182,8 +194,12 @@ class Generation(Prediction):
         client: bool = False,
         span_name: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        start_time_ns: int | None = None,
     ) -> None:
         Prediction.__init__(self, telemetry, "generate", model_name, model_version, span_name, attributes)
+        self._span_kind = SpanKind.CLIENT if client else SpanKind.INTERNAL  # the semconv's inference client span
+        self._start_ns = None if start_time_ns is None else int(start_time_ns)
+        self._within: Prediction | None = None  # (a client call) the prediction it runs in: that counts it
         self._named = span_name is not None  # else "{operation} {request model}" (the semconv's span name)
         self._operation = operation
         self._request_model = request_model
@@ -202,8 +218,16 @@ class Generation(Prediction):
         self._finish: list[str] | None = None
         self._cancelled = False
 
-    __enter__ = _own_code(Stage.__enter__)
+    _enter = _own_code(Stage.__enter__)
     __exit__ = _own_code(Stage.__exit__)
+
+    def __enter__(self) -> Generation:
+        """Enter; with ``start_time_ns``, its clock starts that long ago (TTFT and duration count from it)."""
+        self._enter()
+        start = self._start_ns
+        if start is not None and self._live:
+            self._start -= max(0, time_ns() - start) / 1e9
+        return self
 
     def __call__(self, func: Any) -> Any:
         raise TypeError("a generation is not a decorator: use `with modeltel.generation(...)` or modeltel.stream()")
@@ -278,20 +302,35 @@ class Generation(Prediction):
 
     # -- the prediction's hooks -------------------------------------------------------------------------
     def _open_prediction(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
-        """A prediction with ``gen_ai`` span attributes; inside another prediction (an application's or a
-        framework's, not a generation) it takes over that one's count, as a prediction inside an adopted
-        server span does, so the request is counted once, as a generation."""
+        """A prediction with ``gen_ai`` span attributes. Inside another prediction (an application's or a
+        framework's, not a generation) a server-side generation takes over that one's count, as a
+        prediction inside an adopted server span does, so the request is counted once, as the generation;
+        a client-side one is a call that prediction makes (:meth:`_open_call`), and takes over nothing."""
         self._reset()
         root = parent
         while root is not None and not root._root:
             root = root._parent
-        if root is not None and not isinstance(root, Generation) and root.superseded is None:
-            root.superseded = self
         request = self._request_model or model.name
         if not self._named:
             self._span_name = self._name = f"{self._operation} {request}"
         self._attributes = self._t.genai.span_extra(self._operation, request, self._user_attributes)
+        self._within = root if self._client else None
+        if self._within is not None:
+            return self._open_call(model, parent)
+        if root is not None and not isinstance(root, Generation) and root.superseded is None:
+            root.superseded = self
         return Prediction._open_prediction(self, model, parent)
+
+    def _open_call(self, model: ModelSeries, parent: Stage | None) -> trace.Span | None:
+        """A client call inside a prediction: a child span with ``modeltel.kind=client`` and its client-side
+        GenAI series, but no prediction count or latency sample of its own (the enclosing prediction
+        counts the request once, and counts the errors raised in the call, as it does a stage's)."""
+        self.sampled = False
+        if parent is None or not parent.sampled:
+            return None
+        attrs = model.span_attrs_with(model.client_span_attrs, self._attributes)
+        span = self._span = self._start_span(parent, attrs)
+        return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         if exc is not None and isinstance(exc, _CANCELLATIONS):
@@ -303,11 +342,20 @@ class Generation(Prediction):
         Prediction._close_prediction(self, elapsed, exc, span)
 
     def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
+        if self._within is not None:  # a call inside a prediction: that one counts the request
+            return
         if not self._cancelled:
             Prediction._count(self, elapsed, exc, span)
             return
         self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
         self._genai().cancelled.add(1)
+
+    def _error(self, exc: BaseException) -> None:
+        """An error raised inside it: a call inside a prediction hands it to that prediction."""
+        if self._within is not None:
+            self._within._error(exc)
+        else:
+            Prediction._error(self, exc)
 
     def _genai(self) -> GenAISeries:
         model = self.model

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from .spans import FastSpan
 
@@ -43,7 +43,15 @@ class SpanHold:
         self.start_fits = factory.start_fits
         self.spans: list[FastSpan] = []
 
-    def start(self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None) -> FastSpan:
+    def start(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        parent: SpanContext | None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        start_time: int | None = None,
+    ) -> FastSpan:
         """A held span: a child of ``parent`` when it is valid (remote, or a held span), else a new trace's root."""
         factory = self._factory
         if parent is not None and parent.is_valid:
@@ -53,7 +61,7 @@ class SpanHold:
             parent = None
             flags = TraceFlags(factory._root_flags & _NOT_SAMPLED)
             context = SpanContext(factory._new_trace_id(), factory._new_span_id(), False, flags)
-        return FastSpan(self, name, context, parent, attributes)  # type: ignore[arg-type]
+        return FastSpan(self, name, context, parent, attributes, kind, start_time)  # type: ignore[arg-type]
 
     def finish(self, span: FastSpan) -> None:
         self.spans.append(span)
@@ -97,7 +105,6 @@ def _copy(span: FastSpan, factory: SpanFactory, context: SpanContext, parent: Sp
         limits.max_span_attributes, span._attributes, immutable=False, max_value_len=limits.max_span_attribute_length
     )
     attributes.dropped += getattr(span._attributes, "dropped", 0)
-    copy = FastSpan(factory, span._name, context, parent, attributes)
+    copy = FastSpan(factory, span._name, context, parent, attributes, span._kind, span._start_time)
     copy._events, copy._links, copy._status = span._events, span._links, span._status
-    copy._start_time = span._start_time
     return copy

@@ -65,6 +65,7 @@ class ModelSeries:
         "_stage_guard",
         "_with_extra",
         "batch",
+        "client_span_attrs",
         "confidence",
         "errors",
         "failure",
@@ -99,6 +100,7 @@ class ModelSeries:
         self.confidence = recorder.histogram(tx.PREDICTION_CONFIDENCE, attrs)
         self.batch = recorder.histogram(tx.BATCH_SIZE, attrs)
         self.prediction_span_attrs = {**attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION}
+        self.client_span_attrs = {**attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_CLIENT}  # a call inside a prediction
         self.stages: dict[str, tuple[Any, dict[str, str]]] = {}
         self.errors: dict[str, Any] = {}
         self._with_extra: dict[tuple[int, int], tuple[Mapping[str, Any], Mapping, Mapping]] = {}

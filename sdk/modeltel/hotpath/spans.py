@@ -94,18 +94,26 @@ class SpanFactory:
         self.admission = admission
 
     def start(
-        self, name: str, attributes: Mapping[str, Any], parent: SpanContext | None, *, outermost: bool = False
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        parent: SpanContext | None,
+        *,
+        outermost: bool = False,
+        kind: SpanKind = SpanKind.INTERNAL,
+        start_time: int | None = None,
     ) -> FastSpan | None:
         """A recording span, or None when the sampler drops it (or only records it: such a span is never
         exported, and modeltel's metrics do not need it), or when it would be the ``outermost`` modeltel
-        span of a trace while the span buffer is overloaded (the trace is shed whole, and counted)."""
+        span of a trace while the span buffer is overloaded (the trace is shed whole, and counted).
+        ``start_time``: unix ns, default now."""
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
             if self._trust_parent and parent.trace_flags.sampled:
                 trace_state = parent.trace_state
             else:
-                result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
+                result = self._sampler.should_sample(None, trace_id, name, kind, attributes)
                 if not result.decision.is_sampled():
                     return None
                 attributes, trace_state = result.attributes, result.trace_state
@@ -113,7 +121,7 @@ class SpanFactory:
             parent = None
             trace_id = self._new_trace_id()
             flags = self._root_flags
-            result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
+            result = self._sampler.should_sample(None, trace_id, name, kind, attributes)
             if not result.decision.is_sampled():
                 return None
             attributes, trace_state = result.attributes, result.trace_state
@@ -121,7 +129,7 @@ class SpanFactory:
             self.admission.count("overload")
             return None
         context = SpanContext(trace_id, self._new_span_id(), False, flags, trace_state)
-        span = FastSpan(self, name, context, parent, attributes)
+        span = FastSpan(self, name, context, parent, attributes, kind, start_time)
         self._processor.on_start(span)
         return span
 
@@ -146,13 +154,20 @@ class FastSpan(trace_api.Span, ReadableSpan):
     _changed = False  # set (on the instance) by the first change: see end()
 
     def __init__(
-        self, factory: SpanFactory, name: str, context: SpanContext, parent: SpanContext | None, attributes: Mapping
+        self,
+        factory: SpanFactory,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: Mapping,
+        kind: SpanKind = SpanKind.INTERNAL,
+        start_time: int | None = None,
     ) -> None:
         self._factory = factory
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = SpanKind.INTERNAL
+        self._kind = kind
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
         self._events: Sequence[Event] = ()  # a BoundedList from the first event on
         self._links: Sequence[Link] = ()
@@ -162,7 +177,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._instrumentation_info = None  # deprecated; exporters read the scope
         self._end_time: int | None = None
         self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
-        self._start_time = time_ns()
+        self._start_time = start_time if start_time is not None else time_ns()
         if len(attributes) > factory.start_fits:
             self._own_attributes()
             self._changed = True

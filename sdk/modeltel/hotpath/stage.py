@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import taxonomy as tx
 from .state import current
@@ -86,6 +86,9 @@ class Stage:
         "sampled",
         "stage",
     )
+    # what a generation sets per use (its slots there): the OTel span kind, and a backdated start (unix ns)
+    _span_kind = SpanKind.INTERNAL
+    _start_ns: int | None = None
 
     def __init__(
         self,
@@ -189,16 +192,18 @@ class Stage:
         current span. Outside any stage, or inside an adopting prediction (which has no span of its own),
         it is the trace's outermost modeltel span: the one that is shed under overload."""
         self._held = None  # the hold its span ends into, if any (its children's spans are held too)
+        t, name, kind, start = self._t, self._span_name, self._span_kind, self._start_ns
         if parent is None:
-            return self._t.start_span(None, self._span_name, attributes, outermost=True)
+            return t.start_span(None, name, attributes, outermost=True, kind=kind, start_time=start)
         if otel_context.get_current() is not parent._otel_ctx:
             current_span = trace.get_current_span().get_span_context()
-            return self._t.start_span(current_span, self._span_name, attributes, outermost=parent._otel_ctx is None)
+            outermost = parent._otel_ctx is None
+            return t.start_span(current_span, name, attributes, outermost=outermost, kind=kind, start_time=start)
         hold = parent._held
         if hold is None:
-            return self._t.start_span(parent._span.get_span_context(), self._span_name, attributes)
+            return t.start_span(parent._span.get_span_context(), name, attributes, kind=kind, start_time=start)
         self._held = hold  # inside a held prediction: held too
-        return hold.start(self._span_name, attributes, parent._span.get_span_context())
+        return hold.start(name, attributes, parent._span.get_span_context(), kind=kind, start_time=start)
 
     def _on_error(self, exc: BaseException, span: trace.Span | None) -> None:
         """Mark the span, and hand the error to the enclosing prediction, which counts it if it is counted
@@ -335,7 +340,9 @@ class Prediction(Stage):
         ):
             hold = self._hold = self._held = self._t.span_hold()
             if hold is not None:
-                span = self._span = hold.start(self._span_name, attrs, trace.get_current_span().get_span_context())
+                parent_span = trace.get_current_span().get_span_context()
+                kind, start = self._span_kind, self._start_ns
+                span = self._span = hold.start(self._span_name, attrs, parent_span, kind=kind, start_time=start)
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:

@@ -87,11 +87,19 @@ class Telemetry:
         return self.model(name, version)
 
     def start_span(
-        self, parent: SpanContext | None, name: str, attributes: Mapping[str, Any], *, outermost: bool = False
+        self,
+        parent: SpanContext | None,
+        name: str,
+        attributes: Mapping[str, Any],
+        *,
+        outermost: bool = False,
+        kind: SpanKind = SpanKind.INTERNAL,
+        start_time: int | None = None,
     ) -> trace.Span | None:
         """A span for a prediction or stage under ``parent`` (None: under the current span), or None under a
         trace that is not sampled (or with no tracing), or for the ``outermost`` modeltel span of a trace
-        while the span buffer sheds traces (:mod:`.admission`)."""
+        while the span buffer sheds traces (:mod:`.admission`). ``kind``: CLIENT for a client's generation;
+        ``start_time``: unix ns, default now (a backdated generation's)."""
         if parent is None:
             if not self.tracing:
                 return None
@@ -102,8 +110,8 @@ class Telemetry:
         elif self._root_off:
             return None
         if self._spans is not None:
-            return self._spans.start(name, attributes, parent, outermost=outermost)
-        span = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+            return self._spans.start(name, attributes, parent, outermost=outermost, kind=kind, start_time=start_time)
+        span = self._tracer.start_span(name, kind=kind, attributes=attributes, start_time=start_time)
         return span if span.is_recording() else None
 
     def may_trace(self, parent: Stage | None) -> bool:
@@ -158,8 +166,10 @@ class Telemetry:
 
         ``options`` (keywords): ``operation`` (``gen_ai.operation.name``, default ``text_completion``),
         ``request_model`` / ``response_model`` (``gen_ai.request.model`` / ``response.model``, default the
-        model name), ``input_tokens``, ``client=True`` for a client's view (``gen_ai.client.operation.duration``
-        and no server TTFT/TPOT), ``span_name`` (default ``"{operation} {request_model}"``), ``attributes``.
+        model name), ``input_tokens``, ``client=True`` for a client's view (``gen_ai.client.operation.duration``,
+        no server TTFT/TPOT, a CLIENT span; inside a prediction, a call of that prediction that counts no
+        prediction of its own), ``span_name`` (default ``"{operation} {request_model}"``), ``attributes``,
+        ``start_time_ns`` (unix ns: a start before the generation was opened, e.g. the request's arrival).
         """
         return Generation(self, model_name, model_version, **options)
 

@@ -37,7 +37,10 @@ class ModeltelASGIMiddleware:
         async def send_status(message: dict) -> None:
             kind = message["type"]
             if kind == "http.response.body":
-                response.body(message.get("body", b""), more=message.get("more_body", False))
+                more = message.get("more_body", False)
+                response.body(message.get("body", b""), more=more)
+                if not more:  # a generation the stream opened took over; the server span ends with this
+                    self._requests.taken_over(prediction)
             elif kind == "http.response.start":
                 status.append(message["status"])
                 response.start(message["status"], message.get("headers", ()))
@@ -56,7 +59,7 @@ class ModeltelASGIMiddleware:
             else:
                 response.close(None)
             finally:
-                self._requests.taken_over(prediction)  # a generation the stream opened counts it too
+                self._requests.taken_over(prediction)  # a server span that outlives the last body message
                 prediction.set_outcome(status_ok(status[0] if status else None))
         if left is not None:
             raise left

@@ -21,11 +21,12 @@ prediction; so does a request whose prediction another one took over before the 
 application's own ``modeltel.prediction()`` or ``generation()``, a BentoML streaming API's generation, which spans the
 stream): that one counts the request, once.
 
-The generation is opened at the first chunk, inside the request's prediction, which it takes over (the
-request is counted once, as the generation); its start is moved back to the request's arrival so time
-to first token and the duration cover the handler's work before the body started. It runs in a context
-of its own, as :func:`modeltel.stream` does, because its first and last chunk may be sent from
-different tasks.
+The generation is opened at the first chunk, inside the request's prediction, which it takes over: the
+request is counted once, as the generation, and the server span, which the middleware marks before the
+last chunk ends it, says ``modeltel.kind=request`` (span-derived series count the request once too). It
+starts at the request's arrival (``start_time_ns``), so time to first token, the duration and its span
+cover the handler's work before the body started. It runs in a context of its own, as :func:`modeltel.stream`
+does, because its first and last chunk may be sent from different tasks.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from contextvars import Context, copy_context
-from time import perf_counter
+from time import time_ns
 from typing import Any
 
 import modeltel
@@ -80,7 +81,7 @@ class StreamedResponse:
     def __init__(self, telemetry: Callable[[], modeltel.Telemetry], request: modeltel.Prediction) -> None:
         self._telemetry = telemetry
         self._request = request  # the request's prediction, just entered
-        self._arrival = perf_counter()
+        self._arrival = time_ns()  # unix ns: the generation's start_time_ns
         self._g: modeltel.Generation | None = None
         self._ctx: Context | None = None
         self._sse = False
@@ -131,7 +132,7 @@ class StreamedResponse:
             return None
         first = next(iter(_payloads(chunk)), None) if self._sse else None
         head = _json(first) if first else None
-        options: dict[str, Any] = {"attributes": ATTRIBUTES}
+        options: dict[str, Any] = {"attributes": ATTRIBUTES, "start_time_ns": self._arrival}
         if head is not None:
             if str(head.get("object", "")).startswith("chat.completion"):
                 options["operation"] = tx.GEN_AI_OPERATION_CHAT
@@ -141,7 +142,6 @@ class StreamedResponse:
             g = self._telemetry().generation(**options)
             ctx = copy_context()
             ctx.run(g.__enter__)
-            g._start = self._arrival  # the request's arrival (see the module docstring)
         except Exception as failure:  # a monitoring bug must not reach the model server
             self._telemetry().monitoring_failed(failure)
             self._done = True

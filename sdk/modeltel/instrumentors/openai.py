@@ -18,8 +18,9 @@ the one the server answered with.
   gives the authoritative counts. A stream closed before its end (``close()``, leaving its ``with``, or
   garbage collection of an async stream's iteration) is ``cancelled``; one that raises is an error.
 
-The model name: the request's ``model`` outside any modeltel prediction; inside one (an instrumented
-server calling an LLM), the enclosing prediction's model, as a generation there is (see ``docs/generative.md``).
+Outside any modeltel prediction a call is the app's prediction, under the request's ``model``; inside one (an
+instrumented server calling an LLM, once or more) it is a CLIENT child of that prediction under its model,
+which still counts the request once (see ``docs/generative.md``, "Client calls inside a prediction").
 The generation runs in a context of its own, because a stream outlives the call that made it.
 """
 

@@ -45,6 +45,7 @@ __all__ = [
     "SPAN_ATTR_FRAMEWORK_STAGE",
     "SPAN_ATTR_KIND",
     "SPAN_ATTR_STAGE",
+    "SPAN_KIND_CLIENT",
     "SPAN_KIND_PREDICTION",
     "SPAN_KIND_REQUEST",
     "SPAN_KIND_STAGE",
@@ -74,7 +75,7 @@ ATTR_SHED_REASON = "reason"  # reason: one of SHED_REASONS
 
 # Span-only attributes: they let any consumer (our collector's span-derived metrics included) tell
 # modeltel's spans apart without parsing span names.
-SPAN_ATTR_KIND = "modeltel.kind"  # "prediction" | "stage" | "request" (see SPAN_KIND_REQUEST)
+SPAN_ATTR_KIND = "modeltel.kind"  # "prediction" | "stage" | "request" | "client" (see SPAN_KIND_REQUEST, _CLIENT)
 SPAN_ATTR_STAGE = "modeltel.stage"  # canonical stage name, as in the ATTR_STAGE metric label
 SPAN_ATTR_FRAMEWORK_STAGE = "modeltel.framework.stage"  # the framework's own name, e.g. "decode_request"
 SPAN_ATTR_FRAMEWORK = "modeltel.framework"  # e.g. "kserve", "sklearn"
@@ -84,6 +85,9 @@ SPAN_KIND_STAGE = "stage"
 # an HTTP server span adopted as the request's prediction whose application then opened its own inside:
 # the request is counted once, under the application's, so the server span is no prediction either
 SPAN_KIND_REQUEST = "request"
+# a client-side generation (an LLM call, modeltel.generation(client=True)) inside a prediction: the
+# prediction's child, with its client GenAI series; the request is that prediction's, counted once there
+SPAN_KIND_CLIENT = "client"
 
 # Resource attributes describing the served model (in addition to service.name / service.instance.id).
 RESOURCE_MODEL_NAME = "model.name"
