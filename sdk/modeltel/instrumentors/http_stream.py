@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import Context, copy_context
 from time import perf_counter
 from typing import Any
@@ -42,6 +42,7 @@ import modeltel
 from modeltel import taxonomy as tx
 
 from .base import stage_attributes
+from .http_server import status_ok
 
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
 _SSE = b"text/event-stream"
@@ -187,4 +188,50 @@ def _int(usage: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
-__all__ = ["StreamedResponse"]
+async def run_observed(
+    app: Callable[..., Awaitable[Any]],
+    asgi: tuple[dict, Any, Any],
+    prediction: modeltel.Prediction,
+    telemetry: Callable[[], modeltel.Telemetry],
+    *,
+    taken_over: Callable[[modeltel.Prediction], None],
+) -> Any:
+    """Run ASGI ``app`` on ``asgi`` (scope, receive, send) for one model request, inside ``prediction``
+    (entered here): an error when the response's status is ``>= 400`` or the app raises, a generation when
+    its body streams (:class:`StreamedResponse`). ``taken_over(prediction)`` runs as the response starts
+    and after the app returned (a server span to relabel when the prediction was taken over)."""
+    scope, receive, send = asgi
+    status: list[int] = []
+    response: StreamedResponse
+
+    async def send_status(message: dict) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            response.body(message.get("body", b""), more=message.get("more_body", False))
+        elif kind == "http.response.start":
+            status.append(message["status"])
+            response.start(message["status"], message.get("headers", ()))
+            taken_over(prediction)  # the server span ends with the response
+        await send(message)
+
+    left: BaseException | None = None
+    result = None
+    with prediction:
+        response = StreamedResponse(telemetry, prediction)
+        try:
+            result = await app(scope, receive, send_status)
+        except BaseException as exc:
+            if not response.close(exc):
+                raise
+            left = exc  # the client left a stream: re-raised outside the prediction, not an error
+        else:
+            response.close(None)
+        finally:
+            taken_over(prediction)  # a generation the stream opened counts it too
+            prediction.set_outcome(status_ok(status[0] if status else None))
+    if left is not None:
+        raise left
+    return result
+
+
+__all__ = ["StreamedResponse", "run_observed"]

@@ -37,15 +37,19 @@ import contextvars
 import functools
 import logging
 from collections.abc import Collection
+from contextlib import ExitStack
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import modeltel
 from modeltel import taxonomy as tx
 
 from .base import Make, ModeltelInstrumentor, Patches, Scope, stage_attributes, wrap
+from .http_server import Requests
+from .http_stream import run_observed
 
 _log = logging.getLogger(__name__)
 CARRIER_ATTR = "modeltel_trace_context"
@@ -179,15 +183,10 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             _log.debug("modeltel: Ray Serve not importable (%s); not instrumenting it", missing)
             return
 
-        # Replica: re-decorate the raw coroutine with Ray's own _run_user_code.
-        decorated = UserCallableWrapper.__dict__["call_user_method"]
-        raw = getattr(decorated, "__wrapped__", None)
-        run_user_code = UserCallableWrapper.__dict__.get("_run_user_code")
-        if raw is not None and callable(run_user_code):
-            replacement = run_user_code(wrap(raw, self._request_scope))
-        else:  # a Ray without the decorator: the method itself is the coroutine function
-            replacement = wrap(decorated, self._request_scope)
-        patches.replace(UserCallableWrapper, "call_user_method", replacement)
+        # Replica: handle calls, and HTTP requests to a deployment that is not an ASGI app.
+        _on_user_loop(patches, UserCallableWrapper, "call_user_method", lambda raw: wrap(raw, self._request_scope))
+        if "_call_http_entrypoint" in UserCallableWrapper.__dict__:
+            _on_user_loop(patches, UserCallableWrapper, "_call_http_entrypoint", self._http_call)
         # Streaming calls: the async generator the replica iterates, as a generation.
         patches.wrap(UserCallableWrapper, "call_user_generator", self._generator_call)
 
@@ -247,6 +246,66 @@ class RayServeInstrumentor(ModeltelInstrumentor):
                 await items.aclose()
 
         return wrap(functools.wraps(func)(call_user_generator), _carried_scope)
+
+    def _http_call(self, raw: Any) -> Any:
+        """``_call_http_entrypoint(self, user_method_info, scope, receive, send)``, an HTTP request to a
+        deployment's method (its ``send`` carries the response's ASGI messages), as one prediction named by
+        the deployment (:func:`.http_stream.run_observed`: an error at status ``>= 400`` or an exception, a
+        generation when the body streams), with the inference stage inside it, in the trace context of the
+        request's ``traceparent`` header. An ASGI app (``@serve.ingress``) passes through: the FastAPI
+        instrumentor counts its requests inside it."""
+        telemetry = self.telemetry
+
+        @functools.wraps(raw)
+        async def _call_http_entrypoint(wrapper: Any, info: Any, scope: dict, receive: Any, send: Any) -> Any:
+            if getattr(info, "is_asgi_app", True) or modeltel.in_prediction():
+                return await raw(wrapper, info, scope, receive, send)
+            name = _deployment_of(wrapper)
+            attributes = _method_attributes(getattr(info, "name", "__call__"))
+            t = telemetry()
+            outer: list[trace.Span] = []  # the prediction's span, to relabel when a generation took it over
+
+            async def app(scope: dict, receive: Any, send: Any) -> Any:
+                outer.append(trace.get_current_span())
+                with t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes):
+                    return await raw(wrapper, info, scope, receive, send)
+
+            with ExitStack() as carried:
+                for manager in _carried(_HeaderCarrier(scope), name):
+                    carried.enter_context(manager)
+                return await run_observed(
+                    app,
+                    (scope, receive, send),
+                    t.prediction(name, attributes=attributes),
+                    telemetry,
+                    taken_over=lambda p: Requests.taken_over(p, outer[0] if outer else None),
+                )
+
+        return _call_http_entrypoint
+
+
+class _HeaderCarrier:
+    """The W3C trace context headers of an ASGI scope, as :func:`_carried` reads a request's carrier."""
+
+    __slots__ = (CARRIER_ATTR,)
+
+    def __init__(self, scope: dict) -> None:
+        carrier = {}
+        for key, value in scope.get("headers") or ():
+            if key in (b"traceparent", b"tracestate"):  # ASGI header names are lower-case
+                carrier[key.decode("latin-1")] = value.decode("latin-1")
+        setattr(self, CARRIER_ATTR, carrier)
+
+
+def _on_user_loop(patches: Patches, cls: type, name: str, make: Any) -> None:
+    """Replace ``cls.name``, a coroutine method Ray decorates with its ``_run_user_code`` (which runs it on
+    the user-code event loop), with ``make(raw coroutine)`` decorated again: the wrapper runs on that loop,
+    with the user's code inside it."""
+    decorated = cls.__dict__[name]
+    raw = getattr(decorated, "__wrapped__", None)
+    run_user_code = cls.__dict__.get("_run_user_code")
+    decorator_found = raw is not None and callable(run_user_code)  # else the method is the coroutine function
+    patches.replace(cls, name, run_user_code(make(raw)) if decorator_found else make(decorated))
 
 
 def _request_of(args: tuple, kwargs: dict) -> tuple[Any, str | None, dict[str, Any]] | None:
