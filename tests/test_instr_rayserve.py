@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from modeltel import taxonomy as tx
 from modeltel.testing import Capture
 from tests.conftest import parent_of
+from tests.instr.servers import free_port
 
 serve = pytest.importorskip("ray.serve")
 from ray.serve import batching, handle  # noqa: E402
@@ -352,8 +357,11 @@ def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None
             )
             RayServeInstrumentor().instrument()
 
-        def __call__(self, x: int) -> int:
-            return 2 * x
+        async def __call__(self, x):
+            if isinstance(x, int):  # a handle call
+                return 2 * x
+            n = int(x.query_params["n"])  # an HTTP request, through Ray's proxy
+            return StreamingResponse(f"t{i} " for i in range(n)) if n else {"n": 0}
 
         def count(self, n: int):
             yield from range(n)
@@ -366,13 +374,19 @@ def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        h = serve.run(Reporting.bind(), name="modeltel-test", route_prefix=None)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        h = serve.run(Reporting.bind(), name="modeltel-test", route_prefix="/reporting")
         tracer = tel.pipeline.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("client") as client:
-            assert h.remote(4).result(timeout_s=30) == 8
+            assert h.remote(4).result(timeout_s=60) == 8
         with tracer.start_as_current_span("streaming client") as streaming:
             assert list(h.options(stream=True).count.remote(3)) == [0, 1, 2]
-        seen = h.spans.remote().result(timeout_s=30)
+        with tracer.start_as_current_span("http client") as http_client:
+            assert _get(f"http://127.0.0.1:{port}/reporting?n=0") == b'{"n":0}'
+        with tracer.start_as_current_span("http streaming client") as http_streaming:
+            assert _get(f"http://127.0.0.1:{port}/reporting?n=3") == b"t0 t1 t2 "
+        seen = h.spans.remote().result(timeout_s=60)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -385,7 +399,36 @@ def test_context_crosses_into_a_real_replica(tel: Capture, instrumented) -> None
     stream_ctx = streaming.get_span_context()
     in_stream = sorted(s[0] for s in seen if s[1] == stream_ctx.trace_id)
     assert in_stream == ["inference", "text_completion remote-doubler"], seen
-    (generation,) = [s for s in seen if s[0] == "text_completion remote-doubler"]
+    (generation,) = [s for s in seen if s[0] == "text_completion remote-doubler" and s[1] == stream_ctx.trace_id]
     assert generation[2] == stream_ctx.span_id
     assert generation[3][tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] == 3
     assert generation[3][tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN] > 0
+    # HTTP through Ray's proxy: a prediction in the client's trace (its traceparent header), a streamed
+    # response a generation under it.
+    http_ctx = http_client.get_span_context()
+    assert sorted((s[0], s[2] == http_ctx.span_id) for s in seen if s[1] == http_ctx.trace_id) == [
+        ("inference", False),
+        ("predict", True),
+    ], seen
+    http_stream_ctx = http_streaming.get_span_context()
+    in_http_stream = {s[0]: s for s in seen if s[1] == http_stream_ctx.trace_id}
+    assert sorted(in_http_stream) == ["inference", "predict", "text_completion remote-doubler"], seen
+    assert in_http_stream["predict"][2] == http_stream_ctx.span_id
+    http_generation = in_http_stream["text_completion remote-doubler"][3]
+    assert http_generation[tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert http_generation[tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN] > 0
+
+
+def _get(url: str) -> bytes:
+    """GET ``url`` with the current span's ``traceparent``, retrying until Serve's proxy routes it (60 s)."""
+    headers: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(headers)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+                return response.read()
+        except (urllib.error.URLError, ConnectionError):  # the proxy is still starting, or has no route yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
