@@ -69,7 +69,14 @@ class Web:
             return PlainTextResponse("nothing", status_code=404)
         if request.url.path == "/stream":
             return StreamingResponse(f"t{i} " for i in range(n))
+        if request.url.path == "/stalled":
+            return StreamingResponse(_first_then_nothing())
         return {"double": 2 * n}
+
+
+async def _first_then_nothing():
+    yield "t0 "
+    await asyncio.Event().wait()
 
 
 def _replica(handle):
@@ -91,7 +98,9 @@ def _replica_stream(handle, method: str, n: int, carrier: dict[str, str] | None 
     return _replica(handle).call_user_generator(meta, (n,), {})
 
 
-async def _replica_http(handle, path: str, body: bytes = b"", headers: list | None = None) -> list[dict]:
+async def _replica_http(
+    handle, path: str, body: bytes = b"", headers: list | None = None, *, until_body: bool = False
+) -> list[dict]:
     """A POST to ``path`` through the replica's own ``call_http_entrypoint`` (what the proxy calls): the ASGI
     messages it sends back. ``receive`` gives the body, then nothing until the response ends (a ``receive``
     that returned the body forever would hang Starlette)."""
@@ -107,6 +116,13 @@ async def _replica_http(handle, path: str, body: bytes = b"", headers: list | No
         await asyncio.Event().wait()
 
     entry = _replica(handle).call_http_entrypoint(meta, str, scope, receive)
+    if until_body:  # leave after the first body chunk, as a client that goes away (Ray closes the stream)
+        try:
+            async for batch in entry:
+                if any(m.get("body") for m in batch):
+                    return batch
+        finally:
+            await entry.aclose()
     return [m async for batch in entry for m in batch]
 
 
@@ -234,6 +250,7 @@ async def test_stream_left_early_is_cancelled(tel: Capture, instrumented) -> Non
     await tokens.aclose()  # what the replica does when the caller cancels or goes away
     assert tel.count(tx.PREDICTIONS.otel_name, status="cancelled") == 1
     assert tel.count(tx.PREDICTIONS.otel_name) == 1
+    assert tel.count(tx.ERRORS.otel_name) == 0, [dict(p.attributes) for p in tel.points(tx.ERRORS.otel_name)]
     (generation,) = tel.spans("text_completion tokens")
     assert tx.FINISH_REASON_CANCELLED in generation.attributes[tx.SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS]
 
@@ -317,6 +334,21 @@ async def test_http_streaming_response_is_a_generation(tel: Capture, instrumente
     assert generation.context.trace_id == int("ab" * 16, 16)
     (root,) = tel.spans("predict")  # taken over by the generation: no longer calls itself a prediction
     assert root.attributes[tx.SPAN_ATTR_KIND] == tx.SPAN_KIND_REQUEST
+
+
+async def test_http_stream_left_early_is_cancelled(tel: Capture, instrumented) -> None:
+    """A client that leaves a streamed response (Ray cancels the user code) makes the generation
+    ``cancelled``, not an error."""
+    h = _run(Web.bind())
+    assert _body(await _replica_http(h, "/stalled", b'{"n": 1}', until_body=True)) == b"t0 "
+    deadline = time.monotonic() + 30  # the cancellation reaches the user-code loop's thread asynchronously
+    while tel.count(tx.PREDICTIONS.otel_name) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert tel.count(tx.PREDICTIONS.otel_name, status="cancelled") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name) == 1
+    assert tel.count(tx.ERRORS.otel_name) == 0, [dict(p.attributes) for p in tel.points(tx.ERRORS.otel_name)]
+    (generation,) = tel.spans("text_completion web")
+    assert tx.FINISH_REASON_CANCELLED in generation.attributes[tx.SPAN_ATTR_GEN_AI_RESPONSE_FINISH_REASONS]
 
 
 def test_on_then_off_restores_exactly() -> None:

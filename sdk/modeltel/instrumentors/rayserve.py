@@ -218,7 +218,7 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             return None
         meta, name, attributes = request
         t = self.telemetry()
-        managers = _carried(meta, name)
+        managers = _carried(getattr(meta, CARRIER_ATTR, None), name)
         if not modeltel.in_prediction():
             managers += (t.prediction(name, attributes=attributes),)
         managers += (t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes),)
@@ -268,10 +268,14 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             async def app(scope: dict, receive: Any, send: Any) -> Any:
                 outer.append(trace.get_current_span())
                 with t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes):
-                    return await raw(wrapper, info, scope, receive, send)
+                    try:
+                        return await raw(wrapper, info, scope, receive, send)
+                    except asyncio.CancelledError as cancelled:  # the client left: run_observed says what it is
+                        left = cancelled
+                raise left
 
             with ExitStack() as carried:
-                for manager in _carried(_HeaderCarrier(scope), name):
+                for manager in _carried(_header_carrier(scope), name):
                     carried.enter_context(manager)
                 return await run_observed(
                     app,
@@ -284,17 +288,13 @@ class RayServeInstrumentor(ModeltelInstrumentor):
         return _call_http_entrypoint
 
 
-class _HeaderCarrier:
-    """The W3C trace context headers of an ASGI scope, as :func:`_carried` reads a request's carrier."""
-
-    __slots__ = (CARRIER_ATTR,)
-
-    def __init__(self, scope: dict) -> None:
-        carrier = {}
-        for key, value in scope.get("headers") or ():
-            if key in (b"traceparent", b"tracestate"):  # ASGI header names are lower-case
-                carrier[key.decode("latin-1")] = value.decode("latin-1")
-        setattr(self, CARRIER_ATTR, carrier)
+def _header_carrier(scope: dict) -> dict[str, str]:
+    """The W3C trace context headers of an ASGI scope."""
+    carrier = {}
+    for key, value in scope.get("headers") or ():
+        if key in (b"traceparent", b"tracestate"):  # ASGI header names are lower-case
+            carrier[key.decode("latin-1")] = value.decode("latin-1")
+    return carrier
 
 
 def _on_user_loop(patches: Patches, cls: type, name: str, make: Any) -> None:
@@ -318,9 +318,8 @@ def _request_of(args: tuple, kwargs: dict) -> tuple[Any, str | None, dict[str, A
     return meta, _deployment_of(args[0]), _method_attributes(method)
 
 
-def _carried(meta: Any, name: str | None) -> tuple[Any, ...]:
+def _carried(carrier: dict[str, str] | None, name: str | None) -> tuple[Any, ...]:
     """The caller's trace context from the request's carrier, and the deployment, for one request."""
-    carrier = getattr(meta, CARRIER_ATTR, None)
     managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
     return (*managers, _InDeployment(name)) if name is not None else managers
 
@@ -328,4 +327,6 @@ def _carried(meta: Any, name: str | None) -> tuple[Any, ...]:
 def _carried_scope(args: tuple, kwargs: dict) -> Scope | None:
     """:func:`_carried` as the scope of a streaming call (the generation is opened inside it)."""
     request = _request_of(args, kwargs)
-    return None if request is None else Scope(_REQUEST_KEY, _carried(request[0], request[1]))
+    if request is None:
+        return None
+    return Scope(_REQUEST_KEY, _carried(getattr(request[0], CARRIER_ATTR, None), request[1]))
