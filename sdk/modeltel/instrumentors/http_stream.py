@@ -1,5 +1,6 @@
-"""Streamed HTTP responses as generations: what the FastAPI / Starlette instrumentor does with a model
-request whose response body is a stream (``StreamingResponse``, server-sent events).
+"""Streamed HTTP responses as generations: what the FastAPI / Starlette instrumentor (and Ray Serve's, for
+a plain HTTP deployment) does with a model request whose response body is a stream (``StreamingResponse``,
+server-sent events); :func:`run_observed` runs one request that way.
 
 A response streams when its body comes in several ASGI messages (``more_body``) or it is
 ``text/event-stream``. Its first non-empty body chunk is the first token (time to first token, counted

@@ -1,4 +1,4 @@
-"""Ray Serve: each handle request a replica runs as a prediction (a streamed one as a generation),
+"""Ray Serve: each handle or HTTP request a replica runs as a prediction (a streamed one as a generation),
 ``@serve.batch`` batches as a ``batch`` stage.
 
 Where (Ray Serve's own seams, not the user's class, which Ray pickles into replica processes):
@@ -23,9 +23,15 @@ one. Each such call is a generation (``docs/generative-serving.md``, through the
 (as the item leaves the user's generator for the caller, on the replica), the inference stage spans the
 stream inside it, in the caller's trace context; a caller that stops early or cancels (Ray closes the
 stream) makes it ``cancelled``. Serve's local testing mode runs streams through another path
-(``_call_user_generator`` with a queue), not wrapped. HTTP requests reach a replica through
-``call_http_entrypoint``, not wrapped here: a ``@serve.ingress`` FastAPI app is covered by the FastAPI
-instrumentor (its middleware, a streamed body as a generation) when the replica instruments FastAPI.
+(``_call_user_generator`` with a queue), not wrapped.
+
+HTTP requests (from Serve's proxy, or direct ingress) reach the user's code through the replica's
+``_call_http_entrypoint``, wrapped (re-decorated like ``call_user_method``) for a deployment that is not an
+ASGI app (a plain ``__call__(request)``): a prediction with the inference stage, in the trace context of
+the request's ``traceparent`` header, its status the response's; its ASGI ``send`` is watched as the
+FastAPI middleware watches it (:func:`.http_stream.run_observed`), so a streamed body
+(``StreamingResponse``) is a generation. A ``@serve.ingress`` FastAPI app passes through: the FastAPI
+instrumentor counts it in the replica (its middleware, a streamed body as a generation), once.
 The replica process must itself be instrumented (``opentelemetry-instrument`` passes its environment
 to Ray's workers through the raylet; otherwise instrument in the deployment's ``__init__``).
 """
