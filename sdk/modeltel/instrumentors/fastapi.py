@@ -15,8 +15,8 @@ import functools
 from collections.abc import Collection
 from typing import Any
 
-from .http_server import HttpServerInstrumentor, Requests, status_ok
-from .http_stream import StreamedResponse
+from .http_server import HttpServerInstrumentor, Requests
+from .http_stream import run_observed
 
 
 class ModeltelASGIMiddleware:
@@ -31,38 +31,13 @@ class ModeltelASGIMiddleware:
         if scope["type"] != "http" or not self._requests.is_prediction(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        status: list[int] = []
-        response: StreamedResponse
-
-        async def send_status(message: dict) -> None:
-            kind = message["type"]
-            if kind == "http.response.body":
-                more = message.get("more_body", False)
-                response.body(message.get("body", b""), more=more)
-                if not more:  # a generation the stream opened took over; the server span ends with this
-                    self._requests.taken_over(prediction)
-            elif kind == "http.response.start":
-                status.append(message["status"])
-                response.start(message["status"], message.get("headers", ()))
-                self._requests.taken_over(prediction)  # the server span ends with the response
-            await send(message)
-
-        left: BaseException | None = None
-        with self._requests.prediction() as prediction:
-            response = StreamedResponse(self._requests.telemetry, prediction)
-            try:
-                await self.app(scope, receive, send_status)
-            except BaseException as exc:
-                if not response.close(exc):
-                    raise
-                left = exc  # the client left a stream: re-raised outside the prediction, not an error
-            else:
-                response.close(None)
-            finally:
-                self._requests.taken_over(prediction)  # a server span that outlives the last body message
-                prediction.set_outcome(status_ok(status[0] if status else None))
-        if left is not None:
-            raise left
+        await run_observed(
+            self.app,
+            (scope, receive, send),
+            self._requests.prediction(),
+            self._requests.telemetry,
+            taken_over=self._requests.taken_over,
+        )
 
 
 def _build_wrapper(requests: Requests) -> Any:

@@ -91,12 +91,12 @@ class Requests:
         return self.telemetry().prediction(own_span=False)
 
     @staticmethod
-    def taken_over(prediction: modeltel.Prediction) -> None:
-        """Where the application's own prediction took the request over, the server span (current, and
-        still recording: call before the response ends it) stops calling itself a prediction, so that
-        spans say what the metrics count: the request once, under the application's model."""
+    def taken_over(prediction: modeltel.Prediction, span: trace.Span | None = None) -> None:
+        """Where the application's own prediction took the request over, the server span (``span``, else the
+        current one; still recording: call before the response ends it) stops calling itself a prediction,
+        so that spans say what the metrics count: the request once, under the application's model."""
         if prediction.superseded is not None:
-            span = trace.get_current_span()
+            span = span or trace.get_current_span()
             if span.is_recording():
                 span.set_attribute(tx.SPAN_ATTR_KIND, tx.SPAN_KIND_REQUEST)
 

@@ -1,5 +1,6 @@
-"""Streamed HTTP responses as generations: what the FastAPI / Starlette instrumentor does with a model
-request whose response body is a stream (``StreamingResponse``, server-sent events).
+"""Streamed HTTP responses as generations: what the FastAPI / Starlette instrumentor (and Ray Serve's, for
+a plain HTTP deployment) does with a model request whose response body is a stream (``StreamingResponse``,
+server-sent events); :func:`run_observed` runs one request that way.
 
 A response streams when its body comes in several ASGI messages (``more_body``) or it is
 ``text/event-stream``. Its first non-empty body chunk is the first token (time to first token, counted
@@ -34,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import Context, copy_context
 from time import time_ns
 from typing import Any
@@ -43,6 +44,7 @@ import modeltel
 from modeltel import taxonomy as tx
 
 from .base import stage_attributes
+from .http_server import status_ok
 
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
 _SSE = b"text/event-stream"
@@ -187,4 +189,54 @@ def _int(usage: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
-__all__ = ["StreamedResponse"]
+async def run_observed(
+    app: Callable[..., Awaitable[Any]],
+    asgi: tuple[dict, Any, Any],
+    prediction: modeltel.Prediction,
+    telemetry: Callable[[], modeltel.Telemetry],
+    *,
+    taken_over: Callable[[modeltel.Prediction], None],
+) -> Any:
+    """Run ASGI ``app`` on ``asgi`` (scope, receive, send) for one model request, inside ``prediction``
+    (entered here): an error when the response's status is ``>= 400`` or the app raises, a generation when
+    its body streams (:class:`StreamedResponse`). ``taken_over(prediction)`` runs as the response starts,
+    before its last body message and after the app returned (a server span to relabel when the prediction
+    was taken over: the contrib server span ends with the last body message)."""
+    scope, receive, send = asgi
+    status: list[int] = []
+    response: StreamedResponse
+
+    async def send_status(message: dict) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            more = message.get("more_body", False)
+            response.body(message.get("body", b""), more=more)
+            if not more:  # a generation the stream opened took over; the server span ends with this
+                taken_over(prediction)
+        elif kind == "http.response.start":
+            status.append(message["status"])
+            response.start(message["status"], message.get("headers", ()))
+            taken_over(prediction)  # the server span ends with the response
+        await send(message)
+
+    left: BaseException | None = None
+    result = None
+    with prediction:
+        response = StreamedResponse(telemetry, prediction)
+        try:
+            result = await app(scope, receive, send_status)
+        except BaseException as exc:
+            if not response.close(exc):
+                raise
+            left = exc  # the client left a stream: re-raised outside the prediction, not an error
+        else:
+            response.close(None)
+        finally:
+            taken_over(prediction)  # a server span that outlives the last body message
+            prediction.set_outcome(status_ok(status[0] if status else None))
+    if left is not None:
+        raise left
+    return result
+
+
+__all__ = ["StreamedResponse", "run_observed"]

@@ -1,4 +1,4 @@
-"""Ray Serve: each handle request a replica runs as a prediction (a streamed one as a generation),
+"""Ray Serve: each handle or HTTP request a replica runs as a prediction (a streamed one as a generation),
 ``@serve.batch`` batches as a ``batch`` stage.
 
 Where (Ray Serve's own seams, not the user's class, which Ray pickles into replica processes):
@@ -23,9 +23,15 @@ one. Each such call is a generation (``docs/generative-serving.md``, through the
 (as the item leaves the user's generator for the caller, on the replica), the inference stage spans the
 stream inside it, in the caller's trace context; a caller that stops early or cancels (Ray closes the
 stream) makes it ``cancelled``. Serve's local testing mode runs streams through another path
-(``_call_user_generator`` with a queue), not wrapped. HTTP requests reach a replica through
-``call_http_entrypoint``, not wrapped here: a ``@serve.ingress`` FastAPI app is covered by the FastAPI
-instrumentor (its middleware, a streamed body as a generation) when the replica instruments FastAPI.
+(``_call_user_generator`` with a queue), not wrapped.
+
+HTTP requests (from Serve's proxy, or direct ingress) reach the user's code through the replica's
+``_call_http_entrypoint``, wrapped (re-decorated like ``call_user_method``) for a deployment that is not an
+ASGI app (a plain ``__call__(request)``): a prediction with the inference stage, in the trace context of
+the request's ``traceparent`` header, its status the response's; its ASGI ``send`` is watched as the
+FastAPI middleware watches it (:func:`.http_stream.run_observed`), so a streamed body
+(``StreamingResponse``) is a generation. A ``@serve.ingress`` FastAPI app passes through: the FastAPI
+instrumentor counts it in the replica (its middleware, a streamed body as a generation), once.
 The replica process must itself be instrumented (``opentelemetry-instrument`` passes its environment
 to Ray's workers through the raylet; otherwise instrument in the deployment's ``__init__``).
 """
@@ -37,15 +43,19 @@ import contextvars
 import functools
 import logging
 from collections.abc import Collection
+from contextlib import ExitStack
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import modeltel
 from modeltel import taxonomy as tx
 
 from .base import Make, ModeltelInstrumentor, Patches, Scope, stage_attributes, wrap
+from .http_server import Requests
+from .http_stream import run_observed
 
 _log = logging.getLogger(__name__)
 CARRIER_ATTR = "modeltel_trace_context"
@@ -179,15 +189,10 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             _log.debug("modeltel: Ray Serve not importable (%s); not instrumenting it", missing)
             return
 
-        # Replica: re-decorate the raw coroutine with Ray's own _run_user_code.
-        decorated = UserCallableWrapper.__dict__["call_user_method"]
-        raw = getattr(decorated, "__wrapped__", None)
-        run_user_code = UserCallableWrapper.__dict__.get("_run_user_code")
-        if raw is not None and callable(run_user_code):
-            replacement = run_user_code(wrap(raw, self._request_scope))
-        else:  # a Ray without the decorator: the method itself is the coroutine function
-            replacement = wrap(decorated, self._request_scope)
-        patches.replace(UserCallableWrapper, "call_user_method", replacement)
+        # Replica: handle calls, and HTTP requests to a deployment that is not an ASGI app.
+        _on_user_loop(patches, UserCallableWrapper, "call_user_method", lambda raw: wrap(raw, self._request_scope))
+        if "_call_http_entrypoint" in UserCallableWrapper.__dict__:
+            _on_user_loop(patches, UserCallableWrapper, "_call_http_entrypoint", self._http_call)
         # Streaming calls: the async generator the replica iterates, as a generation.
         patches.wrap(UserCallableWrapper, "call_user_generator", self._generator_call)
 
@@ -219,7 +224,7 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             return None
         meta, name, attributes = request
         t = self.telemetry()
-        managers = _carried(meta, name)
+        managers = _carried(getattr(meta, CARRIER_ATTR, None), name)
         if not modeltel.in_prediction():
             managers += (t.prediction(name, attributes=attributes),)
         managers += (t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes),)
@@ -248,6 +253,66 @@ class RayServeInstrumentor(ModeltelInstrumentor):
 
         return wrap(functools.wraps(func)(call_user_generator), _carried_scope)
 
+    def _http_call(self, raw: Any) -> Any:
+        """``_call_http_entrypoint(self, user_method_info, scope, receive, send)``, an HTTP request to a
+        deployment's method (its ``send`` carries the response's ASGI messages), as one prediction named by
+        the deployment (:func:`.http_stream.run_observed`: an error at status ``>= 400`` or an exception, a
+        generation when the body streams), with the inference stage inside it, in the trace context of the
+        request's ``traceparent`` header. An ASGI app (``@serve.ingress``) passes through: the FastAPI
+        instrumentor counts its requests inside it."""
+        telemetry = self.telemetry
+
+        @functools.wraps(raw)
+        async def _call_http_entrypoint(wrapper: Any, info: Any, scope: dict, receive: Any, send: Any) -> Any:
+            if getattr(info, "is_asgi_app", True) or modeltel.in_prediction():
+                return await raw(wrapper, info, scope, receive, send)
+            name = _deployment_of(wrapper)
+            attributes = _method_attributes(getattr(info, "name", "__call__"))
+            t = telemetry()
+            outer: list[trace.Span] = []  # the prediction's span, to relabel when a generation took it over
+
+            async def app(scope: dict, receive: Any, send: Any) -> Any:
+                outer.append(trace.get_current_span())
+                with t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes):
+                    try:
+                        return await raw(wrapper, info, scope, receive, send)
+                    except asyncio.CancelledError as cancelled:  # the client left: run_observed says what it is
+                        left = cancelled
+                raise left
+
+            with ExitStack() as carried:
+                for manager in _carried(_header_carrier(scope), name):
+                    carried.enter_context(manager)
+                return await run_observed(
+                    app,
+                    (scope, receive, send),
+                    t.prediction(name, attributes=attributes),
+                    telemetry,
+                    taken_over=lambda p: Requests.taken_over(p, outer[0] if outer else None),
+                )
+
+        return _call_http_entrypoint
+
+
+def _header_carrier(scope: dict) -> dict[str, str]:
+    """The W3C trace context headers of an ASGI scope."""
+    carrier = {}
+    for key, value in scope.get("headers") or ():
+        if key in (b"traceparent", b"tracestate"):  # ASGI header names are lower-case
+            carrier[key.decode("latin-1")] = value.decode("latin-1")
+    return carrier
+
+
+def _on_user_loop(patches: Patches, cls: type, name: str, make: Any) -> None:
+    """Replace ``cls.name``, a coroutine method Ray decorates with its ``_run_user_code`` (which runs it on
+    the user-code event loop), with ``make(raw coroutine)`` decorated again: the wrapper runs on that loop,
+    with the user's code inside it."""
+    decorated = cls.__dict__[name]
+    raw = getattr(decorated, "__wrapped__", None)
+    run_user_code = cls.__dict__.get("_run_user_code")
+    decorator_found = raw is not None and callable(run_user_code)  # else the method is the coroutine function
+    patches.replace(cls, name, run_user_code(make(raw)) if decorator_found else make(decorated))
+
 
 def _request_of(args: tuple, kwargs: dict) -> tuple[Any, str | None, dict[str, Any]] | None:
     """(request metadata, deployment name, span attributes of the method called) of a replica call
@@ -259,9 +324,8 @@ def _request_of(args: tuple, kwargs: dict) -> tuple[Any, str | None, dict[str, A
     return meta, _deployment_of(args[0]), _method_attributes(method)
 
 
-def _carried(meta: Any, name: str | None) -> tuple[Any, ...]:
+def _carried(carrier: dict[str, str] | None, name: str | None) -> tuple[Any, ...]:
     """The caller's trace context from the request's carrier, and the deployment, for one request."""
-    carrier = getattr(meta, CARRIER_ATTR, None)
     managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
     return (*managers, _InDeployment(name)) if name is not None else managers
 
@@ -269,4 +333,6 @@ def _carried(meta: Any, name: str | None) -> tuple[Any, ...]:
 def _carried_scope(args: tuple, kwargs: dict) -> Scope | None:
     """:func:`_carried` as the scope of a streaming call (the generation is opened inside it)."""
     request = _request_of(args, kwargs)
-    return None if request is None else Scope(_REQUEST_KEY, _carried(request[0], request[1]))
+    if request is None:
+        return None
+    return Scope(_REQUEST_KEY, _carried(getattr(request[0], CARRIER_ATTR, None), request[1]))
