@@ -3,7 +3,7 @@
 A healthy calibrated model (confidence ~ Beta(8, 2), right with probability its confidence, latency
 lognormal, 0.5 % errors) is replayed against a fixed baseline drawn from the same model, at 1 prediction
 an hour, 1 a minute, 10 a second and 1,000 a second (at most 10 labels a second: the rest unlabelled), over
-several seeds. Two budgets: the default (0.1 a day, with the effect-size floors), where chance alarms
+several seeds. Two budgets: the default (0.01 a day, with the effect-size floors), where chance alarms
 should be all but absent, and an inflated one (20 a day, no effect-size floor, CUSUM floor 10 labels), large
 enough that chance alarms happen and can be counted against it. Prints the episodes a day (any check)
 with a 95 % upper bound, and the window tests run a day per check.
@@ -87,7 +87,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, (rate, days, seeds) in LEVELS.items():
         seeds = max(1, round(seeds * args.seeds_scale))
-        for label, settings in (("0.1 (default)", Settings()), ("20, no effect floor", inflated())):
+        for label, settings in (("0.01 (default)", Settings()), ("20, no effect floor", inflated())):
             started, total, tests = time.perf_counter(), 0, []
             for seed in range(seeds):
                 found, per_day = run(rate, days, seed, settings)

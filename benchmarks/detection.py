@@ -16,10 +16,14 @@ the labels and predictions from the drop to the first alarm, the episodes, the c
 the wall time. Goals: a 3-point drop within 2,000 labels at 0 chance alarms, one episode per drop.
 For a covariate drop (triage), the estimated accuracy and its 95 % band next to the realized accuracy
 of the same window, every whole hour from the drop (a few shown, and how often realized was inside).
+``--budgets 0.1,0.01``: the credit case, with its drop and healthy, under each ``false_alarms_per_day``
+over ``--seeds`` seeds: the labels to detect the drop (median and worst), its episodes, and the chance
+alarms over all the seed-days (which checks): what a more conservative budget costs in detection.
 ``--speed``: ``modeltel detect replay`` of 100,000 rows with a baseline, spanning one hour and 365 days.
 Goal: each under 10 s, the same whatever the span.
 
     python benchmarks/detection.py [--faults] [--cases [--case triage]] [--speed] [--hours 24] [--seed 1]
+    python benchmarks/detection.py --budgets 0.1,0.01,0.003 --seeds 5
     python benchmarks/detection.py --write-log tests/data/prediction_log.csv   # the replay test's log
     python benchmarks/detection.py --write-case tests/data   # triage_{log,labels,baseline}.csv
 """
@@ -249,6 +253,31 @@ def tracking(name: str, hours: list[int], seen: list[dict]) -> None:
     print()
 
 
+def budgets(values: list[float], seeds: int) -> None:
+    """The credit drop and the healthy credit model under each budget, over seeds 1..``seeds``."""
+    drop, healthy = CASES["credit, 3-point drop"], CASES["credit, healthy"]
+    print(f"\ncredit, 300 days, seeds 1-{seeds}: the 3-point drop, and the healthy model")
+    print("\n| false alarms / day | labels to detect (median, worst) | episodes | chance alarms "
+          "(seed-days) | checks | wall |\n|---|---|---|---|---|---|")  # fmt: skip
+    for budget in values:
+        settings, started = Settings(false_alarms_per_day=budget), time.perf_counter()
+        found, eps, chance, checks, days = [], [], 0, set(), 0.0
+        for seed in range(1, seeds + 1):
+            for case in (drop, healthy):
+                stream = generate(case, seed)
+                r = run_case(stream, TARGETS.get("credit, 3-point drop") if case.drop else (), seed, settings)
+                healthy_days = ((stream.drop_time or stream.time[-1]) - stream.time[0]) / DAY
+                chance, days = chance + round(r["chance_per_day"] * healthy_days), days + healthy_days
+                checks |= set(r["chance"])
+                if case.drop:
+                    eps.append(r["accuracy_drop"]["episodes"])
+                    found.append(r["accuracy_drop"].get("labels_to_detect", math.inf))
+        worst = max(found)
+        print(f"| {budget:g} | {np.median(found):.0f}, {worst:.0f} | {', '.join(map(str, eps))} "
+              f"| {chance} ({days:.0f}) | {', '.join(sorted(checks)) or '-'} "
+              f"| {time.perf_counter() - started:.0f} s |")  # fmt: skip
+
+
 def speed(seed: int, rows: int = 100_000) -> None:
     """``replay`` (log parsing included) of ``rows`` rows against a captured baseline, over 1 h and 365 d."""
     print(f"\n| replay of {rows} rows | span | CPU (goal < 10 s) | wall | detections |\n|---|---|---|---|---|")
@@ -288,6 +317,8 @@ def main() -> None:
     p.add_argument("--cases", action="store_true", help="the realistic low-traffic cases")
     p.add_argument("--case", metavar="TEXT", help="with --cases: only the cases whose name contains TEXT")
     p.add_argument("--speed", action="store_true", help="replay of 100,000 rows over 1 h and 365 d")
+    p.add_argument("--budgets", metavar="B,B", help="the credit case under each false_alarms_per_day")
+    p.add_argument("--seeds", type=int, default=5, help="with --budgets: seeds 1..N (5)")
     p.add_argument("--hours", type=float, default=24.0, help="healthy simulated hours before the faults (24)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--write-log", metavar="PATH", help="write the replay test's small log and exit")
@@ -298,6 +329,9 @@ def main() -> None:
         return
     if args.write_case:
         write_small_case(args.write_case)
+        return
+    if args.budgets:
+        budgets([float(b) for b in args.budgets.split(",")], args.seeds)
         return
     every = not (args.faults or args.cases or args.speed)
     if args.faults or every:

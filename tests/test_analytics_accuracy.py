@@ -87,6 +87,18 @@ def test_a_3_point_drop_is_found_within_2000_labels_at_160_labels_a_day():
     assert np.median(delays) < 2000 and np.mean(np.array(delays) < 2000) >= 0.7
 
 
+def test_by_default_a_healthy_model_with_160_labels_a_day_goes_months_without_a_chance_alarm():
+    # the default budget (0.01 a day, all checks): the accuracy check's share gives ARL 144,000 labels, so
+    # 30 healthy months (30 seeds of 4,800 labels) alarm about once; at the old 0.1 a day (ARL 14,400,
+    # rounded up) 18 of these 30 months alarmed
+    s, alarms = Settings(), 0
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        found, _ = feed((rng.random(4800) < 0.93).astype(float), AccuracyState(), s, 160.0)
+        alarms += found is not None
+    assert alarms <= stats.binom.ppf(0.999, 30, 4800 / s.cusum_arl(160.0))  # 5; the old default gave 18
+
+
 @pytest.mark.parametrize("seconds_per_label", [3600.0, 60.0, 0.1])
 def test_a_drop_that_lasts_10000_labels_is_one_episode_and_recovery_resolves_it(seconds_per_label):
     ref = Reference(np.linspace(0.01, 0.1, 1000), np.zeros(13, np.int64), 1 / seconds_per_label, 0, 10_000,

@@ -184,3 +184,19 @@ def test_replay_help_lists_the_columns_a_log_needs_with_an_example_that_parses(t
     log.write_text("\n".join(line.strip() for line in example) + "\n")
     (row,) = read_log(log)
     assert isinstance(row, Row) and row.model == "fraud" and row.latency == 0.012
+
+
+def test_a_sparse_model_quiet_at_weekends_learns_them_without_a_baseline():
+    # one prediction every 6 minutes, weekends at 40 %: the learned reference (2,000 requests) spans about
+    # 9 days. Profiled by hour of the day it took every weekend for a throughput drop; by hour of the week
+    # (from 7 days of reference) it raises nothing once the model has a week of history.
+    from modeltel_collector.analytics.simulate import DAY, Case, generate
+
+    s = generate(Case("weekly", 35, 360, weekend=0.4, label_fraction=0.0), seed=3)
+    engine = Engine()
+    engine.traffic_ended(float(s.time[-1]))
+    rows = {"time": s.time, "latency": s.latency, "ok": s.ok, "confidence": s.confidence,
+            "correct": np.full(len(s.time), np.nan)}  # fmt: skip
+    events = engine.observe_batch("m", "1", rows) + engine.advance(float(s.time[-1]))
+    learned = s.case.start + 10 * DAY  # the reference spans a week (a model's first weekend may still alarm)
+    assert [e for e in events if e.state == "firing" and e.time >= learned] == []

@@ -64,7 +64,7 @@ def test_a_url_too_long_gets_a_json_414() -> None:
 
 
 def test_non_finite_numbers_are_never_sent_as_json() -> None:
-    from modeltel_collector.jsonout import dumps
+    from modeltel.plainjson import dumps
 
     text = dumps({"a": float("inf"), "b": [float("nan"), 1.5], "c": (float("-inf"),)})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"a": None, "b": [None, 1.5], "c": [None]}

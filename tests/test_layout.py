@@ -104,20 +104,20 @@ _SHARED = tuple(
         "otlp",
         "validate",
         "labelcap",
-        "jsonout",
         "facts",
         "latency_bounds",
     )
 )
 _STAGES = tuple(f"{_C}.{m}" for m in ("store", "forward", "process", "receive", "serve", "analytics"))
 COLLECTOR_LAYERS = {
-    **{shared: _SHARED for shared in _SHARED},
+    **{shared: (*_SHARED, "modeltel.plainjson") for shared in _SHARED},  # the HTTP APIs' strict JSON
     f"{_C}.latency_bounds": (*_SHARED, "modeltel.taxonomy"),  # the taxonomy's latency histograms and SLO
     f"{_C}.store": _SHARED,
     f"{_C}.forward": _SHARED,
     f"{_C}.process": (f"{_C}.store", f"{_C}.forward", *_SHARED, "modeltel.taxonomy"),
     f"{_C}.receive": (f"{_C}.process", *_SHARED),
-    f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.promql"),  # the console charts
+    # promql: the console charts
+    f"{_C}.serve": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.promql", "modeltel.plainjson"),
     f"{_C}.analytics": (f"{_C}.store", *_SHARED, "modeltel.taxonomy", "modeltel.plainjson", "modeltel.labeljoin"),
     f"{_C}.wiring": (*_STAGES, *_SHARED),  # the typed dependencies object every stage is handed
     f"{_C}.collector": (f"{_C}.wiring", *_STAGES, *_SHARED),  # builds the stages and connects them

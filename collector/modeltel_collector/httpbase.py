@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
 from urllib.parse import unquote_plus
 
-from modeltel_collector.jsonout import dumps
+from modeltel.plainjson import dumps
 from modeltel_collector.otlp import PayloadError
 
 _log = logging.getLogger("modeltel_collector")

@@ -5,7 +5,9 @@ Python's own encoder writes NaN and infinity as the bare words ``NaN`` / ``Infin
 and which most parsers reject. ``plain`` turns a value into one ``json.dumps`` writes as strict JSON:
 numpy integers become ints, numpy floats become floats, numpy booleans become booleans, arrays and tuples
 become lists, enums their value, and every non-finite float (NaN, +inf, -inf) becomes ``null`` (JSON has
-no such numbers; a reader sees "no value"). Duck-typed, so the SDK needs no numpy to use it.
+no such numbers; a reader sees "no value"). Duck-typed, so the SDK needs no numpy to use it. The
+collector's HTTP APIs send their documents through ``dumps`` too: the usual document, already plain,
+is encoded once; only one that fails strict encoding is walked by ``plain`` and encoded again.
 """
 
 from __future__ import annotations
@@ -39,4 +41,7 @@ def plain(value: Any) -> Any:
 
 def dumps(value: Any, **kwargs: Any) -> str:
     """``json.dumps`` of ``plain(value)``, refusing anything that would not be strict JSON."""
-    return json.dumps(plain(value), allow_nan=False, **kwargs)
+    try:  # a document that is already plain JSON (the APIs' usual one) costs one encoding
+        return json.dumps(value, allow_nan=False, **kwargs)
+    except (TypeError, ValueError):  # numpy types, NaN or infinities somewhere: walk it
+        return json.dumps(plain(value), allow_nan=False, **kwargs)

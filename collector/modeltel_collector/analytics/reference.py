@@ -82,12 +82,15 @@ class Reference:
 
 
 def rate_profile(times: np.ndarray, counts: np.ndarray, start: float, end: float) -> np.ndarray | None:
-    """Requests per second by hour of the week (spans of 14 days or more) or of the day (2 days or more).
+    """Requests per second by hour of the week (spans of 7 days or more: every hour of the week seen at
+    least once) or of the day (2 days or more). Why from 7 days: a sparse model's rolling reference (its
+    ``reference_min_samples`` requests) spans one to two weeks, and an hour-of-day profile over them takes a
+    weekend at 40 % of the weekday traffic for a throughput drop every weekend.
 
     ``times`` and ``counts`` are when requests came and how many; each hour's rate is its requests over
     the seconds the span covered of it. None for shorter spans (a flat rate is then the best guess).
     """
-    period = WEEK if end - start >= 2 * WEEK else DAY if end - start >= 2 * DAY else None
+    period = WEEK if end - start >= WEEK else DAY if end - start >= 2 * DAY else None
     if period is None:
         return None
     bins = int(period / HOUR)

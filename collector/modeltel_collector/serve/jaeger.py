@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from modeltel.plainjson import dumps
 from modeltel_collector.httpbase import Handler, json_list_parts, token_ok
-from modeltel_collector.jsonout import dumps
 from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.params import MAX_US, integer
 from modeltel_collector.stats import Stats
