@@ -89,7 +89,9 @@ def telemetry(
 def stage(name: str, **options: Unpack[StageOptions]) -> Stage:
     """Time a serving stage: ``with modeltel.stage("preprocess"):`` or ``@modeltel.stage("inference")``
     (options: :meth:`Telemetry.stage`)."""
-    return telemetry().stage(name, **options)
+    if options:
+        return telemetry().stage(name, **options)
+    return Stage(telemetry(), name)  # the common call, without packing and unpacking keywords once more
 
 
 def prediction(

@@ -76,7 +76,7 @@ class SpanHold:
                 parent = contexts.get(parent.span_id, parent)
             copies[span] = copy = _copy(span, self._factory, contexts[span._context.span_id], parent)
             copy.set_attribute(KEPT_ATTRIBUTE, reason)
-            self._factory._processor.on_start(copy)
+            self._factory.started(copy)
         for span in spans:
             copies[span].end(span._end_time)
         return copies

@@ -29,7 +29,14 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -80,6 +87,9 @@ class SpanFactory:
         )
         self._sampler = sampler
         self._processor = processor  # the provider's own multi-processor: it sees processors added later
+        # its processors' hooks, called directly (see _hooks); rebuilt whenever a processor is added
+        self._chain = processor if type(processor) is SynchronousMultiSpanProcessor else None
+        self._bound: tuple[Any, tuple, tuple, tuple] = (None, (), (), ())
         # the provider's limits (OTEL_SPAN_*_LIMIT); its attribute is private, so else read from the environment
         limits = self.limits = getattr(provider, "_span_limits", None) or SpanLimits()
         # how many start attributes a span shares as they are (more, or a length limit: it bounds a copy)
@@ -122,12 +132,48 @@ class SpanFactory:
             return None
         context = SpanContext(trace_id, self._new_span_id(), False, flags, trace_state)
         span = FastSpan(self, name, context, parent, attributes)
-        self._processor.on_start(span)
+        self.started(span)
         return span
 
+    def started(self, span: FastSpan) -> None:
+        """Hand a started span to the processors' ``on_start``."""
+        chain = self._chain
+        if chain is None:
+            self._processor.on_start(span)
+            return
+        bound = self._bound
+        if chain._span_processors is not bound[0]:
+            bound = self._hooks(chain._span_processors)
+        for on_start in bound[1]:
+            on_start(span, parent_context=None)
+
     def finish(self, span: FastSpan) -> None:
-        self._processor._on_ending(span)
-        self._processor.on_end(span)
+        """Hand an ended span to the processors: every ``_on_ending``, then every ``on_end``."""
+        chain = self._chain
+        if chain is None:
+            self._processor._on_ending(span)
+            self._processor.on_end(span)
+            return
+        bound = self._bound
+        if chain._span_processors is not bound[0]:
+            bound = self._hooks(chain._span_processors)
+        for on_ending in bound[2]:
+            on_ending(span)
+        for on_end in bound[3]:
+            on_end(span)
+
+    def _hooks(self, processors: tuple[SpanProcessor, ...]) -> tuple[Any, tuple, tuple, tuple]:
+        """Bind the hooks of the provider's synchronous multi-processor once per set of processors (it
+        replaces its tuple when one is added), leaving out the base class's empty ``on_start`` and
+        ``_on_ending``: what its loops would call, in the same order, less the calls that do nothing.
+        One tuple, replaced whole, so that a thread never reads hooks of two different sets."""
+        self._bound = bound = (
+            processors,
+            tuple(p.on_start for p in processors if _does_something(p.on_start, SpanProcessor.on_start)),
+            tuple(p._on_ending for p in processors if _does_something(p._on_ending, SpanProcessor._on_ending)),
+            tuple(p.on_end for p in processors),
+        )
+        return bound
 
 
 class FastSpan(trace_api.Span, ReadableSpan):
@@ -144,6 +190,15 @@ class FastSpan(trace_api.Span, ReadableSpan):
     """
 
     _changed = False  # set (on the instance) by the first change: see end()
+    # what every span starts with, read from the class until a change sets the instance's own (one store
+    # less each per span): the kind, no events or links (a BoundedList from the first one), UNSET status,
+    # not ended, and the deprecated instrumentation info exporters no longer read
+    _kind = SpanKind.INTERNAL
+    _events: Sequence[Event] = ()
+    _links: Sequence[Link] = ()
+    _status = _UNSET
+    _end_time: int | None = None
+    _instrumentation_info = None
 
     def __init__(
         self, factory: SpanFactory, name: str, context: SpanContext, parent: SpanContext | None, attributes: Mapping
@@ -152,15 +207,9 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = SpanKind.INTERNAL
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
-        self._events: Sequence[Event] = ()  # a BoundedList from the first event on
-        self._links: Sequence[Link] = ()
-        self._status = _UNSET
         self._resource = factory.provider.resource
         self._instrumentation_scope = factory.scope
-        self._instrumentation_info = None  # deprecated; exporters read the scope
-        self._end_time: int | None = None
         self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
         self._start_time = time_ns()
         if len(attributes) > factory.start_fits:
@@ -296,6 +345,11 @@ class FastSpan(trace_api.Span, ReadableSpan):
                 if type(self._attributes) is BoundedAttributes:
                     self._attributes._immutable = True  # as the SDK's Span.end does
         self._factory.finish(self)
+
+
+def _does_something(hook: Any, empty: Any) -> bool:
+    """Whether a processor's bound ``hook`` is other than the base class's ``empty`` one."""
+    return getattr(hook, "__func__", None) is not empty
 
 
 def _ended(method: str) -> None:

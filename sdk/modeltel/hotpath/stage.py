@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import taxonomy as tx
+from . import otelctx
 from .state import current
 from .wrapping import run_async_generator, run_generator, wrap
 
@@ -149,8 +149,8 @@ class Stage:
             return self
         if span is not None:
             self.sampled = True
-            self._otel_ctx = trace.set_span_in_context(span)
-            self._ctx_token = otel_context.attach(self._otel_ctx)
+            ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
+            self._ctx_token = otelctx.attach(ctx)
         else:
             self._otel_ctx = None
         self._frame_token = current.set(self)
@@ -181,7 +181,7 @@ class Stage:
         except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
             pass
         if span is not None:
-            otel_context.detach(self._ctx_token)
+            otelctx.detach(self._ctx_token)
 
     def _start_span(self, parent: Stage | None, attributes: Mapping[str, Any]) -> trace.Span | None:
         """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
@@ -191,7 +191,7 @@ class Stage:
         self._held = None  # the hold its span ends into, if any (its children's spans are held too)
         if parent is None:
             return self._t.start_span(None, self._span_name, attributes, outermost=True)
-        if otel_context.get_current() is not parent._otel_ctx:
+        if otelctx.get_current() is not parent._otel_ctx:
             current_span = trace.get_current_span().get_span_context()
             return self._t.start_span(current_span, self._span_name, attributes, outermost=parent._otel_ctx is None)
         hold = parent._held
