@@ -19,7 +19,9 @@ modeltel starts SDK spans instead.
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import sys
 import threading
 import traceback
@@ -37,10 +39,12 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from .admission import TraceAdmission
 
@@ -48,6 +52,17 @@ _log = logging.getLogger("modeltel")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
+_SAMPLED_BIT = TraceFlags.SAMPLED
+_tuple_new = tuple.__new__
+# A SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): the light
+# spans read and build it as one, without its properties and its Python __new__ (1-2 µs a span). Checked
+# here; an API where it is laid out otherwise gets SDK spans instead (SpanFactory.for_provider).
+_probe = SpanContext(3, 5, True, _SAMPLED, TraceState([("k", "v")]))
+_CONTEXT_LAYOUT = (
+    tuple(_probe) == (3, 5, True, _SAMPLED, _probe.trace_state, True)
+    and _tuple_new(SpanContext, tuple(_probe)) == _probe
+)
 _fallback_warned = False
 # Held by every change of a FastSpan for its check-and-set, and by the end of a changed one (see
 # FastSpan.end); re-entrant, as attribute cleaning may log, and a logging handler may write to a span.
@@ -63,13 +78,14 @@ class SpanFactory:
         chain the light spans end into: the caller then starts SDK spans, which are slower but complete."""
         global _fallback_warned
         processor = getattr(provider, "_active_span_processor", None)
-        if processor is not None and callable(getattr(processor, "_on_ending", None)):
+        if processor is not None and callable(getattr(processor, "_on_ending", None)) and _CONTEXT_LAYOUT:
             return cls(provider, scope, processor)
         if not _fallback_warned:
             _fallback_warned = True
             _log.warning(
                 "modeltel: this OpenTelemetry SDK's TracerProvider has no _active_span_processor with "
-                "_on_ending; modeltel's spans use the SDK tracer instead (correct, but slower)"
+                "_on_ending, or its SpanContext is not the 6-tuple modeltel reads; modeltel's spans use the "
+                "SDK tracer instead (correct, but slower)"
             )
         return None
 
@@ -77,6 +93,12 @@ class SpanFactory:
         self.provider = provider
         self.scope = scope
         self._new_span_id = provider.id_generator.generate_span_id
+        # the default generator's span ids are getrandbits(64), never zero: the C call, without its frame
+        self._span_bits = (
+            functools.partial(random.getrandbits, 64)
+            if type(provider.id_generator) is RandomIdGenerator
+            else self._new_span_id
+        )
         self._new_trace_id = provider.id_generator.generate_trace_id
         self._root_flags = _SAMPLED_RANDOM if provider.id_generator.is_trace_id_random() else _SAMPLED
         sampler = provider.sampler
@@ -109,12 +131,10 @@ class SpanFactory:
         """A recording span, or None when the sampler drops it (or only records it: such a span is never
         exported, and modeltel's metrics do not need it), or when it would be the ``outermost`` modeltel
         span of a trace while the span buffer is overloaded (the trace is shed whole, and counted)."""
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
-            if self._trust_parent and parent.trace_flags.sampled:
-                trace_state = parent.trace_state
-            else:
+        if parent is not None and parent[5]:  # is_valid (a SpanContext is a tuple: see _CONTEXT_LAYOUT)
+            trace_id, _, _, parent_flags, trace_state, _ = parent
+            flags = _SAMPLED_RANDOM if parent_flags & _RANDOM else _SAMPLED
+            if not (self._trust_parent and parent_flags & _SAMPLED_BIT):
                 result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
                 if not result.decision.is_sampled():
                     return None
@@ -130,7 +150,11 @@ class SpanFactory:
         if outermost and self.admission.shedding:
             self.admission.count("overload")
             return None
-        context = SpanContext(trace_id, self._new_span_id(), False, flags, trace_state)
+        if trace_state is None:  # a sampler's "none": SpanContext's default, as its __new__ gives it
+            trace_state = DEFAULT_TRACE_STATE
+        span_id = self._span_bits() or self._new_span_id()  # (a zero from the bits: the generator's loop)
+        # SpanContext(trace_id, span_id, False, flags, trace_state), without its Python __new__: our ids are valid
+        context = _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
         span = FastSpan(self, name, context, parent, attributes)
         self.started(span)
         return span

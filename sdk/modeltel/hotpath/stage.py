@@ -196,6 +196,9 @@ class Stage:
             return self._t.start_span(current_span, self._span_name, attributes, outermost=parent._otel_ctx is None)
         hold = parent._held
         if hold is None:
+            spans = self._t._spans
+            if spans is not None:  # the parent's span is one of its light spans, recorded and sampled
+                return spans.start(self._span_name, attributes, parent._span._context)
             return self._t.start_span(parent._span.get_span_context(), self._span_name, attributes)
         self._held = hold  # inside a held prediction: held too
         return hold.start(self._span_name, attributes, parent._span.get_span_context())
