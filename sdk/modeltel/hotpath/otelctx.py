@@ -5,7 +5,8 @@ previous context at its end (``detach``); ``opentelemetry.context`` reaches the 
 through two or three Python calls each time, and ``set_value`` copies the context dict twice. With
 OpenTelemetry's default runtime context (``ContextVarsRuntimeContext``) this module uses that
 ``ContextVar`` directly and copies once: the same ``Context`` objects in the same variable, so OpenTelemetry's
-own ``get_current()`` / ``get_current_span()`` and every propagator see exactly what they saw before. With
+own ``get_current()`` / ``get_current_span()`` (whose rule :func:`current_span_context` keeps) and every
+propagator see exactly what they saw before. With
 any other runtime context (``OTEL_PYTHON_CONTEXT``), or where the private attributes read here have moved,
 it calls OpenTelemetry's API instead.
 """
@@ -19,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
 _runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
 _var = getattr(_runtime, "_current_context", None) if type(_runtime) is ContextVarsRuntimeContext else None
@@ -35,6 +37,17 @@ def _with_span_fast(span: trace.Span, context: Context) -> Context:
     return new
 
 
+def _span_context_fast() -> SpanContext:
+    span = _var.get().get(_SPAN_KEY)  # type: ignore[union-attr]
+    if span is None or not isinstance(span, trace.Span):  # get_current_span's rule
+        return INVALID_SPAN_CONTEXT
+    return span.get_span_context()
+
+
+def _span_context_api() -> SpanContext:
+    return trace.get_current_span().get_span_context()
+
+
 def _detach_fast(token: Token[Context]) -> None:
     try:
         _var.reset(token)  # type: ignore[union-attr]
@@ -47,8 +60,10 @@ if isinstance(_var, ContextVar) and type(_SPAN_KEY) is str:
     attach: Any = _var.set
     detach: Any = _detach_fast
     with_span: Any = _with_span_fast
+    current_span_context: Any = _span_context_fast
 else:  # another runtime context, or moved internals: OpenTelemetry's API, as it is
     get_current = otel_context.get_current
     attach = otel_context.attach
     detach = otel_context.detach
     with_span = _with_span_api
+    current_span_context = _span_context_api

@@ -192,8 +192,9 @@ class Stage:
         if parent is None:
             return self._t.start_span(None, self._span_name, attributes, outermost=True)
         if otelctx.get_current() is not parent._otel_ctx:
-            current_span = trace.get_current_span().get_span_context()
-            return self._t.start_span(current_span, self._span_name, attributes, outermost=parent._otel_ctx is None)
+            return self._t.start_span(
+                otelctx.current_span_context(), self._span_name, attributes, outermost=parent._otel_ctx is None
+            )
         hold = parent._held
         if hold is None:
             spans = self._t._spans

@@ -21,6 +21,7 @@ from .. import config
 from .. import taxonomy as tx
 from .._version import __version__
 from ..config import Settings
+from . import otelctx
 from .generation import GenAISeriesCache, Generation, GenerationOptions
 from .held import SpanHold
 from .recorders import Recorder, SdkRecorder
@@ -95,7 +96,7 @@ class Telemetry:
         if parent is None:
             if not self.tracing:
                 return None
-            parent = trace.get_current_span().get_span_context()
+            parent = otelctx.current_span_context()
         if parent.is_valid:
             if not parent.trace_flags.sampled and self._parent_based:
                 return None
