@@ -14,6 +14,7 @@ from opentelemetry import metrics, trace
 
 from ._version import __version__
 from .export import Pipeline, get_pipeline, init, shutdown
+from .export import pipeline as _pipeline_state
 from .hotpath import (
     Generation,
     Prediction,
@@ -91,7 +92,9 @@ def stage(name: str, **options: Unpack[StageOptions]) -> Stage:
     (options: :meth:`Telemetry.stage`)."""
     if options:
         return telemetry().stage(name, **options)
-    return Stage(telemetry(), name)  # the common call, without packing and unpacking keywords once more
+    # the common call, per request: telemetry()'s first case inlined, and no keywords packed once more
+    pipeline = _pipeline_state._pipeline
+    return Stage(pipeline.telemetry if pipeline is not None else global_telemetry(), name)
 
 
 def prediction(

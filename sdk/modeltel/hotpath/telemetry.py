@@ -56,6 +56,7 @@ class Telemetry:
         self.genai = GenAISeriesCache(recorder, self._error_guard)  # generations' gen_ai.* series
         self._models: dict[tuple[str, str], ModelSeries] = {}
         self._models_lock = threading.Lock()
+        self._default_model: ModelSeries | None = None  # model(): the configured model's series
         self._tracer, self.tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
         self._spans = span_factory
         # seconds past which a held prediction is kept (see .held); None: the option is off or cannot work
@@ -81,8 +82,13 @@ class Telemetry:
 
     def resolve_model(self, name: str | None, version: str | None, parent: Stage | None) -> ModelSeries:
         """The model a stage records under: its own, else its parent's name, else the configured one."""
-        if name is None and version is None and parent is not None:
-            return parent.model
+        if name is None and version is None:
+            if parent is not None:
+                return parent.model
+            model = self._default_model  # every root prediction's: looked up once (series are never evicted)
+            if model is None:
+                model = self._default_model = self.model()
+            return model
         if parent is not None and name is None:
             name = parent.model.name
         return self.model(name, version)
