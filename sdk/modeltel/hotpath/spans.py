@@ -93,12 +93,11 @@ class SpanFactory:
         self.provider = provider
         self.scope = scope
         self._new_span_id = provider.id_generator.generate_span_id
-        # the default generator's span ids are getrandbits(64), never zero: the C call, without its frame
-        self._span_bits = (
-            functools.partial(random.getrandbits, 64)
-            if type(provider.id_generator) is RandomIdGenerator
-            else self._new_span_id
-        )
+        # the default generator's ids are getrandbits(64 / 128), never zero: the C call, without its frame
+        default_ids = type(provider.id_generator) is RandomIdGenerator
+        self._span_bits = functools.partial(random.getrandbits, 64) if default_ids else self._new_span_id
+        self._trace_bits = functools.partial(random.getrandbits, 128) if default_ids else self._new_trace_id
+        self.resource = provider.resource  # a provider's resource is fixed when it is built
         self._new_trace_id = provider.id_generator.generate_trace_id
         self._root_flags = _SAMPLED_RANDOM if provider.id_generator.is_trace_id_random() else _SAMPLED
         sampler = provider.sampler
@@ -107,6 +106,9 @@ class SpanFactory:
         self._trust_parent = isinstance(sampler, ParentBased) and all(
             getattr(sampler, attr, None) is ALWAYS_ON for attr in ("_local_parent_sampled", "_remote_parent_sampled")
         )
+        # Likewise a root, under the default parent-based sampler with ALWAYS_ON at the root: ALWAYS_ON samples
+        # with the given attributes and the current span's trace state, which an invalid span does not have.
+        self._trust_root = isinstance(sampler, ParentBased) and getattr(sampler, "_root", None) is ALWAYS_ON
         self._sampler = sampler
         self._processor = processor  # the provider's own multi-processor: it sees processors added later
         # its processors' hooks, called directly (see _hooks); rebuilt whenever a processor is added
@@ -130,7 +132,8 @@ class SpanFactory:
     ) -> FastSpan | None:
         """A recording span, or None when the sampler drops it (or only records it: such a span is never
         exported, and modeltel's metrics do not need it), or when it would be the ``outermost`` modeltel
-        span of a trace while the span buffer is overloaded (the trace is shed whole, and counted)."""
+        span of a trace while the span buffer is overloaded (the trace is shed whole, and counted).
+        An invalid ``parent`` is the current context's (a root under it); None: a root, whatever is current."""
         if parent is not None and parent[5]:  # is_valid (a SpanContext is a tuple: see _CONTEXT_LAYOUT)
             trace_id, _, _, parent_flags, trace_state, _ = parent
             flags = _SAMPLED_RANDOM if parent_flags & _RANDOM else _SAMPLED
@@ -140,13 +143,16 @@ class SpanFactory:
                     return None
                 attributes, trace_state = result.attributes, result.trace_state
         else:
-            parent = None
-            trace_id = self._new_trace_id()
+            trace_id = self._trace_bits() or self._new_trace_id()
             flags = self._root_flags
-            result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
-            if not result.decision.is_sampled():
-                return None
-            attributes, trace_state = result.attributes, result.trace_state
+            if parent is not None and self._trust_root:  # ``parent``: the current context's, and no valid span
+                trace_state = DEFAULT_TRACE_STATE  # what ALWAYS_ON answers there: sampled, nothing added
+            else:
+                result = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes)
+                if not result.decision.is_sampled():
+                    return None
+                attributes, trace_state = result.attributes, result.trace_state
+            parent = None
         if outermost and self.admission.shedding:
             self.admission.count("overload")
             return None
@@ -232,7 +238,7 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._context = context
         self._parent = parent
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
-        self._resource = factory.provider.resource
+        self._resource = factory.resource
         self._instrumentation_scope = factory.scope
         self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
         self._start_time = time_ns()
