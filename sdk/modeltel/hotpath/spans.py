@@ -59,7 +59,7 @@ _tuple_new = tuple.__new__
 # spans read and build it as one, without its properties and its Python __new__ (1-2 µs a span). Checked
 # here; an API where it is laid out otherwise gets SDK spans instead (SpanFactory.for_provider).
 _probe = SpanContext(3, 5, True, _SAMPLED, TraceState([("k", "v")]))
-_CONTEXT_LAYOUT = (
+CONTEXT_IS_TUPLE = (
     tuple(_probe) == (3, 5, True, _SAMPLED, _probe.trace_state, True)
     and _tuple_new(SpanContext, tuple(_probe)) == _probe
 )
@@ -78,7 +78,7 @@ class SpanFactory:
         chain the light spans end into: the caller then starts SDK spans, which are slower but complete."""
         global _fallback_warned
         processor = getattr(provider, "_active_span_processor", None)
-        if processor is not None and callable(getattr(processor, "_on_ending", None)) and _CONTEXT_LAYOUT:
+        if processor is not None and callable(getattr(processor, "_on_ending", None)) and CONTEXT_IS_TUPLE:
             return cls(provider, scope, processor)
         if not _fallback_warned:
             _fallback_warned = True
@@ -134,7 +134,7 @@ class SpanFactory:
         exported, and modeltel's metrics do not need it), or when it would be the ``outermost`` modeltel
         span of a trace while the span buffer is overloaded (the trace is shed whole, and counted).
         An invalid ``parent`` is the current context's (a root under it); None: a root, whatever is current."""
-        if parent is not None and parent[5]:  # is_valid (a SpanContext is a tuple: see _CONTEXT_LAYOUT)
+        if parent is not None and parent[5]:  # is_valid (a SpanContext is a tuple: see CONTEXT_IS_TUPLE)
             trace_id, _, _, parent_flags, trace_state, _ = parent
             flags = _SAMPLED_RANDOM if parent_flags & _RANDOM else _SAMPLED
             if not (self._trust_parent and parent_flags & _SAMPLED_BIT):
