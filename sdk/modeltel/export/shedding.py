@@ -29,10 +29,9 @@ import os
 import threading
 import time
 import weakref
-from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from ..hotpath.admission import TraceAdmission
@@ -85,12 +84,6 @@ class SheddingSpanProcessor(SpanProcessor):
         self.admission.reset()
         if not self._closed:
             self._start_worker()
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        pass
-
-    def _on_ending(self, span: Span) -> None:
-        pass
 
     def on_end(self, span: ReadableSpan) -> None:
         """O(1): a length check and an append; the export thread is woken once a batch is waiting."""

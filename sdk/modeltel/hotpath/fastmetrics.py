@@ -49,7 +49,7 @@ class BoundHistogram:
 
     def reset(self) -> None:
         self._counts = [0] * (len(self._bounds) + 1)
-        self._exemplars: list[tuple[float, int, int, int] | None] = [None] * (len(self._bounds) + 1)
+        self._exemplars: list[tuple[float, int, SpanContext] | None] = [None] * (len(self._bounds) + 1)
         self._lock = threading.Lock()
         self._sum = 0.0
         self._min = _INF
@@ -71,7 +71,7 @@ class BoundHistogram:
             self._max = value
         lock.release()
         if span_context is not None and span_context.trace_flags & 1:  # a held span's is not sampled
-            self._exemplars[i] = (value, time.time_ns(), span_context.span_id, span_context.trace_id)
+            self._exemplars[i] = (value, time.time_ns(), span_context)  # its ids are read when collected
 
     def point(self, start_ns: int, now_ns: int) -> HistogramDataPoint | None:
         if not self.count:
@@ -80,7 +80,7 @@ class BoundHistogram:
             counts = list(self._counts)
             total, count, lo, hi = self._sum, self.count, self._min, self._max
             exemplars = [
-                Exemplar({}, e[0], e[1], e[2], e[3]) for e in self._exemplars if e is not None
+                Exemplar({}, e[0], e[1], e[2].span_id, e[2].trace_id) for e in self._exemplars if e is not None
             ]  # latest per bucket, as OTel's aligned-bucket reservoir keeps
         return HistogramDataPoint(
             attributes=self.attributes,

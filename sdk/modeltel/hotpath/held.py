@@ -33,11 +33,12 @@ _NOT_SAMPLED = ~TraceFlags.SAMPLED & 0xFF
 class SpanHold:
     """The spans of one held prediction, in the order they ended. It is a ``FastSpan``'s factory."""
 
-    __slots__ = ("_factory", "limits", "provider", "scope", "spans", "start_fits")
+    __slots__ = ("_factory", "limits", "provider", "resource", "scope", "spans", "start_fits")
 
     def __init__(self, factory: SpanFactory) -> None:
         self._factory = factory
         self.provider = factory.provider
+        self.resource = factory.resource
         self.scope = factory.scope
         self.limits = factory.limits
         self.start_fits = factory.start_fits
@@ -84,7 +85,7 @@ class SpanHold:
                 parent = contexts.get(parent.span_id, parent)
             copies[span] = copy = _copy(span, self._factory, contexts[span._context.span_id], parent)
             copy.set_attribute(KEPT_ATTRIBUTE, reason)
-            self._factory._processor.on_start(copy)
+            self._factory.started(copy)
         for span in spans:
             copies[span].end(span._end_time)
         return copies

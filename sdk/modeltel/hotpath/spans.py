@@ -19,7 +19,9 @@ modeltel starts SDK spans instead.
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import sys
 import threading
 import traceback
@@ -29,11 +31,20 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from .admission import TraceAdmission
 
@@ -41,6 +52,17 @@ _log = logging.getLogger("modeltel")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
+_SAMPLED_BIT = TraceFlags.SAMPLED
+_tuple_new = tuple.__new__
+# A SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): the light
+# spans read and build it as one, without its properties and its Python __new__ (1-2 µs a span). Checked
+# here; an API where it is laid out otherwise gets SDK spans instead (SpanFactory.for_provider).
+_probe = SpanContext(3, 5, True, _SAMPLED, TraceState([("k", "v")]))
+CONTEXT_IS_TUPLE = (
+    tuple(_probe) == (3, 5, True, _SAMPLED, _probe.trace_state, True)
+    and _tuple_new(SpanContext, tuple(_probe)) == _probe
+)
 _fallback_warned = False
 # Held by every change of a FastSpan for its check-and-set, and by the end of a changed one (see
 # FastSpan.end); re-entrant, as attribute cleaning may log, and a logging handler may write to a span.
@@ -56,13 +78,14 @@ class SpanFactory:
         chain the light spans end into: the caller then starts SDK spans, which are slower but complete."""
         global _fallback_warned
         processor = getattr(provider, "_active_span_processor", None)
-        if processor is not None and callable(getattr(processor, "_on_ending", None)):
+        if processor is not None and callable(getattr(processor, "_on_ending", None)) and CONTEXT_IS_TUPLE:
             return cls(provider, scope, processor)
         if not _fallback_warned:
             _fallback_warned = True
             _log.warning(
                 "modeltel: this OpenTelemetry SDK's TracerProvider has no _active_span_processor with "
-                "_on_ending; modeltel's spans use the SDK tracer instead (correct, but slower)"
+                "_on_ending, or its SpanContext is not the 6-tuple modeltel reads; modeltel's spans use the "
+                "SDK tracer instead (correct, but slower)"
             )
         return None
 
@@ -70,6 +93,11 @@ class SpanFactory:
         self.provider = provider
         self.scope = scope
         self._new_span_id = provider.id_generator.generate_span_id
+        # the default generator's ids are getrandbits(64 / 128), never zero: the C call, without its frame
+        default_ids = type(provider.id_generator) is RandomIdGenerator
+        self._span_bits = functools.partial(random.getrandbits, 64) if default_ids else self._new_span_id
+        self._trace_bits = functools.partial(random.getrandbits, 128) if default_ids else self._new_trace_id
+        self.resource = provider.resource  # a provider's resource is fixed when it is built
         self._new_trace_id = provider.id_generator.generate_trace_id
         self._root_flags = _SAMPLED_RANDOM if provider.id_generator.is_trace_id_random() else _SAMPLED
         sampler = provider.sampler
@@ -78,8 +106,14 @@ class SpanFactory:
         self._trust_parent = isinstance(sampler, ParentBased) and all(
             getattr(sampler, attr, None) is ALWAYS_ON for attr in ("_local_parent_sampled", "_remote_parent_sampled")
         )
+        # Likewise a root, under the default parent-based sampler with ALWAYS_ON at the root: ALWAYS_ON samples
+        # with the given attributes and the current span's trace state, which an invalid span does not have.
+        self._trust_root = isinstance(sampler, ParentBased) and getattr(sampler, "_root", None) is ALWAYS_ON
         self._sampler = sampler
         self._processor = processor  # the provider's own multi-processor: it sees processors added later
+        # its processors' hooks, called directly (see _hooks); rebuilt whenever a processor is added
+        self._chain = processor if type(processor) is SynchronousMultiSpanProcessor else None
+        self._bound: tuple[Any, tuple, tuple, tuple] = (None, (), (), ())
         # the provider's limits (OTEL_SPAN_*_LIMIT); its attribute is private, so else read from the environment
         limits = self.limits = getattr(provider, "_span_limits", None) or SpanLimits()
         # how many start attributes a span shares as they are (more, or a length limit: it bounds a copy)
@@ -106,36 +140,78 @@ class SpanFactory:
         """A recording span, or None when the sampler drops it (or only records it: such a span is never
         exported, and modeltel's metrics do not need it), or when it would be the ``outermost`` modeltel
         span of a trace while the span buffer is overloaded (the trace is shed whole, and counted).
+        An invalid ``parent`` is the current context's (a root under it); None: a root, whatever is current.
         ``start_time``: unix ns, default now."""
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
-            if self._trust_parent and parent.trace_flags.sampled:
-                trace_state = parent.trace_state
-            else:
+        if parent is not None and parent[5]:  # is_valid (a SpanContext is a tuple: see CONTEXT_IS_TUPLE)
+            trace_id, _, _, parent_flags, trace_state, _ = parent
+            flags = _SAMPLED_RANDOM if parent_flags & _RANDOM else _SAMPLED
+            if not (self._trust_parent and parent_flags & _SAMPLED_BIT):
                 result = self._sampler.should_sample(None, trace_id, name, kind, attributes)
                 if not result.decision.is_sampled():
                     return None
                 attributes, trace_state = result.attributes, result.trace_state
         else:
-            parent = None
-            trace_id = self._new_trace_id()
+            trace_id = self._trace_bits() or self._new_trace_id()
             flags = self._root_flags
-            result = self._sampler.should_sample(None, trace_id, name, kind, attributes)
-            if not result.decision.is_sampled():
-                return None
-            attributes, trace_state = result.attributes, result.trace_state
+            if parent is not None and self._trust_root:  # ``parent``: the current context's, and no valid span
+                trace_state = DEFAULT_TRACE_STATE  # what ALWAYS_ON answers there: sampled, nothing added
+            else:
+                result = self._sampler.should_sample(None, trace_id, name, kind, attributes)
+                if not result.decision.is_sampled():
+                    return None
+                attributes, trace_state = result.attributes, result.trace_state
+            parent = None
         if outermost and self.admission.shedding:
             self.admission.count("overload")
             return None
-        context = SpanContext(trace_id, self._new_span_id(), False, flags, trace_state)
+        if trace_state is None:  # a sampler's "none": SpanContext's default, as its __new__ gives it
+            trace_state = DEFAULT_TRACE_STATE
+        span_id = self._span_bits() or self._new_span_id()  # (a zero from the bits: the generator's loop)
+        # SpanContext(trace_id, span_id, False, flags, trace_state), without its Python __new__: our ids are valid
+        context = _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
         span = FastSpan(self, name, context, parent, attributes, kind, start_time)
-        self._processor.on_start(span)
+        self.started(span)
         return span
 
+    def started(self, span: FastSpan) -> None:
+        """Hand a started span to the processors' ``on_start``."""
+        chain = self._chain
+        if chain is None:
+            self._processor.on_start(span)
+            return
+        bound = self._bound
+        if chain._span_processors is not bound[0]:
+            bound = self._hooks(chain._span_processors)
+        for on_start in bound[1]:
+            on_start(span, parent_context=None)
+
     def finish(self, span: FastSpan) -> None:
-        self._processor._on_ending(span)
-        self._processor.on_end(span)
+        """Hand an ended span to the processors: every ``_on_ending``, then every ``on_end``."""
+        chain = self._chain
+        if chain is None:
+            self._processor._on_ending(span)
+            self._processor.on_end(span)
+            return
+        bound = self._bound
+        if chain._span_processors is not bound[0]:
+            bound = self._hooks(chain._span_processors)
+        for on_ending in bound[2]:
+            on_ending(span)
+        for on_end in bound[3]:
+            on_end(span)
+
+    def _hooks(self, processors: tuple[SpanProcessor, ...]) -> tuple[Any, tuple, tuple, tuple]:
+        """Bind the hooks of the provider's synchronous multi-processor once per set of processors (it
+        replaces its tuple when one is added), leaving out the base class's empty ``on_start`` and
+        ``_on_ending``: what its loops would call, in the same order, less the calls that do nothing.
+        One tuple, replaced whole, so that a thread never reads hooks of two different sets."""
+        self._bound = bound = (
+            processors,
+            tuple(p.on_start for p in processors if _does_something(p.on_start, SpanProcessor.on_start)),
+            tuple(p._on_ending for p in processors if _does_something(p._on_ending, SpanProcessor._on_ending)),
+            tuple(p.on_end for p in processors),
+        )
+        return bound
 
 
 class FastSpan(trace_api.Span, ReadableSpan):
@@ -152,6 +228,15 @@ class FastSpan(trace_api.Span, ReadableSpan):
     """
 
     _changed = False  # set (on the instance) by the first change: see end()
+    # what every span starts with, read from the class until a change sets the instance's own (one store
+    # less each per span): the kind, no events or links (a BoundedList from the first one), UNSET status,
+    # not ended, and the deprecated instrumentation info exporters no longer read
+    _kind = SpanKind.INTERNAL
+    _events: Sequence[Event] = ()
+    _links: Sequence[Link] = ()
+    _status = _UNSET
+    _end_time: int | None = None
+    _instrumentation_info = None
 
     def __init__(
         self,
@@ -167,15 +252,11 @@ class FastSpan(trace_api.Span, ReadableSpan):
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = kind
+        if kind is not SpanKind.INTERNAL:
+            self._kind = kind
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
-        self._events: Sequence[Event] = ()  # a BoundedList from the first event on
-        self._links: Sequence[Link] = ()
-        self._status = _UNSET
-        self._resource = factory.provider.resource
+        self._resource = factory.resource
         self._instrumentation_scope = factory.scope
-        self._instrumentation_info = None  # deprecated; exporters read the scope
-        self._end_time: int | None = None
         self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
         self._start_time = start_time if start_time is not None else time_ns()
         if len(attributes) > factory.start_fits:
@@ -311,6 +392,11 @@ class FastSpan(trace_api.Span, ReadableSpan):
                 if type(self._attributes) is BoundedAttributes:
                     self._attributes._immutable = True  # as the SDK's Span.end does
         self._factory.finish(self)
+
+
+def _does_something(hook: Any, empty: Any) -> bool:
+    """Whether a processor's bound ``hook`` is other than the base class's ``empty`` one."""
+    return getattr(hook, "__func__", None) is not empty
 
 
 def _ended(method: str) -> None:

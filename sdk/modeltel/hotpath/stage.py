@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import taxonomy as tx
+from . import otelctx
 from .state import current
 from .wrapping import run_async_generator, run_generator, wrap
 
@@ -152,8 +152,8 @@ class Stage:
             return self
         if span is not None:
             self.sampled = True
-            self._otel_ctx = trace.set_span_in_context(span)
-            self._ctx_token = otel_context.attach(self._otel_ctx)
+            ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
+            self._ctx_token = otelctx.attach(ctx)
         else:
             self._otel_ctx = None
         self._frame_token = current.set(self)
@@ -184,7 +184,7 @@ class Stage:
         except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
             pass
         if span is not None:
-            otel_context.detach(self._ctx_token)
+            otelctx.detach(self._ctx_token)
 
     def _start_span(self, parent: Stage | None, attributes: Mapping[str, Any]) -> trace.Span | None:
         """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
@@ -195,12 +195,15 @@ class Stage:
         t, name, kind, start = self._t, self._span_name, self._span_kind, self._start_ns
         if parent is None:
             return t.start_span(None, name, attributes, outermost=True, kind=kind, start_time=start)
-        if otel_context.get_current() is not parent._otel_ctx:
-            current_span = trace.get_current_span().get_span_context()
+        if otelctx.get_current() is not parent._otel_ctx:
             outermost = parent._otel_ctx is None
+            current_span = otelctx.current_span_context()
             return t.start_span(current_span, name, attributes, outermost=outermost, kind=kind, start_time=start)
         hold = parent._held
         if hold is None:
+            spans = t._spans
+            if spans is not None:  # the parent's span is one of its light spans, recorded and sampled
+                return spans.start(name, attributes, parent._span._context, kind=kind, start_time=start)
             return t.start_span(parent._span.get_span_context(), name, attributes, kind=kind, start_time=start)
         self._held = hold  # inside a held prediction: held too
         return hold.start(name, attributes, parent._span.get_span_context(), kind=kind, start_time=start)

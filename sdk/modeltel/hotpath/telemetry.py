@@ -21,6 +21,7 @@ from .. import config
 from .. import taxonomy as tx
 from .._version import __version__
 from ..config import Settings
+from . import otelctx
 from .generation import GenAISeriesCache, Generation, GenerationOptions
 from .held import SpanHold
 from .recorders import Recorder, SdkRecorder
@@ -55,6 +56,7 @@ class Telemetry:
         self.genai = GenAISeriesCache(recorder, self._error_guard)  # generations' gen_ai.* series
         self._models: dict[tuple[str, str], ModelSeries] = {}
         self._models_lock = threading.Lock()
+        self._default_model: ModelSeries | None = None  # model(): the configured model's series
         self._tracer, self.tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
         self._spans = span_factory
         # seconds past which a held prediction is kept (see .held); None: the option is off or cannot work
@@ -80,8 +82,13 @@ class Telemetry:
 
     def resolve_model(self, name: str | None, version: str | None, parent: Stage | None) -> ModelSeries:
         """The model a stage records under: its own, else its parent's name, else the configured one."""
-        if name is None and version is None and parent is not None:
-            return parent.model
+        if name is None and version is None:
+            if parent is not None:
+                return parent.model
+            model = self._default_model  # every root prediction's: looked up once (series are never evicted)
+            if model is None:
+                model = self._default_model = self.model()
+            return model
         if parent is not None and name is None:
             name = parent.model.name
         return self.model(name, version)
@@ -103,7 +110,7 @@ class Telemetry:
         if parent is None:
             if not self.tracing:
                 return None
-            parent = trace.get_current_span().get_span_context()
+            parent = otelctx.current_span_context()
         if parent.is_valid:
             if not parent.trace_flags.sampled and self._parent_based:
                 return None

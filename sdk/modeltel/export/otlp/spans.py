@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from ...hotpath.spans import FastSpan
+from ...hotpath.spans import CONTEXT_IS_TUPLE, FastSpan
 from . import wire
 
 _CACHE_LIMIT = 4096  # distinct attribute pairs / names kept; cleared (not evicted one by one) beyond it
@@ -53,7 +53,10 @@ class SpanEncoder:
         tree: dict[tuple[bytes, bytes], dict[tuple[bytes, bytes], list[bytes]]] = {}
         last: tuple[Any, Any, list[bytes]] = (None, None, [])
         for span in spans:
-            res_obj, sc_obj = span.resource, span.instrumentation_scope or None
+            if type(span) is FastSpan:  # ReadableSpan's properties, which return these fields
+                res_obj, sc_obj = span._resource, span._instrumentation_scope or None
+            else:
+                res_obj, sc_obj = span.resource, span.instrumentation_scope or None
             if res_obj is not last[0] or sc_obj is not last[1]:  # batches are mostly one resource, one scope
                 res = self._part(res_obj, _resource_part)
                 sc = self._part(sc_obj, _scope_part)
@@ -84,11 +87,15 @@ class SpanEncoder:
             span = _plain(span)
         ctx = span._context
         parent = span._parent
-        parts = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
-        if ctx.trace_state:
-            parts.append(wire.field_str(3, ",".join(f"{k}={v}" for k, v in ctx.trace_state.items())))
+        if CONTEXT_IS_TUPLE:  # its fields without a property call each (hotpath.spans checks the layout)
+            trace_id, span_id, _, _, trace_state, _ = ctx
+        else:
+            trace_id, span_id, trace_state = ctx.trace_id, ctx.span_id, ctx.trace_state
+        parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08", span_id.to_bytes(8, "big")]
+        if trace_state:
+            parts.append(wire.field_str(3, ",".join(f"{k}={v}" for k, v in trace_state.items())))
         if parent is not None:
-            parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+            parts += (b"\x22\x08", (parent[1] if CONTEXT_IS_TUPLE else parent.span_id).to_bytes(8, "big"))
         name = self._names.get(span._name)
         if name is None:
             name = self._cached(self._names, span._name, wire.field_str(5, span._name))
@@ -123,7 +130,8 @@ class SpanEncoder:
         status = span._status
         encoded = self._status.get(status)  # by identity: most spans share the SDK's few Status objects
         parts.append(encoded if encoded is not None else self._status_field(status))
-        parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+        remote = parent is not None and (parent[2] if CONTEXT_IS_TUPLE else parent.is_remote)
+        parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
         body = b"".join(parts)
         return b"\x12" + wire.length(len(body)) + body
 
