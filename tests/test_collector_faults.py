@@ -240,3 +240,31 @@ def test_the_collector_answers_while_its_trace_store_is_still_opening(tmp_path, 
         starting.join(60)
         for c in started:
             assert _stop_within(c, 15)
+
+
+def test_a_store_that_cannot_open_degrades_answers_503_and_opens_with_a_later_write(monkeypatch) -> None:
+    # a full disk as the store opens after a crash (the soak's tmpfs): queries get a reason, not a 500,
+    # and the next write opens it once the disk is back
+    from modeltel_collector.store import spans as spans_module
+
+    real_configure, failing = spans_module._configure, [True]
+
+    def configure(conn):
+        if failing[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_configure(conn)
+
+    monkeypatch.setattr(spans_module, "_configure", configure)
+    with running_collector(otlp_grpc="") as c:
+        deadline = time.monotonic() + 10
+        while not c.spans.error:  # the writer thread's open failed
+            assert time.monotonic() < deadline, "the failed open was not reported"
+            time.sleep(0.01)
+        status, doc = _health(c)
+        assert (status, doc["status"], doc["trace_store"]) == (200, "degraded", "degraded: disk I/O error")
+        status, _, body = http_get(c.urls["listen"] + "/api/traces?limit=1")
+        assert (status, json.loads(body)["error"]) == (503, "trace store unavailable: disk I/O error")
+        failing[0] = False
+        assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(2).SerializeToString(), PB)[0] == 200
+        assert c.flush(10) and c.spans.count == 2 and _health(c)[1]["trace_store"] == "ok"
+        assert http_get(c.urls["listen"] + "/api/traces?limit=1")[0] == 200

@@ -85,6 +85,10 @@ MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
 
+class StoreUnavailable(Exception):
+    """A read while the trace store cannot be opened (a full disk, an I/O error); the message says why."""
+
+
 class SpanStore:
     """Writes row batches on its own thread (SQLite releases the GIL); ``put`` blocks when it falls behind.
 
@@ -189,8 +193,12 @@ class SpanStore:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
-        """Hold the reader connection (opening the store first if nobody has)."""
-        self.open()
+        """Hold the reader connection (opening the store first if nobody has); ``StoreUnavailable`` while the
+        store cannot be opened (the writer retries the open with each write)."""
+        try:
+            self.open()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(str(e) or type(e).__name__) from None
         with self._read_lock:
             yield
 
