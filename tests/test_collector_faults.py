@@ -246,16 +246,16 @@ def test_the_collector_answers_while_its_trace_store_is_still_opening(tmp_path, 
 def test_a_store_that_cannot_open_degrades_answers_503_and_opens_with_a_later_write(monkeypatch) -> None:
     # a full disk as the store opens after a crash (the soak's tmpfs): queries get a reason, not a 500,
     # and the next write opens it once the disk is back
-    from modeltel_collector.store import spans as spans_module
+    from modeltel_collector.store import spanfile
 
-    real_configure, failing = spans_module._configure, [True]
+    real_configure, failing = spanfile.configure, [True]
 
     def configure(conn):
         if failing[0]:
             raise sqlite3.OperationalError("disk I/O error")
         real_configure(conn)
 
-    monkeypatch.setattr(spans_module, "_configure", configure)
+    monkeypatch.setattr(spanfile, "configure", configure)
     with running_collector(otlp_grpc="") as c:
         deadline = time.monotonic() + 10
         while not c.spans.error:  # the writer thread's open failed
@@ -274,9 +274,9 @@ def test_a_store_that_cannot_open_degrades_answers_503_and_opens_with_a_later_wr
 def test_reads_keep_the_wal_bounded_while_something_holds_it(tmp_path, monkeypatch) -> None:
     # SQLite reuses its WAL only when no read is using it: reads that never paused (a Jaeger flood) let it
     # grow to several times the store; a read that ends with the WAL past WAL_MAX_BYTES truncates it
-    from modeltel_collector.store import spans as spans_module
+    from modeltel_collector.store import spanfile
 
-    monkeypatch.setattr(spans_module, "WAL_MAX_BYTES", 64 << 10)
+    monkeypatch.setattr(spanfile, "WAL_MAX_BYTES", 64 << 10)
     db = str(tmp_path / "traces.db")
     with running_collector(trace_db=db, otlp_grpc="") as c:
         c.spans.services()  # open

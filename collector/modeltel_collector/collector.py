@@ -62,6 +62,11 @@ class Collector:
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
         self.stats.gauge(
+            "modeltel_collector_trace_wal_bytes",
+            "Bytes of the trace store's write-ahead log (a read truncates it past 128 MiB).",
+            self.spans.wal_bytes,
+        )
+        self.stats.gauge(
             "modeltel_collector_trace_store_healthy",
             "1 while the trace store writes, 0 while it is degraded (disk full, I/O error).",
             lambda: 0 if self.spans.error else 1,

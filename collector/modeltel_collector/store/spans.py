@@ -20,6 +20,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 
 from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
+from modeltel_collector.store import spanfile
 from modeltel_collector.store.spanwriter import BatchWriter
 
 MAX_INT64 = (1 << 63) - 1  # SQLite's INTEGER range: larger OTLP fixed64 times are clamped to it
@@ -71,17 +72,8 @@ def _hit(rows: list[tuple]) -> dict[str, Any]:
     }
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS traces (
-    trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
-    start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB, version TEXT);
-CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
-CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
-CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, written_ns INTEGER);
-"""
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
-WAL_MAX_BYTES = 128 << 20  # a read that ends with a WAL past this checkpoints it away (``_reading``)
 MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
@@ -138,15 +130,7 @@ class SpanStore:
         with self._open_lock:
             if self._opened.is_set():
                 return
-            for conn in (self._writer, self._reader):
-                _configure(conn)
-            w = self._writer
-            w.executescript(_SCHEMA)
-            if "version" not in {col[1] for col in w.execute("PRAGMA table_info(traces)")}:  # an older store
-                w.execute("ALTER TABLE traces ADD COLUMN version TEXT")
-            self.count = _stored_spans(w)
-            if self.count and not w.execute("SELECT 1 FROM services LIMIT 1").fetchone():  # an older store
-                w.execute("INSERT INTO services SELECT DISTINCT service, ? FROM traces", (time.time_ns(),))
+            self.count = spanfile.open_file(self._writer, self._reader)
             self._opened.set()
 
     def wait_open(self, timeout_s: float | None = None) -> bool:
@@ -205,7 +189,7 @@ class SpanStore:
             self._bound_wal()
 
     def _bound_wal(self) -> None:
-        """Checkpoint the WAL into the database and truncate it, once it is past ``WAL_MAX_BYTES``.
+        """Checkpoint the WAL into the database and truncate it, once it is past ``spanfile.WAL_MAX_BYTES``.
 
         SQLite writes its WAL from the beginning again only when no read is using it: the trace API's
         searches, back to back (a Jaeger flood), always kept one open, and the WAL grew without bound
@@ -213,11 +197,13 @@ class SpanStore:
         all of it). Every read of this process goes through the reader connection under ``_read_lock``,
         so here, between reads, the checkpoint has no reader to wait for, only the writer's transaction.
         """
-        try:
-            if os.path.getsize(self.path + "-wal") > WAL_MAX_BYTES:
+        if self.wal_bytes() > spanfile.WAL_MAX_BYTES:
+            with contextlib.suppress(sqlite3.Error):  # a full disk: the next read tries again
                 self._reader.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except (OSError, sqlite3.Error):  # no WAL file, a full disk: the next read tries again
-            pass
+
+    def wal_bytes(self) -> int:
+        """The size of the store's write-ahead log (0 without one)."""
+        return spanfile.wal_bytes(self.path)
 
     def _write(self, rows: list[TraceRow]) -> None:
         self.open()
@@ -393,24 +379,6 @@ class SpanStore:
                 for row in self._reader.execute(sql, part):
                     rows[row[0]].append(row)
         return [_hit(rows[i]) for i in ids]
-
-
-def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode syncs only at checkpoints (cheap), and keeps the store consistent through an OS
-    # crash or power loss, where OFF could corrupt it; a process kill loses no committed row either way
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the trace_id index in memory
-
-
-def _stored_spans(conn: sqlite3.Connection) -> int:
-    """Spans in the store, from ``writes`` (one row per write, deleted with its traces): summing
-    ``traces.span_count`` reads every page of a GB store, seconds at start-up. An older store without
-    ``writes`` rows is summed the slow way."""
-    count = conn.execute("SELECT COALESCE(SUM(spans), 0) FROM writes").fetchone()[0]
-    if count == 0 and conn.execute("SELECT 1 FROM traces LIMIT 1").fetchone():
-        count = conn.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
-    return count
 
 
 def search_limit(limit: int) -> int:
