@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -269,25 +268,3 @@ def test_a_store_that_cannot_open_degrades_answers_503_and_opens_with_a_later_wr
         assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(2).SerializeToString(), PB)[0] == 200
         assert c.flush(10) and c.spans.count == 2 and _health(c)[1]["trace_store"] == "ok"
         assert http_get(c.urls["listen"] + "/api/traces?limit=1")[0] == 200
-
-
-def test_reads_keep_the_wal_bounded_while_something_holds_it(tmp_path, monkeypatch) -> None:
-    # SQLite reuses its WAL only when no read is using it: reads that never paused (a Jaeger flood) let it
-    # grow to several times the store; a read that ends with the WAL past WAL_MAX_BYTES truncates it
-    from modeltel_collector.store import spanfile
-
-    monkeypatch.setattr(spanfile, "WAL_MAX_BYTES", 64 << 10)
-    db = str(tmp_path / "traces.db")
-    with running_collector(trace_db=db, otlp_grpc="") as c:
-        c.spans.services()  # open
-        holder = sqlite3.connect(db, isolation_level=None)
-        holder.execute("BEGIN")
-        holder.execute("SELECT COUNT(*) FROM traces").fetchone()  # a read that stays open
-        for _ in range(20):
-            c.spans.put(_rows(c, 50))
-            assert c.flush(10)
-        assert os.path.getsize(db + "-wal") > 64 << 10
-        holder.execute("COMMIT")
-        holder.close()
-        assert c.spans.services()  # any read
-        assert os.path.getsize(db + "-wal") == 0 and c.spans.count == 1000

@@ -63,7 +63,7 @@ class Collector:
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
         self.stats.gauge(
             "modeltel_collector_trace_wal_bytes",
-            "Bytes of the trace store's write-ahead log (a read truncates it past 128 MiB).",
+            "Bytes of the trace store's write-ahead log (it grows while reads run back to back).",
             self.spans.wal_bytes,
         )
         self.stats.gauge(

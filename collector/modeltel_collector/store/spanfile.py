@@ -1,8 +1,8 @@
-"""The trace store's SQLite file: its schema, connection settings, what opening it costs, and its WAL bound.
+"""The trace store's SQLite file: its schema, connection settings, and what opening it costs.
 
 Apart from ``spans`` (rows, writes, reads) because this is about the file: what a start after a crash has
-to do before the store can be used (``SpanStore.open`` runs it on the writer thread), and the size its
-write-ahead log may reach.
+to do before the store can be used (``SpanStore.open`` runs it on the writer thread), and the size of its
+write-ahead log.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-
-WAL_MAX_BYTES = 128 << 20  # a read that ends with a WAL past this checkpoints it away (``SpanStore._reading``)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (

@@ -186,20 +186,6 @@ class SpanStore:
             raise StoreUnavailable(str(e) or type(e).__name__) from None
         with self._read_lock:
             yield
-            self._bound_wal()
-
-    def _bound_wal(self) -> None:
-        """Checkpoint the WAL into the database and truncate it, once it is past ``spanfile.WAL_MAX_BYTES``.
-
-        SQLite writes its WAL from the beginning again only when no read is using it: the trace API's
-        searches, back to back (a Jaeger flood), always kept one open, and the WAL grew without bound
-        (7 GiB against a 1.6 GiB store in the soak: it filled the disk, and a restart after a kill replayed
-        all of it). Every read of this process goes through the reader connection under ``_read_lock``,
-        so here, between reads, the checkpoint has no reader to wait for, only the writer's transaction.
-        """
-        if self.wal_bytes() > spanfile.WAL_MAX_BYTES:
-            with contextlib.suppress(sqlite3.Error):  # a full disk: the next read tries again
-                self._reader.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def wal_bytes(self) -> int:
         """The size of the store's write-ahead log (0 without one)."""
