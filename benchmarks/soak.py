@@ -4,12 +4,13 @@ with a fault every ``--fault-every`` seconds, alternately a SIGKILL + restart an
 The trace store lives on a small tmpfs, so a disk-full episode is a real ENOSPC: the tmpfs is shrunk to
 what is in use for ``--full-s`` seconds, then enlarged again (root is needed to mount it). Printed at the
 end: spans acknowledged (answered 200/OK) vs stored vs dropped by reason (the collector's self-metrics,
-read every second) vs lost; for each SIGKILL, what it lost against the documented window (acknowledged in
+read every 5 s) vs lost; for each SIGKILL, what it lost against the documented window (acknowledged in
 the last max_unwritten_s, plus the time to write what was queued then); peak RSS; time to recover after
-each fault (a restart: until the first 200; disk space back: until /healthz says ok and a probe trace is
-readable again). Mixed in (``soak_hostile``): a hostile client rotating model names, sending 100 KB ids and
+each fault (a restart: until /healthz first answers, which ends the restart's window for the scrape
+count, and until the first 200; disk space back: until /healthz says ok and a probe trace is readable
+again). Mixed in (``soak_hostile``): a hostile client rotating model names, sending 100 KB ids and
 labels and flooding the Jaeger API; an application's 200 metric series, whose refused points are counted
-(goal 0); a real Prometheus scraping /metrics every second, whose failed scrapes are counted (goal 0
+(goal 0); a real Prometheus scraping /metrics every 5 s, whose failed scrapes are counted (goal 0
 outside the restarts); and the largest /metrics seen.
 
     sudo python benchmarks/soak.py [--minutes 10] [--fault-every 30] [--full-s 8]
@@ -38,7 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector_memory import big_request, trace_request
-from soak_hostile import AppMetrics, Attacker, Prometheus
+from soak_hostile import REFUSED, AppMetrics, Attacker, Prometheus
 
 PB = {"Content-Type": "application/x-protobuf"}
 MAX_UNWRITTEN_S = 5.0
@@ -52,14 +53,15 @@ def free_port() -> int:
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 30) -> int:
+    """The status; ``REFUSED`` when nothing listens, 0 when the request went out and no answer came back."""
     req = urllib.request.Request(url, data=body, headers={**PB, **(headers or {})}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status
     except urllib.error.HTTPError as e:
         return e.code
-    except OSError:
-        return 0
+    except OSError as e:
+        return REFUSED if isinstance(getattr(e, "reason", e), ConnectionRefusedError) else 0
 
 
 class Soak:
@@ -80,11 +82,12 @@ class Soak:
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
         self.acks: list[tuple[float, int]] = []  # (monotonic time, spans) of every 200/OK
+        self.unanswered = 0  # spans sent that got no answer (a kill or a timeout): stored or not, who knows
         self.dropped: list[dict[str, float]] = [{}]  # per collector lifetime: last scraped drop counters
         self.peak_rss = 0
         self.max_metrics_bytes = 0
         self.stop = threading.Event()
-        self.attacker = Attacker(self.http, self.listen, self.stop)
+        self.attacker = Attacker(self.http, self.listen, self.stop, self.answered)
         self.app = AppMetrics(self.http, self.stop)
         self.prometheus = Prometheus(tmp, f"127.0.0.1:{self.ports['listen']}", free_port())
 
@@ -93,25 +96,33 @@ class Soak:
         self.proc = subprocess.Popen([sys.executable, "-m", "modeltel_collector", "--config", self.config],
                                      stdout=subprocess.DEVNULL)  # fmt: skip
 
-    def wait_acked(self, timeout_s: float = 60) -> float:
-        """Seconds until the collector acknowledges a probe export."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout_s:
-            if post(self.http + "/v1/traces", trace_request(1), timeout=2) == 200:
-                self.ack(1)
-                return time.monotonic() - t0
+    def wait_up(self, timeout_s: float = 60) -> dict[str, float]:
+        """Seconds until /healthz first answers (``healthz_s``, at wall time ``healthz_wall``) and until the
+        collector acknowledges a probe export (``ack_s``), polled together."""
+        t0, up = time.monotonic(), {}
+        while time.monotonic() - t0 < timeout_s and len(up) < 3:
+            if "healthz_s" not in up and self.health():
+                up.update(healthz_s=time.monotonic() - t0, healthz_wall=time.time())
+            if "ack_s" not in up and self.answered(1, post(self.http + "/v1/traces", trace_request(1), timeout=2)):
+                up["ack_s"] = time.monotonic() - t0
             time.sleep(0.05)
-        raise RuntimeError("collector did not come back")
+        if len(up) < 3:
+            raise RuntimeError("collector did not come back")
+        return up
 
-    def ack(self, spans: int) -> None:
+    def answered(self, spans: int, status: int) -> bool:
+        """Count an export of ``spans`` by its answer (``post``'s status); True when acknowledged."""
         with self.lock:
-            self.acks.append((time.monotonic(), spans))
+            if status == 200:
+                self.acks.append((time.monotonic(), spans))
+            elif status == 0:
+                self.unanswered += spans
+        return status == 200
 
     # ------------------------------------------------------------------ traffic
     def valid_http(self) -> None:
         while not self.stop.is_set():
-            if post(self.http + "/v1/traces", trace_request(100, 200), timeout=10) == 200:
-                self.ack(100)
+            self.answered(100, post(self.http + "/v1/traces", trace_request(100, 200), timeout=10))
             time.sleep(0.02)
 
     def valid_grpc(self) -> None:
@@ -122,8 +133,9 @@ class Soak:
                 while not self.stop.is_set():
                     try:
                         call(trace_request(100, 200), timeout=10)
-                        self.ack(100)
+                        self.answered(100, 200)
                     except grpc.RpcError as e:
+                        self.answered(100, _grpc_status(e))
                         if e.code() == grpc.StatusCode.UNAVAILABLE:
                             break  # the collector is down: reconnect
                     time.sleep(0.02)
@@ -138,7 +150,7 @@ class Soak:
             lambda: post(self.http + "/v1/traces", b"\xff\xff\xff\xff"),
             lambda: post(self.http + "/v1/traces", bomb, {"Content-Encoding": "gzip"}),
             lambda: post(self.http + "/v1/traces", deep_json, {"Content-Type": "application/json"}),
-            lambda: self.ack(5) if post(self.http + "/v1/traces", far_future) == 200 else None,
+            lambda: self.answered(5, post(self.http + "/v1/traces", far_future)),
             *[lambda b=b: post(self.http + "/v1/metrics", b) for b in metric_bodies],
             self.bad_chunked,
             self.slowloris,
@@ -176,8 +188,7 @@ class Soak:
         near_limit, over_limit = big_request(7.0), big_request(9.0)
         n_near = _span_count(near_limit)
         while not self.stop.wait(self.args.oversized_every):
-            if post(self.http + "/v1/traces", near_limit, timeout=60) == 200:
-                self.ack(n_near)
+            self.answered(n_near, post(self.http + "/v1/traces", near_limit, timeout=60))
             post(self.http + "/v1/traces", over_limit, timeout=60)  # 413
 
     # ------------------------------------------------------------------ observation
@@ -220,16 +231,24 @@ class Soak:
             self.dropped[-1] = final
         self.proc.send_signal(signal.SIGKILL)
         killed_at, wall = time.monotonic(), time.time()
+        sizes = {ext: os.path.getsize(self.db + ext) if os.path.exists(self.db + ext) else 0 for ext in ("", "-wal")}
         self.proc.wait()
         self.dropped.append({})
         self.start()
-        recover = self.wait_acked()
-        return {"fault": "SIGKILL", "at": killed_at, "down": (wall, time.time()), "recover_s": recover}
+        up = self.wait_up()
+        return {"fault": "SIGKILL", "at": killed_at, "wall": wall, "down": (wall, up["healthz_wall"]),
+                "recover_s": up["ack_s"], "healthz_s": up["healthz_s"], "sizes": sizes}  # fmt: skip
 
     def disk_full(self) -> dict:
-        used = os.statvfs(self.mnt)
-        used_bytes = (used.f_blocks - used.f_bfree) * used.f_frsize
-        subprocess.run(["mount", "-o", f"remount,size={used_bytes + (1 << 20)}", self.mnt], check=True)
+        wall = time.time()
+        for _ in range(10):  # the store grows meanwhile: a size below what is in use is refused, measure again
+            used = os.statvfs(self.mnt)
+            used_bytes = (used.f_blocks - used.f_bfree) * used.f_frsize
+            shrink = ["mount", "-o", f"remount,size={used_bytes + (1 << 20)}", self.mnt]
+            if subprocess.run(shrink, stderr=subprocess.DEVNULL).returncode == 0:
+                break
+        else:
+            raise RuntimeError("could not shrink the tmpfs to what is in use")
         time.sleep(self.args.full_s)
         degraded = self.health().get("trace_store", "")
         subprocess.run(["mount", "-o", f"remount,size={max(8 << 30, 2 * used_bytes)}", self.mnt], check=True)
@@ -237,8 +256,7 @@ class Soak:
         probe = trace_request(1)
         trace_hex = _parse(probe).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
         while time.monotonic() - t0 < 120:
-            if post(self.http + "/v1/traces", probe, timeout=5) == 200:
-                self.ack(1)
+            if self.answered(1, post(self.http + "/v1/traces", probe, timeout=5)):
                 break
             time.sleep(0.05)
         while time.monotonic() - t0 < 120:
@@ -253,12 +271,12 @@ class Soak:
                 break
             time.sleep(0.1)
         during = f"{degraded[:60]}; last probe fetch {last}"
-        return {"fault": "disk full", "store_during": during, "recover_s": time.monotonic() - t0}
+        return {"fault": "disk full", "wall": wall, "store_during": during, "recover_s": time.monotonic() - t0}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
         self.start()
-        self.wait_acked()
+        self.wait_up()
         workers = [self.valid_http, self.valid_http, self.valid_grpc, self.hostile, self.oversized, self.app.run]
         workers += self.attacker.loops(self.args.attack)
         threads = [threading.Thread(target=w, daemon=True) for w in [*workers, self.observe]]
@@ -270,7 +288,7 @@ class Soak:
             time.sleep(self.args.fault_every)
             faults.append(self.kill() if n % 2 == 0 else self.disk_full())
             n += 1
-            print(f"  {faults[-1]['fault']}: recovered in {faults[-1]['recover_s']:.2f} s", flush=True)
+            print(f"  {_recovery(faults[-1])}", flush=True)
         time.sleep(max(0.0, end - time.monotonic()))
         self.run_wall = (self.run_wall[0], time.time())
         self.stop.set()
@@ -307,22 +325,27 @@ class Soak:
             for t, n in self.acks if f["at"] - MAX_UNWRITTEN_S - WINDOW_SLACK_S < t <= f["at"]
         )  # fmt: skip
         print(f"\nsoak: {self.args.minutes:g} min, {len(faults)} faults, store integrity: {integrity}")
-        print(f"spans acknowledged {acked}, stored {stored}, dropped {span_drops:.0f}, lost {lost:.0f}")
+        print(f"spans acknowledged {acked}, stored {stored}, dropped {span_drops:.0f}, lost {lost:.0f} (acknowledged "
+              f"- stored - dropped); sent without an answer {self.unanswered} (a negative loss is spans of these "
+              "that were stored)")  # fmt: skip
         print("dropped by reason: " + ", ".join(f"{k}={v:.0f}" for k, v in sorted(reasons.items())))
         print(f"lost at SIGKILL: {lost:.0f} spans; acknowledged within the documented windows before the kills: "
               f"{windows} ({'inside' if lost <= windows else 'OUTSIDE'} the window)")  # fmt: skip
         print(f"peak RSS {self.peak_rss / 2**20:.0f} MB, largest /metrics {self.max_metrics_bytes / 2**20:.2f} MB")
         down = [f["down"] for f in faults if "down" in f]
         scrapes, failed = self.prometheus.failed_scrapes(self.run_wall, down)
-        print(f"Prometheus scrapes {scrapes}, failed outside the restarts {len(failed)} (taking {failed} s); "
+        print(f"Prometheus scrapes {scrapes}, failed outside the restarts {len(failed)}; "
               f"last error: {self.prometheus.last_error() or 'none'}")  # fmt: skip
+        for t, took in failed:  # when, against the fault before it
+            fault = max((f for f in faults if f["wall"] <= t), key=lambda f: f["wall"], default=None)
+            since = f"{t - fault['wall']:.1f} s after the {fault['fault']} begun" if fault else "before any fault"
+            print(f"  failed scrape at +{t - self.run_wall[0]:.1f} s ({since}), taking {took} s")
         app = self.app
         print(f"application metric points sent {app.sent}, refused {app.refused}, "
               f"answered 429/503/down (retried by an SDK) {app.retried}")  # fmt: skip
         print("hostile client: " + ", ".join(f"{k}={v}" for k, v in self.attacker.sent.items()))
         for f in faults:
-            extra = f" (store during: {f['store_during']})" if "store_during" in f else ""
-            print(f"  {f['fault']:9} recovered in {f['recover_s']:.2f} s{extra}")
+            print(f"  {_recovery(f)}")
 
     def close(self) -> None:
         self.prometheus.close()
@@ -330,6 +353,23 @@ class Soak:
             self.proc.kill()
             self.proc.wait()
         subprocess.run(["umount", self.mnt], check=False)
+
+
+def _recovery(fault: dict) -> str:
+    if fault["fault"] == "SIGKILL":
+        healthz, ack = fault["healthz_s"], fault["recover_s"]
+        db, wal = (fault["sizes"][ext] / 2**20 for ext in ("", "-wal"))
+        return (f"SIGKILL    /healthz answered after {healthz:.2f} s, first 200 after {ack:.2f} s "
+                f"(store {db:.0f} MiB, WAL {wal:.0f} MiB at the kill)")  # fmt: skip
+    return f"disk full  recovered in {fault['recover_s']:.2f} s (store during: {fault['store_during']})"
+
+
+def _grpc_status(error: grpc.RpcError) -> int:
+    """``post``'s status for a failed call: refused when nothing listened, 0 when no answer came back."""
+    code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE and "connect" in (error.details() or "").lower():
+        return REFUSED
+    return 0 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else 503
 
 
 def _parse(body: bytes) -> ExportTraceServiceRequest:

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -34,6 +35,7 @@ from modeltel import taxonomy as tx
 KIND, MODEL, PID, LABEL = tx.SPAN_ATTR_KIND, tx.ATTR_MODEL_NAME, tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_FEEDBACK_LABEL
 PB = {"Content-Type": "application/x-protobuf"}
 SCRAPE_S = 5
+REFUSED = -1  # the status of a request that was not sent: nothing listened
 SERVICE = "memory-bench"  # the service of the soak's valid senders (collector_memory.trace_request)
 
 
@@ -48,14 +50,15 @@ def _get(url: str, timeout: float = 30) -> tuple[int, bytes]:
 
 
 def _post(url: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """(status, body); status ``REFUSED`` when nothing listens, 0 when the request went out and no answer came back."""
     req = urllib.request.Request(url, data=body, headers=PB, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, b""
-    except OSError:
-        return 0, b""
+    except OSError as e:
+        return REFUSED if isinstance(getattr(e, "reason", e), ConnectionRefusedError) else 0, b""
 
 
 def _spans(rows: list[dict[str, str]], service: str = "attacker") -> bytes:
@@ -74,8 +77,10 @@ def _spans(rows: list[dict[str, str]], service: str = "attacker") -> bytes:
 class Attacker:
     """Three hostile loops (``loops``), each until ``stop`` is set; ``sent`` counts what each did."""
 
-    def __init__(self, http: str, listen: str, stop: threading.Event) -> None:
-        self.http, self.listen, self.stop = http, listen, stop
+    def __init__(self, http: str, listen: str, stop: threading.Event, answered: Callable[[int, int], object]) -> None:
+        """``answered(spans, status)``: called for every trace export (the soak's span accounting; status 0:
+        no answer came back, ``REFUSED``: nothing listened)."""
+        self.http, self.listen, self.stop, self.answered = http, listen, stop, answered
         self.sent = {"model_names": 0, "long_ids": 0, "jaeger_queries": 0, "jaeger_429": 0}
 
     def loops(self, names: str) -> list:
@@ -87,7 +92,7 @@ class Attacker:
         n = 0
         while not self.stop.wait(1.0):  # 500 new model names a second
             rows = [{KIND: "prediction", MODEL: f"rot-{n + i}"} for i in range(500)]
-            if _post(self.http + "/v1/traces", _spans(rows))[0] == 200:
+            if self.answered(500, _post(self.http + "/v1/traces", _spans(rows))[0]):
                 self.sent["model_names"] += 500
             n += 500
 
@@ -97,7 +102,7 @@ class Attacker:
             pred = [{KIND: "prediction", MODEL: "victim", PID: f"{long}{i}"} for i in range(70)]
             fb = [{KIND: "feedback", PID: f"{long}{i}", LABEL: long} for i in range(70)]
             for body in (_spans(pred), _spans(fb)):
-                if _post(self.http + "/v1/traces", body)[0] == 200:
+                if self.answered(70, _post(self.http + "/v1/traces", body)[0]):
                     self.sent["long_ids"] += 70
 
     def query_flood(self) -> None:
@@ -162,16 +167,18 @@ class Prometheus:
         result = json.loads(body)["data"]["result"] if status == 200 else []
         return {float(t): v for t, v in result[0]["values"]} if result else {}
 
-    def failed_scrapes(self, run: tuple[float, float], down: list[tuple[float, float]]) -> tuple[int, list[float]]:
-        """(scrapes, the durations of those that failed while the collector was not down): from ``up`` over
-        ``run`` (wall start, wall end); ``down`` is the (wall start, wall end) of each restart, when a scrape
-        cannot succeed. A duration near ``SCRAPE_S`` is a timeout; a short one, a refusal."""
+    def failed_scrapes(
+        self, run: tuple[float, float], down: list[tuple[float, float]]
+    ) -> tuple[int, list[tuple[float, float]]]:
+        """(scrapes, (wall time, duration) of those that failed while the collector was not down): from ``up``
+        over ``run`` (wall start, wall end); ``down`` is the (wall start, wall end) of each restart, when a
+        scrape cannot succeed. A duration near ``SCRAPE_S`` is a timeout; a short one, a refusal."""
         minutes = (time.time() - run[0]) / 60
         up, took = self._samples("up", minutes), self._samples("scrape_duration_seconds", minutes)
         up = {t: v for t, v in up.items() if run[0] <= t <= run[1]}
         failed = [t for t, v in up.items() if v == "0"]
         outside = [t for t in failed if not any(a - SCRAPE_S - 1 <= t <= b + 1 for a, b in down)]
-        return len(up), [round(float(took.get(t, "nan")), 2) for t in outside]
+        return len(up), [(t, round(float(took.get(t, "nan")), 2)) for t in outside]
 
     def last_error(self) -> str:
         status, body = _get(self.base + "/api/v1/targets")

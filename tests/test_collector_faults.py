@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+from modeltel_collector import Collector
+from modeltel_collector.store.spans import SpanStore
 from tests.collector_helpers import PB, dropped, http_get, http_post, running_collector, trace_request
 
 
@@ -61,6 +63,22 @@ def _rows(c, n: int):
 
     rows, _ = process_traces(trace_request(n), c.metrics)
     return rows
+
+
+def test_a_write_of_only_unbindable_rows_leaves_the_count_a_reopened_store_reads(tmp_path) -> None:
+    # a reopened store counts its spans from the per-write records: a write that stored nothing must not
+    # overwrite the record of the write before it
+    db = str(tmp_path / "traces.db")
+    with running_collector(trace_db=db) as c:
+        for _ in range(2):
+            c.spans.put(_rows(c, 2))
+            assert c.flush(10)  # one write each, not one for all
+        c.spans.put([r._replace(start_ns=2**64) for r in _rows(c, 2)])
+        assert c.flush(10) and c.spans.count == 4
+    store = SpanStore(db)
+    store.open()
+    assert store.count == 4
+    store.close()
 
 
 def test_full_disk_sheds_oldest_degrades_health_and_recovers() -> None:
@@ -178,3 +196,75 @@ def _start_cli(cfg, ready) -> subprocess.Popen:
     while not (ready.exists() and ready.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     return proc
+
+
+class _GatedConnection(sqlite3.Connection):
+    """Holds back the store's span count (the last slow step of opening a store) until ``gate`` is set."""
+
+    gate = threading.Event()
+
+    def execute(self, sql: str, *args):
+        if "SUM(" in sql:
+            assert self.gate.wait(60), "the test never let the store open"
+        return super().execute(sql, *args)
+
+
+def test_the_collector_answers_while_its_trace_store_is_still_opening(tmp_path, monkeypatch) -> None:
+    # after a SIGKILL, opening a soak-sized store (WAL replay, the span count) took seconds, and nothing was
+    # bound meanwhile: /healthz, /metrics and ingest now answer first, and the store opens behind them
+    db = str(tmp_path / "traces.db")
+    with running_collector(trace_db=db) as c:
+        assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(3).SerializeToString(), PB)[0] == 200
+        assert c.flush(10)
+    real_connect, gate = sqlite3.connect, threading.Event()
+    monkeypatch.setattr(_GatedConnection, "gate", gate)
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real_connect(*a, factory=_GatedConnection, **k))
+    started: list[Collector] = []
+    opts = {"trace_db": db, "otlp_http": "127.0.0.1:0", "listen": "127.0.0.1:0", "otlp_grpc": ""}
+    starting = threading.Thread(target=lambda: started.append(Collector(**opts).start()))
+    starting.start()
+    try:
+        starting.join(30)
+        assert started, "the collector did not start until its trace store was open"
+        c = started[0]
+        status, doc = _health(c)
+        assert (status, doc["status"], doc["trace_store"]) == (200, "ok", "opening")
+        assert http_get(c.urls["listen"] + "/metrics")[0] == 200
+        assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(4).SerializeToString(), PB)[0] == 200
+        assert not c.spans.is_open  # all of the above answered while the store was still opening
+        gate.set()
+        assert c.flush(10) and c.spans.count == 7  # what was stored before the restart, and what came meanwhile
+        assert _health(c)[1]["trace_store"] == "ok"
+    finally:
+        gate.set()
+        starting.join(60)
+        for c in started:
+            assert _stop_within(c, 15)
+
+
+def test_a_store_that_cannot_open_degrades_answers_503_and_opens_with_a_later_write(monkeypatch) -> None:
+    # a full disk as the store opens after a crash (the soak's tmpfs): queries get a reason, not a 500,
+    # and the next write opens it once the disk is back
+    from modeltel_collector.store import spanfile
+
+    real_configure, failing = spanfile.configure, [True]
+
+    def configure(conn):
+        if failing[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_configure(conn)
+
+    monkeypatch.setattr(spanfile, "configure", configure)
+    with running_collector(otlp_grpc="") as c:
+        deadline = time.monotonic() + 10
+        while not c.spans.error:  # the writer thread's open failed
+            assert time.monotonic() < deadline, "the failed open was not reported"
+            time.sleep(0.01)
+        status, doc = _health(c)
+        assert (status, doc["status"], doc["trace_store"]) == (200, "degraded", "degraded: disk I/O error")
+        status, _, body = http_get(c.urls["listen"] + "/api/traces?limit=1")
+        assert (status, json.loads(body)["error"]) == (503, "trace store unavailable: disk I/O error")
+        failing[0] = False
+        assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(2).SerializeToString(), PB)[0] == 200
+        assert c.flush(10) and c.spans.count == 2 and _health(c)[1]["trace_store"] == "ok"
+        assert http_get(c.urls["listen"] + "/api/traces?limit=1")[0] == 200

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -60,6 +61,11 @@ class Collector:
         )
         self.stats.gauge("modeltel_collector_series", "Prometheus series held.", lambda: self.metrics.n_series)
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
+        self.stats.gauge(
+            "modeltel_collector_trace_wal_bytes",
+            "Bytes of the trace store's write-ahead log (it grows while reads run back to back).",
+            self.spans.wal_bytes,
+        )
         self.stats.gauge(
             "modeltel_collector_trace_store_healthy",
             "1 while the trace store writes, 0 while it is degraded (disk full, I/O error).",
@@ -183,10 +189,14 @@ class Collector:
     def health(self) -> tuple[int, dict]:
         """(HTTP status, document) for /healthz: 503 once stopping; 200 but "degraded" while the store fails.
 
+        While the trace store opens after a crash (``SpanStore.open``), ``trace_store`` is "opening": ingest
+        is accepted and queued meanwhile, trace queries wait for it.
         A degraded store still answers 200: the collector keeps serving metrics and recovers by itself, so
         a liveness probe must not restart it (and lose its queue); monitors read ``status``.
         """
         doc = {"status": "ok", "queue_depth": self.pipeline.depth(), "trace_store": "ok"}
+        if not self.spans.is_open and not self.spans.error:  # recovering after a crash (SpanStore.open)
+            doc["trace_store"] = "opening"
         if self.spans.error:
             doc.update(status="degraded", trace_store=f"degraded: {self.spans.error}")
         if self.analytics is not None:
@@ -197,8 +207,10 @@ class Collector:
         return 200, doc
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until everything accepted so far is merged and written (for tests and the demo)."""
-        return self.pipeline.wait_idle(timeout_s)
+        """Wait until the trace store is open and everything accepted so far is merged and written (for tests
+        and the demo)."""
+        deadline = time.monotonic() + timeout_s
+        return self.spans.wait_open(timeout_s) and self.pipeline.wait_idle(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """Drain: stop accepting, process everything accepted, flush the stores and the forwarder."""

@@ -21,7 +21,7 @@ from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
 from modeltel_collector.serve.params import MAX_MS, number
-from modeltel_collector.store.spans import search_limit
+from modeltel_collector.store.spans import StoreUnavailable, search_limit
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 
@@ -51,6 +51,8 @@ class ApiHandler(Handler):
         else:
             try:
                 self._query(path, url.query)
+            except StoreUnavailable as e:  # e.g. a full disk while the store opens after a crash: it recovers
+                self.send_json(503, {"error": f"trace store unavailable: {e}"}, {"Retry-After": "1"})
             finally:
                 deps.api_slots.release()
 

@@ -13,12 +13,14 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 
 from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
+from modeltel_collector.store import spanfile
 from modeltel_collector.store.spanwriter import BatchWriter
 
 MAX_INT64 = (1 << 63) - 1  # SQLite's INTEGER range: larger OTLP fixed64 times are clamped to it
@@ -70,18 +72,14 @@ def _hit(rows: list[tuple]) -> dict[str, Any]:
     }
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS traces (
-    trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
-    start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB, version TEXT);
-CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
-CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
-CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, written_ns INTEGER);
-"""
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
+
+
+class StoreUnavailable(Exception):
+    """A read while the trace store cannot be opened (a full disk, an I/O error); the message says why."""
 
 
 class SpanStore:
@@ -106,24 +104,42 @@ class SpanStore:
         self._read_lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
-        self._writer.executescript(_SCHEMA)
-        if "version" not in {col[1] for col in self._writer.execute("PRAGMA table_info(traces)")}:  # an older store
-            self._writer.execute("ALTER TABLE traces ADD COLUMN version TEXT")
-        self.count = self._writer.execute("SELECT COALESCE(SUM(span_count), 0) FROM traces").fetchone()[0]
-        if self.count and not self._writer.execute("SELECT 1 FROM services LIMIT 1").fetchone():  # an older store
-            self._writer.execute("INSERT INTO services SELECT DISTINCT service, ? FROM traces", (time.time_ns(),))
         self._reader = self._connect()
-        self._batches = BatchWriter(self._write, self._write_rows, self.shed, stats, max_queue_bytes)
+        self.count = 0  # spans stored; known once the store is open
+        self._open_lock = threading.Lock()
+        self._opened = threading.Event()
+        self._batches = BatchWriter(self._write, self._write_rows, self.shed, stats, max_queue_bytes, prepare=self.open)
         self._last_prune = 0.0
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the store has been opened (``open``): WAL recovered, schema checked, spans counted."""
+        return self._opened.is_set()
+
+    def open(self) -> None:
+        """Recover and check the store: the slow part of opening, run once, by the writer thread at ``start``
+        or by the first read or write, whichever comes first (the others wait for it).
+
+        After a SIGKILL, SQLite replays the whole WAL on the first read (seconds for a WAL of GBs, which the
+        reads of a busy trace API can keep from being checkpointed), so this is not done in ``__init__``:
+        the collector binds /healthz, /metrics and its receivers while it runs. Ingest accepted meanwhile
+        waits in the writer's bounded queue, under ``max_unwritten_s``, as any other write does.
+        """
+        if self._opened.is_set():
+            return
+        with self._open_lock:
+            if self._opened.is_set():
+                return
+            self.count = spanfile.open_file(self._writer, self._reader)
+            self._opened.set()
+
+    def wait_open(self, timeout_s: float | None = None) -> bool:
+        """Wait until the store is open (``open``); False if it was not within ``timeout_s``."""
+        return self._opened.wait(timeout_s)
+
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode syncs only at checkpoints (cheap), and keeps the store consistent through an OS
-        # crash or power loss, where OFF could corrupt it; a process kill loses no committed row either way
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the trace_id index in memory
-        return conn
+        """A connection to the file: opening it reads nothing yet (``open`` configures it)."""
+        return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
 
     def start(self) -> None:
         self._batches.start()
@@ -160,7 +176,23 @@ class SpanStore:
             self._writer.close()
         self._reader.close()
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Hold the reader connection (opening the store first if nobody has); ``StoreUnavailable`` while the
+        store cannot be opened (the writer retries the open with each write)."""
+        try:
+            self.open()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(str(e) or type(e).__name__) from None
+        with self._read_lock:
+            yield
+
+    def wal_bytes(self) -> int:
+        """The size of the store's write-ahead log (0 without one)."""
+        return spanfile.wal_bytes(self.path)
+
     def _write(self, rows: list[TraceRow]) -> None:
+        self.open()
         w = self._writer
         spans = sum(r.span_count for r in rows)
         try:
@@ -181,6 +213,7 @@ class SpanStore:
 
     def _write_rows(self, rows: list[TraceRow]) -> list[TraceRow]:
         """Insert row by row, skipping rows SQLite cannot bind; returns the skipped rows."""
+        self.open()
         w, bad, spans, services = self._writer, [], 0, set()
         w.execute("BEGIN")
         try:
@@ -199,8 +232,9 @@ class SpanStore:
 
     def _commit(self, spans: int, services: set[str]) -> None:
         w, now_ns = self._writer, time.time_ns()
-        last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
-        w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, now_ns, spans))
+        if spans:  # nothing written (every row unbindable): the last write's record stays as it is
+            last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
+            w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, now_ns, spans))
         w.executemany("INSERT OR REPLACE INTO services VALUES (?, ?)", ((s, now_ns) for s in services))
         w.execute("COMMIT")
         self.count += spans
@@ -227,6 +261,7 @@ class SpanStore:
         Rowids grow with arrival and ``writes`` records each write's last rowid, time and span count, so
         both bounds become one range delete on the rowid, with no per-row time index to maintain.
         """
+        self.open()
         w = self._writer
         cutoff = (now_ns or time.time_ns()) - int(self.max_age_s * 1e9)
         excess = self.count - self.max_spans
@@ -257,7 +292,7 @@ class SpanStore:
         ``max_spans`` costs, in time, memory and in how long the read lock is held against other searches.
         """
         spans: list[dict[str, Any]] = []
-        with self._read_lock:
+        with self._reading():
             cursor = self._reader.execute(
                 "SELECT service, data FROM traces WHERE trace_id = ? ORDER BY rowid", (trace_id,)
             )
@@ -271,12 +306,12 @@ class SpanStore:
 
     def services(self) -> list[str]:
         """Every service with a trace written within ``max_age_s``, however busy the others are."""
-        with self._read_lock:
+        with self._reading():
             return [name for (name,) in self._reader.execute("SELECT name FROM services ORDER BY name")]
 
     def trace_span_count(self, trace_id: bytes) -> int:
         """How many spans of the trace are stored (cheap: the span_count column, by the trace_id index)."""
-        with self._read_lock:
+        with self._reading():
             sql = "SELECT COALESCE(SUM(span_count), 0) FROM traces WHERE trace_id = ?"
             return self._reader.execute(sql, (trace_id,)).fetchone()[0]
 
@@ -320,7 +355,7 @@ class SpanStore:
             raise ValueError("sort must be 'duration' or 'recent'")
         where_sql = "WHERE " + " AND ".join(where) if where else ""
         args.append(search_limit(limit))
-        with self._read_lock:
+        with self._reading():
             sql = f"SELECT trace_id FROM traces {where_sql} GROUP BY trace_id ORDER BY {order} LIMIT ?"
             ids = [i for (i,) in self._reader.execute(sql, args)]
             rows: dict[bytes, list[tuple]] = {i: [] for i in ids}

@@ -40,7 +40,9 @@ class BatchWriter:
     """Runs ``write(rows)`` on its own thread for every batch ``put``; ``put`` blocks while the queue is full.
 
     ``write_rows(rows)`` writes what it can row by row and returns the rows it could not bind; ``shed()``
-    deletes the oldest stored data and returns how much it freed (0: nothing left to free).
+    deletes the oldest stored data and returns how much it freed (0: nothing left to free). ``prepare()``
+    runs first on the thread (the store's slow open); if it fails, the store is degraded and ``write`` is
+    expected to try again.
     """
 
     def __init__(
@@ -50,9 +52,10 @@ class BatchWriter:
         shed: Callable[[], int],
         stats: Stats | None,
         max_queue_bytes: int,
+        prepare: Callable[[], None] = lambda: None,
         max_batch_rows: int = 20_000,
     ) -> None:
-        self._write, self._write_rows, self._shed = write, write_rows, shed
+        self._write, self._write_rows, self._shed, self._prepare = write, write_rows, shed, prepare
         self._stats = stats
         self.max_queue_bytes = max_queue_bytes
         self._max_batch_rows = max_batch_rows
@@ -116,6 +119,12 @@ class BatchWriter:
             return rows, taken, size
 
     def _run(self) -> None:
+        try:
+            self._prepare()
+        except sqlite3.DatabaseError as e:
+            self._set_error(e)
+        except Exception:  # reported; the writes that follow meet the same fault and are dropped, counted
+            _log.exception("modeltel collector: trace store did not open")
         while True:
             item = self._take()
             if item is None:
