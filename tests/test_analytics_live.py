@@ -134,7 +134,7 @@ def test_confidence_drift_is_detected_from_the_sdks_histogram(monkeypatch):
     with running_collector(otlp_grpc="") as c:
         c.analytics.stop()
         with sdk_exporting_to(c, monkeypatch) as pipeline:
-            drift_at = 80  # 400 s healthy (a reference needs 5 min, joined 1 min late), then beta(6, 2.5)
+            drift_at = 92  # 460 s healthy (a reference needs 5 min after the 1-min warm-up, joined 1 min late)
             for i in range(drift_at + 12):
                 a, b = (8, 2) if i < drift_at else (6, 2.5)
                 for value in rng.beta(a, b, 100):
