@@ -120,6 +120,20 @@ def test_when_the_detectors_fall_behind_the_oldest_facts_go_and_are_counted(monk
         assert [f.time for f in c.facts] == [sp.end_time_unix_nano / 1e9 for sp in sent[30:]]  # the newest 50
 
 
+def test_a_prediction_handed_over_after_its_window_closed_is_skipped_and_counted():
+    rng, now = np.random.default_rng(4), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()
+        _send(c, _spans("m", now - 20, 1, rng))
+        c.flush()
+        c.analytics.poll(now)  # fed, and the clock moved to now - lag_s
+        _send(c, _spans("m", now - 60, 1, rng))  # an export that waited longer than the lag
+        c.flush()
+        c.analytics.poll(now + 1)
+        assert dropped(c).get("analytics_late") == 20 and c.analytics.late == 20
+        assert c.analytics.engine.models[("m", "3")].seen["requests"] == 20  # the first export's only
+
+
 def test_a_poll_with_nothing_received_finds_nothing_and_publishes_nothing():
     store = MetricStore()
     live = LiveAnalytics(deque(), store)
