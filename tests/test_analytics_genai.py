@@ -20,23 +20,26 @@ from modeltel_collector.analytics_cli import detect
 RATE, SPAN, CHANGE = 10.0, 1500.0, 900.0  # requests a second, seconds generated, when the fault starts
 
 
-def stream(seed: int, *, ttft: float = 1.0, tpot: float = 1.0, tokens: float = 1.0):
-    """(time, ttft, tpot, output tokens) of a generative model's requests; from CHANGE on, each is scaled."""
+def stream(seed: int, *, ttft: float = 1.0, tpot: float = 1.0, tokens: float = 1.0, warmup: float = 0.0):
+    """(time, ttft, tpot, output tokens) of a generative model's requests; from CHANGE on, each is scaled;
+    for the first ``warmup`` s (a cold model) the first token and every token take ten times as long."""
     rng = np.random.default_rng(seed)
     times = np.cumsum(rng.exponential(1 / RATE, int(RATE * SPAN)))
     times = times[times < SPAN]
-    after = times >= CHANGE
-    first = rng.lognormal(-1.5, 0.4, len(times)) * np.where(after, ttft, 1.0)
-    per_token = rng.lognormal(-4, 0.3, len(times)) * np.where(after, tpot, 1.0)
+    after, cold = times >= CHANGE, np.where(times < warmup, 10.0, 1.0)
+    first = rng.lognormal(-1.5, 0.4, len(times)) * np.where(after, ttft, 1.0) * cold
+    per_token = rng.lognormal(-4, 0.3, len(times)) * np.where(after, tpot, 1.0) * cold
     out = np.maximum(1, np.round(rng.lognormal(5, 0.5, len(times)) * np.where(after, tokens, 1.0)))
     return times, first, per_token, out
 
 
-def firing(seed: int, *, plain: bool = False, scale: float = 1.0, **shift) -> dict[str, float]:
+def firing(
+    seed: int, *, plain: bool = False, scale: float = 1.0, settings: Settings | None = None, **shift
+) -> dict[str, float]:
     """The first firing time of every check the engine raised on ``stream(seed, **shift)`` (windows scaled
     by ``scale``); with ``plain``, each generation comes with a second prediction that is none (the
     server's request span, live)."""
-    engine, events = Engine(Settings().scaled(scale)), []
+    engine, events = Engine((settings or Settings()).scaled(scale)), []
     for t, first, per_token, out in zip(*stream(seed, **shift), strict=True):
         latency = first + per_token * (out - 1)
         events += engine.observe(t, "chat", "v1", latency, ok=True, ttft=first, tpot=per_token, output_tokens=out)
@@ -69,6 +72,16 @@ def test_a_tpot_shift_is_found_when_half_the_predictions_are_not_generations():
     found = firing(1, plain=True, scale=0.05, tpot=2.0)
     assert "tpot_shift" in found and CHANGE <= found["tpot_shift"] <= CHANGE + 60
     assert not set(firing(1, plain=True, scale=0.05)) & set(GENAI_DEGRADATION_CHECKS)
+
+
+def test_a_cold_models_slow_first_minute_is_not_learned_so_a_later_tpot_shift_stands_out():
+    # 55 s ten times slower is 6 % of the reference at CHANGE: learned, it would set the reference's p95
+    # (the effect size's yardstick) and a doubling of TPOT would not reach the warning grade
+    assert Settings().warmup_s == 60.0
+    found = firing(1, warmup=55.0, tpot=2.0)
+    assert "tpot_shift" in found and CHANGE <= found["tpot_shift"] <= CHANGE + 60
+    assert "tpot_shift" not in firing(1, warmup=55.0, tpot=2.0, settings=Settings(warmup_s=0.0))
+    assert firing(1, warmup=55.0) == {}  # and the warm-up itself raises nothing
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -120,6 +120,20 @@ def test_when_the_detectors_fall_behind_the_oldest_facts_go_and_are_counted(monk
         assert [f.time for f in c.facts] == [sp.end_time_unix_nano / 1e9 for sp in sent[30:]]  # the newest 50
 
 
+def test_a_prediction_handed_over_after_its_window_closed_is_skipped_and_counted():
+    rng, now = np.random.default_rng(4), time.time()
+    with running_collector(otlp_grpc="") as c:
+        c.analytics.stop()
+        _send(c, _spans("m", now - 20, 1, rng))
+        c.flush()
+        c.analytics.poll(now)  # fed, and the clock moved to now - lag_s
+        _send(c, _spans("m", now - 60, 1, rng))  # an export that waited longer than the lag
+        c.flush()
+        c.analytics.poll(now + 1)
+        assert dropped(c).get("analytics_late") == 20 and c.analytics.late == 20
+        assert c.analytics.engine.models[("m", "3")].seen["requests"] == 20  # the first export's only
+
+
 def test_a_poll_with_nothing_received_finds_nothing_and_publishes_nothing():
     store = MetricStore()
     live = LiveAnalytics(deque(), store)
@@ -134,7 +148,7 @@ def test_confidence_drift_is_detected_from_the_sdks_histogram(monkeypatch):
     with running_collector(otlp_grpc="") as c:
         c.analytics.stop()
         with sdk_exporting_to(c, monkeypatch) as pipeline:
-            drift_at = 80  # 400 s healthy (a reference needs 5 min, joined 1 min late), then beta(6, 2.5)
+            drift_at = 92  # 460 s healthy (a reference needs 5 min after the 1-min warm-up, joined 1 min late)
             for i in range(drift_at + 12):
                 a, b = (8, 2) if i < drift_at else (6, 2.5)
                 for value in rng.beta(a, b, 100):

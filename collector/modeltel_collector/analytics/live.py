@@ -10,7 +10,8 @@ what the ``model_prediction_confidence`` histogram in the metric store gained si
 (``MetricStore.histograms``, summed over the processes that send it), stamped with the poll's time
 (``facts.Confidence``). Facts are fed to the engine ``lag_s`` after their timestamp, in time order
 (exports from several processes arrive out of order by up to their batch delay); one later than that is
-counted and skipped. Results are set in the metric store as gauges (``MetricStore.set_gauges``, no OTLP
+skipped and counted as an ``analytics_late`` drop (an exporter whose batch delay exceeds ``lag_s``
+shows there). Results are set in the metric store as gauges (``MetricStore.set_gauges``, no OTLP
 round trip), so /metrics serves them with no code of its own; they have a budget of their own
 (``budget.ModelBudget``), outside the applications' ``max_series``, and a model version silent for
 ``staleness_s`` is forgotten: its detector state, its join window and its gauges go. Events are kept in a
@@ -161,11 +162,14 @@ class LiveAnalytics:
         for key in self.budget.stale(now):  # before feeding: a silent version's place goes to a new one
             self._forget(key)
         events: list[Event] = []
+        late = 0
         for item in ready:
             try:
                 events += self._feed(item, now)
-            except ValueError:
-                self.late += 1
+            except ValueError:  # older than a window already closed: after lag_s, it would rewrite history
+                late += 1
+        self.late += late
+        self._count("analytics_late", late)
         events += self.engine.advance(horizon)
         self._count("analytics_over_budget", self.budget.refused_facts - refused)
         self._record(events)

@@ -9,6 +9,8 @@ test (``alpha_for``), so the alphas of the tests actually run add up to the shar
 tested every 5 s pays 17,280 tests a day, one tested once an hour pays 24, and a test that does not run
 (its window short of the minimum sample) costs nothing. The accuracy CUSUM spends its share as an
 in-control average run length in labels (``cusum_arl``), from the label rate the model really gets.
+Why a warm-up (``warmup_s``): a fresh model version's first answers are slow (lazy loading, cold
+caches, compilation), and a reference that learned them would hide a later slowdown of the same size.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Settings:
     reference_min_samples: int = 2000  # ...widened back to this many requests for a sparse model
     reference_gap_s: float = 60.0  # data joins the reference this long after it arrives, if no alarm fired
     min_reference_s: float = 300.0  # below this much reference history: not enough data
+    warmup_s: float = 60.0  # a model version's first this long (from its first request) is never learned
     reference_samples_per_step: int = 25  # latencies kept per step in the reference
     current_samples_per_step: int = 1000  # latencies kept per step in the window (confidences are counted)
     min_samples: int = 100  # latencies, or confidences, in the current window

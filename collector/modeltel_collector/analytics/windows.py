@@ -4,7 +4,7 @@ The engine (``engine.py``) feeds it rows and tells it when to evaluate; this mod
 window holds (the last ``current_s``, widened back to ``min_samples`` samples when sparse), when a test
 is due (``retest_fraction`` of its window new) and at which alpha (the time since that check's last test),
 when an alarm opens, escalates and resolves (on post-alarm evidence, ``recovered``), and which buckets
-join the rolling reference.
+join the rolling reference (none from an alarm, or from the version's first ``warmup_s``).
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ class ModelWindows:
         self.labels, self.first_label = 0, None
         self.last_request: float | None = None
         self.first_time = math.inf  # of the first request: no window reaches before it
+        self.first_step: int | None = None  # of the first data (requests, confidences or labels): the warm-up's
         self.silence_due: int | None = None  # the step of the one silent instant that counts
         self.throughput_from = math.inf  # where the last throughput window started: its buckets stay
         self.last_out: tuple[int, bool] | None = None  # (step, tainted) of the last bucket that left ``recent``
@@ -128,6 +129,7 @@ class ModelWindows:
     def bucket(self, step: int) -> Bucket:
         if self.recent and self.recent[-1].step == step:
             return self.recent[-1]
+        self.first_step = step if self.first_step is None else self.first_step
         self.recent.append(Bucket(step))
         return self.recent[-1]
 
@@ -349,7 +351,10 @@ class ModelWindows:
         return events
 
     def _promote(self, step: int, windows: tuple[list[Bucket], list[Bucket]]) -> None:
-        """Buckets that left every current window (and are ``reference_gap_s`` old) join the reference."""
+        """Buckets that left every current window (and are ``reference_gap_s`` old) join the reference,
+        unless an alarm was open or they hold the model version's first ``warmup_s`` (cold caches, lazy
+        loading and compilation make a fresh version's first answers slow: learned, they would hide a
+        later slowdown)."""
         s = self.settings
         gap = round(max(s.reference_gap_s, s.current_s) / s.step_s)
         sizes = (sum(b.count for b in windows[0]), sum(b.confidences for b in windows[1]))
@@ -360,12 +365,15 @@ class ModelWindows:
         # (a model that sends no confidence) pins nothing, or it would keep max_window_s of buckets
         oldest_needed = min([time_window] + [w[0].step for w, n in zip(windows, sizes, strict=True) if w and n])
         open_from = min((ep.clean_from for ep in self.episodes.values()), default=step)
+        warm_until = (self.first_step or 0) * s.step_s + s.warmup_s  # buckets starting before it: the warm-up
         while self.recent and self.recent[0].step < min(oldest_needed, step - gap + 1, open_from):
             b = self.recent.popleft()
-            last, self.last_out = self.last_out, (b.step, b.tainted)
-            # the empty steps before it count as its exposure, unless they followed an excluded (alarm) bucket
+            excluded = b.tainted or b.step * s.step_s < warm_until
+            last, self.last_out = self.last_out, (b.step, excluded)
+            # the empty steps before it count as its exposure, unless they followed an excluded bucket (an
+            # alarm's or the warm-up's)
             b.exposure = b.step - last[0] if last is not None and not last[1] else 1
-            if not b.tainted and self.baseline is None:  # with a fixed baseline nothing is learned
+            if not excluded and self.baseline is None:  # with a fixed baseline nothing is learned
                 b.latencies = np.asarray(_thin(b.latencies, s.reference_samples_per_step), float)
                 b.genai = {k: _thin(v, s.reference_samples_per_step) for k, v in b.genai.items()}
                 self.reference.append(b)

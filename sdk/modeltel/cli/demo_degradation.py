@@ -3,7 +3,7 @@ fault and input drift are injected, and ``model_degradation_detected`` turns on 
 ``/metrics`` for both: latency from the spans, confidence drift from the confidence histogram.
 
 No Prometheus is involved: the detectors run inside ``modeltel collector`` (the analytics extra). The
-demo's collector runs them with ``analytics_time_scale`` 0.05, so the baseline takes 15 s, not 5 minutes.
+demo's collector runs them with ``analytics_time_scale`` 0.05, so the baseline takes 18 s, not 6 minutes.
 The scene serves its own model version under its own load after the main report, so the fault never
 distorts the figures printed before. It skips with one line when the collector runs without the detectors.
 """
