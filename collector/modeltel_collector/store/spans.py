@@ -22,6 +22,7 @@ from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
 from modeltel_collector.store import spanfile
 from modeltel_collector.store.spanwriter import BatchWriter
+from modeltel_collector.store.walbound import WalBound
 
 MAX_INT64 = (1 << 63) - 1  # SQLite's INTEGER range: larger OTLP fixed64 times are clamped to it
 
@@ -96,12 +97,14 @@ class SpanStore:
         max_spans: int = 1_000_000,
         stats: Stats | None = None,
         max_queue_bytes: int = 32 << 20,
+        *,
+        max_wal_bytes: int = 64 << 20,
     ):
         self.path = path
         self.max_age_s = max_age_s
         self.max_spans = max_spans
         self._stats = stats
-        self._read_lock = threading.Lock()
+        self._wal = WalBound(path, max_wal_bytes, stats)  # the reader connection's lock, and the WAL bound
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
         self._reader = self._connect()
@@ -184,7 +187,7 @@ class SpanStore:
             self.open()
         except sqlite3.Error as e:
             raise StoreUnavailable(str(e) or type(e).__name__) from None
-        with self._read_lock:
+        with self._wal.reading():
             yield
 
     def wal_bytes(self) -> int:
@@ -210,6 +213,7 @@ class SpanStore:
                 self.prune()
             except sqlite3.Error:
                 self._rollback()
+        self._wal.checkpoint_if_over(w)  # the reads back to back would keep SQLite from reusing the WAL
 
     def _write_rows(self, rows: list[TraceRow]) -> list[TraceRow]:
         """Insert row by row, skipping rows SQLite cannot bind; returns the skipped rows."""

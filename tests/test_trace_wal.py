@@ -1,0 +1,55 @@
+"""The trace store's WAL stays bounded while reads run back to back (issue 21: a Jaeger search flood kept
+SQLite from ever reusing it, and it grew to 7 GiB in the soak, until the disk was full)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from modeltel_collector.stats import Stats
+from modeltel_collector.store.spans import SpanStore, TraceRow
+
+BOUND = 1 << 20
+
+
+def _batch(n: int, rows: int = 50, payload: int = 4000) -> list[TraceRow]:
+    row = TraceRow(b"", "svc", "m", ",predict,", ",SERVER,", "predict", 0, 0, 1000, b"", 1, b"")
+    return [
+        row._replace(trace_id=os.urandom(16), start_ns=n * rows + i, span_id=os.urandom(8), data=os.urandom(payload))
+        for i in range(rows)
+    ]
+
+
+def test_reads_back_to_back_do_not_let_the_wal_outgrow_its_bound(tmp_path) -> None:
+    stats = Stats()
+    # a queue of 256 KB: the writer's transactions (queued batches coalesce) stay one batch or so
+    store = SpanStore(str(tmp_path / "t.db"), stats=stats, max_queue_bytes=BOUND // 4, max_wal_bytes=BOUND)
+    store.start()
+    assert store.wait_open(10)
+    stop, reads = threading.Event(), [0] * 3
+
+    def read(k: int) -> None:  # a search in flight at every moment, as under the soak's Jaeger flood
+        while not stop.is_set():
+            store.search(limit=1000)
+            reads[k] += 1
+
+    readers = [threading.Thread(target=read, args=(k,), daemon=True) for k in range(len(reads))]
+    for t in readers:
+        t.start()
+    largest = 0
+    try:
+        for n in range(200):  # 200 writes of 200 KB: 40 MB through the WAL
+            store.put(_batch(n))
+            largest = max(largest, store.wal_bytes())
+        store._batches.close()  # wait until all is written (the readers keep reading meanwhile)
+        largest = max(largest, store.wal_bytes())
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(30)
+        store.close()
+    assert min(reads) > 0, reads
+    checkpoints = dict(stats.counters.get("modeltel_collector_trace_wal_checkpoints", {}))
+    # one transaction (<= 256 KB of rows, plus index pages) may land past the bound before the checkpoint
+    assert largest < BOUND + (1 << 20), (largest, checkpoints, reads)
+    assert checkpoints.get("truncated", 0) > 0, checkpoints
