@@ -1,4 +1,5 @@
-"""Embedded trace store: SQLite in WAL mode, written in batches by one thread, bounded by age and span count.
+"""Embedded trace store: SQLite in WAL mode, written in batches by one thread, bounded by age and span count
+(and its WAL by bytes: ``walbound``).
 
 Rows hold the spans of one trace that arrived in one request (a modeltel request is a root span plus its
 stage spans, so typically one row per request), which divides the B-tree work per span; only the columns
