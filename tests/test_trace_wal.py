@@ -53,3 +53,39 @@ def test_reads_back_to_back_do_not_let_the_wal_outgrow_its_bound(tmp_path) -> No
     # one transaction (<= 256 KB of rows, plus index pages) may land past the bound before the checkpoint
     assert largest < BOUND + (1 << 20), (largest, checkpoints, reads)
     assert checkpoints.get("truncated", 0) > 0, checkpoints
+
+
+def test_slow_reads_one_after_another_cannot_starve_the_checkpoint(tmp_path) -> None:
+    # each read outlasts the writer's wait for it (in the soak a Jaeger search of a GB store took seconds),
+    # and 4 threads take turns: once the WAL is past its bound no new read may start, so the writer gets
+    # its turn when the read in flight ends, while it goes on writing meanwhile
+    stats = Stats()
+    store = SpanStore(str(tmp_path / "t.db"), stats=stats, max_queue_bytes=BOUND // 4, max_wal_bytes=BOUND)
+    store.start()
+    assert store.wait_open(10)
+    stop, reads = threading.Event(), [0] * 4
+
+    def read(k: int) -> None:
+        while not stop.is_set():
+            with store._reading():  # a read that holds the reader connection for 1.5 s
+                stop.wait(1.5)
+            reads[k] += 1
+
+    readers = [threading.Thread(target=read, args=(k,), daemon=True) for k in range(len(reads))]
+    for t in readers:
+        t.start()
+    truncated = 0
+    try:
+        n = 0
+        while truncated < 3:  # on the old code: never (a read always holds the WAL, and the next follows)
+            store.put(_batch(n))
+            n += 1
+            checkpoints = stats.counters.get("modeltel_collector_trace_wal_checkpoints", {})
+            truncated = checkpoints.get("truncated", 0)
+            assert n < 500, (dict(checkpoints), reads, store.wal_bytes())  # 100 MB written
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(30)
+        store.close()
+    assert sum(reads) > 0, reads

@@ -112,7 +112,9 @@ class SpanStore:
         self.count = 0  # spans stored; known once the store is open
         self._open_lock = threading.Lock()
         self._opened = threading.Event()
-        self._batches = BatchWriter(self._write, self._write_rows, self.shed, stats, max_queue_bytes, prepare=self.open)
+        self._batches = BatchWriter(
+            self._write, self._write_rows, self.shed, stats, max_queue_bytes, prepare=self.open, idle=self._idle
+        )
         self._last_prune = 0.0
 
     @property
@@ -215,6 +217,11 @@ class SpanStore:
             except sqlite3.Error:
                 self._rollback()
         self._wal.checkpoint_if_over(w)  # the reads back to back would keep SQLite from reusing the WAL
+
+    def _idle(self) -> None:
+        """A checkpoint the last write left pending (a read was in flight) must not wait for more writes."""
+        if self.is_open:
+            self._wal.checkpoint_if_over(self._writer)
 
     def _write_rows(self, rows: list[TraceRow]) -> list[TraceRow]:
         """Insert row by row, skipping rows SQLite cannot bind; returns the skipped rows."""
