@@ -180,6 +180,7 @@ class SpanStore:
         """Write everything queued, then close."""
         if self._batches.close(timeout_s):
             self._writer.close()
+        self._wal.cancel()
         self._reader.close()
 
     @contextlib.contextmanager
@@ -208,6 +209,7 @@ class SpanStore:
             self._commit(spans, {r.service for r in rows})
         except BaseException:
             self._rollback()
+            self._wal.cancel()  # held reads must not wait for a degraded store
             raise
         now = time.monotonic()
         if self.count > self.max_spans or now - self._last_prune > 5.0:
