@@ -48,7 +48,14 @@ class Collector:
         if not db:
             self._tmpdir = tempfile.mkdtemp(prefix="modeltel-collector-")
             db = os.path.join(self._tmpdir, "traces.db")
-        self.spans = SpanStore(db, cfg.trace_max_age_s, cfg.trace_max_spans, self.stats, cfg.trace_queue_bytes)
+        self.spans = SpanStore(
+            db,
+            cfg.trace_max_age_s,
+            cfg.trace_max_spans,
+            self.stats,
+            cfg.trace_queue_bytes,
+            max_wal_bytes=cfg.trace_wal_max_bytes,
+        )
         self.forwarder = (
             Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)
             if cfg.forward_endpoint
@@ -63,7 +70,7 @@ class Collector:
         self.stats.gauge("modeltel_collector_stored_spans", "Spans in the trace store.", lambda: self.spans.count)
         self.stats.gauge(
             "modeltel_collector_trace_wal_bytes",
-            "Bytes of the trace store's write-ahead log (it grows while reads run back to back).",
+            "Bytes of the trace store's write-ahead log (truncated past trace_wal_max_bytes).",
             self.spans.wal_bytes,
         )
         self.stats.gauge(

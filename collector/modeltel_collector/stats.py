@@ -20,6 +20,10 @@ class Stats:
             "Span-derived observations recorded under _other span labels (derived_max_series), by metric.",
             "metric",
         ),
+        "modeltel_collector_trace_wal_checkpoints": (
+            "Checkpoints of the trace store's WAL past trace_wal_max_bytes, by outcome (truncated, busy, error).",
+            "outcome",
+        ),
         "modeltel_collector_forwarded_requests": ("Requests forwarded downstream, by signal.", "signal"),
         "modeltel_collector_unfit_latency_points": (
             "Latency histogram points whose bucket bounds cannot hold the taxonomy's range, by metric.",

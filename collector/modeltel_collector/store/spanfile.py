@@ -2,7 +2,7 @@
 
 Apart from ``spans`` (rows, writes, reads) because this is about the file: what a start after a crash has
 to do before the store can be used (``SpanStore.open`` runs it on the writer thread), and the size of its
-write-ahead log.
+write-ahead log and how to empty it.
 """
 
 from __future__ import annotations
@@ -61,3 +61,21 @@ def wal_bytes(path: str) -> int:
         return os.path.getsize(path + "-wal")
     except OSError:
         return 0
+
+
+def truncate_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> bool:
+    """Copy every frame of the WAL into the database file and truncate the WAL to 0 bytes; False when a
+    reader kept it busy for ``busy_timeout_ms`` (frames copied so far stay copied).
+
+    SQLite reuses its WAL from the start only when no reader's snapshot still needs it, so reads back to
+    back keep its automatic (passive) checkpoints from ever restarting it: the WAL then grows with every
+    write. TRUNCATE waits (through the busy handler) for the readers; the caller keeps ``conn`` from
+    writing meanwhile and should hold its own readers off, so that the wait is short.
+    """
+    before = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(before)}")
+    return not busy

@@ -1,4 +1,5 @@
-"""Embedded trace store: SQLite in WAL mode, written in batches by one thread, bounded by age and span count.
+"""Embedded trace store: SQLite in WAL mode, written in batches by one thread, bounded by age and span count
+(and its WAL by bytes: ``walbound``).
 
 Rows hold the spans of one trace that arrived in one request (a modeltel request is a root span plus its
 stage spans, so typically one row per request), which divides the B-tree work per span; only the columns
@@ -22,6 +23,7 @@ from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
 from modeltel_collector.store import spanfile
 from modeltel_collector.store.spanwriter import BatchWriter
+from modeltel_collector.store.walbound import WalBound
 
 MAX_INT64 = (1 << 63) - 1  # SQLite's INTEGER range: larger OTLP fixed64 times are clamped to it
 
@@ -96,19 +98,23 @@ class SpanStore:
         max_spans: int = 1_000_000,
         stats: Stats | None = None,
         max_queue_bytes: int = 32 << 20,
+        *,
+        max_wal_bytes: int = 64 << 20,
     ):
         self.path = path
         self.max_age_s = max_age_s
         self.max_spans = max_spans
         self._stats = stats
-        self._read_lock = threading.Lock()
+        self._wal = WalBound(path, max_wal_bytes, stats)  # the reader connection's lock, and the WAL bound
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
         self._reader = self._connect()
         self.count = 0  # spans stored; known once the store is open
         self._open_lock = threading.Lock()
         self._opened = threading.Event()
-        self._batches = BatchWriter(self._write, self._write_rows, self.shed, stats, max_queue_bytes, prepare=self.open)
+        self._batches = BatchWriter(
+            self._write, self._write_rows, self.shed, stats, max_queue_bytes, prepare=self.open, idle=self._idle
+        )
         self._last_prune = 0.0
 
     @property
@@ -174,6 +180,7 @@ class SpanStore:
         """Write everything queued, then close."""
         if self._batches.close(timeout_s):
             self._writer.close()
+        self._wal.cancel()
         self._reader.close()
 
     @contextlib.contextmanager
@@ -184,7 +191,7 @@ class SpanStore:
             self.open()
         except sqlite3.Error as e:
             raise StoreUnavailable(str(e) or type(e).__name__) from None
-        with self._read_lock:
+        with self._wal.reading():
             yield
 
     def wal_bytes(self) -> int:
@@ -202,6 +209,7 @@ class SpanStore:
             self._commit(spans, {r.service for r in rows})
         except BaseException:
             self._rollback()
+            self._wal.cancel()  # held reads must not wait for a degraded store
             raise
         now = time.monotonic()
         if self.count > self.max_spans or now - self._last_prune > 5.0:
@@ -210,6 +218,12 @@ class SpanStore:
                 self.prune()
             except sqlite3.Error:
                 self._rollback()
+        self._wal.checkpoint_if_over(w)  # the reads back to back would keep SQLite from reusing the WAL
+
+    def _idle(self) -> None:
+        """A checkpoint the last write left pending (a read was in flight) must not wait for more writes."""
+        if self.is_open:
+            self._wal.checkpoint_if_over(self._writer)
 
     def _write_rows(self, rows: list[TraceRow]) -> list[TraceRow]:
         """Insert row by row, skipping rows SQLite cannot bind; returns the skipped rows."""

@@ -42,7 +42,8 @@ class BatchWriter:
     ``write_rows(rows)`` writes what it can row by row and returns the rows it could not bind; ``shed()``
     deletes the oldest stored data and returns how much it freed (0: nothing left to free). ``prepare()``
     runs first on the thread (the store's slow open); if it fails, the store is degraded and ``write`` is
-    expected to try again.
+    expected to try again. ``idle()`` runs on the thread after each second with nothing to write (the
+    store's upkeep that must not wait for the next write).
     """
 
     def __init__(
@@ -54,8 +55,10 @@ class BatchWriter:
         max_queue_bytes: int,
         prepare: Callable[[], None] = lambda: None,
         max_batch_rows: int = 20_000,
+        idle: Callable[[], None] = lambda: None,
     ) -> None:
         self._write, self._write_rows, self._shed, self._prepare = write, write_rows, shed, prepare
+        self._idle = idle
         self._stats = stats
         self.max_queue_bytes = max_queue_bytes
         self._max_batch_rows = max_batch_rows
@@ -104,12 +107,14 @@ class BatchWriter:
         return not self._thread.is_alive()
 
     def _take(self) -> tuple[list[Any], int, int] | None:
-        """Coalesce queued batches into one transaction: (rows, batches taken, bytes); None when stopping."""
+        """Coalesce queued batches into one transaction: (rows, batches taken, bytes); None when stopping,
+        no rows after a second with nothing queued."""
         with self._cond:
             while not self._queue:
                 if self._stopping:
                     return None
-                self._cond.wait(1.0)
+                if not self._cond.wait(1.0) and not self._queue:
+                    return [], 0, 0
             rows, taken, size = [], 0, 0
             self._writing_since = self._queue[0][2]
             while self._queue and (not rows or len(rows) + len(self._queue[0][0]) <= self._max_batch_rows):
@@ -130,6 +135,9 @@ class BatchWriter:
             if item is None:
                 return
             rows, taken, size = item
+            if not rows:
+                self._run_idle()
+                continue
             try:
                 self.write_safely(rows)
             except Exception:  # a bug here must not end the thread: that would wedge ingest for good
@@ -141,6 +149,12 @@ class BatchWriter:
                     self._unfinished -= taken
                     self._writing_since = 0.0
                     self._cond.notify_all()
+
+    def _run_idle(self) -> None:
+        try:
+            self._idle()
+        except Exception:  # upkeep failing must not end the thread either
+            _log.exception("modeltel collector: trace store upkeep failed")
 
     def write_safely(self, rows: list[Any]) -> None:
         """Write ``rows``; a storage error is retried after a back-off, then after shedding the oldest data.
