@@ -31,6 +31,7 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
     Event,
     ReadableSpan,
@@ -97,7 +98,6 @@ class SpanFactory:
         default_ids = type(provider.id_generator) is RandomIdGenerator
         self._span_bits = functools.partial(random.getrandbits, 64) if default_ids else self._new_span_id
         self._trace_bits = functools.partial(random.getrandbits, 128) if default_ids else self._new_trace_id
-        self.resource = provider.resource  # a provider's resource is fixed when it is built
         self._new_trace_id = provider.id_generator.generate_trace_id
         self._root_flags = _SAMPLED_RANDOM if provider.id_generator.is_trace_id_random() else _SAMPLED
         sampler = provider.sampler
@@ -122,6 +122,12 @@ class SpanFactory:
             self.start_fits = -1
         # raised by the span processor when its buffer is past its high-water mark (see .admission)
         self.admission = TraceAdmission()
+
+    @property
+    def resource(self) -> Resource:
+        """The provider's resource, read for every span: not fixed when the provider is built, because a
+        forked worker's pipeline gives it a new one (the worker's own ``service.instance.id``)."""
+        return self.provider.resource
 
     def shed_with(self, admission: TraceAdmission) -> None:
         """Shed new traces while ``admission`` says so (the pipeline's span processor owns it)."""
