@@ -212,16 +212,20 @@ def test_monitor_prediction_takes_confidence_from_the_result(captured):
     class Result:
         confidence = 0.93
 
+    class Scored(list):  # a built-in type's subclass can carry one
+        confidence = 0.25
+
+    results = [Result(), {"confidence": 0.42}, Scored([1]), [1], 3, None]
+
     @modeltel.monitor_prediction("fraud_detector", "v1.2.0")
     def predict(x):
-        return Result() if x else {"confidence": 0.42}
+        return results[x]
 
-    assert isinstance(predict(1), Result)
-    assert predict(0) == {"confidence": 0.42}
+    assert [predict(i) for i in range(len(results))] == results
     point = captured.point(tx.PREDICTION_CONFIDENCE.otel_name)
-    assert point.count == 2 and point.sum == pytest.approx(1.35)
+    assert point.count == 3 and point.sum == pytest.approx(1.6)
     assert point.attributes["model.name"] == "fraud_detector"
-    assert captured.point(PREDICTIONS, status="success").value == 2
+    assert captured.point(PREDICTIONS, status="success").value == 6
 
 
 def test_async_monitor_prediction_and_async_with(captured):
