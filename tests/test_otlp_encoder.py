@@ -88,6 +88,10 @@ def span_corpus() -> Iterator[tuple[str, list[ReadableSpan]]]:
     yield "local parent", [_span(parent=_ctx(1, 3))]
     yield "remote parent", [_span(parent=remote_parent)]
     yield "tracestate", [_span(context=_ctx(5, 6, state=TraceState([("vendor", "v1"), ("x", "y")])))]
+    state = TraceState([("k", "v")])
+    yield "tracestate and a parent", [_span(context=_ctx(5, 6, state=state), parent=_ctx(5, 7, state=state))]
+    top = _ctx(2**128 - 1, 2**64 - 1)  # every bit of the ids (they are packed as two and one 64-bit halves)
+    yield "largest ids", [_span(context=top, parent=_ctx(2**128 - 1, 2**63)), _span(context=top)]
     yield "every kind", [_span(kind=kind) for kind in SpanKind]
     yield (
         "statuses",

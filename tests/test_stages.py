@@ -7,6 +7,8 @@ import inspect
 import logging
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
@@ -14,6 +16,7 @@ from opentelemetry.trace import StatusCode
 import modeltel
 from modeltel import config
 from modeltel import taxonomy as tx
+from modeltel.hotpath.telemetry import telemetry_for
 
 STAGE = tx.STAGE_LATENCY.otel_name
 LATENCY = tx.PREDICTION_LATENCY.otel_name
@@ -72,6 +75,40 @@ def test_nested_custom_stage_inherits_model_and_explicit_model_wins(captured):
     assert cache.attributes["model.name"] == "other"
     spans = {s.name: s for s in captured.spans()}
     assert spans["cache"].parent.span_id == spans["feature_lookup"].context.span_id
+
+
+def test_a_stage_naming_its_predictions_model_records_under_the_model_it_names(captured):
+    # a wrapper names the model on every call: the parent's series only when it is that model, of this telemetry
+    with modeltel.prediction("fraud", "2"):
+        with modeltel.stage("a", model_name="fraud"):  # no version: the configured one, not the parent's
+            pass
+        with modeltel.stage("b", model_name="fraud", model_version="2"):
+            pass
+    with modeltel.prediction("fraud"), modeltel.stage("c", model_name="fraud"), modeltel.stage("d", model_version="3"):
+        pass
+    labels = {s: captured.point(STAGE, stage=s).attributes for s in "abcd"}
+    assert {s: (a["model.name"], a["model.version"]) for s, a in labels.items()} == {
+        "a": ("fraud", "1.0"),
+        "b": ("fraud", "2"),
+        "c": ("fraud", "1.0"),
+        "d": ("fraud", "3"),
+    }
+    reader = InMemoryMetricReader()
+    other = telemetry_for(TracerProvider(), MeterProvider(metric_readers=[reader]), config.Settings(model_name="iris"))
+    with modeltel.prediction(), other.stage("elsewhere", model_name="iris", model_version="1.0"):
+        pass  # a stage of another telemetry inside this one's prediction of the same model: recorded by its own
+    assert captured.points(STAGE, stage="elsewhere") == []
+    data = reader.get_metrics_data()
+    (point,) = [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == STAGE
+        for p in m.data.data_points
+        if p.attributes.get("stage") == "elsewhere"
+    ]
+    assert point.count == 1 and point.attributes["model.name"] == "iris"
 
 
 def test_an_error_is_recorded_counted_once_and_propagates_unchanged(captured):
@@ -175,16 +212,20 @@ def test_monitor_prediction_takes_confidence_from_the_result(captured):
     class Result:
         confidence = 0.93
 
+    class Scored(list):  # a built-in type's subclass can carry one
+        confidence = 0.25
+
+    results = [Result(), {"confidence": 0.42}, Scored([1]), [1], 3, None]
+
     @modeltel.monitor_prediction("fraud_detector", "v1.2.0")
     def predict(x):
-        return Result() if x else {"confidence": 0.42}
+        return results[x]
 
-    assert isinstance(predict(1), Result)
-    assert predict(0) == {"confidence": 0.42}
+    assert [predict(i) for i in range(len(results))] == results
     point = captured.point(tx.PREDICTION_CONFIDENCE.otel_name)
-    assert point.count == 2 and point.sum == pytest.approx(1.35)
+    assert point.count == 3 and point.sum == pytest.approx(1.6)
     assert point.attributes["model.name"] == "fraud_detector"
-    assert captured.point(PREDICTIONS, status="success").value == 2
+    assert captured.point(PREDICTIONS, status="success").value == 6
 
 
 def test_async_monitor_prediction_and_async_with(captured):

@@ -73,7 +73,7 @@ def telemetry(
     Given providers (as instrumentors are, through ``tracer_provider=`` / ``meter_provider=``), one bound
     to them instead, built once per pair; a provider not given is the pipeline's, else the global one.
     """
-    pipeline = get_pipeline()
+    pipeline = _pipeline_state._pipeline  # get_pipeline(), without its call: wrappers ask once per call
     if tracer_provider is None and meter_provider is None:  # the per-request case: keep it short
         return pipeline.telemetry if pipeline is not None else global_telemetry()
     if pipeline is None:

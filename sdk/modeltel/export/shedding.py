@@ -33,8 +33,12 @@ import weakref
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import TraceFlags
 
 from ..hotpath.admission import TraceAdmission
+from ..hotpath.spans import CONTEXT_IS_TUPLE
+
+_SAMPLED = TraceFlags.SAMPLED
 
 _log = logging.getLogger("modeltel")
 
@@ -64,6 +68,7 @@ class SheddingSpanProcessor(SpanProcessor):
         self._delay = delay / 1e3
         self._high = max(batch, size * 3 // 4)  # past it, new traces are shed
         self._low = min(self._high - 1, size // 2)  # below it, they are admitted again
+        self._calm = batch - 1  # below it, a span is only appended (the batch is not yet full: high >= batch)
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._closed = False
         self._start_worker()
@@ -86,17 +91,30 @@ class SheddingSpanProcessor(SpanProcessor):
             self._start_worker()
 
     def on_end(self, span: ReadableSpan) -> None:
-        """O(1): a length check and an append; the export thread is woken once a batch is waiting."""
-        if not span._context.trace_flags.sampled:
+        """O(1): a length check and an append; the export thread is woken once a batch is waiting.
+
+        The common case (sampled, open, below a batch) reads the flags from the context tuple and three
+        attributes; the rest is in :meth:`_busy`."""
+        ctx = span._context
+        if not (ctx[3] if CONTEXT_IS_TUPLE else ctx.trace_flags) & _SAMPLED:
             return
         queue = self._queue
         n = len(queue)
+        if n < self._calm and not self._closed:
+            queue.append(span)
+        else:
+            self._busy(span, n)
+
+    def _busy(self, span: ReadableSpan, n: int) -> None:
+        """``on_end`` from a batch on: refuse at the bound, raise ``shedding`` past the high-water mark,
+        wake the export thread once per batch; after shutdown a span is dropped (as upstream: nothing
+        would export it)."""
         if n >= self.max_queue_size:
             self.admission.count("buffer_full")
             return
-        if self._closed:  # ended after shutdown (as upstream, dropped): nothing would export it
+        if self._closed:
             return
-        queue.append(span)
+        self._queue.append(span)
         if n >= self._high:
             self.admission.shedding = True
         if n + 1 >= self._batch and not self._woken:

@@ -32,6 +32,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
 from .. import taxonomy
+from .spans import CONTEXT_IS_TUPLE
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _INF = float("inf")
@@ -70,7 +71,8 @@ class BoundHistogram:
         if value > self._max:
             self._max = value
         lock.release()
-        if span_context is not None and span_context.trace_flags & 1:  # a held span's is not sampled
+        # sampled (a held span's is not); the flags read from the context tuple where it is one (see .spans)
+        if span_context is not None and (span_context[3] if CONTEXT_IS_TUPLE else span_context.trace_flags) & 1:
             self._exemplars[i] = (value, time.time_ns(), span_context)  # its ids are read when collected
 
     def point(self, start_ns: int, now_ns: int) -> HistogramDataPoint | None:

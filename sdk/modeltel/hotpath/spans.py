@@ -176,7 +176,9 @@ class SpanFactory:
         # SpanContext(trace_id, span_id, False, flags, trace_state), without its Python __new__: our ids are valid
         context = _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
         span = FastSpan(self, name, context, parent, attributes, kind, start_time)
-        self.started(span)
+        bound = self._bound
+        if bound[1] or self._chain is None or self._chain._span_processors is not bound[0]:
+            self.started(span)  # (else no processor of the current set has an on_start: nothing to call)
         return span
 
     def started(self, span: FastSpan) -> None:

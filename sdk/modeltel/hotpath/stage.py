@@ -404,7 +404,7 @@ class Prediction(Stage):
 
     def _observe_result(self, result: Any, args: tuple, kwargs: dict) -> None:
         """Record a ``confidence`` found in a decorated prediction's result (an ``after`` for :func:`wrap`)."""
-        if self._live and self._t.settings.record_confidence:
+        if self._live and type(result) not in _NO_CONFIDENCE and self._t.settings.record_confidence:
             confidence = _confidence_of(result)
             if confidence is not None:
                 self.model.confidence.record(confidence)
@@ -412,6 +412,11 @@ class Prediction(Stage):
 
     def __call__(self, func: F) -> F:
         return wrap(func, self._copy, Prediction._observe_result)  # type: ignore[return-value]
+
+
+# built-in result types with no ``confidence`` attribute or key (their instances take no attributes; a
+# subclass is another type): checked before the call to _confidence_of
+_NO_CONFIDENCE = frozenset((int, float, str, bytes, bool, list, tuple, type(None)))
 
 
 def _confidence_of(result: Any) -> float | None:

@@ -81,7 +81,10 @@ class Telemetry:
         return series
 
     def resolve_model(self, name: str | None, version: str | None, parent: Stage | None) -> ModelSeries:
-        """The model a stage records under: its own, else its parent's name, else the configured one."""
+        """The model a stage records under: its own, else its parent's name, else the configured one.
+
+        A wrapper names the model on every call (KServe's stages inside KServe's prediction): when that
+        is its parent's model, of this telemetry, the parent's series are the ones :meth:`model` would find."""
         if name is None and version is None:
             if parent is not None:
                 return parent.model
@@ -89,8 +92,16 @@ class Telemetry:
             if model is None:
                 model = self._default_model = self.model()
             return model
-        if parent is not None and name is None:
-            name = parent.model.name
+        if parent is not None:
+            model = parent.model
+            if (
+                parent._t is self
+                and (name is None or name == model.name)
+                and (version or self.settings.model_version) == model.version
+            ):
+                return model
+            if name is None:
+                name = model.name
         return self.model(name, version)
 
     def start_span(

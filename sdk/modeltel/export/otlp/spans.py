@@ -3,7 +3,7 @@
 Why it is fast: the parts that repeat are encoded once and reused. A resource and a scope are encoded
 once per object; a modeltel span's attributes (one shared, read-only dict per model and stage) once per
 dict; any other attribute whose value is a string is encoded once per key and value; span names, kinds,
-statuses and flags come from small tables. What remains per span is two ``int.to_bytes``, one
+statuses and flags come from small tables. What remains per span is one ``struct.pack`` for the ids, one
 ``struct.pack`` for the times and one join.
 
 It writes the same fields the upstream ``encode_spans`` writes, with the same choices (flags carry the
@@ -26,6 +26,12 @@ from . import wire
 
 _CACHE_LIMIT = 4096  # distinct attribute pairs / names kept; cleared (not evicted one by one) beyond it
 _TIMES = struct.Struct("<BQBQ").pack  # start_time_unix_nano (7) and end_time_unix_nano (8), fixed64
+# trace_id (1, 16 bytes) and span_id (2, 8 bytes), big-endian as int.to_bytes gives them, in one pack; with
+# parent_span_id (4) too when no trace_state (3) comes between them (fields are written in number order)
+_IDS = struct.Struct(">HQQHQ").pack
+_IDS_PARENT = struct.Struct(">HQQHQHQ").pack
+_TRACE_TAG, _SPAN_TAG, _PARENT_TAG = 0x0A10, 0x1208, 0x2208  # field tag, then length 16 / 8 / 8
+_LOW64 = (1 << 64) - 1
 _KIND = [b"\x30" + wire.varint(kind.value + 1) for kind in sorted(SpanKind, key=lambda k: k.value)]  # proto = SDK + 1
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)  # field 16, fixed32: SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and SPAN_FLAGS_CONTEXT_IS_REMOTE
@@ -91,11 +97,17 @@ class SpanEncoder:
             trace_id, span_id, _, _, trace_state, _ = ctx
         else:
             trace_id, span_id, trace_state = ctx.trace_id, ctx.span_id, ctx.trace_state
-        parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08", span_id.to_bytes(8, "big")]
+        high, low = trace_id >> 64, trace_id & _LOW64
         if trace_state:
+            parts = [_IDS(_TRACE_TAG, high, low, _SPAN_TAG, span_id)]
             parts.append(wire.field_str(3, ",".join(f"{k}={v}" for k, v in trace_state.items())))
-        if parent is not None:
-            parts += (b"\x22\x08", (parent[1] if CONTEXT_IS_TUPLE else parent.span_id).to_bytes(8, "big"))
+            if parent is not None:
+                parts.append(_parent_field(parent))
+        elif parent is not None:
+            parent_id = parent[1] if CONTEXT_IS_TUPLE else parent.span_id
+            parts = [_IDS_PARENT(_TRACE_TAG, high, low, _SPAN_TAG, span_id, _PARENT_TAG, parent_id)]
+        else:
+            parts = [_IDS(_TRACE_TAG, high, low, _SPAN_TAG, span_id)]
         name = self._names.get(span._name)
         if name is None:
             name = self._cached(self._names, span._name, wire.field_str(5, span._name))
@@ -193,6 +205,11 @@ class SpanEncoder:
             cache.clear()
         cache[key] = value
         return value
+
+
+def _parent_field(parent: Any) -> bytes:
+    """``parent_span_id`` alone (after a trace state)."""
+    return b"\x22\x08" + (parent[1] if CONTEXT_IS_TUPLE else parent.span_id).to_bytes(8, "big")
 
 
 def _resource_part(res: Any) -> tuple[bytes, bytes]:
