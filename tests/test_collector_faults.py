@@ -268,3 +268,42 @@ def test_a_store_that_cannot_open_degrades_answers_503_and_opens_with_a_later_wr
         assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(2).SerializeToString(), PB)[0] == 200
         assert c.flush(10) and c.spans.count == 2 and _health(c)[1]["trace_store"] == "ok"
         assert http_get(c.urls["listen"] + "/api/traces?limit=1")[0] == 200
+
+
+def test_a_read_in_flight_when_the_store_closes_ends_as_unavailable_not_on_a_closed_connection(tmp_path) -> None:
+    """The API server stops after the store (``/metrics`` stays up while the collector drains): a trace
+    query in flight at SIGTERM, and one after, are answered 503 by the API, never a 500 from a closed
+    connection."""
+    from modeltel_collector.store.spans import StoreUnavailable
+
+    store = SpanStore(str(tmp_path / "traces.db"))
+    store.open()
+    inside, go_on, outcome = threading.Event(), threading.Event(), []
+
+    def read() -> None:
+        try:
+            with store._reading():  # a search holding the reader connection
+                inside.set()
+                go_on.wait(10)
+                store._reader.execute("SELECT count(*) FROM traces").fetchone()
+            outcome.append("answered")
+        except StoreUnavailable:
+            outcome.append("unavailable")
+        except sqlite3.Error as e:
+            outcome.append(repr(e))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert inside.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    go_on.set()
+    reader.join(10)
+    closer.join(10)
+    assert not closer.is_alive() and outcome in (["answered"], ["unavailable"]), outcome
+    try:
+        store.services()
+        late = "answered"
+    except StoreUnavailable:
+        late = "unavailable"
+    assert late == "unavailable"

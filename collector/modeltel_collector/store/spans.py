@@ -81,7 +81,8 @@ _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
 
 class StoreUnavailable(Exception):
-    """A read while the trace store cannot be opened (a full disk, an I/O error); the message says why."""
+    """A read while the trace store cannot be opened (a full disk, an I/O error) or is closing; the message
+    says why."""
 
 
 class SpanStore:
@@ -109,6 +110,7 @@ class SpanStore:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer = self._connect()
         self._reader = self._connect()
+        self._closing = False  # reads from then on are answered StoreUnavailable, not a closed connection
         self.count = 0  # spans stored; known once the store is open
         self._open_lock = threading.Lock()
         self._opened = threading.Event()
@@ -177,22 +179,35 @@ class SpanStore:
         return self._batches.queued_bytes
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Write everything queued, then close."""
+        """Write everything queued, then close. A read in flight is interrupted and a later one refused,
+        both as ``StoreUnavailable`` (the API answers 503): the API server stops after the store does."""
+        self._closing = True
         if self._batches.close(timeout_s):
             self._writer.close()
         self._wal.cancel()
-        self._reader.close()
+        self._reader.interrupt()
+        with self._wal.reading():  # the reader connection's turn: never closed under a read
+            self._reader.close()
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         """Hold the reader connection (opening the store first if nobody has); ``StoreUnavailable`` while the
-        store cannot be opened (the writer retries the open with each write)."""
+        store cannot be opened (the writer retries the open with each write) or is closing."""
+        if self._closing:
+            raise StoreUnavailable("the collector is stopping")
         try:
             self.open()
         except sqlite3.Error as e:
             raise StoreUnavailable(str(e) or type(e).__name__) from None
         with self._wal.reading():
-            yield
+            if self._closing:
+                raise StoreUnavailable("the collector is stopping")
+            try:
+                yield
+            except sqlite3.OperationalError:
+                if self._closing:  # interrupted by close()
+                    raise StoreUnavailable("the collector is stopping") from None
+                raise
 
     def wal_bytes(self) -> int:
         """The size of the store's write-ahead log (0 without one)."""
