@@ -152,3 +152,16 @@ def test_a_streamed_request_is_one_prediction_in_the_sdk_and_in_the_collectors_s
     process_traces(encode_spans(tel.spans()), store)
     derived = store.families[tx.PREDICTIONS.prometheus_name].series.values()
     assert sum(s.value for s in derived) == 2
+
+
+def test_decoding_holds_no_inference_mode_over_a_yield(folder: Path) -> None:
+    """Inference mode is the thread's state: held across a yield it leaked into the consumer (and into the
+    worker thread Starlette iterates a sync stream on), which then could not train: a later test's
+    ``backward()`` failed with "does not require grad"."""
+    import torch
+
+    lm = openai_server.TinyLM(str(folder))
+    tokens = lm.decode(lm.encode("hello"), 3, ignore_eos=True)
+    next(tokens)
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    assert len([next(tokens), *tokens]) == 2

@@ -97,25 +97,28 @@ class TinyLM:
         text = ""
         past = None
         step = torch.tensor([ids])
-        with torch.inference_mode():
-            for i in range(max_tokens):
-                delay = self.faults.decode_delay_s if i else self.faults.prefill_delay_s
-                if delay:
-                    time.sleep(delay)
+        for i in range(max_tokens):
+            delay = self.faults.decode_delay_s if i else self.faults.prefill_delay_s
+            if delay:
+                time.sleep(delay)
+            # Inference mode around each step, never across a yield: it is the thread's state, and the
+            # consumer runs between two steps (on another thread, even: Starlette iterates a sync
+            # generator in its thread pool), so a mode held over a yield leaks into whatever runs there.
+            with torch.inference_mode():
                 result = self.model(step, past, use_cache=True)  # the cache's keyword changed in transformers 5
                 past = result["cache"] if "cache" in result else result["past_key_values"]
                 logits = result.logits[0, -1]
                 if ignore_eos:
                     logits[self.eos] = float("-inf")
                 token = int(logits.argmax())
-                out.append(token)
-                full = self.tokenizer.decode(out, skip_special_tokens=True)  # whole: bytes may span tokens
-                piece, text = full[len(text) :], full
-                if token == self.eos:
-                    yield piece, "stop"
-                    return
-                yield piece, "length" if i == max_tokens - 1 else None
-                step = torch.tensor([[token]])
+            out.append(token)
+            full = self.tokenizer.decode(out, skip_special_tokens=True)  # whole: bytes may span tokens
+            piece, text = full[len(text) :], full
+            if token == self.eos:
+                yield piece, "stop"
+                return
+            yield piece, "length" if i == max_tokens - 1 else None
+            step = torch.tensor([[token]])
 
 
 def _sse(obj: Any) -> str:
