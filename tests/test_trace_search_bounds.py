@@ -3,10 +3,13 @@ scanned every row of a 2 GiB store for 15 s, and the WAL bound overshot by what 
 
 from __future__ import annotations
 
+import json
 import os
 
+from modeltel_collector.serve import jaeger
 from modeltel_collector.stats import Stats
 from modeltel_collector.store.spans import SpanStore, TraceRow
+from tests.collector_helpers import PB, http_get, http_post, running_collector, trace_request
 
 ROW = TraceRow(b"", "busy", "m", ",predict,", ",SERVER,", "predict", 0, 0, 1000, b"", 1, b"")
 
@@ -71,3 +74,19 @@ def test_a_search_stops_at_its_row_bound_says_so_and_counts_it(tmp_path) -> None
     assert {bytes.fromhex(h["trace_id"]) for h in hits} == set(old) and not hits.truncated
     roomy.close()
     store.close()
+
+
+def test_the_apis_mark_a_search_cut_at_its_row_bound() -> None:
+    with running_collector(trace_search_max_rows=20) as c:
+        assert http_post(c.urls["otlp_http"] + "/v1/traces", trace_request(60).SerializeToString(), PB)[0] == 200
+        c.flush()
+        base = c.urls["listen"]
+        doc = json.loads(http_get(base + "/api/traces?service=raw&name=nomatch")[2])
+        assert doc["traces"] == [] and doc["truncated"] is True
+        doc = json.loads(http_get(base + "/api/traces?service=raw&limit=5")[2])
+        assert len(doc["traces"]) == 5 and "truncated" not in doc  # found within the bound
+        traces = json.loads(http_get(base + "/jaeger/api/traces?service=raw&limit=100")[2])["data"]
+        assert len(traces) == 20  # the 20 newest rows examined: older traces are not
+        assert all(t["warnings"] == [jaeger._SEARCH_TRUNCATED] for t in traces)
+        metrics = http_get(base + "/metrics")[2].decode()
+        assert 'modeltel_collector_truncated_total{what="trace_search"} 2' in metrics

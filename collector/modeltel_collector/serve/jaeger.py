@@ -36,7 +36,7 @@ from modeltel_collector.stats import Stats
 __all__ = ["PREFIX", "jaeger_trace_json", "parse_duration_us", "serve_jaeger"]
 
 PREFIX = "/jaeger/api/"
-_SEARCH_TRUNCATED = "search truncated: older traces not examined (the trace store's search_max_rows)"
+_SEARCH_TRUNCATED = "search truncated: older traces not examined (trace_search_max_rows)"
 _SCAN = 1000  # the most traces one search reads from the store (SpanStore.search's own cap)
 _OPERATION_TRACES = 50  # recent traces read in full to list a service's operations (stage spans included)
 _DEFAULT_LIMIT = 20
@@ -98,9 +98,11 @@ def jaeger_trace_json(spans: list[dict[str, Any]], unread: int = 0, *, search_tr
     processes: dict[str, str] = {}  # service -> process id
     for s in spans:
         processes.setdefault(s["service"], f"p{len(processes) + 1}")
-    warnings = [f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)"] * (
-        unread > 0
-    ) + [_SEARCH_TRUNCATED] * search_truncated
+    warnings = []
+    if unread:
+        warnings.append(f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)")
+    if search_truncated:
+        warnings.append(_SEARCH_TRUNCATED)
     head = {
         "traceID": spans[0]["trace_id"],
         "processes": {pid: {"serviceName": svc, "tags": []} for svc, pid in processes.items()},
@@ -281,4 +283,4 @@ def _search(reader: _Reader, query: dict[str, list[str]]) -> tuple[list[tuple[li
                 break
         if reader.left <= 0:
             break
-    return traces, getattr(hits, "truncated", False)
+    return traces, hits.truncated
