@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
@@ -23,6 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
 from modeltel_collector.store import spanfile
+from modeltel_collector.store.spansearch import SearchHits, newest_traces
 from modeltel_collector.store.spanwriter import BatchWriter
 from modeltel_collector.store.walbound import WalBound
 
@@ -381,7 +382,7 @@ class SpanStore:
             cursors = [self._reader.execute(sql, [*args, n]) for n in names]
             try:
                 newest = heapq.merge(*cursors, reverse=True)
-                ids, truncated = _newest_traces(newest, sort, search_limit(limit), self.search_max_rows)
+                ids, truncated = newest_traces(newest, sort, search_limit(limit), self.search_max_rows)
             finally:
                 for cursor in cursors:  # a cursor left open would keep its read snapshot (and the WAL)
                     cursor.close()
@@ -394,36 +395,6 @@ class SpanStore:
         if truncated and self._stats is not None:
             self._stats.inc("modeltel_collector_truncated", "trace_search")
         return SearchHits((_hit(rows[i]) for i in ids), truncated=truncated)
-
-
-class SearchHits(list):
-    """A search's traces; ``truncated`` when the search stopped at ``search_max_rows`` rows examined, so
-    older (``sort=recent``) or longer (``sort=duration``) matches may have been left unread."""
-
-    def __init__(self, hits: Iterable[dict[str, Any]], *, truncated: bool) -> None:
-        super().__init__(hits)
-        self.truncated = truncated
-
-
-def _newest_traces(
-    rows: Iterator[tuple[int, bytes, int, int]], sort: str, limit: int, max_rows: int
-) -> tuple[list[bytes], bool]:
-    """The ids of the ``limit`` traces first in ``sort`` order among ``rows`` (start_ns, trace_id,
-    duration_ns, matches), newest first; True when ``max_rows`` rows were read before the answer was known.
-
-    Newest first, a trace's first matching row has its latest matching start (what ``recent`` orders by),
-    so a ``recent`` search stops at its ``limit``-th trace: a range of the (service, start_ns) index.
-    """
-    longest: dict[bytes, int] = {}  # trace -> its longest matching row's duration (insertion: newest first)
-    for _start, trace_id, duration_ns, matches in itertools.islice(rows, max_rows):
-        if matches:
-            longest[trace_id] = max(duration_ns, longest.get(trace_id, 0))
-            if sort == "recent" and len(longest) >= limit:
-                return list(longest), False
-    truncated = next(rows, None) is not None
-    if sort == "duration":
-        return sorted(longest, key=longest.__getitem__, reverse=True)[:limit], truncated
-    return list(longest), truncated
 
 
 def search_limit(limit: int) -> int:
