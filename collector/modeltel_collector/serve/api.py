@@ -6,7 +6,8 @@ Trace API (JSON):
   GET /api/traces?service=&model=&stage=&status=ok|error&kind=prediction|stage&name=&min_duration_ms=
                  &sort=recent|duration&limit=20  -> {"traces": [...], "limit", "capped"} (one row per trace, its
                                      longest match, stages in pipeline order; "capped": true when the search
-                                     returned "limit" traces, so more may match)
+                                     returned "limit" traces, so more may match;
+                                     "truncated": true when it stopped at search_max_rows rows examined)
 Jaeger-compatible query API under /jaeger/api/ (serve/jaeger.py), for Grafana's Jaeger datasource.
 """
 
@@ -106,4 +107,5 @@ class ApiHandler(Handler):
             return
         for t in traces:
             t["stages"].sort(key=stage_order)
-        self.send_json(200, {"traces": traces, "limit": limit, "capped": len(traces) >= limit})
+        doc = {"traces": traces, "limit": limit, "capped": len(traces) >= limit}
+        self.send_json(200, doc | {"truncated": True} if traces.truncated else doc)

@@ -36,6 +36,7 @@ from modeltel_collector.stats import Stats
 __all__ = ["PREFIX", "jaeger_trace_json", "parse_duration_us", "serve_jaeger"]
 
 PREFIX = "/jaeger/api/"
+_SEARCH_TRUNCATED = "search truncated: older traces not examined (trace_search_max_rows)"
 _SCAN = 1000  # the most traces one search reads from the store (SpanStore.search's own cap)
 _OPERATION_TRACES = 50  # recent traces read in full to list a service's operations (stage spans included)
 _DEFAULT_LIMIT = 20
@@ -86,25 +87,28 @@ def _span_tags(span: dict[str, Any]) -> list[dict[str, Any]]:
     return tags
 
 
-def jaeger_trace_json(spans: list[dict[str, Any]], unread: int = 0) -> Iterator[str]:
+def jaeger_trace_json(spans: list[dict[str, Any]], unread: int = 0, *, search_truncated: bool = False) -> Iterator[str]:
     """The span store's spans of one trace as a Jaeger JSON trace (times and durations in microseconds), in
     pieces of JSON text, a span at a time, so that a large trace is never one string.
 
     ``unread``: spans of the trace left out by the read bound; the answer says so in Jaeger's
     ``warnings``, on the trace and on its first span (Grafana's trace view shows a span's warnings).
+    ``search_truncated``: the search that found it stopped at the store's ``search_max_rows``, said the same way.
     """
     processes: dict[str, str] = {}  # service -> process id
     for s in spans:
         processes.setdefault(s["service"], f"p{len(processes) + 1}")
-    warnings = None
+    warnings = []
     if unread:
-        warnings = [f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)"]
+        warnings.append(f"trace truncated: {len(spans)} of {len(spans) + unread} spans shown (trace_fetch_max_spans)")
+    if search_truncated:
+        warnings.append(_SEARCH_TRUNCATED)
     head = {
         "traceID": spans[0]["trace_id"],
         "processes": {pid: {"serviceName": svc, "tags": []} for svc, pid in processes.items()},
-        "warnings": warnings,
+        "warnings": warnings or None,
     }
-    rows = (_span(s, processes[s["service"]], warnings if i == 0 else None) for i, s in enumerate(spans))
+    rows = (_span(s, processes[s["service"]], (warnings or None) if i == 0 else None) for i, s in enumerate(spans))
     return json_list_parts(head, "spans", ((dumps(row),) for row in rows))
 
 
@@ -156,10 +160,12 @@ def _respond(handler: Handler, status: int, data: Any = None, error: str = "", h
     handler.send_json(status, doc, {"Cache-Control": "no-store", **(headers or {})})
 
 
-def _respond_traces(handler: Handler, found: list[tuple[list[dict[str, Any]], int]]) -> None:
+def _respond_traces(
+    handler: Handler, found: list[tuple[list[dict[str, Any]], int]], *, search_truncated: bool = False
+) -> None:
     """200 with the traces read, streamed a span at a time (their spans are already bounded by ``_Reader``)."""
     doc = {"total": len(found), "limit": 0, "offset": 0, "errors": None}
-    traces = (jaeger_trace_json(spans, unread) for spans, unread in found)
+    traces = (jaeger_trace_json(spans, unread, search_truncated=search_truncated) for spans, unread in found)
     handler.send_json_parts(json_list_parts(doc, "data", traces), {"Cache-Control": "no-store"})
 
 
@@ -180,7 +186,8 @@ def serve_jaeger(handler: Handler, path: str, query_string: str) -> bool:
         elif rest.startswith("services/") and rest.endswith("/operations"):
             _respond(handler, 200, _operations(reader, unquote(rest[len("services/") : -len("/operations")])))
         elif rest == "traces":
-            _respond_traces(handler, _search(reader, query))
+            found, truncated = _search(reader, query)
+            _respond_traces(handler, found, search_truncated=truncated)
         elif rest.startswith("traces/"):
             _get(handler, reader, rest[len("traces/") :])
         else:
@@ -239,8 +246,9 @@ def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def _search(reader: _Reader, query: dict[str, list[str]]) -> list[tuple[list[dict[str, Any]], int]]:
-    """The matching traces, as (spans read, spans left unread) each."""
+def _search(reader: _Reader, query: dict[str, list[str]]) -> tuple[list[tuple[list[dict[str, Any]], int]], bool]:
+    """The matching traces, as (spans read, spans left unread) each, and whether the store's search stopped
+    at its row bound (``SpanStore.search_max_rows``: older matches may have been left unread)."""
     q = {k: v[-1] for k, v in query.items()}
     if not q.get("service"):
         raise ValueError("parameter 'service' is required")
@@ -275,4 +283,4 @@ def _search(reader: _Reader, query: dict[str, list[str]]) -> list[tuple[list[dic
                 break
         if reader.left <= 0:
             break
-    return traces
+    return traces, hits.truncated

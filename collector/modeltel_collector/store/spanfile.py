@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS traces (
     trace_id BLOB NOT NULL, service TEXT, model TEXT, stages TEXT, kinds TEXT, name TEXT, status INTEGER,
     start_ns INTEGER, duration_ns INTEGER, span_id BLOB, span_count INTEGER, data BLOB, version TEXT);
 CREATE INDEX IF NOT EXISTS traces_trace ON traces (trace_id);
+CREATE INDEX IF NOT EXISTS traces_service_start ON traces (service, start_ns);
 CREATE TABLE IF NOT EXISTS writes (max_rowid INTEGER PRIMARY KEY, written_ns INTEGER, spans INTEGER);
 CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, written_ns INTEGER);
 """

@@ -9,6 +9,7 @@ the search API filters on are columns, the spans themselves stay protobuf-encode
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import os
 import sqlite3
@@ -22,6 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
 from modeltel_collector.store import spanfile
+from modeltel_collector.store.spansearch import SearchHits, newest_traces
 from modeltel_collector.store.spanwriter import BatchWriter
 from modeltel_collector.store.walbound import WalBound
 
@@ -77,6 +79,7 @@ def _hit(rows: list[tuple]) -> dict[str, Any]:
 _INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
 STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
+SEARCH_MAX_ROWS = 100_000  # stored rows one search examines at most (0.4 s merged across 50 services)
 _STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
 
@@ -101,10 +104,12 @@ class SpanStore:
         max_queue_bytes: int = 32 << 20,
         *,
         max_wal_bytes: int = 64 << 20,
+        search_max_rows: int = SEARCH_MAX_ROWS,
     ):
         self.path = path
         self.max_age_s = max_age_s
         self.max_spans = max_spans
+        self.search_max_rows = search_max_rows
         self._stats = stats
         self._wal = WalBound(path, max_wal_bytes, stats)  # the reader connection's lock, and the WAL bound
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -358,11 +363,15 @@ class SpanStore:
     ) -> list[dict[str, Any]]:
         """Traces matching every filter, one row per trace, with its longest span's id and duration.
 
+        Reads each service's rows newest first by the (service, start_ns) index (merged across services
+        when ``service`` is None) and examines at most ``search_max_rows`` of them: a search costs what its
+        answer costs, not what the store holds, and holds the WAL bound off for a bounded time.
+
         ``stage``/``kind`` match any span of the trace, ``status=error`` a trace with a failed span, and
         ``min_duration_ms`` the trace's longest span (its root, for complete traces).
         """
         where, args = [], []
-        for col, val in (("service", service), ("model", model), ("name", name)):
+        for col, val in (("model", model), ("name", name)):
             if val:
                 where.append(f"{col} = ?")
                 args.append(val)
@@ -379,21 +388,28 @@ class SpanStore:
         if min_duration_ms is not None:
             where.append("duration_ns >= ?")
             args.append(int(min_duration_ms * 1e6))
-        order = {"duration": "MAX(duration_ns) DESC", "recent": "MAX(start_ns) DESC"}.get(sort)
-        if order is None:
+        if sort not in ("duration", "recent"):
             raise ValueError("sort must be 'duration' or 'recent'")
-        where_sql = "WHERE " + " AND ".join(where) if where else ""
-        args.append(search_limit(limit))
+        match = " AND ".join(where) or "1"
+        sql = f"SELECT start_ns, trace_id, duration_ns, {match} FROM traces WHERE service = ? ORDER BY start_ns DESC"
         with self._reading():
-            sql = f"SELECT trace_id FROM traces {where_sql} GROUP BY trace_id ORDER BY {order} LIMIT ?"
-            ids = [i for (i,) in self._reader.execute(sql, args)]
+            names = [service] if service else [n for (n,) in self._reader.execute("SELECT name FROM services")]
+            cursors = [self._reader.execute(sql, [*args, n]) for n in names]
+            try:
+                newest = heapq.merge(*cursors, reverse=True)
+                ids, truncated = newest_traces(newest, sort, search_limit(limit), self.search_max_rows)
+            finally:
+                for cursor in cursors:  # a cursor left open would keep its read snapshot (and the WAL)
+                    cursor.close()
             rows: dict[bytes, list[tuple]] = {i: [] for i in ids}
             for chunk in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
                 part = ids[chunk : chunk + 500]
                 sql = f"SELECT {_HIT_ROW} FROM traces WHERE trace_id IN ({','.join('?' * len(part))})"
                 for row in self._reader.execute(sql, part):
                     rows[row[0]].append(row)
-        return [_hit(rows[i]) for i in ids]
+        if truncated and self._stats is not None:
+            self._stats.inc("modeltel_collector_truncated", "trace_search")
+        return SearchHits((_hit(rows[i]) for i in ids), truncated=truncated)
 
 
 def search_limit(limit: int) -> int:
