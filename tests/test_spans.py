@@ -309,3 +309,24 @@ def test_an_attribute_set_while_another_thread_ends_the_span_lands_before_the_ex
     setter.join()
     assert at_end == [{"model.name": "m", "slow": (1, 2)}]
     assert dict(out.get_finished_spans()[0].attributes) == at_end[0]
+
+
+def test_light_spans_take_their_ids_from_a_custom_id_generator():
+    """Only the SDK's own ``RandomIdGenerator`` is bypassed (for its C call); any other generator (X-Ray's, a
+    subclass) is asked for every id, as the SDK asks it."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class Counting(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            return 0xABC
+
+        def generate_span_id(self) -> int:
+            return 0xDEF
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=Counting())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    factory = SpanFactory.for_provider(provider, InstrumentationScope("t"))
+    factory.start("root", {}, None).end()
+    (span,) = exporter.get_finished_spans()
+    assert (span.context.trace_id, span.context.span_id) == (0xABC, 0xDEF)

@@ -114,9 +114,9 @@ class ModelWindows:
         self.episodes: dict[str, _Episode] = {}
         self.results: dict[str, d.Result] = {}
         self.tested: dict[str, tuple[float, int]] = {}  # check -> (time, samples seen) at its last test
-        self.window_size: dict[str, int] = {}  # check -> samples in its window at its last test
+        # check -> samples in its window at its last test; throughput is retested every 10 requests, as the others
+        self.window_size: dict[str, int] = {"throughput_drop": settings.min_samples}
         self.tests: dict[str, int] = {}  # check -> tests run (each spent a share of the budget)
-        self.window_size["throughput_drop"] = settings.min_samples  # retested every 10 requests, as the others
         self.seen = {"requests": 0, "confidences": 0}
         self.labels, self.first_label = 0, None
         self.last_request: float | None = None
@@ -345,8 +345,10 @@ class ModelWindows:
             elif check in recovered:
                 del self.episodes[check]
                 events.append(Event(time, self.model, self.version, check, "resolved", ep.severity, r, line))
-        if self.episodes:
-            for b in self.recent:
+        if self.episodes:  # taint what came since the last evaluation: the tainted buckets are a prefix
+            for b in reversed(self.recent):
+                if b.tainted:
+                    break
                 b.tainted = True
         return events
 

@@ -78,12 +78,12 @@ def read_generation(sp, extra: dict, model: str, failed: bool) -> Generation | N
     start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
     duration = (end - start) / 1e9 if end > start else 0.0
     output = _int(extra, tx.SPAN_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS)
-    ttft, tpot = _number(extra, tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN), None
+    ttft, tpot = number(extra, tx.SPAN_ATTR_GEN_AI_TIME_TO_FIRST_TOKEN), None
     first = _event_time(sp, tx.SPAN_EVENT_GEN_AI_FIRST_TOKEN)
     if ttft is None and first is not None and start <= first <= end:
         ttft = (first - start) / 1e9
     if ttft is not None:  # the SDK's own mean gap (last token, not the span's end), else the conventions'
-        tpot = _number(extra, tx.SPAN_ATTR_GEN_AI_TIME_PER_OUTPUT_TOKEN)
+        tpot = number(extra, tx.SPAN_ATTR_GEN_AI_TIME_PER_OUTPUT_TOKEN)
         if tpot is None and output is not None and output > 1:
             tpot = max(duration - ttft, 0.0) / (output - 1)
     if failed:
@@ -145,11 +145,11 @@ def _text(extra: dict, key: str) -> str:
 
 
 def _int(extra: dict, key: str) -> int | None:
-    n = _number(extra, key)
+    n = number(extra, key)
     return None if n is None else int(n)
 
 
-def _number(extra: dict, key: str) -> float | None:
+def number(extra: dict, key: str) -> float | None:
     v = extra.get(key)
     if v is None:
         return None

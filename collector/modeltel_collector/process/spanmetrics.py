@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from modeltel import taxonomy as tx
 from modeltel_collector.facts import Fact, Feedback, Prediction
 from modeltel_collector.process import genaispans, overflow
-from modeltel_collector.process.genaispans import Generation, _number, read_generation
+from modeltel_collector.process.genaispans import Generation, number, read_generation
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
 from modeltel_collector.store.spans import MAX_INT64, TraceRow
 
@@ -238,7 +238,7 @@ def _add_fact(
         value = value.string_value if value is not None else None
         version = version or tx.UNKNOWN_VALUE
         ttft, tpot, tokens = (gen.ttft, gen.tpot, gen.output_tokens) if gen is not None else (None, None, None)
-        conf = _number(extra, tx.SPAN_ATTR_PREDICTION_CONFIDENCE)
+        conf = number(extra, tx.SPAN_ATTR_PREDICTION_CONFIDENCE)
         facts.append(
             Prediction(end / 1e9, model, version, duration / 1e9, not failed, pid, value, ttft, tpot, tokens, conf)
         )

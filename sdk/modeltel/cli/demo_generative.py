@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import taxonomy as tx
+from . import slo_report
 from .alertstack import AlertStack, Notification, missing_binaries, print_install_hint
 from .demo_alerts import show_notification
 from .demo_degradation import detector_value, detectors_on, wait_metrics
@@ -106,11 +107,8 @@ class GenerativeStack(AlertStack):
             return time.monotonic()
 
     def query(self, promql: str) -> float | None:
-        """One instant value from Prometheus, or None when the result is empty."""
-        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            result = json.load(response)["data"]["result"]
-        return float(result[0]["value"][1]) if result else None
+        """One instant value from Prometheus (a query without model labels), or None when it is empty."""
+        return next(iter(slo_report.query(self.prometheus_url, promql).values()), None)
 
     def alert_state(self, name: str) -> str | None:
         """``pending`` / ``firing`` for alert ``name`` in Prometheus, or None."""

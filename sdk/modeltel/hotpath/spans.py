@@ -94,11 +94,11 @@ class SpanFactory:
         self.provider = provider
         self.scope = scope
         self._new_span_id = provider.id_generator.generate_span_id
+        self._new_trace_id = provider.id_generator.generate_trace_id
         # the default generator's ids are getrandbits(64 / 128), never zero: the C call, without its frame
         default_ids = type(provider.id_generator) is RandomIdGenerator
         self._span_bits = functools.partial(random.getrandbits, 64) if default_ids else self._new_span_id
         self._trace_bits = functools.partial(random.getrandbits, 128) if default_ids else self._new_trace_id
-        self._new_trace_id = provider.id_generator.generate_trace_id
         self._root_flags = _SAMPLED_RANDOM if provider.id_generator.is_trace_id_random() else _SAMPLED
         sampler = provider.sampler
         # Children of a sampled parent are sampled without asking when the sampler is the default

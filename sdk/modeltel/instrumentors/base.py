@@ -78,8 +78,10 @@ _active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=N
 active_call = _active.get  # the key of the innermost instrumented call in this context (LIBRARY, say), or None
 _keys: dict[tuple[str, str], tuple[str, str]] = {}
 current_frame = current.get  # the innermost active modeltel stage or prediction in this context, or None
-# The span-attribute dicts (by id) of each framework's prediction calls: see the re-entrancy rule.
-_prediction_frames: dict[tuple[str, str], set[int]] = {}
+# The span-attribute dicts (by id) of each framework's prediction calls: see the re-entrancy rule. Held, not
+# only their ids: a dropped dict's id could be reused by another frame's attributes (one per wrapped method
+# and instrument cycle, so it grows only with instrumentation).
+_prediction_frames: dict[tuple[str, str], dict[int, dict]] = {}
 
 
 def _key(framework: str, name: str) -> tuple[str, str]:
@@ -389,8 +391,8 @@ class ModeltelInstrumentor(BaseInstrumentor):
         attributes = stage_attributes(framework, method)
         key = _key(framework, _PREDICTION)
         telemetry = self._telemetry
-        ours = _prediction_frames.setdefault(key, set())  # every prediction call of this framework
-        ours.add(id(attributes))  # (the dict lives as long as this closure, so its id stays unique)
+        ours = _prediction_frames.setdefault(key, {})  # every prediction call of this framework
+        ours[id(attributes)] = attributes
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
             def enter(args: tuple, kwargs: dict) -> Any:

@@ -247,7 +247,10 @@ TRACES_SHED = Instrument(
     prometheus_name="modeltel_traces_shed",
     kind=InstrumentKind.COUNTER,
     unit="{trace}",
-    description="Traces this process did not export because its span buffer was overloaded, by reason.",
+    description=(
+        "Traces this process did not export because its span buffer was overloaded, by reason: whole traces"
+        " not started (overload), or spans of traces under way refused at the hard bound (buffer_full)."
+    ),
     attributes=(ATTR_SHED_REASON,),
 )
 
