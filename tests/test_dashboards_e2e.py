@@ -10,6 +10,7 @@ import random
 import re
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -158,6 +159,22 @@ def test_every_panel_query_runs_on_real_data(tmp_path: Path) -> None:
         assert not any(r.series for r in nothing if r.dashboard == "modeltel-models"), "the model variable filters"
 
 
+def _trace_when_exported(collector: str, trace_id: str, timeout_s: float = 30.0) -> dict:
+    """The trace an exemplar names, through the Jaeger API. Metrics leave the server every second and spans
+    in batches every ``OTEL_BSP_SCHEDULE_DELAY`` (5 s), so the newest exemplars can name a trace that is still
+    on its way (404 until then): a click in Grafana a few seconds later opens it, and so does this wait."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{collector}/jaeger/api/traces/{trace_id}") as r:
+                (trace,) = json.load(r)["data"]
+                return trace
+        except urllib.error.HTTPError as e:
+            if e.code != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def _exemplar_opens_its_trace(stack: AlertStack, board: dict, end: float) -> None:
     """What a click on a latency exemplar does in Grafana: the exemplar's trace_id, through the provisioned
     Jaeger datasource (the collector's /jaeger API), gives the request's span tree from the example server."""
@@ -169,9 +186,7 @@ def _exemplar_opens_its_trace(stack: AlertStack, board: dict, end: float) -> Non
     assert exemplars, "the latency panel has exemplars"
     # the newest exemplar of a request that succeeded (the error burst's fail before postprocess)
     for exemplar in reversed(exemplars):
-        trace_id = exemplar["labels"]["trace_id"]
-        with urllib.request.urlopen(f"{stack.collector_urls['listen']}/jaeger/api/traces/{trace_id}") as r:
-            (trace,) = json.load(r)["data"]
+        trace = _trace_when_exported(stack.collector_urls["listen"], exemplar["labels"]["trace_id"])
         if not any(t["key"] == "error" and t["value"] for s in trace["spans"] for t in s["tags"]):
             break
     spans = {s["spanID"]: s for s in trace["spans"]}
