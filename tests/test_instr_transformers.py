@@ -235,7 +235,9 @@ def test_zero_code_under_modeltel_run(tmp_path) -> None:
         assert sink.wait_for(lambda s: list(s.metric_points(TTFT)) and list(s.metric_points(USAGE)), timeout=20)
         ttft = [p for _, _, p in sink.metric_points(TTFT)]
         ops = {attributes(p.attributes)[tx.ATTR_GEN_AI_OPERATION_NAME] for _, _, p in sink.metric_points(USAGE)}
-    assert sum(p.count for p in ttft) == 1  # the streamed generate(); the pipeline ran without a streamer
+    # the streamed generate(); the pipeline ran without a streamer. Cumulative points: a periodic export and
+    # the one at exit can both carry it, each with count 1
+    assert {p.count for p in ttft} == {1}
     assert ops == {"text_completion"}
 
 
