@@ -56,6 +56,7 @@ class Collector:
             cfg.trace_queue_bytes,
             max_wal_bytes=cfg.trace_wal_max_bytes,
             search_max_rows=cfg.trace_search_max_rows,
+            max_services=cfg.trace_max_services,
         )
         self.forwarder = (
             Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)

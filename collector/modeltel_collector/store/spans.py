@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from modeltel_collector.stats import Stats
-from modeltel_collector.store import spanfile
+from modeltel_collector.store import spanfile, spanservices
 from modeltel_collector.store.spanrows import HIT_COLUMNS, INSERT, TraceRow, hit, span_to_dict
 from modeltel_collector.store.spansearch import SearchHits, newest_traces, search_filter, search_limit
 from modeltel_collector.store.spanwriter import BatchWriter
@@ -52,11 +52,13 @@ class SpanStore:
         *,
         max_wal_bytes: int = 64 << 20,
         search_max_rows: int = SEARCH_MAX_ROWS,
+        max_services: int = spanservices.MAX_SERVICES,
     ):
         self.path = path
         self.max_age_s = max_age_s
         self.max_spans = max_spans
         self.search_max_rows = search_max_rows
+        self.max_services = max_services  # listed, and read by a search without a service (``spanservices``)
         self._stats = stats
         self._wal = WalBound(path, max_wal_bytes, stats)  # the reader connection's lock, and the WAL bound
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -216,9 +218,11 @@ class SpanStore:
         if spans:  # nothing written (every row unbindable): the last write's record stays as it is
             last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
             w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, now_ns, spans))
-        w.executemany("INSERT OR REPLACE INTO services VALUES (?, ?)", ((s, now_ns) for s in services))
+        evicted = spanservices.record(w, services, now_ns, self.max_services)
         w.execute("COMMIT")
         self.count += spans
+        if evicted and self._stats is not None:
+            self._stats.inc("modeltel_collector_truncated", "trace_services", evicted)
 
     def _rollback(self) -> None:
         if self._writer.in_transaction:
@@ -286,7 +290,8 @@ class SpanStore:
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
 
     def services(self) -> list[str]:
-        """Every service with a trace written within ``max_age_s``, however busy the others are."""
+        """Every service with a trace written within ``max_age_s``, however busy the others are, up to the
+        ``max_services`` written last (``spanservices``)."""
         with self._reading():
             return [name for (name,) in self._reader.execute("SELECT name FROM services ORDER BY name")]
 
@@ -310,9 +315,10 @@ class SpanStore:
     ) -> list[dict[str, Any]]:
         """Traces matching every filter, one row per trace, with its longest span's id and duration.
 
-        Reads each service's rows newest first by the (service, start_ns) index (merged across services
-        when ``service`` is None) and examines at most ``search_max_rows`` of them: a search costs what its
-        answer costs, not what the store holds, and holds the WAL bound off for a bounded time.
+        Reads each service's rows newest first by the (service, start_ns) index (merged across the listed
+        services, ``max_services`` at most, when ``service`` is None) and examines at most
+        ``search_max_rows`` of them: a search costs what its answer costs, not what the store holds, and
+        holds the WAL bound off for a bounded time.
 
         ``stage``/``kind`` match any span of the trace, ``status=error`` a trace with a failed span, and
         ``min_duration_ms`` the trace's longest span (its root, for complete traces).
