@@ -24,7 +24,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 from modeltel_collector.serve import jaeger
 from modeltel_collector.stats import Stats
 from modeltel_collector.store import spanfile
-from modeltel_collector.store.spans import _INSERT, SpanStore, TraceRow
+from modeltel_collector.store.spanrows import INSERT
+from modeltel_collector.store.spans import SpanStore, TraceRow
 
 
 def _data(trace_id: bytes, spans: int, start: int, pad: int) -> bytes:
@@ -57,7 +58,7 @@ def fill(path: str, spans: int, services: int, per_row: int, pad: int) -> None:
             batch.append(
                 tuple(row._replace(span_id=os.urandom(8), span_count=per_row, data=_data(tid, per_row, start, pad)))
             )
-        conn.executemany(_INSERT, batch)
+        conn.executemany(INSERT, batch)
         conn.execute("INSERT INTO writes VALUES (?, ?, ?)", (chunk + len(batch), now, len(batch) * per_row))
     conn.executemany("INSERT OR REPLACE INTO services VALUES (?, ?)", ((f"svc{k}", now) for k in range(services)))
     conn.execute("COMMIT")

@@ -103,3 +103,21 @@ def test_every_label_read_from_spans_overflows_under_the_bound() -> None:
         stages = {dict(lb)["stage"] for f, lb in mine if f.name == STAGE}
         assert tx.OVERFLOW_VALUE in stages and len(stages) <= 41
         assert sample(scrape(c), STAGE, STAGE + "_count", job="attacker", stage=tx.OVERFLOW_VALUE) > 150
+
+
+def test_a_derived_observation_refused_by_max_series_is_counted_once_as_dropped_not_as_overflow() -> None:
+    """Past ``derived_max_series`` an observation goes to its ``_other`` series; when ``max_series`` leaves
+    no room for that series the observation is refused, and counted as such: not as recorded under
+    ``_other``. Here the resource (1 series) and rot-0, rot-1 (2 series each) fill derived_max_series=4;
+    rot-2's histogram takes the last series there is room for, its ``_other`` one."""
+    with running_collector(max_series=6, derived_max_series=4) as c:
+        _post(c, "/v1/traces", _predictions("attacker", range(10)))
+        c.flush()
+        assert c.metrics.n_series == 6
+        families = scrape(c)
+        assert sample(families, PRED, PRED + "_count", job="attacker", model_name=tx.OVERFLOW_VALUE) == 8
+        counts = [dict(lb)["model_name"] for (_, lb), _ in families[COUNT]["samples"].items()]
+        assert sorted(counts) == ["rot-0", "rot-1"]  # no room for the counter's _other series
+        overflow = c.stats.counters["modeltel_collector_derived_overflow"]
+        assert overflow[PRED] == 8 and overflow[COUNT] == 0  # the 8 counter increments were not recorded
+        assert c.stats.counters["modeltel_collector_dropped"]["derived_series_limit"] == 8

@@ -14,7 +14,8 @@ import pytest
 from modeltel import taxonomy as tx
 from modeltel.cli.loopback import MODEL_NAME, MODEL_VERSION
 from modeltel_collector import Collector
-from modeltel_collector.store.spans import MAX_SEARCH_LIMIT, SpanStore, TraceRow
+from modeltel_collector.store.spans import SpanStore, TraceRow
+from modeltel_collector.store.spansearch import MAX_SEARCH_LIMIT
 from tests.collector_helpers import http_get, http_post, running_collector
 from tests.console_helpers import (
     GEN_MODEL,

@@ -90,3 +90,54 @@ def test_the_apis_mark_a_search_cut_at_its_row_bound() -> None:
         assert all(t["warnings"] == [jaeger._SEARCH_TRUNCATED] for t in traces)
         metrics = http_get(base + "/metrics")[2].decode()
         assert 'modeltel_collector_truncated_total{what="trace_search"} 2' in metrics
+
+
+def _rotate(path, n: int, stats: Stats, **bounds) -> None:
+    """``n`` services, 2 rows each, written one store session after another (so each is newer than the last)."""
+    for i in range(n):
+        store = SpanStore(str(path), stats=stats, **bounds)
+        store.start()
+        _fill(store, 2, service=f"rot-{i:03}", start=i * 10)
+        store.close()
+
+
+def test_rotating_service_names_cannot_grow_a_search_without_a_service(tmp_path) -> None:
+    """A search without a service reads every service in the store's list, one cursor each; a client that
+    rotates ``service.name`` grows that list, so it is bounded, least recently written out first."""
+    costs = []
+    for n in (20, 200):
+        stats = Stats()
+        path = tmp_path / f"{n}.db"
+        store = SpanStore(str(path), stats=stats, max_services=20)
+        store.start()
+        quiet = _fill(store, 3, service="quiet", start=-100)
+        store.close()
+        _rotate(path, n, stats, max_services=20)
+        store = SpanStore(str(path), stats=stats, max_services=20)
+        assert store.services() == [f"rot-{i:03}" for i in range(n - 20, n)]  # the 20 written last
+        assert stats.counters["modeltel_collector_truncated"]["trace_services"] == n + 1 - 20
+        statements: list[str] = []
+        store._reader.set_trace_callback(statements.append)
+        hits = store.search(model="rare")  # no match: every listed service's rows are read
+        store._reader.set_trace_callback(None)
+        assert hits == [] and not hits.truncated
+        costs.append(len(statements))
+        found = store.search(service="quiet")  # an evicted service's traces are still found by its name
+        assert {bytes.fromhex(h["trace_id"]) for h in found} == set(quiet)
+        store.close()
+    assert costs[0] == costs[1] <= 22, costs  # the list, then a cursor per listed service (not per one ever seen)
+
+
+def test_the_service_list_has_a_byte_bound_and_a_long_name_cannot_empty_it(tmp_path) -> None:
+    stats = Stats()
+    path = tmp_path / "t.db"
+    _rotate(path, 3, stats)
+    for name in ("a" * (600 << 10), "b" * (600 << 10), "c" * (2 << 20)):  # 1.2 MiB together; 2 MiB alone
+        store = SpanStore(str(path), stats=stats)
+        store.start()
+        _fill(store, 1, service=name)
+        store.close()
+    store = SpanStore(str(path), stats=stats)
+    assert store.services() == ["b" * (600 << 10), "rot-000", "rot-001", "rot-002"]
+    assert stats.counters["modeltel_collector_truncated"]["trace_services"] == 2
+    store.close()

@@ -42,6 +42,7 @@ class Collector:
         self.metrics = MetricStore(
             cfg.staleness_s, cfg.max_series, label_cap=cut, derived_max_series=cfg.derived_max_series,
             on_overflow=lambda family, n: self.stats.inc("modeltel_collector_derived_overflow", family, n),
+            on_refused=lambda n: self.stats.inc("modeltel_collector_dropped", "derived_series_limit", n),
         )  # fmt: skip
         self._tmpdir = None
         db = cfg.trace_db
@@ -56,6 +57,7 @@ class Collector:
             cfg.trace_queue_bytes,
             max_wal_bytes=cfg.trace_wal_max_bytes,
             search_max_rows=cfg.trace_search_max_rows,
+            max_services=cfg.trace_max_services,
         )
         self.forwarder = (
             Forwarder(cfg.forward_endpoint, self.stats, cfg.forward_headers, cfg.forward_queue_bytes)

@@ -39,6 +39,7 @@ class Config:
     trace_queue_bytes: int = 32 << 20  # trace rows waiting for the SQLite writer
     trace_wal_max_bytes: int = 64 << 20  # the trace store's WAL: checkpointed and truncated past this
     trace_search_max_rows: int = 100_000  # stored rows one trace search examines at most (then 'truncated')
+    trace_max_services: int = 1000  # services listed, and read by a search without one (least recent out)
     max_unwritten_s: float = 5.0  # refuse new data while older accepted data is still unwritten (SIGKILL window)
     max_connections: int = 128  # per server (HTTP connections, concurrent gRPC calls): ~100 exporters
     read_timeout_s: float = 30.0  # a request's body must arrive within this; also the idle keep-alive timeout

@@ -15,7 +15,11 @@ class Stats:
         "modeltel_collector_received_metric_points": ("Metric data points accepted, by protocol.", "protocol"),
         "modeltel_collector_refused_requests": ("Export requests refused, by reason.", "reason"),
         "modeltel_collector_dropped": ("Items dropped after acceptance, by what and why.", "what"),
-        "modeltel_collector_truncated": ("Values cut to their byte bound (label_value_max_bytes), by what.", "what"),
+        "modeltel_collector_truncated": (
+            "Values, reads and lists cut to their bound (label_value_max_bytes, trace_fetch_max_spans, "
+            "trace_search_max_rows, trace_max_services), by what.",
+            "what",
+        ),
         "modeltel_collector_derived_overflow": (
             "Span-derived observations recorded under _other span labels (derived_max_series), by metric.",
             "metric",

@@ -20,7 +20,7 @@ from modeltel_collector.facts import Fact, Feedback, Prediction
 from modeltel_collector.process import genaispans, overflow
 from modeltel_collector.process.genaispans import Generation, number, read_generation
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
-from modeltel_collector.store.spans import MAX_INT64, TraceRow
+from modeltel_collector.store.spanrows import MAX_INT64, TraceRow
 
 _ERROR = Status.STATUS_CODE_ERROR
 _FACT_ATTRS = (tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_PREDICTION_VALUE, tx.SPAN_ATTR_PREDICTION_CONFIDENCE,

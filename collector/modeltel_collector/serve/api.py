@@ -22,7 +22,8 @@ from modeltel_collector.serve.deps import ServeDeps
 from modeltel_collector.serve.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from modeltel_collector.serve.jaeger import serve_jaeger
 from modeltel_collector.serve.params import MAX_MS, number
-from modeltel_collector.store.spans import StoreUnavailable, search_limit
+from modeltel_collector.store.spans import StoreUnavailable
+from modeltel_collector.store.spansearch import search_limit
 
 _SEARCH_KEYS = ("service", "model", "stage", "status", "kind", "name")
 

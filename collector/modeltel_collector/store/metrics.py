@@ -71,11 +71,13 @@ class MetricStore:
         label_cap: LabelCap | None = None,
         derived_max_series: int = 1000,
         on_overflow: Callable[[str, float], None] | None = None,
+        on_refused: Callable[[float], None] | None = None,
     ) -> None:
         self.staleness_s = staleness_s
         self.max_series = max_series
         self.derived_max_series = derived_max_series  # per resource; then span labels become "_other"
         self.on_overflow = on_overflow  # (family, observations) recorded under "_other": the counter
+        self.on_refused = on_refused  # (observations) span-derived, refused by max_series: the counter
         self.label_cap = label_cap or LabelCap()  # every label value is cut to its byte bound
         self._lookahead_cap = self.label_cap.silent()  # points_over_limit's: the merge counts the cuts
         self.lock = threading.Lock()
@@ -243,19 +245,25 @@ class MetricStore:
         Counters take an increment; histograms take (value, trace_id, span_id, end_ns) observations, the
         value in ``1 / per_unit`` of the family's unit (ns of a seconds histogram; tokens: ``per_unit=1``),
         and the last observation in each bucket becomes that bucket's exemplar. A new series of a resource
-        that holds ``derived_max_series`` already goes under ``overflow(labels)``: its overflow series.
+        that holds ``derived_max_series`` already goes under ``overflow(labels)``: its overflow series,
+        counted by ``on_overflow``; data ``max_series`` leaves no room for is refused, counted by ``on_refused``.
         """
         fam = self._family(family, type_, unit, help_)
         if fam is None or resource.key in fam.direct_resources:
             return False
         labels = tuple((k, self.label_cap(v)) for k, v in labels)  # span attributes: model, version, stage
-        if labels not in fam.series and resource.derived >= self.derived_max_series:
-            self._overflow(resource, family, value if type_ == COUNTER else len(value))
+        overflowed = labels not in fam.series and resource.derived >= self.derived_max_series
+        if overflowed:
             labels = overflow(labels)
         new = labels not in fam.series
         s = self._series(fam, labels, resource, NumberSeries if type_ == COUNTER else HistogramSeries)
-        if s is None:
+        n = value if type_ == COUNTER else len(value)
+        if s is None:  # counted once, as refused: not also as recorded under _other
+            if self.on_refused is not None:
+                self.on_refused(n)
             return False
+        if overflowed:
+            self._overflow(resource, family, n)
         resource.derived += new
         if type_ == COUNTER:
             s.value += value

@@ -16,71 +16,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
-from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
-from modeltel_collector.otlp import any_value_py
 from modeltel_collector.stats import Stats
-from modeltel_collector.store import spanfile
-from modeltel_collector.store.spansearch import SearchHits, newest_traces
+from modeltel_collector.store import spanfile, spanservices
+from modeltel_collector.store.spanrows import HIT_COLUMNS, INSERT, TraceRow, hit, span_to_dict
+from modeltel_collector.store.spansearch import SearchHits, newest_traces, search_filter, search_limit
 from modeltel_collector.store.spanwriter import BatchWriter
 from modeltel_collector.store.walbound import WalBound
 
-MAX_INT64 = (1 << 63) - 1  # SQLite's INTEGER range: larger OTLP fixed64 times are clamped to it
-
-
-class TraceRow(NamedTuple):
-    """One row per (trace, resource) per export request: the spans of a trace that arrived together.
-
-    Columns are what search filters on; ``data`` is the spans, encoded as a ScopeSpans message (repeated
-    field 2). The field names are the table's column names, and ``_INSERT`` names them.
-    """
-
-    trace_id: bytes
-    service: str
-    model: str  # the prediction span's model, else the first span's
-    stages: str  # ",a,b,": sorted, comma-delimited so instr(stages, ',a,') matches whole values
-    kinds: str  # same format
-    name: str  # of the longest span (the root, for a complete trace)
-    status: int  # the worst span status code
-    start_ns: int  # the earliest span start
-    duration_ns: int  # the longest span's duration
-    span_id: bytes  # the longest span's id
-    span_count: int
-    data: bytes
-    version: str = ""  # the model version of the span that gave ``model``
-
-
-_HIT_ROW = "trace_id, span_id, service, model, stages, kinds, name, status, start_ns, duration_ns, version"
-
-
-def _hit(rows: list[tuple]) -> dict[str, Any]:
-    """One trace's search result from all its stored rows (``_HIT_ROW`` columns). A trace whose spans
-    arrived in several exports is several rows, each holding only its own spans: the longest row gives the
-    span, name, service, model and duration (the root, for a complete trace); stages and kinds are the
-    union, the status the worst, the start the earliest."""
-    longest = max(rows, key=lambda r: r[9])
-    return {
-        "trace_id": longest[0].hex(),
-        "span_id": longest[1].hex(),
-        "service": longest[2],
-        "model": longest[3],
-        "version": longest[10] or "",
-        "stages": _csv_values("".join(r[4] for r in rows)),
-        "kinds": _csv_values("".join(r[5] for r in rows)),
-        "name": longest[6],
-        "status": STATUS_NAMES.get(max(r[7] for r in rows), "unset"),
-        "start_time_unix_nano": min(r[8] for r in rows),
-        "duration_ms": longest[9] / 1e6,
-    }
-
-
-_INSERT = f"INSERT INTO traces ({', '.join(TraceRow._fields)}) VALUES ({','.join('?' * len(TraceRow._fields))})"
-STATUS_NAMES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
-MAX_SEARCH_LIMIT = 1000  # traces per search: each is a row to decode and send
 SEARCH_MAX_ROWS = 100_000  # stored rows one search examines at most (0.4 s merged across 50 services)
-_STATUS_FILTERS = {"error": [2], "ok": [0, 1], "success": [0, 1], "unset": [0]}
 
 
 class StoreUnavailable(Exception):
@@ -105,11 +52,13 @@ class SpanStore:
         *,
         max_wal_bytes: int = 64 << 20,
         search_max_rows: int = SEARCH_MAX_ROWS,
+        max_services: int = spanservices.MAX_SERVICES,
     ):
         self.path = path
         self.max_age_s = max_age_s
         self.max_spans = max_spans
         self.search_max_rows = search_max_rows
+        self.max_services = max_services  # listed, and read by a search without a service (``spanservices``)
         self._stats = stats
         self._wal = WalBound(path, max_wal_bytes, stats)  # the reader connection's lock, and the WAL bound
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -225,7 +174,7 @@ class SpanStore:
         try:
             w.execute("BEGIN")
             # exact tuples: sqlite3 binds a tuple subclass ~0.9 us/row slower, more than this copy costs
-            w.executemany(_INSERT, map(tuple, rows))
+            w.executemany(INSERT, map(tuple, rows))
             self._commit(spans, {r.service for r in rows})
         except BaseException:
             self._rollback()
@@ -253,7 +202,7 @@ class SpanStore:
         try:
             for r in rows:
                 try:
-                    w.execute(_INSERT, tuple(r))
+                    w.execute(INSERT, tuple(r))
                     spans += r.span_count
                     services.add(r.service)
                 except (OverflowError, ValueError, TypeError, sqlite3.InterfaceError):
@@ -269,9 +218,11 @@ class SpanStore:
         if spans:  # nothing written (every row unbindable): the last write's record stays as it is
             last = w.execute("SELECT MAX(rowid) FROM traces").fetchone()[0]
             w.execute("INSERT OR REPLACE INTO writes VALUES (?, ?, ?)", (last, now_ns, spans))
-        w.executemany("INSERT OR REPLACE INTO services VALUES (?, ?)", ((s, now_ns) for s in services))
+        evicted = spanservices.record(w, services, now_ns, self.max_services)
         w.execute("COMMIT")
         self.count += spans
+        if evicted and self._stats is not None:
+            self._stats.inc("modeltel_collector_truncated", "trace_services", evicted)
 
     def _rollback(self) -> None:
         if self._writer.in_transaction:
@@ -339,7 +290,8 @@ class SpanStore:
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
 
     def services(self) -> list[str]:
-        """Every service with a trace written within ``max_age_s``, however busy the others are."""
+        """Every service with a trace written within ``max_age_s``, however busy the others are, up to the
+        ``max_services`` written last (``spanservices``)."""
         with self._reading():
             return [name for (name,) in self._reader.execute("SELECT name FROM services ORDER BY name")]
 
@@ -363,34 +315,19 @@ class SpanStore:
     ) -> list[dict[str, Any]]:
         """Traces matching every filter, one row per trace, with its longest span's id and duration.
 
-        Reads each service's rows newest first by the (service, start_ns) index (merged across services
-        when ``service`` is None) and examines at most ``search_max_rows`` of them: a search costs what its
-        answer costs, not what the store holds, and holds the WAL bound off for a bounded time.
+        Reads each service's rows newest first by the (service, start_ns) index (merged across the listed
+        services, ``max_services`` at most, when ``service`` is None) and examines at most
+        ``search_max_rows`` of them: a search costs what its answer costs, not what the store holds, and
+        holds the WAL bound off for a bounded time.
 
         ``stage``/``kind`` match any span of the trace, ``status=error`` a trace with a failed span, and
         ``min_duration_ms`` the trace's longest span (its root, for complete traces).
         """
-        where, args = [], []
-        for col, val in (("model", model), ("name", name)):
-            if val:
-                where.append(f"{col} = ?")
-                args.append(val)
-        for col, val in (("stages", stage), ("kinds", kind)):
-            if val:
-                where.append(f"instr({col}, ?) > 0")
-                args.append(f",{val},")
-        if status:
-            codes = _STATUS_FILTERS.get(status.lower())
-            if codes is None:
-                raise ValueError(f"status must be one of {sorted(_STATUS_FILTERS)}")
-            where.append(f"status IN ({','.join('?' * len(codes))})")
-            args.extend(codes)
-        if min_duration_ms is not None:
-            where.append("duration_ns >= ?")
-            args.append(int(min_duration_ms * 1e6))
+        match, args = search_filter(
+            model=model, name=name, stage=stage, kind=kind, status=status, min_duration_ms=min_duration_ms
+        )
         if sort not in ("duration", "recent"):
             raise ValueError("sort must be 'duration' or 'recent'")
-        match = " AND ".join(where) or "1"
         sql = f"SELECT start_ns, trace_id, duration_ns, {match} FROM traces WHERE service = ? ORDER BY start_ns DESC"
         with self._reading():
             names = [service] if service else [n for (n,) in self._reader.execute("SELECT name FROM services")]
@@ -404,45 +341,9 @@ class SpanStore:
             rows: dict[bytes, list[tuple]] = {i: [] for i in ids}
             for chunk in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
                 part = ids[chunk : chunk + 500]
-                sql = f"SELECT {_HIT_ROW} FROM traces WHERE trace_id IN ({','.join('?' * len(part))})"
+                sql = f"SELECT {HIT_COLUMNS} FROM traces WHERE trace_id IN ({','.join('?' * len(part))})"
                 for row in self._reader.execute(sql, part):
                     rows[row[0]].append(row)
         if truncated and self._stats is not None:
             self._stats.inc("modeltel_collector_truncated", "trace_search")
-        return SearchHits((_hit(rows[i]) for i in ids), truncated=truncated)
-
-
-def search_limit(limit: int) -> int:
-    """The number of traces a search returns at most: ``limit`` within 1..MAX_SEARCH_LIMIT."""
-    return max(1, min(int(limit), MAX_SEARCH_LIMIT))
-
-
-def _csv_values(col: str) -> list[str]:
-    """The values of ``stages``/``kinds`` columns, of one row or several concatenated (",a,b,,a," -> ["a", "b"])."""
-    return sorted({v for v in col.split(",") if v})
-
-
-def span_to_dict(span: Span, service: str) -> dict[str, Any]:
-    """A span as plain JSON with hex ids (the API's format; OTLP/JSON-like but flat)."""
-    return {
-        "trace_id": span.trace_id.hex(),
-        "span_id": span.span_id.hex(),
-        "parent_span_id": span.parent_span_id.hex(),
-        "service": service,
-        "name": span.name,
-        "kind": Span.SpanKind.Name(span.kind),
-        "start_time_unix_nano": span.start_time_unix_nano,
-        "end_time_unix_nano": span.end_time_unix_nano,
-        "duration_ms": (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
-        "status": {"code": STATUS_NAMES.get(span.status.code, "unset"), "message": span.status.message},
-        "attributes": {kv.key: any_value_py(kv.value) for kv in span.attributes},
-        "events": [
-            {
-                "name": e.name,
-                "time_unix_nano": e.time_unix_nano,
-                "attributes": {kv.key: any_value_py(kv.value) for kv in e.attributes},
-            }
-            for e in span.events
-        ],
-        "links": [{"trace_id": lk.trace_id.hex(), "span_id": lk.span_id.hex()} for lk in span.links],
-    }
+        return SearchHits((hit(rows[i]) for i in ids), truncated=truncated)

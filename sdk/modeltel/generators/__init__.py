@@ -13,7 +13,8 @@ from .. import taxonomy as tx
 from .alertmanager import TEMPLATE, alertmanager_config
 from .alerts import alert_rules
 from .files import stale, write_files
-from .promtool import alert_tests, slo_tests
+from .promtool import alert_tests
+from .promtool_slo import slo_tests
 from .runbooks import detector_runbook, runbook
 from .slo import ALERT_NAME, slo_rule_groups
 from .sloconfig import SLOConfig, load_slo_config

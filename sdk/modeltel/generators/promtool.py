@@ -1,24 +1,22 @@
-"""``promtool test rules`` unit tests, generated for every alert and SLO burn-rate rule.
+"""``promtool test rules`` unit tests, generated for every alerting rule (the SLO burn-rate rules':
+``promtool_slo``).
 
 For each alerting rule: a faulty model next to a healthy one (same name, another version), so exactly one
 alert with exactly these labels and rendered annotations may fire; it must not fire one evaluation before
-``for:`` has passed; a healthy series and an idle model (flat counters) never fire. For each burn-rate
-row: one model just above ``factor x budget`` and one just below, so the row fires for the first and not
-the second. Expected annotations are rendered here from the same templates (a tiny subset of Go's).
+``for:`` has passed; a healthy series and an idle model (flat counters) never fire. Expected annotations
+are rendered from the same templates (``promtest.render_template``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from .. import taxonomy as tx
 from .alerts import Links, Rule, alert_rules
 from .durations import parse_duration
-from .slo import ALERT_NAME, burn_alert, burn_windows
-from .sloconfig import SLOConfig
+from .promtest import fmt_series, render_template
 
-__all__ = ["alert_tests", "render_template", "slo_tests"]
+__all__ = ["alert_tests"]
 
 A = {"model_name": "fraud", "model_version": "v2"}  # the faulty one
 B = {"model_name": "fraud", "model_version": "v1"}  # healthy, same model name
@@ -27,54 +25,8 @@ POINTS = 40  # minutes of input per alert test
 Series = list[tuple[str, dict[str, str], str]]  # (metric, labels, promtool values)
 
 
-def _humanize(v: float) -> str:
-    if v == 0 or abs(v) < 1:
-        return f"{v:.4g}"
-    prefixes = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"]
-    i = 0
-    while abs(v) >= 1000 and i < len(prefixes) - 1:
-        v, i = v / 1000, i + 1
-    return f"{v:.4g}{prefixes[i]}"
-
-
-def _humanize_duration(v: float) -> str:
-    if v == 0:
-        return "0s"
-    if abs(v) >= 1:
-        return f"{v:.4g}s"  # every threshold in the rules is under a minute
-    prefix = ""
-    for p in ("m", "u", "n"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
-    return f"{v:.4g}{prefix}s"
-
-
-_VALUE: dict[str, Callable[[float], str]] = {
-    "{{ $value | humanizeDuration }}": _humanize_duration,
-    "{{ $value | humanizePercentage }}": lambda v: f"{v * 100:.4g}%",
-    '{{ printf "%.1f" $value }}': lambda v: f"{v:.1f}",
-    '{{ printf "%.0f" $value }}': lambda v: f"{v:.0f}",
-    "{{ $value | humanize }}": _humanize,
-}
-_LABEL = re.compile(r"\{\{ \$labels\.(\w+) \}\}")
-
-
-def render_template(text: str, labels: dict[str, str], value: float | None) -> str:
-    """What Prometheus renders for the annotation templates the generator writes."""
-    for template, fn in _VALUE.items():
-        if template in text:
-            text = text.replace(template, fn(value))
-    return _LABEL.sub(lambda m: labels.get(m.group(1), ""), text)
-
-
 def _series(metric: str, labels: dict[str, str], values: str) -> tuple[str, dict[str, str], str]:
     return (metric, labels, values)
-
-
-def _fmt_series(s: tuple[str, dict[str, str], str]) -> dict:
-    labels = ",".join(f'{k}="{v}"' for k, v in s[1].items())
-    return {"series": f"{s[0]}{{{labels}}}", "values": s[2]}
 
 
 def _counter(per_min: float) -> str:
@@ -275,15 +227,15 @@ def _alert_test(rule: Rule, links: Links) -> list[dict]:
     name = "/".join(filter(None, [s.alert, s.stage, dict(rule.extra_labels).get("cause")]))
     tests = [
         {"name": f"{name} fires after for: on the faulty series only", "interval": "1m",
-         "input_series": [_fmt_series(x) for x in case["bad"]], "alert_rule_test": checks},
+         "input_series": [fmt_series(x) for x in case["bad"]], "alert_rule_test": checks},
         {"name": f"{name} stays quiet on healthy series", "interval": "1m",
-         "input_series": [_fmt_series(x) for x in case["healthy"]],
+         "input_series": [fmt_series(x) for x in case["healthy"]],
          "alert_rule_test": [{"eval_time": _minutes(POINTS - 5), "alertname": s.alert, "exp_alerts": []}]},
     ]  # fmt: skip
     if case["idle"]:
         tests.append(
             {"name": f"{name} stays quiet on an idle model", "interval": "1m",
-             "input_series": [_fmt_series(x) for x in case["idle"]],
+             "input_series": [fmt_series(x) for x in case["idle"]],
              "alert_rule_test": [{"eval_time": _minutes(POINTS - 5), "alertname": s.alert, "exp_alerts": []}]}
         )  # fmt: skip
     return tests
@@ -293,117 +245,3 @@ def alert_tests(rule_file: str, links: Links) -> dict:
     """The promtool test file for every generated alerting rule."""
     tests = [t for rule in alert_rules() for t in _alert_test(rule, links)]
     return {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests}
-
-
-# ------------------------------------------------------------------ SLO burn-rate rules
-_MATCHER = re.compile(r'(\w+)="([^"]*)"')
-_COMPLEMENT = {tx.STATUS_SUCCESS: tx.STATUS_ERROR, tx.STATUS_ERROR: tx.STATUS_SUCCESS}
-
-
-def _parse_selector(sel: str) -> tuple[str, dict[str, str]]:
-    metric, _, rest = sel.partition("{")
-    return metric, dict(_MATCHER.findall(rest))
-
-
-def _increments(sel: str, labels: dict, world: list[tuple[str, dict, float]]) -> float:
-    """Sum of per-interval increments of the series in ``world`` that ``sel`` selects for one model."""
-    metric, want = _parse_selector(sel)
-    return sum(
-        inc
-        for name, lab, inc in world
-        if name == metric and all(lab.get(k) == v for k, v in {**want, **labels}.items())
-    )
-
-
-def _ratio_series(slo: tx.SLO, labels: dict, ratio: float, step: float) -> list[tuple[str, dict, float]]:
-    """Counters (name, labels, increment per interval) whose error ratio is ``ratio`` for ``slo``."""
-    sel = slo.bad or slo.good
-    part = step * ratio if slo.bad else step * (1 - ratio)
-    metric, filt = _parse_selector(sel)
-    total_metric, _ = _parse_selector(slo.total)
-    out = [(metric, {**labels, **filt}, part)]
-    if total_metric == metric:  # the rest of the total: the same counter with the other label value
-        other = {k: _COMPLEMENT.get(v, "other") for k, v in filt.items()}
-        out.append((metric, {**labels, **other}, step - part))
-    else:
-        out.append((total_metric, labels, step))
-    return out
-
-
-def _burn_expected(config: SLOConfig, models: list[dict], ratio_of: Callable[[tx.SLO, dict], float | None]) -> list:
-    out = []
-    for slo in config.slos:
-        for row in burn_windows(slo, config.windows, config.windows_period):
-            for labels in models:
-                ratio = ratio_of(slo, labels)
-                if ratio is None or not ratio > row.factor * slo.error_budget:
-                    continue
-                d = burn_alert(slo, row, config.links)
-                lab = {**labels, **d["labels"]}
-                ann = {k: render_template(v, lab, ratio) for k, v in d["annotations"].items()}
-                out.append({"exp_labels": lab, "exp_annotations": ann})
-    return out
-
-
-def _slo_test(slo: tx.SLO, config: SLOConfig, interval: int, at: int) -> dict:
-    n = at // interval + 2
-    rows = burn_windows(slo, config.windows, config.windows_period)
-    if slo.kind == "threshold":
-        below, above = {"model_name": slo.name, "model_version": "bad"}, {"model_name": slo.name, "model_version": "ok"}
-        series = [
-            (slo.metric, below, f"{slo.threshold - 0.05:g}x{n}"),
-            (slo.metric, above, f"{slo.threshold + 0.05:g}x{n}"),
-        ]
-        expected = _burn_expected(
-            config, [below, above], lambda s, lab: (1.0 if lab is below else 0.0) if s is slo else None
-        )
-        name = f"{slo.name}: a model always on the bad side burns at 1/budget, fires every row below that"
-        return _test(name, interval, series, at, expected)
-    world, models = [], [{"model_name": "idle", "model_version": "v1"}]
-    world += _ratio_series(slo, models[0], 0.0, 0.0)
-    for row in rows:
-        for side, factor in (("above", 1.05), ("below", 0.95)):
-            ratio = row.factor * slo.error_budget * factor
-            if ratio >= 1:
-                continue
-            labels = {"model_name": slo.name, "model_version": f"{side}-{row.factor:g}x"}
-            models.append(labels)
-            world += _ratio_series(slo, labels, ratio, 100000.0)
-
-    def ratio_of(other: tx.SLO, labels: dict) -> float | None:
-        if other.kind == "threshold":
-            return None
-        total = _increments(other.total, labels, world)
-        if not total:
-            return None
-        if other.bad:
-            return _increments(other.bad, labels, world) / total
-        return 1 - _increments(other.good, labels, world) / total
-
-    series = [(name, lab, f"0+{inc:g}x{n}") for name, lab, inc in world]
-    expected = _burn_expected(config, models, ratio_of)
-    return _test(f"{slo.name}: each row fires just above its factor, not just below", interval, series, at, expected)
-
-
-def _test(name: str, interval: int, series: list, at: int, expected: list) -> dict:
-    return {
-        "name": name,
-        "interval": f"{interval}m",
-        "input_series": [_fmt_series(x) for x in series],
-        "alert_rule_test": [{"eval_time": f"{at}m", "alertname": ALERT_NAME, "exp_alerts": expected}],
-    }
-
-
-def slo_tests(rule_file: str, config: SLOConfig) -> dict:
-    """One test per SLO: models just above and just below every burn-rate row, and an idle one.
-
-    Every SLO in the file is evaluated on the same input (they share counters), so the expected alerts
-    are computed for all of them from the input's error ratios, not only for the SLO under test.
-    """
-    interval, step = 5, 30
-    tests = []
-    for slo in config.slos:
-        longest = max(parse_duration(r.long) for r in burn_windows(slo, config.windows, config.windows_period))
-        at = (longest // 60 // step + 1) * step
-        tests.append(_slo_test(slo, config, interval, at))
-    return {"rule_files": [rule_file], "evaluation_interval": f"{step}m", "tests": tests}
