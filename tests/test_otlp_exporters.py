@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.exporter import OTLPExporterMixin as UpstreamGrpcMixin
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as UpstreamGrpcSpans
 from opentelemetry.exporter.otlp.proto.http import _common as http_common
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as UpstreamHttpMetrics
@@ -33,7 +34,7 @@ import modeltel
 from modeltel import config
 from modeltel import taxonomy as tx
 from modeltel.export import otlp
-from modeltel.export.otlp import http_exporters
+from modeltel.export.otlp import grpc_exporters, http_exporters, upstream
 from modeltel.export.otlp.grpc_exporters import GrpcMetricExporter, GrpcSpanExporter
 from modeltel.export.otlp.http_exporters import HttpMetricExporter, HttpSpanExporter
 from modeltel.testing import OtlpSink, capture
@@ -288,7 +289,7 @@ def test_a_renamed_upstream_part_falls_back_to_upstreams_export(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, part: str
 ) -> None:
     renamed = _Renamed(monkeypatch, *_PRIVATE_PARTS[part])
-    monkeypatch.setattr(http_exporters, "_reported", set(), raising=False)
+    monkeypatch.setattr(upstream, "_reported", set())
     # imported anew, as in a process that starts with that upstream release
     monkeypatch.delitem(sys.modules, http_exporters.__name__)
     monkeypatch.delattr(otlp, "http_exporters")
@@ -309,3 +310,64 @@ def test_a_renamed_upstream_part_falls_back_to_upstreams_export(
     warnings = [r.getMessage() for r in caplog.records if "exporter-otlp-proto-http has no" in r.getMessage()]
     if part != "_client._kind":  # modeltel no longer reads it
         assert len(warnings) == 1 and part in warnings[0]  # said once, for both exporters
+
+
+# --- the gRPC exporters' private upstream parts ------------------------------------------------------------
+_GRPC_EXPORTERS = (GrpcSpanExporter, GrpcMetricExporter)
+
+
+class _Traces(tgrpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.received: list[ExportTraceServiceRequest] = []
+
+    def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+        self.received.append(request)
+        return ExportTraceServiceResponse()
+
+
+def test_the_installed_grpc_exporter_has_the_private_parts_modeltel_uses(caplog: pytest.LogCaptureFixture) -> None:
+    """Fails loudly on an upstream release that renamed ``_channel``, ``_initialize_channel_and_stub`` or
+    ``_translate_data``: the exporters would still export, silently slower, with upstream's encoding."""
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        exporters = [
+            cls(endpoint="http://127.0.0.1:9", insecure=True) for cls in (GrpcSpanExporter, GrpcMetricExporter)
+        ]
+    try:
+        assert [type(e._client) for e in exporters] == [grpc_exporters._PreEncodedStub] * 2
+        assert [r.getMessage() for r in caplog.records if "has no" in r.getMessage()] == []
+    finally:
+        for exporter in exporters:
+            exporter.shutdown()
+
+
+def test_a_grpc_release_without_channel_keeps_upstreams_encoding_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = UpstreamGrpcMixin._initialize_channel_and_stub
+
+    def renamed(exporter: Any) -> None:  # the channel under another name, as a later release might keep it
+        original(exporter)
+        exporter._grpc_channel = exporter.__dict__.pop("_channel")
+
+    monkeypatch.setattr(UpstreamGrpcMixin, "_initialize_channel_and_stub", renamed)
+    monkeypatch.setattr(upstream, "_reported", set())
+    servicer = _Traces()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    tgrpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="modeltel"):
+            exporters = [GrpcSpanExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True) for _ in range(2)]
+            spans = _spans(2)
+            assert exporters[0].export(spans) is SpanExportResult.SUCCESS
+        for exporter in exporters:
+            exporter._grpc_channel.close()
+    finally:
+        server.stop(grace=None)
+    assert not isinstance(exporters[0]._client, grpc_exporters._PreEncodedStub)
+    assert not exporters[0]._encoder._names  # upstream's encoder wrote the request
+    (request,) = servicer.received
+    assert len(request.resource_spans[0].scope_spans[0].spans) == len(spans)
+    warnings = [r.getMessage() for r in caplog.records if "exporter-otlp-proto-grpc has no" in r.getMessage()]
+    assert len(warnings) == 1 and "_channel" in warnings[0] and "OTLP/gRPC" in warnings[0]
