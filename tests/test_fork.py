@@ -218,3 +218,53 @@ def test_sigterm_flushes_the_last_export_interval(tmp_path):
         assert server.returncode == -signal.SIGTERM  # still dies by the signal, as without modeltel
         assert sent == 25
         assert sum(_latest_predictions_by_instance(sink).values()) == 25, output
+
+
+FORK_MID_EXPORT_SCRIPT = textwrap.dedent(
+    """
+    import http.client, os, threading, time, modeltel
+
+    modeltel.init()
+    parent = os.getpid()
+    in_flight = threading.Event()
+    real_getresponse = http.client.HTTPConnection.getresponse
+
+    def slow_getresponse(conn):  # the parent's export waits on a slow receiver, holding its locks
+        if os.getpid() == parent:
+            in_flight.set()
+            time.sleep(2)
+        return real_getresponse(conn)
+
+    http.client.HTTPConnection.getresponse = slow_getresponse
+    with modeltel.prediction():
+        pass
+    flush = threading.Thread(target=modeltel.get_pipeline().meter_provider.force_flush)
+    flush.start()
+    assert in_flight.wait(10)
+    pid = os.fork()  # as LitServe forks its API server while the parent exports
+    if pid == 0:
+        for _ in range(3):
+            with modeltel.prediction():
+                pass
+        modeltel.shutdown()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    flush.join()
+    """
+)
+
+
+def test_a_child_forked_while_the_parent_exports_still_exports(tmp_path):
+    """A fork copies the locks the parent's export thread holds, held: the child's exports must not wait
+    on them forever (its predictions were lost: LitServe's API server, forked from a process that
+    exports every interval, sometimes exported none)."""
+    script = tmp_path / "fork_mid_export.py"
+    script.write_text(FORK_MID_EXPORT_SCRIPT)
+    with OtlpSink() as sink:
+        env = _env(sink, MODELTEL_EXIT_TIMEOUT="5", OTEL_METRIC_EXPORT_INTERVAL="60000")
+        proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert sink.wait_for(lambda s: 3 in _latest_predictions_by_instance(s).values(), timeout=10), (
+            _latest_predictions_by_instance(sink),
+            proc.stderr[-2000:],
+        )

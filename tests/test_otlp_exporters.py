@@ -13,11 +13,13 @@ import threading
 import types
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.exporter import OTLPExporterMixin as UpstreamGrpcMixin
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as UpstreamGrpcSpans
 from opentelemetry.exporter.otlp.proto.http import _common as http_common
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as UpstreamHttpMetrics
@@ -33,7 +35,7 @@ import modeltel
 from modeltel import config
 from modeltel import taxonomy as tx
 from modeltel.export import otlp
-from modeltel.export.otlp import http_exporters
+from modeltel.export.otlp import grpc_exporters, http_exporters, upstream
 from modeltel.export.otlp.grpc_exporters import GrpcMetricExporter, GrpcSpanExporter
 from modeltel.export.otlp.http_exporters import HttpMetricExporter, HttpSpanExporter
 from modeltel.testing import OtlpSink, capture
@@ -168,25 +170,35 @@ def test_http_keeps_headers_compression_and_retries_503(monkeypatch: pytest.Monk
 
 
 class _FlakyTraces(tgrpc.TraceServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, unavailable: int = 1) -> None:
         self.calls = 0
+        self.unavailable = unavailable  # the first calls it answers UNAVAILABLE
         self.received: list[tuple[dict[str, str], ExportTraceServiceRequest]] = []
 
     def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
         self.calls += 1
-        if self.calls == 1:
+        if self.calls <= self.unavailable:
             context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         self.received.append((dict(context.invocation_metadata()), request))
         return ExportTraceServiceResponse()
 
 
-def test_grpc_keeps_metadata_and_retries_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    servicer = _FlakyTraces()
+@contextmanager
+def _trace_receiver(servicer: _FlakyTraces) -> Iterator[int]:
+    """A gRPC trace receiver on 127.0.0.1 answering with ``servicer``; yields its port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     tgrpc.add_TraceServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
+        yield port
+    finally:
+        server.stop(grace=None)
+
+
+def test_grpc_keeps_metadata_and_retries_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    servicer = _FlakyTraces()
+    with _trace_receiver(servicer) as port:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-api-key=secret")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
@@ -195,8 +207,6 @@ def test_grpc_keeps_metadata_and_retries_unavailable(monkeypatch: pytest.MonkeyP
         assert exporter.export(spans) is SpanExportResult.SUCCESS
         assert exporter._encoder._names  # modeltel's encoder wrote the request, not a silent fallback
         exporter.shutdown()
-    finally:
-        server.stop(grace=None)
     assert servicer.calls == 2  # UNAVAILABLE once, reconnected, retried
     metadata, request = servicer.received[0]
     assert metadata["x-api-key"] == "secret"
@@ -288,7 +298,7 @@ def test_a_renamed_upstream_part_falls_back_to_upstreams_export(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, part: str
 ) -> None:
     renamed = _Renamed(monkeypatch, *_PRIVATE_PARTS[part])
-    monkeypatch.setattr(http_exporters, "_reported", set(), raising=False)
+    monkeypatch.setattr(upstream, "_reported", set())
     # imported anew, as in a process that starts with that upstream release
     monkeypatch.delitem(sys.modules, http_exporters.__name__)
     monkeypatch.delattr(otlp, "http_exporters")
@@ -309,3 +319,48 @@ def test_a_renamed_upstream_part_falls_back_to_upstreams_export(
     warnings = [r.getMessage() for r in caplog.records if "exporter-otlp-proto-http has no" in r.getMessage()]
     if part != "_client._kind":  # modeltel no longer reads it
         assert len(warnings) == 1 and part in warnings[0]  # said once, for both exporters
+
+
+# --- the gRPC exporters' private upstream parts ------------------------------------------------------------
+_GRPC_EXPORTERS = (GrpcSpanExporter, GrpcMetricExporter)
+
+
+def test_the_installed_grpc_exporter_has_the_private_parts_modeltel_uses(caplog: pytest.LogCaptureFixture) -> None:
+    """Fails loudly on an upstream release that renamed ``_channel``, ``_initialize_channel_and_stub`` or
+    ``_translate_data``: the exporters would still export, silently slower, with upstream's encoding."""
+    with caplog.at_level(logging.WARNING, logger="modeltel"):
+        exporters = [
+            cls(endpoint="http://127.0.0.1:9", insecure=True) for cls in (GrpcSpanExporter, GrpcMetricExporter)
+        ]
+    try:
+        assert [type(e._client) for e in exporters] == [grpc_exporters._PreEncodedStub] * 2
+        assert [r.getMessage() for r in caplog.records if "has no" in r.getMessage()] == []
+    finally:
+        for exporter in exporters:
+            exporter.shutdown()
+
+
+def test_a_grpc_release_without_channel_keeps_upstreams_encoding_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = UpstreamGrpcMixin._initialize_channel_and_stub
+
+    def renamed(exporter: Any) -> None:  # the channel under another name, as a later release might keep it
+        original(exporter)
+        exporter._grpc_channel = exporter.__dict__.pop("_channel")
+
+    monkeypatch.setattr(UpstreamGrpcMixin, "_initialize_channel_and_stub", renamed)
+    monkeypatch.setattr(upstream, "_reported", set())
+    servicer = _FlakyTraces(unavailable=0)
+    with _trace_receiver(servicer) as port, caplog.at_level(logging.WARNING, logger="modeltel"):
+        exporters = [GrpcSpanExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True) for _ in range(2)]
+        spans = _spans(2)
+        assert exporters[0].export(spans) is SpanExportResult.SUCCESS
+        for exporter in exporters:
+            exporter._grpc_channel.close()
+    assert not isinstance(exporters[0]._client, grpc_exporters._PreEncodedStub)
+    assert not exporters[0]._encoder._names  # upstream's encoder wrote the request
+    ((_, request),) = servicer.received
+    assert len(request.resource_spans[0].scope_spans[0].spans) == len(spans)
+    warnings = [r.getMessage() for r in caplog.records if "exporter-otlp-proto-grpc has no" in r.getMessage()]
+    assert len(warnings) == 1 and "_channel" in warnings[0] and "OTLP/gRPC" in warnings[0]

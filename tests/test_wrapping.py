@@ -124,7 +124,7 @@ def test_generator_throw_handled_continues_and_unhandled_is_an_error() -> None:
     assert rec.log == ["enter", ("exit", TimeoutError)]
 
 
-def test_generator_closed_early_closes_the_inner_one_and_is_not_an_error() -> None:
+def test_generator_closed_early_closes_the_inner_one_and_exits_as_cancelled() -> None:
     closed = []
 
     def counting():
@@ -138,7 +138,7 @@ def test_generator_closed_early_closes_the_inner_one_and_is_not_an_error() -> No
     next(g)
     g.close()
     assert closed == [True]  # the inner generator's cleanup runs inside, too
-    assert rec.log == ["enter", ("exit", None)]
+    assert rec.log == ["enter", ("exit", GeneratorExit)]  # a cancellation (stage.is_cancellation), not an error
 
 
 def test_async_generator_asend_athrow_and_activity() -> None:
@@ -178,7 +178,7 @@ def test_async_generator_inside_across_awaits_and_exhaustion() -> None:
     assert rec.log == ["enter", ("exit", None)]
 
 
-def test_async_generator_aclose_early_closes_the_inner_one_and_is_not_an_error() -> None:
+def test_async_generator_aclose_early_closes_the_inner_one_and_exits_as_cancelled() -> None:
     closed = []
 
     async def counting():
@@ -198,4 +198,4 @@ def test_async_generator_aclose_early_closes_the_inner_one_and_is_not_an_error()
 
     asyncio.run(drive())
     assert closed == [True]
-    assert rec.log == ["enter", ("exit", None)]
+    assert rec.log == ["enter", ("exit", GeneratorExit)]

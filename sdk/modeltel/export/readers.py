@@ -8,6 +8,8 @@ same resource before handing the batch to its exporter.
 
 from __future__ import annotations
 
+import threading
+
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     InMemoryMetricReader,
@@ -62,6 +64,13 @@ class MergingReader:
 
 class PeriodicReader(MergingReader, PeriodicExportingMetricReader):
     """PeriodicExportingMetricReader that also exports modeltel's fast instruments."""
+
+    def _at_fork_reinit(self) -> None:
+        """In a forked child the SDK starts a new export thread but keeps ``_export_lock``, which the parent's
+        export thread may hold at the fork: held forever in the child, which then exports nothing (a forked
+        LitServe API server counted its predictions and never sent them). The child gets a lock of its own."""
+        self._export_lock = threading.Lock()
+        super()._at_fork_reinit()
 
 
 class InMemoryReader(MergingReader, InMemoryMetricReader):

@@ -21,14 +21,13 @@ span with ``modeltel.kind=client`` and its client-side GenAI series, no predicti
 counted by the prediction, so a request that calls an LLM twice is still one prediction (why: the
 request is what the server answered; the calls are work it did, like its stages).
 
-A consumer that goes away (``GeneratorExit`` from an early ``close()``, ``asyncio.CancelledError``, or
-:meth:`Generation.cancel`) is neither a success nor an error: ``status="cancelled"`` (see
-``docs/generative.md``).
+A consumer that goes away (``GeneratorExit`` from an early ``close()``, ``asyncio.CancelledError``, any
+other :func:`~.stage.is_cancellation`, or :meth:`Generation.cancel`) is neither a success nor an error:
+``status="cancelled"`` (see ``docs/generative.md``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from time import perf_counter, time_ns
@@ -38,7 +37,7 @@ from opentelemetry.trace import SpanKind
 
 from .. import taxonomy as tx
 from .series import CardinalityGuard, ModelSeries
-from .stage import Prediction, Stage, _own_code
+from .stage import Prediction, Stage, _own_code, is_cancellation
 from .state import current
 
 if TYPE_CHECKING:
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
     from .telemetry import Telemetry
 
 TokensOf = Callable[[Any], int]  # a stream item -> how many output tokens it holds (0: none, a usage chunk)
-_CANCELLATIONS = (GeneratorExit, asyncio.CancelledError)
 _MAX_FINISH_REASONS = 16  # one per choice; a bound, not a limit anyone meets
 _MAX_GENAI_MODELS = 64  # distinct gen_ai.request.model / response.model values; then "_other"
 
@@ -73,7 +71,6 @@ class GenAISeries:
         "_failed",
         "_failed_attrs",
         "_recorder",
-        "cancelled",
         "duration",
         "input_tokens",
         "output_tokens",
@@ -90,8 +87,6 @@ class GenAISeries:
         usage = tx.GEN_AI_CLIENT_TOKEN_USAGE
         self.input_tokens = recorder.histogram(usage, {**attrs, tx.ATTR_GEN_AI_TOKEN_TYPE: tx.GEN_AI_TOKEN_INPUT})
         self.output_tokens = recorder.histogram(usage, {**attrs, tx.ATTR_GEN_AI_TOKEN_TYPE: tx.GEN_AI_TOKEN_OUTPUT})
-        status = {**model.metric_attrs, tx.ATTR_STATUS: tx.STATUS_CANCELLED}
-        self.cancelled = recorder.counter(tx.PREDICTIONS, status)
         self._failed: dict[str, Any] = {}  # error type (a capped label value) -> duration series
         self._failed_attrs = attrs
 
@@ -333,8 +328,8 @@ class Generation(Prediction):
         return span
 
     def _close_prediction(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
-        if exc is not None and isinstance(exc, _CANCELLATIONS):
-            self._cancelled, exc = True, None  # the consumer left: not an error
+        if exc is not None and is_cancellation(exc):
+            self._cancelled = True  # the consumer left: not an error
         try:
             self._record_genai(elapsed, exc, span)
         except Exception as failure:  # a monitoring bug must not reach the model server
@@ -348,7 +343,7 @@ class Generation(Prediction):
             Prediction._count(self, elapsed, exc, span)
             return
         self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
-        self._genai().cancelled.add(1)
+        self.model.count_cancelled()
 
     def _error(self, exc: BaseException) -> None:
         """An error raised inside it: a call inside a prediction hands it to that prediction."""

@@ -65,6 +65,7 @@ class ModelSeries:
         "_stage_guard",
         "_with_extra",
         "batch",
+        "cancelled",
         "client_span_attrs",
         "confidence",
         "errors",
@@ -97,6 +98,7 @@ class ModelSeries:
         self.latency = recorder.histogram(tx.PREDICTION_LATENCY, attrs)
         self.success = recorder.counter(tx.PREDICTIONS, {**attrs, tx.ATTR_STATUS: tx.STATUS_SUCCESS})
         self.failure = recorder.counter(tx.PREDICTIONS, {**attrs, tx.ATTR_STATUS: tx.STATUS_ERROR})
+        self.cancelled: Any = None  # bound at the first cancelled prediction (count_cancelled)
         self.confidence = recorder.histogram(tx.PREDICTION_CONFIDENCE, attrs)
         self.batch = recorder.histogram(tx.BATCH_SIZE, attrs)
         self.prediction_span_attrs = {**attrs, tx.SPAN_ATTR_KIND: tx.SPAN_KIND_PREDICTION}
@@ -126,6 +128,15 @@ class ModelSeries:
         if label == name:  # cache admitted names only, so overflowing names cannot grow this dict
             self.stages[name] = (series, span_attrs)
         return series, span_attrs
+
+    def count_cancelled(self) -> None:
+        """Count a prediction a cancellation ended (``status="cancelled"``), on a series bound at the first
+        one: a model that never saw one exports no such series."""
+        counter = self.cancelled
+        if counter is None:
+            status = {**self.metric_attrs, tx.ATTR_STATUS: tx.STATUS_CANCELLED}
+            counter = self.cancelled = self._recorder.counter(tx.PREDICTIONS, status)
+        counter.add(1)
 
     def count_error(self, exc: BaseException) -> None:
         kind = type(exc).__name__

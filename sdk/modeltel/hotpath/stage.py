@@ -212,7 +212,12 @@ class Stage:
         """Mark the span, and hand the error to the enclosing prediction, which counts it if it is counted
         itself: every ``model_errors_total`` sample belongs to a ``model_predictions_total`` sample with the
         same model labels, so errors per prediction is well defined (docs/metrics.md). A stage outside
-        any prediction counts no error; its span still says ERROR."""
+        any prediction counts no error; its span still says ERROR. A cancellation (:func:`is_cancellation`)
+        is none: the span's status stays unset, with the exception as an event (why it ended early)."""
+        if is_cancellation(exc):
+            if span is not None:
+                span.record_exception(exc, escaped=True)
+            return
         if self.counted is not exc:  # a nested stage has not handed it on already
             frame = self
             while frame is not None and not frame._root:
@@ -266,6 +271,14 @@ class Stage:
 
     def __call__(self, func: F) -> F:
         return wrap(func, self._copy)  # type: ignore[return-value]
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` ended the work rather than failed it (``CancelledError``: a client left;
+    ``GeneratorExit``: a stream closed early; ``KeyboardInterrupt``, ``SystemExit``): not an ``Exception``,
+    OpenTelemetry's rule (``use_span`` marks ERROR only for ``Exception``). Counting them as errors would
+    page on every disconnect and deploy; a prediction one ends counts ``status="cancelled"``."""
+    return not isinstance(exc, Exception)
 
 
 def _own_code(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -365,16 +378,19 @@ class Prediction(Stage):
                 counted.model.count_error(error)
 
     def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
-        """Record the latency sample and the predictions count (a generation also counts "cancelled")."""
+        """Record the latency sample and the predictions count: "cancelled" when a cancellation ended it."""
         self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
-        (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
+        if exc is not None and is_cancellation(exc):
+            self.model.count_cancelled()
+        else:
+            (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
         if not self._own_span:
             self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
 
     def _settle(self, elapsed: float, exc: BaseException | None, span: Any) -> Any:
         """End a held prediction's span and keep its spans if it failed or was slow; the span's kept copy."""
         hold, self._hold = self._hold, None
-        if exc is not None or self.failed or self._errors is not None:
+        if (exc is not None and not is_cancellation(exc)) or self.failed or self._errors is not None:
             reason = "error"
         elif elapsed > self._t.keep_threshold:
             reason = "slow"

@@ -98,11 +98,11 @@ def run_generator(cm: _Manager, gen: Generator[Any, Any, Any]) -> Generator[Any,
                 raise
             except BaseException as thrown:
                 value, step = thrown, gen.throw
-    except GeneratorExit:  # the consumer stopped early: not an error
+    except GeneratorExit as stop:  # the consumer stopped early: a cancellation, not an error
         try:
             ctx.run(gen.close)
         finally:
-            ctx.run(cm.__exit__, None, None, None)
+            ctx.run(cm.__exit__, GeneratorExit, stop, None)
         raise
     except BaseException as exc:
         ctx.run(cm.__exit__, type(exc), exc, exc.__traceback__)
@@ -142,12 +142,12 @@ def _async_generator_function(func: Callable[..., Any], enter: Enter) -> Callabl
                     raise
                 except BaseException as thrown:
                     value, step = thrown, agen.athrow
-        except GeneratorExit:  # the consumer stopped early: not an error
+        except GeneratorExit as stop:  # the consumer stopped early: a cancellation, not an error
             try:
                 await (agen.aclose() if ctx is None else _RunIn(ctx, agen.aclose()))
             finally:
                 if ctx is not None:
-                    ctx.run(cm.__exit__, None, None, None)
+                    ctx.run(cm.__exit__, GeneratorExit, stop, None)
             raise
         except BaseException as exc:
             if ctx is not None:

@@ -36,7 +36,6 @@ import functools
 import importlib.metadata
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
-from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -46,18 +45,21 @@ import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import wrap
 from modeltel.hotpath.stage import Stage
-from modeltel.hotpath.state import current
 
 from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
+from .scopes import LIBRARY, LibraryScope, Scope, active_call, call_key, current_frame, training_scope
 
 __all__ = [
+    "LIBRARY",
     "ORIGINAL_ATTR",
     "LibraryScope",
     "Make",
     "ModeltelInstrumentor",
     "Patches",
     "Scope",
+    "active_call",
     "batch_len",
+    "current_frame",
     "patch_hierarchy",
     "stage_attributes",
     "telemetry_source",
@@ -67,26 +69,15 @@ __all__ = [
 ]
 
 _log = logging.getLogger("modeltel")
-LIBRARY = "library"  # the key of every model-library call
 _PREDICTION = "prediction"
 ModelOf = Callable[[tuple, dict], tuple[str | None, str | None]]  # (args, kwargs) -> (model name, version)
 BatchOf = Callable[[tuple, dict], int | None]  # (args, kwargs) -> batch size, or None
 Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, args, kwargs) -> per-row values
 
-# The key of the innermost wrapped call running in this context (see the re-entrancy rule above).
-_active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
-active_call = _active.get  # the key of the innermost instrumented call in this context (LIBRARY, say), or None
-_keys: dict[tuple[str, str], tuple[str, str]] = {}
-current_frame = current.get  # the innermost active modeltel stage or prediction in this context, or None
 # The span-attribute dicts (by id) of each framework's prediction calls: see the re-entrancy rule. Held, not
 # only their ids: a dropped dict's id could be reused by another frame's attributes (one per wrapped method
 # and instrument cycle, so it grows only with instrumentation).
 _prediction_frames: dict[tuple[str, str], dict[int, dict]] = {}
-
-
-def _key(framework: str, name: str) -> tuple[str, str]:
-    """The one key object for (framework, name), so the guard compares by identity."""
-    return _keys.setdefault((framework, name), (framework, name))
 
 
 def stage_attributes(framework: str, framework_stage: str, **extra: Any) -> dict[str, Any]:
@@ -146,69 +137,6 @@ def telemetry_source(kwargs: Mapping[str, Any]) -> Callable[[], modeltel.Telemet
     if tracer_provider is None and meter_provider is None:
         return modeltel.telemetry
     return functools.partial(modeltel.telemetry, tracer_provider=tracer_provider, meter_provider=meter_provider)
-
-
-class Scope:
-    """The context managers of one instrumented call, under the call's re-entrancy key.
-
-    Entered in order and exited in reverse; ``__enter__`` returns what the last one returned (the
-    innermost stage), which also gets ``batch_size`` when one is given. The managers must not raise on
-    entry (modeltel's stages and predictions never do: a monitoring failure is logged, not raised).
-    """
-
-    __slots__ = ("_batch_size", "_key", "_managers", "_token")
-
-    def __init__(self, key: object, managers: tuple[Any, ...], batch_size: int | None = None) -> None:
-        self._key = key
-        self._managers = managers
-        self._batch_size = batch_size
-
-    def __enter__(self) -> Any:
-        self._token = _active.set(self._key)
-        inner = None
-        for manager in self._managers:
-            inner = manager.__enter__()
-        if self._batch_size is not None and inner is not None:
-            inner.set_batch_size(self._batch_size)
-        return inner
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            for manager in reversed(self._managers):
-                manager.__exit__(exc_type, exc, tb)
-        finally:
-            try:  # noqa: SIM105 (hot path)
-                _active.reset(self._token)
-            except ValueError:  # a generator finished in another context
-                pass
-
-
-class LibraryScope:
-    """A :class:`Scope` of one stage under the ``LIBRARY`` key, without the general one's loop: it runs on
-    every outermost model-library call (a torch module's, say)."""
-
-    __slots__ = ("_token", "stage")
-
-    def __init__(self, stage: Any) -> None:
-        self.stage = stage
-
-    def __enter__(self) -> Any:
-        self._token = _active.set(LIBRARY)
-        return self.stage.__enter__()
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self.stage.__exit__(exc_type, exc, tb)
-        finally:
-            try:  # noqa: SIM105 (hot path)
-                _active.reset(self._token)
-            except ValueError:  # a generator finished in another context
-                pass
-
-
-def training_scope(args: tuple = (), kwargs: dict | None = None) -> Scope:
-    """The scope of a training call: no stage, and library calls inside it pass through."""
-    return Scope(LIBRARY, ())
 
 
 class ModeltelInstrumentor(BaseInstrumentor):
@@ -301,7 +229,7 @@ class ModeltelInstrumentor(BaseInstrumentor):
     ) -> LibraryScope | None:  # fmt: skip
         """The scope of one model-library call: ``stage``, or a non-recording child span of the active stage;
         None inside another library call (pass through)."""
-        if _active.get() is LIBRARY:
+        if active_call() is LIBRARY:
             return None
         t = self._telemetry()
         frame = current_frame()
@@ -354,7 +282,7 @@ class ModeltelInstrumentor(BaseInstrumentor):
         environment's); ``batch_of(args, kwargs)`` the batch size to record, when the framework batches.
         """
         attributes = stage_attributes(framework, method)
-        key = _key(framework, method)
+        key = call_key(framework, method)
         telemetry = self._telemetry
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
@@ -389,7 +317,7 @@ class ModeltelInstrumentor(BaseInstrumentor):
         modeltel prediction, open only ``stage`` (with no stage, pass through).
         """
         attributes = stage_attributes(framework, method)
-        key = _key(framework, _PREDICTION)
+        key = call_key(framework, _PREDICTION)
         telemetry = self._telemetry
         ours = _prediction_frames.setdefault(key, {})  # every prediction call of this framework
         ours[id(attributes)] = attributes

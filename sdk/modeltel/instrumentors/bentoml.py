@@ -80,12 +80,13 @@ class BentoMLInstrumentor(ModeltelInstrumentor):
         """The API method's ``func`` as a prediction with its inference stage (a batch size when batchable)."""
         func = method.func
         name = getattr(method, "name", None) or getattr(func, "__name__", "api")
-        batched = bool(getattr(method, "batchable", False))
-        make = self.prediction_call(
-            "bentoml", name, model_of=_model_of, batch_of=_batch_of if batched else None, stage=tx.STAGE_INFERENCE
-        )
-        streaming = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
-        wrapper = self._stream_wrapper(func, name) if streaming else make(func, None)
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            wrapper = self._stream_wrapper(func, name)
+        else:
+            batch_of = _batch_of if getattr(method, "batchable", False) else None
+            stage = tx.STAGE_INFERENCE
+            make = self.prediction_call("bentoml", name, model_of=_model_of, batch_of=batch_of, stage=stage)
+            wrapper = make(func, None)
         setattr(wrapper, ORIGINAL_ATTR, func)
         return wrapper
 

@@ -125,10 +125,7 @@ def _iterate(stream: Any, call: Call) -> Iterator[Any]:
         for chunk in stream:
             call.chunk(chunk)
             yield chunk
-    except GeneratorExit:  # closed before its end: the consumer left
-        call.end(cancelled=True)
-        raise
-    except BaseException as exc:
+    except BaseException as exc:  # GeneratorExit (closed before its end) is a cancellation, not an error
         call.end(exc)
         raise
     call.end()
@@ -139,10 +136,7 @@ async def _aiterate(stream: Any, call: Call) -> AsyncIterator[Any]:
         async for chunk in stream:
             call.chunk(chunk)
             yield chunk
-    except GeneratorExit:
-        call.end(cancelled=True)
-        raise
-    except BaseException as exc:  # a cancelled task: the generation counts it as cancelled
+    except BaseException as exc:  # an early aclose() or a cancelled task: the generation counts it cancelled
         call.end(exc)
         raise
     call.end()

@@ -241,17 +241,19 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             items = func(*args, **kwargs)
             request = _request_of(args, kwargs)
             if request is not None:
-                _, name, attributes = request
+                meta, name, attributes = request
                 t = telemetry()
                 stage = t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes)
                 items = t.generation(name, attributes=attributes).stream(stage.stream_async(items))
+                carried = Scope(_REQUEST_KEY, _carried(getattr(meta, CARRIER_ATTR, None), name))
+                items = carried.stream_async(items)  # the generation opens in the caller's context
             try:
                 async for item in items:
                     yield item
             finally:
                 await items.aclose()
 
-        return wrap(functools.wraps(func)(call_user_generator), _carried_scope)
+        return functools.wraps(func)(call_user_generator)
 
     def _http_call(self, raw: Any) -> Any:
         """``_call_http_entrypoint(self, user_method_info, scope, receive, send)``, an HTTP request to a
@@ -274,11 +276,7 @@ class RayServeInstrumentor(ModeltelInstrumentor):
             async def app(scope: dict, receive: Any, send: Any) -> Any:
                 outer.append(trace.get_current_span())
                 with t.stage(tx.STAGE_INFERENCE, model_name=name, attributes=attributes):
-                    try:
-                        return await raw(wrapper, info, scope, receive, send)
-                    except asyncio.CancelledError as cancelled:  # the client left: run_observed says what it is
-                        left = cancelled
-                raise left
+                    return await raw(wrapper, info, scope, receive, send)
 
             with ExitStack() as carried:
                 for manager in _carried(_header_carrier(scope), name):
@@ -328,11 +326,3 @@ def _carried(carrier: dict[str, str] | None, name: str | None) -> tuple[Any, ...
     """The caller's trace context from the request's carrier, and the deployment, for one request."""
     managers: tuple[Any, ...] = (_Attached(carrier),) if carrier else ()
     return (*managers, _InDeployment(name)) if name is not None else managers
-
-
-def _carried_scope(args: tuple, kwargs: dict) -> Scope | None:
-    """:func:`_carried` as the scope of a streaming call (the generation is opened inside it)."""
-    request = _request_of(args, kwargs)
-    if request is None:
-        return None
-    return Scope(_REQUEST_KEY, _carried(getattr(request[0], CARRIER_ATTR, None), request[1]))

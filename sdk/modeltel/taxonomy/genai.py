@@ -94,7 +94,8 @@ SPAN_EVENT_GEN_AI_FIRST_TOKEN = "gen_ai.first_token"
 # success nor an error: model_predictions_total counts it under status="cancelled" (so the error rate,
 # status="error" over all, neither rises nor hides it), its finish reason is "cancelled", and the two
 # duration histograms carry error.type="cancelled" (semconv: error.type is set when the request did not
-# complete). TTFT and TPOT count successful responses only.
+# complete). TTFT and TPOT count successful responses only. Any prediction a cancellation ends (an
+# exception that is not an Exception: hotpath.stage.is_cancellation) counts under status="cancelled" too.
 STATUS_CANCELLED = "cancelled"
 FINISH_REASON_CANCELLED = "cancelled"
 ERROR_TYPE_CANCELLED = "cancelled"

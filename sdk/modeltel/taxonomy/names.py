@@ -67,7 +67,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 ATTR_MODEL_NAME = "model.name"  # model_name
 ATTR_MODEL_VERSION = "model.version"  # model_version
-ATTR_STATUS = "status"  # status: "success" | "error" | "cancelled" (a generation whose consumer left: genai.py)
+ATTR_STATUS = "status"  # "success" | "error" | "cancelled" (a client left or the process stopped: genai.py)
 ATTR_ERROR_TYPE = "error.type"  # error_type
 ATTR_STAGE = "stage"  # stage: preprocess | inference | postprocess | <custom>
 ATTR_RESOURCE_TYPE = "resource_type"  # resource_type: cpu | memory | gpu

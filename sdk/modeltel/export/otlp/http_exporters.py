@@ -30,9 +30,9 @@ from ..delivery import _points
 from .metrics import MetricEncoder
 from .spans import SpanEncoder
 from .transport import use_keep_alive
+from .upstream import missing
 
 _log = logging.getLogger(__name__)
-_reported: set[str] = set()  # upstream parts found missing, each warned about once per process
 
 
 class _Upstream(NamedTuple):
@@ -43,13 +43,7 @@ class _Upstream(NamedTuple):
 
 
 def _missing(part: str) -> None:
-    if part not in _reported:
-        _reported.add(part)
-        _log.warning(
-            "modeltel: this opentelemetry-exporter-otlp-proto-http has no %s; OTLP/HTTP exports with "
-            "upstream's own encoder (slower, same data)",
-            part,
-        )
+    missing("http", part)
 
 
 def _upstream_parts(exporter: Any) -> _Upstream | None:

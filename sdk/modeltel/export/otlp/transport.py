@@ -28,6 +28,8 @@ from typing import Any
 
 from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
 
+from ..lifecycle import on_fork_in_child
+
 
 @dataclass(frozen=True, slots=True)
 class KeepAliveResult(BaseHTTPResult):
@@ -58,6 +60,14 @@ class KeepAliveTransport(BaseHTTPTransport):
         self._tls: ssl.SSLContext | None = None
         self._lock = threading.Lock()
         self._connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+        on_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child's own lock and connections: the parent's export thread may hold the lock at the
+        fork (held forever in the child, whose exports then never go), and its sockets are the parent's
+        (forgotten, not closed: the parent still sends on them)."""
+        self._lock = threading.Lock()
+        self._connections = {}
 
     def request(
         self,

@@ -1,37 +1,8 @@
-"""NVIDIA Triton: client spans for ``tritonclient`` inference calls, and the Python backend's ``execute``.
-
-**Client** (``TritonInstrumentor``): ``infer`` and ``async_infer`` of the HTTP and gRPC
-``InferenceServerClient`` (``tritonclient.http`` / ``tritonclient.grpc``) and ``infer`` of their asyncio
-clients (``tritonclient.http.aio`` / ``tritonclient.grpc.aio``). Each call gets
-
-* a CLIENT-kind span ``triton.infer <model>`` from the ``modeltel.triton`` tracer, with ``model.name`` /
-  ``model.version`` from the call's ``model_name`` / ``model_version`` arguments and the batch size (first
-  input's ``shape()[0]``) as ``modeltel.batch.size``; an error sets its status and is recorded on it;
-* that span current while the call runs, and its W3C trace context injected into the request ``headers``
-  (a copy of the caller's dict, or a new one), so a traced Triton server continues the trace (HTTP
-  headers; gRPC metadata);
-* when no modeltel stage is active, the ``inference`` stage of that model around it (stage latency,
-  batch size histogram; errors by type when a prediction is around it, see docs/metrics.md); inside an
-  active stage, only the client span, as its child, so the request is counted once.
-
-``async_infer`` (HTTP: a gevent greenlet; gRPC: a callback) is timed until the response arrives: the
-stage and span are entered in a copy of the caller's context and closed from the completion callback,
-so the caller's context never sees them. Exceptions go through unchanged.
-
-What is wrapped is one table (module -> class -> {method: make}) walked by the shared mechanism
-(:func:`~.patching.patch_hierarchy` when the module is imported, not when the instrumentor loads), so
-client subclasses are wrapped too; ``infer`` goes through :func:`modeltel.hotpath.wrap` like every
-instrumentor's calls, and the re-entrancy rule of :mod:`.base` makes an override calling ``super()`` one call.
-
-**Python backend**: Triton loads ``model.py`` by path inside its stub process, so no import hook can
-find the ``TritonPythonModel`` class; one line does it: decorate the class with
-:func:`instrument_python_model`. ``execute(requests)`` becomes a prediction (batch size =
-``len(requests)``), named by the ``model_name`` / ``model_version`` Triton passes to ``initialize``.
-"""
+"""Triton's client: spans and the inference stage around ``tritonclient`` calls, ``async_infer`` completed
+from its callback (:mod:`modeltel.instrumentors.triton` says what each call records)."""
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -45,8 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 import modeltel
 from modeltel import taxonomy as tx
 
-from .base import (
-    ORIGINAL_ATTR,
+from ..base import (
     Make,
     ModeltelInstrumentor,
     Patches,
@@ -375,62 +345,3 @@ def _patch_class(patches: Patches, class_name: str, makers: dict[str, Make], mod
     cls = getattr(module, class_name, None)
     if cls is not None:
         patch_hierarchy(patches, cls, makers)
-
-
-# --------------------------------------------------------------------------------------------------
-# Python backend
-# --------------------------------------------------------------------------------------------------
-_EXECUTE_ATTRIBUTES = stage_attributes("triton", "execute")
-_MODEL_ATTR = "_modeltel_triton_model"
-_EXECUTE_KEY = ("triton", "execute")
-
-
-def instrument_python_model(cls: type) -> type:
-    """Class decorator for a Triton Python backend model: ``execute(requests)`` becomes a prediction.
-
-    Add it in ``model.py`` (``@instrument_python_model`` above ``class TritonPythonModel``). The model
-    name / version are those Triton passes to ``initialize(args)`` (``args["model_name"]`` /
-    ``args["model_version"]``), else the environment's; the batch size is ``len(requests)``. Works on
-    any class with an ``execute`` method (sync or async); decorating twice is harmless.
-    """
-    init = cls.__dict__.get("initialize")
-    if inspect.isfunction(init) and getattr(init, ORIGINAL_ATTR, None) is None:
-
-        def make_init(func: Callable[..., Any]) -> Callable[..., Any]:
-            def enter(args: tuple, kwargs: dict) -> Any:
-                if len(args) > 1 and isinstance(args[1], dict):
-                    name, version = args[1].get("model_name"), args[1].get("model_version")
-                    with contextlib.suppress(AttributeError):  # __slots__ without room for it
-                        setattr(args[0], _MODEL_ATTR, (name or None, str(version) if version else None))
-                return None
-
-            return wrap(func, enter)
-
-        wrapped_init = make_init(init)
-        setattr(wrapped_init, ORIGINAL_ATTR, init)
-        cls.initialize = wrapped_init  # type: ignore[attr-defined]
-
-    execute = cls.__dict__.get("execute")
-    if execute is None:
-        execute = getattr(cls, "execute", None)
-    if not inspect.isfunction(execute):
-        raise TypeError(f"{cls.__name__} has no execute(self, requests) method to instrument")
-    if getattr(execute, ORIGINAL_ATTR, None) is not None:
-        return cls
-
-    def enter(args: tuple, kwargs: dict) -> Any:
-        if not args:
-            return None
-        name, version = getattr(args[0], _MODEL_ATTR, (None, None))
-        requests = args[1] if len(args) > 1 else kwargs.get("requests")
-        try:
-            n = len(requests)
-        except TypeError:
-            n = None
-        prediction = modeltel.prediction(name, version, attributes=_EXECUTE_ATTRIBUTES)
-        return Scope(_EXECUTE_KEY, (prediction,), n)
-
-    wrapped = wrap(execute, enter)
-    setattr(wrapped, ORIGINAL_ATTR, execute)
-    cls.execute = wrapped  # type: ignore[attr-defined]
-    return cls
