@@ -152,7 +152,11 @@ class Stage:
             return self
         if span is not None:
             self.sampled = True
-            ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
+            if otelctx.FAST:  # otelctx.with_span without its call
+                ctx = self._otel_ctx = otelctx.Context(otelctx.get_current())
+                otelctx.set_item(ctx, otelctx.SPAN_KEY, span)
+            else:
+                ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
             self._ctx_token = otelctx.attach(ctx)
         else:
             self._otel_ctx = None
@@ -170,9 +174,8 @@ class Stage:
             if self._root:
                 self._close_prediction(elapsed, exc, span)  # ends its span
             else:
-                if self._record:
-                    ctx = span.get_span_context() if span is not None and self._t.exemplars else None
-                    self._series.record(elapsed, ctx)
+                if self._record:  # (a recording span of ours, light or the SDK's, has its context in _context)
+                    self._series.record(elapsed, span._context if span is not None and self._t.exemplars else None)
                 if exc is not None:
                     self._on_error(exc, span)
                 if span is not None:
@@ -184,7 +187,10 @@ class Stage:
         except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
             pass
         if span is not None:
-            otelctx.detach(self._ctx_token)
+            try:
+                otelctx.reset(self._ctx_token)
+            except Exception:  # a foreign token: OpenTelemetry's detach logs it, as it always has
+                otelctx.detach(self._ctx_token)
 
     def _start_span(self, parent: Stage | None, attributes: Mapping[str, Any]) -> trace.Span | None:
         """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
@@ -334,7 +340,10 @@ class Prediction(Stage):
         attrs = model.prediction_span_attrs
         if self._attributes:
             attrs = model.span_attrs_with(attrs, self._attributes)
-        span = self._span = self._start_span(parent, attrs)
+        if parent is None and self._t.no_roots and otelctx.no_current_span():
+            span = None  # a root that is never sampled (metrics only), told without three calls
+        else:
+            span = self._span = self._start_span(parent, attrs)
         # held when it is the outermost modeltel span: a root, or inside a framework's adopted server span
         if (
             span is None
@@ -366,7 +375,7 @@ class Prediction(Stage):
 
     def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         """Record the latency sample and the predictions count (a generation also counts "cancelled")."""
-        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        self._series.record(elapsed, span._context if span is not None and self._t.exemplars else None)
         (self.model.failure if exc is not None or self.failed else self.model.success).add(1)
         if not self._own_span:
             self._annotate_adopted()  # a server span that only started inside (Flask's) is current now
