@@ -56,7 +56,6 @@ _UNSET = Status(StatusCode.UNSET)
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _SAMPLED_BIT = TraceFlags.SAMPLED
 _tuple_new = tuple.__new__
-_new_span = object.__new__
 # A SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): the light
 # spans read and build it as one, without its properties and its Python __new__ (1-2 µs a span). Checked
 # here; an API where it is laid out otherwise gets SDK spans instead (SpanFactory.for_provider).
@@ -181,8 +180,7 @@ class SpanFactory:
         span_id = self._span_bits() or self._new_span_id()  # (a zero from the bits: the generator's loop)
         # SpanContext(trace_id, span_id, False, flags, trace_state), without its Python __new__: our ids are valid
         context = _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
-        span = _new_span(FastSpan)  # FastSpan(...) less type.__call__'s C-level call of __init__
-        span._begin(self, name, context, parent, attributes, kind, start_time)
+        span = FastSpan(self, name, context, parent, attributes, kind, start_time)
         bound = self._bound
         if bound[1] or self._chain is None or self._chain._span_processors is not bound[0]:
             self.started(span)  # (else no processor of the current set has an on_start: nothing to call)
@@ -280,8 +278,6 @@ class FastSpan(trace_api.Span, ReadableSpan):
         if len(attributes) > factory.start_fits:
             self._own_attributes()
             self._changed = True
-
-    _begin = __init__  # SpanFactory.start's call of it on a span made with object.__new__
 
     def get_span_context(self) -> SpanContext:
         return self._context

@@ -130,10 +130,12 @@ class Stage:
             return self
         try:
             parent = self._parent = current.get()
-            if parent is not None and self._model_name is None and self._model_version is None:
-                model = parent.model
-            else:
+            if self._model_name is not None or self._model_version is not None:
                 model = t.resolve_model(self._model_name, self._model_version, parent)
+            elif parent is not None:
+                model = parent.model
+            else:  # a root of the configured model: resolve_model's lookup, without its call once it is made
+                model = t._default_model or t.resolve_model(None, None, None)
             self.model = model
             if self._root:
                 span = self._open_prediction(model, parent)
@@ -413,18 +415,18 @@ class Prediction(Stage):
 
     def _observe_result(self, result: Any, args: tuple, kwargs: dict) -> None:
         """Record a ``confidence`` found in a decorated prediction's result (an ``after`` for :func:`wrap`)."""
-        if self._live and type(result) not in _NO_CONFIDENCE and self._t.settings.record_confidence:
+        if self._live and self._t.settings.record_confidence:  # (wrap leaves out results of _NO_CONFIDENCE's types)
             confidence = _confidence_of(result)
             if confidence is not None:
                 self.model.confidence.record(confidence)
                 self.note_confidence(confidence, self.model)
 
     def __call__(self, func: F) -> F:
-        return wrap(func, self._copy, Prediction._observe_result)  # type: ignore[return-value]
+        return wrap(func, self._copy, Prediction._observe_result, after_skips=_NO_CONFIDENCE)  # type: ignore[return-value]
 
 
 # built-in result types with no ``confidence`` attribute or key (their instances take no attributes; a
-# subclass is another type): checked before the call to _confidence_of
+# subclass is another type): the decorator's wrapper does not call _observe_result for them
 _NO_CONFIDENCE = frozenset((int, float, str, bytes, bool, list, tuple, type(None)))
 
 
