@@ -9,6 +9,10 @@ own ``get_current()`` / ``get_current_span()`` (whose rule :func:`current_span_c
 propagator see exactly what they saw before. With
 any other runtime context (``OTEL_PYTHON_CONTEXT``), or where the private attributes read here have moved,
 it calls OpenTelemetry's API instead.
+
+Where ``FAST`` is true, a stage builds the new context itself (``Context(current)`` and
+``set_item(new, SPAN_KEY, span)``, what :func:`with_span` does, without its frame) and resets the variable
+with ``reset`` (a foreign token raises: then :func:`detach` logs it, as OpenTelemetry's would).
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ def _with_span_api(span: trace.Span, context: Context) -> Context:
     return trace.set_span_in_context(span, context)
 
 
+set_item = dict.__setitem__  # Context refuses item assignment; a copy and this is set_value's one copy
+
+
 def _with_span_fast(span: trace.Span, context: Context) -> Context:
     new = Context(context)
-    dict.__setitem__(new, _SPAN_KEY, span)  # Context refuses item assignment; this is set_value's one copy
+    set_item(new, _SPAN_KEY, span)
     return new
 
 
@@ -48,6 +55,16 @@ def _span_context_api() -> SpanContext:
     return trace.get_current_span().get_span_context()
 
 
+def _no_span_fast() -> bool:
+    """True when no span is current (a root's case, told without building its invalid span context); False
+    may still mean no valid one: the caller then reads :func:`current_span_context`."""
+    return _var.get().get(_SPAN_KEY) is None  # type: ignore[union-attr]
+
+
+def _no_span_api() -> bool:
+    return not _span_context_api().is_valid
+
+
 def _detach_fast(token: Token[Context]) -> None:
     try:
         _var.reset(token)  # type: ignore[union-attr]
@@ -55,15 +72,21 @@ def _detach_fast(token: Token[Context]) -> None:
         otel_context.detach(token)
 
 
-if isinstance(_var, ContextVar) and type(_SPAN_KEY) is str:
+FAST = isinstance(_var, ContextVar) and type(_SPAN_KEY) is str
+SPAN_KEY = _SPAN_KEY
+if FAST:
     get_current: Any = _var.get
     attach: Any = _var.set
+    reset: Any = _var.reset  # type: ignore[union-attr]
     detach: Any = _detach_fast
     with_span: Any = _with_span_fast
     current_span_context: Any = _span_context_fast
+    no_current_span: Any = _no_span_fast
 else:  # another runtime context, or moved internals: OpenTelemetry's API, as it is
     get_current = otel_context.get_current
     attach = otel_context.attach
+    reset = otel_context.detach  # (logs a foreign token itself; never raises)
     detach = otel_context.detach
     with_span = _with_span_api
     current_span_context = _span_context_api
+    no_current_span = _no_span_api

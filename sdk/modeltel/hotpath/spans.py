@@ -79,14 +79,19 @@ class SpanFactory:
         chain the light spans end into: the caller then starts SDK spans, which are slower but complete."""
         global _fallback_warned
         processor = getattr(provider, "_active_span_processor", None)
-        if processor is not None and callable(getattr(processor, "_on_ending", None)) and CONTEXT_IS_TUPLE:
+        if (
+            processor is not None
+            and callable(getattr(processor, "_on_ending", None))
+            and CONTEXT_IS_TUPLE
+            and getattr(provider, "_resource", None) is provider.resource
+        ):
             return cls(provider, scope, processor)
         if not _fallback_warned:
             _fallback_warned = True
             _log.warning(
                 "modeltel: this OpenTelemetry SDK's TracerProvider has no _active_span_processor with "
-                "_on_ending, or its SpanContext is not the 6-tuple modeltel reads; modeltel's spans use the "
-                "SDK tracer instead (correct, but slower)"
+                "_on_ending or no _resource, or its SpanContext is not the 6-tuple modeltel reads; modeltel's "
+                "spans use the SDK tracer instead (correct, but slower)"
             )
         return None
 
@@ -113,7 +118,7 @@ class SpanFactory:
         self._processor = processor  # the provider's own multi-processor: it sees processors added later
         # its processors' hooks, called directly (see _hooks); rebuilt whenever a processor is added
         self._chain = processor if type(processor) is SynchronousMultiSpanProcessor else None
-        self._bound: tuple[Any, tuple, tuple, tuple] = (None, (), (), ())
+        self._bound: tuple[Any, tuple, tuple] = (None, (), ())
         # the provider's limits (OTEL_SPAN_*_LIMIT); its attribute is private, so else read from the environment
         limits = self.limits = getattr(provider, "_span_limits", None) or SpanLimits()
         # how many start attributes a span shares as they are (more, or a length limit: it bounds a copy)
@@ -194,7 +199,8 @@ class SpanFactory:
             on_start(span, parent_context=None)
 
     def finish(self, span: FastSpan) -> None:
-        """Hand an ended span to the processors: every ``_on_ending``, then every ``on_end``."""
+        """Hand an ended span to the processors: every ``_on_ending``, then every ``on_end``
+        (:meth:`FastSpan.end` does the same with the current hooks without calling this)."""
         chain = self._chain
         if chain is None:
             self._processor._on_ending(span)
@@ -203,21 +209,22 @@ class SpanFactory:
         bound = self._bound
         if chain._span_processors is not bound[0]:
             bound = self._hooks(chain._span_processors)
-        for on_ending in bound[2]:
-            on_ending(span)
-        for on_end in bound[3]:
-            on_end(span)
+        for hook in bound[2]:
+            hook(span)
 
-    def _hooks(self, processors: tuple[SpanProcessor, ...]) -> tuple[Any, tuple, tuple, tuple]:
+    def _hooks(self, processors: tuple[SpanProcessor, ...]) -> tuple[Any, tuple, tuple]:
         """Bind the hooks of the provider's synchronous multi-processor once per set of processors (it
         replaces its tuple when one is added), leaving out the base class's empty ``on_start`` and
         ``_on_ending``: what its loops would call, in the same order, less the calls that do nothing.
-        One tuple, replaced whole, so that a thread never reads hooks of two different sets."""
+        (processors, on_start hooks, end hooks: every ``_on_ending``, then every ``on_end``); one tuple,
+        replaced whole, so that a thread never reads hooks of two different sets."""
         self._bound = bound = (
             processors,
             tuple(p.on_start for p in processors if _does_something(p.on_start, SpanProcessor.on_start)),
-            tuple(p._on_ending for p in processors if _does_something(p._on_ending, SpanProcessor._on_ending)),
-            tuple(p.on_end for p in processors),
+            (
+                *(p._on_ending for p in processors if _does_something(p._on_ending, SpanProcessor._on_ending)),
+                *(p.on_end for p in processors),
+            ),
         )
         return bound
 
@@ -263,9 +270,10 @@ class FastSpan(trace_api.Span, ReadableSpan):
         if kind is not SpanKind.INTERNAL:
             self._kind = kind
         self._attributes = attributes  # shared, read-only until the first set_attribute copies it
-        self._resource = factory.resource
+        # the provider's current resource (a forked worker's is replaced), without its property's call
+        self._resource = factory.provider._resource
         self._instrumentation_scope = factory.scope
-        self._open = [None]  # emptied by the one end() that ends it (list.pop is atomic)
+        self._open = True  # deleted by the one end() that ends it (see end)
         self._start_time = start_time if start_time is not None else time_ns()
         if len(attributes) > factory.start_fits:
             self._own_attributes()
@@ -384,14 +392,17 @@ class FastSpan(trace_api.Span, ReadableSpan):
     def end(self, end_time: int | None = None) -> None:
         """End once, whichever threads call it; then nothing changes.
 
-        The claim is one atomic ``list.pop``, not a lock: a span nothing changed (most) ends without one.
-        A change marks the span under ``_lock`` before it checks the end time, and ``end`` reads that mark
-        after it has set the end time, so either the change sees the span ended, or ``end`` sees the mark
-        and waits on the lock for the change to finish before freezing and exporting.
+        The claim is deleting the ``_open`` attribute, not a lock: one C-level store (no Python code runs in
+        it, so another thread's delete of the same attribute fails), and no container per span to keep
+        for the collector. A span nothing changed (most) ends without a lock. A change marks the span
+        under ``_lock`` before it checks the end time, and ``end`` reads that mark after it has set the end
+        time, so either the change sees the span ended, or ``end`` sees the mark and waits on the lock for
+        the change to finish before freezing and exporting. The processors' hooks are called here, as
+        :meth:`SpanFactory.finish` would, while its set of processors is the one they were bound for.
         """
         try:
-            self._open.pop()
-        except IndexError:
+            del self._open
+        except AttributeError:
             _log.warning("Calling end() on an ended span.")
             return
         self._end_time = end_time if end_time is not None else time_ns()
@@ -399,7 +410,14 @@ class FastSpan(trace_api.Span, ReadableSpan):
             with _lock:
                 if type(self._attributes) is BoundedAttributes:
                     self._attributes._immutable = True  # as the SDK's Span.end does
-        self._factory.finish(self)
+        factory = self._factory
+        if type(factory) is SpanFactory:
+            chain, bound = factory._chain, factory._bound
+            if chain is not None and chain._span_processors is bound[0]:
+                for hook in bound[2]:
+                    hook(self)
+                return
+        factory.finish(self)
 
 
 def _does_something(hook: Any, empty: Any) -> bool:

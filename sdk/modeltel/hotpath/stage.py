@@ -130,10 +130,12 @@ class Stage:
             return self
         try:
             parent = self._parent = current.get()
-            if parent is not None and self._model_name is None and self._model_version is None:
-                model = parent.model
-            else:
+            if self._model_name is not None or self._model_version is not None:
                 model = t.resolve_model(self._model_name, self._model_version, parent)
+            elif parent is not None:
+                model = parent.model
+            else:  # a root of the configured model: resolve_model's lookup, without its call once it is made
+                model = t._default_model or t.resolve_model(None, None, None)
             self.model = model
             if self._root:
                 span = self._open_prediction(model, parent)
@@ -152,7 +154,11 @@ class Stage:
             return self
         if span is not None:
             self.sampled = True
-            ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
+            if otelctx.FAST:  # otelctx.with_span without its call
+                ctx = self._otel_ctx = otelctx.Context(otelctx.get_current())
+                otelctx.set_item(ctx, otelctx.SPAN_KEY, span)
+            else:
+                ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
             self._ctx_token = otelctx.attach(ctx)
         else:
             self._otel_ctx = None
@@ -170,9 +176,8 @@ class Stage:
             if self._root:
                 self._close_prediction(elapsed, exc, span)  # ends its span
             else:
-                if self._record:
-                    ctx = span.get_span_context() if span is not None and self._t.exemplars else None
-                    self._series.record(elapsed, ctx)
+                if self._record:  # (a recording span of ours, light or the SDK's, has its context in _context)
+                    self._series.record(elapsed, span._context if span is not None and self._t.exemplars else None)
                 if exc is not None:
                     self._on_error(exc, span)
                 if span is not None:
@@ -184,7 +189,10 @@ class Stage:
         except ValueError:  # exited in another context (a generator resumed elsewhere): nothing to undo
             pass
         if span is not None:
-            otelctx.detach(self._ctx_token)
+            try:
+                otelctx.reset(self._ctx_token)
+            except Exception:  # a foreign token: OpenTelemetry's detach logs it, as it always has
+                otelctx.detach(self._ctx_token)
 
     def _start_span(self, parent: Stage | None, attributes: Mapping[str, Any]) -> trace.Span | None:
         """This stage's span: a child of ``parent``'s span, in its hold when that one is held, unless another
@@ -347,7 +355,10 @@ class Prediction(Stage):
         attrs = model.prediction_span_attrs
         if self._attributes:
             attrs = model.span_attrs_with(attrs, self._attributes)
-        span = self._span = self._start_span(parent, attrs)
+        if parent is None and self._t.no_roots and otelctx.no_current_span():
+            span = None  # a root that is never sampled (metrics only), told without three calls
+        else:
+            span = self._span = self._start_span(parent, attrs)
         # held when it is the outermost modeltel span: a root, or inside a framework's adopted server span
         if (
             span is None
@@ -379,7 +390,7 @@ class Prediction(Stage):
 
     def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         """Record the latency sample and the predictions count: "cancelled" when a cancellation ended it."""
-        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        self._series.record(elapsed, span._context if span is not None and self._t.exemplars else None)
         if exc is not None and is_cancellation(exc):
             self.model.count_cancelled()
         else:
@@ -420,18 +431,18 @@ class Prediction(Stage):
 
     def _observe_result(self, result: Any, args: tuple, kwargs: dict) -> None:
         """Record a ``confidence`` found in a decorated prediction's result (an ``after`` for :func:`wrap`)."""
-        if self._live and type(result) not in _NO_CONFIDENCE and self._t.settings.record_confidence:
+        if self._live and self._t.settings.record_confidence:  # (wrap leaves out results of _NO_CONFIDENCE's types)
             confidence = _confidence_of(result)
             if confidence is not None:
                 self.model.confidence.record(confidence)
                 self.note_confidence(confidence, self.model)
 
     def __call__(self, func: F) -> F:
-        return wrap(func, self._copy, Prediction._observe_result)  # type: ignore[return-value]
+        return wrap(func, self._copy, Prediction._observe_result, after_skips=_NO_CONFIDENCE)  # type: ignore[return-value]
 
 
 # built-in result types with no ``confidence`` attribute or key (their instances take no attributes; a
-# subclass is another type): checked before the call to _confidence_of
+# subclass is another type): the decorator's wrapper does not call _observe_result for them
 _NO_CONFIDENCE = frozenset((int, float, str, bytes, bool, list, tuple, type(None)))
 
 

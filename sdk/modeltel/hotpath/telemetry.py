@@ -58,6 +58,7 @@ class Telemetry:
         self._models_lock = threading.Lock()
         self._default_model: ModelSeries | None = None  # model(): the configured model's series
         self._tracer, self.tracing, self._root_off, self._parent_based = _tracing_mode(tracer_provider)
+        self.no_roots = not self.tracing or self._root_off  # a span with no valid current span is never sampled
         self._spans = span_factory
         # seconds past which a held prediction is kept (see .held); None: the option is off or cannot work
         self.keep_threshold = (

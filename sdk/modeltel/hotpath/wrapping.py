@@ -8,7 +8,8 @@ one semantics:
   see what they expect. Each wrapper has its own code object, because frameworks tell overrides from
   base methods by ``method.__code__ is Base.method.__code__`` (LitServe does).
 * A plain or coroutine call runs inside the context manager; ``after(entered, result, args, kwargs)``
-  sees the result.
+  sees the result, unless its type is one of ``after_skips`` (a prediction's confidence is never on a
+  built-in number or string: the check costs less here than the call).
 * A generator or async generator is timed from its first step to its end, and the context manager is
   active only while the generator itself runs, never in the consumer's code between items: the
   manager is entered in a private copy of the context and every step of the generator runs in that
@@ -33,15 +34,17 @@ class _Manager(Protocol):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any: ...
 
 
-def wrap(func: Callable[..., Any], enter: Enter, after: After | None = None) -> Callable[..., Any]:
+def wrap(
+    func: Callable[..., Any], enter: Enter, after: After | None = None, *, after_skips: frozenset[type] = frozenset()
+) -> Callable[..., Any]:
     """``func`` wrapped so that each call runs inside ``enter(args, kwargs)``; see the module docstring."""
-    wrapper = _wrapper(func, enter, after)
+    wrapper = _wrapper(func, enter, after, after_skips)
     functools.update_wrapper(wrapper, func)
     wrapper.__code__ = wrapper.__code__.replace()  # a code object of its own (see the module docstring)
     return wrapper
 
 
-def _wrapper(func: Callable[..., Any], enter: Enter, after: After | None) -> Callable[..., Any]:
+def _wrapper(func: Callable[..., Any], enter: Enter, after: After | None, skips: frozenset[type]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(func):
         return _async_generator_function(func, enter)
     if inspect.iscoroutinefunction(func):
@@ -52,7 +55,7 @@ def _wrapper(func: Callable[..., Any], enter: Enter, after: After | None) -> Cal
                 return await func(*args, **kwargs)
             with cm as entered:
                 result = await func(*args, **kwargs)
-                if after is not None:
+                if after is not None and type(result) not in skips:
                     after(entered, result, args, kwargs)
                 return result
 
@@ -73,7 +76,7 @@ def _wrapper(func: Callable[..., Any], enter: Enter, after: After | None) -> Cal
             return func(*args, **kwargs)
         with cm as entered:
             result = func(*args, **kwargs)
-            if after is not None:
+            if after is not None and type(result) not in skips:
                 after(entered, result, args, kwargs)
             return result
 
