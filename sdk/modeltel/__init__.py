@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .hotpath.generation import GenerationOptions, TokensOf
-    from .hotpath.stage import PredictionOptions, StageOptions
+    from .hotpath.prediction import PredictionOptions
+    from .hotpath.stage import StageOptions
 
 __all__ = [
     "Generation",

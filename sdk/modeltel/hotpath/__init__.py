@@ -7,7 +7,8 @@ prints what it costs.
 """
 
 from .generation import Generation, current_generation
-from .stage import Prediction, Stage
+from .prediction import Prediction
+from .stage import Stage
 from .state import current_stage, detach_from_prediction, in_prediction
 from .telemetry import Telemetry, global_telemetry, telemetry_for
 from .wrapping import wrap

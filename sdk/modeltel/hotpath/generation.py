@@ -1,6 +1,6 @@
 """Generations: a prediction whose end is the end of a token stream.
 
-A :class:`Generation` is a :class:`~.stage.Prediction` (one ``model_predictions_total`` count, one latency
+A :class:`Generation` is a :class:`~.prediction.Prediction` (one ``model_predictions_total`` count, one latency
 sample, a span with ``modeltel.kind=prediction``) that also records the OpenTelemetry GenAI metrics of
 :mod:`modeltel.taxonomy.genai` once, when it ends: time to first token, time per output token, request
 duration and token usage, plus ``gen_ai.*`` span attributes and a first-token span event.
@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from opentelemetry.trace import SpanKind
 
 from .. import taxonomy as tx
+from .prediction import Prediction
 from .series import CardinalityGuard, ModelSeries
-from .stage import Prediction, Stage, _own_code, is_cancellation
+from .stage import Stage, _own_code, is_cancellation
 from .state import current
 
 if TYPE_CHECKING:

@@ -24,10 +24,11 @@ from ..config import Settings
 from . import otelctx
 from .generation import GenAISeriesCache, Generation, GenerationOptions
 from .held import SpanHold
+from .prediction import Prediction, PredictionOptions
 from .recorders import Recorder, SdkRecorder
 from .series import CardinalityGuard, ModelSeries
 from .spans import SpanFactory
-from .stage import Prediction, PredictionOptions, Stage, StageOptions
+from .stage import Stage, StageOptions
 from .state import current
 
 if TYPE_CHECKING:
