@@ -45,7 +45,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import wrap
-from modeltel.hotpath.stage import Stage
+from modeltel.hotpath.stage import Prediction, Stage
 from modeltel.hotpath.state import current
 
 from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
@@ -87,6 +87,12 @@ _prediction_frames: dict[tuple[str, str], dict[int, dict]] = {}
 def _key(framework: str, name: str) -> tuple[str, str]:
     """The one key object for (framework, name), so the guard compares by identity."""
     return _keys.setdefault((framework, name), (framework, name))
+
+
+def prediction_frames(framework: str) -> dict[int, dict]:
+    """The span-attribute dicts (by id) of ``framework``'s prediction calls, filled as they are made: a
+    frame whose ``_attributes`` is among them is one of that framework's predictions."""
+    return _prediction_frames.setdefault(_key(framework, _PREDICTION), {})
 
 
 def stage_attributes(framework: str, framework_stage: str, **extra: Any) -> dict[str, Any]:
@@ -356,14 +362,21 @@ class ModeltelInstrumentor(BaseInstrumentor):
         attributes = stage_attributes(framework, method)
         key = _key(framework, method)
         telemetry = self._telemetry
+        ours = prediction_frames(framework)  # filled by prediction_call
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
             def enter(args: tuple, kwargs: dict) -> Any:
                 frame = current_frame()
-                if frame is not None and frame._attributes is attributes:
-                    return None  # an override calling super(): one stage
                 name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
-                st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
+                if frame is None:
+                    st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
+                elif frame._attributes is attributes:
+                    return None  # an override calling super(): one stage
+                elif name == frame._model_name and version == frame._model_version and id(frame._attributes) in ours:
+                    # this request's prediction, of the same model: its telemetry and series (no look-ups)
+                    st = Stage(frame._t, stage, None, None, None, attributes)
+                else:
+                    st = Stage(telemetry(), stage, name, version, None, attributes)
                 return st if batch_of is None else Scope(key, (st,), batch_of(args, kwargs))
 
             return wrap(func, enter)
@@ -391,7 +404,7 @@ class ModeltelInstrumentor(BaseInstrumentor):
         attributes = stage_attributes(framework, method)
         key = _key(framework, _PREDICTION)
         telemetry = self._telemetry
-        ours = _prediction_frames.setdefault(key, {})  # every prediction call of this framework
+        ours = prediction_frames(framework)  # every prediction call of this framework
         ours[id(attributes)] = attributes
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
@@ -404,11 +417,13 @@ class ModeltelInstrumentor(BaseInstrumentor):
                     return None
                 name, version = model_of(args, kwargs) if model_of is not None else (None, None)
                 t = telemetry()
+                if stage is None and batch_of is None:  # no Scope: the frame's attributes say whose it is
+                    return Prediction(t, "predict", name, version, None, attributes)  # Telemetry.prediction
                 managers: tuple[Any, ...] = () if nested else (t.prediction(name, version, attributes=attributes),)
                 if stage is not None:
                     managers += (t.stage(stage, model_name=name, model_version=version, attributes=attributes),)
                 if batch_of is None and len(managers) == 1:
-                    return managers[0]  # no Scope: the frame's attributes say whose it is
+                    return managers[0]
                 return Scope(key, managers, batch_of(args, kwargs) if batch_of is not None else None)
 
             return wrap(func, enter)
