@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import modeltel
+from modeltel import taxonomy as tx
 
 warnings.filterwarnings("ignore")
 
@@ -91,9 +92,10 @@ def _torch() -> Target:
         with torch.no_grad():
             return net(t_in)
 
-    def by_hand() -> Any:
-        with torch.no_grad(), modeltel.stage("inference") as st:
-            st.set_batch_size(2)
+    batch = {tx.SPAN_ATTR_BATCH_SIZE: 2}
+
+    def by_hand() -> Any:  # what the wrapper records: the batch size on the span (set_batch_size adds a sample)
+        with torch.no_grad(), modeltel.stage("inference", attributes=batch):
             return net(t_in)
 
     return TorchInstrumentor(), call, by_hand
