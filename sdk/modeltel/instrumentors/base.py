@@ -360,29 +360,40 @@ class ModeltelInstrumentor(BaseInstrumentor):
         ``model_of(args, kwargs)`` gives the (model name, version) the framework knows (None: the
         environment's); ``batch_of(args, kwargs)`` the batch size to record, when the framework batches.
         """
+        enter, _ = self.stage_enter(framework, method, stage, model_of=model_of, batch_of=batch_of)
+        return lambda func, owner: wrap(func, enter)
+
+    def stage_enter(
+        self,
+        framework: str,
+        method: str,
+        stage: str,
+        *,
+        model_of: ModelOf | None = None,
+        batch_of: BatchOf | None = None,
+    ) -> tuple[Callable[[tuple, dict], Any], dict[str, Any]]:
+        """:meth:`framework_stage`'s ``enter`` for :func:`wrap` (a stage, a Scope, or None to pass through),
+        and the span attributes of its stages, for a wrapper that enters the common case itself (KServe's)."""
         attributes = stage_attributes(framework, method)
         key = _key(framework, method)
         telemetry = self._telemetry
         ours = prediction_frames(framework)  # filled by prediction_call
 
-        def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
-            def enter(args: tuple, kwargs: dict) -> Any:
-                frame = current_frame()
-                name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
-                if frame is None:
-                    st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
-                elif frame._attributes is attributes:
-                    return None  # an override calling super(): one stage
-                elif name == frame._model_name and version == frame._model_version and id(frame._attributes) in ours:
-                    # this request's prediction, of the same model: its telemetry and series (no look-ups)
-                    st = Stage(frame._t, stage, None, None, None, attributes)
-                else:
-                    st = Stage(telemetry(), stage, name, version, None, attributes)
-                return st if batch_of is None else Scope(key, (st,), batch_of(args, kwargs))
+        def enter(args: tuple, kwargs: dict) -> Any:
+            frame = current_frame()
+            name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
+            if frame is None:
+                st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
+            elif frame._attributes is attributes:
+                return None  # an override calling super(): one stage
+            elif name == frame._model_name and version == frame._model_version and id(frame._attributes) in ours:
+                # this request's prediction, of the same model: its telemetry and series (no look-ups)
+                st = Stage(frame._t, stage, None, None, None, attributes)
+            else:
+                st = Stage(telemetry(), stage, name, version, None, attributes)
+            return st if batch_of is None else Scope(key, (st,), batch_of(args, kwargs))
 
-            return wrap(func, enter)
-
-        return make
+        return enter, attributes
 
     def prediction_call(
         self,

@@ -6,10 +6,10 @@ where they are defined (including classes created after ``instrument()``). The m
 Model's ``name``; KServe has no model version, so it comes from ``MODELTEL_MODEL_VERSION``.
 
 A stage that KServe's ``__call__`` runs inside its own prediction (every request's case) takes the
-prediction's telemetry and series instead of looking them up, in a wrapper with no ``enter`` call of its
-own (:func:`_stage`): per wrapped method it costs what ``with modeltel.stage(...)`` written in the method
-costs (docs/performance.md, "Wrappers, third round"). Any other call goes through the general framework
-stage (:meth:`~.base.ModeltelInstrumentor.framework_stage`), which records the same.
+prediction's telemetry and series instead of looking them up, in a wrapper that enters it itself, with no
+``enter`` call (:func:`_stage`): per wrapped method it costs about what ``with modeltel.stage(...)``
+written in the method costs (docs/performance.md, "Wrappers, third round"). Any other call gets the
+general framework stage's (:meth:`~.base.ModeltelInstrumentor.stage_enter`), which records the same.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from modeltel import taxonomy as tx
+from modeltel.hotpath import wrap
 from modeltel.hotpath.stage import Prediction, Stage
 
 from .base import (
@@ -44,42 +45,52 @@ def _model_of(args: tuple, kwargs: dict) -> tuple[str | None, str | None]:
     return getattr(args[0], "name", None), None
 
 
-def _stage(general: Make, method: str, stage: str, call_attributes: dict[str, Any]) -> Make:
-    """A ``make`` for KServe's stage ``method``: directly inside the prediction of :func:`_prediction`'s
-    wrapper (its span attributes are ``call_attributes``) naming the same model (the Model's ``name``), a
-    ``Stage`` on the prediction's telemetry and series, entered in the wrapper itself; an override calling
-    ``super()`` passes through; any other call, and a generator method, goes to ``general`` (the framework
-    stage, which records the same)."""
-    attributes = stage_attributes("kserve", method)
+def _stage(enter: Callable[[tuple, dict], Any], attributes: dict[str, Any], stage: str, call_attributes: dict) -> Make:
+    """A ``make`` for a KServe stage method: directly inside the prediction of :func:`_prediction`'s wrapper
+    (its span attributes are ``call_attributes``) naming the same model (the Model's ``name``), a ``Stage``
+    on the prediction's telemetry and series; any other call gets what ``enter`` (the framework stage's)
+    gives. Entered in the wrapper itself, as :func:`modeltel.hotpath.wrap` would; a generator method is
+    wrapped by that."""
 
     def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
-        slow = general(func, owner)
         if inspect.iscoroutinefunction(func):
 
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 frame = current_frame()
-                if frame is not None and args:
-                    if frame._attributes is attributes:
-                        return await func(*args, **kwargs)  # an override calling super(): one stage
-                    if frame._attributes is call_attributes and frame._model_name == getattr(args[0], "name", None):
-                        with Stage(frame._t, stage, None, None, None, attributes):  # the prediction's model
-                            return await func(*args, **kwargs)
-                return await slow(*args, **kwargs)
+                if (
+                    frame is not None
+                    and frame._attributes is call_attributes
+                    and args
+                    and frame._model_name == getattr(args[0], "name", None)
+                ):
+                    cm = Stage(frame._t, stage, None, None, None, attributes)  # the prediction's model
+                else:
+                    cm = enter(args, kwargs)
+                    if cm is None:
+                        return await func(*args, **kwargs)
+                with cm:
+                    return await func(*args, **kwargs)
 
-        elif inspect.isfunction(func) and not (inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)):
+        elif inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            return wrap(func, enter)
+        else:
 
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 frame = current_frame()
-                if frame is not None and args:
-                    if frame._attributes is attributes:
-                        return func(*args, **kwargs)  # an override calling super(): one stage
-                    if frame._attributes is call_attributes and frame._model_name == getattr(args[0], "name", None):
-                        with Stage(frame._t, stage, None, None, None, attributes):  # the prediction's model
-                            return func(*args, **kwargs)
-                return slow(*args, **kwargs)
+                if (
+                    frame is not None
+                    and frame._attributes is call_attributes
+                    and args
+                    and frame._model_name == getattr(args[0], "name", None)
+                ):
+                    cm = Stage(frame._t, stage, None, None, None, attributes)  # the prediction's model
+                else:
+                    cm = enter(args, kwargs)
+                    if cm is None:
+                        return func(*args, **kwargs)
+                with cm:
+                    return func(*args, **kwargs)
 
-        else:
-            return slow
         return _finished(wrapper, func)
 
     return make
@@ -128,10 +139,10 @@ class KServeInstrumentor(ModeltelInstrumentor):
         from kserve import Model
 
         call_attributes = stage_attributes("kserve", "__call__")
-        makers = {
-            name: _stage(self.framework_stage("kserve", name, stage, model_of=_model_of), name, stage, call_attributes)
-            for name, stage in _STAGES.items()
-        }
+        makers = {}
+        for name, stage in _STAGES.items():
+            enter, attributes = self.stage_enter("kserve", name, stage, model_of=_model_of)
+            makers[name] = _stage(enter, attributes, stage, call_attributes)
         # Model.__call__ is the prediction, named by the KServe model (taking over an HTTP request's)
         general = self.prediction_call("kserve", "__call__", model_of=_model_of)
         makers["__call__"] = _prediction(general, self._telemetry, call_attributes)
