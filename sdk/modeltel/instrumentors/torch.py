@@ -8,8 +8,9 @@ slow hook-dispatch path (about 2 µs per submodule here), where wrapping ``__cal
 prediction: its call tree records nothing (a frozen submodule in eval mode included).
 
 ``torch.compile``'d modules are covered: the ``OptimizedModule`` wrapper is the outermost module, and
-the wrapper only passes through while Dynamo traces (it tests ``is_compiling()`` first, so Dynamo never
-sees the ContextVar). A forward that raises is recorded too.
+the wrapper only passes through while Dynamo traces (it tests ``is_dynamo_compiling()`` first, which
+Dynamo folds to True, so Dynamo never sees the ContextVar nor guards on ``torch.compiler``'s compiling
+flag, tested next for export and AOT tracing). A forward that raises is recorded too.
 """
 
 from __future__ import annotations
