@@ -37,7 +37,7 @@ import importlib.metadata
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -50,6 +50,9 @@ from modeltel.hotpath.state import current
 
 from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
     "ORIGINAL_ATTR",
     "LibraryScope",
@@ -57,8 +60,12 @@ __all__ = [
     "ModeltelInstrumentor",
     "Patches",
     "Scope",
+    "StageOf",
     "batch_len",
     "patch_hierarchy",
+    "prediction_frames",
+    "reset_active",
+    "set_active",
     "stage_attributes",
     "telemetry_source",
     "top_probabilities",
@@ -218,6 +225,15 @@ def training_scope(args: tuple = (), kwargs: dict | None = None) -> Scope:
     return Scope(LIBRARY, ())
 
 
+class StageOf(TypedDict, total=False):
+    """How a framework stage finds its model and batch: ``model_of(args, kwargs)`` gives the (model name,
+    version) the framework knows (None: the environment's); ``batch_of(args, kwargs)`` the batch size to
+    record, when the framework batches."""
+
+    model_of: ModelOf | None
+    batch_of: BatchOf | None
+
+
 class ModeltelInstrumentor(BaseInstrumentor):
     """One lifecycle for every modeltel instrumentor.
 
@@ -346,21 +362,10 @@ class ModeltelInstrumentor(BaseInstrumentor):
 
         return make
 
-    def framework_stage(
-        self,
-        framework: str,
-        method: str,
-        stage: str,
-        *,
-        model_of: ModelOf | None = None,
-        batch_of: BatchOf | None = None,
-    ) -> Make:
-        """A ``make`` for :meth:`Patches.wrap`: a serving framework's own stage method as a modeltel stage.
-
-        ``model_of(args, kwargs)`` gives the (model name, version) the framework knows (None: the
-        environment's); ``batch_of(args, kwargs)`` the batch size to record, when the framework batches.
-        """
-        enter, _ = self.stage_enter(framework, method, stage, model_of=model_of, batch_of=batch_of)
+    def framework_stage(self, framework: str, method: str, stage: str, **options: Unpack[StageOf]) -> Make:
+        """A ``make`` for :meth:`Patches.wrap`: a serving framework's own stage method as a modeltel stage
+        (``options``: :class:`StageOf`)."""
+        enter, _ = self.stage_enter(framework, method, stage, **options)
         return lambda func, owner: wrap(func, enter)
 
     def stage_enter(

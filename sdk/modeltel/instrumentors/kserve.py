@@ -19,9 +19,8 @@ import inspect
 from collections.abc import Callable, Collection
 from typing import Any
 
+from modeltel import Prediction, Stage
 from modeltel import taxonomy as tx
-from modeltel.hotpath import wrap
-from modeltel.hotpath.stage import Prediction, Stage
 
 from .base import (
     Make,
@@ -31,6 +30,7 @@ from .base import (
     patch_hierarchy,
     prediction_frames,
     stage_attributes,
+    wrap,
 )
 
 _STAGES = {

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from modeltel import Stage
 from modeltel import taxonomy as tx
-from modeltel.hotpath.stage import Stage
 
 from .base import (
     LIBRARY,
