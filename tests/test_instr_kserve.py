@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import modeltel
 from modeltel import taxonomy as tx
 from modeltel.testing import Capture
 from tests.conftest import parent_of
@@ -120,8 +121,42 @@ async def test_subclass_defined_after_instrument_and_super_call(tel: Capture, in
         def predict(self, payload, headers=None):
             return super().predict(payload, headers)
 
+    class LaterAsync(AsyncIris):
+        async def preprocess(self, payload, headers=None):
+            return await super().preprocess(payload, headers)
+
     await Later("later")(BODY)
-    assert tel.stage_counts()[("later", "7", "inference")] == 1
+    await LaterAsync("later-async")(BODY)
+    stages = ("preprocess", "inference", "postprocess")
+    assert tel.stage_counts() == {(name, "7", stage): 1 for name in ("later", "later-async") for stage in stages}
+
+
+async def test_a_model_renamed_during_a_request_names_its_later_stages(tel: Capture, instrumented) -> None:
+    """The stages take the prediction's model only while the Model's name is still the prediction's."""
+
+    class Renamed(SyncIris):
+        def preprocess(self, payload, headers=None):
+            self.name = "renamed"
+            return super().preprocess(payload, headers)
+
+    await Renamed("first")(BODY)
+    assert tel.stage_counts() == {
+        ("first", "7", "preprocess"): 1,
+        ("renamed", "7", "inference"): 1,
+        ("renamed", "7", "postprocess"): 1,
+    }
+    assert tel.count(tx.PREDICTIONS.otel_name, model_name="first") == 1
+
+
+async def test_stages_outside_a_kserve_prediction(tel: Capture, instrumented) -> None:
+    """Called directly, or inside the application's own prediction of another model, a stage is the Model's."""
+    m = SyncIris("direct")
+    m.predict(m.preprocess(BODY))
+    with modeltel.prediction("app"):
+        m.predict(m.preprocess(BODY))
+    assert tel.stage_counts() == {("direct", "7", "preprocess"): 2, ("direct", "7", "inference"): 2}
+    assert tel.count(tx.PREDICTIONS.otel_name, model_name="app") == 1
+    assert tel.count(tx.PREDICTIONS.otel_name) == 1
 
 
 async def test_100_concurrent_requests_keep_their_stages(tel: Capture, instrumented) -> None:

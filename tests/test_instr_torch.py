@@ -99,6 +99,26 @@ def test_compiled_module(tel: Capture, instrumented) -> None:
     assert tel.stage_counts() == {("env-model", "7", "inference"): 2}
 
 
+@pytest.mark.filterwarnings("ignore:Using `torch.compile")
+def test_compiled_module_has_no_guard_on_the_compiling_flag(tel: Capture, instrumented) -> None:
+    """The wrapper reads ``torch.compiler``'s compiling flag only when Dynamo is not tracing it: a guard on
+    the flag would recompile every compiled model each time an export or AOT trace flips it."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    compiled = torch.compile(Net(), backend="eager")
+    assert torch.compiler._is_compiling_flag is False
+    with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
+        compiled(torch.zeros(3, 4))
+        torch.compiler._is_compiling_flag = True  # as torch.export sets it while it traces
+        try:
+            compiled(torch.zeros(3, 4))  # a recompile raises here
+        finally:
+            torch.compiler._is_compiling_flag = False
+        compiled(torch.zeros(3, 4))
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 2}  # not while the flag was set
+
+
 def test_on_then_off_restores_module_call_and_installs_no_global_hook(tel: Capture) -> None:
     # any global module hook sends every submodule call through torch's slow hook path
     before, call = _global_hooks(), torch.nn.Module.__call__

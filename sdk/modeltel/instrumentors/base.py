@@ -36,7 +36,7 @@ import functools
 import importlib.metadata
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -44,10 +44,24 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 import modeltel
 from modeltel import taxonomy as tx
 from modeltel.hotpath import wrap
+from modeltel.hotpath.prediction import Prediction
 from modeltel.hotpath.stage import Stage
 
 from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
-from .scopes import LIBRARY, LibraryScope, Scope, active_call, call_key, current_frame, training_scope
+from .scopes import (
+    LIBRARY,
+    LibraryScope,
+    Scope,
+    active_call,
+    call_key,
+    current_frame,
+    reset_active,
+    set_active,
+    training_scope,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "LIBRARY",
@@ -57,10 +71,14 @@ __all__ = [
     "ModeltelInstrumentor",
     "Patches",
     "Scope",
+    "StageOf",
     "active_call",
     "batch_len",
     "current_frame",
     "patch_hierarchy",
+    "prediction_frames",
+    "reset_active",
+    "set_active",
     "stage_attributes",
     "telemetry_source",
     "top_probabilities",
@@ -78,6 +96,12 @@ Confidences = Callable[[Any, tuple, dict], Iterable[float] | None]  # (result, a
 # only their ids: a dropped dict's id could be reused by another frame's attributes (one per wrapped method
 # and instrument cycle, so it grows only with instrumentation).
 _prediction_frames: dict[tuple[str, str], dict[int, dict]] = {}
+
+
+def prediction_frames(framework: str) -> dict[int, dict]:
+    """The span-attribute dicts (by id) of ``framework``'s prediction calls, filled as they are made: a
+    frame whose ``_attributes`` is among them is one of that framework's predictions."""
+    return _prediction_frames.setdefault(call_key(framework, _PREDICTION), {})
 
 
 def stage_attributes(framework: str, framework_stage: str, **extra: Any) -> dict[str, Any]:
@@ -137,6 +161,15 @@ def telemetry_source(kwargs: Mapping[str, Any]) -> Callable[[], modeltel.Telemet
     if tracer_provider is None and meter_provider is None:
         return modeltel.telemetry
     return functools.partial(modeltel.telemetry, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+class StageOf(TypedDict, total=False):
+    """How a framework stage finds its model and batch: ``model_of(args, kwargs)`` gives the (model name,
+    version) the framework knows (None: the environment's); ``batch_of(args, kwargs)`` the batch size to
+    record, when the framework batches."""
+
+    model_of: ModelOf | None
+    batch_of: BatchOf | None
 
 
 class ModeltelInstrumentor(BaseInstrumentor):
@@ -267,7 +300,13 @@ class ModeltelInstrumentor(BaseInstrumentor):
 
         return make
 
-    def framework_stage(
+    def framework_stage(self, framework: str, method: str, stage: str, **options: Unpack[StageOf]) -> Make:
+        """A ``make`` for :meth:`Patches.wrap`: a serving framework's own stage method as a modeltel stage
+        (``options``: :class:`StageOf`)."""
+        enter, _ = self.stage_enter(framework, method, stage, **options)
+        return lambda func, owner: wrap(func, enter)
+
+    def stage_enter(
         self,
         framework: str,
         method: str,
@@ -275,28 +314,29 @@ class ModeltelInstrumentor(BaseInstrumentor):
         *,
         model_of: ModelOf | None = None,
         batch_of: BatchOf | None = None,
-    ) -> Make:
-        """A ``make`` for :meth:`Patches.wrap`: a serving framework's own stage method as a modeltel stage.
-
-        ``model_of(args, kwargs)`` gives the (model name, version) the framework knows (None: the
-        environment's); ``batch_of(args, kwargs)`` the batch size to record, when the framework batches.
-        """
+    ) -> tuple[Callable[[tuple, dict], Any], dict[str, Any]]:
+        """:meth:`framework_stage`'s ``enter`` for :func:`wrap` (a stage, a Scope, or None to pass through),
+        and the span attributes of its stages, for a wrapper that enters the common case itself (KServe's)."""
         attributes = stage_attributes(framework, method)
         key = call_key(framework, method)
         telemetry = self._telemetry
+        ours = prediction_frames(framework)  # filled by prediction_call
 
-        def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
-            def enter(args: tuple, kwargs: dict) -> Any:
-                frame = current_frame()
-                if frame is not None and frame._attributes is attributes:
-                    return None  # an override calling super(): one stage
-                name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
+        def enter(args: tuple, kwargs: dict) -> Any:
+            frame = current_frame()
+            name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
+            if frame is None:
                 st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
-                return st if batch_of is None else Scope(key, (st,), batch_of(args, kwargs))
+            elif frame._attributes is attributes:
+                return None  # an override calling super(): one stage
+            elif name == frame._model_name and version == frame._model_version and id(frame._attributes) in ours:
+                # this request's prediction, of the same model: its telemetry and series (no look-ups)
+                st = Stage(frame._t, stage, None, None, None, attributes)
+            else:
+                st = Stage(telemetry(), stage, name, version, None, attributes)
+            return st if batch_of is None else Scope(key, (st,), batch_of(args, kwargs))
 
-            return wrap(func, enter)
-
-        return make
+        return enter, attributes
 
     def prediction_call(
         self,
@@ -319,7 +359,7 @@ class ModeltelInstrumentor(BaseInstrumentor):
         attributes = stage_attributes(framework, method)
         key = call_key(framework, _PREDICTION)
         telemetry = self._telemetry
-        ours = _prediction_frames.setdefault(key, {})  # every prediction call of this framework
+        ours = prediction_frames(framework)  # every prediction call of this framework
         ours[id(attributes)] = attributes
 
         def make(func: Callable[..., Any], owner: Any) -> Callable[..., Any]:
@@ -332,11 +372,13 @@ class ModeltelInstrumentor(BaseInstrumentor):
                     return None
                 name, version = model_of(args, kwargs) if model_of is not None else (None, None)
                 t = telemetry()
+                if stage is None and batch_of is None:  # no Scope: the frame's attributes say whose it is
+                    return Prediction(t, "predict", name, version, None, attributes)  # Telemetry.prediction
                 managers: tuple[Any, ...] = () if nested else (t.prediction(name, version, attributes=attributes),)
                 if stage is not None:
                     managers += (t.stage(stage, model_name=name, model_version=version, attributes=attributes),)
                 if batch_of is None and len(managers) == 1:
-                    return managers[0]  # no Scope: the frame's attributes say whose it is
+                    return managers[0]
                 return Scope(key, managers, batch_of(args, kwargs) if batch_of is not None else None)
 
             return wrap(func, enter)

@@ -19,6 +19,7 @@ LIBRARY = "library"  # the key of every model-library call
 # The key of the innermost wrapped call running in this context (see the re-entrancy rule above).
 _active: ContextVar[object] = ContextVar("modeltel_instrumented_call", default=None)
 active_call = _active.get  # the key of the innermost instrumented call in this context (LIBRARY, say), or None
+set_active, reset_active = _active.set, _active.reset  # a wrapper that keeps the key itself (torch's), no Scope
 _keys: dict[tuple[str, str], tuple[str, str]] = {}
 current_frame = current.get  # the innermost active modeltel stage or prediction in this context, or None
 

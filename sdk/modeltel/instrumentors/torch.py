@@ -8,8 +8,9 @@ slow hook-dispatch path (about 2 µs per submodule here), where wrapping ``__cal
 prediction: its call tree records nothing (a frozen submodule in eval mode included).
 
 ``torch.compile``'d modules are covered: the ``OptimizedModule`` wrapper is the outermost module, and
-the wrapper only passes through while Dynamo traces (it tests ``is_compiling()`` first, so Dynamo never
-sees the ContextVar). A forward that raises is recorded too.
+the wrapper only passes through while Dynamo traces (it tests ``is_dynamo_compiling()`` first, which
+Dynamo folds to True, so Dynamo never sees the ContextVar nor guards on ``torch.compiler``'s compiling
+flag, tested next for export and AOT tracing). A forward that raises is recorded too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from modeltel import Stage
 from modeltel import taxonomy as tx
 
 from .base import (
@@ -26,8 +28,9 @@ from .base import (
     active_call,
     batch_len,
     current_frame,
+    reset_active,
+    set_active,
     stage_attributes,
-    training_scope,
 )
 
 _ATTRIBUTES = stage_attributes("torch", "forward")
@@ -56,22 +59,31 @@ class TorchInstrumentor(ModeltelInstrumentor):
         import torch
 
         module_call = torch.nn.Module.__call__
-        is_compiling = torch.compiler.is_compiling
+        compiler = torch.compiler
+        is_dynamo_compiling = compiler.is_dynamo_compiling
         is_grad_enabled = torch.is_grad_enabled
-        library_scope = self.library_scope
-        telemetry = self.telemetry
+        telemetry = self._telemetry
 
         def __call__(module: Any, *args: Any, **kwargs: Any) -> Any:
-            if is_compiling() or active_call() is LIBRARY:  # a submodule, or inside another library
-                return module_call(module, *args, **kwargs)
-            if module.training and is_grad_enabled():
-                scope: Any = training_scope()
-            else:
+            # torch.compiler.is_compiling(), less its is_scripting() call (this wrapper is never scripted): Dynamo
+            # folds is_dynamo_compiling() to True, so it never reads (nor guards on) the flag nor the ContextVar
+            if is_dynamo_compiling() or compiler._is_compiling_flag or active_call() is LIBRARY:
+                return module_call(module, *args, **kwargs)  # compiling; a submodule, or inside another library
+            token = set_active(LIBRARY)  # what library_scope's LibraryScope does, without its three calls
+            try:
+                if module.training and is_grad_enabled():  # training: nothing recorded (training_scope)
+                    return module_call(module, *args, **kwargs)
+                t, frame = telemetry(), current_frame()
                 attributes = _ATTRIBUTES  # the batch size is a span attribute only: measured for a span
-                if args and telemetry().may_trace(current_frame()):
+                if args and t.may_trace(frame):
                     attributes = _with_batch_size(batch_len(args[0]))
-                scope = library_scope("torch", "forward", attributes)
-            with scope:
-                return module_call(module, *args, **kwargs)
+                if frame is None or frame.stage is None:  # library_scope's two cases, positionally
+                    stage = Stage(t, tx.STAGE_INFERENCE, None, None, None, attributes)
+                else:  # inside a stage: its child span, no second sample
+                    stage = Stage(t, frame.stage, None, None, "torch.forward", attributes, record=False)
+                with stage:
+                    return module_call(module, *args, **kwargs)
+            finally:
+                reset_active(token)
 
         patches.replace(torch.nn.Module, "__call__", __call__)
