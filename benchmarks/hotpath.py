@@ -8,7 +8,8 @@ Public API: ``@modeltel.monitor_prediction()`` around three ``modeltel.stage()``
 OTLP/HTTP by the pipeline ``modeltel.init()`` builds, to a null receiver in another process
 (``otlp_receiver.py``); metrics every second. Clock (``--clock``): wall time of the serving thread, or the
 process's CPU time (export thread included), for ``--n`` calls and the flush that follows them (so what
-was kept is also exported within the run). The variants take turns
+was kept is also exported within the run), with the garbage collector on as in an application ("of it GC":
+its share, also counted in the figure; figures before part 3's fourth round left it out). The variants take turns
 within each run (a fresh pipeline for each), and the ratios are taken within a run, so that load on a
 shared machine moves every figure together; the table gives the median and the range over the runs.
 "Queue default" is ``OTEL_BSP_MAX_QUEUE_SIZE`` unset (2048): the application outruns the exporter, and
@@ -18,7 +19,6 @@ what the processor leaves out is counted ("shed": traces not started; "dropped":
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import sys
@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import instrumentors
-from overhead import export_pipeline, null_receiver, plain_otel_export, uninstrumented
+from overhead import GcTime, export_pipeline, null_receiver, plain_otel_export, uninstrumented
 
 import modeltel
 
@@ -85,8 +85,9 @@ def variants(port: int) -> dict[str, Callable[[], Callable[[], int]]]:
     }
 
 
-def one_run(build: Callable[[], Callable[[], int]], n: int, clock: Callable[[], float]) -> tuple[float, Any]:
-    """µs per call of a fresh variant (warmed up first), and what its processor left out."""
+def one_run(build: Callable[[], Callable[[], int]], n: int, clock: Callable[[], float]) -> tuple[float, float, Any]:
+    """µs per call of a fresh variant (warmed up first), of it µs in the garbage collector, and what its
+    processor left out."""
     fn = build()
     flush = getattr(fn, "flush", lambda: None)
     for _ in range(min(n, 2000)):
@@ -94,18 +95,16 @@ def one_run(build: Callable[[], Callable[[], int]], n: int, clock: Callable[[], 
     flush()
     left_out = getattr(fn, "left_out", lambda: None)
     before = left_out()
-    gc.collect()
-    gc.disable()
-    start = clock()
-    for _ in range(n):
-        fn()
-    flush()
-    elapsed = clock() - start
-    gc.enable()
+    with GcTime(clock) as gc_time:
+        start = clock()
+        for _ in range(n):
+            fn()
+        flush()
+        elapsed = clock() - start
     after = left_out()
     getattr(fn, "close", lambda: None)()
     shed = None if after is None else {k: v - (before or {}).get(k, 0) for k, v in after.items()}
-    return elapsed / n * 1e6, shed
+    return elapsed / n * 1e6, gc_time.total / n * 1e6, shed
 
 
 def public_api_table(runs: int, n: int, clock: str) -> None:
@@ -113,25 +112,30 @@ def public_api_table(runs: int, n: int, clock: str) -> None:
     with null_receiver() as (http_port, _):
         builders = variants(http_port)
         samples: dict[str, list[float]] = {name: [] for name in builders}
+        in_gc: dict[str, list[float]] = {name: [] for name in builders}
         left: dict[str, Any] = {}
         for _ in range(runs):
             for name, build in builders.items():
-                us, shed = one_run(build, n, timer)
+                us, gc_us, shed = one_run(build, n, timer)
                 samples[name].append(us)
+                in_gc[name].append(gc_us)
                 left[name] = shed
         modeltel.shutdown()
     os.environ.pop("OTEL_BSP_MAX_QUEUE_SIZE", None)
     base = samples["uninstrumented"]
     large = samples["modeltel traced, queue large"]
     print(f"public API, OTLP/HTTP export in process; clock {clock}; {runs} runs of {n} calls, variants alternating")
-    print(f"{'variant':36} {'median µs':>9} {'range':>15} {'added µs':>9} {'x traced large':>15}  left out (last run)")
+    head = f"{'variant':36} {'median µs':>9} {'range':>15} {'of it GC':>9} {'added µs':>9} {'x traced large':>15}"
+    print(f"{head}  left out (last run)")
     for name, values in samples.items():
         added = statistics.median(v - b for v, b in zip(values, base, strict=True))
         ratio = statistics.median(v / q for v, q in zip(values, large, strict=True))
         spread = f"{min(values):.1f}-{max(values):.1f}"
         shed = left.get(name)
         note = "" if shed is None else ", ".join(f"{k} {v}" for k, v in shed.items())
-        print(f"{name:36} {statistics.median(values):9.2f} {spread:>15} {added:9.2f} {ratio:15.2f}  {note}")
+        gc_us = statistics.median(in_gc[name])
+        row = f"{name:36} {statistics.median(values):9.2f} {spread:>15} {gc_us:9.2f} {added:9.2f} {ratio:15.2f}"
+        print(f"{row}  {note}")
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ exported over OTLP to a null receiver in another process (``otlp_receiver.py``),
 encoder (``MODELTEL_OTLP_ENCODER=upstream``) and once with modeltel's. Each timed run ends with a flush, so
 every span it made is encoded and sent inside the run; the span queue is large enough that none is dropped
 (checked); metrics are exported every second. With ``--clock cpu`` (the default) the figure is the CPU
-time of the whole process per prediction, the export threads (and gRPC's) included.
+time of the whole process per prediction, the export threads (and gRPC's) included. The timed loops run
+with the garbage collector on, as an application does, and its share is printed as a column of its own
+("of it GC"; figures before part 3's fourth round in docs/performance.md had it off: they left it out).
 Run: ``python benchmarks/overhead.py [--n 20000] [--export http,grpc]``.
 """
 
@@ -236,22 +238,47 @@ def export_variants(protocols: list[str], ports: dict[str, int]) -> Iterator[tup
                 yield f"{letter}, {tag}, {encoder}", (lambda b=build, p=protocol, e=encoder: b(p, e))
 
 
-def measure(fn: Callable[[], int], n: int, repeats: int, clock: Callable[[], float]) -> float:
-    """Best-of-``repeats`` mean µs per call (the minimum is the least noisy estimate on a shared box)."""
+class GcTime:
+    """Time the garbage collector takes while a timed loop runs (``gc.callbacks``' start and stop, on the
+    benchmark's clock), whichever thread triggers it: the loops run with the collector on, as in an
+    application, so their figures include it, and this says how much of them it is."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.total = 0.0
+        self._started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = self.clock()
+        else:
+            self.total += self.clock() - self._started
+
+    def __enter__(self) -> GcTime:
+        gc.collect()  # every run starts from the same (empty) generations
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_gc)
+
+
+def measure(fn: Callable[[], int], n: int, repeats: int, clock: Callable[[], float]) -> tuple[float, float]:
+    """Best-of-``repeats`` mean µs per call (the minimum is the least noisy estimate on a shared box), with
+    the collector on, and the µs per call of that run spent in the collector."""
     for _ in range(min(n, 2000)):
         fn()
     runs = []
     for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        start = clock()
-        for _ in range(n):
-            fn()
-        flush = getattr(fn, "flush", None)
-        if flush is not None:
-            flush()  # the spans this run made are exported inside it
-        runs.append((clock() - start) / n * 1e6)
-        gc.enable()
+        with GcTime(clock) as gc_time:
+            start = clock()
+            for _ in range(n):
+                fn()
+            flush = getattr(fn, "flush", None)
+            if flush is not None:
+                flush()  # the spans this run made are exported inside it
+            elapsed = clock() - start
+        runs.append((elapsed / n * 1e6, gc_time.total / n * 1e6))
     return min(runs)
 
 
@@ -259,18 +286,18 @@ def run_exported(args: argparse.Namespace, clock: Callable[[], float], a: float)
     """Measure the exported variants, each against the null receiver, and print them side by side."""
     os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "1000000")  # never drop: every span made is paid for
     protocols = ["grpc" if p == "grpc" else "http/protobuf" for p in args.export.split(",")]
-    results: dict[str, tuple[float, int]] = {}
+    results: dict[str, tuple[float, float, int]] = {}
     with null_receiver() as (http_port, grpc_port):
         for name, build in export_variants(protocols, {"http/protobuf": http_port, "grpc": grpc_port}):
             predict = build()
-            us = measure(predict, args.export_n, args.repeats, clock)
-            results[name] = (us, predict.undelivered())
+            us, gc_us = measure(predict, args.export_n, args.repeats, clock)
+            results[name] = (us, gc_us, predict.undelivered())
             getattr(predict, "close", modeltel.shutdown)()
     print(f"\nexported over OTLP to a null receiver in another process; best of {args.repeats} runs of {args.export_n}")
-    print(f"{'variant':36} {'µs/pred':>9} {'added µs':>9} {'x upstream':>11} {'not sent':>9}")
-    for name, (us, lost) in results.items():
+    print(f"{'variant':36} {'µs/pred':>9} {'of it GC':>9} {'added µs':>9} {'x upstream':>11} {'not sent':>9}")
+    for name, (us, gc_us, lost) in results.items():
         upstream = results[name.replace("modeltel", "upstream")][0]
-        print(f"{name:36} {us:9.2f} {us - a:9.2f} {us / upstream:11.2f} {lost:9d}")
+        print(f"{name:36} {us:9.2f} {gc_us:9.2f} {us - a:9.2f} {us / upstream:11.2f} {lost:9d}")
     for tag in ("HTTP" if "http/protobuf" in protocols else None, "gRPC" if "grpc" in protocols else None):
         if tag:
             d, e = results[f"(d) metrics only, {tag}, modeltel"][0], results[f"(e) fully traced, {tag}, modeltel"][0]
@@ -312,14 +339,16 @@ def main() -> None:
     held = modeltel_variant("parentbased_always_off", keep_slow_and_failed=True)
     results["(f) (d) + keep slow/failed"] = measure(held, args.n, args.repeats, clock)
     modeltel.shutdown()
-    a = results["(a) uninstrumented"]
-    b = results["(b) spec prometheus_client"]
-    c, c0 = results["(c) plain OpenTelemetry SDK"], results["(c0) plain OTel, metrics only"]
+    a = results["(a) uninstrumented"][0]
+    b = results["(b) spec prometheus_client"][0]
+    c, c0 = results["(c) plain OpenTelemetry SDK"][0], results["(c0) plain OTel, metrics only"][0]
     print(f"clock: {args.clock}; best of {args.repeats} runs of {args.n} predictions")
-    print(f"{'variant':32} {'µs/pred':>9} {'added µs':>9} {'x (a)':>7} {'x (b)':>7} {'x (c)':>7} {'x (c0)':>7}")
-    for name, us in results.items():
-        print(f"{name:32} {us:9.2f} {us - a:9.2f} {us / a:7.1f} {us / b:7.2f} {us / c:7.2f} {us / c0:7.2f}")
-    d, e = results["(d) modeltel, metrics only"], results["(e) modeltel, fully traced"]
+    head = f"{'variant':32} {'µs/pred':>9} {'of it GC':>9} {'added µs':>9} {'x (a)':>7} {'x (b)':>7} {'x (c)':>7}"
+    print(f"{head} {'x (c0)':>7}")
+    for name, (us, gc_us) in results.items():
+        row = f"{name:32} {us:9.2f} {gc_us:9.2f} {us - a:9.2f} {us / a:7.1f} {us / b:7.2f} {us / c:7.2f}"
+        print(f"{row} {us / c0:7.2f}")
+    d, e = results["(d) modeltel, metrics only"][0], results["(e) modeltel, fully traced"][0]
     print(f"\ngoal (d) <= 10 µs: {d:.1f} µs; goal (e) <= 50 µs: {e:.1f} µs")
     print(f"like with like: metrics only, (d) / (c0) = {d / c0:.2f}; fully traced, (e) / (c) = {e / c:.2f}")
     if args.export:

@@ -28,7 +28,8 @@ from modeltel import __version__, config
 from modeltel import taxonomy as tx
 from modeltel.hotpath import Telemetry
 from modeltel.hotpath import spans as spans_module
-from modeltel.hotpath.recorders import SdkRecorder
+from modeltel.hotpath.fastmetrics import FastMetrics
+from modeltel.hotpath.recorders import FastRecorder, SdkRecorder
 from modeltel.hotpath.spans import FastSpan, SpanFactory
 
 UPSTREAM_TRACE = 0x0AF7651916CD43DD8448EB211C80319C
@@ -330,3 +331,50 @@ def test_light_spans_take_their_ids_from_a_custom_id_generator():
     factory.start("root", {}, None).end()
     (span,) = exporter.get_finished_spans()
     assert (span.context.trace_id, span.context.span_id) == (0xABC, 0xDEF)
+
+
+class _Keeping(SpanProcessor):
+    """Keeps the ended spans as an export buffer does, reading nothing from them."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    def on_end(self, span: Any) -> None:
+        self.spans.append(span)
+
+
+def test_a_light_span_waiting_for_export_is_one_object_for_the_garbage_collector():
+    """What the collector scans while spans wait in the export buffer: one object per span and the root's
+    context its children share, not a ``SpanContext`` more per span (a tuple subclass stays tracked);
+    exemplars on (the default), so recording the stage histograms must not build the contexts either.
+    The context built when it is read is the span's, and the same object at every read."""
+    import gc
+
+    settings = config.load({}, model_name="m", model_version="1")
+    assert settings.exemplar_filter != "always_off"
+    provider = TracerProvider()
+    keeping = _Keeping()
+    provider.add_span_processor(keeping)
+    recorder = FastRecorder(FastMetrics(settings.bucket_overrides, __version__))  # the pipeline's
+    factory = SpanFactory.for_provider(provider, InstrumentationScope(tx.TRACER_NAME, __version__))
+    t = Telemetry(settings, recorder, provider, factory)
+
+    def predict() -> None:
+        with t.prediction():
+            for name in ("preprocess", "inference", "postprocess"):
+                with t.stage(name):
+                    pass
+
+    predict()  # series bound, exemplar slots taken
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(50):
+        predict()
+    gc.collect()
+    assert len(gc.get_objects()) - before <= 5 * 50 + 10
+    root, *children = keeping.spans[-1:-5:-1]
+    assert all(c.parent is root.get_span_context() for c in children)
+    for span in (root, *children):
+        ctx = span.get_span_context()
+        assert span.context is ctx and span._context is ctx and ctx.is_valid and ctx.trace_flags.sampled
+        assert (ctx.trace_id, ctx.span_id, ctx.trace_state) == (span._trace_id, span._span_id, span._trace_state)

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import TraceFlags
 
 from ..hotpath.admission import TraceAdmission
-from ..hotpath.spans import CONTEXT_IS_TUPLE
+from ..hotpath.spans import CONTEXT_IS_TUPLE, FastSpan
 
 _SAMPLED = TraceFlags.SAMPLED
 
@@ -93,10 +93,15 @@ class SheddingSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """O(1): a length check and an append; the export thread is woken once a batch is waiting.
 
-        The common case (sampled, open, below a batch) reads the flags from the context tuple and three
-        attributes; the rest is in :meth:`_busy`."""
-        ctx = span._context
-        if not (ctx[3] if CONTEXT_IS_TUPLE else ctx.trace_flags) & _SAMPLED:
+        The common case (sampled, open, below a batch) reads the flags (a light span's without building
+        its context, which it builds when first read: see ``hotpath.spans``) and three attributes; the
+        rest is in :meth:`_busy`."""
+        if type(span) is FastSpan:
+            flags = span._flags
+        else:
+            ctx = span._context
+            flags = ctx[3] if CONTEXT_IS_TUPLE else ctx.trace_flags
+        if not flags & _SAMPLED:
             return
         queue = self._queue
         n = len(queue)

@@ -29,10 +29,10 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import Span
 
 from .. import taxonomy
-from .spans import CONTEXT_IS_TUPLE
+from .spans import FastSpan
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _INF = float("inf")
@@ -50,15 +50,16 @@ class BoundHistogram:
 
     def reset(self) -> None:
         self._counts = [0] * (len(self._bounds) + 1)
-        self._exemplars: list[tuple[float, int, SpanContext] | None] = [None] * (len(self._bounds) + 1)
+        self._exemplars: list[tuple[float, int, Span] | None] = [None] * (len(self._bounds) + 1)
         self._lock = threading.Lock()
         self._sum = 0.0
         self._min = _INF
         self._max = -_INF
         self.count = 0
 
-    def record(self, value: float, span_context: SpanContext | None = None) -> None:
-        """Add one measurement; a sampled ``span_context`` becomes the bucket's exemplar."""
+    def record(self, value: float, span: Span | None = None) -> None:
+        """Add one measurement; the span it was taken in becomes the bucket's exemplar if it is sampled
+        (the span, not its context: a light span builds its context only when read, see ``.spans``)."""
         # Buckets are upper-inclusive (OTel and Prometheus "le"), which is what bisect_left gives.
         i = bisect_left(self._bounds, value)
         lock = self._lock
@@ -71,9 +72,9 @@ class BoundHistogram:
         if value > self._max:
             self._max = value
         lock.release()
-        # sampled (a held span's is not); the flags read from the context tuple where it is one (see .spans)
-        if span_context is not None and (span_context[3] if CONTEXT_IS_TUPLE else span_context.trace_flags) & 1:
-            self._exemplars[i] = (value, time.time_ns(), span_context)  # its ids are read when collected
+        # sampled (a held span's is not); a light span's flags read without building its context
+        if span is not None and (span._flags if type(span) is FastSpan else span.get_span_context().trace_flags) & 1:
+            self._exemplars[i] = (value, time.time_ns(), span)  # its ids are read when collected
 
     def point(self, start_ns: int, now_ns: int) -> HistogramDataPoint | None:
         if not self.count:
@@ -81,9 +82,9 @@ class BoundHistogram:
         with self._lock:
             counts = list(self._counts)
             total, count, lo, hi = self._sum, self.count, self._min, self._max
-            exemplars = [
-                Exemplar({}, e[0], e[1], e[2].span_id, e[2].trace_id) for e in self._exemplars if e is not None
-            ]  # latest per bucket, as OTel's aligned-bucket reservoir keeps
+            spans = [(e[0], e[1], e[2].get_span_context()) for e in self._exemplars if e is not None]
+        # latest per bucket, as OTel's aligned-bucket reservoir keeps
+        exemplars = [Exemplar({}, value, ns, ctx.span_id, ctx.trace_id) for value, ns, ctx in spans]
         return HistogramDataPoint(
             attributes=self.attributes,
             start_time_unix_nano=start_ns,

@@ -343,7 +343,7 @@ class Generation(Prediction):
         if not self._cancelled:
             Prediction._count(self, elapsed, exc, span)
             return
-        self._series.record(elapsed, span.get_span_context() if span is not None and self._t.exemplars else None)
+        self._series.record(elapsed, span if span is not None and self._t.exemplars else None)
         self.model.count_cancelled()
 
     def _error(self, exc: BaseException) -> None:
@@ -361,7 +361,7 @@ class Generation(Prediction):
     def _record_genai(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         """Record the GenAI metrics and span attributes, once, as the generation ends."""
         series = self._genai()
-        ctx = span.get_span_context() if span is not None and self._t.exemplars else None
+        ctx = span if span is not None and self._t.exemplars else None  # the span an exemplar names
         first, counted = self._first, self._tokens
         output = self.output_tokens
         ttft = first - self._start if first else None

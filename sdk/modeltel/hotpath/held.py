@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from .spans import FastSpan
 
@@ -57,12 +58,13 @@ class SpanHold:
         factory = self._factory
         if parent is not None and parent.is_valid:
             flags = TraceFlags(parent.trace_flags & _NOT_SAMPLED)
-            context = SpanContext(parent.trace_id, factory._new_span_id(), False, flags, parent.trace_state)
+            trace_id, trace_state = parent.trace_id, parent.trace_state
         else:
             parent = None
             flags = TraceFlags(factory._root_flags & _NOT_SAMPLED)
-            context = SpanContext(factory._new_trace_id(), factory._new_span_id(), False, flags)
-        return FastSpan(self, name, context, parent, attributes, kind, start_time)  # type: ignore[arg-type]
+            trace_id, trace_state = factory._new_trace_id(), DEFAULT_TRACE_STATE
+        ids = trace_id, factory._new_span_id(), flags, trace_state
+        return FastSpan(self, name, *ids, parent, attributes, kind, start_time)  # type: ignore[arg-type]
 
     def finish(self, span: FastSpan) -> None:
         self.spans.append(span)
@@ -106,6 +108,7 @@ def _copy(span: FastSpan, factory: SpanFactory, context: SpanContext, parent: Sp
         limits.max_span_attributes, span._attributes, immutable=False, max_value_len=limits.max_span_attribute_length
     )
     attributes.dropped += getattr(span._attributes, "dropped", 0)
-    copy = FastSpan(factory, span._name, context, parent, attributes, span._kind, span._start_time)
+    ids = context.trace_id, context.span_id, context.trace_flags, context.trace_state
+    copy = FastSpan(factory, span._name, *ids, parent, attributes, span._kind, span._start_time)
     copy._events, copy._links, copy._status = span._events, span._links, span._status
     return copy

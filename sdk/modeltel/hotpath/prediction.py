@@ -120,7 +120,7 @@ class Prediction(Stage):
 
     def _count(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         """Record the latency sample and the predictions count: "cancelled" when a cancellation ended it."""
-        self._series.record(elapsed, span._context if span is not None and self._t.exemplars else None)
+        self._series.record(elapsed, span if span is not None and self._t.exemplars else None)
         if exc is not None and is_cancellation(exc):
             self.model.count_cancelled()
         else:

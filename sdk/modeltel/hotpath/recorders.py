@@ -1,7 +1,7 @@
 """Where a prediction's measurements go: modeltel's fast aggregation, or plain OpenTelemetry instruments.
 
-Both recorders hand out *bound* series with the same three methods (``record(value, span_context)``,
-``add(n)``, ``set(value)``), so :mod:`.stage` never branches on which one it has.
+Both recorders hand out *bound* series with the same three methods (``record(value, span)``: ``span`` is
+the one an exemplar names; ``add(n)``, ``set(value)``), so :mod:`.stage` never branches on which one it has.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from opentelemetry import metrics
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import Span
 
 from .. import taxonomy as tx
 from .fastmetrics import FastMetrics
@@ -41,7 +41,7 @@ class _SdkHistogram:
         self._record = instrument.record
         self.attributes = dict(attributes)
 
-    def record(self, value: float, span_context: SpanContext | None = None) -> None:
+    def record(self, value: float, span: Span | None = None) -> None:
         # The active span is current while a stage records, so the SDK's exemplar filter sees it.
         self._record(value, self.attributes)
 

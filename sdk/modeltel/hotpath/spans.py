@@ -178,9 +178,7 @@ class SpanFactory:
         if trace_state is None:  # a sampler's "none": SpanContext's default, as its __new__ gives it
             trace_state = DEFAULT_TRACE_STATE
         span_id = self._span_bits() or self._new_span_id()  # (a zero from the bits: the generator's loop)
-        # SpanContext(trace_id, span_id, False, flags, trace_state), without its Python __new__: our ids are valid
-        context = _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
-        span = FastSpan(self, name, context, parent, attributes, kind, start_time)
+        span = FastSpan(self, name, trace_id, span_id, flags, trace_state, parent, attributes, kind, start_time)
         bound = self._bound
         if bound[1] or self._chain is None or self._chain._span_processors is not bound[0]:
             self.started(span)  # (else no processor of the current set has an on_start: nothing to call)
@@ -229,35 +227,53 @@ class SpanFactory:
         return bound
 
 
+class _BuiltOnRead:
+    """``FastSpan._context``, built from the span's fields when first read, then kept in the instance (which
+    this non-data descriptor yields to): a span waiting in the export buffer is one object for the garbage
+    collector to scan, not two (a ``SpanContext``, a tuple subclass, stays tracked). Built as
+    ``SpanContext(trace_id, span_id, False, flags, trace_state)``, without its Python ``__new__`` (our ids
+    are valid); two threads reading it first build equal contexts, and either is kept."""
+
+    def __get__(self, span: FastSpan | None, owner: type | None = None) -> Any:
+        if span is None:
+            return self
+        ids = span._trace_id, span._span_id, False, span._flags, span._trace_state, True
+        ctx = span._context = _tuple_new(SpanContext, ids)
+        return ctx
+
+
 class FastSpan(trace_api.Span, ReadableSpan):
     """A recording span that is its own ``ReadableSpan`` once ended.
 
-    It fills the same fields ``ReadableSpan`` reads, so processors and exporters take it as it is. It keeps
-    the SDK span's rules at less cost: the provider's ``SpanLimits`` (applied to what is added, and to the
-    start attributes only when they exceed a limit), events and links in ``BoundedList`` (a deque with a
-    ``maxlen`` and a dropped count) made on the first one, one end, and nothing changes after it (a change
-    is ignored with the SDK's warning). Instead of a lock per span, every change takes one module-wide
-    lock for its check-and-set, and ``end`` claims the span atomically (see :meth:`end`): two threads
-    ending a span export it once, and an attribute set while another thread ends the span either lands
-    before the end or not at all.
+    It fills the fields ``ReadableSpan`` reads (its context when first read), so processors and exporters
+    take it as it is. It keeps the SDK span's rules at less cost: the provider's ``SpanLimits`` (applied to
+    what is added, and to start attributes only when they exceed a limit), events and links in a
+    ``BoundedList`` made on the first one, one end, and nothing changes after it (a change is ignored with
+    the SDK's warning). Instead of a lock per span, every change takes one module-wide lock for its
+    check-and-set, and ``end`` claims the span atomically (:meth:`end`): two threads ending a span export
+    it once, and an attribute set while another thread ends it lands before the end or not at all.
     """
 
     _changed = False  # set (on the instance) by the first change: see end()
     # what every span starts with, read from the class until a change sets the instance's own (one store
     # less each per span): the kind, no events or links (a BoundedList from the first one), UNSET status,
     # not ended, and the deprecated instrumentation info exporters no longer read
-    _kind = SpanKind.INTERNAL
+    _kind, _status = SpanKind.INTERNAL, _UNSET
     _events: Sequence[Event] = ()
     _links: Sequence[Link] = ()
-    _status = _UNSET
     _end_time: int | None = None
     _instrumentation_info = None
+    _trace_state = DEFAULT_TRACE_STATE  # (shared; stored when another)
+    _context = _BuiltOnRead()  # from the ids, flags and trace state
 
     def __init__(
         self,
         factory: SpanFactory,
         name: str,
-        context: SpanContext,
+        trace_id: int,
+        span_id: int,
+        flags: TraceFlags,
+        trace_state: TraceState,
         parent: SpanContext | None,
         attributes: Mapping,
         kind: SpanKind = SpanKind.INTERNAL,
@@ -265,7 +281,11 @@ class FastSpan(trace_api.Span, ReadableSpan):
     ) -> None:
         self._factory = factory
         self._name = name
-        self._context = context
+        self._trace_id = trace_id
+        self._span_id = span_id
+        self._flags = flags  # (its own: read for every span, where a class attribute's read is slower)
+        if trace_state is not DEFAULT_TRACE_STATE:
+            self._trace_state = trace_state
         self._parent = parent
         if kind is not SpanKind.INTERNAL:
             self._kind = kind

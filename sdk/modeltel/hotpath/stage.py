@@ -168,8 +168,8 @@ class Stage:
             if self._root:
                 self._close_prediction(elapsed, exc, span)  # ends its span
             else:
-                if self._record:  # (a recording span of ours, light or the SDK's, has its context in _context)
-                    self._series.record(elapsed, span._context if span is not None and self._t.exemplars else None)
+                if self._record:
+                    self._series.record(elapsed, span if span is not None and self._t.exemplars else None)
                 if exc is not None:
                     self._on_error(exc, span)
                 if span is not None:

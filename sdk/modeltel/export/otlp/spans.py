@@ -91,11 +91,13 @@ class SpanEncoder:
             reads_fields = _reads_fields(type(span))
         if not reads_fields:
             span = _plain(span)
-        ctx = span._context
         parent = span._parent
-        if CONTEXT_IS_TUPLE:  # its fields without a property call each (hotpath.spans checks the layout)
-            trace_id, span_id, _, _, trace_state, _ = ctx
+        if type(span) is FastSpan:  # the fields its context is built from (it is built only when read)
+            trace_id, span_id, trace_state = span._trace_id, span._span_id, span._trace_state
+        elif CONTEXT_IS_TUPLE:  # its fields without a property call each (hotpath.spans checks the layout)
+            trace_id, span_id, _, _, trace_state, _ = span._context
         else:
+            ctx = span._context
             trace_id, span_id, trace_state = ctx.trace_id, ctx.span_id, ctx.trace_state
         high, low = trace_id >> 64, trace_id & _LOW64
         if trace_state:
