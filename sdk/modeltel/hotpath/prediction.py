@@ -82,13 +82,14 @@ class Prediction(Stage):
         self.sampled = False
         if parent is not None and not parent.sampled:
             return None
+        never = parent is None and self._t.no_roots and otelctx.no_current_span()  # (without three calls)
+        if never and self._t.keep_threshold is None:
+            return None  # a root that is never sampled (metrics only) and never held: no attributes needed
         attrs = model.prediction_span_attrs
         if self._attributes:
             attrs = model.span_attrs_with(attrs, self._attributes)
-        if parent is None and self._t.no_roots and otelctx.no_current_span():
-            span = None  # a root that is never sampled (metrics only), told without three calls
-        else:
-            span = self._span = self._start_span(parent, attrs)
+        span = None if never else self._start_span(parent, attrs)
+        self._span = span
         # held when it is the outermost modeltel span: a root, or inside a framework's adopted server span
         if (
             span is None
