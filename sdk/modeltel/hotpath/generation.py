@@ -361,7 +361,7 @@ class Generation(Prediction):
     def _record_genai(self, elapsed: float, exc: BaseException | None, span: trace.Span | None) -> None:
         """Record the GenAI metrics and span attributes, once, as the generation ends."""
         series = self._genai()
-        ctx = span if span is not None and self._t.exemplars else None  # the span an exemplar names
+        exemplar = span if span is not None and self._t.exemplars else None  # the span an exemplar names
         first, counted = self._first, self._tokens
         output = self.output_tokens
         ttft = first - self._start if first else None
@@ -371,20 +371,20 @@ class Generation(Prediction):
             end = self._last if counted > 1 else self._start + elapsed
             tpot = (end - first) / (steps - 1) if steps > 1 else None
         if self._cancelled:
-            series.failed(tx.ERROR_TYPE_CANCELLED, self._client).record(elapsed, ctx)
+            series.failed(tx.ERROR_TYPE_CANCELLED, self._client).record(elapsed, exemplar)
         elif exc is not None or self.failed:
             kind = self._t.genai.error_guard(type(exc).__name__ if exc is not None else tx.STATUS_ERROR)
-            series.failed(kind, self._client).record(elapsed, ctx)
+            series.failed(kind, self._client).record(elapsed, exemplar)
         else:
-            series.duration.record(elapsed, ctx)
+            series.duration.record(elapsed, exemplar)
             if ttft is not None and series.ttft is not None:
-                series.ttft.record(ttft, ctx)
+                series.ttft.record(ttft, exemplar)
             if tpot is not None and series.tpot is not None:
-                series.tpot.record(tpot, ctx)
+                series.tpot.record(tpot, exemplar)
         if self._input_tokens is not None:
-            series.input_tokens.record(float(self._input_tokens), ctx)
+            series.input_tokens.record(float(self._input_tokens), exemplar)
         if output or self._output_tokens is not None:
-            series.output_tokens.record(float(output), ctx)
+            series.output_tokens.record(float(output), exemplar)
         if span is not None:
             span.set_attributes(self._span_fields(output, ttft, tpot))
 
