@@ -255,7 +255,8 @@ def _keep_alive(resources: contextlib.ExitStack, loadgen: Any, urls: dict[str, s
     print(f"\nThe collector keeps running at {urls['listen']} (/metrics, /api/traces), the model serving a trickle")
     print(f"of {TRICKLE_RATE:.0f} requests/s so its charts stay live; the collector's detectors may read the drop from")
     print("the full load as throughput_drop on the Alerts page. Ctrl-C (or SIGTERM) stops it all.", flush=True)
-    collector.wait()
+    while collector.poll() is None:  # not wait(): the signal may reach a trickle thread, and CPython then runs
+        time.sleep(0.5)  # the handler only when the main thread next runs bytecode, never inside waitpid
 
 
 def _print_report(families: dict[str, Any], before: dict[str, float], elapsed: float, result: Any, api: str) -> None:
