@@ -6,6 +6,7 @@ import ctypes
 import math
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -114,10 +115,13 @@ def _signal_a_thread_other_than_main(pid: int, sig: int) -> None:
 def test_a_signal_stops_every_process_and_removes_every_temporary_directory(tmp_path, sig, marker, code, to_thread):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    stderr = (tmp_path / "stderr").open("w")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "modeltel"), "demo", "--keep", "--duration", "2", "--concurrency", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
+        env={**os.environ, "TMPDIR": str(tmp), "PYTHONFAULTHANDLER": "1"},  # a hang then tells where it is
         start_new_session=True,  # its own session: every process it starts is found by session id
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)),  # and leaves no core file
     )  # fmt: skip
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -130,12 +134,30 @@ def test_a_signal_stops_every_process_and_removes_every_temporary_directory(tmp_
             _signal_a_thread_other_than_main(proc.pid, sig)
         else:
             os.kill(proc.pid, sig)  # to the demo alone, not its group: it must stop its children itself
-        assert proc.wait(timeout=120) == code
+        assert _exit_code(proc, tmp_path / "stderr") == code
         assert _left_in_session(proc.pid) == []
         assert list(tmp.iterdir()) == []
     finally:
+        stderr.close()
         for p in _left_in_session(proc.pid):
             p.kill()
+
+
+def _exit_code(proc: subprocess.Popen, stderr: Path, timeout: float = 120) -> int:
+    """``proc``'s exit code; if it is still running after ``timeout``, a failure that says where it waits:
+    its main thread's kernel state and signal masks, then every Python thread's stack (faulthandler on
+    SIGABRT), so a hang seen once in CI explains itself."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+        wanted = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+        masks = [line for line in status if line.startswith(wanted)]
+        wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+        os.kill(proc.pid, signal.SIGABRT)
+        proc.wait(timeout=30)
+        stacks = stderr.read_text()[-6000:]
+        pytest.fail(f"still running {timeout:.0f} s after the signal; main thread in {wchan!r}, {masks}\n{stacks}")
 
 
 def _families_with(meters_nvml) -> dict:
