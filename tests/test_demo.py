@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeltel.cli.demo import prediction_counts, resource_lines, stage_table
+from modeltel.cli.loopback import stop_process
 from modeltel.export.readers import prometheus_reader_class
 from modeltel.meters import install_meters
 from modeltel.promql import histogram_quantile
@@ -158,6 +160,20 @@ def _exit_code(proc: subprocess.Popen, stderr: Path, timeout: float = 120) -> in
         proc.wait(timeout=30)
         stacks = stderr.read_text()[-6000:]
         pytest.fail(f"still running {timeout:.0f} s after the signal; main thread in {wchan!r}, {masks}\n{stacks}")
+
+
+def test_stopping_several_processes_takes_one_bound_not_the_sum():
+    """Ctrl-C stops the demo's collector, servers, Prometheus and Alertmanager; one that ignores SIGTERM
+    must not make the next wait its own full bound."""
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    procs = [subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE) for _ in range(3)]
+    for proc in procs:
+        proc.stdout.readline()  # SIGTERM is ignored from here on
+    start = time.monotonic()
+    stop_process(*procs, timeout=1.0)
+    took = time.monotonic() - start
+    assert [proc.returncode for proc in procs] == [-signal.SIGKILL] * 3
+    assert 1.0 <= took < 2.5, took  # one bound of 1 s (3 s or more when each waits its own)
 
 
 def _families_with(meters_nvml) -> dict:

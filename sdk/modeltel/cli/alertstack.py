@@ -227,11 +227,7 @@ class AlertStack:
 
     def close(self) -> None:
         self.stop_load.set()
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            stop_process(proc)
+        stop_process(*reversed(self.procs))
         self.procs.clear()
         if self.webhook is not None:
             self.webhook.shutdown()

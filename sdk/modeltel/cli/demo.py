@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -181,14 +182,16 @@ def _say_stopped(stop: _Stopped) -> None:
 def _play(resources: contextlib.ExitStack, loadgen: Any, duration: float, concurrency: int, *, keep: bool) -> None:
     workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="modeltel-demo-")))
     alerts = _alert_stack(resources, workdir)
+    procs: list[subprocess.Popen] = []  # stopped together, within one bound, after the load ends
+    resources.callback(lambda: stop_process(*reversed(procs)))
     collector, urls = start_collector(workdir, alerts.alertmanager_url if alerts else "")
-    resources.callback(stop_process, collector)
+    procs.append(collector)
     print(f"modeltel demo: collector at {urls['listen']} (OTLP/HTTP in at {urls['otlp_http']})")
     print(f"modeltel demo: its web console is live at {urls['listen']}/ while the demo runs")
     port = free_port()
     print(f"modeltel demo: starting the iris model server on 127.0.0.1:{port} under `modeltel run`")
     server = start_server(urls["otlp_http"], port)
-    resources.callback(stop_process, server)
+    procs.append(server)
     stop_load = threading.Event()
     resources.callback(stop_load.set)  # before the server stops: the clients end instead of retrying
     wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
@@ -211,7 +214,7 @@ def _play(resources: contextlib.ExitStack, loadgen: Any, duration: float, concur
     print(f"\nmodeltel demo: open the console at {urls['listen']}/", flush=True)
     if keep:
         try:
-            _keep_alive(resources, loadgen, urls, collector)
+            _keep_alive(resources, procs, loadgen, urls, collector)
         except _Stopped as stop:  # the expected way out of --keep: the ExitStack stops everything, exit 0
             _say_stopped(stop)
 
@@ -242,12 +245,14 @@ def _alert_scene(stack: AlertStack, duration: float) -> None:
     play_alert_scene(stack, duration=min(duration, 20.0))
 
 
-def _keep_alive(resources: contextlib.ExitStack, loadgen: Any, urls: dict[str, str], collector: Any) -> None:
+def _keep_alive(
+    resources: contextlib.ExitStack, procs: list, loadgen: Any, urls: dict[str, str], collector: Any
+) -> None:
     """A trickle of load on the model until Ctrl-C or SIGTERM (:class:`_Stopped`), so the console's charts
-    stay live."""
+    stay live; its server joins ``procs``, which the demo stops together."""
     port, stop = free_port(), threading.Event()
     server = start_server(urls["otlp_http"], port)
-    resources.callback(stop_process, server)
+    procs.append(server)
     resources.callback(stop.set)
     wait_http(f"http://127.0.0.1:{port}/healthz", 60, server)
     args = (f"http://127.0.0.1:{port}/predict", math.inf, 2, loadgen.ERROR_FRACTION)

@@ -66,15 +66,19 @@ def samples(families: dict[str, Any], family: str, suffix: str = "") -> list[Any
     return [s for s in f.samples if s.name == family + suffix] if f is not None else []
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM (each process here drains and exits on it), SIGKILL if it is still there after ``timeout``."""
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop_process(*procs: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM to each (every process here drains and exits on it), SIGKILL to any still there ``timeout``
+    seconds later: one bound for them all, so stopping several takes as long as the slowest, not the sum."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def start_collector(workdir: Path, alertmanager_url: str = "") -> tuple[subprocess.Popen, dict[str, str]]:
