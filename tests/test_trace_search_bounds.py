@@ -128,6 +128,19 @@ def test_rotating_service_names_cannot_grow_a_search_without_a_service(tmp_path)
     assert costs[0] == costs[1] <= 22, costs  # the list, then a cursor per listed service (not per one ever seen)
 
 
+def test_a_store_opened_over_its_service_bound_is_brought_within_it(tmp_path) -> None:
+    """A store filled by an older collector, or reopened with a smaller ``max_services``, is bounded on
+    opening, not only once a new service writes (with a fixed set of services that is never)."""
+    stats = Stats()
+    path = tmp_path / "t.db"
+    _rotate(path, 30, stats)
+    assert stats.counters["modeltel_collector_truncated"]["trace_services"] == 0  # 30 fit the default
+    store = SpanStore(str(path), stats=stats, max_services=10)
+    assert store.services() == [f"rot-{i:03}" for i in range(20, 30)]  # the 10 written last
+    assert stats.counters["modeltel_collector_truncated"]["trace_services"] == 20
+    store.close()
+
+
 def test_the_service_list_has_a_byte_bound_and_a_long_name_cannot_empty_it(tmp_path) -> None:
     stats = Stats()
     path = tmp_path / "t.db"

@@ -93,6 +93,10 @@ class SpanStore:
             if self._opened.is_set():
                 return
             self.count = spanfile.open_file(self._writer, self._reader)
+            self._writer.execute("BEGIN")
+            evicted = spanservices.evict(self._writer, self.max_services)  # an older or a roomier store's
+            self._writer.execute("COMMIT")
+            self._count_evicted(evicted)
             self._opened.set()
 
     def wait_open(self, timeout_s: float | None = None) -> bool:
@@ -221,8 +225,11 @@ class SpanStore:
         evicted = spanservices.record(w, services, now_ns, self.max_services)
         w.execute("COMMIT")
         self.count += spans
-        if evicted and self._stats is not None:
-            self._stats.inc("modeltel_collector_truncated", "trace_services", evicted)
+        self._count_evicted(evicted)
+
+    def _count_evicted(self, services: int) -> None:
+        if services and self._stats is not None:
+            self._stats.inc("modeltel_collector_truncated", "trace_services", services)
 
     def _rollback(self) -> None:
         if self._writer.in_transaction:
@@ -290,8 +297,8 @@ class SpanStore:
         return sorted(spans, key=lambda s: s["start_time_unix_nano"])
 
     def services(self) -> list[str]:
-        """Every service with a trace written within ``max_age_s``, however busy the others are, up to the
-        ``max_services`` written last (``spanservices``)."""
+        """Every service with a trace written within ``max_age_s``, up to the ``max_services`` written last
+        (``spanservices``)."""
         with self._reading():
             return [name for (name,) in self._reader.execute("SELECT name FROM services ORDER BY name")]
 
