@@ -34,12 +34,11 @@ _NOT_SAMPLED = ~TraceFlags.SAMPLED & 0xFF
 class SpanHold:
     """The spans of one held prediction, in the order they ended. It is a ``FastSpan``'s factory."""
 
-    __slots__ = ("_factory", "limits", "provider", "resource", "scope", "spans", "start_fits")
+    __slots__ = ("_factory", "limits", "provider", "scope", "spans", "start_fits")
 
     def __init__(self, factory: SpanFactory) -> None:
         self._factory = factory
         self.provider = factory.provider
-        self.resource = factory.resource
         self.scope = factory.scope
         self.limits = factory.limits
         self.start_fits = factory.start_fits

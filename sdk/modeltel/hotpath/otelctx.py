@@ -11,18 +11,17 @@ any other runtime context (``OTEL_PYTHON_CONTEXT``), or where the private attrib
 it calls OpenTelemetry's API instead.
 
 Where ``FAST`` is true, a stage builds the new context itself (``Context(current)`` and
-``set_item(new, SPAN_KEY, span)``, what :func:`with_span` does, without its frame) and resets the variable
-with ``reset`` (a foreign token raises: then :func:`detach` logs it, as OpenTelemetry's would).
+``set_item(new, SPAN_KEY, span)``, what ``set_span_in_context`` does, without its frames) and resets the
+variable with ``reset`` (a foreign token raises: then :func:`detach` logs it, as OpenTelemetry's would).
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
@@ -31,17 +30,7 @@ _var = getattr(_runtime, "_current_context", None) if type(_runtime) is ContextV
 _SPAN_KEY = getattr(getattr(trace, "propagation", None), "_SPAN_KEY", None)
 
 
-def _with_span_api(span: trace.Span, context: Context) -> Context:
-    return trace.set_span_in_context(span, context)
-
-
 set_item = dict.__setitem__  # Context refuses item assignment; a copy and this is set_value's one copy
-
-
-def _with_span_fast(span: trace.Span, context: Context) -> Context:
-    new = Context(context)
-    set_item(new, _SPAN_KEY, span)
-    return new
 
 
 def _span_context_fast() -> SpanContext:
@@ -65,28 +54,19 @@ def _no_span_api() -> bool:
     return not _span_context_api().is_valid
 
 
-def _detach_fast(token: Token[Context]) -> None:
-    try:
-        _var.reset(token)  # type: ignore[union-attr]
-    except Exception:  # a foreign token: OpenTelemetry's detach logs it, as it always has
-        otel_context.detach(token)
-
-
 FAST = isinstance(_var, ContextVar) and type(_SPAN_KEY) is str
 SPAN_KEY = _SPAN_KEY
+with_span = trace.set_span_in_context  # where FAST is false (where it is, a stage does this itself)
+detach = otel_context.detach  # logs a foreign token, as it always has
 if FAST:
     get_current: Any = _var.get
     attach: Any = _var.set
-    reset: Any = _var.reset  # type: ignore[union-attr]
-    detach: Any = _detach_fast
-    with_span: Any = _with_span_fast
+    reset: Any = _var.reset  # type: ignore[union-attr]  (a foreign token raises: then ``detach``)
     current_span_context: Any = _span_context_fast
     no_current_span: Any = _no_span_fast
 else:  # another runtime context, or moved internals: OpenTelemetry's API, as it is
     get_current = otel_context.get_current
     attach = otel_context.attach
     reset = otel_context.detach  # (logs a foreign token itself; never raises)
-    detach = otel_context.detach
-    with_span = _with_span_api
     current_span_context = _span_context_api
     no_current_span = _no_span_api

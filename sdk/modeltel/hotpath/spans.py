@@ -31,7 +31,6 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
     Event,
     ReadableSpan,
@@ -127,12 +126,6 @@ class SpanFactory:
             self.start_fits = -1
         # raised by the span processor when its buffer is past its high-water mark (see .admission)
         self.admission = TraceAdmission()
-
-    @property
-    def resource(self) -> Resource:
-        """The provider's resource, read for every span: not fixed when the provider is built, because a
-        forked worker's pipeline gives it a new one (the worker's own ``service.instance.id``)."""
-        return self.provider.resource
 
     def shed_with(self, admission: TraceAdmission) -> None:
         """Shed new traces while ``admission`` says so (the pipeline's span processor owns it)."""

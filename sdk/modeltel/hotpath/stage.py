@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import taxonomy as tx
@@ -147,7 +148,7 @@ class Stage:
         if span is not None:
             self.sampled = True
             if otelctx.FAST:  # otelctx.with_span without its call
-                ctx = self._otel_ctx = otelctx.Context(otelctx.get_current())
+                ctx = self._otel_ctx = Context(otelctx.get_current())
                 otelctx.set_item(ctx, otelctx.SPAN_KEY, span)
             else:
                 ctx = self._otel_ctx = otelctx.with_span(span, otelctx.get_current())
