@@ -7,12 +7,16 @@ recorded as an event so the trace still says why the span ended early."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.trace import StatusCode
 
 import modeltel
 from modeltel import taxonomy as tx
+from modeltel_collector.process.spanmetrics import process_traces
+from modeltel_collector.store.metrics import MetricStore
 
 PREDICTIONS = tx.PREDICTIONS.otel_name
 ERRORS = tx.ERRORS.otel_name
@@ -126,3 +130,25 @@ def test_a_decorated_prediction_stream_closed_early_is_cancelled_as_a_generation
     assert captured.count(PREDICTIONS, status=tx.STATUS_SUCCESS) == 0
     (span,) = captured.spans()
     _cancelled_span(span)
+
+
+def test_the_collector_counts_a_cancelled_prediction_from_its_span_as_the_sdk_does(captured):
+    """An app that sends only traces: the collector derives ``model_predictions_total`` from its spans, so
+    the span must say cancelled (``error.type``) where the SDK counted it so."""
+
+    async def serve(started: asyncio.Event) -> None:
+        with modeltel.prediction():
+            started.set()
+            await asyncio.Event().wait()
+
+    with modeltel.prediction():
+        pass
+    with pytest.raises(ValueError), modeltel.prediction():
+        raise ValueError("bad input")
+    _run_and_cancel(serve)
+    store = MetricStore()
+    process_traces(encode_spans(captured.spans()), store, now=time.time())
+    family = store.families[tx.PREDICTIONS.prometheus_name]
+    derived = {dict(labels)["status"]: s.value for labels, s in family.series.items()}
+    sdk = {p.attributes["status"]: p.value for p in captured.points(PREDICTIONS)}
+    assert derived == sdk == {tx.STATUS_SUCCESS: 1, tx.STATUS_ERROR: 1, tx.STATUS_CANCELLED: 1}

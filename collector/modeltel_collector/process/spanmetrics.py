@@ -209,7 +209,8 @@ def _scan_scope(
         gen = read_generation(sp, extra, model, failed) if kind in _GENERATION_KINDS and extra else None
         if derived is not None and kind:
             obs = (duration, trace_id, span_id, end)
-            derived.append((kind, stage, model, version, has_model, span_id, parent, failed, obs, gen))
+            status = _status(failed, extra, gen) if kind == _PREDICTION else ""
+            derived.append((kind, stage, model, version, has_model, span_id, parent, status, obs, gen))
         if facts is not None and kind in _FACT_KINDS:
             _add_fact(facts, kind, model, version, duration, end, failed, extra or {}, gen)
     if derived:
@@ -248,24 +249,35 @@ def _add_fact(
         facts.append(Feedback(end / 1e9, pid, correct, None if label is None else label.string_value))
 
 
+def _status(failed: bool, extra: dict | None, gen: Generation | None) -> str:
+    """A prediction span's ``status`` label, as the SDK counts it: a cancellation (``error.type`` cancelled
+    on a span that did not fail, or a generation whose consumer left) is neither success nor error."""
+    if failed:
+        return tx.STATUS_ERROR
+    if gen is not None and gen.cancelled:
+        return tx.STATUS_CANCELLED
+    error_type = extra.get(tx.ATTR_ERROR_TYPE) if extra else None
+    if error_type is not None and error_type.string_value == tx.ERROR_TYPE_CANCELLED:
+        return tx.STATUS_CANCELLED
+    return tx.STATUS_SUCCESS
+
+
 def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_GroupKey, list[Observation]]) -> None:
     """Add one scope's prediction and stage spans to their derived series' observations.
 
     Stage spans without model attributes inherit them from their prediction span in the same batch. A
-    generation whose consumer left counts under ``status="cancelled"``, as the SDK counts it. A client
+    prediction counts under the status :func:`_status` read from its span. A client
     call inside a prediction (``modeltel.kind=client``) adds its GenAI series only: its prediction counts
     the request.
     """
     parents: dict[bytes, tuple[str, str]] = {}  # prediction (or call) span id -> its (model, version)
-    for kind, _, model, version, _, span_id, _, failed, obs, gen in spans:
+    for kind, _, model, version, _, span_id, _, status, obs, gen in spans:
         if kind not in _GENERATION_KINDS:
             continue
         parents[span_id] = (model, version)
         if gen is not None:
             groups.setdefault((ri, scope, _GENERATION, model, version, "", ""), []).append(gen)
         if kind == _PREDICTION:
-            status = tx.STATUS_ERROR if failed else tx.STATUS_SUCCESS
-            status = tx.STATUS_CANCELLED if gen is not None and gen.cancelled else status
             groups.setdefault((ri, scope, kind, model, version, "", status), []).append(obs)
     for kind, stage, model, version, has_model, _, parent, _, obs, _ in spans:
         if kind == _STAGE_KIND:

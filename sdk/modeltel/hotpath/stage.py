@@ -214,10 +214,13 @@ class Stage:
         itself: every ``model_errors_total`` sample belongs to a ``model_predictions_total`` sample with the
         same model labels, so errors per prediction is well defined (docs/metrics.md). A stage outside
         any prediction counts no error; its span still says ERROR. A cancellation (:func:`is_cancellation`)
-        is none: the span's status stays unset, with the exception as an event (why it ended early)."""
+        is none: the span's status stays unset, with the exception as an event (why it ended early), and a
+        prediction's span says ``error.type="cancelled"``, which is how a collector counts it from the span."""
         if is_cancellation(exc):
             if span is not None:
                 span.record_exception(exc, escaped=True)
+                if self._root:
+                    span.set_attribute(tx.ATTR_ERROR_TYPE, tx.ERROR_TYPE_CANCELLED)
             return
         if self.counted is not exc:  # a nested stage has not handed it on already
             frame = self
