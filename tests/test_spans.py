@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import types
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -21,14 +22,14 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanContext, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from modeltel import __version__, config
 from modeltel import taxonomy as tx
 from modeltel.hotpath import Telemetry
 from modeltel.hotpath import spans as spans_module
-from modeltel.hotpath.fastmetrics import FastMetrics
+from modeltel.hotpath.fastmetrics import BoundHistogram, FastMetrics
 from modeltel.hotpath.recorders import FastRecorder, SdkRecorder
 from modeltel.hotpath.spans import FastSpan, SpanFactory
 
@@ -367,14 +368,43 @@ def test_a_light_span_waiting_for_export_is_one_object_for_the_garbage_collector
 
     predict()  # series bound, exemplar slots taken
     gc.collect()
-    before = len(gc.get_objects())
+    before = Counter(type(o) for o in gc.get_objects())
     for _ in range(50):
         predict()
     gc.collect()
-    assert len(gc.get_objects()) - before <= 5 * 50 + 10
+    grown = Counter(type(o) for o in gc.get_objects())
+    grown.subtract(before)
+    assert grown[SpanContext] <= 50 + 5  # the roots' (a context per span was 200)
+    # all tracked objects, with room for what another test's leftover thread allocates meanwhile (the
+    # spans' own are 5 a prediction: 4 spans and the root's context; with a context each it was 592)
+    assert grown.total() <= 6 * 50, grown.most_common(5)
     root, *children = keeping.spans[-1:-5:-1]
     assert all(c.parent is root.get_span_context() for c in children)
     for span in (root, *children):
         ctx = span.get_span_context()
         assert span.context is ctx and span._context is ctx and ctx.is_valid and ctx.trace_flags.sampled
         assert (ctx.trace_id, ctx.span_id, ctx.trace_state) == (span._trace_id, span._span_id, span._trace_state)
+
+
+def test_an_exemplar_keeps_its_spans_ids_not_the_span():
+    """A bucket's exemplar lives as long as the process: holding the span would keep its attributes,
+    events and exception stack traces alive for every series and bucket."""
+    import gc
+    import weakref
+
+    provider = TracerProvider()
+    factory = SpanFactory.for_provider(provider, InstrumentationScope(tx.TRACER_NAME, __version__))
+    histogram = BoundHistogram([0.01, 1.0], {"model.name": "m"})
+    light = factory.start("predict", {}, None)
+    sdk = provider.get_tracer("t").start_span("predict")
+    ids = set()
+    for value, span in ((0.001, light), (10.0, sdk)):
+        histogram.record(value, span)
+        span.end()
+        ids.add((span.get_span_context().trace_id, span.get_span_context().span_id))
+    refs = [weakref.ref(light), weakref.ref(sdk)]
+    del light, sdk, span
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+    point = histogram.point(0, 1)
+    assert {(e.trace_id, e.span_id) for e in point.exemplars} == ids

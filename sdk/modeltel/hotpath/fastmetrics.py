@@ -50,7 +50,7 @@ class BoundHistogram:
 
     def reset(self) -> None:
         self._counts = [0] * (len(self._bounds) + 1)
-        self._exemplars: list[tuple[float, int, Span] | None] = [None] * (len(self._bounds) + 1)
+        self._exemplars: list[tuple[float, int, int, int] | None] = [None] * (len(self._bounds) + 1)
         self._lock = threading.Lock()
         self._sum = 0.0
         self._min = _INF
@@ -58,8 +58,9 @@ class BoundHistogram:
         self.count = 0
 
     def record(self, value: float, span: Span | None = None) -> None:
-        """Add one measurement; the span it was taken in becomes the bucket's exemplar if it is sampled
-        (the span, not its context: a light span builds its context only when read, see ``.spans``)."""
+        """Add one measurement; the span it was taken in becomes the bucket's exemplar if it is sampled:
+        its ids, not the span (which would keep its attributes and events alive as long as the bucket's
+        exemplar) nor its context (a light span builds that only when read, see ``.spans``)."""
         # Buckets are upper-inclusive (OTel and Prometheus "le"), which is what bisect_left gives.
         i = bisect_left(self._bounds, value)
         lock = self._lock
@@ -72,9 +73,15 @@ class BoundHistogram:
         if value > self._max:
             self._max = value
         lock.release()
-        # sampled (a held span's is not); a light span's flags read without building its context
-        if span is not None and (span._flags if type(span) is FastSpan else span.get_span_context().trace_flags) & 1:
-            self._exemplars[i] = (value, time.time_ns(), span)  # its ids are read when collected
+        if span is None:
+            return
+        if type(span) is FastSpan:  # sampled (a held span's is not): read without building its context
+            if span._flags & 1:
+                self._exemplars[i] = (value, time.time_ns(), span._span_id, span._trace_id)
+        else:
+            ctx = span.get_span_context()
+            if ctx.trace_flags & 1:
+                self._exemplars[i] = (value, time.time_ns(), ctx.span_id, ctx.trace_id)
 
     def point(self, start_ns: int, now_ns: int) -> HistogramDataPoint | None:
         if not self.count:
@@ -82,9 +89,9 @@ class BoundHistogram:
         with self._lock:
             counts = list(self._counts)
             total, count, lo, hi = self._sum, self.count, self._min, self._max
-            spans = [(e[0], e[1], e[2].get_span_context()) for e in self._exemplars if e is not None]
+            taken = [e for e in self._exemplars if e is not None]
         # latest per bucket, as OTel's aligned-bucket reservoir keeps
-        exemplars = [Exemplar({}, value, ns, ctx.span_id, ctx.trace_id) for value, ns, ctx in spans]
+        exemplars = [Exemplar({}, value, ns, span_id, trace_id) for value, ns, span_id, trace_id in taken]
         return HistogramDataPoint(
             attributes=self.attributes,
             start_time_unix_nano=start_ns,
