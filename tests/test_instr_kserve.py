@@ -131,13 +131,23 @@ async def test_subclass_defined_after_instrument_and_super_call(tel: Capture, in
     assert tel.stage_counts() == {(name, "7", stage): 1 for name in ("later", "later-async") for stage in stages}
 
 
-async def test_a_model_renamed_during_a_request_names_its_later_stages(tel: Capture, instrumented) -> None:
+@pytest.mark.parametrize("cls", [AsyncIris, SyncIris])  # each has a wrapper of its own
+async def test_a_model_renamed_during_a_request_names_its_later_stages(tel: Capture, instrumented, cls) -> None:
     """The stages take the prediction's model only while the Model's name is still the prediction's."""
 
-    class Renamed(SyncIris):
-        def preprocess(self, payload, headers=None):
-            self.name = "renamed"
-            return super().preprocess(payload, headers)
+    if cls is SyncIris:
+
+        class Renamed(cls):
+            def preprocess(self, payload, headers=None):
+                self.name = "renamed"
+                return super().preprocess(payload, headers)
+
+    else:
+
+        class Renamed(cls):
+            async def preprocess(self, payload, headers=None):
+                self.name = "renamed"
+                return await super().preprocess(payload, headers)
 
     await Renamed("first")(BODY)
     assert tel.stage_counts() == {
@@ -148,12 +158,18 @@ async def test_a_model_renamed_during_a_request_names_its_later_stages(tel: Capt
     assert tel.count(tx.PREDICTIONS.otel_name, model_name="first") == 1
 
 
-async def test_stages_outside_a_kserve_prediction(tel: Capture, instrumented) -> None:
+@pytest.mark.parametrize("cls", [AsyncIris, SyncIris])
+async def test_stages_outside_a_kserve_prediction(tel: Capture, instrumented, cls) -> None:
     """Called directly, or inside the application's own prediction of another model, a stage is the Model's."""
-    m = SyncIris("direct")
-    m.predict(m.preprocess(BODY))
+    m = cls("direct")
+
+    async def call(method, arg):
+        result = method(arg)
+        return await result if inspect.isawaitable(result) else result
+
+    await call(m.predict, await call(m.preprocess, BODY))
     with modeltel.prediction("app"):
-        m.predict(m.preprocess(BODY))
+        await call(m.predict, await call(m.preprocess, BODY))
     assert tel.stage_counts() == {("direct", "7", "preprocess"): 2, ("direct", "7", "inference"): 2}
     assert tel.count(tx.PREDICTIONS.otel_name, model_name="app") == 1
     assert tel.count(tx.PREDICTIONS.otel_name) == 1

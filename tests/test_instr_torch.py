@@ -119,6 +119,18 @@ def test_compiled_module_has_no_guard_on_the_compiling_flag(tel: Capture, instru
     assert tel.stage_counts() == {("env-model", "7", "inference"): 2}  # not while the flag was set
 
 
+def test_a_torch_without_the_compiling_flag_is_still_monitored(tel: Capture, monkeypatch) -> None:
+    """The flag is torch's private part: where it is missing, a module call must not raise into the model."""
+    monkeypatch.delattr(torch.compiler, "_is_compiling_flag")
+    TorchInstrumentor().instrument()
+    try:
+        with torch.no_grad():
+            Net()(torch.zeros(2, 4))
+    finally:
+        TorchInstrumentor().uninstrument()
+    assert tel.stage_counts() == {("env-model", "7", "inference"): 1}
+
+
 def test_on_then_off_restores_module_call_and_installs_no_global_hook(tel: Capture) -> None:
     # any global module hook sends every submodule call through torch's slow hook path
     before, call = _global_hooks(), torch.nn.Module.__call__

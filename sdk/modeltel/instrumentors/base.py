@@ -324,11 +324,11 @@ class ModeltelInstrumentor(BaseInstrumentor):
 
         def enter(args: tuple, kwargs: dict) -> Any:
             frame = current_frame()
+            if frame is not None and frame._attributes is attributes:
+                return None  # an override calling super(): one stage
             name, version = model_of(args, kwargs) if model_of is not None and args else (None, None)
             if frame is None:
                 st = Stage(telemetry(), stage, name, version, None, attributes)  # Telemetry.stage, positionally
-            elif frame._attributes is attributes:
-                return None  # an override calling super(): one stage
             elif name == frame._model_name and version == frame._model_version and id(frame._attributes) in ours:
                 # this request's prediction, of the same model: its telemetry and series (no look-ups)
                 st = Stage(frame._t, stage, None, None, None, attributes)

@@ -38,6 +38,12 @@ _BY_BATCH_SIZE: dict[int, dict[str, Any]] = {}  # _ATTRIBUTES with each batch si
 _MAX_BATCH_SIZES = 64
 
 
+class _NeverCompiling:
+    """Stands in for ``torch.compiler`` where a torch has no ``_is_compiling_flag`` (read on each call)."""
+
+    _is_compiling_flag = False
+
+
 def _with_batch_size(n: int | None) -> dict[str, Any]:
     """The span's start attributes with batch size ``n``: one shared dict per size, so that the span starts
     with it instead of copying its attributes to add one (``set_attribute``: several µs a span)."""
@@ -61,6 +67,8 @@ class TorchInstrumentor(ModeltelInstrumentor):
         module_call = torch.nn.Module.__call__
         compiler = torch.compiler
         is_dynamo_compiling = compiler.is_dynamo_compiling
+        if not hasattr(compiler, "_is_compiling_flag"):  # a torch without it: is_compiling() is Dynamo's alone
+            compiler = _NeverCompiling
         is_grad_enabled = torch.is_grad_enabled
         telemetry = self._telemetry
 

@@ -176,9 +176,9 @@ _TTFT = GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name
 # The seed's four SLOs, then the generative models' TTFT SLO. Availability and error rate are request-based
 # (servers push; there is no per-server ``up`` to count), so availability_slo is the strict one (99.9 %
 # do not fail) and error_rate_slo the seed's "at most 1 % errors". Both count status="error" over all
-# predictions: a cancelled one (the client left, genai.py) is neither good nor bad for the model, so it
-# must not burn a budget; counting "good = success" would page on disconnects. Accuracy is a gauge: the share of time it
-# holds >= 90 %.
+# predictions: a cancelled one (the client left, genai.py) is no failure of the model, so it is in the total
+# and burns no budget; counting "good = success" would page on disconnects. Accuracy is a gauge: the share of
+# time it holds >= 90 %.
 SLOS: tuple[SLO, ...] = (
     SLO(
         name="prediction_latency_slo",
