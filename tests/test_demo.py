@@ -6,7 +6,6 @@ import ctypes
 import math
 import os
 import queue
-import resource
 import signal
 import subprocess
 import sys
@@ -101,8 +100,11 @@ def _signal_a_thread_other_than_main(pid: int, sig: int) -> None:
     """``sig`` to one of ``pid``'s threads other than its main one: the kernel hands a process-directed
     signal to such a thread whenever the main thread already has one pending, and CPython then runs the
     handler only when the main thread next runs bytecode."""
-    tid = next(t.id for t in psutil.Process(pid).threads() if t.id != pid)
-    assert ctypes.CDLL(None, use_errno=True).tgkill(pid, tid, sig) == 0, os.strerror(ctypes.get_errno())
+    tgkill = ctypes.CDLL(None, use_errno=True).tgkill
+    for t in psutil.Process(pid).threads():  # a short-lived one (a request's) may be gone: ESRCH, the next
+        if t.id != pid and tgkill(pid, t.id, sig) == 0:
+            return
+    pytest.fail(f"no thread of {pid} but its main one took the signal: {os.strerror(ctypes.get_errno())}")
 
 
 @pytest.mark.parametrize(
@@ -123,7 +125,6 @@ def test_a_signal_stops_every_process_and_removes_every_temporary_directory(tmp_
         stdout=subprocess.PIPE, stderr=stderr, text=True,
         env={**os.environ, "TMPDIR": str(tmp), "PYTHONFAULTHANDLER": "1"},  # a hang then tells where it is
         start_new_session=True,  # its own session: every process it starts is found by session id
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)),  # and leaves no core file
     )  # fmt: skip
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -156,6 +157,7 @@ def _exit_code(proc: subprocess.Popen, stderr: Path, timeout: float = 120) -> in
         wanted = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
         masks = [line for line in status if line.startswith(wanted)]
         wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+        psutil.Process(proc.pid).rlimit(psutil.RLIMIT_CORE, (0, 0))  # the abort leaves no core file
         os.kill(proc.pid, signal.SIGABRT)
         proc.wait(timeout=30)
         stacks = stderr.read_text()[-6000:]
@@ -167,13 +169,19 @@ def test_stopping_several_processes_takes_one_bound_not_the_sum():
     must not make the next wait its own full bound."""
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
     procs = [subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE) for _ in range(3)]
-    for proc in procs:
-        proc.stdout.readline()  # SIGTERM is ignored from here on
-    start = time.monotonic()
-    stop_process(*procs, timeout=1.0)
-    took = time.monotonic() - start
+    try:
+        for proc in procs:
+            proc.stdout.readline()  # SIGTERM is ignored from here on
+        start = time.monotonic()
+        stop_process(*procs, timeout=2.0)
+        took = time.monotonic() - start
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
     assert [proc.returncode for proc in procs] == [-signal.SIGKILL] * 3
-    assert 1.0 <= took < 2.5, took  # one bound of 1 s (3 s or more when each waits its own)
+    assert 2.0 <= took < 5.0, took  # one bound of 2 s (6 s or more when each waits its own)
 
 
 def _families_with(meters_nvml) -> dict:

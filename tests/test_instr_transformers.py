@@ -238,6 +238,7 @@ def test_zero_code_under_modeltel_run(tmp_path) -> None:
     # the streamed generate(); the pipeline ran without a streamer. Cumulative points: a periodic export and
     # the one at exit can both carry it, each with count 1
     assert {p.count for p in ttft} == {1}
+    assert len({tuple(sorted(attributes(p.attributes).items())) for p in ttft}) == 1  # one series
     assert ops == {"text_completion"}
 
 

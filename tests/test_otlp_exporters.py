@@ -322,9 +322,6 @@ def test_a_renamed_upstream_part_falls_back_to_upstreams_export(
 
 
 # --- the gRPC exporters' private upstream parts ------------------------------------------------------------
-_GRPC_EXPORTERS = (GrpcSpanExporter, GrpcMetricExporter)
-
-
 def test_the_installed_grpc_exporter_has_the_private_parts_modeltel_uses(caplog: pytest.LogCaptureFixture) -> None:
     """Fails loudly on an upstream release that renamed ``_channel``, ``_initialize_channel_and_stub`` or
     ``_translate_data``: the exporters would still export, silently slower, with upstream's encoding."""
