@@ -121,3 +121,16 @@ def test_a_derived_observation_refused_by_max_series_is_counted_once_as_dropped_
         overflow = c.stats.counters["modeltel_collector_derived_overflow"]
         assert overflow[PRED] == 8 and overflow[COUNT] == 0  # the 8 counter increments were not recorded
         assert c.stats.counters["modeltel_collector_dropped"]["derived_series_limit"] == 8
+
+
+def test_the_derived_observations_of_a_resource_refused_whole_are_counted() -> None:
+    """A new resource ``max_series`` has no room for gets no series at all: its span-derived observations
+    are refused with it, counted under the same reason (the spans themselves are stored)."""
+    with running_collector(max_series=3) as c:
+        _post(c, "/v1/traces", _predictions("first", range(1)))  # its resource, histogram and counter
+        c.flush()
+        assert c.metrics.n_series == 3
+        _post(c, "/v1/traces", _predictions("late", range(5)))  # 5 predictions: 5 samples x 2 families
+        c.flush()
+        assert c.metrics.n_series == 3
+        assert c.stats.counters["modeltel_collector_dropped"]["derived_series_limit"] == 10

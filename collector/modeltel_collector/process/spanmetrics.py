@@ -298,8 +298,9 @@ def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Ob
             if ri not in resources:
                 resources[ri] = store.touch_resource(resource_spans[ri].resource, now)
             res = resources[ri]
-            if res is None:
-                continue  # a new resource over the series limit
+            if res is None:  # a new resource over the series limit: its observations are refused with it
+                store.refuse_derived(_samples(kind, obs))
+                continue
             labels = [*res.labels, (_MODEL_LABEL, model or tx.UNKNOWN_VALUE), (_VERSION_LABEL, version)]
             if scope[0]:
                 labels.append(("otel_scope_name", scope[0]))
@@ -318,6 +319,14 @@ def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Ob
                 res, _COUNT.prometheus_name, COUNTER, _COUNT.unit, _COUNT.description, tuple(sorted(labels)), len(obs),
                 overflow=overflow.other,
             )  # fmt: skip
+
+
+def _samples(kind: str, obs: list) -> int:
+    """The derived samples a group adds: a stage's histogram; a prediction's histogram and counter; a
+    generation's GenAI samples."""
+    if kind == _GENERATION:
+        return sum(len(genaispans.observations(gen)) for gen in obs)
+    return len(obs) if kind == _STAGE_KIND else 2 * len(obs)
 
 
 def _hist(store: MetricStore, res: ResourceState, inst: tx.Instrument, labels, obs: list[Observation]) -> None:

@@ -226,6 +226,11 @@ class MetricStore:
         return self._series(fam, labels, res, factory) if held is None else held.series_for(factory)
 
     # ---------------------------------------------------------------- span-derived updates
+    def refuse_derived(self, observations: int) -> None:
+        """Count span-derived observations ``max_series`` left no room for (``on_refused``)."""
+        if self.on_refused is not None:
+            self.on_refused(observations)
+
     def observe_derived(
         self,
         resource: ResourceState,
@@ -259,8 +264,7 @@ class MetricStore:
         s = self._series(fam, labels, resource, NumberSeries if type_ == COUNTER else HistogramSeries)
         n = value if type_ == COUNTER else len(value)
         if s is None:  # counted once, as refused: not also as recorded under _other
-            if self.on_refused is not None:
-                self.on_refused(n)
+            self.refuse_derived(n)
             return False
         if overflowed:
             self._overflow(resource, family, n)
