@@ -20,7 +20,7 @@ from modeltel_collector.facts import Fact, Feedback, Prediction
 from modeltel_collector.process import genaispans, overflow
 from modeltel_collector.process.genaispans import Generation, number, read_generation
 from modeltel_collector.store.metrics import COUNTER, HISTOGRAM, MetricStore, Observation, ResourceState
-from modeltel_collector.store.spanrows import MAX_INT64, TraceRow
+from modeltel_collector.store.spanrows import MAX_INT64, TraceRow, csv
 
 _ERROR = Status.STATUS_CODE_ERROR
 _FACT_ATTRS = (tx.SPAN_ATTR_PREDICTION_ID, tx.SPAN_ATTR_PREDICTION_VALUE, tx.SPAN_ATTR_PREDICTION_CONFIDENCE,
@@ -85,8 +85,8 @@ class _Trace:
             trace_id,
             service,
             self.model,
-            _csv(self.stages),
-            _csv(self.kinds),
+            csv(self.stages),
+            csv(self.kinds),
             self.name,
             self.status,
             min(self.start, MAX_INT64),  # fixed64 on the wire, INTEGER in SQLite: a far-future time is clamped
@@ -284,11 +284,6 @@ def _group(spans: list[tuple], ri: int, scope: tuple[str, str], groups: dict[_Gr
             if not has_model and parent in parents:
                 model, version = parents[parent]
             groups.setdefault((ri, scope, kind, model, version, stage, ""), []).append(obs)
-
-
-def _csv(values: set[str]) -> str:
-    """',a,b,' so that instr(col, ',a,') matches whole values only."""
-    return "," + ",".join(sorted(values)) + "," if values else ""
 
 
 def _observe(store: MetricStore, resource_spans, groups: dict[_GroupKey, list[Observation]], now: float) -> None:

@@ -63,6 +63,11 @@ def hit(rows: list[tuple]) -> dict[str, Any]:
     }
 
 
+def csv(values: set[str]) -> str:
+    """The ``stages``/``kinds`` column of a row: ',a,b,', so that instr(col, ',a,') matches whole values."""
+    return "," + ",".join(sorted(values)) + "," if values else ""
+
+
 def _csv_values(col: str) -> list[str]:
     """The values of ``stages``/``kinds`` columns, of one row or several concatenated (",a,b,,a," -> ["a", "b"])."""
     return sorted({v for v in col.split(",") if v})

@@ -38,9 +38,14 @@ def wrap(
     func: Callable[..., Any], enter: Enter, after: After | None = None, *, after_skips: frozenset[type] = frozenset()
 ) -> Callable[..., Any]:
     """``func`` wrapped so that each call runs inside ``enter(args, kwargs)``; see the module docstring."""
-    wrapper = _wrapper(func, enter, after, after_skips)
+    return finish(_wrapper(func, enter, after, after_skips), func)
+
+
+def finish(wrapper: Callable[..., Any], func: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` as a wrapper of ``func`` must be: ``func``'s name, docs and ``__wrapped__``, and a code
+    object of its own (see the module docstring); for a wrapper written out by hand (KServe's), too."""
     functools.update_wrapper(wrapper, func)
-    wrapper.__code__ = wrapper.__code__.replace()  # a code object of its own (see the module docstring)
+    wrapper.__code__ = wrapper.__code__.replace()
     return wrapper
 
 

@@ -14,13 +14,13 @@ general framework stage's (:meth:`~.base.ModeltelInstrumentor.stage_enter`), whi
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Collection
 from typing import Any
 
 from modeltel import Prediction, Stage
 from modeltel import taxonomy as tx
+from modeltel.hotpath.wrapping import finish
 
 from .base import (
     Make,
@@ -91,7 +91,7 @@ def _stage(enter: Callable[[tuple, dict], Any], attributes: dict[str, Any], stag
                 with cm:
                     return func(*args, **kwargs)
 
-        return _finished(wrapper, func)
+        return finish(wrapper, func)
 
     return make
 
@@ -116,17 +116,9 @@ def _prediction(general: Make, telemetry: Callable[[], Any], attributes: dict[st
                     return await func(*args, **kwargs)
             return await func(*args, **kwargs)
 
-        return _finished(wrapper, func)
+        return finish(wrapper, func)
 
     return make
-
-
-def _finished(wrapper: Callable[..., Any], func: Callable[..., Any]) -> Callable[..., Any]:
-    """``wrapper`` as :func:`modeltel.hotpath.wrap` leaves its wrappers: ``func``'s name, docs and
-    ``__wrapped__``, and a code object of its own."""
-    functools.update_wrapper(wrapper, func)
-    wrapper.__code__ = wrapper.__code__.replace()
-    return wrapper
 
 
 class KServeInstrumentor(ModeltelInstrumentor):

@@ -42,16 +42,12 @@ class _Upstream(NamedTuple):
     too_large_error: type[Exception]  # RequestPayloadTooLargeError
 
 
-def _missing(part: str) -> None:
-    missing("http", part)
-
-
 def _upstream_parts(exporter: Any) -> _Upstream | None:
     """The upstream internals our export step goes through, or None (warned once) if one is missing."""
     try:
         from opentelemetry.exporter.otlp.proto.http import _common
     except ImportError:
-        _missing("_common module")
+        missing("http", "_common module")
         return None
     for owner, name, part in (
         (_common, "_is_request_too_large", "_common._is_request_too_large"),
@@ -62,7 +58,7 @@ def _upstream_parts(exporter: Any) -> _Upstream | None:
         (getattr(exporter, "_client", None), "export", "exporter._client.export"),
     ):
         if not hasattr(owner, name):
-            _missing(part)
+            missing("http", part)
             return None
     return _Upstream(_common._is_request_too_large, _common.RequestPayloadTooLargeError)
 
@@ -73,7 +69,7 @@ def _set(result: Any, **fields: Any) -> None:
         try:
             setattr(result, name, value)
         except AttributeError:
-            _missing(f"export_operation().{name}")
+            missing("http", f"export_operation().{name}")
 
 
 def _send_http(exporter: Any, upstream: _Upstream, body: Callable[[], bytes], count: int, kind: str) -> bool:
@@ -92,7 +88,7 @@ def _send_http(exporter: Any, upstream: _Upstream, body: Callable[[], bytes], co
             return False
         sent = exporter._client.export(data)
         if not hasattr(sent, "success"):  # sent, outcome unknown: later batches take upstream's own export
-            _missing("_client.export() result's success")
+            missing("http", "_client.export() result's success")
             exporter._upstream = None
             return True
         if not sent.success:  # upstream's last line may not say why ("due to timeout, max retries or shutdown")
