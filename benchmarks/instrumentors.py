@@ -251,7 +251,8 @@ def table(calls: int, rounds: int = 5, only: list[str] | None = None) -> list[Ro
 
 
 def print_table(rows: list[Row]) -> None:
-    print("µs per call; 'wrapper' = instrumented minus the same work by hand, median of the rounds (goal <= 2 µs)")
+    print("µs per call of CPU time, garbage collector off (the wrappers' own cost; hotpath.py counts the GC);")
+    print("'wrapper' = instrumented minus the same work by hand, median of the rounds (goal <= 2 µs)")
     cols = ("+metrics", "hand", "wrapper", "+traced", "hand", "wrapper")
     print(f"{'target':48} {'bare':>7} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (9, 7, 8, 9, 7, 8), strict=True)))
     for name, bare, modes in rows:
