@@ -46,6 +46,7 @@ from modeltel import taxonomy as tx
 from modeltel.hotpath import wrap
 from modeltel.hotpath.prediction import Prediction
 from modeltel.hotpath.stage import Stage
+from modeltel.hotpath.wrapping import finish
 
 from .patching import ORIGINAL_ATTR, Make, Patches, patch_hierarchy
 from .scopes import (
@@ -75,6 +76,7 @@ __all__ = [
     "active_call",
     "batch_len",
     "current_frame",
+    "finish",
     "patch_hierarchy",
     "prediction_frames",
     "reset_active",

@@ -20,13 +20,13 @@ from typing import Any
 
 from modeltel import Prediction, Stage
 from modeltel import taxonomy as tx
-from modeltel.hotpath.wrapping import finish
 
 from .base import (
     Make,
     ModeltelInstrumentor,
     Patches,
     current_frame,
+    finish,
     patch_hierarchy,
     prediction_frames,
     stage_attributes,
